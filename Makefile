@@ -1,0 +1,43 @@
+# theoryx developer entry points. `make test` is what CI runs (.ci/run).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: venv install demo docker test test-fast lint bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+
+# Install and run a real processor on the mock adapter (no Docker needed).
+demo: install
+	$(BIN)/theoryx run --adapter mock --ref llm/litellm@1 \
+	  --inputs-json '{"messages":[{"role":"user","content":"Hello"}]}'
+
+# Start a Docker engine and build the offline base image (root; idempotent).
+docker:
+	bash scripts/docker-up.sh
+	bash scripts/base-image.sh
+
+lint: install
+	$(BIN)/ruff check cas theoryx tests bench
+	$(BIN)/mypy
+
+test-fast: install
+	$(BIN)/pytest -q -m "not docker"
+
+# Everything: lint, types, Docker engine + base image, the whole suite.
+test: install docker
+	$(BIN)/ruff check cas theoryx tests bench
+	$(BIN)/mypy
+	THEORYX_BASE_IMAGE=$${THEORYX_BASE_IMAGE:-theoryx/python-base:bookworm} $(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python bench/bench_hit.py
+	$(BIN)/python bench/bench_ingest.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

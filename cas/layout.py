@@ -1,0 +1,77 @@
+"""Where things live under a store root (the ``cas-v1`` directory).
+
+    <root>/blobs/<2 hex>/<62 hex>    published blobs, mode 0444
+    <root>/tmp/<random>.tmp          temp files of writes in progress
+
+Paths of blobs are built only from validated cids; scanning ignores every name that a valid cid
+could not have produced.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cas.blob import Blob
+from cas.cid import PREFIX, hex_of
+
+_SHARD = re.compile(r"[0-9a-f]{2}")
+_REST = re.compile(r"[0-9a-f]{62}")
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """The directory layout of one store root."""
+
+    root: Path
+
+    @property
+    def blobs_dir(self) -> Path:
+        """Directory holding the published blobs, sharded by the first two hex digits."""
+        return self.root / "blobs"
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Directory holding temp files; on the same filesystem as :attr:`blobs_dir`."""
+        return self.root / "tmp"
+
+    def blob_path(self, cid: str) -> Path:
+        """Return where the blob ``cid`` lives; raise :class:`~cas.errors.InvalidCid` if malformed."""
+        digest = hex_of(cid)
+        return self.blobs_dir / digest[:2] / digest[2:]
+
+    def scan_blobs(self) -> Iterator[Blob]:
+        """Yield every published blob, in cid order; entries removed meanwhile are skipped."""
+        for shard in _sorted_entries(self.blobs_dir):
+            if _SHARD.fullmatch(shard.name) and shard.is_dir(follow_symlinks=False):
+                for entry in _sorted_entries(Path(shard.path)):
+                    if _REST.fullmatch(entry.name):
+                        blob = _blob_of(PREFIX + shard.name + entry.name, entry)
+                        if blob is not None:
+                            yield blob
+
+    def scan_temps(self) -> Iterator[Path]:
+        """Yield the regular files under :attr:`tmp_dir`."""
+        for entry in _sorted_entries(self.tmp_dir):
+            if entry.is_file(follow_symlinks=False):
+                yield Path(entry.path)
+
+
+def _sorted_entries(directory: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as entries:
+            return sorted(entries, key=lambda entry: entry.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _blob_of(cid: str, entry: os.DirEntry[str]) -> Blob | None:
+    try:
+        st = entry.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    return Blob(cid, st.st_size) if stat.S_ISREG(st.st_mode) else None

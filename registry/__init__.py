@@ -1,0 +1,1 @@
+"""Processor specs installed with theoryx (the registry/ directory of the source tree)."""

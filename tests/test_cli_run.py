@@ -1,0 +1,207 @@
+"""``theoryx run`` through CliRunner: the seed examples, output shapes and every error message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import HELLO, Cli, hello_args
+
+
+def test_basic_mock_run_prints_outputs(cli: Cli) -> None:
+    res = cli("run", *hello_args())
+    assert res.exit_code == 0, res.output
+    assert "Processor completed successfully" in res.stdout
+    assert "Cache: miss" in res.stdout
+    assert "Outputs:" in res.stdout
+    assert "/artifacts/outputs/text/response.txt" in res.stdout
+    assert "Mock response to 1 messages" in res.stdout
+
+
+def test_repeat_run_is_a_cache_hit(cli: Cli) -> None:
+    first = cli("run", *hello_args())
+    second = cli("run", *hello_args())
+    assert first.exit_code == second.exit_code == 0
+    assert "Cache: hit" in second.stdout
+
+
+def test_json_output_shape(cli: Cli) -> None:
+    body = cli.run_json(*hello_args())
+    assert body["_exit"] == 0
+    assert body["status"] == "success"
+    assert body["ref"] == "llm/litellm@1"
+    assert body["adapter"] == "mock"
+    assert body["cache"] == "miss"
+    assert body["memo_key"].startswith("b3:") and len(body["memo_key"]) == 67
+    paths = [o["path"] for o in body["outputs"]]
+    assert paths == sorted(paths) == ["/artifacts/outputs/metadata.json", "/artifacts/outputs/text/response.txt"]
+    resp = body["outputs"][1]
+    assert resp["size_bytes"] == len("Mock response to 1 messages")
+    assert resp["mime"] == "text/plain"
+    eid = body["execution_id"]
+    assert body["index_path"] == f"/artifacts/execution/{eid}/outputs.json"
+    assert body["receipt_path"] == f"/artifacts/execution/{eid}/determinism.json"
+    assert set(body["meta"]) == {"env_fingerprint", "duration_ms"}
+    again = cli.run_json(*hello_args())
+    assert again["cache"] == "hit"
+    assert again["memo_key"] == body["memo_key"]
+    assert [o["cid"] for o in again["outputs"]] == [o["cid"] for o in body["outputs"]]
+    assert again["execution_id"] != eid
+
+
+def test_json_stdout_is_exactly_one_object(cli: Cli) -> None:
+    res = cli("run", "--json", "--stream", *hello_args())
+    assert res.exit_code == 0
+    json.loads(res.stdout)  # raises if anything else was printed on stdout
+
+
+def test_plan_is_recorded(cli: Cli) -> None:
+    body = cli.run_json(*hello_args("--plan", "team-a"))
+    show = json.loads(cli("show", "--json", body["execution_id"]).stdout)
+    assert show["plan"] == "team-a"
+    listed = json.loads(cli("ls", "--plan", "team-a", "--json").stdout)
+    assert [r["execution_id"] for r in listed] == [body["execution_id"]]
+
+
+def test_multiple_attachments_are_rewritten(cli: Cli, tmp_path: Path) -> None:
+    a = tmp_path / "notes.txt"
+    a.write_text("alpha")
+    b = tmp_path / "pic.png"
+    b.write_bytes(b"\x89PNG\r\n\x1a\n fake")
+    inputs = {"messages": [{"role": "user", "content": [{"$attach": "doc"}, {"$attach": "img"}]}]}
+    body = cli.run_json("--adapter", "mock", "--ref", "llm/litellm@1", "--inputs-json", json.dumps(inputs),
+                        "--attach", f"doc={a}", "--attach", f"img={b}")
+    assert body["status"] == "success", body
+    action_cid = json.loads(cli("show", "--json", body["execution_id"]).stdout)["action_cid"]
+    action = json.loads(cli("cat", action_cid).stdout)
+    content = action["inputs"]["messages"][0]["content"]
+    assert content[0]["$artifact"].endswith("/notes.txt") and content[0]["mime"] == "text/plain"
+    assert content[1]["mime"] == "image/png"
+    assert content[0]["$artifact"] == f"/artifacts/inputs/{content[0]['cid']}/notes.txt"
+    assert str(tmp_path) not in json.dumps(action)
+    assert cli("cat", content[0]["$artifact"]).stdout == "alpha"
+
+
+def test_custom_write_prefix(cli: Cli) -> None:
+    body = cli.run_json(*hello_args("--write-prefix", "/artifacts/custom/run1/"))
+    assert [o["path"] for o in body["outputs"]] == [
+        "/artifacts/custom/run1/metadata.json", "/artifacts/custom/run1/text/response.txt"]
+    assert cli("cat", "/artifacts/custom/run1/text/response.txt").stdout == "Mock response to 1 messages"
+
+
+def test_write_prefix_with_execution_id_is_expanded(cli: Cli) -> None:
+    body = cli.run_json(*hello_args("--write-prefix", "/artifacts/runs/{execution_id}/"))
+    eid = body["execution_id"]
+    assert body["outputs"][0]["path"].startswith(f"/artifacts/runs/{eid}/")
+
+
+def test_write_prefix_errors_are_exact(cli: Cli) -> None:
+    cases = {
+        "/artifacts/outputs": "Error: --write-prefix must end with /",
+        "/tmp/out/": "Error: --write-prefix must start with /artifacts/",
+        "/artifacts/a/../b/": "Error: --write-prefix must not contain . or .. segments",
+        "/artifacts/a//b/": "Error: --write-prefix must not contain empty segments (//)",
+    }
+    for prefix, message in cases.items():
+        res = cli("run", *hello_args("--write-prefix", prefix))
+        assert res.exit_code == 2, prefix
+        assert res.stderr.strip() == message
+
+
+def test_missing_attachment_file(cli: Cli, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.txt"
+    res = cli("run", *hello_args("--attach", f"doc={missing}"))
+    assert res.exit_code == 2
+    assert res.stderr.strip() == f"Error: Attachment file not found: {missing}"
+
+
+def test_unknown_attach_reference_names_it(cli: Cli) -> None:
+    inputs = {"messages": [{"role": "user", "content": {"$attach": "ghost"}}]}
+    res = cli("run", "--adapter", "mock", "--ref", "llm/litellm@1", "--inputs-json", json.dumps(inputs))
+    assert res.exit_code == 2
+    assert "'ghost'" in res.stderr
+
+
+def test_invalid_inputs_json_says_where(cli: Cli) -> None:
+    res = cli("run", "--adapter", "mock", "--ref", "llm/litellm@1", "--inputs-json", '{"messages": [}')
+    assert res.exit_code == 2
+    assert "--inputs-json is not valid JSON" in res.stderr and "line 1 column 15" in res.stderr
+
+
+def test_inputs_file_and_stdin(cli: Cli, tmp_path: Path) -> None:
+    f = tmp_path / "in.json"
+    f.write_text(json.dumps(HELLO))
+    by_file = cli.run_json("--adapter", "mock", "--ref", "llm/litellm@1", "--inputs-file", str(f))
+    res = cli("run", "--json", "--adapter", "mock", "--ref", "llm/litellm@1", "--inputs-file", "-",
+              input=json.dumps(HELLO))
+    assert json.loads(res.stdout)["memo_key"] == by_file["memo_key"]
+
+
+def test_schema_violation_is_err_inputs_with_pointer(cli: Cli) -> None:
+    body = cli.run_json("--adapter", "mock", "--ref", "llm/litellm@1",
+                        "--inputs-json", '{"messages": [{"role": "robot", "content": "x"}]}')
+    assert body["_exit"] == 1
+    assert body["status"] == "error"
+    assert body["error"]["code"] == "ERR_INPUTS"
+    assert "/messages/0/role" in body["error"]["message"]
+    assert body["execution_id"]
+
+
+def test_missing_required_input(cli: Cli) -> None:
+    body = cli.run_json("--adapter", "mock", "--ref", "llm/litellm@1")
+    assert body["error"]["code"] == "ERR_INPUTS"
+    assert "messages" in body["error"]["message"]
+
+
+def test_unknown_ref_names_registries(cli: Cli) -> None:
+    res = cli("run", "--adapter", "mock", "--ref", "llm/nope@1")
+    assert res.exit_code == 1
+    assert "llm/nope@1 not found" in res.stderr
+    assert str(cli.registry / "processors") in res.stderr
+
+
+def test_malformed_ref_is_usage_error(cli: Cli) -> None:
+    res = cli("run", "--adapter", "mock", "--ref", "litellm")
+    assert res.exit_code == 2
+    assert "ns/name@version" in res.stderr
+
+
+def test_local_and_modal_fail_clearly_until_available(cli: Cli) -> None:
+    body = cli.run_json("--adapter", "modal", "--ref", "llm/litellm@1", "--inputs-json", json.dumps(HELLO))
+    assert body["status"] == "error"
+    assert body["error"]["code"] == "ERR_ADAPTER_UNAVAILABLE"
+
+
+def test_save_dir_and_save_first(cli: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "saved"
+    first = tmp_path / "first.txt"
+    res = cli("run", *hello_args("--save-dir", str(out), "--save-first", str(first)))
+    assert res.exit_code == 0, res.output
+    assert (out / "text" / "response.txt").read_text() == "Mock response to 1 messages"
+    assert json.loads((out / "metadata.json").read_text())["mock"] is True
+    assert first.read_text() == "Mock response to 1 messages"
+
+
+def test_stream_prints_the_response(cli: Cli) -> None:
+    res = cli("run", "--stream", *hello_args())
+    assert res.stdout.startswith("Mock response to 1 messages")
+
+
+def test_no_cache_executes_again(cli: Cli) -> None:
+    cli("run", *hello_args())
+    body = cli.run_json(*hello_args("--no-cache"))
+    assert body["cache"] == "miss"
+
+
+def test_adapter_options_do_not_change_the_key(cli: Cli) -> None:
+    a = cli.run_json(*hello_args())
+    b = cli.run_json(*hello_args("--adapter-opts-json", '{"anything": 1}'))
+    assert a["memo_key"] == b["memo_key"] and b["cache"] == "hit"
+
+
+def test_failed_execution_is_not_cached(cli: Cli) -> None:
+    bad = cli.run_json(*hello_args("--adapter-opts-json", '{"exit_code": 3}'))
+    assert bad["error"]["code"] == "ERR_PROCESSOR_FAILED"
+    good = cli.run_json(*hello_args())
+    assert good["cache"] == "miss"
+    assert good["memo_key"] == json.loads(cli("show", "--json", bad["execution_id"]).stdout)["memo_key"]

@@ -1,0 +1,180 @@
+"""The run flow through the Python API: hits, misses, memo key ingredients, blob loss."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import HELLO, REGISTRY
+from theoryx import api
+from theoryx.errors import InputsError, TheoryxError
+
+
+def run(home: Path, inputs: Any = None, **kw: Any) -> api.RunResult:
+    kw.setdefault("adapter", "mock")
+    kw.setdefault("registry", str(REGISTRY))
+    return api.run(kw.pop("ref", "llm/litellm@1"), inputs=HELLO if inputs is None else inputs, home=home, **kw)
+
+
+def test_rerun_is_a_hit_with_identical_cids_and_the_adapter_not_called(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = run(home)
+    from theoryx.adapters import mock
+
+    def boom(self: Any, request: Any) -> Any:
+        raise AssertionError("adapter called on a hit")
+
+    monkeypatch.setattr(mock.MockAdapter, "execute", boom)
+    second = run(home)
+    assert second.cache == "hit"
+    assert [o.cid for o in second.outputs] == [o.cid for o in first.outputs]
+    assert second.record.source_execution == first.execution_id
+
+
+def test_key_order_in_inputs_is_irrelevant(home: Path) -> None:
+    a = run(home, {"messages": HELLO["messages"], "temperature": 0.5, "model": "m"})
+    b = run(home, {"model": "m", "temperature": 0.5, "messages": HELLO["messages"]})
+    assert a.memo_key == b.memo_key and b.cache == "hit"
+
+
+@pytest.mark.parametrize("change", [
+    {"inputs": {"messages": [{"role": "user", "content": "Hello!"}]}},
+    {"seed": 1},
+    {"write_prefix": "/artifacts/other/"},
+    {"salt": "poisoned-2026-11"},
+])
+def test_each_key_ingredient_changes_the_key(home: Path, change: dict[str, Any]) -> None:
+    base = run(home)
+    changed = run(home, **change)
+    assert changed.memo_key != base.memo_key
+    assert changed.cache == "miss"
+
+
+def test_attachment_bytes_change_the_key(home: Path, tmp_path: Path) -> None:
+    f = tmp_path / "a.txt"
+    inputs = {"messages": [{"role": "user", "content": {"$attach": "a"}}]}
+    f.write_bytes(b"one")
+    k1 = run(home, inputs, attachments={"a": f}).memo_key
+    f.write_bytes(b"onf")
+    k2 = run(home, inputs, attachments={"a": f}).memo_key
+    f.write_bytes(b"one")
+    assert k1 != k2
+    assert run(home, inputs, attachments={"a": f}).memo_key == k1
+
+
+def test_attachment_host_path_does_not_change_the_key(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    (tmp_path / "x" / "a.txt").write_text("same")
+    (tmp_path / "y" / "a.txt").write_text("same")
+    inputs = {"messages": [{"role": "user", "content": {"$attach": "a"}}]}
+    k1 = run(home, inputs, attachments={"a": tmp_path / "x" / "a.txt"}).memo_key
+    k2 = run(home, inputs, attachments={"a": tmp_path / "y" / "a.txt"}).memo_key
+    assert k1 == k2
+
+
+def _copy_registry(dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(REGISTRY / "processors", dst / "processors")
+    return dst
+
+
+@pytest.mark.parametrize("edit", [
+    ("runtime:\n  cpu: 1\n", "runtime:\n  cpu: 2\n"),
+    ("  timeout: 300\n", "  timeout: 299\n"),
+    ("  memory: 1024\n", "  memory: 2048\n"),
+    ("    mime: text/plain\n", "    mime: text/markdown\n"),
+    ("    max_tokens: {type: integer, minimum: 1}\n", "    max_tokens: {type: integer, minimum: 2}\n"),
+    ('command: ["python3", "/app/run.py"]', 'command: ["python3", "-u", "/app/run.py"]'),
+])
+def test_every_execution_relevant_spec_field_changes_the_key(home: Path, tmp_path: Path, edit: tuple[str, str]) -> None:
+    reg = _copy_registry(tmp_path / "reg")
+    spec = reg / "processors" / "llm" / "litellm@1.yaml"
+    base = run(home, registry=str(reg)).memo_key
+    text = spec.read_text()
+    assert edit[0] in text
+    spec.write_text(text.replace(edit[0], edit[1], 1))
+    assert run(home, registry=str(reg)).memo_key != base
+
+
+def test_description_does_not_change_the_key(home: Path, tmp_path: Path) -> None:
+    reg = _copy_registry(tmp_path / "reg")
+    spec = reg / "processors" / "llm" / "litellm@1.yaml"
+    base = run(home, registry=str(reg))
+    spec.write_text(spec.read_text().replace("Chat completion", "A chat completion"))
+    again = run(home, registry=str(reg))
+    assert again.memo_key == base.memo_key and again.cache == "hit"
+
+
+def test_mock_source_change_changes_the_mock_key(home: Path, tmp_path: Path) -> None:
+    reg = _copy_registry(tmp_path / "reg")
+    base = run(home, registry=str(reg)).memo_key
+    mock = reg / "processors" / "llm" / "litellm" / "mock.py"
+    mock.write_text(mock.read_text() + "\n# changed\n")
+    assert run(home, registry=str(reg)).memo_key != base
+
+
+def test_hit_whose_blob_was_deleted_is_a_miss_and_reexecutes(home: Path) -> None:
+    first = run(home)
+    from theoryx.stores import open_stores
+
+    cas = open_stores(home).cas
+    victim = first.outputs[1].cid
+    assert cas.delete(victim)
+    second = run(home)
+    assert second.cache == "miss"
+    assert second.outputs[1].cid == victim
+    assert cas.exists(victim)
+    assert run(home).cache == "hit"
+
+
+def test_inputs_are_validated_on_a_miss(home: Path) -> None:
+    with pytest.raises(InputsError) as info:
+        run(home, {"messages": []})
+    assert info.value.code == "ERR_INPUTS"
+    assert "/messages" in info.value.message
+
+
+def test_every_invocation_is_recorded_including_failures(home: Path) -> None:
+    ok = run(home)
+    with pytest.raises(TheoryxError) as info:
+        run(home, {"nope": 1})
+    from theoryx import executions
+    from theoryx.stores import open_stores
+
+    db = open_stores(home).db
+    recs = list(executions.latest(db))
+    assert [r.execution_id for r in recs] == [info.value.execution_id, ok.execution_id]
+    assert recs[0].status == "error" and recs[0].error and recs[0].error["code"] == "ERR_INPUTS"
+
+
+def test_receipt_contents(home: Path) -> None:
+    res = run(home, seed=7, plan="p1")
+    from theoryx.stores import open_stores
+    from theoryx.worldpaths import resolve
+
+    stores = open_stores(home)
+    receipt = json.loads(stores.cas.read(resolve(stores, res.receipt_path)))
+    assert receipt["seed"] == 7
+    assert receipt["memo_key"] == res.memo_key
+    assert receipt["env_fingerprint"] == res.env_fingerprint
+    assert receipt["output_cids"] == {o.path: o.cid for o in res.outputs}
+    assert receipt["execution_id"] == res.execution_id
+    assert receipt["ref"] == "llm/litellm@1" and receipt["adapter"] == "mock"
+    assert receipt["cache_hit"] is False and receipt["plan"] == "p1"
+    assert receipt["spec_digest"].startswith("b3:") and receipt["theoryx_version"]
+    # the memo key recomputes from the stored pre-image
+    from theoryx.canonical import digest
+
+    assert digest(stores.cas.read(receipt["action_cid"])) == res.memo_key
+    index = json.loads(stores.cas.read(resolve(stores, res.index_path)))
+    assert [o["path"] for o in index["outputs"]] == [o.path for o in res.outputs]
+
+
+def test_workspace_is_removed_after_the_run(home: Path) -> None:
+    run(home)
+    assert list((home / "work-v1").iterdir()) == []
+    assert list((home / "leases").iterdir()) == []

@@ -1,0 +1,57 @@
+"""Refs, write prefixes, execution ids, canonical bytes, the error tree."""
+
+from __future__ import annotations
+
+import pytest
+
+from theoryx import errors, ids, writeprefix
+from theoryx.canonical import canonical_bytes, canonical_digest
+from theoryx.errors import RefError, WritePrefixError
+from theoryx.refs import Ref
+
+
+def test_ref_round_trip() -> None:
+    ref = Ref.parse("llm/litellm@1")
+    assert (ref.ns, ref.name, ref.version, str(ref)) == ("llm", "litellm", "1", "llm/litellm@1")
+
+
+@pytest.mark.parametrize("bad", ["litellm", "llm/litellm", "llm/@1", "/x@1", "LLM/x@1", "a/b@", "a/b/c@1", "a/../b@1"])
+def test_bad_refs_are_rejected(bad: str) -> None:
+    with pytest.raises(RefError):
+        Ref.parse(bad)
+
+
+def test_write_prefix_rules() -> None:
+    assert writeprefix.expand("/artifacts/runs/{execution_id}/", "abc") == "/artifacts/runs/abc/"
+    for bad in ("/artifacts/", "/artifacts/inputs/x/", "/artifacts/execution/", "/artifacts/{user}/", "/artifacts/a\\b/"):
+        with pytest.raises(WritePrefixError):
+            writeprefix.check(bad)
+
+
+def test_execution_ids_sort_by_time() -> None:
+    a = ids.new_execution_id(1_700_000_000_000)
+    b = ids.new_execution_id(1_700_000_000_001)
+    assert a < b and len(a) == 26 and ids.is_execution_id(a)
+    assert ids.timestamp_ms(a) == 1_700_000_000_000
+
+
+def test_canonical_bytes_are_rfc8785() -> None:
+    assert canonical_bytes({"b": 1, "a": [1.0, "é", 1e21]}) == '{"a":[1,"é",1e+21],"b":1}'.encode()
+    assert canonical_digest({"a": 1, "b": 2}) == canonical_digest({"b": 2, "a": 1})
+
+
+def test_error_codes_are_unique_stable_and_documented() -> None:
+    classes = errors.all_error_classes()
+    codes = [c.code for c in classes]
+    assert len(codes) == len(set(codes))
+    doc = errors.__doc__ or ""
+    for cls in classes:
+        assert cls.code.startswith("ERR_")
+        assert cls.code in doc and cls.__name__ in doc, cls
+
+
+def test_public_surface() -> None:
+    import theoryx
+
+    assert sorted(theoryx.__all__) == ["RunResult", "TheoryxError", "__version__", "run"]
+    assert callable(theoryx.run)

@@ -1,0 +1,30 @@
+"""theoryx: a content-addressed, build-system-style executor for processors.
+
+Public surface (imported lazily so that ``import theoryx`` stays cheap)::
+
+    theoryx.run(ref, inputs=..., attachments=..., adapter="mock", ...) -> RunResult
+    theoryx.RunResult, theoryx.TheoryxError
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["run", "RunResult", "TheoryxError", "__version__"]
+
+if TYPE_CHECKING:
+    from .api import RunResult, run
+    from .errors import TheoryxError
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("run", "RunResult"):
+        from . import api
+
+        return getattr(api, name)
+    if name == "TheoryxError":
+        from .errors import TheoryxError
+
+        return TheoryxError
+    raise AttributeError(name)

@@ -1,0 +1,5 @@
+"""``python -m theoryx``."""
+
+from theoryx.cli import main
+
+main()

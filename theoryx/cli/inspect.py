@@ -1,0 +1,171 @@
+"""Reading the store: ``cat``, ``show``, ``ls``, ``export``, ``logs``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from ..errors import NotFound, UsageError
+from .output import dollars
+from .state import State
+
+
+@click.command()
+@click.argument("target")
+@click.pass_obj
+def cat(state: State, target: str) -> None:
+    """Print a blob by world path (/artifacts/...) or cid (b3:...)."""
+    from ..worldpaths import resolve
+
+    stores = state.stores()
+    cid = resolve(stores, target)
+    with stores.cas.open(cid) as f:
+        shutil.copyfileobj(f, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+
+
+@click.command()
+@click.argument("execution")
+@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
+@click.pass_obj
+def show(state: State, execution: str) -> None:  # pragma: no cover - replaced below
+    raise NotImplementedError
+
+
+@click.command(name="show")
+@click.argument("execution")
+@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
+@click.pass_obj
+def show_cmd(state: State, execution: str, as_json: bool) -> None:
+    """Show one execution: status, cache, key, outputs, logs, cost."""
+    from .. import executions, receipts
+
+    stores = state.stores()
+    rec = executions.get(stores.db, execution)
+    if as_json:
+        body = rec.to_dict()
+        body["files"] = receipts.execution_files(rec)
+        click.echo(json.dumps(body, indent=2, sort_keys=True))
+        return
+    rows = [
+        ("execution", rec.execution_id), ("ref", rec.ref), ("adapter", rec.adapter),
+        ("status", rec.status), ("cache", rec.cache or "-"), ("plan", rec.plan or "-"),
+        ("memo key", rec.memo_key or "-"), ("seed", str(rec.seed)),
+        ("write prefix", rec.write_prefix or "-"), ("env", rec.env_fingerprint or "-"),
+        ("duration", f"{rec.duration_ms} ms"), ("cost", dollars(rec.cost_micros)),
+        ("saved", dollars(rec.saved_micros)),
+    ]
+    if rec.source_execution:
+        rows.append(("result of", rec.source_execution))
+    if rec.error:
+        rows.append(("error", f"{rec.error['code']}: {rec.error['message']}"))
+    for k, v in rows:
+        click.echo(f"{k:>13}: {v}")
+    for path, cid in receipts.execution_files(rec).items():
+        click.echo(f"{'file':>13}: {path} {cid}")
+    for o in rec.outputs:
+        click.echo(f"{'output':>13}: {o.path} {o.cid} {o.size} bytes {o.mime}")
+
+
+@click.command()
+@click.option("--ref", help="Only executions of this ref.")
+@click.option("--plan", help="Only executions charged to this plan.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON array of records.")
+@click.pass_obj
+def ls(state: State, ref: str | None, plan: str | None, limit: int, as_json: bool) -> None:
+    """List executions, newest first."""
+    from .. import executions
+
+    rows = []
+    for rec in executions.latest(state.stores().db):
+        if (ref and rec.ref != ref) or (plan and rec.plan != plan):
+            continue
+        rows.append(rec)
+        if len(rows) >= limit:
+            break
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in rows]))
+        return
+    if not rows:
+        click.echo("No executions.")
+        return
+    for r in rows:
+        status = r.status if r.status != "error" else f"error {r.error['code'] if r.error else ''}"
+        click.echo(f"{r.execution_id}  {r.ref:<22} {r.adapter:<6} {(r.cache or '-'):<5} "
+                   f"{status:<28} {r.duration_ms:>7} ms  {dollars(r.cost_micros)}")
+
+
+@click.command()
+@click.argument("execution")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.pass_obj
+def export(state: State, execution: str, directory: str) -> None:
+    """Write an execution's outputs (by path below the write prefix), receipt, index, action and
+    logs into DIRECTORY, which must not exist or be empty. Written privately, then renamed."""
+    from .. import executions, receipts
+
+    stores = state.stores()
+    rec = executions.get(stores.db, execution)
+    if rec.status != "success":
+        raise UsageError(f"execution {rec.execution_id} did not succeed; nothing to export")
+    dest = Path(directory)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise UsageError(f"{dest} exists and is not an empty directory")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        prefix = rec.write_prefix or ""
+        for o in rec.outputs:
+            rel = o.path[len(prefix):] if o.path.startswith(prefix) else o.path.lstrip("/")
+            _copy_blob(stores, o.cid, tmp / "outputs" / rel)
+        for path, cid in receipts.execution_files(rec).items():
+            _copy_blob(stores, cid, tmp / path.rsplit("/", 1)[1])
+        if dest.exists():
+            dest.rmdir()
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    click.echo(f"Exported {len(rec.outputs)} output(s) of {rec.execution_id} to {dest}")
+
+
+def _copy_blob(stores: object, cid: str, dest: Path) -> None:
+    from ..stores import Stores
+
+    assert isinstance(stores, Stores)
+    if not stores.cas.exists(cid):
+        raise NotFound(f"blob {cid} is no longer in the store (see `theoryx verify`)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with stores.cas.open(cid) as src, open(dest, "wb") as out:
+        shutil.copyfileobj(src, out)
+
+
+@click.command()
+@click.argument("execution")
+@click.option("--stderr", "which", flag_value="stderr", help="Only stderr.")
+@click.option("--stdout", "which", flag_value="stdout", help="Only stdout.")
+@click.pass_obj
+def logs(state: State, execution: str, which: str | None) -> None:
+    """Print an execution's captured stdout and stderr (secrets scrubbed)."""
+    from .. import executions
+
+    stores = state.stores()
+    rec = executions.get(stores.db, execution)
+    for name, cid in (("stdout", rec.stdout_cid), ("stderr", rec.stderr_cid)):
+        if which and which != name:
+            continue
+        if cid is None:
+            continue
+        data = stores.cas.read(cid)
+        (sys.stderr.buffer if name == "stderr" else sys.stdout.buffer).write(data)
+    sys.stdout.flush()
+
+
+show = show_cmd

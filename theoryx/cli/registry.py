@@ -1,0 +1,86 @@
+"""``theoryx registry ls|show|validate``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .state import State
+
+
+@click.group()
+def registry() -> None:
+    """Inspect and validate processor specs."""
+
+
+@registry.command(name="ls")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def ls_cmd(state: State, as_json: bool) -> None:
+    """List the processors in the registry search path."""
+    from ..registry import Registry, parse
+
+    reg = Registry.from_option(state.registry)
+    rows = []
+    for ref, path in reg.refs():
+        try:
+            desc = parse(path.read_bytes(), path).description
+        except Exception as exc:  # listed anyway, marked broken
+            desc = f"(invalid: {exc})"
+        rows.append({"ref": str(ref), "path": str(path), "description": desc})
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    if not rows:
+        click.echo("No processors found in: " + ", ".join(str(r) for r in reg.roots))
+    for r in rows:
+        first = r["description"].split(". ")[0][:80]
+        click.echo(f"{r['ref']:<24} {first}")
+
+
+@registry.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def show(state: State, ref: str, as_json: bool) -> None:
+    """Show one spec, validated, with its digest."""
+    from ..canonical import canonical_digest
+    from ..refs import Ref
+    from ..registry import Registry
+
+    reg = Registry.from_option(state.registry)
+    path = reg.locate(Ref.parse(ref))
+    spec = reg.load(Ref.parse(ref))
+    body = spec.to_cache()
+    body["spec_digest"] = canonical_digest(spec.execution_fields())
+    body["path"] = str(path)
+    if as_json:
+        click.echo(json.dumps(body, indent=2, sort_keys=True))
+        return
+    click.echo(f"# {path}")
+    click.echo(f"# spec digest {body['spec_digest']}")
+    click.echo(path.read_text().rstrip())
+
+
+@registry.command()
+@click.pass_obj
+def validate(state: State) -> None:
+    """Validate every spec; exit 1 if any is invalid."""
+    from ..errors import TheoryxError
+    from ..registry import Registry, load_file
+
+    reg = Registry.from_option(state.registry)
+    bad = 0
+    count = 0
+    for ref, path in reg.refs():
+        count += 1
+        try:
+            load_file(path, None, expect=ref)
+            click.echo(f"ok       {ref}")
+        except TheoryxError as exc:
+            bad += 1
+            click.echo(f"INVALID  {ref}: {exc.message}")
+    click.echo(f"{count - bad} valid, {bad} invalid")
+    if bad:
+        raise SystemExit(1)

@@ -1,0 +1,140 @@
+"""``theoryx run``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import InputsJsonError, TheoryxError, UsageError
+from .output import atomic_write, show_outputs
+from .state import State
+
+
+def _parse_json(text: str, what: str) -> Any:
+    def reject(const: str) -> Any:
+        raise ValueError(f"{const} is not valid JSON")
+
+    try:
+        return json.loads(text, parse_constant=reject)
+    except json.JSONDecodeError as exc:
+        raise InputsJsonError(
+            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} (char {exc.pos})"
+        ) from None
+    except ValueError as exc:
+        raise InputsJsonError(f"{what} is not valid JSON: {exc}") from None
+
+
+def _inputs(inputs_json: str | None, inputs_file: str | None) -> Any:
+    if inputs_json is not None and inputs_file is not None:
+        raise UsageError("give either --inputs-json or --inputs-file, not both")
+    if inputs_file is not None:
+        try:
+            text = sys.stdin.read() if inputs_file == "-" else Path(inputs_file).read_text()
+        except OSError as exc:
+            raise UsageError(f"cannot read --inputs-file {inputs_file}: {exc.strerror}") from None
+        return _parse_json(text, f"--inputs-file {inputs_file}")
+    return _parse_json(inputs_json or "{}", "--inputs-json")
+
+
+def _streamer(to_stderr: bool) -> Any:
+    out = sys.stderr.buffer if to_stderr else sys.stdout.buffer
+
+    def stream(channel: str, data: bytes) -> None:
+        target = sys.stderr.buffer if channel == "stderr" else out
+        target.write(data)
+        target.flush()
+
+    return stream
+
+
+@click.command()
+@click.option("--ref", required=True, help="Processor ref, ns/name@version (e.g. llm/litellm@1).")
+@click.option("--adapter", type=click.Choice(["local", "mock", "modal"]), default="local",
+              show_default=True, help="Where to execute.")
+@click.option("--plan", "plan", metavar="KEY", help="Budget plan to charge (recorded on the execution).")
+@click.option("--write-prefix", default="/artifacts/outputs/", show_default=True,
+              help="World path where outputs appear; {execution_id} is replaced.")
+@click.option("--inputs-json", metavar="JSON", help="Inputs as a JSON object (default {}).")
+@click.option("--inputs-file", metavar="PATH", help="Read the inputs JSON from PATH ('-' for stdin).")
+@click.option("--adapter-opts-json", metavar="JSON", help="Adapter options (never part of the memo key).")
+@click.option("--attach", "attach", multiple=True, metavar="NAME=PATH",
+              help='Attach a file; reference it in the inputs as {"$attach": "NAME"}. Repeatable.')
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+@click.option("--stream", is_flag=True, help="Stream the processor's output while it runs.")
+@click.option("--no-cache", is_flag=True, help="Execute even when cached, and replace the cache entry.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed (part of the memo key).")
+@click.option("--salt", default="", envvar="THEORYX_SALT",
+              help="Salt mixed into the memo key, to disown earlier results (env THEORYX_SALT).")
+@click.option("--save-dir", type=click.Path(file_okay=False), help="Write every output into DIR by its path below the write prefix.")
+@click.option("--save-first", type=click.Path(dir_okay=False), help="Write the first declared output to FILE.")
+@click.option("--build", is_flag=True, help="Rebuild the processor's image before running (local adapter).")
+@click.option("--registry", help="Registry directory (also THEORYX_REGISTRY).")
+@click.option("--home", type=click.Path(file_okay=False), help="Store directory (also THEORYX_HOME).")
+@click.pass_obj
+def run(state: State, ref: str, adapter: str, plan: str | None, write_prefix: str,
+        inputs_json: str | None, inputs_file: str | None, adapter_opts_json: str | None,
+        attach: tuple[str, ...], as_json: bool, stream: bool, no_cache: bool, seed: int, salt: str,
+        save_dir: str | None, save_first: str | None, build: bool, registry: str | None,
+        home: str | None) -> None:
+    """Run a processor; a repeated run is answered from the action cache."""
+    from .. import attachments, writeprefix
+    from ..executor import RunRequest, execute
+
+    state = State(home=home or state.home, registry=registry or state.registry)
+    try:
+        writeprefix.check(write_prefix)
+        inputs = _inputs(inputs_json, inputs_file)
+        opts = _parse_json(adapter_opts_json, "--adapter-opts-json") if adapter_opts_json else {}
+        if not isinstance(opts, dict):
+            raise UsageError("--adapter-opts-json must be a JSON object")
+        attached = attachments.parse_options(attach)
+        req = RunRequest(
+            ref=ref, inputs=inputs, attachments=attached, adapter=adapter, plan=plan,
+            write_prefix=write_prefix, seed=seed, salt=salt, no_cache=no_cache,
+            adapter_options=opts, registry=state.registry,
+            stream=_streamer(as_json) if stream else None, build=build,
+        )
+        result = execute(state.stores(), req)
+        if stream:
+            (sys.stderr if as_json else sys.stdout).write("\n")
+        if save_dir or save_first:
+            _save(state, result, save_dir, save_first)
+    except TheoryxError as exc:
+        if as_json:
+            body = {"status": "error", "execution_id": exc.execution_id, "error": exc.to_dict()}
+            click.echo(json.dumps(body))
+        raise
+    if as_json:
+        click.echo(json.dumps(result.to_json()))
+        return
+    click.echo("Processor completed successfully")
+    if result.cache == "hit":
+        click.echo(f"Cache: hit (result of execution {result.record.source_execution}; nothing executed)")
+    else:
+        click.echo(f"Cache: miss (executed on {result.adapter} in {result.duration_ms} ms)")
+    click.echo(f"Execution: {result.execution_id}")
+    show_outputs(state.stores(), result.outputs)
+
+
+def _save(state: State, result: Any, save_dir: str | None, save_first: str | None) -> None:
+    cas = state.stores().cas
+    prefix = result.record.write_prefix or ""
+    if save_dir:
+        for o in result.outputs:
+            rel = o.path[len(prefix):] if o.path.startswith(prefix) else o.path.lstrip("/")
+            atomic_write(Path(save_dir) / rel, cas.read(o.cid))
+    if save_first:
+        if not result.outputs:
+            raise UsageError("--save-first: the run produced no outputs")
+        from ..registry import Registry
+        from ..refs import Ref
+
+        spec = Registry.from_option(state.registry).load(Ref.parse(result.ref), state.stores().db)
+        by_rel = {o.path[len(prefix):]: o for o in result.outputs}
+        first = next((by_rel[d.path] for d in spec.outputs if d.path in by_rel), result.outputs[0])
+        atomic_write(Path(save_first), cas.read(first.cid))
+

@@ -1,0 +1,181 @@
+"""theoryx's error tree. Every class has a stable ``code``; only the CLI maps them to exit codes.
+
+```
+TheoryxError                       ERR_THEORYX
+├── UsageError                     ERR_USAGE            (exit 2: a bad option value)
+│   ├── WritePrefixError           ERR_WRITE_PREFIX
+│   ├── InputsJsonError            ERR_INPUTS_JSON
+│   └── AttachmentError            ERR_ATTACHMENT
+│       └── AttachmentNotFound     ERR_ATTACHMENT_NOT_FOUND
+├── RefError                       ERR_REF              (malformed ref)
+├── ProcessorNotFound              ERR_PROCESSOR_NOT_FOUND
+├── SpecError                      ERR_SPEC             (a malformed registry entry)
+├── InputsError                    ERR_INPUTS           (inputs violate the spec's schema)
+├── SecretsMissing                 ERR_SECRETS_MISSING
+├── StoreError                     ERR_STORE            (CAS/LMDB trouble; wraps cas.CasError)
+│   └── NotFound                   ERR_NOT_FOUND        (no such execution / world path / cid)
+├── AdapterError                   ERR_ADAPTER
+│   ├── AdapterUnavailable         ERR_ADAPTER_UNAVAILABLE
+│   ├── DockerUnavailable          ERR_DOCKER_UNAVAILABLE
+│   ├── ImageNotFound              ERR_IMAGE_NOT_FOUND
+│   ├── ImageBuildError            ERR_IMAGE_BUILD
+│   └── ModalError                 ERR_MODAL
+├── ExecutionError                 ERR_EXECUTION        (the processor ran and did not succeed)
+│   ├── ProcessorFailed            ERR_PROCESSOR_FAILED
+│   ├── ExecutionTimeout           ERR_TIMEOUT
+│   ├── OutOfMemory                ERR_OOM
+│   ├── OutputRejected             ERR_OUTPUT_REJECTED
+│   └── OutputMissing              ERR_OUTPUT_MISSING
+├── BudgetError                    ERR_BUDGET
+│   ├── BudgetExceeded             ERR_BUDGET_EXCEEDED
+│   ├── PlanNotFound               ERR_PLAN_NOT_FOUND
+│   └── PriceUnknown               ERR_PRICE_UNKNOWN
+└── LedgerCorrupt                  ERR_LEDGER_CORRUPT
+```
+"""
+
+from __future__ import annotations
+
+
+class TheoryxError(Exception):
+    """Base of every error theoryx raises on purpose."""
+
+    code = "ERR_THEORYX"
+    exit_code = 1
+    execution_id: str | None = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, str]:
+        """The machine form printed under ``error`` by ``--json``."""
+        return {"code": self.code, "message": self.message}
+
+
+class UsageError(TheoryxError):
+    code = "ERR_USAGE"
+    exit_code = 2
+
+
+class WritePrefixError(UsageError):
+    code = "ERR_WRITE_PREFIX"
+
+
+class InputsJsonError(UsageError):
+    code = "ERR_INPUTS_JSON"
+
+
+class AttachmentError(UsageError):
+    code = "ERR_ATTACHMENT"
+
+
+class AttachmentNotFound(AttachmentError):
+    code = "ERR_ATTACHMENT_NOT_FOUND"
+
+
+class RefError(UsageError):
+    code = "ERR_REF"
+
+
+class ProcessorNotFound(TheoryxError):
+    code = "ERR_PROCESSOR_NOT_FOUND"
+
+
+class SpecError(TheoryxError):
+    code = "ERR_SPEC"
+
+
+class InputsError(TheoryxError):
+    code = "ERR_INPUTS"
+
+
+class SecretsMissing(TheoryxError):
+    code = "ERR_SECRETS_MISSING"
+
+
+class StoreError(TheoryxError):
+    code = "ERR_STORE"
+
+
+class NotFound(StoreError):
+    code = "ERR_NOT_FOUND"
+
+
+class AdapterError(TheoryxError):
+    code = "ERR_ADAPTER"
+
+
+class AdapterUnavailable(AdapterError):
+    code = "ERR_ADAPTER_UNAVAILABLE"
+
+
+class DockerUnavailable(AdapterError):
+    code = "ERR_DOCKER_UNAVAILABLE"
+
+
+class ImageNotFound(AdapterError):
+    code = "ERR_IMAGE_NOT_FOUND"
+
+
+class ImageBuildError(AdapterError):
+    code = "ERR_IMAGE_BUILD"
+
+
+class ModalError(AdapterError):
+    code = "ERR_MODAL"
+
+
+class ExecutionError(TheoryxError):
+    code = "ERR_EXECUTION"
+
+
+class ProcessorFailed(ExecutionError):
+    code = "ERR_PROCESSOR_FAILED"
+
+
+class ExecutionTimeout(ExecutionError):
+    code = "ERR_TIMEOUT"
+
+
+class OutOfMemory(ExecutionError):
+    code = "ERR_OOM"
+
+
+class OutputRejected(ExecutionError):
+    code = "ERR_OUTPUT_REJECTED"
+
+
+class OutputMissing(ExecutionError):
+    code = "ERR_OUTPUT_MISSING"
+
+
+class BudgetError(TheoryxError):
+    code = "ERR_BUDGET"
+
+
+class BudgetExceeded(BudgetError):
+    code = "ERR_BUDGET_EXCEEDED"
+
+
+class PlanNotFound(BudgetError):
+    code = "ERR_PLAN_NOT_FOUND"
+
+
+class PriceUnknown(BudgetError):
+    code = "ERR_PRICE_UNKNOWN"
+
+
+class LedgerCorrupt(TheoryxError):
+    code = "ERR_LEDGER_CORRUPT"
+
+
+def all_error_classes() -> list[type[TheoryxError]]:
+    """Every error class, for the test that codes are unique and documented."""
+    out: list[type[TheoryxError]] = []
+    todo: list[type[TheoryxError]] = [TheoryxError]
+    while todo:
+        cls = todo.pop()
+        out.append(cls)
+        todo.extend(cls.__subclasses__())
+    return out

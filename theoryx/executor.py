@@ -1,0 +1,314 @@
+"""One ``theoryx run``: resolve, key, look up, and on a miss execute, ingest and cache.
+
+The flow is DESIGN.md's "The way a run flows". The hit path (resolve via the spec cache, hash
+attachments, build the action, validated lookup, record) never parses YAML, validates schemas or
+imports docker, modal, litellm or rich.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import action_cache, adapters, attachments, executions, receipts, writeprefix
+from .action import Action, build
+from .action_cache import ActionResult, OutputEntry
+from .adapters.base import ExecRequest, Outcome, Workspace
+from .context import env_identity, image_identity
+from .errors import (
+    ExecutionTimeout,
+    InputsError,
+    OutOfMemory,
+    ProcessorFailed,
+    SecretsMissing,
+    TheoryxError,
+)
+from .executions import ExecutionRecord
+from .ids import new_execution_id
+from .leases import Lease
+from .logs import store_log, tail
+from .outputs import ingest
+from .refs import Ref
+from .registry import Registry
+from .spec import ProcessorSpec
+from .stores import Stores
+
+StreamFn = Callable[[str, bytes], None]
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything ``theoryx run`` was asked. ``attachments`` maps names to host paths."""
+
+    ref: str
+    inputs: Any = field(default_factory=dict)
+    attachments: Mapping[str, Path] = field(default_factory=dict)
+    adapter: str = "local"
+    plan: str | None = None
+    write_prefix: str = writeprefix.DEFAULT
+    seed: int = 0
+    salt: str = ""
+    no_cache: bool = False
+    adapter_options: Mapping[str, Any] = field(default_factory=dict)
+    registry: str | None = None
+    stream: StreamFn | None = None
+    build: bool = False
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A successful run. ``cache`` is "hit" or "miss"."""
+
+    execution_id: str
+    ref: str
+    adapter: str
+    cache: str
+    memo_key: str
+    outputs: tuple[OutputEntry, ...]
+    env_fingerprint: str
+    duration_ms: int
+    record: ExecutionRecord
+
+    @property
+    def index_path(self) -> str:
+        return receipts.index_path(self.execution_id)
+
+    @property
+    def receipt_path(self) -> str:
+        return receipts.receipt_path(self.execution_id)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` object."""
+        return {
+            "status": "success",
+            "execution_id": self.execution_id,
+            "ref": self.ref,
+            "adapter": self.adapter,
+            "cache": self.cache,
+            "memo_key": self.memo_key,
+            "outputs": [o.to_dict() for o in self.outputs],
+            "index_path": self.index_path,
+            "receipt_path": self.receipt_path,
+            "meta": {"env_fingerprint": self.env_fingerprint, "duration_ms": self.duration_ms},
+        }
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class _Run:
+    """State of one run; methods are the steps of the flow."""
+
+    def __init__(self, stores: Stores, req: RunRequest) -> None:
+        self.stores = stores
+        self.req = req
+        self.execution_id = new_execution_id()
+        self.started_ms = _now_ms()
+        self.t0 = time.monotonic()
+        self.record = ExecutionRecord(
+            execution_id=self.execution_id, ref=req.ref, adapter=req.adapter, status="error",
+            plan=req.plan, seed=req.seed, started_ms=self.started_ms,
+        )
+
+    def elapsed_ms(self) -> int:
+        return int((time.monotonic() - self.t0) * 1000)
+
+    def prepare(self) -> tuple[ProcessorSpec, Action, list[attachments.Attachment], dict[str, Any]]:
+        """Steps 1-4: spec, attachments, rewritten inputs, action."""
+        req, stores = self.req, self.stores
+        env_class = adapters.env_class(req.adapter)
+        prefix = writeprefix.expand(req.write_prefix, self.execution_id)
+        spec = Registry.from_option(req.registry).load(Ref.parse(req.ref), stores.db)
+        stored = attachments.store(dict(req.attachments), stores.cas)
+        used: set[str] = set()
+        inputs = attachments.rewrite(req.inputs, stored, used)
+        for name in sorted(set(stored) - used):
+            print(f"Warning: attachment {name!r} is not referenced by the inputs "
+                  f'(use {{"$attach": "{name}"}}); it is not passed to the processor',
+                  file=__import__("sys").stderr)
+        image, manifest = image_identity(spec, env_class)
+        action = build(spec, image=image, env=env_identity(env_class), inputs=inputs,
+                       write_prefix=prefix, seed=req.seed, salt=req.salt)
+        self.manifest = manifest
+        self.record = self.record.with_(
+            memo_key=action.memo_key, spec_digest=action.spec_digest, write_prefix=prefix,
+            env_fingerprint=receipts.env_fingerprint(action.body),
+            input_cids=tuple(sorted({stored[n].cid for n in used})),
+        )
+        return spec, action, [stored[n] for n in sorted(used)], inputs
+
+    def finish(self, rec: ExecutionRecord, extra: dict[str, tuple[str, str, Any]] | None = None) -> RunResult:
+        rec = receipts.write(rec.with_(status="success", duration_ms=self.elapsed_ms()), self.stores.cas)
+        executions.record(self.stores.db, rec, extra=extra)
+        self.record = rec
+        return RunResult(rec.execution_id, rec.ref, rec.adapter, rec.cache or "miss",
+                         rec.memo_key or "", rec.outputs, rec.env_fingerprint or "",
+                         rec.duration_ms, rec)
+
+    def hit(self, result: ActionResult) -> RunResult:
+        """Step 5, a validated hit: cost 0, saved = the producer's cost."""
+        if self.req.stream is not None and result.stdout_cid:
+            self.req.stream("stdout", self.stores.cas.read(result.stdout_cid))
+        rec = self.record.with_(
+            cache="hit", action_cid=result.action_cid, outputs=result.outputs,
+            manifest_cid=result.manifest_cid, stdout_cid=result.stdout_cid,
+            stderr_cid=result.stderr_cid, exit_code=result.exit_code, usage=result.usage,
+            saved_micros=result.cost_micros, source_execution=result.execution_id,
+        )
+        touched = result.used_at(_now_ms())
+        return self.finish(rec, extra={"ac": ("ac", result.memo_key, touched.to_dict())})
+
+    def miss(self, spec: ProcessorSpec, action: Action, stored: list[attachments.Attachment],
+             inputs: dict[str, Any], lease: Lease) -> RunResult:
+        """Steps 6-12."""
+        stores, req = self.stores, self.req
+        self.validate(spec, inputs)
+        adapter = adapters.get(req.adapter, stores=stores, build=req.build)
+        secrets = self.secrets(spec)
+        action_blob = stores.cas.put_bytes(action.data)
+        stores.cas.put_bytes(self.manifest.data)
+        lease.add([action_blob.cid])
+        self.record = self.record.with_(cache="miss", action_cid=action_blob.cid)
+        ws = Workspace(stores.home.work / self.execution_id)
+        try:
+            self.materialise(ws, stored, inputs)
+            outcome = adapter.execute(ExecRequest(
+                spec=spec, action=action.body, inputs=inputs, workspace=ws,
+                execution_id=self.execution_id, write_prefix=self.record.write_prefix or "",
+                seed=req.seed, secrets=secrets, options=dict(req.adapter_options), stream=req.stream,
+            ))
+            stdout = store_log(ws.stdout, stores.cas, secrets.values())
+            stderr = store_log(ws.stderr, stores.cas, secrets.values())
+            lease.add(c for c in (stdout, stderr) if c)
+            self.record = self.record.with_(stdout_cid=stdout, stderr_cid=stderr, exit_code=outcome.exit_code)
+            result = self.read_result(ws)
+            self.record = self.record.with_(usage=result.get("usage") or {},
+                                            cost_micros=_micros(result.get("cost_usd")))
+            self.check(outcome, ws, spec)
+            manifest = ingest(ws.outputs, spec, self.record.write_prefix or "", stores.cas)
+            lease.add([manifest.cid, *(o.cid for o in manifest.outputs)])
+        finally:
+            _remove_tree(ws.root)
+        rec = self.record.with_(outputs=manifest.outputs, manifest_cid=manifest.cid)
+        now = _now_ms()
+        ac = ActionResult(
+            memo_key=action.memo_key, action_cid=action_blob.cid, manifest_cid=manifest.cid,
+            outputs=manifest.outputs, exit_code=outcome.exit_code, stdout_cid=rec.stdout_cid,
+            stderr_cid=rec.stderr_cid, usage=rec.usage, cost_micros=rec.cost_micros,
+            duration_ms=outcome.duration_ms, execution_id=self.execution_id, adapter=req.adapter,
+            created_ms=now, last_used_ms=now, input_cids=rec.input_cids,
+        )
+        return self.finish(rec, extra={"ac": ("ac", action.memo_key, ac.to_dict())})
+
+    def validate(self, spec: ProcessorSpec, inputs: Any) -> None:
+        """Step 6: inputs against the spec's JSON Schema; the first violation's JSON pointer."""
+        import jsonschema
+
+        validator = jsonschema.Draft202012Validator(spec.inputs_schema)
+        errors = sorted(validator.iter_errors(inputs), key=lambda e: list(e.absolute_path))
+        if errors:
+            err = errors[0]
+            pointer = "".join(f"/{str(p).replace('~', '~0').replace('/', '~1')}" for p in err.absolute_path)
+            raise InputsError(f"inputs invalid for {spec.ref} at '{pointer or '/'}': {err.message}")
+
+    def secrets(self, spec: ProcessorSpec) -> dict[str, str]:
+        """The spec's secrets from the environment; the mock adapter needs none."""
+        if self.req.adapter == "mock":
+            return {}
+        missing = [n for n in spec.secrets if not os.environ.get(n)]
+        if missing:
+            raise SecretsMissing(f"Required secret(s) missing: {', '.join(missing)}")
+        return {n: os.environ[n] for n in spec.secrets}
+
+    def materialise(self, ws: Workspace, stored: list[attachments.Attachment], inputs: Any) -> None:
+        """Only the attachments the action references, hard-linked from the CAS, read-only."""
+        for d in (ws.root, ws.inputs, ws.outputs, ws.result_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        for att in stored:
+            dest = ws.inputs / att.cid / att.filename
+            dest.parent.mkdir(exist_ok=True)
+            self.stores.cas.link_to(att.cid, dest)
+        ws.inputs_json.write_text(json.dumps(inputs, sort_keys=True))
+
+    def read_result(self, ws: Workspace) -> dict[str, Any]:
+        """The processor's optional ``THEORYX_RESULT``; a malformed one is ignored with a note."""
+        if not ws.result.is_file():
+            return {}
+        try:
+            value = json.loads(ws.result.read_bytes()[: 1 << 20])
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def check(self, outcome: Outcome, ws: Workspace, spec: ProcessorSpec) -> None:
+        if outcome.ok:
+            return
+        err_tail = tail(self.stores.cas.read(self.record.stderr_cid)) if self.record.stderr_cid else ""
+        suffix = f"\n--- stderr (last lines) ---\n{err_tail}" if err_tail else ""
+        if outcome.timed_out:
+            limit = outcome.meta.get("timeout_s", spec.runtime.timeout)
+            raise ExecutionTimeout(f"processor {spec.ref} timed out after {limit}s and was killed{suffix}")
+        if outcome.oom_killed:
+            raise OutOfMemory(
+                f"processor {spec.ref} was killed for exceeding its memory limit "
+                f"({spec.runtime.memory} MiB){suffix}"
+            )
+        raise ProcessorFailed(f"processor {spec.ref} failed with exit code {outcome.exit_code}{suffix}")
+
+
+def _micros(usd: Any) -> int:
+    if isinstance(usd, (int, float)) and not isinstance(usd, bool) and usd >= 0:
+        return int(round(usd * 1_000_000))
+    return 0
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a workspace, including read-only files and directories left by a container."""
+    if not path.exists():
+        return
+
+    def onerror(func: Callable[..., Any], p: str, _exc: Any) -> None:
+        os.chmod(os.path.dirname(p), 0o700)
+        if os.path.isdir(p):
+            os.chmod(p, 0o700)
+        func(p)
+
+    shutil.rmtree(path, onerror=onerror)
+
+
+def execute(stores: Stores, req: RunRequest) -> RunResult:
+    """Run ``req``; raise a :class:`TheoryxError` (with ``execution_id`` set) on failure.
+    Every invocation leaves an execution record, successful or not."""
+    run = _Run(stores, req)
+    try:
+        with Lease(stores.home.leases, run.execution_id) as lease:
+            spec, action, stored, inputs = run.prepare()
+            lease.add(run.record.input_cids)
+            if not req.no_cache:
+                result = action_cache.lookup(stores.db, stores.cas, action.memo_key)
+                if result is not None:
+                    lease.add(result.blobs())
+                    return run.hit(result)
+            return run.miss(spec, action, stored, inputs, lease)
+    except TheoryxError as exc:
+        exc.execution_id = run.execution_id
+        _record_failure(stores, run, exc)
+        raise
+    except KeyboardInterrupt:
+        _record_failure(stores, run, TheoryxError("interrupted"))
+        raise
+
+
+def _record_failure(stores: Stores, run: _Run, exc: TheoryxError) -> None:
+    rec = run.record.with_(status="error", error=exc.to_dict(), duration_ms=run.elapsed_ms())
+    try:
+        executions.record(stores.db, rec)
+    except Exception:  # recording must never mask the original error
+        pass

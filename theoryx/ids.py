@@ -1,0 +1,33 @@
+"""Execution ids: 26 lowercase Crockford base32 characters that sort by creation time (ULID)."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+_ID = re.compile(r"^[0-9a-hjkmnp-tv-z]{26}$")
+
+
+def new_execution_id(now_ms: int | None = None) -> str:
+    """48 bits of milliseconds then 80 random bits; lexical order = time order (to the ms)."""
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def is_execution_id(text: str) -> bool:
+    return bool(_ID.match(text))
+
+
+def timestamp_ms(execution_id: str) -> int:
+    """The creation time encoded in an id."""
+    value = 0
+    for ch in execution_id[:10]:
+        value = value * 32 + _ALPHABET.index(ch)
+    return value

@@ -1,0 +1,67 @@
+"""In-flight leases: one ``flock``'d file per running ``theoryx run`` (gc roots).
+
+A lease file lists, one per line, the cids its run wrote or is about to reference. The owner
+holds an exclusive ``flock`` for its whole life; a lease whose lock can be taken belongs to a
+process that is gone (the kernel drops flocks when a process dies, even on ``kill -9``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+
+class Lease:
+    """A held lease. Use as a context manager; ``add`` appends cids durably enough for gc
+    (gc and the owner are on the same machine, so the page cache is the truth)."""
+
+    def __init__(self, directory: Path, owner: str) -> None:
+        self.path = directory / f"{owner}.lease"
+        self._fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def add(self, cids: Iterable[str]) -> None:
+        data = "".join(f"{c}\n" for c in cids)
+        if data:
+            os.write(self._fd, data.encode())
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            try:
+                self.path.unlink(missing_ok=True)
+            finally:
+                os.close(self._fd)
+                self._fd = -1
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def is_held(path: Path) -> bool:
+    """True if a live process holds the lease at ``path``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def leased_cids(directory: Path) -> Iterator[tuple[Path, bool, set[str]]]:
+    """Every lease file, whether it is held, and the cids it lists."""
+    for path in sorted(directory.glob("*.lease")):
+        try:
+            cids = set(path.read_text().split())
+        except FileNotFoundError:
+            continue
+        yield path, is_held(path), cids
