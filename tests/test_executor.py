@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import HELLO, REGISTRY
+
 from theoryx import api
 from theoryx.errors import InputsError, TheoryxError
 
@@ -19,7 +19,9 @@ def run(home: Path, inputs: Any = None, **kw: Any) -> api.RunResult:
     return api.run(kw.pop("ref", "llm/litellm@1"), inputs=HELLO if inputs is None else inputs, home=home, **kw)
 
 
-def test_rerun_is_a_hit_with_identical_cids_and_the_adapter_not_called(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rerun_is_a_hit_with_identical_cids_and_the_adapter_not_called(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = run(home)
     from theoryx.adapters import mock
 

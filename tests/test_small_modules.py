@@ -23,7 +23,9 @@ def test_bad_refs_are_rejected(bad: str) -> None:
 
 def test_write_prefix_rules() -> None:
     assert writeprefix.expand("/artifacts/runs/{execution_id}/", "abc") == "/artifacts/runs/abc/"
-    for bad in ("/artifacts/", "/artifacts/inputs/x/", "/artifacts/execution/", "/artifacts/{user}/", "/artifacts/a\\b/"):
+    bad_prefixes = ("/artifacts/", "/artifacts/inputs/x/", "/artifacts/execution/",
+                    "/artifacts/{user}/", "/artifacts/a\\b/")
+    for bad in bad_prefixes:
         with pytest.raises(WritePrefixError):
             writeprefix.check(bad)
 

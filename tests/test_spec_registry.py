@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import REGISTRY
+
 from theoryx.errors import ProcessorNotFound, SpecError
 from theoryx.refs import Ref
 from theoryx.registry import Registry, load_file, search_path

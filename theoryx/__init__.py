@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["run", "RunResult", "TheoryxError", "__version__"]
+__all__ = ["RunResult", "TheoryxError", "__version__", "run"]
 
 if TYPE_CHECKING:
     from .api import RunResult, run

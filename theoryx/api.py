@@ -14,7 +14,7 @@ from . import writeprefix
 from .executor import RunRequest, RunResult, StreamFn, execute
 from .stores import open_stores
 
-__all__ = ["run", "RunResult", "RunRequest"]
+__all__ = ["RunRequest", "RunResult", "run"]
 
 
 def run(

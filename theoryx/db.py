@@ -30,7 +30,7 @@ _OPEN: dict[str, tuple[int, Database]] = {}
 
 
 def pack(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+    return msgpack.packb(value, use_bin_type=True)
 
 
 def unpack(raw: bytes) -> Any:

@@ -265,7 +265,7 @@ class _Run:
 
 def _micros(usd: Any) -> int:
     if isinstance(usd, (int, float)) and not isinstance(usd, bool) and usd >= 0:
-        return int(round(usd * 1_000_000))
+        return round(usd * 1_000_000)
     return 0
 
 

@@ -103,4 +103,4 @@ def execution_files(rec: ExecutionRecord) -> dict[str, str]:
     return files
 
 
-__all__ = ["OutputEntry", "receipt_path", "index_path", "write", "execution_files", "env_fingerprint"]
+__all__ = ["OutputEntry", "env_fingerprint", "execution_files", "index_path", "receipt_path", "write"]

@@ -30,19 +30,11 @@ def cat(state: State, target: str) -> None:
     sys.stdout.buffer.flush()
 
 
-@click.command()
-@click.argument("execution")
-@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
-@click.pass_obj
-def show(state: State, execution: str) -> None:  # pragma: no cover - replaced below
-    raise NotImplementedError
-
-
 @click.command(name="show")
 @click.argument("execution")
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
 @click.pass_obj
-def show_cmd(state: State, execution: str, as_json: bool) -> None:
+def show(state: State, execution: str, as_json: bool) -> None:
     """Show one execution: status, cache, key, outputs, logs, cost."""
     from .. import executions, receipts
 
@@ -167,5 +159,3 @@ def logs(state: State, execution: str, which: str | None) -> None:
         (sys.stderr.buffer if name == "stderr" else sys.stdout.buffer).write(data)
     sys.stdout.flush()
 
-
-show = show_cmd

@@ -69,7 +69,8 @@ def _streamer(to_stderr: bool) -> Any:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed (part of the memo key).")
 @click.option("--salt", default="", envvar="THEORYX_SALT",
               help="Salt mixed into the memo key, to disown earlier results (env THEORYX_SALT).")
-@click.option("--save-dir", type=click.Path(file_okay=False), help="Write every output into DIR by its path below the write prefix.")
+@click.option("--save-dir", type=click.Path(file_okay=False),
+              help="Write every output into DIR by its path below the write prefix.")
 @click.option("--save-first", type=click.Path(dir_okay=False), help="Write the first declared output to FILE.")
 @click.option("--build", is_flag=True, help="Rebuild the processor's image before running (local adapter).")
 @click.option("--registry", help="Registry directory (also THEORYX_REGISTRY).")
@@ -130,8 +131,8 @@ def _save(state: State, result: Any, save_dir: str | None, save_first: str | Non
     if save_first:
         if not result.outputs:
             raise UsageError("--save-first: the run produced no outputs")
-        from ..registry import Registry
         from ..refs import Ref
+        from ..registry import Registry
 
         spec = Registry.from_option(state.registry).load(Ref.parse(result.ref), state.stores().db)
         by_rel = {o.path[len(prefix):]: o for o in result.outputs}

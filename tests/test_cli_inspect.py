@@ -1,0 +1,78 @@
+"""``cat``, ``show``, ``ls``, ``export``, ``logs``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import Cli, hello_args
+
+
+def test_cat_resolves_every_kind_of_world_path(cli: Cli) -> None:
+    body = cli.run_json(*hello_args())
+    eid = body["execution_id"]
+    assert cli("cat", "/artifacts/outputs/text/response.txt").stdout == "Mock response to 1 messages"
+    assert cli("cat", body["outputs"][1]["cid"]).stdout == "Mock response to 1 messages"
+    receipt = json.loads(cli("cat", body["receipt_path"]).stdout)
+    assert receipt["execution_id"] == eid
+    index = json.loads(cli("cat", body["index_path"]).stdout)
+    assert [o["cid"] for o in index["outputs"]] == [o["cid"] for o in body["outputs"]]
+    action = json.loads(cli("cat", f"/artifacts/execution/{eid}/action.json").stdout)
+    assert action["ref"] == "llm/litellm@1"
+    assert "Mock response" in cli("cat", f"/artifacts/execution/{eid}/stdout.log").stdout
+
+
+def test_cat_errors(cli: Cli) -> None:
+    cli.run_json(*hello_args())
+    missing = cli("cat", "/artifacts/outputs/none.txt")
+    assert missing.exit_code == 1 and "no execution produced /artifacts/outputs/none.txt" in missing.stderr
+    assert cli("cat", "relative/path").exit_code == 2
+    assert cli("cat", "b3:" + "0" * 64).exit_code == 1
+
+
+def test_newest_execution_wins_a_world_path(cli: Cli) -> None:
+    cli.run_json(*hello_args())
+    two = json.dumps({"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]})
+    cli.run_json("--adapter", "mock", "--ref", "llm/litellm@1", "--inputs-json", two)
+    assert cli("cat", "/artifacts/outputs/text/response.txt").stdout == "Mock response to 2 messages"
+
+
+def test_show_human_and_json(cli: Cli) -> None:
+    body = cli.run_json(*hello_args())
+    human = cli("show", body["execution_id"])
+    assert human.exit_code == 0 and "status: success" in human.stdout and "cache: miss" in human.stdout
+    short = cli("show", body["execution_id"][:20])
+    assert short.exit_code == 0
+    js = json.loads(cli("show", "--json", body["execution_id"]).stdout)
+    assert js["memo_key"] == body["memo_key"] and js["status"] == "success"
+    assert cli("show", "nonexistent00").exit_code == 1
+
+
+def test_ls_filters_and_limit(cli: Cli) -> None:
+    for plan in ("a", "b", "a"):
+        cli.run_json(*hello_args("--plan", plan))
+    rows = json.loads(cli("ls", "--json").stdout)
+    assert len(rows) == 3 and rows[0]["execution_id"] > rows[1]["execution_id"]
+    assert len(json.loads(cli("ls", "--json", "--plan", "a").stdout)) == 2
+    assert len(json.loads(cli("ls", "--json", "--limit", "1").stdout)) == 1
+    assert json.loads(cli("ls", "--json", "--ref", "x/y@1").stdout) == []
+    assert "llm/litellm@1" in cli("ls").stdout
+
+
+def test_export_writes_everything_atomically(cli: Cli, tmp_path: Path) -> None:
+    body = cli.run_json(*hello_args())
+    dest = tmp_path / "exp"
+    res = cli("export", body["execution_id"], str(dest))
+    assert res.exit_code == 0, res.output
+    assert (dest / "outputs" / "text" / "response.txt").read_text() == "Mock response to 1 messages"
+    assert json.loads((dest / "determinism.json").read_text())["memo_key"] == body["memo_key"]
+    assert (dest / "outputs.json").is_file() and (dest / "action.json").is_file()
+    again = cli("export", body["execution_id"], str(dest))
+    assert again.exit_code == 2 and "not an empty directory" in again.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp", "home"]  # no temp dir left
+
+
+def test_logs_prints_captured_output(cli: Cli) -> None:
+    body = cli.run_json(*hello_args())
+    assert cli("logs", body["execution_id"]).stdout == "Mock response to 1 messages"
+    assert cli("logs", "--stderr", body["execution_id"]).stdout == ""

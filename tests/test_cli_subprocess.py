@@ -1,0 +1,86 @@
+"""``theoryx`` as a real process: console behaviour, concurrency, and what a hit imports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import HELLO, REPO, subprocess_env
+
+RUN = [sys.executable, "-m", "theoryx", "run", "--adapter", "mock", "--ref", "llm/litellm@1",
+       "--inputs-json", json.dumps(HELLO)]
+
+
+def sh(args: list[str], home: Path, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, env=subprocess_env(home), capture_output=True, text=True, cwd=REPO,
+                          timeout=120, check=False, **kw)  # type: ignore[call-overload]
+
+
+def test_run_then_hit_as_processes(home: Path) -> None:
+    first = sh([*RUN, "--json"], home)
+    assert first.returncode == 0, first.stderr
+    second = sh([*RUN, "--json"], home)
+    a, b = json.loads(first.stdout), json.loads(second.stdout)
+    assert (a["cache"], b["cache"]) == ("miss", "hit")
+    assert a["memo_key"] == b["memo_key"]
+
+
+def test_error_exit_codes_as_a_process(home: Path) -> None:
+    usage = sh([*RUN, "--write-prefix", "/artifacts/x"], home)
+    assert usage.returncode == 2
+    assert usage.stderr.strip() == "Error: --write-prefix must end with /"
+    failure = sh([sys.executable, "-m", "theoryx", "run", "--adapter", "mock", "--ref", "llm/litellm@1",
+                  "--json", "--inputs-json", "{}"], home)
+    assert failure.returncode == 1
+    body = json.loads(failure.stdout)
+    assert body["status"] == "error" and body["error"]["code"] == "ERR_INPUTS"
+    assert failure.stderr.startswith("Error: ")
+
+
+def test_concurrent_runs_on_one_home_all_succeed(home: Path) -> None:
+    procs = []
+    for i in range(8):
+        inputs = {"messages": [{"role": "user", "content": f"m{i % 3}"}]}
+        args = [sys.executable, "-m", "theoryx", "run", "--json", "--adapter", "mock",
+                "--ref", "llm/litellm@1", "--inputs-json", json.dumps(inputs)]
+        procs.append(subprocess.Popen(args, env=subprocess_env(home), stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, cwd=REPO))
+    bodies = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        bodies.append(json.loads(out))
+    keys = {b["memo_key"] for b in bodies}
+    assert len(keys) == 3
+    listed = sh([sys.executable, "-m", "theoryx", "ls", "--json", "--limit", "100"], home)
+    assert len(json.loads(listed.stdout)) == 8
+    for b in bodies:
+        for o in b["outputs"]:
+            cat = sh([sys.executable, "-m", "theoryx", "cat", o["cid"]], home)
+            assert cat.returncode == 0 and len(cat.stdout.encode()) == o["size_bytes"]
+
+
+HIT_PROBE = """
+import json, sys
+from theoryx.cli import cli
+try:
+    cli.main(args=sys.argv[1:], prog_name="theoryx", standalone_mode=False)
+finally:
+    heavy = sorted(m for m in sys.modules if m.split(".")[0] in
+                   ("yaml", "jsonschema", "docker", "modal", "litellm", "rich", "requests"))
+    print(json.dumps(heavy), file=sys.stderr)
+"""
+
+
+def test_a_cache_hit_imports_no_heavy_module(home: Path) -> None:
+    assert sh([*RUN], home).returncode == 0
+    probe = sh([sys.executable, "-c", HIT_PROBE, *RUN[3:], "--json"], home)
+    assert json.loads(probe.stdout)["cache"] == "hit"
+    assert json.loads(probe.stderr.strip().splitlines()[-1]) == []
+
+
+def test_python_dash_m_and_console_script_agree(home: Path) -> None:
+    out = sh([sys.executable, "-m", "theoryx", "--help"], home)
+    assert out.returncode == 0 and "run" in out.stdout
