@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import Cli, hello_args
+from theoryx_testing import Cli, hello_args
 
 
 def test_cat_resolves_every_kind_of_world_path(cli: Cli) -> None:

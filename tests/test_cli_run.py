@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import HELLO, Cli, hello_args
+from theoryx_testing import HELLO, Cli, hello_args
 
 
 def test_basic_mock_run_prints_outputs(cli: Cli) -> None:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import HELLO, REPO, subprocess_env
+from theoryx_testing import HELLO, REPO, subprocess_env
 
 RUN = [sys.executable, "-m", "theoryx", "run", "--adapter", "mock", "--ref", "llm/litellm@1",
        "--inputs-json", json.dumps(HELLO)]

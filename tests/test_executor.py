@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HELLO, REGISTRY
+from theoryx_testing import HELLO, REGISTRY
 
 from theoryx import api
 from theoryx.errors import InputsError, TheoryxError

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import REGISTRY
+from theoryx_testing import REGISTRY
 
 from theoryx.errors import ProcessorNotFound, SpecError
 from theoryx.refs import Ref

@@ -1,13 +1,16 @@
-"""Fixtures for the cas tests: a fresh store per test and deterministic file contents."""
+"""Fixtures for the cas tests: a fresh store per test and a way to rot a blob on disk."""
 
 from __future__ import annotations
 
-import random
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from cas import Store
+
+Corrupt = Callable[..., None]
 
 
 @pytest.fixture
@@ -16,12 +19,18 @@ def store(tmp_path: Path) -> Store:
     return Store(tmp_path / "cas-v1")
 
 
-def random_bytes(size: int, seed: int = 0) -> bytes:
-    """``size`` pseudo-random bytes, the same for the same seed."""
-    return random.Random(seed).randbytes(size)
+def _corrupt(path: Path, offset: int = 0) -> None:
+    mode = path.stat().st_mode
+    os.chmod(path, 0o644)
+    with path.open("r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0x01]))
+    os.chmod(path, mode)
 
 
-def write_file(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` and return the path."""
-    path.write_bytes(data)
-    return path
+@pytest.fixture
+def corrupt() -> Corrupt:
+    """``corrupt(path, offset=0)`` flips one bit of a read-only blob in place, as disk rot would."""
+    return _corrupt
