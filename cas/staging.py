@@ -114,6 +114,7 @@ def _publish_by_rename(temp: Path, dest: Path, *, fsync: bool) -> None:
     """
     if freshen(dest):
         return
+    make_dirs(dest.parent, fsync=fsync)
     os.replace(temp, dest)
     if fsync:
         fsync_dir(dest.parent)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,8 +57,10 @@ def guess_mime(filename: str) -> str:
     return mime or "application/octet-stream"
 
 
-def store(options: dict[str, Path], cas: Store) -> dict[str, Attachment]:
-    """Hash each file, store those the CAS lacks; :class:`AttachmentNotFound` for a missing file."""
+def store(options: dict[str, Path], cas: Store,
+          protect: Callable[[str], None] | None = None) -> dict[str, Attachment]:
+    """Hash each file, store those the CAS lacks; :class:`AttachmentNotFound` for a missing file.
+    ``protect(cid)`` is called before the store is consulted (to lease the blob against gc)."""
     out: dict[str, Attachment] = {}
     for name, path in options.items():
         if not path.is_file():
@@ -67,6 +69,8 @@ def store(options: dict[str, Path], cas: Store) -> dict[str, Attachment]:
         if filename in ("", ".", ".."):
             raise AttachmentError(f"attachment {name!r} has no usable file name: {path}")
         blob = hash_file(path)
+        if protect is not None:
+            protect(blob.cid)
         if not cas.exists(blob.cid):
             blob = cas.put_file(path)
         else:

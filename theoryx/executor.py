@@ -20,7 +20,7 @@ from . import action_cache, adapters, attachments, executions, receipts, writepr
 from .action import Action, build
 from .action_cache import ActionResult, OutputEntry
 from .adapters.base import ExecRequest, Outcome, Workspace
-from .context import env_identity, image_identity
+from .context import ContextManifest, env_identity, image_identity
 from .errors import (
     ExecutionTimeout,
     InputsError,
@@ -59,6 +59,26 @@ class RunRequest:
     registry: str | None = None
     stream: StreamFn | None = None
     build: bool = False
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Steps 1-4 done: the spec, the action, the referenced attachments, rewritten inputs and
+    the image context manifest. ``audit`` builds one from a stored action to re-execute it."""
+
+    spec: ProcessorSpec
+    action: Action
+    attachments: tuple[attachments.Attachment, ...]
+    inputs: Any
+    context: ContextManifest
+
+    @property
+    def write_prefix(self) -> str:
+        return str(self.action.body["write_prefix"])
+
+    @property
+    def input_cids(self) -> tuple[str, ...]:
+        return tuple(sorted({a.cid for a in self.attachments}))
 
 
 @dataclass(frozen=True)
@@ -120,13 +140,13 @@ class _Run:
     def elapsed_ms(self) -> int:
         return int((time.monotonic() - self.t0) * 1000)
 
-    def prepare(self) -> tuple[ProcessorSpec, Action, list[attachments.Attachment], dict[str, Any]]:
+    def prepare(self, lease: Lease) -> Prepared:
         """Steps 1-4: spec, attachments, rewritten inputs, action."""
         req, stores = self.req, self.stores
         env_class = adapters.env_class(req.adapter)
         prefix = writeprefix.expand(req.write_prefix, self.execution_id)
         spec = Registry.from_option(req.registry).load(Ref.parse(req.ref), stores.db)
-        stored = attachments.store(dict(req.attachments), stores.cas)
+        stored = attachments.store(dict(req.attachments), stores.cas, protect=lambda c: lease.add([c]))
         used: set[str] = set()
         inputs = attachments.rewrite(req.inputs, stored, used)
         for name in sorted(set(stored) - used):
@@ -136,13 +156,15 @@ class _Run:
         image, manifest = image_identity(spec, env_class)
         action = build(spec, image=image, env=env_identity(env_class), inputs=inputs,
                        write_prefix=prefix, seed=req.seed, salt=req.salt)
-        self.manifest = manifest
+        return Prepared(spec, action, tuple(stored[n] for n in sorted(used)), inputs, manifest)
+
+    def adopt(self, prep: Prepared) -> None:
+        """Name the prepared action on the record."""
         self.record = self.record.with_(
-            memo_key=action.memo_key, spec_digest=action.spec_digest, write_prefix=prefix,
-            env_fingerprint=receipts.env_fingerprint(action.body),
-            input_cids=tuple(sorted({stored[n].cid for n in used})),
+            memo_key=prep.action.memo_key, spec_digest=prep.action.spec_digest,
+            write_prefix=prep.write_prefix, env_fingerprint=receipts.env_fingerprint(prep.action.body),
+            input_cids=prep.input_cids,
         )
-        return spec, action, [stored[n] for n in sorted(used)], inputs
 
     def finish(self, rec: ExecutionRecord, extra: dict[str, tuple[str, str, Any]] | None = None) -> RunResult:
         rec = receipts.write(rec.with_(status="success", duration_ms=self.elapsed_ms()), self.stores.cas)
@@ -165,15 +187,15 @@ class _Run:
         touched = result.used_at(_now_ms())
         return self.finish(rec, extra={"ac": ("ac", result.memo_key, touched.to_dict())})
 
-    def miss(self, spec: ProcessorSpec, action: Action, stored: list[attachments.Attachment],
-             inputs: dict[str, Any], lease: Lease) -> RunResult:
-        """Steps 6-12."""
+    def miss(self, prep: Prepared, lease: Lease, *, cache_write: bool) -> RunResult:
+        """Steps 6-12. With ``cache_write`` False (audits) the cache entry is left alone."""
         stores, req = self.stores, self.req
+        spec, action, stored, inputs = prep.spec, prep.action, prep.attachments, prep.inputs
         self.validate(spec, inputs)
         adapter = adapters.get(req.adapter, stores=stores, build=req.build)
         secrets = self.secrets(spec)
         action_blob = stores.cas.put_bytes(action.data)
-        stores.cas.put_bytes(self.manifest.data)
+        stores.cas.put_bytes(prep.context.data)
         lease.add([action_blob.cid])
         self.record = self.record.with_(cache="miss", action_cid=action_blob.cid)
         ws = Workspace(stores.home.work / self.execution_id)
@@ -205,7 +227,7 @@ class _Run:
             duration_ms=outcome.duration_ms, execution_id=self.execution_id, adapter=req.adapter,
             created_ms=now, last_used_ms=now, input_cids=rec.input_cids,
         )
-        return self.finish(rec, extra={"ac": ("ac", action.memo_key, ac.to_dict())})
+        return self.finish(rec, extra={"ac": ("ac", action.memo_key, ac.to_dict())} if cache_write else None)
 
     def validate(self, spec: ProcessorSpec, inputs: Any) -> None:
         """Step 6: inputs against the spec's JSON Schema; the first violation's JSON pointer."""
@@ -227,7 +249,7 @@ class _Run:
             raise SecretsMissing(f"Required secret(s) missing: {', '.join(missing)}")
         return {n: os.environ[n] for n in spec.secrets}
 
-    def materialise(self, ws: Workspace, stored: list[attachments.Attachment], inputs: Any) -> None:
+    def materialise(self, ws: Workspace, stored: tuple[attachments.Attachment, ...], inputs: Any) -> None:
         """Only the attachments the action references, hard-linked from the CAS, read-only."""
         for d in (ws.root, ws.inputs, ws.outputs, ws.result_dir):
             d.mkdir(parents=True, exist_ok=True)
@@ -283,20 +305,28 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, onerror=onerror)
 
 
-def execute(stores: Stores, req: RunRequest) -> RunResult:
+def execute(stores: Stores, req: RunRequest, *, prepared: Prepared | None = None,
+            cache_write: bool = True) -> RunResult:
     """Run ``req``; raise a :class:`TheoryxError` (with ``execution_id`` set) on failure.
-    Every invocation leaves an execution record, successful or not."""
+    Every invocation leaves an execution record, successful or not.
+
+    ``prepared`` replays a stored action (audits): the lookup is skipped and, with
+    ``cache_write=False``, the result does not replace the cache entry.
+    """
     run = _Run(stores, req)
     try:
         with Lease(stores.home.leases, run.execution_id) as lease:
-            spec, action, stored, inputs = run.prepare()
-            lease.add(run.record.input_cids)
-            if not req.no_cache:
-                result = action_cache.lookup(stores.db, stores.cas, action.memo_key)
-                if result is not None:
-                    lease.add(result.blobs())
-                    return run.hit(result)
-            return run.miss(spec, action, stored, inputs, lease)
+            prep = prepared if prepared is not None else run.prepare(lease)
+            run.adopt(prep)
+            lease.add(prep.input_cids)
+            if not req.no_cache and prepared is None:
+                entry = action_cache.get(stores.db, prep.action.memo_key)
+                if entry is not None:
+                    lease.add(entry.blobs())  # before the existence check: gc honours leases
+                    result = action_cache.lookup(stores.db, stores.cas, prep.action.memo_key)
+                    if result is not None:
+                        return run.hit(result)
+            return run.miss(prep, lease, cache_write=cache_write)
     except TheoryxError as exc:
         exc.execution_id = run.execution_id
         _record_failure(stores, run, exc)

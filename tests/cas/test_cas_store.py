@@ -251,3 +251,51 @@ def test_store_without_fsync_stores_the_same_blobs(tmp_path: Path) -> None:
     blob = fast.put_bytes(b"scratch")
     assert fast.read(blob.cid) == b"scratch"
     assert stat.S_IMODE(fast.path(blob.cid).stat().st_mode) == 0o444
+
+
+def test_link_to_copies_by_read_write_when_the_kernel_cannot_copy(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blob = store.put_bytes(os.urandom(3 << 20))
+
+    def refuse(*args: object, **kwargs: object) -> int:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", refuse)
+    monkeypatch.setattr(os, "copy_file_range", refuse)
+    dest = tmp_path / "copy.bin"
+    store.link_to(blob.cid, dest)
+    assert dest.read_bytes() == store.read(blob.cid)
+
+
+def test_blobs_are_published_by_rename_where_hard_links_are_unsupported(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_hard_links(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_hard_links)
+    blob = store.put_bytes(b"on a filesystem without hard links")
+    assert store.read(blob.cid) == b"on a filesystem without hard links"
+    assert stat.S_IMODE(store.path(blob.cid).stat().st_mode) == 0o444
+    assert store.put_file(store.path(blob.cid)) == blob  # existing blob: still a success
+    assert list(store.tmp_files()) == []
+
+
+def test_blob_deleted_while_being_rewritten_is_published_again(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A concurrent delete between 'the blob exists' and 'refresh its mtime' must not lose it."""
+    blob = store.put_bytes(b"contested")
+    real_utime = os.utime
+
+    def utime_after_a_concurrent_delete(path: Path, *args: object, **kwargs: object) -> None:
+        monkeypatch.setattr(os, "utime", real_utime)
+        os.unlink(path)
+        real_utime(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    source = tmp_path / "again"
+    source.write_bytes(b"contested")
+    monkeypatch.setattr(os, "utime", utime_after_a_concurrent_delete)
+    assert store.put_file(source) == blob
+    assert store.read(blob.cid) == b"contested"

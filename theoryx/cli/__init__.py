@@ -39,12 +39,20 @@ def cli(ctx: click.Context, home: str | None, registry: str | None) -> None:
 
 
 def _register() -> None:
-    from . import inspect, registry, run
+    from . import audit, inspect, plan, registry, run, store
 
     cli.add_command(run.run)
     for cmd in (inspect.cat, inspect.show, inspect.ls, inspect.export, inspect.logs):
         cli.add_command(cmd)
     cli.add_command(registry.registry)
+    for module in (plan, store, audit):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+    try:
+        from . import image
+    except ImportError:  # the image commands arrive with the local adapter
+        return
+    cli.add_command(image.image)
 
 
 _register()

@@ -1,0 +1,35 @@
+"""Offline stand-in for data/textstats@1: the real computation, in the executor's process.
+
+``run(inputs, outdir, ctx)`` writes the same ``stats.json`` bytes as ``run.py`` would in the
+container (both call ``stats.py``; this file is loaded by path, so ``run.py`` is loaded by path
+too) and returns the same result. Bad inputs raise ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+
+def _load_run() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("theoryx_textstats_run",
+                                                  Path(__file__).with_name("run.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_run = _load_run()
+
+
+def run(inputs: dict[str, Any], outdir: Path, ctx: Any) -> dict[str, Any]:
+    """Compute ``stats.json`` for ``inputs["file"]`` (resolved through ``ctx.resolve``)."""
+    world_path, _, _ = _run.options(inputs)
+    data = ctx.resolve(world_path).read_bytes()
+    body, result, line = _run.summarize(data, inputs)
+    (outdir / _run.OUTPUT).write_bytes(body)
+    ctx.stream(line)
+    return result
