@@ -56,13 +56,14 @@ def _ignored(rel: str, patterns: list[str]) -> bool:
     )
 
 
-def context_manifest(folder: Path) -> ContextManifest:
+def context_manifest(folder: Path, *, dockerignore: bool = True) -> ContextManifest:
     """Hash every file of ``folder`` (sorted, deterministic); symlinks are hashed as their target
-    text so a link can't pull in files from outside."""
+    text so a link can't pull in files from outside. ``dockerignore=False`` also hashes what
+    ``.dockerignore`` excludes (the mock environment runs ``mock.py``, which images ignore)."""
     files: dict[str, dict[str, Any]] = {}
     if not folder.is_dir():
         return ContextManifest(files)
-    patterns = _ignore_patterns(folder)
+    patterns = _ignore_patterns(folder) if dockerignore else []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if d not in _ALWAYS_EXCLUDED_DIRS)
         for fn in sorted(filenames):
@@ -100,9 +101,10 @@ def build_args(spec: ProcessorSpec) -> dict[str, str]:
 
 def image_identity(spec: ProcessorSpec, env_class: str) -> tuple[dict[str, Any], ContextManifest]:
     """The ``image`` part of the action for ``env_class`` and the context manifest it names."""
-    manifest = context_manifest(spec.folder)
     if env_class == "mock":
+        manifest = context_manifest(spec.folder, dockerignore=False)
         return {"kind": "mock", "context": manifest.cid}, manifest
+    manifest = context_manifest(spec.folder)
     if spec.image.ref is not None:
         return {"kind": "ref", "ref": spec.image.ref}, manifest
     return {

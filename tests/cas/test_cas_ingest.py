@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import cas.copying
+import cas.store
 from cas import Blob, Store, cid_of_bytes, hash_file
 
 
@@ -190,6 +191,48 @@ def test_move_that_fails_before_publishing_puts_the_source_back(
         store.put_file(source, move=True)
     assert source.read_bytes() == b"do not lose me"
     assert list(store.iter_blobs()) == []
+    assert list(store.tmp_files()) == []
+
+
+def test_move_of_a_file_written_during_hashing_stores_a_consistent_copy(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that still holds the file open could change it after it was hashed: copy it."""
+    source = _file(tmp_path / "busy", b"still being written")
+    inode = source.stat().st_ino
+    real_hash_fd = cas.store.hash_fd
+
+    def hash_then_see_a_write(fd: int) -> tuple[str, int]:
+        result = real_hash_fd(fd)
+        st = os.fstat(fd)
+        os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+        return result
+
+    monkeypatch.setattr(cas.store, "hash_fd", hash_then_see_a_write)
+    blob = store.put_file(source, move=True)
+    assert not source.exists()
+    assert store.read(blob.cid) == b"still being written"
+    assert store.path(blob.cid).stat().st_ino != inode
+    assert list(store.tmp_files()) == []
+
+
+def test_move_of_a_file_we_may_not_seal_stores_a_copy(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = _file(tmp_path / "foreign", b"owned by someone else")
+    real_fchmod = os.fchmod
+    calls = []
+
+    def fchmod_refused_once(fd: int, mode: int) -> None:
+        calls.append(fd)
+        if len(calls) == 1:
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        real_fchmod(fd, mode)
+
+    monkeypatch.setattr(os, "fchmod", fchmod_refused_once)
+    blob = store.put_file(source, move=True)
+    assert not source.exists()
+    assert store.read(blob.cid) == b"owned by someone else"
     assert list(store.tmp_files()) == []
 
 
