@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import action_cache, adapters, attachments, executions, receipts, writeprefix
+from . import action_cache, adapters, attachments, executions, receipts, syncpoints, writeprefix
 from .action import Action, build
 from .action_cache import ActionResult, OutputEntry
 from .adapters.base import ExecRequest, Outcome, Workspace
@@ -168,6 +168,7 @@ class _Run:
 
     def finish(self, rec: ExecutionRecord, extra: dict[str, tuple[str, str, Any]] | None = None) -> RunResult:
         rec = receipts.write(rec.with_(status="success", duration_ms=self.elapsed_ms()), self.stores.cas)
+        syncpoints.point("before_record")
         executions.record(self.stores.db, rec, extra=extra)
         self.record = rec
         return RunResult(rec.execution_id, rec.ref, rec.adapter, rec.cache or "miss",
@@ -201,6 +202,7 @@ class _Run:
         ws = Workspace(stores.home.work / self.execution_id)
         try:
             self.materialise(ws, stored, inputs)
+            syncpoints.point("before_execute")
             outcome = adapter.execute(ExecRequest(
                 spec=spec, action=action.body, inputs=inputs, workspace=ws,
                 execution_id=self.execution_id, write_prefix=self.record.write_prefix or "",
@@ -216,6 +218,7 @@ class _Run:
             self.check(outcome, ws, spec)
             manifest = ingest(ws.outputs, spec, self.record.write_prefix or "", stores.cas)
             lease.add([manifest.cid, *(o.cid for o in manifest.outputs)])
+            syncpoints.point("after_ingest")
         finally:
             _remove_tree(ws.root)
         rec = self.record.with_(outputs=manifest.outputs, manifest_cid=manifest.cid)
@@ -319,11 +322,13 @@ def execute(stores: Stores, req: RunRequest, *, prepared: Prepared | None = None
             prep = prepared if prepared is not None else run.prepare(lease)
             run.adopt(prep)
             lease.add(prep.input_cids)
+            syncpoints.point("after_prepare")
             if not req.no_cache and prepared is None:
                 entry = action_cache.get(stores.db, prep.action.memo_key)
                 if entry is not None:
                     lease.add(entry.blobs())  # before the existence check: gc honours leases
                     result = action_cache.lookup(stores.db, stores.cas, prep.action.memo_key)
+                    syncpoints.point("after_lookup")
                     if result is not None:
                         return run.hit(result)
             return run.miss(prep, lease, cache_write=cache_write)
