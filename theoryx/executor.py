@@ -132,6 +132,7 @@ class _Run:
         self.execution_id = new_execution_id()
         self.started_ms = _now_ms()
         self.t0 = time.monotonic()
+        self.lease: Lease | None = None
         self.record = ExecutionRecord(
             execution_id=self.execution_id, ref=req.ref, adapter=req.adapter, status="error",
             plan=req.plan, seed=req.seed, started_ms=self.started_ms,
@@ -168,6 +169,8 @@ class _Run:
 
     def finish(self, rec: ExecutionRecord, extra: dict[str, tuple[str, str, Any]] | None = None) -> RunResult:
         rec = receipts.write(rec.with_(status="success", duration_ms=self.elapsed_ms()), self.stores.cas)
+        if self.lease is not None:
+            self.lease.add(c for c in (rec.index_cid, rec.receipt_cid) if c)
         syncpoints.point("before_record")
         executions.record(self.stores.db, rec, extra=extra)
         self.record = rec
@@ -319,6 +322,7 @@ def execute(stores: Stores, req: RunRequest, *, prepared: Prepared | None = None
     run = _Run(stores, req)
     try:
         with Lease(stores.home.leases, run.execution_id) as lease:
+            run.lease = lease
             prep = prepared if prepared is not None else run.prepare(lease)
             run.adopt(prep)
             lease.add(prep.input_cids)

@@ -10,16 +10,17 @@ the files of the spec's folder that the context manifest lists (same exclusions)
 owner root and modes 0644/0755, plus a ``vendor/`` directory, always present so that Dockerfiles
 can ``COPY vendor/ ...`` unconditionally. When the folder has a ``requirements.txt``, ``vendor/``
 holds those requirements installed on the host with ``pip install --target`` (binary wheels for
-the container's platform and Python, byte-compiled with unchecked-hash pycs so that a read-only
-root filesystem still imports fast), cached under ``<home>/vendor-v1/<digest>`` by the digest of
-``requirements.txt`` and the vendoring parameters, published by renaming a finished temp dir.
+the container's platform and Python, not byte-compiled: a Dockerfile that wants pycs under a
+read-only root runs ``compileall --invalidation-mode unchecked-hash`` itself, which needs no
+network), cached under ``<home>/vendor-v1/<digest>`` by the digest of ``requirements.txt`` and
+the vendoring parameters, published by renaming a finished temp dir.
 
 Builds run with the network disabled and never pull: every ``FROM`` image must exist locally,
 else :class:`ImageNotFound` names the command that fixes it. A pinned ``image.ref`` is used when
 present locally, else :class:`ImageNotFound` (never pulled).
 
 Environment: ``THEORYX_VENDOR_PYTHON`` (default 3.11) is the container's Python version that
-wheels are selected and compiled for; pycs are only written when it equals the host's.
+wheels are selected for.
 
 Errors: :class:`ImageNotFound`, :class:`ImageBuildError` (pip or the engine failed; the message
 ends with the tail of the log), :class:`DockerUnavailable`/:class:`AdapterError` from the edge.
@@ -349,10 +350,6 @@ def _pip_install(req: Path, target: Path) -> None:
     for plat in params["platforms"]:
         cmd += ["--platform", plat]
     _run_tool([*cmd, "-r", str(req)], req.parent, f"pip install -r {req}")
-    if params["python"] == f"{sys.version_info.major}.{sys.version_info.minor}":
-        compile_cmd = [sys.executable, "-m", "compileall", "-q", "-j", "0",
-                       "--invalidation-mode", "unchecked-hash", str(target)]
-        subprocess.run(compile_cmd, capture_output=True, timeout=PIP_TIMEOUT_S, check=False)
 
 
 def _run_tool(cmd: list[str], cwd: Path, what: str) -> None:

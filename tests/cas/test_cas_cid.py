@@ -68,9 +68,11 @@ def test_cid_from_hex_rejects_anything_but_64_lowercase_hex(digest: str) -> None
         cid_from_hex(digest)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, database=None)
 @given(data=st.binary(max_size=300_000))
-def test_cid_of_bytes_is_blake3_and_names_the_stored_blob(data: bytes, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_cid_of_bytes_is_blake3_and_names_the_stored_blob(
+    data: bytes, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     store = Store(tmp_path_factory.getbasetemp() / "property-store", fsync=False)
     cid = cid_of_bytes(data)
     assert is_cid(cid)
@@ -80,7 +82,7 @@ def test_cid_of_bytes_is_blake3_and_names_the_stored_blob(data: bytes, tmp_path_
     assert store.read(cid) == data
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, database=None)
 @given(data=st.binary(max_size=70_000))
 def test_put_stream_and_put_file_agree_with_cid_of_bytes(data: bytes, tmp_path_factory: pytest.TempPathFactory) -> None:
     base = tmp_path_factory.getbasetemp()

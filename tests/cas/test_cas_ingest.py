@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import cas.copying
+import cas.hashing
 import cas.store
 from cas import Blob, Store, cid_of_bytes, hash_file
 
@@ -200,7 +201,7 @@ def test_move_of_a_file_written_during_hashing_stores_a_consistent_copy(
     """A writer that still holds the file open could change it after it was hashed: copy it."""
     source = _file(tmp_path / "busy", b"still being written")
     inode = source.stat().st_ino
-    real_hash_fd = cas.store.hash_fd
+    real_hash_fd = cas.hashing.hash_fd
 
     def hash_then_see_a_write(fd: int) -> tuple[str, int]:
         result = real_hash_fd(fd)

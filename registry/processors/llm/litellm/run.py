@@ -92,7 +92,9 @@ _TIMEOUTS = frozenset({"builtins.TimeoutError", "httpx.TimeoutException", "opena
                        "socket.timeout"})
 _CONNECTION = frozenset({"openai.APIConnectionError", "httpx.TransportError",
                          "builtins.ConnectionError", "httpcore.NetworkError"})
-_HTTP_ANSWER = frozenset({"httpx.HTTPStatusError", "openai.APIStatusError"})
+# raised by httpx when a response arrived; LiteLLM's and openai's status classes are no evidence
+# (LiteLLM reports a refused connection as InternalServerError, an openai.APIStatusError)
+_HTTP_ANSWER = frozenset({"httpx.HTTPStatusError"})
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
 _EXC_PREFIX = re.compile(r"^(?:litellm\.)?\w*(?:Error|Exception|Timeout)\s*[:\-]\s*")
 
