@@ -180,3 +180,9 @@ def test_workspace_is_removed_after_the_run(home: Path) -> None:
     run(home)
     assert list((home / "work-v1").iterdir()) == []
     assert list((home / "leases").iterdir()) == []
+
+
+def test_inputs_without_a_canonical_form_are_err_inputs(home: Path) -> None:
+    with pytest.raises(InputsError) as info:
+        run(home, {"messages": HELLO["messages"], "max_tokens": 2**60})
+    assert "canonical" in info.value.message

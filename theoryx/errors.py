@@ -5,6 +5,12 @@ TheoryxError                       ERR_THEORYX
 ├── UsageError                     ERR_USAGE            (exit 2: a bad option value)
 │   ├── WritePrefixError           ERR_WRITE_PREFIX
 │   ├── InputsJsonError            ERR_INPUTS_JSON
+│   ├── PlanKeyError               ERR_PLAN_KEY         (a plan key with forbidden characters)
+│   ├── AmountError                ERR_AMOUNT           (a bad dollar amount)
+│   │   ├── AmountNotANumber       ERR_AMOUNT_NOT_A_NUMBER
+│   │   ├── AmountNegative         ERR_AMOUNT_NEGATIVE
+│   │   ├── AmountTooPrecise       ERR_AMOUNT_PRECISION  (more than 6 decimals: below a micro-dollar)
+│   │   └── AmountTooLarge         ERR_AMOUNT_TOO_LARGE
 │   └── AttachmentError            ERR_ATTACHMENT
 │       └── AttachmentNotFound     ERR_ATTACHMENT_NOT_FOUND
 ├── RefError                       ERR_REF              (malformed ref)
@@ -29,7 +35,8 @@ TheoryxError                       ERR_THEORYX
 ├── BudgetError                    ERR_BUDGET
 │   ├── BudgetExceeded             ERR_BUDGET_EXCEEDED
 │   ├── PlanNotFound               ERR_PLAN_NOT_FOUND
-│   └── PriceUnknown               ERR_PRICE_UNKNOWN
+│   ├── PlanExists                 ERR_PLAN_EXISTS
+│   └── PriceUnknown               ERR_PRICE_UNKNOWN    (no price/bound under a limited plan)
 └── LedgerCorrupt                  ERR_LEDGER_CORRUPT
 ```
 """
@@ -64,6 +71,30 @@ class WritePrefixError(UsageError):
 
 class InputsJsonError(UsageError):
     code = "ERR_INPUTS_JSON"
+
+
+class PlanKeyError(UsageError):
+    code = "ERR_PLAN_KEY"
+
+
+class AmountError(UsageError):
+    code = "ERR_AMOUNT"
+
+
+class AmountNotANumber(AmountError):
+    code = "ERR_AMOUNT_NOT_A_NUMBER"
+
+
+class AmountNegative(AmountError):
+    code = "ERR_AMOUNT_NEGATIVE"
+
+
+class AmountTooPrecise(AmountError):
+    code = "ERR_AMOUNT_PRECISION"
+
+
+class AmountTooLarge(AmountError):
+    code = "ERR_AMOUNT_TOO_LARGE"
 
 
 class AttachmentError(UsageError):
@@ -160,6 +191,10 @@ class BudgetExceeded(BudgetError):
 
 class PlanNotFound(BudgetError):
     code = "ERR_PLAN_NOT_FOUND"
+
+
+class PlanExists(BudgetError):
+    code = "ERR_PLAN_EXISTS"
 
 
 class PriceUnknown(BudgetError):

@@ -20,6 +20,7 @@ from . import action_cache, adapters, attachments, executions, receipts, syncpoi
 from .action import Action, build
 from .action_cache import ActionResult, OutputEntry
 from .adapters.base import ExecRequest, Outcome, Workspace
+from .canonical import CanonicalizationError
 from .context import ContextManifest, env_identity, image_identity
 from .errors import (
     ExecutionTimeout,
@@ -155,8 +156,11 @@ class _Run:
                   f'(use {{"$attach": "{name}"}}); it is not passed to the processor',
                   file=__import__("sys").stderr)
         image, manifest = image_identity(spec, env_class)
-        action = build(spec, image=image, env=env_identity(env_class), inputs=inputs,
-                       write_prefix=prefix, seed=req.seed, salt=req.salt)
+        try:
+            action = build(spec, image=image, env=env_identity(env_class), inputs=inputs,
+                           write_prefix=prefix, seed=req.seed, salt=req.salt)
+        except CanonicalizationError as exc:
+            raise InputsError(f"inputs have no canonical JSON form (RFC 8785): {exc}") from None
         return Prepared(spec, action, tuple(stored[n] for n in sorted(used)), inputs, manifest)
 
     def adopt(self, prep: Prepared) -> None:

@@ -151,7 +151,7 @@ def _follow_build(stream: Iterable[dict[str, Any]], spec: ProcessorSpec, progres
     image_id = ""
     for msg in stream:
         text = str(msg.get("stream") or msg.get("status") or "")
-        if text:
+        if text.strip():
             tail.extend(text.rstrip("\n").splitlines())
             if progress is not None:
                 progress(text.rstrip("\n"))

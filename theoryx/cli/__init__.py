@@ -6,6 +6,7 @@ this package decides exit codes: 0 success, 1 a theoryx error, 2 a usage error.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
@@ -14,9 +15,35 @@ import click
 from ..errors import TheoryxError
 from .state import State
 
+# Command name -> module below theoryx.cli that defines it (as an attribute of that name, or in
+# its ``COMMANDS`` list). Modules are imported only when their command runs, so a cache hit
+# pays for ``run`` alone.
+LAZY: dict[str, str] = {
+    "run": "run", "cat": "inspect", "show": "inspect", "ls": "inspect", "export": "inspect",
+    "logs": "inspect", "registry": "registry", "image": "image", "plan": "plan",
+    "gc": "store", "verify": "store", "pin": "store", "unpin": "store", "pins": "store",
+    "du": "store", "stats": "store", "audit": "audit", "explain": "audit", "receipt": "audit",
+    "keygen": "audit", "verify-receipt": "audit",
+}
+
 
 class Group(click.Group):
-    """Maps :class:`TheoryxError` to ``Error: <message>`` and its exit code."""
+    """Loads commands lazily and maps :class:`TheoryxError` to ``Error: <message>`` and its
+    exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(n for n in LAZY if self.get_command(ctx, n) is not None)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module_name = LAZY.get(cmd_name)
+        if module_name is None:
+            return None
+        module = importlib.import_module(f"{__name__}.{module_name}")
+        for command in getattr(module, "COMMANDS", []):
+            if command.name == cmd_name:
+                return command  # type: ignore[no-any-return]
+        found = getattr(module, cmd_name.replace("-", "_"), None)
+        return found if isinstance(found, click.Command) else None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -36,26 +63,6 @@ class Group(click.Group):
 def cli(ctx: click.Context, home: str | None, registry: str | None) -> None:
     """theoryx: run processors like build actions — content-addressed, cached, budgeted, audited."""
     ctx.obj = State(home=home, registry=registry)
-
-
-def _register() -> None:
-    from . import audit, inspect, plan, registry, run, store
-
-    cli.add_command(run.run)
-    for cmd in (inspect.cat, inspect.show, inspect.ls, inspect.export, inspect.logs):
-        cli.add_command(cmd)
-    cli.add_command(registry.registry)
-    for module in (plan, store, audit):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-    try:
-        from . import image
-    except ImportError:  # the image commands arrive with the local adapter
-        return
-    cli.add_command(image.image)
-
-
-_register()
 
 
 def main() -> None:

@@ -7,15 +7,22 @@ too) and returns the same result. Bad inputs raise ``ValueError``.
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 
+class _NoBytecodeLoader(importlib.machinery.SourceFileLoader):
+    def set_data(self, path: str, data: bytes, *, _mode: int = 0o666) -> None:
+        pass   # never write __pycache__ into the registry (a hashed build context)
+
+
 def _load_run() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("theoryx_textstats_run",
-                                                  Path(__file__).with_name("run.py"))
+    path = str(Path(__file__).with_name("run.py"))
+    name = "theoryx_textstats_run"
+    spec = importlib.util.spec_from_file_location(name, path, loader=_NoBytecodeLoader(name, path))
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

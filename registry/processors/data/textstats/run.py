@@ -15,6 +15,7 @@ stderr, nothing written); 1 unexpected error (traceback).
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import json
 import os
@@ -28,18 +29,26 @@ EXIT_OK, EXIT_BUG, EXIT_INPUTS = 0, 1, 2
 OUTPUT = "stats.json"
 
 
-def load_stats() -> ModuleType:
-    """``stats.py`` from this file's folder, by path (works as a script, in the container, and
-    when the executor loads ``mock.py`` by path)."""
-    spec = importlib.util.spec_from_file_location("theoryx_textstats_stats",
-                                                  Path(__file__).with_name("stats.py"))
+class NoBytecodeLoader(importlib.machinery.SourceFileLoader):
+    """A source loader that never writes ``__pycache__`` (the processor folder is a build
+    context: files appearing in it would change its digest)."""
+
+    def set_data(self, path: str, data: bytes, *, _mode: int = 0o666) -> None:
+        pass
+
+
+def load_sibling(filename: str, name: str) -> ModuleType:
+    """Import ``filename`` from this file's folder by path: works as a script, in the container
+    and when the executor loads ``mock.py`` by path (no package, no ``sys.path`` entry)."""
+    path = str(Path(__file__).with_name(filename))
+    spec = importlib.util.spec_from_file_location(name, path, loader=NoBytecodeLoader(name, path))
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-stats = load_stats()
+stats = load_sibling("stats.py", "theoryx_textstats_stats")
 
 
 def options(inputs: Mapping[str, Any]) -> tuple[str, str, int]:

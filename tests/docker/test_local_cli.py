@@ -1,0 +1,154 @@
+"""The local adapter through the command line: runs, interruption, leftovers, images, no engine."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from conftest import cli_env, owned_containers, spawn_cli
+from theoryx_testing import REPO
+
+from theoryx import api
+from theoryx.errors import DockerUnavailable
+
+SLEEP = ["run", "--ref", "test/probe@1", "--inputs-json", json.dumps({"mode": "sleep", "seconds": 120})]
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def running_container(client: Any, proc: subprocess.Popen[bytes]) -> Any:
+    """The running container started by ``proc`` (or None yet); fails if ``proc`` died."""
+    assert proc.poll() is None, proc.communicate()
+    found = owned_containers(client, {proc.pid})
+    return found[0] if found and found[0]["State"] == "running" else None
+
+
+def prebuild(registry: Path, home: Path) -> None:
+    api.run("test/probe@1", inputs={"mode": "hello"}, adapter="local", home=home, registry=str(registry))
+
+
+@pytest.mark.docker
+def test_cli_run_json_on_local(registry: Path, home: Path) -> None:
+    proc = spawn_cli(["run", "--json", "--ref", "test/probe@1", "--inputs-json", '{"mode": "hello", "n": 9}'],
+                     cli_env(home, registry), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    body = json.loads(out)
+    assert body["status"] == "success" and body["adapter"] == "local" and body["cache"] == "miss"
+    assert "/artifacts/outputs/out.json" in [o["path"] for o in body["outputs"]]
+
+
+@pytest.mark.docker
+def test_sigint_to_a_running_cli_run_removes_its_container(registry: Path, home: Path, docker_client: Any) -> None:
+    prebuild(registry, home)
+    proc = spawn_cli(SLEEP, cli_env(home, registry), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: running_container(docker_client, proc))
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode != 0
+    assert owned_containers(docker_client, {proc.pid}) == []
+
+
+@pytest.mark.docker
+def test_container_of_a_killed_run_is_removed_by_the_next_run(
+        registry: Path, home: Path, docker_client: Any) -> None:
+    prebuild(registry, home)
+    proc = spawn_cli(SLEEP, cli_env(home, registry), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: running_container(docker_client, proc))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert len(owned_containers(docker_client, {proc.pid})) == 1      # SIGKILL: nothing could clean up
+    api.run("test/probe@1", inputs={"mode": "hello", "n": 10}, adapter="local", home=home, registry=str(registry))
+    assert owned_containers(docker_client, {proc.pid}) == []
+
+
+@pytest.mark.docker
+def test_local_cache_hit_never_imports_docker(registry: Path, home: Path) -> None:
+    inputs = {"mode": "hello", "n": 11}
+    api.run("test/probe@1", inputs=inputs, adapter="local", home=home, registry=str(registry))
+    code = (
+        "import sys, theoryx.api as a\n"
+        f"r = a.run('test/probe@1', inputs={inputs!r}, adapter='local')\n"
+        "assert r.cache == 'hit', r.cache\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('docker', 'requests'))\n"
+        "assert not bad, bad\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=cli_env(home, registry), cwd=str(REPO),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.docker
+def test_image_build_and_ls_commands(registry: Path, home: Path) -> None:
+    from theoryx.cli.image import image
+    from theoryx.cli.state import State
+
+    runner = CliRunner()
+    state = State(home=str(home), registry=str(registry))
+    built = runner.invoke(image, ["build", "test/probe@1", "--json"], obj=state, catch_exceptions=False)
+    assert built.exit_code == 0, built.output
+    body = json.loads(built.stdout)
+    assert body["image"].startswith("theoryx/test-probe:") and body["id"].startswith("sha256:")
+    listed = runner.invoke(image, ["ls", "--json"], obj=state, catch_exceptions=False)
+    rows = json.loads(listed.stdout)
+    assert any(body["image"] in r["tags"] and r["ref"] == "test/probe@1" for r in rows)
+
+
+# -- no engine: these need no Docker at all --------------------------------------------------
+
+
+def test_no_engine_is_docker_unavailable_within_a_second(
+        registry: Path, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
+    t0 = time.monotonic()
+    with pytest.raises(DockerUnavailable) as ei:
+        api.run("test/probe@1", inputs={"mode": "hello"}, adapter="local", home=home, registry=str(registry))
+    assert time.monotonic() - t0 < 1.0
+    assert ei.value.message.startswith("Docker daemon not running or not installed")
+    assert "--adapter mock" in ei.value.message
+
+
+def test_engine_that_never_answers_is_docker_unavailable_quickly(
+        registry: Path, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "mute.sock"
+    with socket.socket(socket.AF_UNIX) as mute:
+        mute.bind(str(path))
+        mute.listen(8)                      # accepts connections, never answers
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")
+        t0 = time.monotonic()
+        with pytest.raises(DockerUnavailable):
+            api.run("test/probe@1", inputs={"mode": "hello"}, adapter="local", home=home, registry=str(registry))
+        assert time.monotonic() - t0 < 2.5
+
+
+def test_cli_without_engine_prints_the_error_and_the_mock_hint(registry: Path, home: Path, tmp_path: Path) -> None:
+    env = cli_env(home, registry, DOCKER_HOST=f"unix://{tmp_path}/no-such.sock")
+    proc = spawn_cli(["run", "--ref", "test/probe@1", "--inputs-json", '{"mode": "hello"}'], env,
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert err.decode().startswith("Error: Docker daemon not running or not installed")
+    assert b"--adapter mock" in err
