@@ -1,11 +1,14 @@
 """cas: a content-addressable store of immutable blobs named by their BLAKE3 hash.
 
 Standalone: this package depends on ``blake3`` and the standard library only, never on theoryx.
+POSIX only (Linux, macOS); on Linux it uses copy_file_range and sync_file_range where it can.
 
-    >>> store = Store(Path("~/.cache/theoryx/cas-v1").expanduser())
-    >>> blob = store.put_bytes(b"hello")          # Blob(cid='b3:ea8f16...', size=5)
-    >>> store.read(blob.cid)
-    b'hello'
+Typical use::
+
+    store = Store(home / "cas-v1")
+    blob = store.put_file(path)          # Blob(cid="b3:...", size=...), hashed while copied
+    store.link_to(blob.cid, workspace / "input.bin")
+    assert store.read(store.put_bytes(b"hello").cid) == b"hello"
 """
 
 from cas.blob import Blob

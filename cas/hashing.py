@@ -67,10 +67,15 @@ def hash_fd(fd: int) -> tuple[str, int]:
     if stat.S_ISDIR(st.st_mode):
         raise IsADirectoryError(f"cannot hash a directory (fd {fd})")
     if stat.S_ISREG(st.st_mode) and st.st_size >= MMAP_MIN_SIZE:
-        hasher = new_hasher(threads=True)
-        with mmap.mmap(fd, st.st_size, access=mmap.ACCESS_READ) as mapped:
-            hasher.update(mapped)
-        return hasher.hexdigest(), st.st_size
+        try:
+            mapped = mmap.mmap(fd, st.st_size, access=mmap.ACCESS_READ)
+        except OSError:
+            pass  # a filesystem that cannot map files (some FUSE ones): read it below
+        else:
+            hasher = new_hasher(threads=True)
+            with mapped:
+                hasher.update(mapped)
+            return hasher.hexdigest(), st.st_size
     if stat.S_ISREG(st.st_mode):
         os.lseek(fd, 0, os.SEEK_SET)
     with open(fd, "rb", buffering=0, closefd=False) as reader:

@@ -2,6 +2,7 @@
 
     <root>/blobs/<2 hex>/<62 hex>    published blobs, mode 0444
     <root>/tmp/<random>.tmp          temp files of writes in progress
+    <root>/trash/<64 hex>            blobs a collector has withdrawn and not yet purged
 
 Paths of blobs are built only from validated cids; scanning ignores every name that a valid cid
 could not have produced.
@@ -21,6 +22,7 @@ from cas.cid import PREFIX, hex_of
 
 _SHARD = re.compile(r"[0-9a-f]{2}")
 _REST = re.compile(r"[0-9a-f]{62}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,15 @@ class Layout:
         """Directory holding temp files; on the same filesystem as :attr:`blobs_dir`."""
         return self.root / "tmp"
 
+    @property
+    def trash_dir(self) -> Path:
+        """Directory holding withdrawn blobs (see :meth:`cas.Store.withdraw`); same filesystem."""
+        return self.root / "trash"
+
+    def trash_path(self, cid: str) -> Path:
+        """Return where the withdrawn blob ``cid`` lives; raise :class:`~cas.errors.InvalidCid` if malformed."""
+        return self.trash_dir / hex_of(cid)
+
     def blob_path(self, cid: str) -> Path:
         """Return where the blob ``cid`` lives; raise :class:`~cas.errors.InvalidCid` if malformed."""
         digest = hex_of(cid)
@@ -53,6 +64,25 @@ class Layout:
                         blob = _blob_of(PREFIX + shard.name + entry.name, entry)
                         if blob is not None:
                             yield blob
+
+    def scan_blob_stats(self) -> Iterator[tuple[Blob, os.stat_result]]:
+        """Like :meth:`scan_blobs`, with each blob's ``lstat`` (one syscall per blob, as there)."""
+        for shard in _sorted_entries(self.blobs_dir):
+            if _SHARD.fullmatch(shard.name) and shard.is_dir(follow_symlinks=False):
+                for entry in _sorted_entries(Path(shard.path)):
+                    if _REST.fullmatch(entry.name):
+                        try:
+                            st = entry.stat(follow_symlinks=False)
+                        except FileNotFoundError:
+                            continue
+                        if stat.S_ISREG(st.st_mode):
+                            yield Blob(PREFIX + shard.name + entry.name, st.st_size), st
+
+    def scan_trash(self) -> Iterator[str]:
+        """Yield the cids of the withdrawn blobs under :attr:`trash_dir`."""
+        for entry in _sorted_entries(self.trash_dir):
+            if _HEX64.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                yield PREFIX + entry.name
 
     def scan_temps(self) -> Iterator[Path]:
         """Yield the regular files under :attr:`tmp_dir`."""

@@ -41,12 +41,13 @@ class TempFile:
     def create(cls, tmp_dir: Path) -> TempFile:
         """Create a new temp file in ``tmp_dir``, creating the directory if needed."""
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        while True:
+        try:
             path = temp_name(tmp_dir)
-            try:
-                return cls(os.open(path, flags, 0o600), path)
-            except FileNotFoundError:
-                make_dirs(tmp_dir, fsync=False)
+            return cls(os.open(path, flags, 0o600), path)
+        except FileNotFoundError:
+            make_dirs(tmp_dir, fsync=False)
+        path = temp_name(tmp_dir)
+        return cls(os.open(path, flags, 0o600), path)
 
     def close(self) -> None:
         """Close the descriptor and remove the temp name; safe to call twice."""

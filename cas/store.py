@@ -175,6 +175,66 @@ class Store:
             return False
         return True
 
+    # -- two-phase removal, for a garbage collector ------------------------------------------
+
+    def withdraw(self, cid: str) -> bool:
+        """Move blob ``cid`` out of sight into ``trash/`` by one atomic rename; True if it was there.
+
+        From that instant the store answers as if the blob were deleted: :meth:`exists` is False,
+        a writer of the same bytes stores them anew, and a ``touch`` fails. The withdrawn file
+        keeps its inode, so its mtime still shows whether anyone freshened the blob before the
+        rename. The caller must then :meth:`reinstate` or :meth:`purge` it; until then
+        :meth:`withdrawn` lists it (after a crash too).
+        """
+        trash = self._layout.trash_path(cid)
+        for _ in range(2):
+            try:
+                os.rename(self.path(cid), trash)
+            except (FileNotFoundError, NotADirectoryError):
+                if not self.exists(cid):
+                    return False
+                make_dirs(self._layout.trash_dir, fsync=False)
+            else:
+                return True
+        return False
+
+    def reinstate(self, cid: str) -> bool:
+        """Put withdrawn blob ``cid`` back in place; True if it was withdrawn.
+
+        If the same blob was stored again meanwhile, that copy stays and the withdrawn one is
+        dropped (both hold the same bytes).
+        """
+        trash = self._layout.trash_path(cid)
+        if not os.path.lexists(trash):
+            return False
+        publish(trash, self.path(cid), fsync=self._fsync)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(trash)
+        return True
+
+    def purge(self, cid: str) -> bool:
+        """Remove withdrawn blob ``cid`` for good; True if it was withdrawn."""
+        try:
+            os.unlink(self._layout.trash_path(cid))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def withdrawn(self) -> Iterator[str]:
+        """Yield the cids of blobs withdrawn and neither reinstated nor purged yet."""
+        return self._layout.scan_trash()
+
+    def withdrawn_stat(self, cid: str) -> os.stat_result | None:
+        """Return the ``stat`` of withdrawn blob ``cid``, or None if it is not withdrawn."""
+        try:
+            return os.stat(self._layout.trash_path(cid))
+        except FileNotFoundError:
+            return None
+
+    def iter_blob_stats(self) -> Iterator[tuple[Blob, os.stat_result]]:
+        """Like :meth:`iter_blobs`, with each blob's ``lstat`` (its mtime, for a grace period)."""
+        return self._layout.scan_blob_stats()
+
     def touch(self, cid: str) -> None:
         """Set blob ``cid``'s mtime to now, so that a gc grace period protects it.
 
@@ -233,7 +293,7 @@ class Store:
         try:
             blob = self._adopt(temp)
         except BaseException:
-            _put_back(temp, path)
+            _put_back(temp, path, stat.S_IMODE(st.st_mode))
             raise
         # Already gone if it was published by rename (a filesystem without hard links).
         with contextlib.suppress(FileNotFoundError):
@@ -287,10 +347,11 @@ class Store:
             os.close(src)
 
 
-def _put_back(temp: Path, path: Path) -> None:
-    """Best effort: return a source that failed to move in to where it came from.
+def _put_back(temp: Path, path: Path, mode: int) -> None:
+    """Best effort: return a source that failed to move in to where it came from, as it was.
 
     If even that fails, the file stays under tmp/, where :meth:`Store.tmp_files` reports it.
     """
     with contextlib.suppress(OSError):
+        os.chmod(temp, mode)
         os.rename(temp, path)

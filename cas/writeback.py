@@ -13,7 +13,7 @@ import ctypes
 import sys
 from collections.abc import Callable
 
-WRITEBACK_EVERY = 32 << 20
+WRITEBACK_EVERY = 16 << 20
 """Bytes written between two writeback requests."""
 
 _SYNC_FILE_RANGE_WRITE = 2

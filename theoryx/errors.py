@@ -11,6 +11,7 @@ TheoryxError                       ERR_THEORYX
 │   │   ├── AmountNegative         ERR_AMOUNT_NEGATIVE
 │   │   ├── AmountTooPrecise       ERR_AMOUNT_PRECISION  (more than 6 decimals: below a micro-dollar)
 │   │   └── AmountTooLarge         ERR_AMOUNT_TOO_LARGE
+│   ├── RatesError                 ERR_RATES            (a malformed THEORYX_RATES / rates.json)
 │   └── AttachmentError            ERR_ATTACHMENT
 │       └── AttachmentNotFound     ERR_ATTACHMENT_NOT_FOUND
 ├── RefError                       ERR_REF              (malformed ref)
@@ -19,13 +20,17 @@ TheoryxError                       ERR_THEORYX
 ├── InputsError                    ERR_INPUTS           (inputs violate the spec's schema)
 ├── SecretsMissing                 ERR_SECRETS_MISSING
 ├── StoreError                     ERR_STORE            (CAS/LMDB trouble; wraps cas.CasError)
-│   └── NotFound                   ERR_NOT_FOUND        (no such execution / world path / cid)
+│   ├── NotFound                   ERR_NOT_FOUND        (no such execution / world path / cid)
+│   └── StoreBusy                  ERR_STORE_BUSY       (another gc or verify holds the store's gc lock)
 ├── AdapterError                   ERR_ADAPTER
 │   ├── AdapterUnavailable         ERR_ADAPTER_UNAVAILABLE
 │   ├── DockerUnavailable          ERR_DOCKER_UNAVAILABLE
 │   ├── ImageNotFound              ERR_IMAGE_NOT_FOUND
 │   ├── ImageBuildError            ERR_IMAGE_BUILD
 │   └── ModalError                 ERR_MODAL
+│       ├── ModalCredentialsMissing ERR_MODAL_CREDENTIALS (no Modal token configured)
+│       ├── ModalAuthError         ERR_MODAL_AUTH       (Modal rejected the token)
+│       └── ModalUnreachable       ERR_MODAL_UNREACHABLE
 ├── ExecutionError                 ERR_EXECUTION        (the processor ran and did not succeed)
 │   ├── ProcessorFailed            ERR_PROCESSOR_FAILED
 │   ├── ExecutionTimeout           ERR_TIMEOUT
@@ -37,6 +42,10 @@ TheoryxError                       ERR_THEORYX
 │   ├── PlanNotFound               ERR_PLAN_NOT_FOUND
 │   ├── PlanExists                 ERR_PLAN_EXISTS
 │   └── PriceUnknown               ERR_PRICE_UNKNOWN    (no price/bound under a limited plan)
+├── AuditError                     ERR_AUDIT            (an audit could not be carried out: exit 2)
+├── ReceiptError                   ERR_RECEIPT          (a malformed receipt or DSSE envelope)
+│   ├── SignatureInvalid           ERR_SIGNATURE_INVALID  (no signature verifies with the key)
+│   └── SigningKeyError            ERR_SIGNING_KEY      (an unreadable or non-ed25519 key file)
 └── LedgerCorrupt                  ERR_LEDGER_CORRUPT
 ```
 """
@@ -97,6 +106,10 @@ class AmountTooLarge(AmountError):
     code = "ERR_AMOUNT_TOO_LARGE"
 
 
+class RatesError(UsageError):
+    code = "ERR_RATES"
+
+
 class AttachmentError(UsageError):
     code = "ERR_ATTACHMENT"
 
@@ -133,6 +146,10 @@ class NotFound(StoreError):
     code = "ERR_NOT_FOUND"
 
 
+class StoreBusy(StoreError):
+    code = "ERR_STORE_BUSY"
+
+
 class AdapterError(TheoryxError):
     code = "ERR_ADAPTER"
 
@@ -155,6 +172,18 @@ class ImageBuildError(AdapterError):
 
 class ModalError(AdapterError):
     code = "ERR_MODAL"
+
+
+class ModalCredentialsMissing(ModalError):
+    code = "ERR_MODAL_CREDENTIALS"
+
+
+class ModalAuthError(ModalError):
+    code = "ERR_MODAL_AUTH"
+
+
+class ModalUnreachable(ModalError):
+    code = "ERR_MODAL_UNREACHABLE"
 
 
 class ExecutionError(TheoryxError):
@@ -199,6 +228,23 @@ class PlanExists(BudgetError):
 
 class PriceUnknown(BudgetError):
     code = "ERR_PRICE_UNKNOWN"
+
+
+class AuditError(TheoryxError):
+    code = "ERR_AUDIT"
+    exit_code = 2
+
+
+class ReceiptError(TheoryxError):
+    code = "ERR_RECEIPT"
+
+
+class SignatureInvalid(ReceiptError):
+    code = "ERR_SIGNATURE_INVALID"
+
+
+class SigningKeyError(ReceiptError):
+    code = "ERR_SIGNING_KEY"
 
 
 class LedgerCorrupt(TheoryxError):

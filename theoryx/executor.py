@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import action_cache, adapters, attachments, executions, receipts, syncpoints, writeprefix
 from .action import Action, build
@@ -39,6 +40,10 @@ from .refs import Ref
 from .registry import Registry
 from .spec import ProcessorSpec
 from .stores import Stores
+
+if TYPE_CHECKING:
+    from .adapters.base import Adapter
+    from .pricing import Rates
 
 StreamFn = Callable[[str, bytes], None]
 
@@ -134,6 +139,10 @@ class _Run:
         self.started_ms = _now_ms()
         self.t0 = time.monotonic()
         self.lease: Lease | None = None
+        self.outcome: Outcome | None = None       # set once the adapter has run
+        self.result: dict[str, Any] = {}          # the processor's THEORYX_RESULT
+        self.reserved = False                     # a plan reservation awaits settlement
+        self._rates: Rates | None = None
         self.record = ExecutionRecord(
             execution_id=self.execution_id, ref=req.ref, adapter=req.adapter, status="error",
             plan=req.plan, seed=req.seed, started_ms=self.started_ms,
@@ -154,7 +163,7 @@ class _Run:
         for name in sorted(set(stored) - used):
             print(f"Warning: attachment {name!r} is not referenced by the inputs "
                   f'(use {{"$attach": "{name}"}}); it is not passed to the processor',
-                  file=__import__("sys").stderr)
+                  file=sys.stderr)
         image, manifest = image_identity(spec, env_class)
         try:
             action = build(spec, image=image, env=env_identity(env_class), inputs=inputs,
@@ -192,6 +201,12 @@ class _Run:
             stderr_cid=result.stderr_cid, exit_code=result.exit_code, usage=result.usage,
             saved_micros=result.cost_micros, source_execution=result.execution_id,
         )
+        if self.req.plan is not None:
+            from . import plans  # only with a plan: the hit path stays lean
+
+            _, created = plans.record_hit(self.stores.db, self.req.plan, self.execution_id,
+                                          result.cost_micros, result.execution_id)
+            self.note_created(created)
         touched = result.used_at(_now_ms())
         return self.finish(rec, extra={"ac": ("ac", result.memo_key, touched.to_dict())})
 
@@ -206,11 +221,12 @@ class _Run:
         stores.cas.put_bytes(prep.context.data)
         lease.add([action_blob.cid])
         self.record = self.record.with_(cache="miss", action_cid=action_blob.cid)
+        self.admit(spec, inputs, adapter, lease)
         ws = Workspace(stores.home.work / self.execution_id)
         try:
             self.materialise(ws, stored, inputs)
             syncpoints.point("before_execute")
-            outcome = adapter.execute(ExecRequest(
+            outcome = self.outcome = adapter.execute(ExecRequest(
                 spec=spec, action=action.body, inputs=inputs, workspace=ws,
                 execution_id=self.execution_id, write_prefix=self.record.write_prefix or "",
                 seed=req.seed, secrets=secrets, options=dict(req.adapter_options), stream=req.stream,
@@ -219,15 +235,18 @@ class _Run:
             stderr = store_log(ws.stderr, stores.cas, secrets.values())
             lease.add(c for c in (stdout, stderr) if c)
             self.record = self.record.with_(stdout_cid=stdout, stderr_cid=stderr, exit_code=outcome.exit_code)
-            result = self.read_result(ws)
-            self.record = self.record.with_(usage=result.get("usage") or {},
-                                            cost_micros=_micros(result.get("cost_usd")))
+            result = self.result = self.read_result(ws)
+            self.record = self.record.with_(usage=result.get("usage") or {})
             self.check(outcome, ws, spec)
             manifest = ingest(ws.outputs, spec, self.record.write_prefix or "", stores.cas)
             lease.add([manifest.cid, *(o.cid for o in manifest.outputs)])
             syncpoints.point("after_ingest")
+        except BaseException:
+            self.settle_after_failure(spec, inputs, adapter)
+            raise
         finally:
             _remove_tree(ws.root)
+        self.settle(spec, inputs, adapter, status="success")
         rec = self.record.with_(outputs=manifest.outputs, manifest_cid=manifest.cid)
         now = _now_ms()
         ac = ActionResult(
@@ -238,6 +257,64 @@ class _Run:
             created_ms=now, last_used_ms=now, input_cids=rec.input_cids,
         )
         return self.finish(rec, extra={"ac": ("ac", action.memo_key, ac.to_dict())} if cache_write else None)
+
+    def rates(self) -> Rates:
+        if self._rates is None:
+            from .pricing import load_rates
+
+            self._rates = load_rates(self.stores.home.root)
+        return self._rates
+
+    def note_created(self, created: bool) -> None:
+        if created:
+            _note(f"plan {self.req.plan!r} did not exist; created it without a limit (tracking only)")
+
+    def admit(self, spec: ProcessorSpec, inputs: Any, adapter: Adapter, lease: Lease) -> None:
+        """Step 7: reserve the worst-case cost on the plan, in one write transaction
+        (:func:`plans.reserve`); raises ``BudgetExceeded``/``PriceUnknown`` before anything runs."""
+        rates = self.rates()  # a malformed rates override fails every miss before it runs
+        if self.req.plan is None:
+            return
+        from . import costs, plans
+
+        est = costs.estimate(spec, inputs, bills_compute=adapter.bills_compute, rates=rates,
+                             timeout=costs.timeout_of(spec, self.req.adapter_options),
+                             margin_s=int(getattr(adapter, "billing_margin_s", 0)))
+        plan, created = plans.reserve(
+            self.stores.db, self.req.plan, self.execution_id, est.micros, lease=lease.path.absolute(),
+            parts=est.parts, unknown=est.unknown, ref=self.req.ref,
+        )
+        self.reserved = True
+        self.note_created(created)
+        for why in est.unknown:   # admitted with unknown parts: the plan has no limit
+            _note(f"plan {plan.key!r} tracks only; this part of the cost estimates as $0: {why}")
+
+    def settle(self, spec: ProcessorSpec, inputs: Any, adapter: Adapter, *, status: str) -> None:
+        """Step 12 (and after a failure): the actual cost goes on the record and, when a
+        reservation is open, is charged to the plan (idempotent per execution id)."""
+        from . import costs
+
+        outcome = self.outcome
+        cost = costs.actual(spec, inputs, self.result, None if outcome is None else outcome.duration_ms,
+                            bills_compute=adapter.bills_compute, rates=self.rates(),
+                            compute_seconds=None if outcome is None else outcome.meta.get("compute_seconds"))
+        self.record = self.record.with_(cost_micros=cost.micros)
+        if not self.reserved:
+            return
+        from . import plans
+
+        plans.settle(self.stores.db, self.execution_id, cost.micros, status=status)
+        self.reserved = False
+        for why in cost.notes:
+            _note(f"plan {self.req.plan!r}: {why}")
+
+    def settle_after_failure(self, spec: ProcessorSpec, inputs: Any, adapter: Adapter) -> None:
+        """Settle what a failed execution cost; if that fails too, the reservation stays open
+        (fail closed) for ``theoryx plan reconcile`` and the original error is what surfaces."""
+        try:
+            self.settle(spec, inputs, adapter, status="error")
+        except Exception as exc:
+            _note(f"could not settle plan {self.req.plan!r} for execution {self.execution_id}: {exc}")
 
     def validate(self, spec: ProcessorSpec, inputs: Any) -> None:
         """Step 6: inputs against the spec's JSON Schema; the first violation's JSON pointer."""
@@ -295,10 +372,9 @@ class _Run:
         raise ProcessorFailed(f"processor {spec.ref} failed with exit code {outcome.exit_code}{suffix}")
 
 
-def _micros(usd: Any) -> int:
-    if isinstance(usd, (int, float)) and not isinstance(usd, bool) and usd >= 0:
-        return round(usd * 1_000_000)
-    return 0
+def _note(text: str) -> None:
+    """A note for the user on stderr (stdout may carry exactly one JSON object)."""
+    print(f"Note: {text}", file=sys.stderr)
 
 
 def _remove_tree(path: Path) -> None:
@@ -327,6 +403,10 @@ def execute(stores: Stores, req: RunRequest, *, prepared: Prepared | None = None
     try:
         with Lease(stores.home.leases, run.execution_id) as lease:
             run.lease = lease
+            if req.plan is not None:
+                from .plans import check_key
+
+                check_key(req.plan)
             prep = prepared if prepared is not None else run.prepare(lease)
             run.adopt(prep)
             lease.add(prep.input_cids)

@@ -1,9 +1,11 @@
 """Processor images: resolve, build offline, tag by content, vendor Python requirements.
 
 A Dockerfile spec's image is tagged ``theoryx/<ns>-<name>:<16 hex>``, the hex being the digest of
-the image identity (:func:`theoryx.context.image_identity`: build context manifest + build args)
-and the vendoring parameters. It is built only when that tag is missing locally or a rebuild is
-forced (``--build``, ``theoryx image build --force``, which also bypasses the layer cache).
+the image identity (:func:`theoryx.context.image_identity`: build context manifest + build args),
+the vendoring parameters and the ids of the ``FROM`` images (a rebuilt base image means a
+rebuild; the memo key, computed without Docker, does not see it). It is built only when that
+tag is missing locally or a rebuild is forced (``--build``, ``theoryx image build --force``,
+which also bypasses the layer cache).
 
 The build context is streamed to the engine as a tar generated on the fly (nothing is copied):
 the files of the spec's folder that the context manifest lists (same exclusions), with mtime 0,
@@ -62,6 +64,7 @@ PIP_TIMEOUT_S = 1800
 LABEL_REF = "theoryx.ref"
 LABEL_IDENTITY = "theoryx.identity"
 LABEL_CONTEXT = "theoryx.context"
+LABEL_BASES = "theoryx.bases"
 _CHUNK = 1 << 16
 
 
@@ -89,10 +92,11 @@ def vendor_params() -> dict[str, Any]:
     }
 
 
-def image_tag(spec: ProcessorSpec) -> str:
-    """``theoryx/<ns>-<name>:<16 hex of the image identity and vendoring parameters>``."""
+def image_tag(spec: ProcessorSpec, bases: dict[str, str] | None = None) -> str:
+    """``theoryx/<ns>-<name>:<16 hex>`` of the image identity, the vendoring parameters and the
+    ids of the base images (``{name: id}``), so that a rebuilt base image means a rebuild."""
     identity, _ = image_identity(spec, "container")
-    key = canonical_digest({"image": identity, "vendor": vendor_params()})
+    key = canonical_digest({"image": identity, "vendor": vendor_params(), "bases": bases or {}})
     repo = re.sub(r"[^a-z0-9]+", "-", f"{spec.ref.ns}-{spec.ref.name}").strip("-")
     return f"theoryx/{repo}:{key[3:19]}"
 
@@ -107,29 +111,33 @@ def ensure(client: Any, spec: ProcessorSpec, vendor_root: Path, *, force: bool =
         image = require_image(client, spec.image.ref,
                               f"load or pull it yourself first (e.g. docker pull {spec.image.ref})")
         return ImageInfo(spec.image.ref, image.id)
-    tag = image_tag(spec)
+    bases = resolve_bases(client, spec)
+    tag = image_tag(spec, bases)
     if not force:
         image = find_image(client, tag)
         if image is not None:
             return ImageInfo(tag, image.id)
     if notice is not None:
         notice(f"theoryx: building image {tag} for {spec.ref} (cached by its build context)")
-    image_id = build(client, spec, tag, vendor_root, nocache=force, notice=notice, progress=progress)
+    image_id = build(client, spec, tag, vendor_root, bases=bases, nocache=force, notice=notice,
+                     progress=progress)
     return ImageInfo(tag, image_id, built=True)
 
 
-def build(client: Any, spec: ProcessorSpec, tag: str, vendor_root: Path, *, nocache: bool = False,
-          notice: Log | None = None, progress: Log | None = None) -> str:
-    """Build ``spec``'s Dockerfile offline as ``tag``; return the image id."""
+def build(client: Any, spec: ProcessorSpec, tag: str, vendor_root: Path, *, bases: dict[str, str] | None = None,
+          nocache: bool = False, notice: Log | None = None, progress: Log | None = None) -> str:
+    """Build ``spec``'s Dockerfile offline as ``tag``; return the image id. ``bases`` are the
+    resolved ``FROM`` images (resolved here when not given)."""
     dockerfile = spec.dockerfile_path
     if dockerfile is None:
         raise AdapterError(f"processor {spec.ref} has no Dockerfile to build")
     args = build_args(spec)
-    check_bases(client, dockerfile.read_text(), args, spec)
+    bases = resolve_bases(client, spec) if bases is None else bases
     vendor = ensure_vendor(spec.folder, vendor_root, notice)
     manifest = context_manifest(spec.folder)
     identity, _ = image_identity(spec, "container")
-    labels = {LABEL_REF: str(spec.ref), LABEL_CONTEXT: manifest.cid, LABEL_IDENTITY: canonical_digest(identity)}
+    labels = {LABEL_REF: str(spec.ref), LABEL_CONTEXT: manifest.cid, LABEL_IDENTITY: canonical_digest(identity),
+              LABEL_BASES: " ".join(f"{name}@{bid}" for name, bid in sorted(bases.items()))}
     try:
         stream = client.api.build(
             fileobj=context_tar(spec.folder, manifest.files, vendor), custom_context=True, tag=tag,
@@ -210,17 +218,25 @@ def base_images(dockerfile_text: str, args: dict[str, str]) -> list[str]:
     return bases
 
 
-def check_bases(client: Any, dockerfile_text: str, args: dict[str, str], spec: ProcessorSpec) -> None:
-    """:class:`ImageNotFound` for the first ``FROM`` image not present locally (the legacy
-    builder would otherwise pull it)."""
-    for base in base_images(dockerfile_text, args):
-        if find_image(client, base) is None:
-            raise ImageNotFound(
-                f"base image {base} of {spec.ref} is not present locally and theoryx never pulls "
-                "images; build the offline base image and use it: bash scripts/base-image.sh && "
-                "export THEORYX_BASE_IMAGE=theoryx/python-base:bookworm"
-                f" (or provide {base} yourself, e.g. docker pull {base})"
-            )
+def resolve_bases(client: Any, spec: ProcessorSpec) -> dict[str, str]:
+    """``{name: image id}`` of the Dockerfile's ``FROM`` images; :class:`ImageNotFound` for the
+    first one not present locally (the legacy builder would otherwise pull it)."""
+    dockerfile = spec.dockerfile_path
+    if dockerfile is None:
+        return {}
+    bases = {}
+    for base in base_images(dockerfile.read_text(), build_args(spec)):
+        image = find_image(client, base)
+        if image is not None:
+            bases[base] = str(image.id)
+            continue
+        raise ImageNotFound(
+            f"base image {base} of {spec.ref} is not present locally and theoryx never pulls "
+            "images; build the offline base image and use it: bash scripts/base-image.sh && "
+            "export THEORYX_BASE_IMAGE=theoryx/python-base:bookworm"
+            f" (or provide {base} yourself, e.g. docker pull {base})"
+        )
+    return bases
 
 
 # -- build context -----------------------------------------------------------------------------

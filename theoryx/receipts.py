@@ -2,7 +2,9 @@
 
 ``/artifacts/execution/<id>/determinism.json`` (the receipt) holds what an auditor needs:
 seed, memo key, action cid (the stored pre-image), spec digest, env fingerprint, output cids,
-adapter, cache hit, plan and charge, timings and the theoryx version.
+adapter, cache hit, plan and charge (``cost_micros``: what the execution cost; ``charged_micros``:
+what was charged to ``plan``, 0 without one or on a hit; ``saved_micros``: a hit's saving), timings
+and the theoryx version.
 ``/artifacts/execution/<id>/outputs.json`` (the index) lists the outputs.
 """
 
@@ -68,7 +70,8 @@ def receipt_body(rec: ExecutionRecord) -> dict[str, Any]:
         "stdout_cid": rec.stdout_cid,
         "stderr_cid": rec.stderr_cid,
         "plan": rec.plan,
-        "charged_micros": rec.cost_micros,
+        "cost_micros": rec.cost_micros,
+        "charged_micros": rec.cost_micros if rec.plan is not None else 0,
         "saved_micros": rec.saved_micros,
         "usage": rec.usage,
         "timings": {"started_ms": rec.started_ms, "duration_ms": rec.duration_ms},

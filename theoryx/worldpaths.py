@@ -40,5 +40,7 @@ def resolve(stores: Stores, target: str) -> str:
             raise NotFound(f"no execution produced {target}")
         cid = entry["cid"]
     if not stores.cas.exists(cid):
-        raise NotFound(f"{target} names blob {cid}, which is no longer in the store")
+        raise NotFound(f"{target} names blob {cid}, which is no longer in the store: pruned by "
+                       "`theoryx gc` (or removed as corrupt by `theoryx verify --repair`); run the "
+                       "execution again to recompute it")
     return cid

@@ -183,6 +183,7 @@ def test_move_that_fails_before_publishing_puts_the_source_back(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = _file(tmp_path / "keep", b"do not lose me")
+    source.chmod(0o640)
 
     def broken_hash(fd: int) -> tuple[str, int]:
         raise OSError(errno.EIO, "Input/output error")
@@ -191,6 +192,7 @@ def test_move_that_fails_before_publishing_puts_the_source_back(
     with pytest.raises(OSError, match="Input/output"):
         store.put_file(source, move=True)
     assert source.read_bytes() == b"do not lose me"
+    assert stat.S_IMODE(source.stat().st_mode) == 0o640
     assert list(store.iter_blobs()) == []
     assert list(store.tmp_files()) == []
 
@@ -293,3 +295,18 @@ def test_hash_file_does_not_create_anything(tmp_path: Path) -> None:
 def test_hash_file_of_directory_raises(tmp_path: Path) -> None:
     with pytest.raises(IsADirectoryError):
         hash_file(tmp_path)
+
+
+def test_files_are_hashed_by_reading_where_they_cannot_be_mapped(
+    store: Store, tmp_path: Path, small_pipeline: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_mmap(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENODEV, "No such device")
+
+    monkeypatch.setattr("mmap.mmap", no_mmap)
+    data = os.urandom((3 << 20) + 99)
+    path = _file(tmp_path / "unmappable", data)
+    assert hash_file(path) == Blob(cid_of_bytes(data), len(data))
+    blob = store.put_file(path)
+    assert blob == Blob(cid_of_bytes(data), len(data))
+    assert store.verify(blob.cid)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import stat
 import threading
 from collections.abc import Callable
@@ -299,3 +300,10 @@ def test_blob_deleted_while_being_rewritten_is_published_again(
     monkeypatch.setattr(os, "utime", utime_after_a_concurrent_delete)
     assert store.put_file(source) == blob
     assert store.read(blob.cid) == b"contested"
+
+
+def test_store_recreates_its_directories_if_they_are_removed(store: Store) -> None:
+    store.put_bytes(b"first")
+    shutil.rmtree(store.root)
+    blob = store.put_bytes(b"second")
+    assert store.read(blob.cid) == b"second"

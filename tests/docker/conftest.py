@@ -13,17 +13,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from docker_testing import owned_containers
 from theoryx_testing import REPO
 
 HERE = Path(__file__).resolve().parent
 BASE_IMAGE = "theoryx/python-base:bookworm"
-SPAWNED: set[int] = set()      # pids of theoryx subprocesses whose containers must not outlive them
 
 _PROBE = """\
 ref: test/{name}@1
@@ -98,20 +97,6 @@ def _docker_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     assert not left, f"containers left behind: {[c['Names'] for c in left]}"
 
 
-def owned_containers(client: Any, pids: set[int] | None = None) -> list[dict[str, Any]]:
-    """theoryx containers whose owner label names this process or one it spawned."""
-    from theoryx.adapters.local import LABEL_MANAGED, LABEL_OWNER, owner_label
-
-    host, boot, _, _ = owner_label().split("/")
-    wanted = {str(p) for p in (pids if pids is not None else {os.getpid(), *SPAWNED})}
-    out = []
-    for c in client.api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=1"}):
-        parts = (c.get("Labels") or {}).get(LABEL_OWNER, "").split("/")
-        if len(parts) == 4 and parts[:2] == [host, boot] and parts[2] in wanted:
-            out.append(c)
-    return out
-
-
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A registry root with the probe processor under several specs."""
@@ -124,19 +109,3 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (pdir / f"{name}@1.yaml").write_text(_PROBE.format(name=name, runtime=runtime, extra=extra))
     (pdir / "pinned@1.yaml").write_text(PINNED)
     return root
-
-
-def cli_env(home: Path, registry: Path, **extra: str) -> dict[str, str]:
-    """Environment for a ``python -m theoryx`` subprocess."""
-    env = dict(os.environ)
-    env.update({"THEORYX_HOME": str(home), "THEORYX_REGISTRY": str(registry),
-                "PYTHONPATH": os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)})
-    env.update(extra)
-    return env
-
-
-def spawn_cli(args: list[str], env: dict[str, str], **kwargs: Any) -> subprocess.Popen[bytes]:
-    """Start ``python -m theoryx ARGS``; its containers are checked for leftovers too."""
-    proc = subprocess.Popen([sys.executable, "-m", "theoryx", *args], env=env, cwd=str(REPO), **kwargs)
-    SPAWNED.add(proc.pid)
-    return proc

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import cli_env, owned_containers, spawn_cli
+from docker_testing import cli_env, owned_containers, spawn_cli
 from theoryx_testing import REPO
 
 from theoryx import api
@@ -56,12 +56,14 @@ def test_cli_run_json_on_local(registry: Path, home: Path) -> None:
 
 
 @pytest.mark.docker
-def test_sigint_to_a_running_cli_run_removes_its_container(registry: Path, home: Path, docker_client: Any) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupting_a_running_cli_run_removes_its_container(
+        registry: Path, home: Path, docker_client: Any, sig: signal.Signals) -> None:
     prebuild(registry, home)
     proc = spawn_cli(SLEEP, cli_env(home, registry), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         wait_for(lambda: running_container(docker_client, proc))
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         proc.wait(timeout=30)
     finally:
         proc.kill()

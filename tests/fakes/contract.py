@@ -82,6 +82,10 @@ class RunningProcessor:
             t.start()
         self._done: ContractRun | None = None
 
+    def stdout_so_far(self) -> bytes:
+        """What the process has written to stdout up to now."""
+        return b"".join(chunk for _, chunk in list(self._stdout))
+
     def wait(self, timeout: float = 60) -> ContractRun:
         """Wait for exit (kill after ``timeout`` seconds) and collect everything."""
         if self._done is not None:

@@ -21,7 +21,9 @@ Behaviour is programmable through attributes that may be changed between request
 ``status`` (a non-200 value answers every chat request with an OpenAI-style error JSON, e.g.
 401/429/500/503), ``error_message``, ``delay`` (seconds before answering), ``chunk_delay``
 (seconds between stream chunks), ``prompt_tokens``/``completion_tokens`` (usage numbers),
-``model`` (``None`` echoes the request's model), ``finish_reason``.
+``model`` (``None`` echoes the request's model), ``finish_reason``, and ``gate``: a callable
+given the text streamed so far, called before each later stream payload; a test can block in it
+until that text reached the client's stdout, which proves the client streams live.
 
 Every request is recorded in ``.requests`` (method, path, lower-cased headers, parsed JSON body)
 and, if ``record_path`` is set, appended to that file as one JSON line (for containers that talk
@@ -43,6 +45,7 @@ import re
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -90,6 +93,7 @@ class FakeOpenAI:
     completion_tokens: int | None = None      # None: the number of stream tokens of reply_text
     model: str | None = None                  # None: echo the request's model
     finish_reason: str = "stop"
+    gate: Callable[[str], None] | None = None
     host: str = "127.0.0.1"
     port: int = 0
     record_path: Path | None = None
@@ -109,8 +113,7 @@ class FakeOpenAI:
         """Base URL to give clients as ``api_base``, e.g. ``http://127.0.0.1:43117/v1``."""
         if self._server is None:
             raise RuntimeError("FakeOpenAI is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://{self.host}:{self._server.server_address[1]}/v1"
 
     def start(self) -> FakeOpenAI:
         """Bind and serve in a daemon thread; returns self."""
@@ -119,8 +122,8 @@ class FakeOpenAI:
         self._stopping.clear()
         self._server = _Server((self.host, self.port), _Handler)
         self._server.fake = self
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-openai",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        name="fake-openai", daemon=True)
         self._thread.start()
         return self
 
@@ -284,13 +287,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Cache-Control", "no-cache")
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            payloads = [f"data: {json.dumps(e)}\n\n" for e in events] + ["data: [DONE]\n\n"]
-            for i, text in enumerate(payloads):
+            sent = ""
+            for i, event in enumerate([*events, None]):
                 if i:
                     fake._sleep(fake.chunk_delay)
-                data = text.encode()
+                if fake.gate is not None and sent:
+                    fake.gate(sent)
+                data = f"data: {'[DONE]' if event is None else json.dumps(event)}\n\n".encode()
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
                 self.wfile.flush()
+                if event is not None and event["choices"]:
+                    sent += event["choices"][0]["delta"].get("content") or ""
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):

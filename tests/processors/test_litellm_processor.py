@@ -16,7 +16,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -45,6 +45,7 @@ class Scenario:
     fake: FakeOpenAI
     running: RunningProcessor
     attachments: dict[str, dict[str, Any]]
+    gates: list[bool] = field(default_factory=list)   # per stream payload: stdout had caught up
 
     def run(self) -> ContractRun:
         return self.running.wait(timeout=90)
@@ -69,6 +70,28 @@ def _substitute(value: Any, files: dict[str, dict[str, Any]]) -> Any:
     if isinstance(value, list):
         return [_substitute(v, files) for v in value]
     return value
+
+
+def _start_gated_stream(root: Path) -> Scenario:
+    """A stream whose server sends each payload only once the previous tokens are on the
+    processor's stdout (or 10 s passed): live streaming without timing assumptions."""
+    gates: list[bool] = []
+    holder: list[RunningProcessor] = []
+
+    def gate(sent: str) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if holder and holder[0].stdout_so_far() == sent.encode():
+                gates.append(True)
+                return
+            time.sleep(0.01)
+        gates.append(False)
+
+    fake = FakeOpenAI(reply_text="one two three four five", prompt_tokens=9, gate=gate)
+    scenario = _start(root, "stream", fake, _minimal("openai/fake-local-model"), stream=True, seed=42)
+    holder.append(scenario.running)
+    scenario.gates = gates
+    return scenario
 
 
 def _minimal(model: str = "gpt-4o-mini", **extra: Any) -> dict[str, Any]:
@@ -96,10 +119,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Scenari
             "api_base": "$URL", "request_timeout": 30,
         }, attach={"notes.txt": (NOTES.encode(), "text/plain"), "pixel.png": (PNG, "image/png")},
             seed=42)
-        started["stream"] = _start(
-            root, "stream", FakeOpenAI(reply_text="one two three four five", chunk_delay=0.25,
-                                       prompt_tokens=9),
-            _minimal("openai/fake-local-model"), stream=True, seed=42)
+        started["stream"] = _start_gated_stream(root)
         started["401"] = _start(root, "401", FakeOpenAI(
             status=401, error_message=f"Incorrect API key provided: {API_KEY}."), _minimal())
         started["429"] = _start(root, "429", FakeOpenAI(status=429), _minimal())
@@ -193,9 +213,8 @@ def test_stream_writes_tokens_to_stdout_as_they_arrive(runs: dict[str, Scenario]
     assert run.exit_code == 0, run.stderr
     assert run.stdout.decode() == "one two three four five"
     assert run.text("text/response.txt") == "one two three four five"
-    # five tokens 0.25 s apart: the first must reach stdout long before the process ends
-    assert len(run.stdout_times) >= 2
-    assert run.ended - run.stdout_times[0] > 0.5
+    # the server sent each payload only after the tokens before it had reached stdout
+    assert scenario.gates and all(scenario.gates)
     [request] = scenario.fake.chat_requests()
     assert request.body["stream"] is True
     assert request.body["stream_options"] == {"include_usage": True}
@@ -399,6 +418,13 @@ def test_error_line_names_connection_failures() -> None:
                  APIConnectionError(), ConnectError())
     line = run_py.provider_error_line(exc, "openai/local", {})
     assert line == "provider error: connection failed calling openai/local: Connection error."
+
+
+def test_error_line_names_timeouts() -> None:
+    exc = _chain(_status(LiteTimeout, 408, "litellm.Timeout: APITimeoutError - Request timed out."),
+                 APITimeoutError(), TimeoutError())
+    line = run_py.provider_error_line(exc, "gpt-4o-mini", {})
+    assert line == "provider error: timed out calling gpt-4o-mini: Request timed out."
 
 
 def test_cost_handles_unpriced_none_zero_and_invalid() -> None:

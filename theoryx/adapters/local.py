@@ -348,18 +348,42 @@ def _fetch_logs(client: Any, container_id: str, request: ExecRequest) -> None:
 # -- running -----------------------------------------------------------------------------------
 
 
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
 @contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold Ctrl-C while a container is being removed; re-raise it afterwards."""
-    if threading.current_thread() is not threading.main_thread():
+def _terminate_interrupts() -> Iterator[None]:
+    """While a container runs, SIGTERM raises KeyboardInterrupt (like Ctrl-C) so that the
+    container is still removed; only where SIGTERM has its default (fatal) disposition."""
+    if not _main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         yield
         return
-    pending: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, _frame: pending.append(signum))
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while a container is being removed; raise KeyboardInterrupt after."""
+    if not _main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: pending.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if pending:
         raise KeyboardInterrupt
 
@@ -385,7 +409,8 @@ def _wait(client: Any, container_id: str, timeout: float) -> bool:
 
 
 def _remove(client: Any, container_id: str) -> None:
-    with _sigint_deferred(), mapped("removing the container"):
+    """Remove the container (killing it if it runs); a container already gone is fine."""
+    with _interrupts_deferred(), mapped("removing the container"):
         try:
             client.api.remove_container(container_id, force=True)
         except Exception as exc:
@@ -416,16 +441,26 @@ class LocalAdapter:
         info = self.image(request.spec) if request.image is None else images.ImageInfo(request.image, "")
         prepare_dirs(request)
         config = container_config(self.client, request, info.name, opts)
-        with mapped(f"creating the container for {request.spec.ref}"):
-            container_id = self.client.api.create_container(**config)["Id"]
-        try:
-            outcome = self._run(container_id, request, opts)
-        finally:
-            _remove(self.client, container_id)
+        with _terminate_interrupts():
+            container_id = self._create(config)
+            try:
+                outcome = self._run(container_id, request, opts)
+            finally:
+                _remove(self.client, container_id)
         reclaim_dirs(request)
         meta = {**outcome.meta, "image": info.name, "image_id": info.id, "image_built": info.built,
                 "network": opts.network}
         return Outcome(outcome.exit_code, outcome.timed_out, outcome.oom_killed, outcome.duration_ms, meta)
+
+    def _create(self, config: dict[str, Any]) -> str:
+        """Create the container; interrupted midway, remove it by name (it may exist already)."""
+        try:
+            with mapped(f"creating the container for {config['labels'][LABEL_REF]}"):
+                return str(self.client.api.create_container(**config)["Id"])
+        except BaseException:
+            with contextlib.suppress(Exception):
+                _remove(self.client, config["name"])
+            raise
 
     def _run(self, container_id: str, request: ExecRequest, opts: Options) -> Outcome:
         """Attach, start, wait (killing at the timeout), collect logs and state."""

@@ -35,14 +35,16 @@ def cat(state: State, target: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
 @click.pass_obj
 def show(state: State, execution: str, as_json: bool) -> None:
-    """Show one execution: status, cache, key, outputs, logs, cost."""
-    from .. import executions, receipts
+    """Show one execution: status, cache, key, outputs, logs, cost, audits."""
+    from .. import audits, executions, receipts
 
     stores = state.stores()
     rec = executions.get(stores.db, execution)
+    audited = audits.for_execution(stores.db, rec.execution_id)
     if as_json:
         body = rec.to_dict()
         body["files"] = receipts.execution_files(rec)
+        body["audits"] = [a.to_dict() for a in audited]
         click.echo(json.dumps(body, indent=2, sort_keys=True))
         return
     rows = [
@@ -63,6 +65,8 @@ def show(state: State, execution: str, as_json: bool) -> None:
         click.echo(f"{'file':>13}: {path} {cid}")
     for o in rec.outputs:
         click.echo(f"{'output':>13}: {o.path} {o.cid} {o.size} bytes {o.mime}")
+    for a in audited:
+        click.echo(f"{'audit':>13}: {a.audit_id} {a.summary()}")
 
 
 @click.command()

@@ -4,36 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable
 from pathlib import Path
-
-import click
-
-from ..action_cache import OutputEntry
-from ..stores import Stores
-
-SHOW_LIMIT = 4096
-
-
-def _is_text(mime: str) -> bool:
-    return mime.startswith("text/") or mime in ("application/json", "application/x-ndjson", "application/yaml")
-
-
-def show_outputs(stores: Stores, outputs: Iterable[OutputEntry]) -> None:
-    """``Outputs:`` then each path with its text, or its size and mime for binary/large ones."""
-    click.echo("Outputs:")
-    for o in outputs:
-        if _is_text(o.mime) and o.size <= SHOW_LIMIT:
-            try:
-                text = stores.cas.read(o.cid).decode("utf-8")
-            except UnicodeDecodeError:
-                text = None
-            if text is not None:
-                click.echo(f"  {o.path}:")
-                for line in text.rstrip("\n").splitlines() or [""]:
-                    click.echo(f"    {line}")
-                continue
-        click.echo(f"  {o.path}: {o.size} bytes, {o.mime} (theoryx cat {o.path})")
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -1,7 +1,195 @@
-"""CLI commands of this area; each module exports ``COMMANDS`` (registered by the group)."""
+"""``theoryx plan create|show|ls|set-limit|ledger|reconcile``: budgets and their ledgers.
+
+Money is stored as integer micro-USD (the ``*_micros`` fields of ``--json``) and shown as dollars.
+"""
 
 from __future__ import annotations
 
+import json
+import time
+from typing import Any
+
 import click
 
-COMMANDS: list[click.Command] = []
+from ..errors import LedgerCorrupt
+from ..money import dollars, parse_usd
+from .state import State
+
+
+@click.group(name="plan")
+def plan() -> None:
+    """Budgets: limits, spending, reservations and an auditable ledger per plan."""
+
+
+def _limit(text: str | None, what: str) -> int | None:
+    if text is None or text.strip().lower() in ("none", "unlimited"):
+        return None
+    return parse_usd(text, what)
+
+
+def _money(micros: int | None) -> str:
+    return "none" if micros is None else dollars(micros)
+
+
+def _show(p: Any) -> None:
+    t = p.totals
+    rows = [
+        ("plan", p.key), ("limit", _money(t.limit_micros)), ("spent", dollars(t.spent_micros)),
+        ("reserved", dollars(t.reserved_micros)), ("remaining", _money(p.remaining_micros)),
+        ("executions", str(t.executions)), ("cache hits", str(t.hits)),
+        ("saved", dollars(t.saved_micros)), ("events", str(t.events)),
+    ]
+    for k, v in rows:
+        click.echo(f"{k:>10}: {v}")
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, sort_keys=True))
+
+
+@plan.command()
+@click.argument("key")
+@click.option("--limit-usd", metavar="X", help="Limit in dollars (e.g. 5 or 12.50); none = tracking only.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
+@click.pass_obj
+def create(state: State, key: str, limit_usd: str | None, as_json: bool) -> None:
+    """Create plan KEY, with a limit or (without --limit-usd) for tracking only."""
+    from .. import plans
+
+    p = plans.create(state.stores().db, key, _limit(limit_usd, "--limit-usd"))
+    if as_json:
+        _echo_json(p.to_json())
+        return
+    click.echo(f"Created plan {p.key!r} with limit {_money(p.limit_micros)}")
+
+
+@plan.command()
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
+@click.pass_obj
+def show(state: State, key: str, as_json: bool) -> None:
+    """Show a plan: limit, spent, reserved, remaining, executions, cache hits, money saved."""
+    from .. import plans
+
+    p = plans.get(state.stores().db, key)
+    if as_json:
+        _echo_json(p.to_json())
+    else:
+        _show(p)
+
+
+@plan.command(name="ls")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array of plans.")
+@click.pass_obj
+def ls_cmd(state: State, as_json: bool) -> None:
+    """List every plan."""
+    from .. import plans
+
+    all_plans = plans.all_plans(state.stores().db)
+    if as_json:
+        _echo_json([p.to_json() for p in all_plans])
+        return
+    if not all_plans:
+        click.echo("No plans yet; create one with `theoryx plan create KEY --limit-usd X`")
+        return
+    click.echo(f"{'PLAN':<24} {'LIMIT':>16} {'SPENT':>16} {'RESERVED':>16} {'REMAINING':>16}")
+    for p in all_plans:
+        t = p.totals
+        click.echo(f"{p.key:<24} {_money(t.limit_micros):>16} {dollars(t.spent_micros):>16} "
+                   f"{dollars(t.reserved_micros):>16} {_money(p.remaining_micros):>16}")
+
+
+@plan.command(name="set-limit", context_settings={"ignore_unknown_options": True})
+@click.argument("key")
+@click.argument("limit")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
+@click.pass_obj
+def set_limit(state: State, key: str, limit: str, as_json: bool) -> None:
+    """Set plan KEY's limit to LIMIT dollars, or remove it with `none`."""
+    from .. import plans
+
+    p = plans.set_limit(state.stores().db, key, _limit(limit, "limit"))
+    if as_json:
+        _echo_json(p.to_json())
+        return
+    click.echo(f"Plan {p.key!r}: limit {_money(p.limit_micros)}")
+    if p.remaining_micros is not None and p.remaining_micros < 0:
+        click.echo(f"Note: spent and reserved exceed the new limit by {dollars(-p.remaining_micros)}; "
+                   "new runs are refused", err=True)
+
+
+def _event_line(e: dict[str, Any]) -> str:
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(e["at_ms"] / 1000))
+    kind = e["kind"]
+    if kind in ("create", "set-limit"):
+        detail = f"limit {_money(e.get('limit_micros'))}"
+    elif kind == "reserve":
+        detail = f"{e['execution_id']} reserve {dollars(e['amount_micros'])}"
+    elif kind == "settle":
+        detail = (f"{e['execution_id']} charge {dollars(e['amount_micros'])}, "
+                  f"release {dollars(e['released_micros'])} ({e.get('status')})")
+    elif kind == "release":
+        detail = f"{e['execution_id']} release {dollars(e['amount_micros'])} ({e.get('reason')})"
+    else:
+        detail = f"{e['execution_id']} saved {dollars(e['saved_micros'])}"
+    return f"{e['seq']:>6} {at} {kind:<9} {detail}"
+
+
+@plan.command()
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help='One JSON object: {"plan", "events": [...]}.')
+@click.option("--verify", is_flag=True, help="Check the hash chain and the totals; exit 1 if tampered.")
+@click.pass_obj
+def ledger(state: State, key: str, as_json: bool, verify: bool) -> None:
+    """Print plan KEY's ledger (oldest first); --verify detects edited, removed or reordered events."""
+    from .. import ledger as ledger_mod
+    from .. import plans
+
+    db = state.stores().db
+    p = plans.get(db, key)
+    events = [e for _, e in ledger_mod.events(db, p.key)]
+    totals = None
+    try:
+        if verify:
+            totals = plans.verify(db, p.key)
+    except LedgerCorrupt as exc:
+        if as_json:
+            _echo_json({"plan": p.key, "verified": False, "error": exc.to_dict(), "events": events})
+        raise
+    if as_json:
+        body: dict[str, Any] = {"plan": p.key, "events": events}
+        if totals is not None:
+            body.update(verified=True, head=totals.head)
+        _echo_json(body)
+        return
+    for e in events:
+        click.echo(_event_line(e))
+    if totals is not None:
+        click.echo(f"Verified: {totals.events} events, chain intact, totals match (head {totals.head})")
+
+
+@plan.command()
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="Print what was released as one JSON object.")
+@click.pass_obj
+def reconcile(state: State, key: str, as_json: bool) -> None:
+    """Release reservations of plan KEY whose run is gone (killed before settling); never charges."""
+    from .. import plans
+
+    stores = state.stores()
+    done = plans.reconcile(stores.db, key, stores.home.leases)
+    if as_json:
+        _echo_json({
+            "plan": done.plan.to_json(),
+            "released": [r.to_dict() for r in done.released],
+            "held": [r.to_dict() for r in done.held],
+        })
+        return
+    for r in done.released:
+        click.echo(f"released {r.execution_id} {dollars(r.amount_micros)} (its run is gone)")
+    freed = sum(r.amount_micros for r in done.released)
+    click.echo(f"Released {len(done.released)} reservation(s) ({dollars(freed)}); "
+               f"{len(done.held)} held by running executions")
+
+
+COMMANDS: list[click.Command] = [plan]

@@ -2,53 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..errors import InputsJsonError, TheoryxError, UsageError
-from .output import atomic_write, show_outputs
+from ..errors import TheoryxError, UsageError
+from .output import atomic_write
+from .runcore import RunOptions, build_request, error_json, render
 from .state import State
-
-
-def _parse_json(text: str, what: str) -> Any:
-    def reject(const: str) -> Any:
-        raise ValueError(f"{const} is not valid JSON")
-
-    try:
-        return json.loads(text, parse_constant=reject)
-    except json.JSONDecodeError as exc:
-        raise InputsJsonError(
-            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} (char {exc.pos})"
-        ) from None
-    except ValueError as exc:
-        raise InputsJsonError(f"{what} is not valid JSON: {exc}") from None
-
-
-def _inputs(inputs_json: str | None, inputs_file: str | None) -> Any:
-    if inputs_json is not None and inputs_file is not None:
-        raise UsageError("give either --inputs-json or --inputs-file, not both")
-    if inputs_file is not None:
-        try:
-            text = sys.stdin.read() if inputs_file == "-" else Path(inputs_file).read_text()
-        except OSError as exc:
-            raise UsageError(f"cannot read --inputs-file {inputs_file}: {exc.strerror}") from None
-        return _parse_json(text, f"--inputs-file {inputs_file}")
-    return _parse_json(inputs_json or "{}", "--inputs-json")
-
-
-def _streamer(to_stderr: bool) -> Any:
-    out = sys.stderr.buffer if to_stderr else sys.stdout.buffer
-
-    def stream(channel: str, data: bytes) -> None:
-        target = sys.stderr.buffer if channel == "stderr" else out
-        target.write(data)
-        target.flush()
-
-    return stream
 
 
 @click.command()
@@ -82,43 +45,25 @@ def run(state: State, ref: str, adapter: str, plan: str | None, write_prefix: st
         save_dir: str | None, save_first: str | None, build: bool, registry: str | None,
         home: str | None) -> None:
     """Run a processor; a repeated run is answered from the action cache."""
-    from .. import attachments, writeprefix
-    from ..executor import RunRequest, execute
+    from ..executor import execute
 
     state = State(home=home or state.home, registry=registry or state.registry)
+    options = RunOptions(
+        ref=ref, adapter=adapter, plan=plan, write_prefix=write_prefix, inputs_json=inputs_json,
+        inputs_file=inputs_file, adapter_opts_json=adapter_opts_json, attach=attach, as_json=as_json,
+        stream=stream, no_cache=no_cache, seed=seed, salt=salt, build=build, registry=state.registry,
+    )
     try:
-        writeprefix.check(write_prefix)
-        inputs = _inputs(inputs_json, inputs_file)
-        opts = _parse_json(adapter_opts_json, "--adapter-opts-json") if adapter_opts_json else {}
-        if not isinstance(opts, dict):
-            raise UsageError("--adapter-opts-json must be a JSON object")
-        attached = attachments.parse_options(attach)
-        req = RunRequest(
-            ref=ref, inputs=inputs, attachments=attached, adapter=adapter, plan=plan,
-            write_prefix=write_prefix, seed=seed, salt=salt, no_cache=no_cache,
-            adapter_options=opts, registry=state.registry,
-            stream=_streamer(as_json) if stream else None, build=build,
-        )
-        result = execute(state.stores(), req)
+        result = execute(state.stores(), build_request(options))
         if stream:
             (sys.stderr if as_json else sys.stdout).write("\n")
         if save_dir or save_first:
             _save(state, result, save_dir, save_first)
     except TheoryxError as exc:
         if as_json:
-            body = {"status": "error", "execution_id": exc.execution_id, "error": exc.to_dict()}
-            click.echo(json.dumps(body))
+            click.echo(error_json(exc))
         raise
-    if as_json:
-        click.echo(json.dumps(result.to_json()))
-        return
-    click.echo("Processor completed successfully")
-    if result.cache == "hit":
-        click.echo(f"Cache: hit (result of execution {result.record.source_execution}; nothing executed)")
-    else:
-        click.echo(f"Cache: miss (executed on {result.adapter} in {result.duration_ms} ms)")
-    click.echo(f"Execution: {result.execution_id}")
-    show_outputs(state.stores(), result.outputs)
+    click.echo(render(result, state.stores(), as_json), nl=False)
 
 
 def _save(state: State, result: Any, save_dir: str | None, save_first: str | None) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 
 class _NoBytecodeLoader(importlib.machinery.SourceFileLoader):
-    def set_data(self, path: str, data: bytes, *, _mode: int = 0o666) -> None:
+    def set_data(self, path: str, data: object, *, _mode: int = 0o666) -> None:
         pass   # never write __pycache__ into the registry (a hashed build context)
 
 
@@ -39,4 +39,4 @@ def run(inputs: dict[str, Any], outdir: Path, ctx: Any) -> dict[str, Any]:
     body, result, line = _run.summarize(data, inputs)
     (outdir / _run.OUTPUT).write_bytes(body)
     ctx.stream(line)
-    return result
+    return dict(result)

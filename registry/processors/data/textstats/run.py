@@ -33,7 +33,7 @@ class NoBytecodeLoader(importlib.machinery.SourceFileLoader):
     """A source loader that never writes ``__pycache__`` (the processor folder is a build
     context: files appearing in it would change its digest)."""
 
-    def set_data(self, path: str, data: bytes, *, _mode: int = 0o666) -> None:
+    def set_data(self, path: str, data: object, *, _mode: int = 0o666) -> None:
         pass
 
 

@@ -57,7 +57,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeGuard
 
 DEFAULT_MODEL = "gpt-4o-mini"
 EXIT_OK, EXIT_BUG, EXIT_INPUTS, EXIT_PROVIDER = 0, 1, 2, 3
@@ -88,8 +88,7 @@ _STATUS_LABEL = {
 }
 # LiteLLM classes whose status may be LiteLLM's own choice rather than an HTTP answer
 _AMBIGUOUS_STATUS = frozenset({"InternalServerError", "BadRequestError", "APIError"})
-_TIMEOUTS = frozenset({"builtins.TimeoutError", "httpx.TimeoutException", "openai.APITimeoutError",
-                       "socket.timeout"})
+_TIMEOUTS = frozenset({"builtins.TimeoutError", "httpx.TimeoutException", "openai.APITimeoutError"})
 _CONNECTION = frozenset({"openai.APIConnectionError", "httpx.TransportError",
                          "builtins.ConnectionError", "httpcore.NetworkError"})
 # raised by httpx when a response arrived; LiteLLM's and openai's status classes are no evidence
@@ -176,7 +175,7 @@ def load_inputs(path: Path) -> dict[str, Any]:
     return inputs
 
 
-def is_artifact(value: Any) -> bool:
+def is_artifact(value: Any) -> TypeGuard[dict[str, Any]]:
     """True for a rewritten attachment ``{"$artifact": "/artifacts/inputs/<cid>/<file>", ...}``."""
     return isinstance(value, dict) and isinstance(value.get("$artifact"), str)
 

@@ -1,0 +1,211 @@
+"""``theoryx audit``: verdicts, exit codes, records, changed processors, sampling."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from theoryx_testing import HELLO, Cli, hello_args
+
+
+def textstats(cli: Cli, tmp_path: Path, text: str = "one two two\nthree\n", *extra: str) -> dict[str, Any]:
+    f = tmp_path / "data.txt"
+    f.write_text(text)
+    body = cli.run_json("--adapter", "mock", "--ref", "data/textstats@1", "--inputs-json",
+                        json.dumps({"file": {"$attach": "f"}}), "--attach", f"f={f}", *extra)
+    assert body["_exit"] == 0, body
+    return body
+
+
+def noise(cli: Cli, ref: str = "test/noise@1") -> dict[str, Any]:
+    body = cli.run_json("--adapter", "mock", "--ref", ref)
+    assert body["_exit"] == 0, body
+    return body
+
+
+def audit_json(cli: Cli, *args: str) -> tuple[int, dict[str, Any]]:
+    res = cli("audit", "--json", *args)
+    return res.exit_code, json.loads(res.stdout)
+
+
+def test_deterministic_textstats_audits_reproducible(cli: Cli, tmp_path: Path) -> None:
+    run = textstats(cli, tmp_path)
+    res = cli("audit", run["execution_id"])
+    assert res.exit_code == 0, res.output
+    assert "reproducible: all 1 output(s) have the recorded cids" in res.stdout
+    code, rec = audit_json(cli, run["execution_id"])
+    assert code == 0 and rec["verdict"] == "reproducible" and rec["differences"] == []
+    assert rec["memo_key"] == rec["audited_memo_key"] == run["memo_key"]
+    assert rec["replay_execution"] and rec["replay_execution"] != run["execution_id"]
+
+
+def test_litellm_mock_audits_reproducible(cli: Cli) -> None:
+    run = cli.run_json(*hello_args())
+    code, rec = audit_json(cli, run["execution_id"])
+    assert code == 0 and rec["verdict"] == "reproducible" and rec["outputs_compared"] == 2
+
+
+def test_audit_of_a_cache_hit_reexecutes_and_compares_the_served_outputs(cli: Cli) -> None:
+    cli.run_json(*hello_args())
+    hit = cli.run_json(*hello_args())
+    assert hit["cache"] == "hit"
+    code, rec = audit_json(cli, hit["execution_id"])
+    assert code == 0 and rec["verdict"] == "reproducible" and rec["execution_id"] == hit["execution_id"]
+
+
+def test_random_bytes_processor_diverges_naming_each_differing_path(cli: Cli) -> None:
+    run = noise(cli)
+    res = cli("audit", run["execution_id"])
+    assert res.exit_code == 1, res.output
+    assert "diverged: 2 of 3 output path(s) differ" in res.stdout
+    assert "differs  /artifacts/outputs/noise.bin" in res.stdout
+    assert "same.txt" not in res.stdout
+    code, rec = audit_json(cli, run["execution_id"])
+    assert code == 1 and rec["verdict"] == "diverged"
+    diffs = {d["path"]: d for d in rec["differences"]}
+    assert sorted(diffs) == ["/artifacts/outputs/noise.bin", "/artifacts/outputs/noise.txt"]
+    recorded = {o["path"]: o for o in run["outputs"]}
+    binary = diffs["/artifacts/outputs/noise.bin"]
+    assert binary["status"] == "differs" and binary["diff"] is None
+    assert binary["recorded"]["cid"] == recorded["/artifacts/outputs/noise.bin"]["cid"]
+    assert binary["replayed"]["cid"] != binary["recorded"]["cid"]
+    assert binary["recorded"]["size_bytes"] == binary["replayed"]["size_bytes"] == 32
+    text = diffs["/artifacts/outputs/noise.txt"]["diff"]
+    assert text.startswith("--- recorded/artifacts/outputs/noise.txt\n+++ replayed/artifacts/outputs/noise.txt")
+    body = text.splitlines()[3:]
+    assert body[0] == " fixed line" and [ln[0] for ln in body[1:]] == ["-", "+"]
+
+
+def test_stochastic_processor_is_reported_as_stochastic_not_as_a_failure(cli: Cli) -> None:
+    run = noise(cli, "test/dice@1")
+    res = cli("audit", run["execution_id"])
+    assert res.exit_code == 0, res.output
+    assert "stochastic: test/dice@1 is declared stochastic" in res.stdout
+    code, rec = audit_json(cli, run["execution_id"])
+    assert code == 0 and rec["verdict"] == "stochastic" and rec["stochastic"] is True
+    assert len(rec["differences"]) == 2
+
+
+def test_a_failing_reexecution_is_diverged(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = noise(cli)
+    monkeypatch.setenv("NOISE_FAIL", "1")
+    code, rec = audit_json(cli, run["execution_id"])
+    assert code == 1 and rec["verdict"] == "diverged"
+    assert "ERR_PROCESSOR_FAILED" in rec["reason"] and rec["replay_execution"]
+
+
+def test_audit_leaves_the_cache_entry_and_world_paths_alone(cli: Cli, home: Path) -> None:
+    run = noise(cli)
+    before = cli("cat", "/artifacts/outputs/noise.bin").stdout_bytes
+    assert cli("audit", run["execution_id"]).exit_code == 1
+    assert cli("cat", "/artifacts/outputs/noise.bin").stdout_bytes == before
+    again = noise(cli)
+    assert again["cache"] == "hit" and again["outputs"] == run["outputs"]
+    from theoryx import action_cache
+    from theoryx.stores import open_stores
+
+    entry = action_cache.get(open_stores(home).db, run["memo_key"])
+    assert entry is not None and entry.execution_id == run["execution_id"]
+
+
+def test_show_lists_the_audit_records_of_an_execution(cli: Cli, tmp_path: Path) -> None:
+    run = textstats(cli, tmp_path)
+    cli("audit", run["execution_id"])
+    cli("audit", run["execution_id"], "--adapter", "local")
+    human = cli("show", run["execution_id"]).stdout
+    lines = [ln for ln in human.splitlines() if ln.strip().startswith("audit:")]
+    assert len(lines) == 2
+    assert "reproducible on mock (replay " in lines[0] and "unauditable on local" in lines[1]
+    js = json.loads(cli("show", "--json", run["execution_id"]).stdout)
+    assert [a["verdict"] for a in js["audits"]] == ["reproducible", "unauditable"]
+
+
+def test_a_changed_spec_field_stops_the_audit_saying_what_changed(cli: Cli, registry: Path, tmp_path: Path) -> None:
+    run = textstats(cli, tmp_path)
+    spec = registry / "processors" / "data" / "textstats@1.yaml"
+    spec.write_text(spec.read_text().replace("timeout: 60", "timeout: 61"))
+    res = cli("audit", run["execution_id"])
+    assert res.exit_code == 2, res.output
+    assert "spec field runtime.timeout: 60 -> 61" in res.stdout
+    assert "the processor changed since execution" in res.stdout and "--current" in res.stdout
+    code, rec = audit_json(cli, run["execution_id"], "--current")
+    assert code == 0 and rec["verdict"] == "reproducible"
+    assert rec["audited_memo_key"] != rec["memo_key"]
+    assert [c["where"] for c in rec["changes"]] == ["runtime.timeout"]
+    human = cli("audit", run["execution_id"], "--current").stdout
+    assert "memo key differs" in human
+
+
+def test_a_changed_context_file_stops_the_audit_naming_the_file(cli: Cli, registry: Path, tmp_path: Path) -> None:
+    run = textstats(cli, tmp_path)
+    mock = registry / "processors" / "data" / "textstats" / "mock.py"
+    mock.write_text(mock.read_text() + "\n# edited\n")
+    code, rec = audit_json(cli, run["execution_id"])
+    assert code == 2 and rec["verdict"] == "unauditable"
+    assert [(c["kind"], c["where"]) for c in rec["changes"]] == [("context", "mock.py")]
+
+
+def test_a_mock_execution_on_local_is_a_different_action(cli: Cli, tmp_path: Path) -> None:
+    run = textstats(cli, tmp_path)
+    code, rec = audit_json(cli, run["execution_id"], "--adapter", "local")
+    assert code == 2 and rec["verdict"] == "unauditable"
+    assert "ran in the mock environment class" in rec["reason"] and "different action" in rec["reason"]
+    assert ("env", "class") in [(c["kind"], c["where"]) for c in rec["changes"]]
+    assert rec["replay_execution"] is None
+
+
+def test_unknown_or_failed_executions_cannot_be_audited(cli: Cli) -> None:
+    res = cli("audit", "nonexistent00")
+    assert res.exit_code == 2 and "could not audit" in res.stderr
+    bad = cli.run_json("--adapter", "mock", "--ref", "llm/litellm@1", "--inputs-json", "{}")
+    assert bad["status"] == "error"
+    code, body = audit_json(cli, bad["execution_id"])
+    assert code == 2 and "did not succeed" in body["error"]["message"]
+
+
+def test_an_attachment_gone_from_the_store_makes_the_audit_impossible(cli: Cli, home: Path, tmp_path: Path) -> None:
+    run = textstats(cli, tmp_path)
+    from theoryx.stores import open_stores
+
+    cas = open_stores(home).cas
+    cid = json.loads(cli("show", "--json", run["execution_id"]).stdout)["input_cids"][0]
+    assert cas.delete(cid)
+    code, rec = audit_json(cli, run["execution_id"])
+    assert code == 2 and "data.txt" in rec["reason"] and "no longer in the store" in rec["reason"]
+
+
+def test_usage_errors(cli: Cli) -> None:
+    assert cli("audit").exit_code == 2
+    assert cli("audit", "x", "--sample", "2").exit_code == 2
+    assert cli("audit", "x", "--ref", "a/b@1").exit_code == 2
+
+
+def test_sample_audits_random_cached_entries_and_summarises(cli: Cli, tmp_path: Path) -> None:
+    textstats(cli, tmp_path)
+    cli.run_json(*hello_args())
+    noise(cli)
+    noise(cli, "test/dice@1")
+    res = cli("audit", "--sample", "10")
+    assert res.exit_code == 1, res.output
+    assert "Audited 4 cached entries: 2 reproducible, 1 diverged, 1 stochastic" in res.stdout
+    one = cli("audit", "--sample", "5", "--ref", "data/textstats@1", "--json")
+    body = json.loads(one.stdout)
+    assert one.exit_code == 0 and body["audited"] == 1 and body["counts"] == {"reproducible": 1}
+    picked = json.loads(cli("audit", "--sample", "1", "--json").stdout)
+    assert picked["audited"] == 1
+    assert cli("audit", "--sample", "3", "--ref", "x/none@1").stdout.startswith("No cached entries")
+
+
+def test_audit_records_survive_and_list_in_order(cli: Cli, home: Path) -> None:
+    run = cli.run_json(*hello_args())
+    for _ in range(3):
+        cli("audit", run["execution_id"])
+    from theoryx import audits
+    from theoryx.stores import open_stores
+
+    recs = audits.for_execution(open_stores(home).db, run["execution_id"])
+    assert len(recs) == 3 and [r.audit_id for r in recs] == sorted(r.audit_id for r in recs)
+    assert all(r.verdict == "reproducible" and r.ref == "llm/litellm@1" for r in recs)
+    assert HELLO  # the shared inputs are what the run used

@@ -1,0 +1,299 @@
+"""Portable receipts: the in-toto/SLSA statement, DSSE signing, keys, and verification."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from theoryx_testing import Cli, hello_args
+
+
+def executed(cli: Cli) -> dict[str, Any]:
+    body = cli.run_json(*hello_args("--seed", "5"))
+    assert body["_exit"] == 0
+    return body
+
+
+def keypair(cli: Cli, tmp_path: Path, name: str) -> tuple[Path, Path]:
+    key = tmp_path / "keys" / f"{name}.key"
+    res = cli("keygen", "--out", str(key))
+    assert res.exit_code == 0, res.output
+    return key, key.with_name(key.name + ".pub")
+
+
+def write(path: Path, data: bytes | str) -> Path:
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return path
+
+
+def verify(cli: Cli, path: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    res = cli("verify-receipt", "--json", str(path), *args)
+    return res.exit_code, json.loads(res.stdout)
+
+
+def failed(report: dict[str, Any]) -> list[str]:
+    return [f"{c['name']}: {c['detail']}" for c in report["checks"] if c["status"] == "failed"]
+
+
+# -- the statement ------------------------------------------------------------------------------
+
+
+def test_in_toto_statement_with_slsa_provenance(cli: Cli) -> None:
+    run = executed(cli)
+    stmt = json.loads(cli("receipt", run["execution_id"], "--format", "in-toto").stdout)
+    assert stmt["_type"] == "https://in-toto.io/Statement/v1"
+    assert stmt["predicateType"] == "https://slsa.dev/provenance/v1"
+    assert [s["name"] for s in stmt["subject"]] == [o["path"] for o in run["outputs"]]
+    for s, o in zip(stmt["subject"], run["outputs"], strict=True):
+        data = cli("cat", o["path"]).stdout_bytes
+        assert s["digest"] == {"blake3": o["cid"].removeprefix("b3:"), "sha256": hashlib.sha256(data).hexdigest()}
+    bd = stmt["predicate"]["buildDefinition"]
+    assert bd["buildType"].startswith("https://theoryx.dev/")
+    assert bd["externalParameters"]["ref"] == "llm/litellm@1" and bd["externalParameters"]["seed"] == 5
+    assert bd["externalParameters"]["inputs"]["messages"][0]["content"] == "Hello"
+    internal = bd["internalParameters"]
+    assert internal["memoKey"] == run["memo_key"] and internal["actionCid"] == run["memo_key"]
+    assert internal["specDigest"].startswith("b3:") and internal["env"] == {"class": "mock"}
+    assert [d["name"] for d in bd["resolvedDependencies"]] == ["action.json", "image-context.json"]
+    rd = stmt["predicate"]["runDetails"]
+    assert rd["builder"]["id"] == "https://theoryx.dev/builders/mock"
+    meta = rd["metadata"]
+    assert meta["invocationId"] == run["execution_id"]
+    assert meta["startedOn"].endswith("Z") and meta["startedOn"] <= meta["finishedOn"]
+    assert {b["name"] for b in rd["byproducts"]} >= {"determinism.json", "outputs.json", "stdout.log", "manifest.json"}
+
+
+def test_attachments_are_resolved_dependencies_with_their_pointers(cli: Cli, tmp_path: Path) -> None:
+    f = write(tmp_path / "data.txt", "a b c\n")
+    run = cli.run_json("--adapter", "mock", "--ref", "data/textstats@1", "--inputs-json",
+                       '{"file": {"$attach": "f"}}', "--attach", f"f={f}")
+    stmt = json.loads(cli("receipt", run["execution_id"], "--format", "in-toto").stdout)
+    [dep] = [d for d in stmt["predicate"]["buildDefinition"]["resolvedDependencies"] if d["name"] == "data.txt"]
+    assert dep["annotations"] == {"pointers": ["/file"]} and dep["mediaType"] == "text/plain"
+    assert dep["digest"]["sha256"] == hashlib.sha256(b"a b c\n").hexdigest()
+    assert dep["uri"].startswith("/artifacts/inputs/b3:")
+
+
+def test_theoryx_format_is_the_stored_receipt(cli: Cli) -> None:
+    run = executed(cli)
+    printed = cli("receipt", run["execution_id"]).stdout_bytes
+    assert printed == cli("cat", run["receipt_path"]).stdout_bytes
+
+
+# -- DSSE and keys --------------------------------------------------------------------------------
+
+
+def test_pae_matches_the_dsse_specification_vector() -> None:
+    from theoryx.dsse import pae
+
+    assert pae("http://example.com/HelloWorld", b"hello world") == \
+        b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+    assert pae("t", b"") == b"DSSEv1 1 t 0 "
+    assert pae("é", b"x").startswith(b"DSSEv1 2 ")  # LEN counts bytes, not characters
+
+
+def test_base64_in_envelopes_must_be_canonical() -> None:
+    from theoryx.dsse import b64decode
+    from theoryx.errors import ReceiptError
+
+    assert b64decode("aGk=", "p") == b"hi" == b64decode("aGk", "p")
+    assert b64decode("-_8=", "p") == b"\xfb\xff"      # URL-safe is accepted
+    for bad in ("aGl=", "aGk==", "a Gk=", "+-8=", 5):
+        with pytest.raises(ReceiptError):
+            b64decode(bad, "p")
+
+
+def test_keygen_writes_a_private_key_0600_and_a_public_key(cli: Cli, tmp_path: Path) -> None:
+    key, pub = keypair(cli, tmp_path, "k")
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    assert key.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+    assert pub.read_text().startswith("-----BEGIN PUBLIC KEY-----")
+    again = cli("keygen", "--out", str(key))
+    assert again.exit_code == 2 and "refusing to overwrite" in again.stderr
+    old = key.read_bytes()
+    assert cli("keygen", "--out", str(key), "--force").exit_code == 0 and key.read_bytes() != old
+
+
+def test_keygen_default_location_is_the_config_directory(cli: Cli, tmp_path: Path) -> None:
+    res = cli("keygen")
+    assert res.exit_code == 0
+    assert (tmp_path / "config" / "theoryx" / "signing.key").is_file()
+
+
+def test_a_non_ed25519_key_is_refused(cli: Cli, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    key = write(tmp_path / "ec.key", pem)
+    run = executed(cli)
+    res = cli("receipt", run["execution_id"], "--sign", str(key))
+    assert res.exit_code == 1 and "not an ed25519 key" in res.stderr
+
+
+# -- verification ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["in-toto", "theoryx"])
+def test_signed_receipt_verifies_with_its_key(cli: Cli, tmp_path: Path, fmt: str) -> None:
+    run = executed(cli)
+    key, pub = keypair(cli, tmp_path, "mine")
+    out = tmp_path / "r.json"
+    assert cli("receipt", run["execution_id"], "--format", fmt, "--sign", str(key), "--out", str(out)).exit_code == 0
+    env = json.loads(out.read_text())
+    expected = "application/vnd.in-toto+json" if fmt == "in-toto" else "application/vnd.theoryx.receipt+json"
+    assert env["payloadType"] == expected and len(env["signatures"]) == 1
+    code, report = verify(cli, out, "--key", str(pub))
+    assert code == 0 and report["ok"] and report["signed"] and report["kind"] == fmt, failed(report)
+    names = {c["name"] for c in report["checks"] if c["status"] == "ok"}
+    assert {"signature", "format", "blob", "memo key", "parameters", "record"} <= names
+    human = cli("verify-receipt", str(out), "--key", str(pub))
+    assert human.exit_code == 0 and human.stdout.rstrip().endswith("verified")
+
+
+def test_receipt_signed_by_another_key_fails(cli: Cli, tmp_path: Path) -> None:
+    run = executed(cli)
+    key, _ = keypair(cli, tmp_path, "mine")
+    _, other_pub = keypair(cli, tmp_path, "other")
+    out = tmp_path / "r.json"
+    cli("receipt", run["execution_id"], "--format", "in-toto", "--sign", str(key), "--out", str(out))
+    code, report = verify(cli, out, "--key", str(other_pub))
+    assert code == 1 and not report["ok"]
+    assert any(f.startswith("signature: no signature is by key") for f in failed(report))
+    env = json.loads(out.read_text())
+    env["signatures"][0]["keyid"] = ""            # without the hint the signature itself must fail
+    code, report = verify(cli, write(tmp_path / "anon.json", json.dumps(env)), "--key", str(other_pub))
+    assert code == 1 and any("does not verify" in f for f in failed(report))
+
+
+def _flip(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1:]
+
+
+def test_signed_receipt_with_one_payload_byte_changed_fails(cli: Cli, tmp_path: Path) -> None:
+    run = executed(cli)
+    key, pub = keypair(cli, tmp_path, "mine")
+    out = tmp_path / "r.json"
+    cli("receipt", run["execution_id"], "--format", "in-toto", "--sign", str(key), "--out", str(out))
+    env = json.loads(out.read_text())
+    payload = base64.b64decode(env["payload"])
+    at = payload.index(b'"seed":5') + len(b'"seed":')
+    env["payload"] = base64.b64encode(_flip(payload, at)).decode()    # seed 5 -> 4
+    code, report = verify(cli, write(tmp_path / "t.json", json.dumps(env)), "--key", str(pub))
+    assert code == 1 and any(f.startswith("signature:") for f in failed(report))
+    assert any(f.startswith("parameters:") for f in failed(report))
+
+
+@pytest.mark.parametrize("where", ["payload", "sig", "payloadType"])
+def test_any_single_byte_change_in_a_signed_envelope_fails(cli: Cli, tmp_path: Path, where: str) -> None:
+    run = executed(cli)
+    key, pub = keypair(cli, tmp_path, "mine")
+    out = tmp_path / "r.json"
+    cli("receipt", run["execution_id"], "--format", "in-toto", "--sign", str(key), "--out", str(out))
+    raw = out.read_bytes()
+    field = {"payload": b'"payload": "', "sig": b'"sig": "', "payloadType": b'"payloadType": "'}[where]
+    at = raw.index(field) + len(field) + 10
+    tampered = raw[:at] + (b"B" if raw[at:at + 1] != b"B" else b"C") + raw[at + 1:]
+    code, report = verify(cli, write(tmp_path / "t.json", tampered), "--key", str(pub))
+    assert code == 1 and failed(report)
+
+
+def test_unsigned_in_toto_receipt_with_one_byte_changed_fails(cli: Cli, tmp_path: Path) -> None:
+    run = executed(cli)
+    raw = cli("receipt", run["execution_id"], "--format", "in-toto").stdout_bytes
+    assert verify(cli, write(tmp_path / "ok.json", raw))[0] == 0
+    blake = run["outputs"][0]["cid"].removeprefix("b3:").encode()
+    at = raw.index(blake) + 5
+    tampered = raw[:at] + (b"0" if raw[at:at + 1] != b"0" else b"1") + raw[at + 1:]
+    code, report = verify(cli, write(tmp_path / "t.json", tampered))
+    assert code == 1 and any("is not in the store" in f for f in failed(report))
+    assert any(f.startswith("record:") and "/subject/0/digest/blake3" in f for f in failed(report))
+
+
+def test_unsigned_theoryx_receipt_with_one_byte_changed_fails(cli: Cli, tmp_path: Path) -> None:
+    run = executed(cli)
+    raw = cli("receipt", run["execution_id"]).stdout_bytes
+    assert verify(cli, write(tmp_path / "ok.json", raw))[0] == 0
+    at = raw.index(b'"seed": 5') + len(b'"seed": ')
+    code, report = verify(cli, write(tmp_path / "t.json", _flip(raw, at)))
+    assert code == 1
+    problems = failed(report)
+    assert any(f.startswith("parameters:") and "/seed" in f for f in problems)
+    assert any(f.startswith("record:") and "/seed" in f for f in problems)
+
+
+def test_signature_needs_a_key_and_an_unsigned_receipt_refuses_one(cli: Cli, tmp_path: Path) -> None:
+    run = executed(cli)
+    key, pub = keypair(cli, tmp_path, "mine")
+    signed = tmp_path / "s.json"
+    cli("receipt", run["execution_id"], "--sign", str(key), "--out", str(signed))
+    code, report = verify(cli, signed)
+    assert code == 1 and any("give --key PUB" in f for f in failed(report))
+    plain = write(tmp_path / "p.json", cli("receipt", run["execution_id"]).stdout_bytes)
+    code, report = verify(cli, plain, "--key", str(pub))
+    assert code == 1 and any("not signed" in f for f in failed(report))
+
+
+def test_the_default_key_checks_signatures_without_key(cli: Cli, tmp_path: Path) -> None:
+    run = executed(cli)
+    cli("keygen")
+    default = tmp_path / "config" / "theoryx" / "signing.key"
+    signed = tmp_path / "s.json"
+    cli("receipt", run["execution_id"], "--sign", str(default), "--out", str(signed))
+    assert verify(cli, signed)[0] == 0
+
+
+def test_missing_or_corrupt_blobs_fail_verification(cli: Cli, home: Path, tmp_path: Path) -> None:
+    run = executed(cli)
+    path = write(tmp_path / "r.json", cli("receipt", run["execution_id"], "--format", "in-toto").stdout_bytes)
+    from theoryx.stores import open_stores
+
+    cas = open_stores(home).cas
+    first, second = run["outputs"][0]["cid"], run["outputs"][1]["cid"]
+    assert cas.delete(first)
+    blob = cas.path(second)
+    os.chmod(blob, 0o644)
+    blob.write_bytes(blob.read_bytes() + b"!")
+    code, report = verify(cli, path)
+    problems = failed(report)
+    assert code == 1
+    assert any(f"{first} is not in the store" in f for f in problems)
+    assert any(f"{second} does not rehash" in f for f in problems)
+
+
+def test_an_altered_action_pre_image_fails_the_memo_key_check(cli: Cli, home: Path, tmp_path: Path) -> None:
+    run = executed(cli)
+    path = write(tmp_path / "r.json", cli("receipt", run["execution_id"]).stdout_bytes)
+    from theoryx.stores import open_stores
+
+    blob = open_stores(home).cas.path(run["memo_key"])
+    os.chmod(blob, 0o644)
+    blob.write_bytes(blob.read_bytes().replace(b'"seed":5', b'"seed":6'))
+    code, report = verify(cli, path)
+    assert code == 1 and any(f.startswith("memo key:") for f in failed(report))
+
+
+def test_receipt_for_another_store_skips_the_record_check(cli: Cli, tmp_path: Path) -> None:
+    run = executed(cli)
+    raw = cli("receipt", run["execution_id"], "--format", "in-toto").stdout_bytes
+    other = Cli(tmp_path / "other-home", cli.registry)
+    code, report = verify(other, write(tmp_path / "r.json", raw))
+    assert code == 1
+    statuses = {c["name"]: c["status"] for c in report["checks"]}
+    assert statuses["record"] == "skipped" and statuses["memo key"] == "failed"
+
+
+def test_garbage_is_reported_not_raised(cli: Cli, tmp_path: Path) -> None:
+    for data in ("not json", "[]", '{"payloadType": "x", "signatures": [], "payload": ""}',
+                 '{"_type": "https://in-toto.io/Statement/v1", "predicateType": "nope"}',
+                 '{"_type": "https://in-toto.io/Statement/v1", "predicateType": "https://slsa.dev/provenance/v1",'
+                 ' "subject": [1]}'):
+        code, report = verify(cli, write(tmp_path / "g.json", data))
+        assert code == 1 and not report["ok"], data

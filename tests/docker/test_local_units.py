@@ -1,0 +1,229 @@
+"""The local adapter's pure parts, without an engine: scrubbing, Dockerfile bases, the build
+context tar, tags, options, container ownership and the container configuration."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from theoryx import images
+from theoryx.adapters.base import ExecRequest, Workspace
+from theoryx.adapters.local import Options, Scrubber, container_config, owner_gone, owner_label
+from theoryx.docker_client import socket_path
+from theoryx.errors import UsageError
+from theoryx.refs import Ref
+from theoryx.registry import Registry
+from theoryx.spec import ProcessorSpec
+
+
+def load(registry: Path, ref: str) -> ProcessorSpec:
+    return Registry((registry,)).load(Ref.parse(ref))
+
+
+# -- scrubbing a live stream --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cut", range(0, 30))
+def test_scrubber_never_lets_a_secret_through_any_chunk_boundary(cut: int) -> None:
+    secret = "sk-live-0123456789abcdef"
+    data = f"before {secret} middle {secret}".encode()
+    scrubber = Scrubber([secret, "no"])      # values shorter than 4 are never scrubbed
+    out = scrubber.feed(data[:cut]) + scrubber.feed(data[cut:]) + scrubber.flush()
+    assert out == b"before [REDACTED] middle [REDACTED]"
+
+
+def test_scrubber_without_secrets_passes_chunks_through() -> None:
+    scrubber = Scrubber([])
+    assert scrubber.feed(b"abc") == b"abc" and scrubber.flush() == b""
+
+
+def test_scrubber_holds_only_a_possible_secret_prefix() -> None:
+    scrubber = Scrubber(["secretvalue"])
+    assert scrubber.feed(b"hello sec") == b"hello "
+    assert scrubber.feed(b"ond line\n") == b"second line\n"
+
+
+# -- Dockerfile base images ---------------------------------------------------------------------
+
+
+def test_base_images_follow_args_stages_and_continuations() -> None:
+    text = (
+        "# syntax is ignored\n"
+        "ARG BASE_IMAGE=python:3.11-slim\n"
+        "ARG TOOLS=\"busybox:1\"\n"
+        "FROM ${TOOLS} AS tools\n"
+        "FROM \\\n  $BASE_IMAGE AS app\n"
+        "FROM tools\n"
+        "FROM scratch\n"
+        "FROM ${MISSING:-debian:12}\n"
+    )
+    assert images.base_images(text, {}) == ["busybox:1", "python:3.11-slim", "debian:12"]
+    assert images.base_images(text, {"BASE_IMAGE": "theoryx/python-base:bookworm"})[1] == "theoryx/python-base:bookworm"
+
+
+# -- the build context --------------------------------------------------------------------------
+
+
+def make_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "proc"
+    (folder / "pkg" / "__pycache__").mkdir(parents=True)
+    (folder / "Dockerfile").write_text("FROM x\n")
+    (folder / "run.py").write_text("print(1)\n")
+    os.chmod(folder / "run.py", 0o700)
+    (folder / "pkg" / "mod.py").write_text("X = 1\n")
+    (folder / "pkg" / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"pyc")
+    (folder / "secret.env").write_text("TOKEN=1\n")
+    (folder / ".dockerignore").write_text("*.env\n")
+    (folder / "link").symlink_to("run.py")
+    return folder
+
+
+def read_tar(chunks: Any) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+        return {m.name: m for m in tar.getmembers()}
+
+
+def test_context_tar_holds_the_manifest_files_normalised_and_an_empty_vendor(tmp_path: Path) -> None:
+    from theoryx.context import context_manifest
+
+    folder = make_folder(tmp_path)
+    files = context_manifest(folder).files
+    members = read_tar(images.context_tar(folder, files, None))
+    assert set(members) == {".dockerignore", "Dockerfile", "link", "pkg", "pkg/mod.py", "run.py", "vendor"}
+    assert members["run.py"].mode == 0o755 and members["pkg/mod.py"].mode == 0o644
+    assert members["link"].issym() and members["link"].linkname == "run.py"
+    assert members["vendor"].isdir()
+    assert all(m.mtime == 0 and m.uid == 0 and m.uname == "" for m in members.values())
+    again = b"".join(images.context_tar(folder, files, None))
+    assert again == b"".join(images.context_tar(folder, files, None))      # deterministic
+
+
+def test_context_tar_adds_the_vendored_tree(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path)
+    vendor = tmp_path / "vendored"
+    (vendor / "lib" / "sub").mkdir(parents=True)
+    (vendor / "lib" / "sub" / "m.py").write_text("Y = 2\n")
+    with tarfile.open(fileobj=io.BytesIO(b"".join(images.context_tar(folder, ["run.py"], vendor)))) as tar:
+        member = tar.getmember("vendor/lib/sub/m.py")
+        body = tar.extractfile(member)
+        assert body is not None and body.read() == b"Y = 2\n"
+        assert tar.getmember("vendor/lib/sub").isdir()
+
+
+def test_vendor_is_installed_once_and_published_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "proc"
+    folder.mkdir()
+    (folder / "requirements.txt").write_text("example==1.0\n")
+    calls: list[Path] = []
+
+    def fake_pip(req: Path, target: Path) -> None:
+        calls.append(target)
+        (target / "example").mkdir(parents=True)
+        (target / "example" / "__init__.py").write_text("")
+
+    monkeypatch.setattr(images, "_pip_install", fake_pip)
+    root = tmp_path / "vendor-v1"
+    first = images.ensure_vendor(folder, root)
+    second = images.ensure_vendor(folder, root)
+    assert first == second and first is not None and len(calls) == 1
+    assert first.name == images.vendor_key(b"example==1.0\n")
+    assert (first / "example" / "__init__.py").is_file()
+    assert [p.name for p in root.iterdir() if not p.name.endswith(".lock")] == [first.name]   # no temp left
+    assert images.ensure_vendor(tmp_path, root) is None        # no requirements.txt
+
+
+def test_image_tag_follows_the_context_and_the_base_image(
+        registry: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = load(registry, "test/probe@1")
+    monkeypatch.setenv("THEORYX_BASE_IMAGE", "base:a")
+    tag_a = images.image_tag(spec)
+    assert tag_a.startswith("theoryx/test-probe:") and len(tag_a.split(":")[1]) == 16
+    assert images.image_tag(load(registry, "test/probe@1")) == tag_a
+    monkeypatch.setenv("THEORYX_BASE_IMAGE", "base:b")
+    assert images.image_tag(spec) != tag_a
+
+
+# -- options and ownership ----------------------------------------------------------------------
+
+
+def test_options_default_from_the_spec_and_reject_bad_values(registry: Path) -> None:
+    spec = load(registry, "test/probe@1")
+    assert Options.parse(spec, {}) == Options(60.0, "none")
+    assert Options.parse(spec, {"timeout": 2, "network": "host"}) == Options(2.0, "host")
+    for bad in ({"timeout": 0}, {"timeout": "3"}, {"network": "wifi"}, {"retries": 1}):
+        with pytest.raises(UsageError):
+            Options.parse(spec, bad)
+
+
+def test_owner_gone_only_for_dead_processes_of_this_host() -> None:
+    assert not owner_gone(owner_label())
+    host, boot, pid, start = owner_label().split("/")
+    assert owner_gone(f"{host}/{boot}/{2**22 + 7}/1")            # no such pid
+    assert owner_gone(f"{host}/{boot}/{pid}/{int(start) + 1}")    # pid reused by another process
+    assert owner_gone(f"{host}/another-boot/{pid}/{start}")       # before a reboot
+    assert not owner_gone(f"elsewhere/{boot}/{2**22 + 7}/1")      # another host's: never judged
+    assert not owner_gone("garbage")
+    assert socket.gethostname() == host
+
+
+def test_socket_path_follows_docker_host() -> None:
+    assert socket_path({}) == "/var/run/docker.sock"
+    assert socket_path({"DOCKER_HOST": "unix:///tmp/d.sock"}) == "/tmp/d.sock"
+    assert socket_path({"DOCKER_HOST": "tcp://10.0.0.1:2375"}) is None
+
+
+# -- the container configuration ----------------------------------------------------------------
+
+
+class OfflineClient:
+    """The SDK's real request builder (no connection) and a programmable ``info()``."""
+
+    def __init__(self, runtimes: dict[str, Any]) -> None:
+        import docker
+
+        self.api = docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41")
+        self.runtimes = runtimes
+
+    def info(self) -> dict[str, Any]:
+        return {"Runtimes": self.runtimes}
+
+
+def request_for(spec: ProcessorSpec, tmp_path: Path) -> ExecRequest:
+    ws = Workspace(tmp_path / "ws")
+    return ExecRequest(spec=spec, action={}, inputs={}, workspace=ws, execution_id="01abc", seed=7,
+                       write_prefix="/artifacts/outputs/01abc/", secrets={"PROBE_SECRET": "s3cr3t-value"},
+                       options={})
+
+
+def test_container_config_sandboxes_and_passes_secrets_only_in_the_environment(
+        registry: Path, tmp_path: Path) -> None:
+    spec = load(registry, "test/tight@1")
+    cfg = container_config(OfflineClient({}), request_for(spec, tmp_path), "img:1", Options(5, "none"))
+    hc = cfg["host_config"]
+    assert hc["ReadonlyRootfs"] is True and hc["CapDrop"] == ["ALL"]
+    assert hc["SecurityOpt"] == ["no-new-privileges"] and hc["NetworkMode"] == "none"
+    assert hc["PidsLimit"] == 32 and hc["Memory"] == hc["MemorySwap"] == 64 << 20
+    assert hc["NanoCpus"] == 500_000_000
+    assert hc["Tmpfs"] == {"/tmp": "rw,noexec,nosuid,nodev,size=8m"}
+    assert {(m["Target"], m["ReadOnly"]) for m in hc["Mounts"]} == {
+        ("/artifacts/inputs", True), ("/theoryx/inputs.json", True), ("/theoryx/result", False),
+        ("/artifacts/outputs/01abc", False)}
+    assert "DeviceRequests" not in hc and "AutoRemove" not in hc
+    assert cfg["user"] == ("10001:10001" if os.geteuid() == 0 else f"{os.getuid()}:{os.getgid()}")
+    assert cfg["environment"]["PROBE_SECRET"] == "s3cr3t-value"
+    assert cfg["environment"]["THEORYX_SEED"] == "7" and cfg["environment"]["HOME"] == "/tmp"
+    assert cfg["labels"]["theoryx.managed"] == "1" and cfg["labels"]["theoryx.execution"] == "01abc"
+    assert "s3cr3t-value" not in repr(cfg["labels"]) + repr(cfg["command"]) + cfg["name"]
+
+
+def test_gpu_spec_requests_devices_where_the_engine_has_a_gpu_runtime(registry: Path, tmp_path: Path) -> None:
+    spec = load(registry, "test/gpu@1")
+    cfg = container_config(OfflineClient({"nvidia": {}}), request_for(spec, tmp_path), "img:1", Options(5, "none"))
+    (req,) = cfg["host_config"]["DeviceRequests"]
+    assert req["Count"] == 1 and req["Capabilities"] == [["gpu"]]

@@ -1,0 +1,85 @@
+"""Helpers for the plan tests (a uniquely named module; fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from theoryx_testing import REPO
+
+from theoryx import api
+from theoryx.db import Database, open_db
+
+COSTLY_REF = "test/costly@1"
+ESTIMATE = 250_000          # micro-USD: the spec's fixed cost.usd below
+COSTLY = f"""\
+ref: test/costly@1
+description: A processor that declares a fixed cost, for budget tests.
+image:
+  ref: example.invalid/costly@sha256:{"0" * 64}
+runtime: {{timeout: 60}}
+cost: {{usd: 0.25}}
+inputs:
+  type: object
+  properties:
+    i: {{type: integer}}
+outputs:
+  - {{path: out.txt, mime: text/plain}}
+"""
+
+
+def make_registry(root: Path) -> Path:
+    """A registry root holding ``test/costly@1`` (mock adapter: placeholder outputs)."""
+    pdir = root / "processors" / "test"
+    pdir.mkdir(parents=True)
+    (pdir / "costly@1.yaml").write_text(COSTLY)
+    return root
+
+
+def run_costly(home: Path, registry: Path, i: int, *, plan: str | None = "p", cost_usd: float = 0.25,
+               **kw: Any) -> api.RunResult:
+    opts = {"cost_usd": cost_usd, **kw.pop("adapter_options", {})}
+    return api.run(COSTLY_REF, inputs={"i": i}, adapter="mock", plan=plan, home=home,
+                   registry=str(registry), adapter_options=opts, **kw)
+
+
+def db_of(home: Path) -> Database:
+    return open_db(home / "db-v1")
+
+
+def cli_args(registry: Path, plan: str, i: int, cost_usd: float = 0.25) -> list[str]:
+    """``python -m theoryx run`` arguments for one costly run."""
+    return [sys.executable, "-m", "theoryx", "run", "--json", "--adapter", "mock", "--ref", COSTLY_REF,
+            "--registry", str(registry), "--plan", plan, "--inputs-json", json.dumps({"i": i}),
+            "--adapter-opts-json", json.dumps({"cost_usd": cost_usd})]
+
+
+def theoryx(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m theoryx ARGS`` against ``home``."""
+    from theoryx_testing import subprocess_env
+
+    return subprocess.run([sys.executable, "-m", "theoryx", *args], env=subprocess_env(home), cwd=REPO,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def prefix_totals_within_limit(events: list[dict[str, Any]]) -> bool:
+    """At every point of the ledger, spent + reserved stayed within the limit in force."""
+    limit: int | None = None
+    spent = reserved = 0
+    for e in events:
+        kind = e["kind"]
+        if kind in ("create", "set-limit"):
+            limit = e["limit_micros"]
+        elif kind == "reserve":
+            reserved += e["amount_micros"]
+        elif kind == "settle":
+            reserved -= e["released_micros"]
+            spent += e["amount_micros"]
+        elif kind == "release":
+            reserved -= e["amount_micros"]
+        if limit is not None and spent + reserved > limit:
+            return False
+    return True

@@ -1,0 +1,155 @@
+"""What the store must keep: the blobs the database names, as gc and verify both see them.
+
+A blob is *live* when it is in the closure of
+
+- a cache entry: its action pre-image, manifest, outputs, stdout/stderr and input blobs, every
+  cid written in the action pre-image (the image context manifest, attachments), and the
+  receipt, index and logs of the executions whose result the entry holds: the miss that produced
+  it and the hits it served (an execution whose entry was replaced, even by an equal result, is
+  not among them);
+- a pinned execution: every blob its record names and every cid its action pre-image names.
+
+In-flight runs add their leases (:mod:`theoryx.leasewatch`); execution records are *not* roots on
+their own: a record whose result no entry or pin holds any longer is *pruned* once gc removes
+its blobs (the record stays, as history, until ``--max-age`` drops it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import lmdb
+
+from cas import CasError, Store
+
+from .action_cache import ActionResult
+from .db import Database, unpack
+from .executions import ExecutionRecord
+
+_CID = re.compile(rb"b3:[0-9a-f]{64}")
+REF_SCAN_LIMIT = 4 << 20
+"""Action pre-images larger than this are not scanned for the cids they name."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The roots as one read transaction saw them."""
+
+    entries: dict[str, ActionResult]
+    records: dict[str, ExecutionRecord]
+    pins: frozenset[str]
+
+    def without(self, entries: Iterable[str] = (), records: Iterable[str] = ()) -> Snapshot:
+        """This snapshot less some entries (memo keys) and records (execution ids)."""
+        gone_e, gone_r = set(entries), set(records)
+        return Snapshot({k: v for k, v in self.entries.items() if k not in gone_e},
+                        {k: v for k, v in self.records.items() if k not in gone_r}, self.pins)
+
+    def results(self) -> dict[str, list[ExecutionRecord]]:
+        """Successful records grouped by the execution that produced their result: a miss by
+        itself, a hit by the execution whose cache entry served it."""
+        groups: dict[str, list[ExecutionRecord]] = {}
+        for rec in self.records.values():
+            if rec.status == "success":
+                producer = rec.source_execution if rec.cache == "hit" else rec.execution_id
+                if producer:
+                    groups.setdefault(producer, []).append(rec)
+        return groups
+
+
+def snapshot(db: Database) -> Snapshot:
+    """Read every cache entry, execution record and pin in one consistent transaction."""
+
+    def read(txn: lmdb.Transaction) -> Snapshot:
+        entries = {k: ActionResult.from_dict(v) for k, v in _items(txn, db, "ac")}
+        records = {k: ExecutionRecord.from_dict(v) for k, v in _items(txn, db, "executions")}
+        pins = frozenset(k for k, _ in _items(txn, db, "pins"))
+        return Snapshot(entries, records, pins)
+
+    return db.read(read)
+
+
+def _items(txn: lmdb.Transaction, db: Database, name: str) -> Iterator[tuple[str, Any]]:
+    for key, raw in txn.cursor(db=db.dbs[name]):
+        yield bytes(key).decode(), unpack(bytes(raw))
+
+
+@dataclass(frozen=True)
+class EntryRoots:
+    """One cache entry and every cid it keeps live."""
+
+    entry: ActionResult
+    cids: frozenset[str]
+    pinned: bool
+
+
+@dataclass
+class Closure:
+    """The live set of a snapshot: per entry, per pinned execution, and overall."""
+
+    entries: list[EntryRoots]
+    pinned: dict[str, frozenset[str]]
+    producers: set[str] = field(default_factory=set)
+
+    def cids(self) -> set[str]:
+        live: set[str] = set()
+        for e in self.entries:
+            live |= e.cids
+        for cids in self.pinned.values():
+            live |= cids
+        return live
+
+
+class RefReader:
+    """Reads the cids an action pre-image names, once per pre-image (they are immutable)."""
+
+    def __init__(self, cas: Store) -> None:
+        self.cas = cas
+        self._seen: dict[str, frozenset[str]] = {}
+
+    def __call__(self, action_cid: str | None) -> frozenset[str]:
+        if not action_cid:
+            return frozenset()
+        found = self._seen.get(action_cid)
+        if found is None:
+            found = self._seen[action_cid] = frozenset(_refs_in(self.cas, action_cid))
+        return found
+
+
+def _refs_in(cas: Store, cid: str) -> set[str]:
+    # Read without hashing: a corrupt pre-image only names fewer or odd cids, which keep
+    # nothing that should go; verify is where corruption is found.
+    try:
+        with cas.open(cid) as reader:
+            data = reader.read(REF_SCAN_LIMIT)
+    except (OSError, CasError):
+        return set()
+    return {m.decode() for m in _CID.findall(data)}
+
+
+def closure(snap: Snapshot, refs: RefReader) -> Closure:
+    """Everything ``snap``'s entries and pins keep live (see the module docstring)."""
+    groups = snap.results()
+    pinned_results = {(r.memo_key, r.manifest_cid) for i in snap.pins if (r := snap.records.get(i))}
+    entries = []
+    for memo_key, entry in snap.entries.items():
+        cids = set(entry.blobs()) | refs(entry.action_cid)
+        for rec in groups.get(entry.execution_id, ()):
+            cids.update(rec.blobs())
+            cids |= refs(rec.action_cid)
+        entries.append(EntryRoots(entry, frozenset(cids), (memo_key, entry.manifest_cid) in pinned_results))
+    pinned = {}
+    for exec_id in snap.pins:
+        pin = snap.records.get(exec_id)
+        if pin is not None:
+            pinned[exec_id] = frozenset(pin.blobs()) | refs(pin.action_cid)
+    return Closure(entries, pinned, {e.entry.execution_id for e in entries})
+
+
+def age_s(st: os.stat_result, now: float) -> float:
+    """Seconds since a blob was written or last freshened (its mtime)."""
+    return now - st.st_mtime

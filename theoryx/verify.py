@@ -1,0 +1,328 @@
+"""``theoryx verify``: rehash every blob and check every reference the database makes.
+
+Findings:
+
+- *corrupt*: a blob whose bytes do not hash to its name (flipped, truncated, zeroed, swapped...);
+- *missing*: a blob that a cache entry, an execution whose result the entry holds (the miss that
+  produced it, the hits it served), such an execution's receipt, or a pinned execution needs, and
+  the store lacks;
+- *orphaned* (informational, not a failure): blobs nothing live names (``gc`` reclaims them once
+  past the grace period), temp files, lease files nobody holds, blobs an interrupted gc left
+  withdrawn, world paths naming unknown executions, pins of unknown executions;
+- *pruned* (informational): execution records some of whose blobs gc removed.
+
+The store is *clean* when nothing is corrupt or missing. ``repair`` removes the corrupt blobs and
+every cache entry whose closure has a corrupt or missing blob, so the next run re-executes; it
+puts back what an interrupted gc withdrew. A pinned execution cannot be repaired (re-run it, or
+unpin it): it keeps the store unclean. Verify holds the gc lock, so it never runs beside a gc.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+import blake3
+import lmdb
+
+from cas import CasError, Store, is_cid
+
+from .action_cache import ActionResult
+from .db import Database, unpack
+from .executions import ExecutionRecord
+from .gc import ProgressFn, Tally
+from .gclock import GcLock
+from .leasewatch import stale_leases
+from .liveness import RefReader, Snapshot, closure, snapshot
+from .stores import Stores
+
+SMALL = 1 << 20
+_BATCH = 512
+
+
+@dataclass
+class Problem:
+    """A corrupt or missing blob and who needs it."""
+
+    cid: str
+    kind: str                        # "corrupt" | "missing"
+    size: int | None = None
+    needed_by: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cid": self.cid, "kind": self.kind, "size": self.size, "needed_by": sorted(self.needed_by)}
+
+
+@dataclass
+class VerifyReport:
+    """What verify found (and, with ``repair``, fixed)."""
+
+    repair: bool
+    checked: Tally = field(default_factory=Tally)
+    corrupt: list[Problem] = field(default_factory=list)
+    missing: list[Problem] = field(default_factory=list)
+    broken_entries: list[str] = field(default_factory=list)
+    broken_pins: list[str] = field(default_factory=list)
+    orphaned: Tally = field(default_factory=Tally)
+    temp_files: int = 0
+    stale_leases: int = 0
+    withdrawn: int = 0
+    orphaned_paths: int = 0
+    orphaned_pins: int = 0
+    pruned_executions: int = 0
+    removed_blobs: int = 0
+    removed_entries: int = 0
+    reinstated: int = 0
+    seconds: float = 0.0
+
+    @property
+    def clean(self) -> bool:
+        """Nothing corrupt or missing remains (after the repair, with ``repair``)."""
+        if self.repair:
+            return not self.broken_pins and self.removed_entries == len(self.broken_entries)
+        return not self.corrupt and not self.missing
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "clean": self.clean, "repair": self.repair, "seconds": round(self.seconds, 3),
+            "checked": self.checked.to_dict(),
+            "corrupt": [p.to_dict() for p in self.corrupt],
+            "missing": [p.to_dict() for p in self.missing],
+            "broken_cache_entries": self.broken_entries, "broken_pins": self.broken_pins,
+            "orphaned": {"blobs": self.orphaned.to_dict(), "temp_files": self.temp_files,
+                         "stale_leases": self.stale_leases, "withdrawn_by_interrupted_gc": self.withdrawn,
+                         "paths": self.orphaned_paths, "pins": self.orphaned_pins},
+            "pruned_executions": self.pruned_executions,
+            "repaired": {"blobs_removed": self.removed_blobs, "cache_entries_removed": self.removed_entries,
+                         "blobs_reinstated": self.reinstated},
+        }
+
+
+def verify(stores: Stores, *, repair: bool = False, workers: int | None = None,
+           progress: ProgressFn | None = None) -> VerifyReport:
+    """Check ``stores`` (see the module docstring); :class:`StoreBusy` while a gc runs."""
+    with GcLock(stores.home.root, "theoryx verify --repair" if repair else "theoryx verify"):
+        return _Verifier(stores, VerifyReport(repair), workers, progress).run()
+
+
+class _Verifier:
+    def __init__(self, stores: Stores, report: VerifyReport, workers: int | None,
+                 progress: ProgressFn | None) -> None:
+        self.stores, self.cas, self.db = stores, stores.cas, stores.db
+        self.report = report
+        self.workers = workers or min(32, 2 * (os.cpu_count() or 1))
+        self.progress = progress or (lambda phase, done, total: None)
+        self.counting = progress is not None
+
+    def run(self) -> VerifyReport:
+        started = time.monotonic()
+        report = self.report
+        if report.repair:
+            for cid in list(self.cas.withdrawn()):
+                report.reinstated += self.cas.reinstate(cid)
+        report.withdrawn = sum(1 for _ in self.cas.withdrawn())
+        snap = snapshot(self.db)
+        live = closure(snap, RefReader(self.cas)).cids()
+        present, corrupt = self.rehash(live)
+        needs = self.needs(snap, corrupt)
+        self.judge(snap, needs, present, corrupt)
+        self.orphans(snap)
+        if report.repair:
+            self.fix(snap, corrupt)
+        report.seconds = time.monotonic() - started
+        return report
+
+    # -- blobs -----------------------------------------------------------------------------
+
+    def rehash(self, live: set[str]) -> tuple[set[str], dict[str, int]]:
+        """Hash every blob on a thread pool; returns the live cids present and the corrupt ones."""
+        report, present, corrupt = self.report, set(), {}
+        total = _count_blobs(self.cas) if self.counting else None
+        blobs = ((b.cid, b.size) for b in self.cas.iter_blobs())
+        done = 0
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="verify") as pool:
+            for batch, bad in _bounded_map(pool, lambda b: _check_batch(self.cas, b),
+                                           _batches(blobs), 4 * self.workers):
+                for cid, size in batch:
+                    report.checked.add(size)
+                    if cid in live:
+                        present.add(cid)
+                    else:
+                        report.orphaned.add(size)
+                for cid, size in bad:
+                    corrupt[cid] = size
+                done += len(batch)
+                self.progress("verify", done, total)
+        report.corrupt = [Problem(cid, "corrupt", size) for cid, size in sorted(corrupt.items())]
+        return present, corrupt
+
+    # -- references ------------------------------------------------------------------------
+
+    def needs(self, snap: Snapshot, corrupt: dict[str, int]) -> dict[str, dict[str, set[str]]]:
+        """``{"entry:<memo>"|"pin:<id>": {cid: {who needs it}}}``: what each root requires."""
+        groups = snap.results()
+        needs: dict[str, dict[str, set[str]]] = {}
+        for memo_key, entry in snap.entries.items():
+            need: dict[str, set[str]] = {}
+            _want(need, entry.blobs(), f"cache entry {memo_key}")
+            for rec in groups.get(entry.execution_id, ()):
+                self.want_record(need, rec, corrupt)
+            needs[f"entry:{memo_key}"] = need
+        for exec_id in sorted(snap.pins):
+            pinned = snap.records.get(exec_id)
+            if pinned is not None:
+                need = {}
+                self.want_record(need, pinned, corrupt)
+                needs[f"pin:{exec_id}"] = need
+        return needs
+
+    def want_record(self, need: dict[str, set[str]], rec: ExecutionRecord, corrupt: dict[str, int]) -> None:
+        who = f"execution {rec.execution_id}"
+        _want(need, rec.blobs(), who)
+        if rec.receipt_cid and rec.receipt_cid not in corrupt:
+            _want(need, _receipt_refs(self.cas, rec.receipt_cid), f"receipt of {who}")
+
+    def judge(self, snap: Snapshot, needs: dict[str, dict[str, set[str]]], present: set[str],
+              corrupt: dict[str, int]) -> None:
+        report = self.report
+        missing: dict[str, set[str]] = {}
+        by_cid = {p.cid: p for p in report.corrupt}
+        for root, need in needs.items():
+            broken = False
+            for cid, who in need.items():
+                if cid in corrupt:
+                    by_cid[cid].needed_by.extend(w for w in who if w not in by_cid[cid].needed_by)
+                    broken = True
+                elif cid not in present and not self.cas.exists(cid):
+                    missing.setdefault(cid, set()).update(who)
+                    broken = True
+            if broken:
+                kind, _, name = root.partition(":")
+                (report.broken_entries if kind == "entry" else report.broken_pins).append(name)
+        report.missing = [Problem(cid, "missing", None, sorted(who)) for cid, who in sorted(missing.items())]
+
+    # -- informational ---------------------------------------------------------------------
+
+    def orphans(self, snap: Snapshot) -> None:
+        report, home = self.report, self.stores.home
+        report.temp_files = sum(1 for _ in self.cas.tmp_files())
+        report.stale_leases = len(stale_leases(home.leases))
+        report.orphaned_pins = sum(1 for i in snap.pins if i not in snap.records)
+        report.orphaned_paths = sum(1 for v in _values(self.db, "paths") if v.get("execution_id") not in snap.records)
+        producers = {e.execution_id for e in snap.entries.values()}
+        for rec in snap.records.values():
+            producer = rec.source_execution if rec.cache == "hit" else rec.execution_id
+            if rec.execution_id in snap.pins or producer in producers:
+                continue
+            if any(not self.cas.exists(c) for c in rec.blobs()):
+                report.pruned_executions += 1
+
+    # -- repair ----------------------------------------------------------------------------
+
+    def fix(self, snap: Snapshot, corrupt: dict[str, int]) -> None:
+        report = self.report
+        for cid in corrupt:
+            report.removed_blobs += self.cas.delete(cid)
+        entries = [snap.entries[k] for k in report.broken_entries]
+        report.removed_entries = self.db.write(lambda txn: _delete_unchanged(self.db, txn, entries))
+
+
+def _want(need: dict[str, set[str]], cids: Iterable[str], who: str) -> None:
+    for cid in cids:
+        need.setdefault(cid, set()).add(who)
+
+
+def _receipt_refs(cas: Store, cid: str) -> list[str]:
+    """The blobs a receipt names (its memo key and spec digest are names of no blob)."""
+    try:
+        body = json.loads(cas.read(cid))
+    except (CasError, OSError, ValueError):
+        return []
+    if not isinstance(body, dict):
+        return []
+    found = [body.get(k) for k in ("action_cid", "manifest_cid", "stdout_cid", "stderr_cid")]
+    found += list((body.get("output_cids") or {}).values()) + list(body.get("input_cids") or [])
+    found += [o.get("cid") for o in body.get("outputs") or [] if isinstance(o, dict)]
+    return [c for c in found if is_cid(c)]
+
+
+def _delete_unchanged(db: Database, txn: lmdb.Transaction, entries: list[ActionResult]) -> int:
+    removed = 0
+    for entry in entries:
+        raw = txn.get(entry.memo_key.encode(), db=db.dbs["ac"])
+        if raw is not None and ActionResult.from_dict(unpack(bytes(raw))) == entry:
+            removed += bool(txn.delete(entry.memo_key.encode(), db=db.dbs["ac"]))
+        elif raw is None:
+            removed += 1  # already gone: nothing names the broken blobs any more
+    return removed
+
+
+def _values(db: Database, name: str) -> Iterator[dict[str, Any]]:
+    for _, value in db.items(name):
+        if isinstance(value, dict):
+            yield value
+
+
+# -- hashing on a thread pool ----------------------------------------------------------------
+
+def _batches(blobs: Iterator[tuple[str, int]]) -> Iterator[list[tuple[str, int]]]:
+    while batch := list(islice(blobs, _BATCH)):
+        yield batch
+
+
+def _bounded_map(pool: ThreadPoolExecutor, fn: Callable[[list[tuple[str, int]]], list[tuple[str, int]]],
+                 items: Iterator[list[tuple[str, int]]], window: int,
+                 ) -> Iterator[tuple[list[tuple[str, int]], list[tuple[str, int]]]]:
+    """``(item, fn(item))`` in order, with at most ``window`` items in flight (bounded memory)."""
+    pending: list[tuple[list[tuple[str, int]], Future[list[tuple[str, int]]]]] = []
+    for item in items:
+        pending.append((item, pool.submit(fn, item)))
+        if len(pending) >= window:
+            first, future = pending.pop(0)
+            yield first, future.result()
+    for item, future in pending:
+        yield item, future.result()
+
+
+def _check_batch(cas: Store, batch: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The corrupt blobs of ``batch`` (blake3 releases the GIL while it hashes)."""
+    return [(cid, size) for cid, size in batch if not _intact(cas, cid, size)]
+
+
+def _intact(cas: Store, cid: str, size: int) -> bool:
+    if size >= SMALL:
+        try:
+            return cas.verify(cid)
+        except CasError:
+            return True  # removed meanwhile: not corrupt, and judged missing if needed
+    try:
+        fd = os.open(cas.path(cid), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    try:
+        hasher = blake3.blake3()
+        while chunk := os.read(fd, SMALL):
+            hasher.update(chunk)
+    finally:
+        os.close(fd)
+    return "b3:" + hasher.hexdigest() == cid
+
+
+def _count_blobs(cas: Store) -> int:
+    blobs = cas.root / "blobs"
+    total = 0
+    try:
+        shards = list(os.scandir(blobs))
+    except FileNotFoundError:
+        return 0
+    for shard in shards:
+        if shard.is_dir(follow_symlinks=False):
+            with os.scandir(shard.path) as entries:
+                total += sum(1 for _ in entries)
+    return total
