@@ -78,6 +78,23 @@ class Layout:
                         if stat.S_ISREG(st.st_mode):
                             yield Blob(PREFIX + shard.name + entry.name, st.st_size), st
 
+    def shards(self) -> list[str]:
+        """The shard directories' names (two hex digits), sorted."""
+        return [e.name for e in _sorted_entries(self.blobs_dir)
+                if _SHARD.fullmatch(e.name) and e.is_dir(follow_symlinks=False)]
+
+    def scan_shard(self, shard: str) -> Iterator[tuple[str, Path]]:
+        """Yield ``(cid, path)`` for every blob name in one shard, unsorted and without a stat."""
+        if _SHARD.fullmatch(shard) is None:
+            return
+        try:
+            with os.scandir(self.blobs_dir / shard) as entries:
+                for entry in entries:
+                    if _REST.fullmatch(entry.name):
+                        yield PREFIX + shard + entry.name, Path(entry.path)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+
     def scan_trash(self) -> Iterator[str]:
         """Yield the cids of the withdrawn blobs under :attr:`trash_dir`."""
         for entry in _sorted_entries(self.trash_dir):

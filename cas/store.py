@@ -231,6 +231,15 @@ class Store:
         except FileNotFoundError:
             return None
 
+    def shards(self) -> list[str]:
+        """The shards blobs are spread over (two hex digits each): units for a parallel scan."""
+        return self._layout.shards()
+
+    def iter_shard(self, shard: str) -> Iterator[tuple[str, Path]]:
+        """Yield ``(cid, path)`` for the blobs of one shard (see :meth:`shards`), unsorted and
+        without a ``stat``: the cheapest walk, for a reader that opens every blob anyway."""
+        return self._layout.scan_shard(shard)
+
     def iter_blob_stats(self) -> Iterator[tuple[Blob, os.stat_result]]:
         """Like :meth:`iter_blobs`, with each blob's ``lstat`` (its mtime, for a grace period)."""
         return self._layout.scan_blob_stats()

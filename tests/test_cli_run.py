@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from theoryx_testing import HELLO, Cli, hello_args
 
 
@@ -166,10 +167,14 @@ def test_malformed_ref_is_usage_error(cli: Cli) -> None:
     assert "ns/name@version" in res.stderr
 
 
-def test_local_and_modal_fail_clearly_until_available(cli: Cli) -> None:
+def test_modal_without_credentials_fails_clearly(cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for var in ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "MODAL_CONFIG_PATH", "MODAL_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "no-modal-config"))
     body = cli.run_json("--adapter", "modal", "--ref", "llm/litellm@1", "--inputs-json", json.dumps(HELLO))
     assert body["status"] == "error"
-    assert body["error"]["code"] == "ERR_ADAPTER_UNAVAILABLE"
+    assert body["error"]["code"] == "ERR_MODAL_CREDENTIALS"
+    assert "modal token new" in body["error"]["message"]
 
 
 def test_save_dir_and_save_first(cli: Cli, tmp_path: Path) -> None:

@@ -122,6 +122,8 @@ class RunResult:
             "index_path": self.index_path,
             "receipt_path": self.receipt_path,
             "meta": {"env_fingerprint": self.env_fingerprint, "duration_ms": self.duration_ms},
+            "plan": self.record.plan, "cost_micros": self.record.cost_micros,
+            "saved_micros": self.record.saved_micros,
         }
 
 
@@ -142,6 +144,7 @@ class _Run:
         self.outcome: Outcome | None = None       # set once the adapter has run
         self.result: dict[str, Any] = {}          # the processor's THEORYX_RESULT
         self.reserved = False                     # a plan reservation awaits settlement
+        self.estimate_micros = 0
         self._rates: Rates | None = None
         self.record = ExecutionRecord(
             execution_id=self.execution_id, ref=req.ref, adapter=req.adapter, status="error",
@@ -284,7 +287,7 @@ class _Run:
             self.stores.db, self.req.plan, self.execution_id, est.micros, lease=lease.path.absolute(),
             parts=est.parts, unknown=est.unknown, ref=self.req.ref,
         )
-        self.reserved = True
+        self.reserved, self.estimate_micros = True, est.micros
         self.note_created(created)
         for why in est.unknown:   # admitted with unknown parts: the plan has no limit
             _note(f"plan {plan.key!r} tracks only; this part of the cost estimates as $0: {why}")
@@ -302,11 +305,16 @@ class _Run:
         if not self.reserved:
             return
         from . import plans
+        from .money import dollars
 
         plans.settle(self.stores.db, self.execution_id, cost.micros, status=status)
         self.reserved = False
         for why in cost.notes:
             _note(f"plan {self.req.plan!r}: {why}")
+        if cost.micros > self.estimate_micros:
+            _note(f"execution {self.execution_id} cost {dollars(cost.micros)}, more than its worst-case "
+                  f"estimate {dollars(self.estimate_micros)}; plan {self.req.plan!r} was charged what it "
+                  f"cost (does the spec of {spec.ref} declare its cost?)")
 
     def settle_after_failure(self, spec: ProcessorSpec, inputs: Any, adapter: Adapter) -> None:
         """Settle what a failed execution cost; if that fails too, the reservation stays open

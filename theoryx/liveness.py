@@ -123,12 +123,27 @@ class RefReader:
 def _refs_in(cas: Store, cid: str) -> set[str]:
     # Read without hashing: a corrupt pre-image only names fewer or odd cids, which keep
     # nothing that should go; verify is where corruption is found.
+    data = read_small(cas, cid, REF_SCAN_LIMIT)
+    return {m.decode() for m in _CID.findall(data)} if data else set()
+
+
+def read_small(cas: Store, cid: str, limit: int) -> bytes | None:
+    """Up to ``limit`` bytes of blob ``cid`` (not checked against the cid); None if absent.
+    Plain descriptor reads: many small blobs are read per gc, and file objects cost more."""
     try:
-        with cas.open(cid) as reader:
-            data = reader.read(REF_SCAN_LIMIT)
+        fd = os.open(cas.path(cid), os.O_RDONLY | os.O_CLOEXEC)
     except (OSError, CasError):
-        return set()
-    return {m.decode() for m in _CID.findall(data)}
+        return None
+    try:
+        parts = []
+        while limit > 0 and (chunk := os.read(fd, min(limit, 64 << 10))):
+            parts.append(chunk)
+            limit -= len(chunk)
+        return b"".join(parts)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def closure(snap: Snapshot, refs: RefReader) -> Closure:

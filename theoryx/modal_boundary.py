@@ -2,7 +2,7 @@
 Modal's exceptions translated into theoryx errors (``raise X(msg) from exc``).
 
 Keeping the edge this thin lets an offline fake of it (tests/modal/) run the real function body,
-:mod:`theoryx.modal_runner`, on the host. A boundary is anything with the three functions of
+:mod:`theoryx.modal_runner`, on the host. A boundary is anything with the functions of
 :class:`Boundary`; this module is the real one. ``modal`` is imported only inside
 :func:`call`/:func:`call_stream`, after :func:`require_credentials` passed, so that importing
 this module (and a run without credentials) costs nothing and never touches the network.
@@ -82,14 +82,14 @@ class Call:
 
 
 class Boundary(Protocol):
-    """What the modal adapter needs from Modal. ``call_stream`` yields ``("stdout" | "stderr",
-    bytes)`` chunks as they come, then ``("done", response)``."""
+    """What the modal adapter needs from Modal: ``call`` returns the runner's response. A
+    boundary may also offer ``call_stream(call) -> Iterator[tuple[str, Any]]``, yielding
+    ``("stdout" | "stderr", bytes)`` chunks as they come, then ``("done", response)``; without
+    it, ``--stream`` gets the logs once the call returned."""
 
     def require_credentials(self) -> None: ...
 
     def call(self, call: Call) -> dict[str, Any]: ...
-
-    def call_stream(self, call: Call) -> Iterator[tuple[str, Any]]: ...
 
 
 # -- credentials (no modal import) -------------------------------------------------------------

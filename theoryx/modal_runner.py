@@ -134,10 +134,12 @@ class _Root:
         return os.path.join(self.root, world.lstrip("/"))
 
 
-def _clean(world: str, under: str) -> str:
-    """``world`` when it is a clean absolute path below ``under``; else ValueError."""
-    parts = world[len(under):].strip("/").split("/") if world.startswith(under + "/") else [""]
-    if any(p in ("", ".", "..") for p in parts) or "\0" in world:
+def _clean(world: str, under: str, depth: int | None = None) -> str:
+    """``world`` when it is a clean absolute path below ``under`` (``depth`` parts below it,
+    when given); else ValueError."""
+    parts = world[len(under) + 1:].split("/") if world.startswith(under + "/") else [""]
+    if (any(p in ("", ".", "..") for p in parts) or "\0" in world
+            or (depth is not None and len(parts) != depth)):
         raise ValueError(f"unsafe path in payload: {world!r}")
     return world
 
@@ -239,7 +241,7 @@ class _Run:
             os.makedirs(self.root.host(d), exist_ok=True)
         dirs = set()
         for world, data in sorted(dict(self.p.get("attachments") or {}).items()):
-            path = self.root.host(_clean(str(world), INPUTS_DIR))
+            path = self.root.host(_clean(str(world), INPUTS_DIR, depth=2))
             os.makedirs(os.path.dirname(path), exist_ok=True)
             dirs.add(os.path.dirname(path))
             with open(path, "wb") as f:

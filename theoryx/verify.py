@@ -22,16 +22,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import blake3
 import lmdb
 
-from cas import CasError, Store, is_cid
+from cas import CasError, Store, cid_of_bytes, is_cid
 
 from .action_cache import ActionResult
 from .db import Database, unpack
@@ -39,11 +39,13 @@ from .executions import ExecutionRecord
 from .gc import ProgressFn, Tally
 from .gclock import GcLock
 from .leasewatch import stale_leases
-from .liveness import RefReader, Snapshot, closure, snapshot
+from .liveness import RefReader, Snapshot, closure, read_small, snapshot
 from .stores import Stores
 
 SMALL = 1 << 20
-_BATCH = 512
+FIRST_READ = 16 << 10
+CHUNK = 256 << 10
+RECEIPT_LIMIT = 16 << 20
 
 
 @dataclass
@@ -116,7 +118,7 @@ class _Verifier:
                  progress: ProgressFn | None) -> None:
         self.stores, self.cas, self.db = stores, stores.cas, stores.db
         self.report = report
-        self.workers = workers or min(32, 2 * (os.cpu_count() or 1))
+        self.workers = workers or min(32, os.cpu_count() or 1)
         self.progress = progress or (lambda phase, done, total: None)
         self.counting = progress is not None
 
@@ -141,23 +143,23 @@ class _Verifier:
     # -- blobs -----------------------------------------------------------------------------
 
     def rehash(self, live: set[str]) -> tuple[set[str], dict[str, int]]:
-        """Hash every blob on a thread pool; returns the live cids present and the corrupt ones."""
+        """Hash every blob, one shard per task on a thread pool; returns the live cids present
+        and the corrupt ones (cid -> size)."""
         report, present, corrupt = self.report, set(), {}
-        total = _count_blobs(self.cas) if self.counting else None
-        blobs = ((b.cid, b.size) for b in self.cas.iter_blobs())
+        shards = self.cas.shards()
+        total = _count_blobs(self.cas, shards) if self.counting else None
         done = 0
         with ThreadPoolExecutor(self.workers, thread_name_prefix="verify") as pool:
-            for batch, bad in _bounded_map(pool, lambda b: _check_batch(self.cas, b),
-                                           _batches(blobs), 4 * self.workers):
-                for cid, size in batch:
+            for checked in pool.map(lambda shard: _check_shard(self.cas, shard), shards):
+                for cid, size, intact in checked:
                     report.checked.add(size)
                     if cid in live:
                         present.add(cid)
                     else:
                         report.orphaned.add(size)
-                for cid, size in bad:
-                    corrupt[cid] = size
-                done += len(batch)
+                    if not intact:
+                        corrupt[cid] = size
+                done += len(checked)
                 self.progress("verify", done, total)
         report.corrupt = [Problem(cid, "corrupt", size) for cid, size in sorted(corrupt.items())]
         return present, corrupt
@@ -240,9 +242,10 @@ def _want(need: dict[str, set[str]], cids: Iterable[str], who: str) -> None:
 
 def _receipt_refs(cas: Store, cid: str) -> list[str]:
     """The blobs a receipt names (its memo key and spec digest are names of no blob)."""
+    data = read_small(cas, cid, RECEIPT_LIMIT)
     try:
-        body = json.loads(cas.read(cid))
-    except (CasError, OSError, ValueError):
+        body = json.loads(data) if data and cid_of_bytes(data) == cid else None
+    except ValueError:
         return []
     if not isinstance(body, dict):
         return []
@@ -271,58 +274,40 @@ def _values(db: Database, name: str) -> Iterator[dict[str, Any]]:
 
 # -- hashing on a thread pool ----------------------------------------------------------------
 
-def _batches(blobs: Iterator[tuple[str, int]]) -> Iterator[list[tuple[str, int]]]:
-    while batch := list(islice(blobs, _BATCH)):
-        yield batch
+def _check_shard(cas: Store, shard: str) -> list[tuple[str, int, bool]]:
+    """``(cid, size, intact)`` for each blob of ``shard``. Runs on a worker thread: the reads
+    and blake3 release the GIL."""
+    return [checked for cid, path in cas.iter_shard(shard) if (checked := _check(cas, cid, path))]
 
 
-def _bounded_map(pool: ThreadPoolExecutor, fn: Callable[[list[tuple[str, int]]], list[tuple[str, int]]],
-                 items: Iterator[list[tuple[str, int]]], window: int,
-                 ) -> Iterator[tuple[list[tuple[str, int]], list[tuple[str, int]]]]:
-    """``(item, fn(item))`` in order, with at most ``window`` items in flight (bounded memory)."""
-    pending: list[tuple[list[tuple[str, int]], Future[list[tuple[str, int]]]]] = []
-    for item in items:
-        pending.append((item, pool.submit(fn, item)))
-        if len(pending) >= window:
-            first, future = pending.pop(0)
-            yield first, future.result()
-    for item, future in pending:
-        yield item, future.result()
-
-
-def _check_batch(cas: Store, batch: list[tuple[str, int]]) -> list[tuple[str, int]]:
-    """The corrupt blobs of ``batch`` (blake3 releases the GIL while it hashes)."""
-    return [(cid, size) for cid, size in batch if not _intact(cas, cid, size)]
-
-
-def _intact(cas: Store, cid: str, size: int) -> bool:
-    if size >= SMALL:
-        try:
-            return cas.verify(cid)
-        except CasError:
-            return True  # removed meanwhile: not corrupt, and judged missing if needed
+def _check(cas: Store, cid: str, path: Path) -> tuple[str, int, bool] | None:
     try:
-        fd = os.open(cas.path(cid), os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        return True
+        return None  # removed meanwhile: judged missing if anything needs it
+    except OSError:
+        return cid, 0, False  # not a readable file where a blob should be
     try:
-        hasher = blake3.blake3()
-        while chunk := os.read(fd, SMALL):
+        data = os.read(fd, FIRST_READ)  # tiny blobs: one read, no stat, a small buffer
+        if len(data) == FIRST_READ and (size := os.fstat(fd).st_size) >= SMALL:
+            os.close(fd)
+            fd = -1
+            try:
+                return cid, size, cas.verify(cid)  # mmap and blake3's own threads
+            except CasError:
+                return None
+        hasher = blake3.blake3(data)
+        size = len(data)
+        while chunk := os.read(fd, CHUNK):
             hasher.update(chunk)
+            size += len(chunk)
+    except OSError:
+        return cid, 0, False
     finally:
-        os.close(fd)
-    return "b3:" + hasher.hexdigest() == cid
+        if fd >= 0:
+            os.close(fd)
+    return cid, size, "b3:" + hasher.hexdigest() == cid
 
 
-def _count_blobs(cas: Store) -> int:
-    blobs = cas.root / "blobs"
-    total = 0
-    try:
-        shards = list(os.scandir(blobs))
-    except FileNotFoundError:
-        return 0
-    for shard in shards:
-        if shard.is_dir(follow_symlinks=False):
-            with os.scandir(shard.path) as entries:
-                total += sum(1 for _ in entries)
-    return total
+def _count_blobs(cas: Store, shards: list[str]) -> int:
+    return sum(1 for shard in shards for _ in cas.iter_shard(shard))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,6 +137,7 @@ def test_put_file_killed_mid_copy_leaves_no_partial_blob(tmp_path: Path, large_s
     assert store.put_file(source) == content  # a later write of the same content succeeds
     assert store.verify(content.cid)
     assert source.stat().st_size == SOURCE_SIZE
+    shutil.rmtree(store.root)  # 300 MB, not sparse any more: do not leave it in pytest's tmp
 
 
 def test_put_stream_killed_mid_stream_leaves_no_partial_blob(tmp_path: Path) -> None:
@@ -190,3 +192,4 @@ def test_put_file_killed_at_an_arbitrary_moment_leaves_nothing_or_a_whole_blob(t
     assert _files_under(store.root / "blobs") in ([], [store.path(content.cid)])
     if store.exists(content.cid):
         assert store.verify(content.cid)
+    shutil.rmtree(tmp_path)

@@ -82,6 +82,18 @@ def test_success_runs_under_the_contract_and_sandbox(registry: Path, home: Path,
     assert not any((home / "work-v1").iterdir())
 
 
+def test_inputs_are_readable_by_the_container_user_under_a_strict_umask(
+        registry: Path, home: Path, tmp_path: Path) -> None:
+    doc = tmp_path / "doc.txt"
+    doc.write_text("private text\n")
+    old = os.umask(0o077)
+    try:
+        res = run(registry, home, {"mode": "hello", "file": {"$attach": "doc"}, "n": 13}, attachments={"doc": doc})
+    finally:
+        os.umask(old)
+    assert out_json(home, res)["file_text"] == "private text\n"
+
+
 def test_nonzero_exit_is_processor_failed_with_stderr_tail(registry: Path, home: Path) -> None:
     with pytest.raises(ProcessorFailed) as ei:
         run(registry, home, {"mode": "fail"})
@@ -236,16 +248,24 @@ def test_gpu_request_without_a_gpu_runtime_is_a_clear_error(
 
 
 def test_build_flag_rebuilds_the_image(registry: Path, home: Path, docker_client: Any) -> None:
-    from theoryx.images import image_tag
+    from theoryx.images import ensure
     from theoryx.refs import Ref
     from theoryx.registry import Registry
 
-    run(registry, home, {"mode": "hello", "n": 3})
-    tag = image_tag(Registry((registry,)).load(Ref.parse("test/probe@1")))
-    before = docker_client.images.get(tag).id
+    spec = Registry((registry,)).load(Ref.parse("test/probe@1"))
+    before = ensure(docker_client, spec, home / "vendor-v1")
     res = run(registry, home, {"mode": "hello", "n": 4}, build=True)
     assert res.cache == "miss"
-    assert docker_client.images.get(tag).id != before       # --force bypasses the layer cache
+    after = ensure(docker_client, spec, home / "vendor-v1")
+    assert after.name == before.name and not after.built
+    assert after.id != before.id                    # --build bypasses the layer cache
+
+
+def test_outputs_under_a_per_execution_write_prefix(registry: Path, home: Path) -> None:
+    res = run(registry, home, {"mode": "hello", "n": 12}, write_prefix="/artifacts/outputs/{execution_id}/")
+    prefix = f"/artifacts/outputs/{res.execution_id}/"
+    assert out_json(home, res)["env"]["THEORYX_WRITE_PREFIX"] == prefix
+    assert sorted(o.path for o in res.outputs) == [prefix + "out.json", prefix + "sub/note.txt"]
 
 
 def test_leftover_container_of_a_dead_owner_is_removed_by_the_next_run(

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from docker_testing import cli_env, owned_containers, spawn_cli
-from theoryx_testing import REPO
+from theoryx_testing import REPO, Cli
 
 from theoryx import api
 from theoryx.errors import DockerUnavailable
@@ -105,18 +104,23 @@ def test_local_cache_hit_never_imports_docker(registry: Path, home: Path) -> Non
 
 @pytest.mark.docker
 def test_image_build_and_ls_commands(registry: Path, home: Path) -> None:
-    from theoryx.cli.image import image
-    from theoryx.cli.state import State
-
-    runner = CliRunner()
-    state = State(home=str(home), registry=str(registry))
-    built = runner.invoke(image, ["build", "test/probe@1", "--json"], obj=state, catch_exceptions=False)
+    cli = Cli(home, registry)
+    built = cli("image", "build", "test/probe@1", "--json")
     assert built.exit_code == 0, built.output
     body = json.loads(built.stdout)
     assert body["image"].startswith("theoryx/test-probe:") and body["id"].startswith("sha256:")
-    listed = runner.invoke(image, ["ls", "--json"], obj=state, catch_exceptions=False)
-    rows = json.loads(listed.stdout)
+    again = cli("image", "build", "test/probe@1")
+    assert again.stdout.startswith(f"Up to date: {body['image']}")
+    rows = json.loads(cli("image", "ls", "--json").stdout)
     assert any(body["image"] in r["tags"] and r["ref"] == "test/probe@1" for r in rows)
+
+
+@pytest.mark.docker
+def test_image_build_of_a_pinned_image_missing_locally_fails_with_the_fix(registry: Path, home: Path) -> None:
+    res = Cli(home, registry)("image", "build", "test/pinned@1")
+    assert res.exit_code == 1
+    assert res.stderr.startswith("Error: image theoryx/not-here@sha256:")
+    assert "docker pull" in res.stderr
 
 
 # -- no engine: these need no Docker at all --------------------------------------------------

@@ -145,6 +145,7 @@ def test_image_tag_follows_the_context_and_the_base_image(
     tag_a = images.image_tag(spec)
     assert tag_a.startswith("theoryx/test-probe:") and len(tag_a.split(":")[1]) == 16
     assert images.image_tag(load(registry, "test/probe@1")) == tag_a
+    assert images.image_tag(spec, {"base:a": "sha256:1"}) != images.image_tag(spec, {"base:a": "sha256:2"})
     monkeypatch.setenv("THEORYX_BASE_IMAGE", "base:b")
     assert images.image_tag(spec) != tag_a
 

@@ -15,7 +15,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from theoryx import modal_runner  # noqa: E402
+from theoryx import modal_runner
 
 
 def main() -> None:

@@ -42,7 +42,7 @@ def run(registry: Path, home: Path, inputs: dict[str, Any], ref: str = "test/pro
 
 def output(home: Path, result: RunResult, rel: str) -> bytes:
     by_path = {o.path: o for o in result.outputs}
-    return Store(home / "cas-v1").read(by_path[result.record.write_prefix + rel].cid)
+    return Store(home / "cas-v1").read(by_path[(result.record.write_prefix or "") + rel].cid)
 
 
 def blob(home: Path, cid: str | None) -> bytes:

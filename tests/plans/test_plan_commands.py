@@ -94,6 +94,7 @@ def test_run_with_a_missing_plan_creates_it_untracked_and_says_so(pcli: Cli) -> 
     assert res.exit_code == 0
     body = json.loads(res.stdout)                      # stdout is exactly one JSON object
     assert body["status"] == "success"
+    assert (body["plan"], body["cost_micros"], body["saved_micros"]) == ("fresh", ESTIMATE, 0)
     assert "plan 'fresh' did not exist; created it without a limit" in res.stderr
     p = show(pcli, "fresh")
     assert p["limit_micros"] is None and p["spent_micros"] == ESTIMATE and p["executions"] == 1
@@ -146,3 +147,12 @@ def test_plan_show_matches_ls_and_the_execution_list(pcli: Cli, home: Path) -> N
     listed = json.loads(pcli("ls", "--plan", "p", "--json").stdout)
     assert len(listed) == 3
     assert sum(r["cost_micros"] for r in listed) == show(pcli)["spent_micros"] == 600_000
+
+
+def test_a_cost_above_the_estimate_is_charged_truthfully_with_a_note(pcli: Cli) -> None:
+    pcli("plan", "create", "p", "--limit-usd", "5")
+    res = pcli(*run_args(1, cost=0.3))
+    assert res.exit_code == 0
+    assert "cost $0.300000, more than its worst-case estimate $0.250000" in res.stderr
+    assert show(pcli)["spent_micros"] == 300_000
+    assert pcli("plan", "ledger", "p", "--verify").exit_code == 0

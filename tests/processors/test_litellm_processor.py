@@ -350,6 +350,45 @@ def test_completion_kwargs_send_only_what_the_inputs_set() -> None:
     assert "seed" not in kwargs and "request_timeout" not in kwargs
 
 
+@pytest.mark.parametrize("timeout", [0, -1, "30", True])
+def test_bad_request_timeout_is_an_input_error(timeout: Any) -> None:
+    with pytest.raises(run_py.InputError, match="request_timeout"):
+        run_py.completion_kwargs({"messages": [{"role": "user", "content": "hi"}],
+                                  "request_timeout": timeout}, stream=False)
+
+
+def _chunk(content: str | None, usage: dict[str, int] | None = None) -> Any:
+    choices = [] if content is None else [SimpleNamespace(delta=SimpleNamespace(content=content))]
+    return SimpleNamespace(id="c-1", model="m-1", choices=choices,
+                           usage=SimpleNamespace(**usage) if usage else None)
+
+
+class _Out:
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.writes.append(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_stream_that_cannot_be_assembled_keeps_its_text_and_usage() -> None:
+    usage = {"prompt_tokens": 2, "completion_tokens": 2, "total_tokens": 4}
+
+    def broken_builder(chunks: Any, messages: Any) -> Any:
+        raise KeyError("choices")
+
+    fake = SimpleNamespace(completion=lambda **kw: iter([_chunk("Hi"), _chunk(" you"), _chunk(None, usage)]),
+                           stream_chunk_builder=broken_builder)
+    out = _Out()
+    reply = run_py.complete(fake, {"model": "m", "messages": [], "stream": True}, out)
+    assert out.writes == ["Hi", " you"]
+    assert (reply.text, reply.usage, reply.id, reply.cost_usd) == ("Hi you", usage, "c-1", None)
+    assert reply.cost_note is not None and "could not assemble" in reply.cost_note
+
+
 def test_contract_requires_inputs_and_write_prefix() -> None:
     with pytest.raises(run_py.InputError, match="THEORYX_WRITE_PREFIX"):
         run_py.Contract.from_env({"THEORYX_INPUTS": "/theoryx/inputs.json"})

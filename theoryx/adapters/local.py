@@ -33,6 +33,7 @@ import contextlib
 import os
 import signal
 import socket
+import stat
 import sys
 import threading
 import time
@@ -43,7 +44,8 @@ from typing import Any
 
 from .. import docker_client, images
 from ..docker_client import mapped, translate
-from ..errors import AdapterError, UsageError
+from ..errors import AdapterError, TheoryxError, UsageError
+from ..home import Home, default_home
 from ..logs import scrub
 from ..spec import ProcessorSpec
 from ..stores import Stores
@@ -99,10 +101,10 @@ def _boot_id() -> str:
 def _start_ticks(pid: int) -> str:
     """The process's start time in clock ticks (tells a reused pid apart), or ""."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return ""
-    return stat.rsplit(")", 1)[-1].split()[19]
+    return fields.rsplit(")", 1)[-1].split()[19]
 
 
 def owner_label(pid: int | None = None) -> str:
@@ -180,7 +182,7 @@ def reclaim_dirs(request: ExecRequest) -> None:
     for top in (ws.outputs, ws.result_dir):
         for path in _tree(top):
             st = path.lstat()
-            if st.st_mode & 0o6000 and not path.is_dir():
+            if st.st_mode & 0o6000 and not stat.S_ISDIR(st.st_mode):
                 continue
             os.chown(path, uid, gid, follow_symlinks=False)
 
@@ -234,14 +236,15 @@ def container_config(client: Any, request: ExecRequest, image: str, opts: Option
     """Keyword arguments of ``create_container`` (the secrets are in ``environment``)."""
     spec = request.spec
     rt = spec.runtime
-    host_config = client.api.create_host_config(
-        mounts=_mounts(request), network_mode=opts.network, read_only=True,
-        tmpfs={"/tmp": f"rw,noexec,nosuid,nodev,size={rt.tmpfs}m"}, cap_drop=["ALL"],
-        security_opt=["no-new-privileges"], pids_limit=rt.pids, mem_limit=f"{rt.memory}m",
-        memswap_limit=f"{rt.memory}m", nano_cpus=int(rt.cpu * 1e9),
-        device_requests=_device_requests(client, spec),
-        log_config={"Type": "json-file", "Config": {}},
-    )
+    devices = _device_requests(client, spec)
+    with mapped("configuring the container"):
+        host_config = client.api.create_host_config(
+            mounts=_mounts(request), network_mode=opts.network, read_only=True,
+            tmpfs={"/tmp": f"rw,noexec,nosuid,nodev,size={rt.tmpfs}m"}, cap_drop=["ALL"],
+            security_opt=["no-new-privileges"], pids_limit=rt.pids, mem_limit=f"{rt.memory}m",
+            memswap_limit=f"{rt.memory}m", nano_cpus=int(rt.cpu * 1e9), device_requests=devices,
+            log_config={"Type": "json-file", "Config": {}},
+        )
     env = {"HOME": "/tmp", **request.env(), **dict(request.secrets)}
     labels = {
         LABEL_MANAGED: "1", LABEL_EXECUTION: request.execution_id, LABEL_REF: str(spec.ref),
@@ -427,7 +430,7 @@ class LocalAdapter:
 
     def __init__(self, client: Any, stores: Stores | None, build: bool = False) -> None:
         self.client = client
-        self.vendor_root = stores.home.vendor if stores is not None else Path.home() / ".cache/theoryx/vendor-v1"
+        self.vendor_root = (stores.home if stores is not None else Home(default_home())).vendor
         self.build = build
 
     def image(self, spec: ProcessorSpec) -> images.ImageInfo:
@@ -445,8 +448,11 @@ class LocalAdapter:
             container_id = self._create(config)
             try:
                 outcome = self._run(container_id, request, opts)
-            finally:
-                _remove(self.client, container_id)
+            except BaseException:
+                with contextlib.suppress(TheoryxError):   # the first error is the one to report
+                    _remove(self.client, container_id)
+                raise
+            _remove(self.client, container_id)
         reclaim_dirs(request)
         meta = {**outcome.meta, "image": info.name, "image_id": info.id, "image_built": info.built,
                 "network": opts.network}
@@ -458,7 +464,7 @@ class LocalAdapter:
             with mapped(f"creating the container for {config['labels'][LABEL_REF]}"):
                 return str(self.client.api.create_container(**config)["Id"])
         except BaseException:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(TheoryxError):
                 _remove(self.client, config["name"])
             raise
 
@@ -478,7 +484,7 @@ class LocalAdapter:
         finally:
             pump.close()
         if not drained:
-            pump.join(_LOG_DRAIN_S)
+            pump.join(2.0)
         if not drained or pump.error is not None:
             _fetch_logs(self.client, container_id, request)
         with mapped("inspecting the exited container"):

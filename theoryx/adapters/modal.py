@@ -130,7 +130,8 @@ def _link_or_copy(src: str, dst: str) -> str:
 
 def stage_context(spec: ProcessorSpec, dest: Path, vendor_root: Path) -> None:
     """Put ``spec``'s build context in ``dest``: the files its image identity hashes (links kept
-    as links) and ``vendor/`` (empty without a ``requirements.txt``)."""
+    as links) and ``vendor/`` (empty without a ``requirements.txt``; else hard links into
+    theoryx's vendor cache, whose entries are never modified)."""
     from .. import images  # the vendoring shared with ``local``; docker is not imported by it
 
     folder = spec.folder
@@ -140,8 +141,8 @@ def stage_context(spec: ProcessorSpec, dest: Path, vendor_root: Path) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         if src.is_symlink():
             os.symlink(os.readlink(src), out)
-        else:
-            _link_or_copy(str(src), str(out))
+        else:                   # copied: the registry's sources are the user's files
+            shutil.copy2(src, out)
     dockerfile = spec.dockerfile_path
     if dockerfile is not None and not (dest / dockerfile.name).exists():
         shutil.copy2(dockerfile, dest / dockerfile.name)

@@ -120,7 +120,7 @@ def gc(state: State, dry_run: bool, max_age: str | None, max_size: str | None, g
 
 @click.command()
 @click.option("--repair", is_flag=True, help="Remove corrupt blobs and the cache entries that need them.")
-@click.option("--workers", type=click.IntRange(min=1), help="Hashing threads (default: 2 per core).")
+@click.option("--workers", type=click.IntRange(min=1), help="Hashing threads (default: one per core).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.pass_obj
 def verify(state: State, repair: bool, workers: int | None, as_json: bool) -> None:

@@ -2,7 +2,8 @@
 
 Shared by ``run.py`` (in the container) and ``mock.py`` (in the executor's process): standard
 library only, no global state touched, no floats left to ``repr``, so the same input gives the
-same ``stats.json`` bytes on any machine.
+same ``stats.json`` bytes on any machine with the same Python minor version (word splitting and
+lower-casing follow that version's Unicode tables).
 
 Definitions (the text is the bytes decoded as UTF-8 with a leading BOM dropped; every byte that
 is not valid UTF-8 becomes one U+FFFD and is counted in ``invalid_utf8_bytes``):

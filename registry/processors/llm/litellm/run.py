@@ -262,8 +262,11 @@ def completion_kwargs(inputs: Mapping[str, Any], stream: bool) -> dict[str, Any]
     kwargs: dict[str, Any] = {"model": model, "messages": build_messages(inputs),
                               "num_retries": 0, "max_retries": 0}
     kwargs.update({k: inputs[k] for k in _FORWARDED if inputs.get(k) is not None})
-    if inputs.get("request_timeout") is not None:
-        kwargs["timeout"] = float(inputs["request_timeout"])
+    timeout = inputs.get("request_timeout")
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise InputError(f"'request_timeout' must be a positive number, got {timeout!r}")
+        kwargs["timeout"] = float(timeout)
     if stream:
         kwargs.update(stream=True, stream_options={"include_usage": True})
     return kwargs
@@ -419,14 +422,23 @@ def complete(litellm: Any, kwargs: dict[str, Any], out: TextIO) -> Reply:
         if delta:
             emit(out, delta)
             pieces.append(delta)
-    built = litellm.stream_chunk_builder(chunks, messages=kwargs["messages"]) if chunks else None
+    text, note = "".join(pieces), "empty stream"
+    try:
+        built = litellm.stream_chunk_builder(chunks, messages=kwargs["messages"]) if chunks else None
+    except Exception as exc:   # keep the response already streamed rather than crash
+        built, note = None, "could not assemble the stream: " + " ".join(str(exc).split())[:300]
     if built is None:
-        return Reply(text="".join(pieces), model=model, response_model=None, provider=None,
-                     id=None, finish_reason=None, cost_note="empty stream")
-    reply = reply_from(litellm, built, model, text="".join(pieces))
+        return Reply(text=text, model=model, response_model=getattr(chunks[-1], "model", None) if chunks else None,
+                     provider=None, id=getattr(chunks[0], "id", None) if chunks else None,
+                     finish_reason=None, usage=_last_usage(chunks), cost_note=note)
+    reply = reply_from(litellm, built, model, text=text)
     if not reply.usage:   # the builder normally carries it; else take the last chunk's
-        reply.usage = next((u for u in map(usage_of, reversed(chunks)) if u), {})
+        reply.usage = _last_usage(chunks)
     return reply
+
+
+def _last_usage(chunks: list[Any]) -> dict[str, int]:
+    return next((u for u in map(usage_of, reversed(chunks)) if u), {})
 
 
 def write_outputs(contract: Contract, reply: Reply) -> None:
