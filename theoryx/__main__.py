@@ -1,5 +1,5 @@
 """``python -m theoryx``."""
 
-from theoryx.cli import main
+from theoryx.main import main
 
 main()

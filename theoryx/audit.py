@@ -31,7 +31,6 @@ from .attachments import INPUTS_ROOT, Attachment, guess_mime, referenced_artifac
 from .audits import AuditRecord, OutputDiff
 from .canonical import digest
 from .context import ContextManifest, env_identity, image_identity
-from .db import Database, pack, unpack
 from .errors import AuditError, ExecutionError, TheoryxError
 from .executor import Prepared, RunRequest, RunResult, execute
 from .explain import diff_actions, store_manifests
@@ -150,23 +149,6 @@ def compare(cas: Store, recorded: Sequence[OutputEntry], replayed: Sequence[Outp
     return out
 
 
-def _restore_paths(db: Database, replay_id: str, before: dict[str, Any], paths: Sequence[str]) -> None:
-    """Point the replay's world paths back where they pointed before it ran."""
-
-    def fn(txn: Any) -> None:
-        table = db.dbs["paths"]
-        for path in paths:
-            raw = txn.get(path.encode(), db=table)
-            if raw is None or unpack(raw).get("execution_id") != replay_id:
-                continue
-            if path in before:
-                txn.put(path.encode(), pack(before[path]), db=table)
-            else:
-                txn.delete(path.encode(), db=table)
-
-    db.write(fn)
-
-
 class _Audit:
     """One audit; ``info`` accumulates the record's fields as the steps learn them."""
 
@@ -234,11 +216,7 @@ class _Audit:
         req = RunRequest(ref=str(prep.spec.ref), inputs=prep.inputs, adapter=self.info["adapter"],
                          plan=self.opts.plan, write_prefix=prep.write_prefix, seed=body["seed"],
                          salt=body["salt"], registry=self.opts.registry, build=self.opts.build)
-        db = self.stores.db
-        before = dict(db.items("paths", prefix=prep.write_prefix))
-        result = execute(self.stores, req, prepared=prep, cache_write=False)
-        _restore_paths(db, result.execution_id, before, [o.path for o in result.outputs])
-        return result
+        return execute(self.stores, req, prepared=prep, cache_write=False)
 
 
 def audit_target(stores: Stores, target: Target, opts: Options = Options()) -> AuditRecord:

@@ -72,13 +72,15 @@ class ExecutionRecord:
         return cids
 
 
-def record(db: Database, rec: ExecutionRecord, *, extra: dict[str, tuple[str, str, Any]] | None = None) -> None:
-    """Store ``rec`` and point the world paths of its outputs at it, in one transaction.
-    ``extra`` maps a key to ``(database, key, value)`` writes made in the same transaction."""
+def record(db: Database, rec: ExecutionRecord, *, extra: dict[str, tuple[str, str, Any]] | None = None,
+           paths: bool = True) -> None:
+    """Store ``rec`` and (with ``paths``) point the world paths of its outputs at it, in one
+    transaction. ``extra`` maps a key to ``(database, key, value)`` writes made in the same
+    transaction."""
 
     def fn(txn: Any) -> None:
         txn.put(rec.execution_id.encode(), pack(rec.to_dict()), db=db.dbs["executions"])
-        if rec.status == "success":
+        if paths and rec.status == "success":
             for o in rec.outputs:
                 value = {"cid": o.cid, "size": o.size, "mime": o.mime, "execution_id": rec.execution_id}
                 txn.put(o.path.encode(), pack(value), db=db.dbs["paths"])

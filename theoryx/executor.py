@@ -141,6 +141,7 @@ class _Run:
         self.started_ms = _now_ms()
         self.t0 = time.monotonic()
         self.lease: Lease | None = None
+        self.record_paths = True
         self.outcome: Outcome | None = None       # set once the adapter has run
         self.result: dict[str, Any] = {}          # the processor's THEORYX_RESULT
         self.reserved = False                     # a plan reservation awaits settlement
@@ -188,7 +189,7 @@ class _Run:
         if self.lease is not None:
             self.lease.add(c for c in (rec.index_cid, rec.receipt_cid) if c)
         syncpoints.point("before_record")
-        executions.record(self.stores.db, rec, extra=extra)
+        executions.record(self.stores.db, rec, extra=extra, paths=self.record_paths)
         self.record = rec
         return RunResult(rec.execution_id, rec.ref, rec.adapter, rec.cache or "miss",
                          rec.memo_key or "", rec.outputs, rec.env_fingerprint or "",
@@ -399,15 +400,23 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, onerror=onerror)
 
 
+class NotAHit(Exception):
+    """Raised by ``execute(..., hit_only=True)`` when the cache cannot answer; nothing was written."""
+
+
 def execute(stores: Stores, req: RunRequest, *, prepared: Prepared | None = None,
-            cache_write: bool = True) -> RunResult:
+            cache_write: bool = True, hit_only: bool = False) -> RunResult:
     """Run ``req``; raise a :class:`TheoryxError` (with ``execution_id`` set) on failure.
     Every invocation leaves an execution record, successful or not.
 
-    ``prepared`` replays a stored action (audits): the lookup is skipped and, with
-    ``cache_write=False``, the result does not replace the cache entry.
+    ``prepared`` replays a stored action (audits): the lookup is skipped, world paths keep
+    pointing at the executions they named, and with ``cache_write=False`` the result does not
+    replace the cache entry. ``hit_only`` answers from the cache or raises :class:`NotAHit`
+    (also instead of any error), recording nothing: the CLI's fast path, which falls back to a
+    full run.
     """
     run = _Run(stores, req)
+    run.record_paths = prepared is None
     try:
         with Lease(stores.home.leases, run.execution_id) as lease:
             run.lease = lease
@@ -427,8 +436,12 @@ def execute(stores: Stores, req: RunRequest, *, prepared: Prepared | None = None
                     syncpoints.point("after_lookup")
                     if result is not None:
                         return run.hit(result)
+            if hit_only:
+                raise NotAHit(prep.action.memo_key)
             return run.miss(prep, lease, cache_write=cache_write)
     except TheoryxError as exc:
+        if hit_only:
+            raise NotAHit(exc.code) from exc
         exc.execution_id = run.execution_id
         _record_failure(stores, run, exc)
         raise

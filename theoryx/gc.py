@@ -34,6 +34,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,7 @@ ProgressFn = Callable[[str, int, "int | None"], None]
 """``progress(phase, done, total)``; ``total`` is None while unknown."""
 
 _PROGRESS_EVERY = 4096
+PURGE_THREADS = 8
 
 
 @dataclass
@@ -327,6 +329,7 @@ class _Collector:
         leased = set(leases.poll())  # the leases first, then the roots: see the module docstring
         live = closure(snapshot(self.db), self.refs).cids()
         grace = self.report.grace_s
+        doomed = []
         for cid, size in trashed:
             st = self.cas.withdrawn_stat(cid)
             fresh = st is not None and self.clock() - st.st_mtime <= grace
@@ -334,8 +337,14 @@ class _Collector:
                 self.cas.reinstate(cid)
                 self.report.restored.add(size)
             else:
-                self.cas.purge(cid)
+                doomed.append(cid)
                 self.report.reclaimed.add(size)
+        # Unlinking waits on the filesystem's journal (and discards), not on the CPU: in
+        # parallel it goes several times faster.
+        with ThreadPoolExecutor(PURGE_THREADS, thread_name_prefix="gc-purge") as pool:
+            for n, _ in enumerate(pool.map(self.cas.purge, doomed, chunksize=256), 1):
+                if n % _PROGRESS_EVERY == 0 or n == len(doomed):
+                    self.progress("purge", n, len(doomed))
 
     # -- 7. temp files ---------------------------------------------------------------------
 

@@ -413,7 +413,9 @@ class ModalAdapter:
                 elif name in files and isinstance(value, bytes):
                     files[name].write(value)
                     files[name].flush()
-                    request.stream(name, scrubbers[name].feed(value))
+                    chunk = scrubbers[name].feed(value)
+                    if chunk:
+                        request.stream(name, chunk)
         for name, scrubber in scrubbers.items():
             tail = scrubber.flush()
             if tail:

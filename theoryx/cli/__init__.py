@@ -66,5 +66,5 @@ def cli(ctx: click.Context, home: str | None, registry: str | None) -> None:
 
 
 def main() -> None:
-    """Console entry point."""
+    """Run the click command line (``theoryx.main`` tries the cache-hit fast path first)."""
     cli.main(args=sys.argv[1:], prog_name="theoryx")

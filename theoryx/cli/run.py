@@ -9,8 +9,8 @@ from typing import Any
 import click
 
 from ..errors import TheoryxError, UsageError
+from ..runcore import RunOptions, build_request, error_json, render
 from .output import atomic_write
-from .runcore import RunOptions, build_request, error_json, render
 from .state import State
 
 

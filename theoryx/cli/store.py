@@ -24,7 +24,7 @@ from .state import State
 T = TypeVar("T")
 ProgressFn = Callable[[str, int, "int | None"], None]
 
-_LABELS = {"scan": "scanning blobs", "sweep": "sweeping", "verify": "rehashing blobs"}
+_LABELS = {"scan": "scanning blobs", "sweep": "withdrawing", "purge": "deleting", "verify": "rehashing blobs"}
 
 
 @contextmanager

@@ -88,18 +88,17 @@ def try_run(argv: list[str]) -> bool:
     values = parse(argv)
     if values is None:
         return False
-    from ..errors import TheoryxError
-    from ..executor import NotAHit, execute
-    from ..stores import open_stores
+    from .errors import TheoryxError
+    from .executor import NotAHit, execute
     from .runcore import RunOptions, build_request, render
+    from .stores import open_stores
 
-    home = values.pop("home", None) or values.pop("global_home", None) or os.environ.get("THEORYX_HOME") or None
-    values.pop("home", None)
-    values.pop("global_home", None)
+    # Same precedence as click: run's option, then the group's, then the environment.
+    home = values.pop("home", None) or values.pop("global_home", None) or os.environ.get("THEORYX_HOME")
     registry = values.pop("registry", None) or values.pop("global_registry", None)
-    values.pop("global_registry", None)
-    if "salt" not in values:
-        values["salt"] = os.environ.get("THEORYX_SALT", "")
+    for key in ("global_home", "global_registry"):
+        values.pop(key, None)
+    values.setdefault("salt", os.environ.get("THEORYX_SALT", ""))
     try:
         options = RunOptions(registry=str(registry) if registry else None, **values)  # type: ignore[arg-type]
         stores = open_stores(str(home) if home else None)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputsJsonError, TheoryxError, UsageError
-from ..executor import RunRequest, RunResult, StreamFn
-from ..stores import Stores
+from .errors import InputsJsonError, TheoryxError, UsageError
+from .executor import RunRequest, RunResult, StreamFn
+from .stores import Stores
 
 SHOW_LIMIT = 4096
 
@@ -82,7 +82,7 @@ def streamer(to_stderr: bool) -> StreamFn:
 
 def build_request(o: RunOptions) -> RunRequest:
     """Validate option values into a :class:`RunRequest` (usage errors raise)."""
-    from .. import attachments, writeprefix
+    from . import attachments, writeprefix
 
     writeprefix.check(o.write_prefix)
     inputs = read_inputs(o.inputs_json, o.inputs_file)
