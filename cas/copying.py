@@ -17,7 +17,6 @@ import errno
 import mmap
 import os
 import stat
-from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
 import blake3
@@ -91,6 +90,8 @@ def _pipelined(src: int, dst: int, *, writeback: bool) -> tuple[str, int] | None
     hasher = new_hasher(threads=_usable_cpus() >= PIPELINE_HASH_THREADS_MIN_CPUS)
     hashed = 0
     # Leaving the with-block waits for the worker, so it never touches a closed descriptor.
+    from concurrent.futures import ThreadPoolExecutor  # only for large copies; keeps imports cheap
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cas-copy") as worker:
         while True:
             next_chunk = worker.submit(_copy_chunk, src, dst, hints)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -71,7 +70,7 @@ class TempFile:
 
 def temp_name(tmp_dir: Path) -> Path:
     """Return a fresh random path in ``tmp_dir`` (not created)."""
-    return tmp_dir / f"{secrets.token_hex(16)}{TEMP_SUFFIX}"
+    return tmp_dir / f"{os.urandom(16).hex()}{TEMP_SUFFIX}"  # not `secrets`: costly to import
 
 
 def seal(fd: int, *, fsync: bool) -> None:

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from . import action_cache, adapters, attachments, executions, receipts, syncpoints, writeprefix
 from .action import Action, build
 from .action_cache import ActionResult, OutputEntry
-from .adapters.base import ExecRequest, Outcome, Workspace
 from .canonical import CanonicalizationError
 from .context import ContextManifest, env_identity, image_identity
 from .errors import (
@@ -34,15 +33,13 @@ from .errors import (
 from .executions import ExecutionRecord
 from .ids import new_execution_id
 from .leases import Lease
-from .logs import store_log, tail
-from .outputs import ingest
 from .refs import Ref
 from .registry import Registry
 from .spec import ProcessorSpec
 from .stores import Stores
 
 if TYPE_CHECKING:
-    from .adapters.base import Adapter
+    from .adapters.base import Adapter, Outcome, Workspace
     from .pricing import Rates
 
 StreamFn = Callable[[str, bytes], None]
@@ -216,6 +213,10 @@ class _Run:
 
     def miss(self, prep: Prepared, lease: Lease, *, cache_write: bool) -> RunResult:
         """Steps 6-12. With ``cache_write`` False (audits) the cache entry is left alone."""
+        from .adapters.base import ExecRequest, Workspace  # miss-only imports: hits stay lean
+        from .logs import store_log
+        from .outputs import ingest
+
         stores, req = self.stores, self.req
         spec, action, stored, inputs = prep.spec, prep.action, prep.attachments, prep.inputs
         self.validate(spec, inputs)
@@ -368,6 +369,8 @@ class _Run:
     def check(self, outcome: Outcome, ws: Workspace, spec: ProcessorSpec) -> None:
         if outcome.ok:
             return
+        from .logs import tail
+
         err_tail = tail(self.stores.cas.read(self.record.stderr_cid)) if self.record.stderr_cid else ""
         suffix = f"\n--- stderr (last lines) ---\n{err_tail}" if err_tail else ""
         if outcome.timed_out:

@@ -154,8 +154,8 @@ class _Collector:
 
     def run(self) -> GcReport:
         started = time.monotonic()
-        self.recover()
-        with LeaseWatcher(self.home.leases) as leases:
+        stale = self.recover()
+        with LeaseWatcher(self.home.leases, frozenset(stale)) as leases:
             leases.poll()
             plan = self.plan(leases.cids)
             syncpoints.point("gc_after_mark")
@@ -174,13 +174,16 @@ class _Collector:
 
     # -- 1. recover ------------------------------------------------------------------------
 
-    def recover(self) -> None:
+    def recover(self) -> list[str]:
+        """Put back what an interrupted gc withdrew; remove stale leases (return their names)."""
         for cid in list(self.cas.withdrawn()):
             self.report.recovered += self.cas.reinstate(cid)
-        for path in stale_leases(self.home.leases, self.clock()):
-            self.report.stale_leases += 1
-            if not self.report.dry_run:
+        stale = stale_leases(self.home.leases, self.clock())
+        self.report.stale_leases = len(stale)
+        if not self.report.dry_run:
+            for path in stale:
                 path.unlink(missing_ok=True)
+        return [path.name for path in stale]
 
     # -- 2-4. mark, plan evictions, scan ---------------------------------------------------
 

@@ -40,6 +40,8 @@ class LeaseWatcher:
     """The cids listed by every lease file seen since the watcher was made. Close it when done."""
 
     directory: Path
+    ignore: frozenset[str] = frozenset()
+    """Names of lease files to pass over (stale ones a dry run leaves in place)."""
     cids: set[str] = field(default_factory=set)
     _tails: dict[str, _Tail] = field(default_factory=dict)
 
@@ -48,7 +50,7 @@ class LeaseWatcher:
         present: dict[str, int] = {}
         with contextlib.suppress(FileNotFoundError), os.scandir(self.directory) as entries:
             for entry in entries:
-                if entry.name.endswith(SUFFIX):
+                if entry.name.endswith(SUFFIX) and entry.name not in self.ignore:
                     present[entry.name] = entry.inode()
         for name, tail in list(self._tails.items()):
             if present.get(name) != tail.ino:

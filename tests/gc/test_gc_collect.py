@@ -58,8 +58,11 @@ def test_the_action_pre_image_and_what_it_names_stay_live(home: Path, cli: Cli, 
 
 def test_dry_run_deletes_nothing_and_reports_what_gc_then_does(home: Path) -> None:
     result = run(home)
-    garbage(home, 4)
+    junk = garbage(home, 4)
     age(home)
+    stale = stores(home).home.leases / "dead.lease"
+    stale.write_text(f"{min(junk)}\n")
+    os.utime(stale, (time.time() - 60, time.time() - 60))
     tmp = home / "cas-v1" / "tmp"
     tmp.mkdir(exist_ok=True)
     (tmp / "abandoned.tmp").write_bytes(b"x" * 10)
@@ -67,7 +70,7 @@ def test_dry_run_deletes_nothing_and_reports_what_gc_then_does(home: Path) -> No
     later = lambda: time.time() + 2 * HOUR  # noqa: E731 - temp files age by ctime, which utime cannot set
 
     dry = gc.collect(stores(home), dry_run=True, max_age_s=HOUR, clock=later).to_dict()
-    assert blob_files(home) == before and (tmp / "abandoned.tmp").exists()
+    assert blob_files(home) == before and (tmp / "abandoned.tmp").exists() and stale.exists()
     assert action_cache.get(stores(home).db, result.memo_key) is not None
     assert stores(home).db.count("executions") == 1
 
@@ -78,6 +81,7 @@ def test_dry_run_deletes_nothing_and_reports_what_gc_then_does(home: Path) -> No
         report.pop("seconds"), report.pop("dry_run")
     assert dry["reclaimed"]["count"] == len(before), "evicted by age: the whole store goes"
     assert dry["temp_files"]["count"] == 1 and dry["cache_entries"]["evicted_by_age"] == 1
+    assert dry["stale_leases_removed"] == 1 and not stale.exists()
     assert dry == real
 
 

@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
-from .base import Adapter
+
+if TYPE_CHECKING:
+    from .base import Adapter
 
 NAMES = ("local", "mock", "modal")
 _ENV_CLASS = {"mock": "mock", "local": "container", "modal": "container"}
