@@ -64,17 +64,17 @@ def test_concurrent_runs_on_one_home_all_succeed(home: Path) -> None:
 
 HIT_PROBE = """
 import json, sys
-from theoryx.cli import cli
+from theoryx.main import main
 try:
-    cli.main(args=sys.argv[1:], prog_name="theoryx", standalone_mode=False)
+    main()
 finally:
     heavy = sorted(m for m in sys.modules if m.split(".")[0] in
-                   ("yaml", "jsonschema", "docker", "modal", "litellm", "rich", "requests"))
+                   ("yaml", "jsonschema", "docker", "modal", "litellm", "rich", "requests", "click"))
     print(json.dumps(heavy), file=sys.stderr)
 """
 
 
-def test_a_cache_hit_imports_no_heavy_module(home: Path) -> None:
+def test_a_cache_hit_imports_no_heavy_module_not_even_click(home: Path) -> None:
     assert sh([*RUN], home).returncode == 0
     probe = sh([sys.executable, "-c", HIT_PROBE, *RUN[3:], "--json"], home)
     assert json.loads(probe.stdout)["cache"] == "hit"

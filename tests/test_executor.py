@@ -186,3 +186,20 @@ def test_inputs_without_a_canonical_form_are_err_inputs(home: Path) -> None:
     with pytest.raises(InputsError) as info:
         run(home, {"messages": HELLO["messages"], "max_tokens": 2**60})
     assert "canonical" in info.value.message
+
+
+def test_a_symlinked_result_file_is_never_followed(home: Path, tmp_path: Path) -> None:
+    from theoryx.adapters.base import Workspace
+    from theoryx.executor import RunRequest, _Run
+    from theoryx.stores import open_stores
+
+    secret = tmp_path / "host-secret.json"
+    secret.write_text('{"cost_usd": 99, "usage": {"leak": true}}')
+    ws = Workspace(tmp_path / "ws")
+    ws.result_dir.mkdir(parents=True)
+    ws.result.symlink_to(secret)
+    run_ = _Run(open_stores(home), RunRequest(ref="llm/litellm@1"))
+    assert run_.read_result(ws) == {}
+    ws.result.unlink()
+    ws.result.write_text('{"cost_usd": 0.5}')
+    assert run_.read_result(ws) == {"cost_usd": 0.5}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -357,13 +358,21 @@ class _Run:
         ws.inputs_json.write_text(json.dumps(inputs, sort_keys=True))
 
     def read_result(self, ws: Workspace) -> dict[str, Any]:
-        """The processor's optional ``THEORYX_RESULT``; a malformed one is ignored with a note."""
-        if not ws.result.is_file():
+        """The processor's optional ``THEORYX_RESULT``: a regular file of at most 1 MiB of JSON.
+        Opened without following links (the container controls that directory, and a link
+        could point at a host file); anything else is ignored."""
+        try:
+            fd = os.open(ws.result, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
             return {}
         try:
-            value = json.loads(ws.result.read_bytes()[: 1 << 20])
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return {}
+            value = json.loads(os.read(fd, 1 << 20))
         except ValueError:
             return {}
+        finally:
+            os.close(fd)
         return value if isinstance(value, dict) else {}
 
     def check(self, outcome: Outcome, ws: Workspace, spec: ProcessorSpec) -> None:

@@ -37,7 +37,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ from .. import docker_client, images
 from ..docker_client import mapped, translate
 from ..errors import AdapterError, TheoryxError, UsageError
 from ..home import Home, default_home
-from ..logs import scrub
+from ..logs import Scrubber
 from ..spec import ProcessorSpec
 from ..stores import Stores
 from .base import CONTAINER_INPUTS_DIR, CONTAINER_INPUTS_JSON, CONTAINER_RESULT_DIR, ExecRequest, Outcome
@@ -258,37 +258,6 @@ def container_config(client: Any, request: ExecRequest, image: str, opts: Option
 
 
 # -- logs --------------------------------------------------------------------------------------
-
-
-class Scrubber:
-    """Scrubs secret values from a byte stream cut into arbitrary chunks: the longest tail that
-    could start a secret is held back until the next chunk (or :meth:`flush`)."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        self.secrets = sorted({s for s in secrets if len(s) >= 4})
-        self._encoded = [s.encode() for s in self.secrets]
-        self._carry = b""
-
-    def feed(self, data: bytes) -> bytes:
-        if not self._encoded:
-            return data
-        buf = scrub(self._carry + data, self.secrets)
-        keep = self._held(buf)
-        self._carry = buf[len(buf) - keep:]
-        return buf[: len(buf) - keep]
-
-    def flush(self) -> bytes:
-        out, self._carry = self._carry, b""
-        return out
-
-    def _held(self, buf: bytes) -> int:
-        best = 0
-        for secret in self._encoded:
-            for k in range(min(len(secret) - 1, len(buf)), best, -1):
-                if buf.endswith(secret[:k]):
-                    best = k
-                    break
-        return best
 
 
 class LogPump:

@@ -58,7 +58,7 @@ from typing import Any
 
 from ..context import build_args, context_manifest, platform_name
 from ..errors import ImageNotFound, ModalError, UsageError
-from ..logs import scrub
+from ..logs import Scrubber, scrub
 from ..modal_boundary import Boundary, Call, ImageRecipe
 from ..spec import ProcessorSpec
 from ..stores import Stores
@@ -254,27 +254,6 @@ def payload(request: ExecRequest, command: list[str], cwd: str, timeout: float) 
 
 
 # -- the response ------------------------------------------------------------------------------
-
-
-class Scrubber:
-    """Scrubs secret values from chunks of a stream, holding back a tail that could start one."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        self.secrets = sorted({s for s in secrets if len(s) >= 4})
-        self._carry = b""
-
-    def feed(self, data: bytes) -> bytes:
-        if not self.secrets:
-            return data
-        buf = scrub(self._carry + data, self.secrets)
-        keep = max((k for s in self.secrets for k in range(1, len(s)) if buf.endswith(s.encode()[:k])),
-                   default=0)
-        self._carry = buf[len(buf) - keep:]
-        return buf[: len(buf) - keep]
-
-    def flush(self) -> bytes:
-        out, self._carry = self._carry, b""
-        return out
 
 
 def _entry_path(top: Path, rel: Any) -> Path:
