@@ -9,9 +9,9 @@ ignored, because the ``fsync`` that follows is what guarantees durability.
 
 from __future__ import annotations
 
-import ctypes
 import sys
 from collections.abc import Callable
+from typing import Any
 
 WRITEBACK_EVERY = 16 << 20
 """Bytes written between two writeback requests."""
@@ -22,6 +22,8 @@ _SYNC_FILE_RANGE_WRITE = 2
 def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes  # loaded on the first large write only: small writes stay cheap to start
+
     try:
         func = ctypes.CDLL(None, use_errno=True).sync_file_range
     except (OSError, AttributeError):
@@ -31,7 +33,15 @@ def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
     return func
 
 
-_sync_file_range = _load_sync_file_range()
+_UNLOADED: Any = object()
+_sync_file_range: Any = _UNLOADED
+
+
+def _hint_function() -> Callable[[int, int, int, int], int] | None:
+    global _sync_file_range
+    if _sync_file_range is _UNLOADED:
+        _sync_file_range = _load_sync_file_range()
+    return _sync_file_range  # type: ignore[no-any-return]
 
 
 class Writeback:
@@ -42,7 +52,7 @@ class Writeback:
 
     def __init__(self, fd: int, *, enabled: bool) -> None:
         self._fd = fd
-        self._hint = _sync_file_range if enabled else None
+        self._hint = _hint_function() if enabled else None
         self._start = 0
         self._end = 0
 

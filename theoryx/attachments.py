@@ -7,7 +7,6 @@ Host paths never enter the inputs (and so never the memo key).
 
 from __future__ import annotations
 
-import mimetypes
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -53,6 +52,8 @@ def parse_options(values: Iterable[str]) -> dict[str, Path]:
 
 
 def guess_mime(filename: str) -> str:
+    import mimetypes
+
     mime, _ = mimetypes.guess_type(filename, strict=False)
     return mime or "application/octet-stream"
 

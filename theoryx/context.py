@@ -9,9 +9,7 @@ instead of any image. Computing this reads only the small context files, never D
 
 from __future__ import annotations
 
-import fnmatch
 import os
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +48,13 @@ def _ignore_patterns(folder: Path) -> list[str]:
 
 def _ignored(rel: str, patterns: list[str]) -> bool:
     name = rel.rsplit("/", 1)[-1]
-    return name.endswith(".pyc") or any(
+    if name.endswith(".pyc"):
+        return True
+    if not patterns:
+        return False
+    import fnmatch
+
+    return any(
         fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p.lstrip("/"))
         for p in patterns
     )
@@ -85,7 +89,7 @@ def context_manifest(folder: Path, *, dockerignore: bool = True) -> ContextManif
 
 
 def platform_name() -> str:
-    machine = platform.machine().lower()
+    machine = os.uname().machine.lower()  # not `platform`: costly to import on every hit
     arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
     return f"linux/{arch}"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import sys
 import time
@@ -408,6 +407,8 @@ def _remove_tree(path: Path) -> None:
         if os.path.isdir(p):
             os.chmod(p, 0o700)
         func(p)
+
+    import shutil
 
     shutil.rmtree(path, onerror=onerror)
 
