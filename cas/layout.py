@@ -2,7 +2,7 @@
 
     <root>/blobs/<2 hex>/<62 hex>    published blobs, mode 0444
     <root>/tmp/<random>.tmp          temp files of writes in progress
-    <root>/trash/<64 hex>            blobs a collector has withdrawn and not yet purged
+    <root>/trash/<2 hex>/<62 hex>    blobs a collector has withdrawn and not yet purged
 
 Paths of blobs are built only from validated cids; scanning ignores every name that a valid cid
 could not have produced.
@@ -22,7 +22,6 @@ from cas.cid import PREFIX, hex_of
 
 _SHARD = re.compile(r"[0-9a-f]{2}")
 _REST = re.compile(r"[0-9a-f]{62}")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +47,8 @@ class Layout:
 
     def trash_path(self, cid: str) -> Path:
         """Return where the withdrawn blob ``cid`` lives; raise :class:`~cas.errors.InvalidCid` if malformed."""
-        return self.trash_dir / hex_of(cid)
+        digest = hex_of(cid)
+        return self.trash_dir / digest[:2] / digest[2:]
 
     def blob_path(self, cid: str) -> Path:
         """Return where the blob ``cid`` lives; raise :class:`~cas.errors.InvalidCid` if malformed."""
@@ -96,10 +96,12 @@ class Layout:
             return
 
     def scan_trash(self) -> Iterator[str]:
-        """Yield the cids of the withdrawn blobs under :attr:`trash_dir`."""
-        for entry in _sorted_entries(self.trash_dir):
-            if _HEX64.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
-                yield PREFIX + entry.name
+        """Yield the cids of the withdrawn blobs under :attr:`trash_dir`, in cid order."""
+        for shard in _sorted_entries(self.trash_dir):
+            if _SHARD.fullmatch(shard.name) and shard.is_dir(follow_symlinks=False):
+                for entry in _sorted_entries(Path(shard.path)):
+                    if _REST.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                        yield PREFIX + shard.name + entry.name
 
     def scan_temps(self) -> Iterator[Path]:
         """Yield the regular files under :attr:`tmp_dir`."""

@@ -193,7 +193,7 @@ class Store:
             except (FileNotFoundError, NotADirectoryError):
                 if not self.exists(cid):
                     return False
-                make_dirs(self._layout.trash_dir, fsync=False)
+                make_dirs(trash.parent, fsync=False)
             else:
                 return True
         return False
