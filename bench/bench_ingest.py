@@ -9,7 +9,8 @@ Creates a random file (1 GiB by default) in a temp directory, then measures, bes
     b3sum               b3sum SOURCE                        (the hashing reference)
     hash_file           cas.hash_file(SOURCE)
 
-and prints put_file / cp and hash throughput / b3sum throughput. Every operation reads the source
+with the CPU time each used (all threads and child processes), and prints put_file / cp and
+hash throughput / b3sum throughput. Every operation reads the source
 from the page cache (it was just written), so they compete on equal terms. The stores and copies
 live in the same directory as the source, hence on the same filesystem. Everything is removed at
 the end.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -102,7 +104,7 @@ def _run(workdir: Path, *, size: int, repeat: int) -> None:
     }
     if b3sum is not None:
         operations["b3sum"] = run_b3sum
-    best = {name: float("inf") for name in operations}
+    best = {name: (float("inf"), 0.0) for name in operations}
     for _ in range(repeat):
         for name, operation in operations.items():  # interleaved, so drifts hit every operation
             best[name] = min(best[name], _timed(operation, workdir))
@@ -120,24 +122,34 @@ def _write_random(path: Path, size: int) -> None:
         os.fsync(f.fileno())
 
 
-def _timed(operation: Callable[[], None], workdir: Path) -> float:
-    """Time one run of ``operation`` from a clean slate: earlier outputs removed and flushed."""
+def _timed(operation: Callable[[], None], workdir: Path) -> tuple[float, float]:
+    """Run ``operation`` once from a clean slate (earlier outputs removed and flushed).
+
+    Returns (wall seconds, CPU seconds of this process and its children, user + system).
+    """
     for leftover in workdir.iterdir():
         if leftover.name != "source.bin":
             shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
     os.sync()  # no earlier run's writeback may land inside this one
-    start = time.perf_counter()
+    cpu_before, start = _cpu_seconds(), time.perf_counter()
     operation()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, _cpu_seconds() - cpu_before
 
 
-def _report(best: dict[str, float], *, size: int, repeat: int, cpus: int) -> None:
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _report(runs: dict[str, tuple[float, float]], *, size: int, repeat: int, cpus: int) -> None:
     gib = size / (1 << 30)
-    print(f"{size // MIB} MiB random file, best of {repeat}, {cpus} CPUs, blake3 {_blake3_version()}")
-    print(f"{'operation':<20}{'seconds':>10}{'GiB/s':>10}")
-    for name, seconds in best.items():
-        print(f"{name:<20}{seconds:>10.3f}{gib / seconds:>10.2f}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"{size // MIB} MiB random file, best of {repeat}, {cpus} CPUs, load {load:.2f}, blake3 {_blake3_version()}")
+    print(f"{'operation':<20}{'seconds':>10}{'GiB/s':>10}{'CPU s':>10}")
+    for name, (seconds, cpu) in runs.items():
+        print(f"{name:<20}{seconds:>10.3f}{gib / seconds:>10.2f}{cpu:>10.2f}")
     print()
+    best = {name: seconds for name, (seconds, _) in runs.items()}
     print(f"put_file / cp                      {best['put_file'] / best['cp']:.2f}   (target <= 1.3)")
     print(f"put_file / (cp + fsync)            {best['put_file'] / best['cp + fsync']:.2f}")
     print(f"put_file no-fsync / cp             {best['put_file no-fsync'] / best['cp']:.2f}")

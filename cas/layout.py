@@ -65,10 +65,13 @@ class Layout:
                         if blob is not None:
                             yield blob
 
-    def scan_blob_stats(self) -> Iterator[tuple[Blob, os.stat_result]]:
-        """Like :meth:`scan_blobs`, with each blob's ``lstat`` (one syscall per blob, as there)."""
+    def scan_blob_stats(self) -> Iterator[tuple[str, os.stat_result]]:
+        """Like :meth:`scan_blobs`, yielding ``(cid, lstat)``: the whole stat (mtime, for a
+        collector) and no :class:`Blob` (names that passed the scan's pattern are valid cids,
+        and a million blobs make checking them twice show)."""
         for shard in _sorted_entries(self.blobs_dir):
             if _SHARD.fullmatch(shard.name) and shard.is_dir(follow_symlinks=False):
+                prefix = PREFIX + shard.name
                 for entry in _sorted_entries(Path(shard.path)):
                     if _REST.fullmatch(entry.name):
                         try:
@@ -76,7 +79,7 @@ class Layout:
                         except FileNotFoundError:
                             continue
                         if stat.S_ISREG(st.st_mode):
-                            yield Blob(PREFIX + shard.name + entry.name, st.st_size), st
+                            yield prefix + entry.name, st
 
     def shards(self) -> list[str]:
         """The shard directories' names (two hex digits), sorted."""

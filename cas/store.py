@@ -240,8 +240,9 @@ class Store:
         without a ``stat``: the cheapest walk, for a reader that opens every blob anyway."""
         return self._layout.scan_shard(shard)
 
-    def iter_blob_stats(self) -> Iterator[tuple[Blob, os.stat_result]]:
-        """Like :meth:`iter_blobs`, with each blob's ``lstat`` (its mtime, for a grace period)."""
+    def iter_blob_stats(self) -> Iterator[tuple[str, os.stat_result]]:
+        """Like :meth:`iter_blobs`, yielding ``(cid, lstat)`` (the size and the mtime, for a
+        collector's grace period), in cid order."""
         return self._layout.scan_blob_stats()
 
     def touch(self, cid: str) -> None:

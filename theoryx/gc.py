@@ -8,18 +8,19 @@ One gc at a time (:class:`~theoryx.gclock.GcLock`). In order:
 3. *evict*: with ``max_age_s``, cache entries and execution records unused for that long go
    (pinned ones, and the records that produced kept entries, stay); with ``max_size``, the least
    recently used entries go until what would remain fits;
-4. *scan*: every blob is classed live, leased, young (mtime within the grace period) or a candidate;
-5. *withdraw*: right before each candidate goes, the leases are re-read and its mtime checked
-   again; then it is renamed into ``cas-v1/trash`` (:meth:`cas.Store.withdraw`) — from then on
-   the store answers "absent", so a run that now wants it stores it anew or misses;
-6. *recheck*: the leases are read once more and then the roots (in that order); a withdrawn blob
+4. *sweep*: one pass over the store (shard by shard, so memory does not grow with it) classes
+   every blob live, young (mtime, read by that pass a moment before, within the grace period),
+   leased, or unneeded; for an unneeded one the leases are re-read right then, and it is renamed
+   into ``cas-v1/trash`` (:meth:`cas.Store.withdraw`): from then on the store answers "absent",
+   so a run that now wants it stores it anew or misses;
+5. *recheck*: the leases are read once more and then the roots (in that order); a withdrawn blob
    that a lease, an entry or a pin now names, or that was freshened before it was withdrawn, is
-   reinstated; the others are purged;
-7. temp files under ``cas-v1/tmp`` untouched (mtime and ctime) for the grace period are removed.
+   reinstated; the others are unlinked;
+6. temp files under ``cas-v1/tmp`` untouched (mtime and ctime) for the grace period are removed.
 
 Why a run in flight never loses a blob: the run adds a cid to its lease (or freshens the blob by
-storing it) *before* it checks that the blob exists. If it did so before step 6 read the leases,
-step 6 sees the lease, or — when the run has ended — the cache entry it recorded before releasing
+storing it) *before* it checks that the blob exists. If it did so before step 5 read the leases,
+step 5 sees the lease, or — when the run has ended — the cache entry it recorded before releasing
 its lease (the roots are read after the leases). If it did so later, the blob was already out of
 sight, so the run did not count on it. With ``dry_run`` nothing is changed but the recovery of
 step 1, and the figures are the ones a real gc would report.
@@ -43,12 +44,10 @@ import lmdb
 from cas import Store
 
 from . import syncpoints
-from .action_cache import ActionResult
 from .db import Database, unpack
-from .executions import ExecutionRecord
 from .gclock import GcLock
 from .leasewatch import LeaseWatcher, stale_leases
-from .liveness import Closure, EntryRoots, RefReader, Snapshot, closure, snapshot
+from .liveness import Closure, EntryRef, EntryRoots, RecordRef, RefReader, Snapshot, closure, snapshot
 from .stores import Stores
 
 DEFAULT_GRACE_S = 3600.0
@@ -57,6 +56,7 @@ ProgressFn = Callable[[str, int, "int | None"], None]
 
 _PROGRESS_EVERY = 4096
 PURGE_THREADS = 8
+_PURGE_BATCH = 1024
 
 
 @dataclass
@@ -136,9 +136,9 @@ def collect(stores: Stores, *, dry_run: bool = False, grace_s: float = DEFAULT_G
 class _Plan:
     """Decisions taken from one snapshot, before anything is changed."""
 
-    evict: list[ActionResult] = field(default_factory=list)
-    drop: list[ExecutionRecord] = field(default_factory=list)
-    candidates: list[tuple[str, int]] = field(default_factory=list)
+    live: set[str] = field(default_factory=set)
+    evict: list[EntryRef] = field(default_factory=list)
+    drop: list[RecordRef] = field(default_factory=list)
 
 
 class _Collector:
@@ -161,9 +161,11 @@ class _Collector:
             syncpoints.point("gc_after_mark")
             if not self.report.dry_run:
                 self.evict(plan)
-            trashed = self.withdraw(plan.candidates, leases)
+            self.sweep(plan.live, leases)
+            del plan  # the recheck reads the roots afresh; keep one live set in memory at a time
             syncpoints.point("gc_after_withdraw")
-            self.recheck(trashed, leases)
+            if not self.report.dry_run:
+                self.recheck(leases)
         self.remove_temps()
         report = self.report
         others = (report.kept_leased, report.kept_young, report.restored)
@@ -185,7 +187,7 @@ class _Collector:
                 path.unlink(missing_ok=True)
         return [path.name for path in stale]
 
-    # -- 2-4. mark, plan evictions, scan ---------------------------------------------------
+    # -- 2-3. mark and plan the evictions --------------------------------------------------
 
     def plan(self, leased: set[str]) -> _Plan:
         snap = snapshot(self.db)
@@ -195,56 +197,47 @@ class _Collector:
             plan.evict, plan.drop = self.by_age(snap, report.max_age_s)
             report.entries_evicted_by_age, report.records_dropped = len(plan.evict), len(plan.drop)
         view = snap.without((e.memo_key for e in plan.evict), (r.execution_id for r in plan.drop))
+        del snap
         roots = closure(view, self.refs)
-        refcount: Counter[str] = Counter()
-        for cids in [e.cids for e in roots.entries] + list(roots.pinned.values()):
-            refcount.update(cids)
-        protected, young_bytes = self.scan(refcount, leased, plan)
         if report.max_size is not None:
-            by_size = self.by_size(roots, refcount, leased, protected, young_bytes, plan)
+            by_size = self.by_size(roots, leased)
             plan.evict += by_size
             report.entries_evicted_by_size = len(by_size)
+            gone = {e.memo_key for e in by_size}
+            roots = Closure([e for e in roots.entries if e.entry.memo_key not in gone], roots.pinned)
+        plan.live = roots.cids()
         return plan
 
-    def by_age(self, snap: Snapshot, max_age_s: float) -> tuple[list[ActionResult], list[ExecutionRecord]]:
+    def by_age(self, snap: Snapshot, max_age_s: float) -> tuple[list[EntryRef], list[RecordRef]]:
         cutoff_ms = (self.clock() - max_age_s) * 1000
-        pinned_results = {(r.memo_key, r.manifest_cid) for i in snap.pins if (r := snap.records.get(i))}
+        pinned_results = snap.pinned_results()
         evict = [e for e in snap.entries.values()
                  if e.last_used_ms < cutoff_ms and (e.memo_key, e.manifest_cid) not in pinned_results]
         gone = {e.memo_key for e in evict}
         producers = {e.execution_id for e in snap.entries.values() if e.memo_key not in gone}
         drop = [r for r in snap.records.values()
-                if r.started_ms + r.duration_ms < cutoff_ms and r.execution_id not in snap.pins
-                and r.execution_id not in producers]
+                if r.ended_ms < cutoff_ms and r.execution_id not in snap.pins and r.execution_id not in producers]
         return evict, drop
 
-    def scan(self, refcount: Counter[str], leased: set[str], plan: _Plan) -> tuple[dict[str, tuple[int, bool]], int]:
-        """Class every blob; returns the protected ones (cid -> size, old) and the young bytes."""
-        report, now, grace = self.report, self.clock(), self.report.grace_s
-        protected: dict[str, tuple[int, bool]] = {}
-        young_bytes = 0
-        for n, (blob, st) in enumerate(self.cas.iter_blob_stats(), 1):
-            report.examined.add(blob.size)
-            old = now - st.st_mtime > grace
-            if blob.cid in refcount:
-                protected[blob.cid] = (blob.size, old)
-            elif blob.cid in leased:
-                protected[blob.cid] = (blob.size, old)
-                report.kept_leased.add(blob.size)
-            elif old:
-                plan.candidates.append((blob.cid, blob.size))
-            else:
-                young_bytes += blob.size
-                report.kept_young.add(blob.size)
-            if n % _PROGRESS_EVERY == 0:
-                self.progress("scan", n, None)
-        return protected, young_bytes
+    def by_size(self, roots: Closure, leased: set[str]) -> list[EntryRef]:
+        """Evict least recently used entries until the blobs that would remain fit ``max_size``.
 
-    def by_size(self, roots: Closure, refcount: Counter[str], leased: set[str],
-                protected: dict[str, tuple[int, bool]], young_bytes: int, plan: _Plan) -> list[ActionResult]:
-        """Evict least recently used entries until the blobs that would remain fit ``max_size``."""
-        limit = self.report.max_size or 0
-        kept = young_bytes + sum(size for size, _ in protected.values())
+        What remains: every blob some kept root or lease names, and every blob within the grace
+        period; so one pass over the store first measures them."""
+        limit, grace, now = self.report.max_size or 0, self.report.grace_s, self.clock()
+        refcount: Counter[str] = Counter()
+        for cids in [e.cids for e in roots.entries] + list(roots.pinned.values()):
+            refcount.update(cids)
+        named: dict[str, tuple[int, bool]] = {}   # cid -> (size, old) of the blobs roots name
+        kept = 0
+        for n, (cid, st) in enumerate(self.cas.iter_blob_stats(), 1):
+            old = now - st.st_mtime > grace
+            if cid in refcount and cid not in leased:
+                named[cid] = (st.st_size, old)
+            if cid in refcount or cid in leased or not old:
+                kept += st.st_size
+            if n % _PROGRESS_EVERY == 0:
+                self.progress("size", n, None)
         evicted = []
         lru: Iterable[EntryRoots] = sorted((e for e in roots.entries if not e.pinned),
                                            key=lambda e: (e.entry.last_used_ms, e.entry.memo_key))
@@ -254,11 +247,8 @@ class _Collector:
             evicted.append(roots_of.entry)
             for cid in roots_of.cids:
                 refcount[cid] -= 1
-                if refcount[cid] == 0 and cid not in leased and cid in protected:
-                    size, old = protected[cid]
-                    if old:
-                        kept -= size
-                        plan.candidates.append((cid, size))
+                if refcount[cid] == 0 and cid in named and named[cid][1]:
+                    kept -= named[cid][0]
         self.report.fits = kept <= limit
         return evicted
 
@@ -268,23 +258,25 @@ class _Collector:
         """Delete the planned entries that are unchanged since the snapshot, and the records."""
         dbs = self.db.dbs
 
-        def fn(txn: lmdb.Transaction) -> list[ActionResult]:
+        def fn(txn: lmdb.Transaction) -> list[EntryRef]:
             skipped = []
             for entry in plan.evict:
                 raw = txn.get(entry.memo_key.encode(), db=dbs["ac"])
-                if raw is not None and ActionResult.from_dict(unpack(bytes(raw))) == entry:
+                if raw is not None and bytes(raw) == entry.raw:
                     txn.delete(entry.memo_key.encode(), db=dbs["ac"])
                 elif raw is not None:
                     skipped.append(entry)  # used (or replaced) since the snapshot: it stays
             producers = {e.execution_id for e in skipped}
             for rec in plan.drop:
-                if rec.execution_id in producers:
+                raw = txn.get(rec.execution_id.encode(), db=dbs["executions"])
+                if rec.execution_id in producers or raw is None:
                     continue
                 txn.delete(rec.execution_id.encode(), db=dbs["executions"])
-                for out in rec.outputs:
-                    raw = txn.get(out.path.encode(), db=dbs["paths"])
-                    if raw is not None and unpack(bytes(raw)).get("execution_id") == rec.execution_id:
-                        txn.delete(out.path.encode(), db=dbs["paths"])
+                for out in unpack(bytes(raw)).get("outputs") or ():
+                    path = str(out.get("path", "")).encode()
+                    held = txn.get(path, db=dbs["paths"]) if path else None
+                    if held is not None and unpack(bytes(held)).get("execution_id") == rec.execution_id:
+                        txn.delete(path, db=dbs["paths"])
             return skipped
 
         skipped = self.db.write(fn) if plan.evict or plan.drop else []
@@ -298,56 +290,60 @@ class _Collector:
                     self.report.entries_evicted_by_age -= 1
             producers = {e.execution_id for e in skipped}
             self.report.records_dropped -= sum(1 for r in plan.drop if r.execution_id in producers)
-            live = closure(snapshot(self.db), self.refs).cids()
-            plan.candidates = [(cid, size) for cid, size in plan.candidates if cid not in live]
+            plan.live |= closure(snapshot(self.db), self.refs).cids()
 
-    # -- 5. withdraw -----------------------------------------------------------------------
+    # -- 4-5. scan and withdraw ------------------------------------------------------------
 
-    def withdraw(self, candidates: list[tuple[str, int]], leases: LeaseWatcher) -> list[tuple[str, int]]:
+    def sweep(self, live: set[str], leases: LeaseWatcher) -> None:
+        """One pass over the store: class each blob, and withdraw each unneeded one right after
+        re-reading the leases (its mtime was read by the scan a moment before)."""
         report, grace = self.report, self.report.grace_s
-        trashed: list[tuple[str, int]] = []
-        for n, (cid, size) in enumerate(sorted(candidates), 1):
-            if cid in leases.poll():
-                report.kept_leased.add(size)
-            elif (st := _stat(self.cas, cid)) is None:
-                report.examined.count -= 1  # removed behind our back (by hand): not ours to count
-                report.examined.bytes -= size
-            elif self.clock() - st.st_mtime <= grace:
-                report.kept_young.add(size)
+        examined = report.examined
+        for cid, st in self.cas.iter_blob_stats():
+            examined.count += 1
+            examined.bytes += st.st_size
+            if examined.count % _PROGRESS_EVERY == 0:
+                self.progress("sweep", examined.count, None)
+            if cid in live:
+                continue
+            if self.clock() - st.st_mtime <= grace:
+                report.kept_young.add(st.st_size)
+            elif cid in leases.poll():
+                report.kept_leased.add(st.st_size)
             elif report.dry_run:
-                report.reclaimed.add(size)
+                report.reclaimed.add(st.st_size)
             elif self.cas.withdraw(cid):
-                trashed.append((cid, size))
                 syncpoints.point("gc_withdrawing")
-            if n % 256 == 0:
-                self.progress("sweep", n, len(candidates))
-        self.progress("sweep", len(candidates), len(candidates))
-        return trashed
+            else:  # removed behind our back (by hand): not ours to count
+                examined.count -= 1
+                examined.bytes -= st.st_size
 
     # -- 6. recheck, then purge or reinstate -----------------------------------------------
 
-    def recheck(self, trashed: list[tuple[str, int]], leases: LeaseWatcher) -> None:
-        if not trashed:
-            return
+    def recheck(self, leases: LeaseWatcher) -> None:
         leased = set(leases.poll())  # the leases first, then the roots: see the module docstring
         live = closure(snapshot(self.db), self.refs).cids()
         grace = self.report.grace_s
         doomed = []
-        for cid, size in trashed:
+        for cid in self.cas.withdrawn():
             st = self.cas.withdrawn_stat(cid)
-            fresh = st is not None and self.clock() - st.st_mtime <= grace
-            if cid in leased or cid in live or fresh:
+            if st is None:
+                continue
+            if cid in leased or cid in live or self.clock() - st.st_mtime <= grace:
                 self.cas.reinstate(cid)
-                self.report.restored.add(size)
+                self.report.restored.add(st.st_size)
             else:
                 doomed.append(cid)
-                self.report.reclaimed.add(size)
+                self.report.reclaimed.add(st.st_size)
+        del live
         # Unlinking waits on the filesystem's journal (and discards), not on the CPU: in
         # parallel it goes several times faster.
+        batches = [doomed[i:i + _PURGE_BATCH] for i in range(0, len(doomed), _PURGE_BATCH)]
         with ThreadPoolExecutor(PURGE_THREADS, thread_name_prefix="gc-purge") as pool:
-            for n, _ in enumerate(pool.map(self.cas.purge, doomed, chunksize=256), 1):
-                if n % _PROGRESS_EVERY == 0 or n == len(doomed):
-                    self.progress("purge", n, len(doomed))
+            done = 0
+            for n in pool.map(lambda batch: sum(map(self.cas.purge, batch)), batches):
+                done += n
+                self.progress("purge", done, len(doomed))
 
     # -- 7. temp files ---------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import lmdb
@@ -35,12 +35,64 @@ REF_SCAN_LIMIT = 4 << 20
 """Action pre-images larger than this are not scanned for the cids they name."""
 
 
+@dataclass(frozen=True, slots=True)
+class EntryRef:
+    """What gc and verify need of a cache entry; ``raw`` is its stored value, so that it is
+    deleted only if nobody changed it since (a hit rewrites it)."""
+
+    memo_key: str
+    execution_id: str
+    manifest_cid: str
+    action_cid: str
+    last_used_ms: int
+    cids: tuple[str, ...]        # ActionResult.blobs(): what a hit needs
+    raw: bytes
+
+    @classmethod
+    def of(cls, result: ActionResult, raw: bytes, pool: dict[str, str]) -> EntryRef:
+        return cls(result.memo_key, result.execution_id, _same(pool, result.manifest_cid),
+                   _same(pool, result.action_cid), result.last_used_ms,
+                   tuple(_same(pool, c) for c in result.blobs()), raw)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRef:
+    """What gc and verify need of an execution record."""
+
+    execution_id: str
+    producer: str | None         # a success: itself (a miss) or the execution that served it (a hit)
+    memo_key: str | None
+    manifest_cid: str | None
+    action_cid: str | None
+    receipt_cid: str | None
+    ended_ms: int
+    cids: tuple[str, ...]        # ExecutionRecord.blobs()
+
+    @classmethod
+    def of(cls, rec: ExecutionRecord, pool: dict[str, str]) -> RecordRef:
+        producer = None
+        if rec.status == "success":
+            producer = rec.source_execution if rec.cache == "hit" else rec.execution_id
+        return cls(rec.execution_id, producer, rec.memo_key, _maybe(pool, rec.manifest_cid),
+                   _maybe(pool, rec.action_cid), _maybe(pool, rec.receipt_cid),
+                   rec.started_ms + rec.duration_ms, tuple(_same(pool, c) for c in rec.blobs()))
+
+
+def _same(pool: dict[str, str], cid: str) -> str:
+    """One string object per cid: entries and records name the same blobs many times over."""
+    return pool.setdefault(cid, cid)
+
+
+def _maybe(pool: dict[str, str], cid: str | None) -> str | None:
+    return _same(pool, cid) if cid else None
+
+
 @dataclass(frozen=True)
 class Snapshot:
-    """The roots as one read transaction saw them."""
+    """The roots as one read transaction saw them, in compact form (a store holds many)."""
 
-    entries: dict[str, ActionResult]
-    records: dict[str, ExecutionRecord]
+    entries: dict[str, EntryRef]
+    records: dict[str, RecordRef]
     pins: frozenset[str]
 
     def without(self, entries: Iterable[str] = (), records: Iterable[str] = ()) -> Snapshot:
@@ -49,24 +101,30 @@ class Snapshot:
         return Snapshot({k: v for k, v in self.entries.items() if k not in gone_e},
                         {k: v for k, v in self.records.items() if k not in gone_r}, self.pins)
 
-    def results(self) -> dict[str, list[ExecutionRecord]]:
+    def results(self) -> dict[str, list[RecordRef]]:
         """Successful records grouped by the execution that produced their result: a miss by
         itself, a hit by the execution whose cache entry served it."""
-        groups: dict[str, list[ExecutionRecord]] = {}
+        groups: dict[str, list[RecordRef]] = {}
         for rec in self.records.values():
-            if rec.status == "success":
-                producer = rec.source_execution if rec.cache == "hit" else rec.execution_id
-                if producer:
-                    groups.setdefault(producer, []).append(rec)
+            if rec.producer:
+                groups.setdefault(rec.producer, []).append(rec)
         return groups
+
+    def pinned_results(self) -> set[tuple[str | None, str | None]]:
+        """``(memo key, manifest cid)`` of every pinned execution: entries holding them stay."""
+        return {(r.memo_key, r.manifest_cid) for i in self.pins if (r := self.records.get(i))}
 
 
 def snapshot(db: Database) -> Snapshot:
     """Read every cache entry, execution record and pin in one consistent transaction."""
 
     def read(txn: lmdb.Transaction) -> Snapshot:
-        entries = {k: ActionResult.from_dict(v) for k, v in _items(txn, db, "ac")}
-        records = {k: ExecutionRecord.from_dict(v) for k, v in _items(txn, db, "executions")}
+        pool: dict[str, str] = {}
+        entries = {}
+        for key, raw in txn.cursor(db=db.dbs["ac"]):
+            raw = bytes(raw)
+            entries[bytes(key).decode()] = EntryRef.of(ActionResult.from_dict(unpack(raw)), raw, pool)
+        records = {k: RecordRef.of(ExecutionRecord.from_dict(v), pool) for k, v in _items(txn, db, "executions")}
         pins = frozenset(k for k, _ in _items(txn, db, "pins"))
         return Snapshot(entries, records, pins)
 
@@ -82,8 +140,8 @@ def _items(txn: lmdb.Transaction, db: Database, name: str) -> Iterator[tuple[str
 class EntryRoots:
     """One cache entry and every cid it keeps live."""
 
-    entry: ActionResult
-    cids: frozenset[str]
+    entry: EntryRef
+    cids: tuple[str, ...]   # a tuple: a store holds many entries, and a set costs 5 times more
     pinned: bool
 
 
@@ -93,12 +151,11 @@ class Closure:
 
     entries: list[EntryRoots]
     pinned: dict[str, frozenset[str]]
-    producers: set[str] = field(default_factory=set)
 
     def cids(self) -> set[str]:
         live: set[str] = set()
         for e in self.entries:
-            live |= e.cids
+            live.update(e.cids)
         for cids in self.pinned.values():
             live |= cids
         return live
@@ -149,22 +206,17 @@ def read_small(cas: Store, cid: str, limit: int) -> bytes | None:
 def closure(snap: Snapshot, refs: RefReader) -> Closure:
     """Everything ``snap``'s entries and pins keep live (see the module docstring)."""
     groups = snap.results()
-    pinned_results = {(r.memo_key, r.manifest_cid) for i in snap.pins if (r := snap.records.get(i))}
+    pinned_results = snap.pinned_results()
     entries = []
     for memo_key, entry in snap.entries.items():
-        cids = set(entry.blobs()) | refs(entry.action_cid)
+        cids = set(entry.cids) | refs(entry.action_cid)
         for rec in groups.get(entry.execution_id, ()):
-            cids.update(rec.blobs())
+            cids.update(rec.cids)
             cids |= refs(rec.action_cid)
-        entries.append(EntryRoots(entry, frozenset(cids), (memo_key, entry.manifest_cid) in pinned_results))
+        entries.append(EntryRoots(entry, tuple(cids), (memo_key, entry.manifest_cid) in pinned_results))
     pinned = {}
     for exec_id in snap.pins:
         pin = snap.records.get(exec_id)
         if pin is not None:
-            pinned[exec_id] = frozenset(pin.blobs()) | refs(pin.action_cid)
-    return Closure(entries, pinned, {e.entry.execution_id for e in entries})
-
-
-def age_s(st: os.stat_result, now: float) -> float:
-    """Seconds since a blob was written or last freshened (its mtime)."""
-    return now - st.st_mtime
+            pinned[exec_id] = frozenset(pin.cids) | refs(pin.action_cid)
+    return Closure(entries, pinned)

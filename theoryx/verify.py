@@ -33,13 +33,11 @@ import lmdb
 
 from cas import CasError, Store, cid_of_bytes, is_cid
 
-from .action_cache import ActionResult
-from .db import Database, unpack
-from .executions import ExecutionRecord
+from .db import Database
 from .gc import ProgressFn, Tally
 from .gclock import GcLock
 from .leasewatch import stale_leases
-from .liveness import RefReader, Snapshot, closure, read_small, snapshot
+from .liveness import EntryRef, RecordRef, RefReader, Snapshot, closure, read_small, snapshot
 from .stores import Stores
 
 SMALL = 1 << 20
@@ -82,6 +80,7 @@ class VerifyReport:
     removed_entries: int = 0
     reinstated: int = 0
     seconds: float = 0.0
+    hash_seconds: float = 0.0
 
     @property
     def clean(self) -> bool:
@@ -93,6 +92,7 @@ class VerifyReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "clean": self.clean, "repair": self.repair, "seconds": round(self.seconds, 3),
+            "hash_seconds": round(self.hash_seconds, 3),
             "checked": self.checked.to_dict(),
             "corrupt": [p.to_dict() for p in self.corrupt],
             "missing": [p.to_dict() for p in self.missing],
@@ -131,9 +131,9 @@ class _Verifier:
         report.withdrawn = sum(1 for _ in self.cas.withdrawn())
         snap = snapshot(self.db)
         live = closure(snap, RefReader(self.cas)).cids()
-        present, corrupt = self.rehash(live)
-        needs = self.needs(snap, corrupt)
-        self.judge(snap, needs, present, corrupt)
+        absent, corrupt = self.rehash(live)
+        self.judge(self.needs(snap, corrupt), live, absent, corrupt)
+        del live, absent
         self.orphans(snap)
         if report.repair:
             self.fix(snap, corrupt)
@@ -143,9 +143,10 @@ class _Verifier:
     # -- blobs -----------------------------------------------------------------------------
 
     def rehash(self, live: set[str]) -> tuple[set[str], dict[str, int]]:
-        """Hash every blob, one shard per task on a thread pool; returns the live cids present
-        and the corrupt ones (cid -> size)."""
-        report, present, corrupt = self.report, set(), {}
+        """Hash every blob, one shard per task on a thread pool; returns the live cids the store
+        lacks and the corrupt blobs (cid -> size)."""
+        report, absent, corrupt = self.report, set(live), {}
+        started = time.monotonic()
         shards = self.cas.shards()
         total = _count_blobs(self.cas, shards) if self.counting else None
         done = 0
@@ -154,7 +155,7 @@ class _Verifier:
                 for cid, size, intact in checked:
                     report.checked.add(size)
                     if cid in live:
-                        present.add(cid)
+                        absent.discard(cid)
                     else:
                         report.orphaned.add(size)
                     if not intact:
@@ -162,46 +163,45 @@ class _Verifier:
                 done += len(checked)
                 self.progress("verify", done, total)
         report.corrupt = [Problem(cid, "corrupt", size) for cid, size in sorted(corrupt.items())]
-        return present, corrupt
+        report.hash_seconds = time.monotonic() - started
+        return absent, corrupt
 
     # -- references ------------------------------------------------------------------------
 
-    def needs(self, snap: Snapshot, corrupt: dict[str, int]) -> dict[str, dict[str, set[str]]]:
-        """``{"entry:<memo>"|"pin:<id>": {cid: {who needs it}}}``: what each root requires."""
+    def needs(self, snap: Snapshot, corrupt: dict[str, int]) -> Iterator[tuple[str, dict[str, set[str]]]]:
+        """``("entry:<memo>"|"pin:<id>", {cid: {who needs it}})`` for each root, one at a time."""
         groups = snap.results()
-        needs: dict[str, dict[str, set[str]]] = {}
         for memo_key, entry in snap.entries.items():
             need: dict[str, set[str]] = {}
-            _want(need, entry.blobs(), f"cache entry {memo_key}")
+            _want(need, entry.cids, f"cache entry {memo_key}")
             for rec in groups.get(entry.execution_id, ()):
                 self.want_record(need, rec, corrupt)
-            needs[f"entry:{memo_key}"] = need
+            yield f"entry:{memo_key}", need
         for exec_id in sorted(snap.pins):
             pinned = snap.records.get(exec_id)
             if pinned is not None:
                 need = {}
                 self.want_record(need, pinned, corrupt)
-                needs[f"pin:{exec_id}"] = need
-        return needs
+                yield f"pin:{exec_id}", need
 
-    def want_record(self, need: dict[str, set[str]], rec: ExecutionRecord, corrupt: dict[str, int]) -> None:
+    def want_record(self, need: dict[str, set[str]], rec: RecordRef, corrupt: dict[str, int]) -> None:
         who = f"execution {rec.execution_id}"
-        _want(need, rec.blobs(), who)
+        _want(need, rec.cids, who)
         if rec.receipt_cid and rec.receipt_cid not in corrupt:
             _want(need, _receipt_refs(self.cas, rec.receipt_cid), f"receipt of {who}")
 
-    def judge(self, snap: Snapshot, needs: dict[str, dict[str, set[str]]], present: set[str],
+    def judge(self, needs: Iterable[tuple[str, dict[str, set[str]]]], live: set[str], absent: set[str],
               corrupt: dict[str, int]) -> None:
         report = self.report
         missing: dict[str, set[str]] = {}
         by_cid = {p.cid: p for p in report.corrupt}
-        for root, need in needs.items():
+        for root, need in needs:
             broken = False
             for cid, who in need.items():
                 if cid in corrupt:
                     by_cid[cid].needed_by.extend(w for w in who if w not in by_cid[cid].needed_by)
                     broken = True
-                elif cid not in present and not self.cas.exists(cid):
+                elif cid in absent or (cid not in live and not self.cas.exists(cid)):
                     missing.setdefault(cid, set()).update(who)
                     broken = True
             if broken:
@@ -219,10 +219,9 @@ class _Verifier:
         report.orphaned_paths = sum(1 for v in _values(self.db, "paths") if v.get("execution_id") not in snap.records)
         producers = {e.execution_id for e in snap.entries.values()}
         for rec in snap.records.values():
-            producer = rec.source_execution if rec.cache == "hit" else rec.execution_id
-            if rec.execution_id in snap.pins or producer in producers:
+            if rec.execution_id in snap.pins or rec.producer in producers:
                 continue
-            if any(not self.cas.exists(c) for c in rec.blobs()):
+            if any(not self.cas.exists(c) for c in rec.cids):
                 report.pruned_executions += 1
 
     # -- repair ----------------------------------------------------------------------------
@@ -255,11 +254,11 @@ def _receipt_refs(cas: Store, cid: str) -> list[str]:
     return [c for c in found if is_cid(c)]
 
 
-def _delete_unchanged(db: Database, txn: lmdb.Transaction, entries: list[ActionResult]) -> int:
+def _delete_unchanged(db: Database, txn: lmdb.Transaction, entries: list[EntryRef]) -> int:
     removed = 0
     for entry in entries:
         raw = txn.get(entry.memo_key.encode(), db=db.dbs["ac"])
-        if raw is not None and ActionResult.from_dict(unpack(bytes(raw))) == entry:
+        if raw is not None and bytes(raw) == entry.raw:
             removed += bool(txn.delete(entry.memo_key.encode(), db=db.dbs["ac"]))
         elif raw is None:
             removed += 1  # already gone: nothing names the broken blobs any more

@@ -36,7 +36,8 @@ def test_max_age_drops_unused_entries_and_records_first_but_keeps_pins(home: Pat
     assert body["executions"] == {"before": 3, "dropped": 1}
     assert action_cache.get(db, old.memo_key) is None
     assert db.get("executions", old.execution_id) is None
-    assert db.get("paths", old.outputs[0].path) is None or db.get("paths", old.outputs[0].path)["execution_id"] != old.execution_id
+    held = db.get("paths", old.outputs[0].path)
+    assert held is None or held["execution_id"] != old.execution_id
     present = set(blob_files(home))
     assert live_cids(recent) <= present and live_cids(pinned) <= present
     assert not {old.record.receipt_cid, old.record.action_cid} & present

@@ -24,7 +24,8 @@ from .state import State
 T = TypeVar("T")
 ProgressFn = Callable[[str, int, "int | None"], None]
 
-_LABELS = {"scan": "scanning blobs", "sweep": "withdrawing", "purge": "deleting", "verify": "rehashing blobs"}
+_LABELS = {"size": "measuring the store", "sweep": "sweeping blobs", "purge": "deleting",
+           "verify": "rehashing blobs"}
 
 
 @contextmanager
@@ -141,8 +142,9 @@ def verify(state: State, repair: bool, workers: int | None, as_json: bool) -> No
 
 
 def _print_verify(report: Any) -> None:
-    rate = report.checked.bytes / report.seconds / 2**20 if report.seconds else 0.0
-    click.echo(f"verify: rehashed {_blobs(report.checked)} in {report.seconds:.1f} s ({rate:.0f} MiB/s)")
+    rate = report.checked.bytes / report.hash_seconds / 2**20 if report.hash_seconds else 0.0
+    click.echo(f"verify: rehashed {_blobs(report.checked)} in {report.hash_seconds:.1f} s ({rate:.0f} MiB/s); "
+               f"{report.seconds:.1f} s in all")
     for p in report.corrupt + report.missing:
         size = f" ({human_bytes(p.size)})" if p.size is not None else ""
         needed = f"; needed by {', '.join(sorted(p.needed_by))}" if p.needed_by else "; needed by nothing"
