@@ -300,6 +300,9 @@ class Store:
             if exc.errno != errno.EXDEV:
                 raise
             return self._copy_then_unlink(path)
+        # A moved-in file keeps its writer's mtime, possibly old (cp -p, tar): refresh it so the
+        # gc grace period protects the new blob as it protects any fresh write.
+        os.utime(temp)
         try:
             blob = self._adopt(temp)
         except BaseException:

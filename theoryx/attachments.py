@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cas import Store, hash_file
+from cas import BlobNotFound, Store, hash_file
 
 from .errors import AttachmentError, AttachmentNotFound
 
@@ -72,10 +72,10 @@ def store(options: dict[str, Path], cas: Store,
         blob = hash_file(path)
         if protect is not None:
             protect(blob.cid)
-        if not cas.exists(blob.cid):
+        try:
+            cas.touch(blob.cid)  # refresh, like git, so gc's grace period protects it
+        except BlobNotFound:  # absent, or withdrawn by a concurrent gc a moment ago: store it
             blob = cas.put_file(path)
-        else:
-            cas.touch(blob.cid)
         out[name] = Attachment(name, filename, blob.cid, blob.size, guess_mime(filename))
     return out
 

@@ -222,9 +222,9 @@ class _Run:
         self.validate(spec, inputs)
         adapter = adapters.get(req.adapter, stores=stores, build=req.build)
         secrets = self.secrets(spec)
+        lease.add([action.memo_key, prep.context.cid])  # leased before they are written: gc roots
         action_blob = stores.cas.put_bytes(action.data)
         stores.cas.put_bytes(prep.context.data)
-        lease.add([action_blob.cid])
         self.record = self.record.with_(cache="miss", action_cid=action_blob.cid)
         self.admit(spec, inputs, adapter, lease)
         ws = Workspace(stores.home.work / self.execution_id)

@@ -19,8 +19,17 @@ class Lease:
 
     def __init__(self, directory: Path, owner: str) -> None:
         self.path = directory / f"{owner}.lease"
-        self._fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        # Locked under a private name, then renamed: a lease file is never visible unheld.
+        temp = directory / f".{owner}.{os.getpid()}.tmp"
+        self._fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            os.link(temp, self.path)  # fails if the name exists, like O_EXCL
+        except BaseException:
+            os.close(self._fd)
+            raise
+        finally:
+            temp.unlink(missing_ok=True)
 
     def add(self, cids: Iterable[str]) -> None:
         data = "".join(f"{c}\n" for c in cids)
