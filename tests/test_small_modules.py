@@ -57,3 +57,15 @@ def test_public_surface() -> None:
 
     assert sorted(theoryx.__all__) == ["RunResult", "TheoryxError", "__version__", "run"]
     assert callable(theoryx.run)
+
+
+def test_every_lazy_command_resolves_to_a_command_of_that_name() -> None:
+    import click
+
+    from theoryx.cli import LAZY, cli
+
+    ctx = click.Context(cli)
+    for name in LAZY:
+        command = cli.get_command(ctx, name)
+        assert command is not None and command.name == name, name
+    assert cli.list_commands(ctx) == sorted(LAZY)

@@ -181,7 +181,7 @@ _FROM = re.compile(r"^FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?\s*$",
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
-def _instructions(text: str) -> Iterator[str]:
+def dockerfile_instructions(text: str) -> Iterator[str]:
     """Dockerfile instructions with continuation lines joined and comments dropped."""
     current = ""
     for raw in text.splitlines():
@@ -204,7 +204,7 @@ def base_images(dockerfile_text: str, args: dict[str, str]) -> list[str]:
     stages: set[str] = set()
     bases: list[str] = []
     seen_from = False
-    for ins in _instructions(dockerfile_text):
+    for ins in dockerfile_instructions(dockerfile_text):
         if (m := _ARG.match(ins)) and not seen_from:
             default = (m.group(2) or "").strip().strip("\"'")
             scope[m.group(1)] = args.get(m.group(1), default)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..errors import UsageError
 from ..spec import ProcessorSpec
 
 CONTAINER_INPUTS_DIR = "/artifacts/inputs"
@@ -137,3 +138,19 @@ class Adapter(Protocol):
     def execute(self, request: ExecRequest) -> Outcome:
         """Run the processor; raise theoryx errors only for infrastructure failures."""
         ...
+
+
+def check_options(adapter: str, raw: Mapping[str, Any], allowed: set[str]) -> None:
+    """:class:`UsageError` naming unknown adapter options (they are a user's typo, not a no-op)."""
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise UsageError(f"unknown {adapter} adapter option(s): {', '.join(unknown)} "
+                         f"(allowed: {', '.join(sorted(allowed))})")
+
+
+def timeout_option(adapter: str, spec: ProcessorSpec, raw: Mapping[str, Any]) -> float:
+    """The ``timeout`` option (seconds), defaulting to ``runtime.timeout``."""
+    timeout = raw.get("timeout", spec.runtime.timeout)
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0:
+        raise UsageError(f"{adapter} adapter option 'timeout' must be a positive number of seconds")
+    return float(timeout)

@@ -49,7 +49,15 @@ from ..home import Home, default_home
 from ..logs import Scrubber
 from ..spec import ProcessorSpec
 from ..stores import Stores
-from .base import CONTAINER_INPUTS_DIR, CONTAINER_INPUTS_JSON, CONTAINER_RESULT_DIR, ExecRequest, Outcome
+from .base import (
+    CONTAINER_INPUTS_DIR,
+    CONTAINER_INPUTS_JSON,
+    CONTAINER_RESULT_DIR,
+    ExecRequest,
+    Outcome,
+    check_options,
+    timeout_option,
+)
 
 CONTAINER_UID = 10001
 LABEL_MANAGED = "theoryx.managed"
@@ -75,13 +83,8 @@ class Options:
     @classmethod
     def parse(cls, spec: ProcessorSpec, raw: Mapping[str, Any]) -> Options:
         """:class:`UsageError` for unknown keys or bad values."""
-        unknown = sorted(set(raw) - _OPTIONS)
-        if unknown:
-            raise UsageError(f"unknown local adapter option(s): {', '.join(unknown)} "
-                             f"(allowed: {', '.join(sorted(_OPTIONS))})")
-        timeout = raw.get("timeout", spec.runtime.timeout)
-        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0:
-            raise UsageError("local adapter option 'timeout' must be a positive number of seconds")
+        check_options("local", raw, _OPTIONS)
+        timeout = timeout_option("local", spec, raw)
         network = raw.get("network", "bridge" if spec.runtime.network else "none")
         if network not in NETWORKS:
             raise UsageError(f"local adapter option 'network' must be one of: {', '.join(NETWORKS)}")

@@ -62,7 +62,7 @@ from ..logs import Scrubber, scrub
 from ..modal_boundary import Boundary, Call, ImageRecipe
 from ..spec import ProcessorSpec
 from ..stores import Stores
-from .base import CONTAINER_INPUTS_DIR, ExecRequest, Outcome, Workspace
+from .base import CONTAINER_INPUTS_DIR, ExecRequest, Outcome, Workspace, check_options, timeout_option
 
 _OPTIONS = {"timeout"}
 TIMEOUT_MARGIN_S = 120        # materialising inputs and collecting outputs, on top of the processor's
@@ -94,14 +94,8 @@ class Options:
     @classmethod
     def parse(cls, spec: ProcessorSpec, raw: Mapping[str, Any]) -> Options:
         """:class:`UsageError` for unknown keys or bad values."""
-        unknown = sorted(set(raw) - _OPTIONS)
-        if unknown:
-            raise UsageError(f"unknown modal adapter option(s): {', '.join(unknown)} "
-                             f"(allowed: {', '.join(sorted(_OPTIONS))})")
-        timeout = raw.get("timeout", spec.runtime.timeout)
-        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0:
-            raise UsageError("modal adapter option 'timeout' must be a positive number of seconds")
-        return cls(float(timeout))
+        check_options("modal", raw, _OPTIONS)
+        return cls(timeout_option("modal", spec, raw))
 
 
 # -- the image ---------------------------------------------------------------------------------
@@ -178,19 +172,13 @@ def image_recipe(spec: ProcessorSpec, staging: Path, vendor_root: Path, force: b
 
 
 def _instructions(text: str) -> list[tuple[str, str]]:
-    """``(KEYWORD, arguments)`` of a Dockerfile, continuation lines joined, comments dropped."""
-    out: list[tuple[str, str]] = []
-    current = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not current and (not line or line.startswith("#")):
-            continue
-        if line.endswith("\\"):
-            current += line[:-1] + " "
-            continue
-        keyword, _, rest = (current + line).strip().partition(" ")
+    """``(KEYWORD, arguments)`` of a Dockerfile (one parser: :func:`images.dockerfile_instructions`)."""
+    from ..images import dockerfile_instructions
+
+    out = []
+    for ins in dockerfile_instructions(text):
+        keyword, _, rest = ins.partition(" ")
         out.append((keyword.upper(), rest.strip()))
-        current = ""
     return out
 
 
