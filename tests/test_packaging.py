@@ -13,7 +13,7 @@ from theoryx_testing import REPO
 
 @pytest.mark.slow
 def test_wheel_ships_the_registry_and_entry_point(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
                     "-w", str(tmp_path), str(REPO)], check=True, capture_output=True, timeout=300)
     wheel = next(tmp_path.glob("theoryx-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
