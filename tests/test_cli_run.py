@@ -210,3 +210,10 @@ def test_failed_execution_is_not_cached(cli: Cli) -> None:
     good = cli.run_json(*hello_args())
     assert good["cache"] == "miss"
     assert good["memo_key"] == json.loads(cli("show", "--json", bad["execution_id"]).stdout)["memo_key"]
+
+
+def test_human_output_names_the_plan_charge_and_savings(cli: Cli) -> None:
+    first = cli("run", *hello_args("--plan", "p", "--adapter-opts-json", '{"cost_usd": 0.25}'))
+    assert "Plan: p (charged $0.250000, saved $0.000000)" in first.stdout
+    again = cli("run", *hello_args("--plan", "p"))
+    assert "Plan: p (charged $0.000000, saved $0.250000)" in again.stdout

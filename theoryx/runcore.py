@@ -115,6 +115,12 @@ def render(result: RunResult, stores: Stores, as_json: bool) -> str:
     else:
         lines.append(f"Cache: miss (executed on {result.adapter} in {result.duration_ms} ms)")
     lines.append(f"Execution: {result.execution_id}")
+    rec = result.record
+    if rec.plan is not None:
+        from .money import dollars
+
+        lines.append(f"Plan: {rec.plan} (charged {dollars(rec.cost_micros if rec.cache != 'hit' else 0)}, "
+                     f"saved {dollars(rec.saved_micros)})")
     lines.append("Outputs:")
     for o in result.outputs:
         text = None

@@ -6,6 +6,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..money import dollars
+
+__all__ = ["atomic_write", "dollars"]
+
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same directory and a rename."""
@@ -18,10 +22,3 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def dollars(micros: int) -> str:
-    """Integer micro-USD shown as dollars."""
-    sign = "-" if micros < 0 else ""
-    micros = abs(micros)
-    return f"{sign}${micros // 1_000_000}.{micros % 1_000_000:06d}"
