@@ -203,3 +203,28 @@ def test_a_symlinked_result_file_is_never_followed(home: Path, tmp_path: Path) -
     ws.result.unlink()
     ws.result.write_text('{"cost_usd": 0.5}')
     assert run_.read_result(ws) == {"cost_usd": 0.5}
+
+
+def test_an_attachment_withdrawn_by_gc_mid_run_is_reinstated(home: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from cas import Store
+
+    f = tmp_path / "a.txt"
+    f.write_text("payload")
+    inputs = {"messages": [{"role": "user", "content": {"$attach": "a"}}]}
+    original = Store.link_to
+    withdrawn: list[str] = []
+
+    def link_after_withdraw(self: Store, cid: str, dest: Path) -> None:
+        if not withdrawn:  # a concurrent gc withdraws the blob just before it is materialised
+            assert self.withdraw(cid)
+            withdrawn.append(cid)
+        original(self, cid, dest)
+
+    monkeypatch.setattr(Store, "link_to", link_after_withdraw)
+    result = run(home, inputs, attachments={"a": f}, no_cache=True)
+    from theoryx.stores import open_stores
+
+    cas = open_stores(home).cas
+    assert withdrawn and cas.exists(withdrawn[0]) and list(cas.withdrawn()) == []
+    assert result.cache == "miss"

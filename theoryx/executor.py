@@ -14,8 +14,11 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from cas import BlobNotFound
 
 from . import action_cache, adapters, attachments, executions, receipts, syncpoints, writeprefix
 from .action import Action, build
@@ -28,6 +31,7 @@ from .errors import (
     OutOfMemory,
     ProcessorFailed,
     SecretsMissing,
+    StoreError,
     TheoryxError,
 )
 from .executions import ExecutionRecord
@@ -43,6 +47,7 @@ if TYPE_CHECKING:
     from .pricing import Rates
 
 StreamFn = Callable[[str, bytes], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -195,7 +200,8 @@ class _Run:
     def hit(self, result: ActionResult) -> RunResult:
         """Step 5, a validated hit: cost 0, saved = the producer's cost."""
         if self.req.stream is not None and result.stdout_cid:
-            self.req.stream("stdout", self.stores.cas.read(result.stdout_cid))
+            cid = result.stdout_cid
+            self.req.stream("stdout", _leased(self.stores, cid, lambda: self.stores.cas.read(cid)))
         rec = self.record.with_(
             cache="hit", action_cid=result.action_cid, outputs=result.outputs,
             manifest_cid=result.manifest_cid, stdout_cid=result.stdout_cid,
@@ -353,7 +359,7 @@ class _Run:
         for att in stored:
             dest = ws.inputs / att.cid / att.filename
             dest.parent.mkdir(exist_ok=True)
-            self.stores.cas.link_to(att.cid, dest)
+            _leased(self.stores, att.cid, partial(self.stores.cas.link_to, att.cid, dest))
         ws.inputs_json.write_text(json.dumps(inputs, sort_keys=True))
 
     def read_result(self, ws: Workspace) -> dict[str, Any]:
@@ -390,6 +396,18 @@ class _Run:
                 f"({spec.runtime.memory} MiB){suffix}"
             )
         raise ProcessorFailed(f"processor {spec.ref} failed with exit code {outcome.exit_code}{suffix}")
+
+
+def _leased(stores: Stores, cid: str, use: Callable[[], T]) -> T:
+    """Run ``use`` on a blob this run has leased. If a concurrent gc withdrew it between its
+    last lease read and its rename, put it back now — gc's own recovery would, because the lease
+    names it — and try once more."""
+    try:
+        return use()
+    except BlobNotFound:
+        if not stores.cas.reinstate(cid):
+            raise StoreError(f"blob {cid} vanished from the store during the run (see `theoryx verify`)") from None
+        return use()
 
 
 def _note(text: str) -> None:
