@@ -1,8 +1,7 @@
 """Fixtures for tests against the real Docker engine.
 
-Tests marked ``docker`` skip when no engine answers, and fail instead when
-``THEORYX_REQUIRE_DOCKER=1``. The offline base image is built once if missing
-(``scripts/base-image.sh``, ~1 min). Test processors live in a session registry built from
+The engine, base-image and leftover-container fixtures are in tests/conftest.py (they serve
+every folder's ``docker`` tests). Test processors live in a session registry built from
 ``processors/`` here: one probe image whose behaviour is chosen by ``inputs["mode"]``, under
 several specs (limits, secrets, GPU, a pinned image). After every docker test, no container
 owned by this process (or a CLI it spawned) may be left.
@@ -10,16 +9,10 @@ owned by this process (or a CLI it spawned) may be left.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from docker_testing import owned_containers
-from theoryx_testing import REPO
 
 HERE = Path(__file__).resolve().parent
 BASE_IMAGE = "theoryx/python-base:bookworm"
@@ -48,53 +41,6 @@ image:
 inputs: {{type: object}}
 outputs: []
 """
-
-
-def require_docker() -> bool:
-    return os.environ.get("THEORYX_REQUIRE_DOCKER") == "1"
-
-
-@pytest.fixture(scope="session")
-def docker_client() -> Any:
-    """A connected SDK client, or skip (fail under THEORYX_REQUIRE_DOCKER=1)."""
-    from theoryx import docker_client
-    from theoryx.errors import DockerUnavailable
-
-    try:
-        return docker_client.connect(timeout=5)
-    except DockerUnavailable as exc:
-        if require_docker():
-            pytest.fail(f"THEORYX_REQUIRE_DOCKER=1 but no Docker engine: {exc.message}")
-        pytest.skip(f"no Docker engine: {exc.message}")
-
-
-@pytest.fixture(scope="session")
-def base_image(docker_client: Any) -> str:
-    """The configured base image, built by scripts/base-image.sh when missing."""
-    from theoryx.docker_client import find_image
-
-    name = os.environ.get("THEORYX_BASE_IMAGE", BASE_IMAGE)
-    if find_image(docker_client, name) is None:
-        proc = subprocess.run(["bash", str(REPO / "scripts" / "base-image.sh")], capture_output=True,
-                              text=True, env={**os.environ, "THEORYX_BASE_IMAGE": name}, timeout=900)
-        if proc.returncode != 0 or find_image(docker_client, name) is None:
-            pytest.fail(f"could not build the base image {name}:\n{proc.stderr[-3000:]}")
-    return name
-
-
-@pytest.fixture(autouse=True)
-def _docker_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """For docker tests: an engine, the base image configured, and no leftovers afterwards."""
-    if request.node.get_closest_marker("docker") is None:
-        yield
-        return
-    client = request.getfixturevalue("docker_client")
-    monkeypatch.setenv("THEORYX_BASE_IMAGE", request.getfixturevalue("base_image"))
-    yield
-    left = owned_containers(client)
-    for c in left:
-        client.api.remove_container(c["Id"], force=True)
-    assert not left, f"containers left behind: {[c['Names'] for c in left]}"
 
 
 @pytest.fixture(scope="session")

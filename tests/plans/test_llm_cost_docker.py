@@ -27,7 +27,7 @@ def fake() -> Iterator[FakeOpenAI]:
 
 
 def test_litellm_cost_in_docker_is_charged_to_the_plan(
-    home: Path, fake: FakeOpenAI, docker_base_image: str, monkeypatch: pytest.MonkeyPatch
+    home: Path, fake: FakeOpenAI, base_image: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-" + os.urandom(6).hex())
     inputs = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Capital of France?"}],

@@ -2,8 +2,8 @@
 ``local`` adapter runs them (read-only root, tmpfs /tmp, non-root, no capabilities, no network,
 HOME unwritable), with the contract's container paths.
 
-Skips without a Docker engine or base image unless ``THEORYX_REQUIRE_DOCKER=1``. The base image
-is ``$THEORYX_BASE_IMAGE`` (default ``theoryx/python-base:bookworm``, scripts/base-image.sh).
+Marked ``docker``: tests/conftest.py provides the engine (skip, or fail under
+``THEORYX_REQUIRE_DOCKER=1``) and the base image (``$THEORYX_BASE_IMAGE``, built when missing).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -32,29 +31,8 @@ SANDBOX = ["--rm", "--read-only", "--tmpfs", "/tmp:rw,size=64m,mode=1777", "--us
 pytestmark = pytest.mark.docker
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("THEORYX_REQUIRE_DOCKER") == "1":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
 def _docker(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def base_image() -> str:
-    if shutil.which("docker") is None:
-        _unavailable("no docker CLI")
-    try:
-        if _docker("info", "--format", "{{.ServerVersion}}", timeout=20).returncode != 0:
-            _unavailable("Docker engine not answering (scripts/docker-up.sh)")
-    except subprocess.TimeoutExpired:
-        _unavailable("Docker engine not answering (scripts/docker-up.sh)")
-    base = os.environ.get("THEORYX_BASE_IMAGE", "theoryx/python-base:bookworm")
-    if _docker("image", "inspect", base).returncode != 0:
-        _unavailable(f"base image {base} missing (scripts/base-image.sh)")
-    return base
 
 
 @pytest.fixture
