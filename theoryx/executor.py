@@ -24,6 +24,7 @@ from . import action_cache, adapters, attachments, executions, receipts, syncpoi
 from .action import Action, build
 from .action_cache import ActionResult, OutputEntry
 from .canonical import CanonicalizationError
+from .charging import Charging
 from .context import ContextManifest, env_identity, image_identity
 from .errors import (
     ExecutionTimeout,
@@ -43,8 +44,7 @@ from .spec import ProcessorSpec
 from .stores import Stores
 
 if TYPE_CHECKING:
-    from .adapters.base import Adapter, Outcome, Workspace
-    from .pricing import Rates
+    from .adapters.base import Outcome, Workspace
 
 StreamFn = Callable[[str, bytes], None]
 T = TypeVar("T")
@@ -146,9 +146,7 @@ class _Run:
         self.record_paths = True
         self.outcome: Outcome | None = None       # set once the adapter has run
         self.result: dict[str, Any] = {}          # the processor's THEORYX_RESULT
-        self.reserved = False                     # a plan reservation awaits settlement
-        self.estimate_micros = 0
-        self._rates: Rates | None = None
+        self.charging = Charging(stores, req.plan, self.execution_id, req.adapter_options)
         self.record = ExecutionRecord(
             execution_id=self.execution_id, ref=req.ref, adapter=req.adapter, status="error",
             plan=req.plan, seed=req.seed, started_ms=self.started_ms,
@@ -208,12 +206,7 @@ class _Run:
             stderr_cid=result.stderr_cid, exit_code=result.exit_code, usage=result.usage,
             saved_micros=result.cost_micros, source_execution=result.execution_id,
         )
-        if self.req.plan is not None:
-            from . import plans  # only with a plan: the hit path stays lean
-
-            _, created = plans.record_hit(self.stores.db, self.req.plan, self.execution_id,
-                                          result.cost_micros, result.execution_id)
-            self.note_created(created)
+        self.charging.hit(result.cost_micros, result.execution_id)
         touched = result.used_at(_now_ms())
         return self.finish(rec, extra={"ac": ("ac", result.memo_key, touched.to_dict())})
 
@@ -232,7 +225,7 @@ class _Run:
         action_blob = stores.cas.put_bytes(action.data)
         stores.cas.put_bytes(prep.context.data)
         self.record = self.record.with_(cache="miss", action_cid=action_blob.cid)
-        self.admit(spec, inputs, adapter, lease)
+        self.charging.admit(spec, inputs, adapter, lease.path.absolute())
         ws = Workspace(stores.home.work / self.execution_id)
         try:
             self.materialise(ws, stored, inputs)
@@ -253,11 +246,14 @@ class _Run:
             lease.add([manifest.cid, *(o.cid for o in manifest.outputs)])
             syncpoints.point("after_ingest")
         except BaseException:
-            self.settle_after_failure(spec, inputs, adapter)
+            cost = self.charging.settle_after_failure(spec, inputs, adapter, self.outcome, self.result)
+            if cost is not None:
+                self.record = self.record.with_(cost_micros=cost)
             raise
         finally:
             _remove_tree(ws.root)
-        self.settle(spec, inputs, adapter, status="success")
+        cost = self.charging.settle(spec, inputs, adapter, outcome, result, status="success")
+        self.record = self.record.with_(cost_micros=cost)
         rec = self.record.with_(outputs=manifest.outputs, manifest_cid=manifest.cid)
         now = _now_ms()
         ac = ActionResult(
@@ -268,69 +264,6 @@ class _Run:
             created_ms=now, last_used_ms=now, input_cids=rec.input_cids,
         )
         return self.finish(rec, extra={"ac": ("ac", action.memo_key, ac.to_dict())} if cache_write else None)
-
-    def rates(self) -> Rates:
-        if self._rates is None:
-            from .pricing import load_rates
-
-            self._rates = load_rates(self.stores.home.root)
-        return self._rates
-
-    def note_created(self, created: bool) -> None:
-        if created:
-            _note(f"plan {self.req.plan!r} did not exist; created it without a limit (tracking only)")
-
-    def admit(self, spec: ProcessorSpec, inputs: Any, adapter: Adapter, lease: Lease) -> None:
-        """Step 7: reserve the worst-case cost on the plan, in one write transaction
-        (:func:`plans.reserve`); raises ``BudgetExceeded``/``PriceUnknown`` before anything runs."""
-        rates = self.rates()  # a malformed rates override fails every miss before it runs
-        if self.req.plan is None:
-            return
-        from . import costs, plans
-
-        est = costs.estimate(spec, inputs, bills_compute=adapter.bills_compute, rates=rates,
-                             timeout=costs.timeout_of(spec, self.req.adapter_options),
-                             margin_s=int(getattr(adapter, "billing_margin_s", 0)))
-        plan, created = plans.reserve(
-            self.stores.db, self.req.plan, self.execution_id, est.micros, lease=lease.path.absolute(),
-            parts=est.parts, unknown=est.unknown, ref=self.req.ref,
-        )
-        self.reserved, self.estimate_micros = True, est.micros
-        self.note_created(created)
-        for why in est.unknown:   # admitted with unknown parts: the plan has no limit
-            _note(f"plan {plan.key!r} tracks only; this part of the cost estimates as $0: {why}")
-
-    def settle(self, spec: ProcessorSpec, inputs: Any, adapter: Adapter, *, status: str) -> None:
-        """Step 12 (and after a failure): the actual cost goes on the record and, when a
-        reservation is open, is charged to the plan (idempotent per execution id)."""
-        from . import costs
-
-        outcome = self.outcome
-        cost = costs.actual(spec, inputs, self.result, None if outcome is None else outcome.duration_ms,
-                            bills_compute=adapter.bills_compute, rates=self.rates(),
-                            compute_seconds=None if outcome is None else outcome.meta.get("compute_seconds"))
-        self.record = self.record.with_(cost_micros=cost.micros)
-        if not self.reserved:
-            return
-        from . import plans
-        from .money import dollars
-
-        plans.settle(self.stores.db, self.execution_id, cost.micros, status=status)
-        self.reserved = False
-        for why in cost.notes:
-            _note(f"plan {self.req.plan!r}: {why}")
-        if cost.micros > self.estimate_micros:
-            _note(f"execution {self.execution_id} cost {dollars(cost.micros)}, more than its worst-case "
-                  f"estimate {dollars(self.estimate_micros)}; plan {self.req.plan!r} was charged what it "
-                  f"cost (does the spec of {spec.ref} declare its cost?)")
-
-    def settle_after_failure(self, spec: ProcessorSpec, inputs: Any, adapter: Adapter) -> None:
-        """Settle what a failed execution cost; if that fails too, the reservation stays open
-        (fail closed) for ``theoryx plan reconcile`` and the original error is what surfaces."""
-        try:
-            self.settle(spec, inputs, adapter, status="error")
-        except Exception as exc:
-            _note(f"could not settle plan {self.req.plan!r} for execution {self.execution_id}: {exc}")
 
     def validate(self, spec: ProcessorSpec, inputs: Any) -> None:
         """Step 6: inputs against the spec's JSON Schema; the first violation's JSON pointer."""
@@ -408,11 +341,6 @@ def _leased(stores: Stores, cid: str, use: Callable[[], T]) -> T:
         if not stores.cas.reinstate(cid):
             raise StoreError(f"blob {cid} vanished from the store during the run (see `theoryx verify`)") from None
         return use()
-
-
-def _note(text: str) -> None:
-    """A note for the user on stderr (stdout may carry exactly one JSON object)."""
-    print(f"Note: {text}", file=sys.stderr)
 
 
 def _remove_tree(path: Path) -> None:
