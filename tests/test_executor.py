@@ -228,20 +228,3 @@ def test_an_attachment_withdrawn_by_gc_mid_run_is_reinstated(home: Path, tmp_pat
     cas = open_stores(home).cas
     assert withdrawn and cas.exists(withdrawn[0]) and list(cas.withdrawn()) == []
     assert result.cache == "miss"
-
-
-def test_a_hit_does_not_bring_back_an_entry_evicted_meanwhile(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from theoryx import action_cache, executor
-    from theoryx.stores import open_stores
-
-    first = run(home)
-    db = open_stores(home).db
-    original = executor._Run.finish
-
-    def evict_then_finish(self: Any, rec: Any, cache: Any = None, refresh: bool = False) -> Any:
-        action_cache.delete(db, first.memo_key)  # a concurrent gc evicts the entry after the lookup
-        return original(self, rec, cache, refresh)
-
-    monkeypatch.setattr(executor._Run, "finish", evict_then_finish)
-    assert run(home).cache == "hit"
-    assert action_cache.get(db, first.memo_key) is None

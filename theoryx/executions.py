@@ -72,12 +72,11 @@ class ExecutionRecord:
         return cids
 
 
-def record(db: Database, rec: ExecutionRecord, *, cache: tuple[str, dict[str, Any]] | None = None,
-           refresh: bool = False, paths: bool = True) -> None:
+def record(db: Database, rec: ExecutionRecord, *, extra: dict[str, tuple[str, str, Any]] | None = None,
+           paths: bool = True) -> None:
     """Store ``rec`` and (with ``paths``) point the world paths of its outputs at it, in one
-    transaction. ``cache`` = ``(memo key, action result)`` is written in the same transaction;
-    with ``refresh`` only if the entry still exists, so that a hit refreshing its entry's last use
-    never brings back an entry a concurrent gc has just evicted."""
+    transaction. ``extra`` maps a key to ``(database, key, value)`` writes made in the same
+    transaction."""
 
     def fn(txn: Any) -> None:
         txn.put(rec.execution_id.encode(), pack(rec.to_dict()), db=db.dbs["executions"])
@@ -85,10 +84,8 @@ def record(db: Database, rec: ExecutionRecord, *, cache: tuple[str, dict[str, An
             for o in rec.outputs:
                 value = {"cid": o.cid, "size": o.size, "mime": o.mime, "execution_id": rec.execution_id}
                 txn.put(o.path.encode(), pack(value), db=db.dbs["paths"])
-        if cache is not None:
-            key = cache[0].encode()
-            if not refresh or txn.get(key, db=db.dbs["ac"]) is not None:
-                txn.put(key, pack(cache[1]), db=db.dbs["ac"])
+        for name, key, value in (extra or {}).values():
+            txn.put(key.encode(), pack(value), db=db.dbs[name])
 
     db.write(fn)
 

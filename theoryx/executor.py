@@ -184,13 +184,12 @@ class _Run:
             input_cids=prep.input_cids,
         )
 
-    def finish(self, rec: ExecutionRecord, cache: tuple[str, dict[str, Any]] | None = None,
-               refresh: bool = False) -> RunResult:
+    def finish(self, rec: ExecutionRecord, extra: dict[str, tuple[str, str, Any]] | None = None) -> RunResult:
         rec = receipts.write(rec.with_(status="success", duration_ms=self.elapsed_ms()), self.stores.cas)
         if self.lease is not None:
             self.lease.add(c for c in (rec.index_cid, rec.receipt_cid) if c)
         syncpoints.point("before_record")
-        executions.record(self.stores.db, rec, cache=cache, refresh=refresh, paths=self.record_paths)
+        executions.record(self.stores.db, rec, extra=extra, paths=self.record_paths)
         self.record = rec
         return RunResult(rec.execution_id, rec.ref, rec.adapter, rec.cache or "miss",
                          rec.memo_key or "", rec.outputs, rec.env_fingerprint or "",
@@ -209,7 +208,7 @@ class _Run:
         )
         self.charging.hit(result.cost_micros, result.execution_id)
         touched = result.used_at(_now_ms())
-        return self.finish(rec, (result.memo_key, touched.to_dict()), refresh=True)
+        return self.finish(rec, extra={"ac": ("ac", result.memo_key, touched.to_dict())})
 
     def miss(self, prep: Prepared, lease: Lease, *, cache_write: bool) -> RunResult:
         """Steps 6-12. With ``cache_write`` False (audits) the cache entry is left alone."""
@@ -264,7 +263,7 @@ class _Run:
             duration_ms=outcome.duration_ms, execution_id=self.execution_id, adapter=req.adapter,
             created_ms=now, last_used_ms=now, input_cids=rec.input_cids,
         )
-        return self.finish(rec, (action.memo_key, ac.to_dict()) if cache_write else None)
+        return self.finish(rec, extra={"ac": ("ac", action.memo_key, ac.to_dict())} if cache_write else None)
 
     def validate(self, spec: ProcessorSpec, inputs: Any) -> None:
         """Step 6: inputs against the spec's JSON Schema; the first violation's JSON pointer."""
