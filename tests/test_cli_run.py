@@ -217,3 +217,18 @@ def test_human_output_names_the_plan_charge_and_savings(cli: Cli) -> None:
     assert "Plan: p (charged $0.250000, saved $0.000000)" in first.stdout
     again = cli("run", *hello_args("--plan", "p"))
     assert "Plan: p (charged $0.000000, saved $0.250000)" in again.stdout
+
+
+def test_build_with_the_mock_adapter_is_a_usage_error(cli: Cli) -> None:
+    res = cli("run", *hello_args("--build"))
+    assert res.exit_code == 2
+    assert "--build" in res.stderr and "mock" in res.stderr
+
+
+def test_stream_with_json_goes_to_stderr_and_a_hit_replays_it(cli: Cli) -> None:
+    first = cli("run", "--json", "--stream", *hello_args())
+    assert "Mock response to 1 messages" in first.stderr
+    assert json.loads(first.stdout)["cache"] == "miss"
+    again = cli("run", "--stream", *hello_args())
+    assert again.stdout.startswith("Mock response to 1 messages\n")
+    assert "Cache: hit" in again.stdout

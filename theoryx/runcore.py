@@ -85,6 +85,8 @@ def build_request(o: RunOptions) -> RunRequest:
     from . import attachments, writeprefix
 
     writeprefix.check(o.write_prefix)
+    if o.build and o.adapter == "mock":
+        raise UsageError("--build rebuilds a container image: it applies to --adapter local or modal, not mock")
     inputs = read_inputs(o.inputs_json, o.inputs_file)
     opts = parse_json(o.adapter_opts_json, "--adapter-opts-json") if o.adapter_opts_json else {}
     if not isinstance(opts, dict):

@@ -27,7 +27,8 @@ from .state import State
 @click.option("--attach", "attach", multiple=True, metavar="NAME=PATH",
               help='Attach a file; reference it in the inputs as {"$attach": "NAME"}. Repeatable.')
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
-@click.option("--stream", is_flag=True, help="Stream the processor's output while it runs.")
+@click.option("--stream", is_flag=True,
+              help="Stream the processor's output while it runs (to stderr with --json; a hit replays it).")
 @click.option("--no-cache", is_flag=True, help="Execute even when cached, and replace the cache entry.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed (part of the memo key).")
 @click.option("--salt", default="", envvar="THEORYX_SALT",
