@@ -72,3 +72,11 @@ def test_environment_is_honoured_like_click(cli: Cli, home: Path, monkeypatch: p
     monkeypatch.setenv("THEORYX_SALT", "s2")
     handled, _ = fast(home, *hello_args())
     assert not handled  # another salt, another key
+
+
+def test_inputs_from_stdin_are_left_to_click_which_reads_them_once(cli: Cli, home: Path) -> None:
+    handled, _ = fast(home, "--adapter", "mock", "--ref", "llm/litellm@1", "--inputs-file", "-")
+    assert not handled
+    res = cli("run", "--json", "--adapter", "mock", "--ref", "llm/litellm@1", "--inputs-file", "-",
+              input=json.dumps(HELLO))
+    assert json.loads(res.stdout)["status"] == "success"

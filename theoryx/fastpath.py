@@ -74,6 +74,8 @@ def parse(argv: list[str]) -> dict[str, object] | None:
             return None
         i += 1
     values["attach"] = tuple(attach)
+    if values.get("inputs_file") == "-":
+        return None  # stdin can be read once: if this were a miss, click could not read it again
     if "ref" not in values or values.get("adapter", "local") not in ADAPTERS:
         return None
     try:
