@@ -61,3 +61,11 @@ def owned_containers(client: Any, pids: set[int] | None = None) -> list[dict[str
         if len(parts) == 4 and parts[:2] == [host, boot] and parts[2] in wanted:
             out.append(c)
     return out
+
+
+def output(home: Path, result: Any, rel: str) -> bytes:
+    """The bytes of ``result``'s output at ``rel`` below its write prefix."""
+    from cas import Store
+
+    by_path = {o.path: o for o in result.outputs}
+    return Store(home / "cas-v1").read(by_path[(result.record.write_prefix or "") + rel].cid)

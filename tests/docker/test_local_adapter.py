@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from theoryx_testing import output
 
 from cas import Store
 from theoryx import api
@@ -29,11 +30,6 @@ pytestmark = pytest.mark.docker
 def run(registry: Path, home: Path, inputs: dict[str, Any], ref: str = "test/probe@1", **kw: Any) -> RunResult:
     kw.setdefault("adapter", "local")
     return api.run(ref, inputs=inputs, home=home, registry=str(registry), **kw)
-
-
-def output(home: Path, result: RunResult, rel: str) -> bytes:
-    by_path = {o.path: o for o in result.outputs}
-    return Store(home / "cas-v1").read(by_path[(result.record.write_prefix or "") + rel].cid)
 
 
 def out_json(home: Path, result: RunResult) -> dict[str, Any]:

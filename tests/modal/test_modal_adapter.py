@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from modal_testing import FakeModal, StreamingFakeModal
+from theoryx_testing import output
 
 from cas import Store
 from theoryx import adapters, api, executions
@@ -38,11 +39,6 @@ SECRET = "s3cr3t-value-for-the-probe"
 def run(registry: Path, home: Path, inputs: dict[str, Any], ref: str = "test/probe@1", **kw: Any) -> RunResult:
     kw.setdefault("adapter", "modal")
     return api.run(ref, inputs=inputs, home=home, registry=str(registry), **kw)
-
-
-def output(home: Path, result: RunResult, rel: str) -> bytes:
-    by_path = {o.path: o for o in result.outputs}
-    return Store(home / "cas-v1").read(by_path[(result.record.write_prefix or "") + rel].cid)
 
 
 def blob(home: Path, cid: str | None) -> bytes:
