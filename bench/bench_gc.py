@@ -151,7 +151,7 @@ def _b3sum(home: Path) -> _Measure:
 # -- building the store ------------------------------------------------------------------------
 
 def _build(home: Path, blobs: int) -> tuple[int, int]:
-    from theoryx.stores import open_stores
+    from theoryx.store.handle import open_stores
 
     stores = open_stores(home)
     groups = blobs // 2 // PER_GROUP
@@ -195,10 +195,10 @@ def _write_chunk(root: Path, contents: list[bytes]) -> None:
 
 
 def _fill_db(stores: Any, groups: int, cids: list[str]) -> None:
-    from theoryx.action_cache import ActionResult, OutputEntry
-    from theoryx.db import pack
-    from theoryx.executions import ExecutionRecord
-    from theoryx.ids import new_execution_id
+    from theoryx.core.ids import new_execution_id
+    from theoryx.store.action_cache import ActionResult, OutputEntry
+    from theoryx.store.db import pack
+    from theoryx.store.executions import ExecutionRecord
 
     now = int(time.time() * 1000)
     dbs = stores.db.dbs
@@ -220,7 +220,7 @@ def _fill_db(stores: Any, groups: int, cids: list[str]) -> None:
             txn.put(exec_id.encode(), pack(rec.to_dict()), db=dbs["executions"])
 
     stores.db.write(fn)
-    from theoryx.db import close_all
+    from theoryx.store.db import close_all
 
     close_all()
 

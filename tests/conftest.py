@@ -22,7 +22,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[N
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     yield
-    from theoryx.db import close_all
+    from theoryx.store.db import close_all
 
     close_all()
 
@@ -47,7 +47,7 @@ def require_docker() -> bool:
 @pytest.fixture(scope="session")
 def docker_client() -> Any:
     """A connected SDK client, or skip (fail under THEORYX_REQUIRE_DOCKER=1)."""
-    from theoryx import docker_client
+    from theoryx.adapters.local import docker_client
     from theoryx.errors import DockerUnavailable
 
     try:
@@ -61,7 +61,7 @@ def docker_client() -> Any:
 @pytest.fixture(scope="session")
 def base_image(docker_client: Any) -> str:
     """The configured base image, built by scripts/base-image.sh when missing."""
-    from theoryx.docker_client import find_image
+    from theoryx.adapters.local.docker_client import find_image
 
     name = os.environ.get("THEORYX_BASE_IMAGE", BASE_IMAGE)
     if find_image(docker_client, name) is None:

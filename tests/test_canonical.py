@@ -9,7 +9,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from theoryx.canonical import CanonicalizationError, canonical_bytes
+from theoryx.core.canonical import CanonicalizationError, canonical_bytes
 
 floats = st.floats(allow_nan=False, allow_infinity=False)
 ints = st.integers(min_value=-(2**53 - 1), max_value=2**53 - 1)

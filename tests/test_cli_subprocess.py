@@ -64,7 +64,7 @@ def test_concurrent_runs_on_one_home_all_succeed(home: Path) -> None:
 
 HIT_PROBE = """
 import json, sys
-from theoryx.main import main
+from theoryx.cli.main import main
 try:
     main()
 finally:

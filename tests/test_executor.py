@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from theoryx_testing import HELLO, REGISTRY
 
-from theoryx import api
 from theoryx.errors import InputsError, TheoryxError
+from theoryx.pipeline import api
 
 
 def run(home: Path, inputs: Any = None, **kw: Any) -> api.RunResult:
@@ -121,7 +121,7 @@ def test_mock_source_change_changes_the_mock_key(home: Path, tmp_path: Path) -> 
 
 def test_hit_whose_blob_was_deleted_is_a_miss_and_reexecutes(home: Path) -> None:
     first = run(home)
-    from theoryx.stores import open_stores
+    from theoryx.store.handle import open_stores
 
     cas = open_stores(home).cas
     victim = first.outputs[1].cid
@@ -144,8 +144,8 @@ def test_every_invocation_is_recorded_including_failures(home: Path) -> None:
     ok = run(home)
     with pytest.raises(TheoryxError) as info:
         run(home, {"nope": 1})
-    from theoryx import executions
-    from theoryx.stores import open_stores
+    from theoryx.store import executions
+    from theoryx.store.handle import open_stores
 
     db = open_stores(home).db
     recs = list(executions.latest(db))
@@ -155,8 +155,8 @@ def test_every_invocation_is_recorded_including_failures(home: Path) -> None:
 
 def test_receipt_contents(home: Path) -> None:
     res = run(home, seed=7, plan="p1")
-    from theoryx.stores import open_stores
-    from theoryx.worldpaths import resolve
+    from theoryx.store.handle import open_stores
+    from theoryx.store.worldpaths import resolve
 
     stores = open_stores(home)
     receipt = json.loads(stores.cas.read(resolve(stores, res.receipt_path)))
@@ -169,7 +169,7 @@ def test_receipt_contents(home: Path) -> None:
     assert receipt["cache_hit"] is False and receipt["plan"] == "p1"
     assert receipt["spec_digest"].startswith("b3:") and receipt["theoryx_version"]
     # the memo key recomputes from the stored pre-image
-    from theoryx.canonical import digest
+    from theoryx.core.canonical import digest
 
     assert digest(stores.cas.read(receipt["action_cid"])) == res.memo_key
     index = json.loads(stores.cas.read(resolve(stores, res.index_path)))
@@ -190,8 +190,8 @@ def test_inputs_without_a_canonical_form_are_err_inputs(home: Path) -> None:
 
 def test_a_symlinked_result_file_is_never_followed(home: Path, tmp_path: Path) -> None:
     from theoryx.adapters.base import Workspace
-    from theoryx.executor import RunRequest, _Run
-    from theoryx.stores import open_stores
+    from theoryx.pipeline.executor import RunRequest, _Run
+    from theoryx.store.handle import open_stores
 
     secret = tmp_path / "host-secret.json"
     secret.write_text('{"cost_usd": 99, "usage": {"leak": true}}')
@@ -223,7 +223,7 @@ def test_an_attachment_withdrawn_by_gc_mid_run_is_reinstated(home: Path, tmp_pat
 
     monkeypatch.setattr(Store, "link_to", link_after_withdraw)
     result = run(home, inputs, attachments={"a": f}, no_cache=True)
-    from theoryx.stores import open_stores
+    from theoryx.store.handle import open_stores
 
     cas = open_stores(home).cas
     assert withdrawn and cas.exists(withdrawn[0]) and list(cas.withdrawn()) == []

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from theoryx_testing import HELLO, REGISTRY, Cli, hello_args
 
-from theoryx import executions, fastpath
-from theoryx.stores import open_stores
+from theoryx.cli import fastpath
+from theoryx.store import executions
+from theoryx.store.handle import open_stores
 
 
 def test_every_run_option_is_classified() -> None:

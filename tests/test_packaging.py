@@ -22,7 +22,7 @@ def test_wheel_ships_the_registry_and_entry_point(tmp_path: Path) -> None:
                      "theoryx/_registry/processors/llm/litellm/Dockerfile",
                      "theoryx/_registry/processors/data/textstats@1.yaml",
                      "theoryx/_registry/processors/data/textstats/run.py",
-                     "cas/store.py", "theoryx/main.py"):
+                     "cas/store.py", "theoryx/cli/main.py"):
         assert required in names, required
     entry = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "theoryx = theoryx.main:main" in zipfile.ZipFile(wheel).read(entry).decode()
+    assert "theoryx = theoryx.cli.main:main" in zipfile.ZipFile(wheel).read(entry).decode()

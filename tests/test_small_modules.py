@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from theoryx import errors, ids, writeprefix
-from theoryx.canonical import canonical_bytes, canonical_digest
+from theoryx import errors
+from theoryx.core import ids
+from theoryx.core.canonical import canonical_bytes, canonical_digest
 from theoryx.errors import RefError, WritePrefixError
-from theoryx.refs import Ref
+from theoryx.pipeline import writeprefix
+from theoryx.spec.refs import Ref
 
 
 def test_ref_round_trip() -> None:
@@ -62,7 +64,7 @@ def test_public_surface() -> None:
 def test_every_lazy_command_resolves_to_a_command_of_that_name() -> None:
     import click
 
-    from theoryx.cli import LAZY, cli
+    from theoryx.cli.app import LAZY, cli
 
     ctx = click.Context(cli)
     for name in LAZY:

@@ -9,8 +9,8 @@ import pytest
 from theoryx_testing import REGISTRY
 
 from theoryx.errors import ProcessorNotFound, SpecError
-from theoryx.refs import Ref
-from theoryx.registry import Registry, load_file, search_path
+from theoryx.spec.refs import Ref
+from theoryx.spec.registry import Registry, load_file, search_path
 
 GOOD = """\
 ref: t/echo@1
@@ -88,7 +88,7 @@ def test_unknown_ref_names_every_registry_searched(tmp_path: Path) -> None:
 
 def test_search_path_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    from theoryx.registry import installed_registry
+    from theoryx.spec.registry import installed_registry
 
     assert search_path() == (installed_registry(),)
     (tmp_path / "registry" / "processors").mkdir(parents=True)
@@ -99,12 +99,12 @@ def test_search_path_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_spec_cache_serves_a_parsed_spec_without_yaml(tmp_path: Path) -> None:
-    from theoryx.db import open_db
+    from theoryx.store.db import open_db
 
     db = open_db(tmp_path / "db")
     path = write_spec(tmp_path, GOOD)
     first = load_file(path, db)
-    import theoryx.registry as registry_mod
+    import theoryx.spec.registry as registry_mod
 
     def no_parse(*_: object) -> None:
         raise AssertionError("YAML parsed on a cached load")
@@ -122,7 +122,7 @@ def test_spec_cache_serves_a_parsed_spec_without_yaml(tmp_path: Path) -> None:
 def test_registry_cli_ls_show_validate(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from theoryx.cli import cli
+    from theoryx.cli.app import cli
 
     shutil.copytree(REGISTRY / "processors", tmp_path / "processors")
     r = CliRunner()

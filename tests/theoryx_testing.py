@@ -23,7 +23,7 @@ class Cli:
         self.runner = CliRunner()
 
     def __call__(self, *args: str, input: str | None = None) -> Result:
-        from theoryx.cli import cli
+        from theoryx.cli.app import cli
 
         base = ["--home", str(self.home), "--registry", str(self.registry)]
         return self.runner.invoke(cli, [*base, *args], input=input, catch_exceptions=False)
@@ -51,7 +51,7 @@ SPAWNED: set[int] = set()      # pids of theoryx subprocesses whose containers m
 
 def owned_containers(client: Any, pids: set[int] | None = None) -> list[dict[str, Any]]:
     """theoryx containers whose owner label names this process or one it spawned."""
-    from theoryx.adapters.local import LABEL_MANAGED, LABEL_OWNER, owner_label
+    from theoryx.adapters.local.adapter import LABEL_MANAGED, LABEL_OWNER, owner_label
 
     host, boot, _, _ = owner_label().split("/")
     wanted = {str(p) for p in (pids if pids is not None else {os.getpid(), *SPAWNED})}

@@ -14,17 +14,17 @@ __version__ = "0.1.0"
 __all__ = ["RunResult", "TheoryxError", "__version__", "run"]
 
 if TYPE_CHECKING:
-    from .api import RunResult, run
-    from .errors import TheoryxError
+    from theoryx.errors import TheoryxError
+    from theoryx.pipeline.api import RunResult, run
 
 
 def __getattr__(name: str) -> Any:
     if name in ("run", "RunResult"):
-        from . import api
+        from theoryx.pipeline import api
 
         return getattr(api, name)
     if name == "TheoryxError":
-        from .errors import TheoryxError
+        from theoryx.errors import TheoryxError
 
         return TheoryxError
     raise AttributeError(name)

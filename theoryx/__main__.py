@@ -1,5 +1,5 @@
 """``python -m theoryx``."""
 
-from theoryx.main import main
+from theoryx.cli.main import main
 
 main()

@@ -103,8 +103,8 @@ def test_audit_leaves_the_cache_entry_and_world_paths_alone(cli: Cli, home: Path
     assert cli("cat", "/artifacts/outputs/noise.bin").stdout_bytes == before
     again = noise(cli)
     assert again["cache"] == "hit" and again["outputs"] == run["outputs"]
-    from theoryx import action_cache
-    from theoryx.stores import open_stores
+    from theoryx.store import action_cache
+    from theoryx.store.handle import open_stores
 
     entry = action_cache.get(open_stores(home).db, run["memo_key"])
     assert entry is not None and entry.execution_id == run["execution_id"]
@@ -167,7 +167,7 @@ def test_unknown_or_failed_executions_cannot_be_audited(cli: Cli) -> None:
 
 def test_an_attachment_gone_from_the_store_makes_the_audit_impossible(cli: Cli, home: Path, tmp_path: Path) -> None:
     run = textstats(cli, tmp_path)
-    from theoryx.stores import open_stores
+    from theoryx.store.handle import open_stores
 
     cas = open_stores(home).cas
     cid = json.loads(cli("show", "--json", run["execution_id"]).stdout)["input_cids"][0]
@@ -202,8 +202,8 @@ def test_audit_records_survive_and_list_in_order(cli: Cli, home: Path) -> None:
     run = cli.run_json(*hello_args())
     for _ in range(3):
         cli("audit", run["execution_id"])
-    from theoryx import audits
-    from theoryx.stores import open_stores
+    from theoryx.provenance import audit_records as audits
+    from theoryx.store.handle import open_stores
 
     recs = audits.for_execution(open_stores(home).db, run["execution_id"])
     assert len(recs) == 3 and [r.audit_id for r in recs] == sorted(r.audit_id for r in recs)

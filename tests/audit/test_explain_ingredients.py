@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from theoryx_testing import HELLO, REGISTRY, Cli
 
-from theoryx import api
+from theoryx.pipeline import api
 
 Edit = Callable[[Path, Path], dict[str, Any]]
 
@@ -120,11 +120,11 @@ def test_unknown_targets_are_not_found(cli: Cli, home: Path, registry: Path) -> 
 
 def test_environment_class_and_image_kind_are_named() -> None:
     """A mock and a container action of the same processor (no Docker needed to build both)."""
-    from theoryx.action import build
-    from theoryx.context import env_identity, image_identity
-    from theoryx.explain import diff_actions
-    from theoryx.refs import Ref
-    from theoryx.registry import Registry
+    from theoryx.pipeline.action import build
+    from theoryx.provenance.explain import diff_actions
+    from theoryx.spec.context import env_identity, image_identity
+    from theoryx.spec.refs import Ref
+    from theoryx.spec.registry import Registry
 
     spec = Registry((REGISTRY,)).load(Ref.parse("llm/litellm@1"))
     bodies = []
@@ -138,7 +138,7 @@ def test_environment_class_and_image_kind_are_named() -> None:
 
 
 def test_context_manifest_diff_names_added_removed_and_changed_files() -> None:
-    from theoryx.explain import diff_actions
+    from theoryx.provenance.explain import diff_actions
 
     def body(ctx: str) -> dict[str, Any]:
         return {"v": 1, "image": {"kind": "mock", "context": ctx}, "env": {"class": "mock"}}

@@ -90,7 +90,7 @@ def test_theoryx_format_is_the_stored_receipt(cli: Cli) -> None:
 
 
 def test_pae_matches_the_dsse_specification_vector() -> None:
-    from theoryx.dsse import pae
+    from theoryx.provenance.dsse import pae
 
     assert pae("http://example.com/HelloWorld", b"hello world") == \
         b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
@@ -99,8 +99,8 @@ def test_pae_matches_the_dsse_specification_vector() -> None:
 
 
 def test_base64_in_envelopes_must_be_canonical() -> None:
-    from theoryx.dsse import b64decode
     from theoryx.errors import ReceiptError
+    from theoryx.provenance.dsse import b64decode
 
     assert b64decode("aGk=", "p") == b"hi" == b64decode("aGk", "p")
     assert b64decode("-_8=", "p") == b"\xfb\xff"      # URL-safe is accepted
@@ -253,7 +253,7 @@ def test_the_default_key_checks_signatures_without_key(cli: Cli, tmp_path: Path)
 def test_missing_or_corrupt_blobs_fail_verification(cli: Cli, home: Path, tmp_path: Path) -> None:
     run = executed(cli)
     path = write(tmp_path / "r.json", cli("receipt", run["execution_id"], "--format", "in-toto").stdout_bytes)
-    from theoryx.stores import open_stores
+    from theoryx.store.handle import open_stores
 
     cas = open_stores(home).cas
     first, second = run["outputs"][0]["cid"], run["outputs"][1]["cid"]
@@ -271,7 +271,7 @@ def test_missing_or_corrupt_blobs_fail_verification(cli: Cli, home: Path, tmp_pa
 def test_an_altered_action_pre_image_fails_the_memo_key_check(cli: Cli, home: Path, tmp_path: Path) -> None:
     run = executed(cli)
     path = write(tmp_path / "r.json", cli("receipt", run["execution_id"]).stdout_bytes)
-    from theoryx.stores import open_stores
+    from theoryx.store.handle import open_stores
 
     blob = open_stores(home).cas.path(run["memo_key"])
     os.chmod(blob, 0o644)

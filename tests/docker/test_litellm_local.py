@@ -15,9 +15,9 @@ from fakes.openai_server import FakeOpenAI
 from theoryx_testing import REGISTRY
 
 from cas import Store
-from theoryx import api
 from theoryx.errors import ProcessorFailed
-from theoryx.executor import RunResult, StreamFn
+from theoryx.pipeline import api
+from theoryx.pipeline.executor import RunResult, StreamFn
 
 pytestmark = pytest.mark.docker
 REF = "llm/litellm@1"

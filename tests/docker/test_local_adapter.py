@@ -12,7 +12,6 @@ import pytest
 from theoryx_testing import output
 
 from cas import Store
-from theoryx import api
 from theoryx.errors import (
     AdapterError,
     ExecutionTimeout,
@@ -22,7 +21,8 @@ from theoryx.errors import (
     ProcessorFailed,
     UsageError,
 )
-from theoryx.executor import RunResult
+from theoryx.pipeline import api
+from theoryx.pipeline.executor import RunResult
 
 pytestmark = pytest.mark.docker
 
@@ -244,9 +244,9 @@ def test_gpu_request_without_a_gpu_runtime_is_a_clear_error(
 
 
 def test_build_flag_rebuilds_the_image(registry: Path, home: Path, docker_client: Any) -> None:
-    from theoryx.images import ensure
-    from theoryx.refs import Ref
-    from theoryx.registry import Registry
+    from theoryx.adapters.local.images import ensure
+    from theoryx.spec.refs import Ref
+    from theoryx.spec.registry import Registry
 
     spec = Registry((registry,)).load(Ref.parse("test/probe@1"))
     before = ensure(docker_client, spec, home / "vendor-v1")
@@ -266,7 +266,7 @@ def test_outputs_under_a_per_execution_write_prefix(registry: Path, home: Path) 
 
 def test_leftover_container_of_a_dead_owner_is_removed_by_the_next_run(
         registry: Path, home: Path, docker_client: Any, base_image: str) -> None:
-    from theoryx.adapters.local import LABEL_MANAGED, LABEL_OWNER, owner_label
+    from theoryx.adapters.local.adapter import LABEL_MANAGED, LABEL_OWNER, owner_label
 
     host, boot, _, _ = owner_label().split("/")
     dead = f"{host}/{boot}/{2**22 + 12345}/1"          # beyond pid_max: never a live process

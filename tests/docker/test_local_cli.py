@@ -16,8 +16,8 @@ import pytest
 from docker_testing import cli_env, owned_containers, spawn_cli
 from theoryx_testing import REPO, Cli
 
-from theoryx import api
 from theoryx.errors import DockerUnavailable
+from theoryx.pipeline import api
 
 SLEEP = ["run", "--ref", "test/probe@1", "--inputs-json", json.dumps({"mode": "sleep", "seconds": 120})]
 
@@ -91,7 +91,7 @@ def test_local_cache_hit_never_imports_docker(registry: Path, home: Path) -> Non
     inputs = {"mode": "hello", "n": 11}
     api.run("test/probe@1", inputs=inputs, adapter="local", home=home, registry=str(registry))
     code = (
-        "import sys, theoryx.api as a\n"
+        "import sys, theoryx.pipeline.api as a\n"
         f"r = a.run('test/probe@1', inputs={inputs!r}, adapter='local')\n"
         "assert r.cache == 'hit', r.cache\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('docker', 'requests'))\n"

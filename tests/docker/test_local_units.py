@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from theoryx import images
 from theoryx.adapters.base import ExecRequest, Workspace
-from theoryx.adapters.local import Options, Scrubber, container_config, owner_gone, owner_label
-from theoryx.docker_client import socket_path
+from theoryx.adapters.local import images
+from theoryx.adapters.local.adapter import Options, Scrubber, container_config, owner_gone, owner_label
+from theoryx.adapters.local.docker_client import socket_path
 from theoryx.errors import UsageError
-from theoryx.refs import Ref
-from theoryx.registry import Registry
-from theoryx.spec import ProcessorSpec
+from theoryx.spec.model import ProcessorSpec
+from theoryx.spec.refs import Ref
+from theoryx.spec.registry import Registry
 
 
 def load(registry: Path, ref: str) -> ProcessorSpec:
@@ -90,7 +90,7 @@ def read_tar(chunks: Any) -> dict[str, tarfile.TarInfo]:
 
 
 def test_context_tar_holds_the_manifest_files_normalised_and_an_empty_vendor(tmp_path: Path) -> None:
-    from theoryx.context import context_manifest
+    from theoryx.spec.context import context_manifest
 
     folder = make_folder(tmp_path)
     files = context_manifest(folder).files

@@ -10,8 +10,8 @@ from typing import Any
 
 from theoryx_testing import REGISTRY
 
-from theoryx import api
-from theoryx.stores import Stores, open_stores
+from theoryx.pipeline import api
+from theoryx.store.handle import Stores, open_stores
 
 HOUR = 3600.0
 

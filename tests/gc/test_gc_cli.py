@@ -9,7 +9,7 @@ import pytest
 from gc_support import garbage, run
 from theoryx_testing import Cli
 
-from theoryx.durations import human_bytes, human_duration, parse_duration, parse_size
+from theoryx.core.durations import human_bytes, human_duration, parse_duration, parse_size
 from theoryx.errors import UsageError
 
 

@@ -12,10 +12,11 @@ import pytest
 from gc_support import HOUR, age, blob_files, garbage, gc_json, live_cids, run, stores
 from theoryx_testing import Cli
 
-from theoryx import action_cache, gc
 from theoryx.errors import StoreBusy
-from theoryx.gclock import GcLock
-from theoryx.leases import Lease
+from theoryx.store import action_cache
+from theoryx.store.gc import collect as gc
+from theoryx.store.gc.lock import GcLock
+from theoryx.store.leases import Lease
 
 
 def test_gc_keeps_all_that_is_live_and_deletes_the_unreachable_past_grace(home: Path, cli: Cli) -> None:

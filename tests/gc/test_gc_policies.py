@@ -8,7 +8,8 @@ from pathlib import Path
 from gc_support import HOUR, age, blob_files, gc_json, live_cids, run, stores
 from theoryx_testing import Cli
 
-from theoryx import action_cache, api, executions
+from theoryx.pipeline import api
+from theoryx.store import action_cache, executions
 
 
 def backdate(home: Path, result: api.RunResult, hours: float) -> None:

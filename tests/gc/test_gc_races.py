@@ -17,8 +17,8 @@ import pytest
 from gc_support import HOUR, age, blob_files, garbage, inputs, run, stores
 from theoryx_testing import REPO, Cli, subprocess_env
 
-from theoryx import action_cache, executions
-from theoryx.db import close_all
+from theoryx.store import action_cache, executions
+from theoryx.store.db import close_all
 
 THEORYX = [sys.executable, "-m", "theoryx"]
 

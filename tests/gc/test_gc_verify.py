@@ -9,7 +9,7 @@ from typing import Any
 from gc_support import blob_files, garbage, run, verify_json
 from theoryx_testing import Cli
 
-from theoryx import api
+from theoryx.pipeline import api
 
 
 def messages(n: int) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Fixtures for the modal adapter: a registry of test processors and the offline fake of the
-Modal boundary (installed through ``theoryx.adapters.modal.BOUNDARY_FACTORY``)."""
+Modal boundary (installed through ``theoryx.adapters.modal.adapter.BOUNDARY_FACTORY``)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def registry(tmp_path: Path) -> Path:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeModal:
     """A fake boundary with ``call`` only (logs are forwarded after the fact)."""
-    from theoryx.adapters import modal
+    from theoryx.adapters.modal import adapter as modal
 
     boundary = FakeModal(tmp_path / "modal")
     monkeypatch.setattr(modal, "BOUNDARY_FACTORY", lambda: boundary)
@@ -36,7 +36,7 @@ def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeModal:
 @pytest.fixture
 def streaming_fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> StreamingFakeModal:
     """A fake boundary that also streams (``call_stream``)."""
-    from theoryx.adapters import modal
+    from theoryx.adapters.modal import adapter as modal
 
     boundary = StreamingFakeModal(tmp_path / "modal")
     monkeypatch.setattr(modal, "BOUNDARY_FACTORY", lambda: boundary)

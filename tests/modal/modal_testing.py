@@ -1,12 +1,12 @@
-"""An offline fake of :mod:`theoryx.modal_boundary` and a registry of test processors.
+"""An offline fake of :mod:`theoryx.adapters.modal.boundary` and a registry of test processors.
 
-:class:`FakeModal` does what Modal does with a :class:`~theoryx.modal_boundary.Call`, on the
+:class:`FakeModal` does what Modal does with a :class:`~theoryx.adapters.modal.boundary.Call`, on the
 host: it pickles the payload (Modal serialises a function's argument the same way), starts a
-"container" (a subprocess running the real :mod:`theoryx.modal_runner` through
+"container" (a subprocess running the real :mod:`theoryx.adapters.modal.runner` through
 ``runner_host.py``, with a temporary directory standing in for ``/``) whose environment is a
 small image environment plus the call's secrets (what ``modal.Secret.from_dict`` does), and
 returns the runner's response. Modal's own failures are simulated by raising real
-``modal.exception`` instances through the real :func:`theoryx.modal_boundary.translate`.
+``modal.exception`` instances through the real :func:`theoryx.adapters.modal.boundary.translate`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from theoryx.modal_boundary import Call, translate
+from theoryx.adapters.modal.boundary import Call, translate
 
 HERE = Path(__file__).resolve().parent
 IMAGE_ENV = {"LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "MODAL_TASK_ID": "ta-fake"}

@@ -1,4 +1,4 @@
-"""Runs the real :mod:`theoryx.modal_runner` on the host, as Modal runs it in a container.
+"""Runs the real :mod:`theoryx.adapters.modal.runner` on the host, as Modal runs it in a container.
 
 ``python runner_host.py <root> call|stream``: the pickled payload on stdin (as Modal serialises
 a function's argument), length-prefixed pickled events on stdout: the chunks in ``stream`` mode,
@@ -15,7 +15,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from theoryx import modal_runner
+from theoryx.adapters.modal import runner as modal_runner
 
 
 def main() -> None:

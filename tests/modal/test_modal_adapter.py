@@ -1,5 +1,5 @@
-"""The modal adapter through ``theoryx.api.run``, with the offline fake of the Modal boundary
-running the real function body (:mod:`theoryx.modal_runner`) on the host."""
+"""The modal adapter through ``theoryx.pipeline.api.run``, with the offline fake of the Modal boundary
+running the real function body (:mod:`theoryx.adapters.modal.runner`) on the host."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from modal_testing import FakeModal, StreamingFakeModal
 from theoryx_testing import output
 
 from cas import Store
-from theoryx import adapters, api, executions
+from theoryx import adapters
 from theoryx.adapters.base import Outcome
-from theoryx.adapters.modal import ModalAdapter
+from theoryx.adapters.modal.adapter import ModalAdapter
+from theoryx.budget.money import ceil_micros
+from theoryx.budget.pricing import Rates
 from theoryx.errors import (
     ExecutionTimeout,
     ImageNotFound,
@@ -28,10 +30,10 @@ from theoryx.errors import (
     ProcessorFailed,
     UsageError,
 )
-from theoryx.executor import RunResult
-from theoryx.money import ceil_micros
-from theoryx.pricing import Rates
-from theoryx.stores import open_stores
+from theoryx.pipeline import api
+from theoryx.pipeline.executor import RunResult
+from theoryx.store import executions
+from theoryx.store.handle import open_stores
 
 SECRET = "s3cr3t-value-for-the-probe"
 
@@ -244,9 +246,9 @@ def test_local_only_base_image_is_refused_before_calling_modal(registry: Path, h
 
 def test_local_and_modal_share_memo_keys(registry: Path, home: Path, fake: FakeModal,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from theoryx.context import env_identity, image_identity
-    from theoryx.refs import Ref
-    from theoryx.registry import Registry
+    from theoryx.spec.context import env_identity, image_identity
+    from theoryx.spec.refs import Ref
+    from theoryx.spec.registry import Registry
 
     monkeypatch.setenv("THEORYX_BASE_IMAGE", "python:3.11-slim")
     spec = Registry.from_option(str(registry)).load(Ref.parse("test/probe@1"), open_stores(home).db)

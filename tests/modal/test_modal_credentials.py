@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from theoryx_testing import REPO, Cli
 
-from theoryx import api, modal_boundary
+from theoryx.adapters.modal import boundary as modal_boundary
 from theoryx.errors import ModalCredentialsMissing
+from theoryx.pipeline import api
 
 HINT = "Modal credentials not configured: run `modal token new` or set MODAL_TOKEN_ID/MODAL_TOKEN_SECRET"
 
@@ -36,7 +37,7 @@ def test_missing_credentials_never_import_modal(registry: Path, home: Path, tmp_
     script = f"""
 import json, sys, time
 sys.path.insert(0, {str(REPO)!r})
-from theoryx import api
+from theoryx.pipeline import api
 from theoryx.errors import TheoryxError
 t0 = time.monotonic()
 try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 import sys
 import time
@@ -12,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from theoryx import modal_runner
+from theoryx.adapters.modal import runner as modal_runner
 
 
 def payload(script: str, **extra: Any) -> dict[str, Any]:
@@ -140,9 +139,16 @@ def test_killed_response_reports_no_outputs() -> None:
     assert response["stderr"] == b"stopped\n" and response["error"] is None
 
 
-def test_runner_is_stdlib_only() -> None:
-    source = Path(modal_runner.__file__).read_text()
-    imported = {line.split()[1].split(".")[0] for line in source.splitlines()
-                if line.startswith(("import ", "from ")) and not line.startswith("from __future__")}
-    assert imported <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)
-    assert os.path.basename(modal_runner.__file__) == "modal_runner.py"
+def test_runner_and_the_files_shipped_with_it_import_only_the_stdlib_and_each_other() -> None:
+    from theoryx.adapters.modal.boundary import RUNNER_FILES
+
+    top = Path(modal_runner.__file__).parents[2]
+    shipped = {"theoryx." + rel.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+               for rel in RUNNER_FILES} | {"theoryx"}
+    assert modal_runner.__name__ in shipped
+    for rel in RUNNER_FILES:
+        source = (top / rel).read_text()
+        imported = {line.split()[1] for line in source.splitlines()
+                    if line.startswith(("import ", "from ")) and not line.startswith("from __future__")}
+        foreign = {m for m in imported if m.split(".")[0] not in sys.stdlib_module_names and m not in shipped}
+        assert not foreign, (rel, foreign)

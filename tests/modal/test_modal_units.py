@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from theoryx.adapters import modal
 from theoryx.adapters.base import Workspace
-from theoryx.context import context_manifest
+from theoryx.adapters.modal import adapter as modal
 from theoryx.errors import ModalError, UsageError
-from theoryx.spec import ProcessorSpec
+from theoryx.spec.context import context_manifest
+from theoryx.spec.model import ProcessorSpec
 
 
 def make_spec(tmp_path: Path, dockerfile: str | None, **fields: object) -> ProcessorSpec:
@@ -72,7 +72,7 @@ def test_staged_context_is_what_the_image_identity_hashes(tmp_path: Path) -> Non
 
 
 def test_vendored_requirements_are_staged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from theoryx import images
+    from theoryx.adapters.local import images
 
     spec = make_spec(tmp_path, "FROM a\n")
     (spec.folder / "requirements.txt").write_text("six\n")

@@ -10,8 +10,8 @@ from typing import Any
 
 from theoryx_testing import REPO
 
-from theoryx import api
-from theoryx.db import Database, open_db
+from theoryx.pipeline import api
+from theoryx.store.db import Database, open_db
 
 COSTLY_REF = "test/costly@1"
 ESTIMATE = 250_000          # micro-USD: the spec's fixed cost.usd below

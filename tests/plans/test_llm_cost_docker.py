@@ -15,7 +15,8 @@ from plans_testing import db_of
 from theoryx_testing import REGISTRY
 
 from cas import Store
-from theoryx import api, ledger, money, plans
+from theoryx.budget import ledger, money, plans
+from theoryx.pipeline import api
 
 pytestmark = pytest.mark.docker
 

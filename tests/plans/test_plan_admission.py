@@ -11,8 +11,10 @@ from plans_testing import ESTIMATE, db_of, run_costly
 from theoryx_testing import HELLO, REGISTRY
 
 from cas import Store
-from theoryx import api, executions, ledger, plans
+from theoryx.budget import ledger, plans
 from theoryx.errors import BudgetExceeded, PriceUnknown, ProcessorFailed
+from theoryx.pipeline import api
+from theoryx.store import executions
 
 
 def events(home: Path, key: str = "p") -> list[dict[str, object]]:
@@ -163,11 +165,11 @@ def test_the_hit_path_with_a_plan_imports_no_pricing(home: Path, registry: Path)
 
     run_costly(home, registry, 1)
     probe = ("import json, sys\n"
-             "from theoryx import api\n"
+             "from theoryx.pipeline import api\n"
              f"r = api.run('test/costly@1', inputs={{'i': 1}}, adapter='mock', plan='p', home={str(home)!r},"
              f" registry={str(registry)!r})\n"
              "mods = sorted(m for m in sys.modules if m.split('.')[0] in ('litellm', 'yaml', 'jsonschema')"
-             " or m in ('theoryx.pricing', 'theoryx.costs'))\n"
+             " or m in ('theoryx.budget.pricing', 'theoryx.budget.costs'))\n"
              "print(json.dumps([r.cache, mods]))\n")
     out = subprocess.run([sys.executable, "-c", probe], env=subprocess_env(home), cwd=REPO, capture_output=True,
                          text=True, timeout=60, check=True)

@@ -10,7 +10,7 @@ from plans_testing import ESTIMATE
 from theoryx_testing import Cli
 
 from theoryx import errors
-from theoryx.money import parse_usd
+from theoryx.budget.money import parse_usd
 
 
 def run_args(i: int, plan: str = "p", cost: float = 0.25) -> list[str]:

@@ -13,7 +13,7 @@ import pytest
 from plans_testing import ESTIMATE, cli_args, db_of, prefix_totals_within_limit, run_costly
 from theoryx_testing import REPO, subprocess_env
 
-from theoryx import ledger, plans
+from theoryx.budget import ledger, plans
 from theoryx.errors import BudgetExceeded
 
 

@@ -1,4 +1,4 @@
-"""Worst-case estimates and actual costs (theoryx.costs, theoryx.pricing)."""
+"""Worst-case estimates and actual costs (theoryx.budget.costs, theoryx.budget.pricing)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from theoryx_testing import REGISTRY
 
-from theoryx import costs, pricing
+from theoryx.budget import costs, pricing
 from theoryx.errors import RatesError
-from theoryx.refs import Ref
-from theoryx.registry import Registry
-from theoryx.spec import ProcessorSpec, Runtime
+from theoryx.spec.model import ProcessorSpec, Runtime
+from theoryx.spec.refs import Ref
+from theoryx.spec.registry import Registry
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_the_price_table_is_litellms_bundled_map_read_without_importing_litellm(
     path = pricing.cost_map_path()
     assert path is not None and path.name == "model_prices_and_context_window_backup.json"
     assert "gpt-4o-mini" in pricing.cost_map()
-    probe = "import sys; from theoryx import pricing; pricing.cost_map(); print('litellm' in sys.modules)"
+    probe = "import sys; from theoryx.budget import pricing; pricing.cost_map(); print('litellm' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"
     price = pricing.model_price("gpt-4o-mini", pricing.Rates())

@@ -11,9 +11,9 @@ import pytest
 from plans_testing import db_of, run_costly
 from theoryx_testing import Cli
 
-from theoryx import ledger, plans
-from theoryx.db import Database, pack, unpack
+from theoryx.budget import ledger, plans
 from theoryx.errors import LedgerCorrupt
+from theoryx.store.db import Database, pack, unpack
 
 
 @pytest.fixture

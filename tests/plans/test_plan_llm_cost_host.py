@@ -22,8 +22,10 @@ from plans_testing import db_of
 from theoryx_testing import REGISTRY
 
 from cas import Store
-from theoryx import adapters, api, ledger, money, plans, pricing
+from theoryx import adapters
 from theoryx.adapters.base import ExecRequest, Outcome
+from theoryx.budget import ledger, money, plans, pricing
+from theoryx.pipeline import api
 
 RUN_PY = REGISTRY / "processors" / "llm" / "litellm" / "run.py"
 

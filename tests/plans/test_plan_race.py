@@ -12,7 +12,7 @@ import pytest
 from plans_testing import ESTIMATE, db_of, prefix_totals_within_limit
 from theoryx_testing import REPO, subprocess_env
 
-from theoryx import ledger, plans
+from theoryx.budget import ledger, plans
 
 PROCESSES = 8
 RUNS = 8
@@ -21,7 +21,7 @@ LIMIT = 5_300_000           # $5.30: 21 runs of $0.25 fit, the 22nd does not
 WORKER = """
 import json, sys, time
 from pathlib import Path
-from theoryx import api
+from theoryx.pipeline import api
 from theoryx.errors import TheoryxError
 
 home, registry, worker, runs, cost, go = sys.argv[1:]
@@ -56,7 +56,7 @@ def race(home: Path, registry: Path, tmp_path: Path, cost_usd: float) -> list[di
 
 @pytest.fixture
 def limited(home: Path, registry: Path) -> Path:
-    from theoryx.stores import open_stores
+    from theoryx.store.handle import open_stores
 
     plans.create(open_stores(home).db, "race", LIMIT)
     return home

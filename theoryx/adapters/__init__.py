@@ -8,12 +8,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UsageError
+from theoryx.errors import UsageError
 
 if TYPE_CHECKING:
-    from .base import Adapter
+    from theoryx.adapters.base import Adapter
 
 NAMES = ("local", "mock", "modal")
+_MODULES = {"mock": "mock", "local": "local.adapter", "modal": "modal.adapter"}
 _ENV_CLASS = {"mock": "mock", "local": "container", "modal": "container"}
 
 
@@ -28,6 +29,6 @@ def env_class(name: str) -> str:
 def get(name: str, **kwargs: Any) -> Adapter:
     """Instantiate adapter ``name``; its module is imported only now."""
     env_class(name)
-    module = importlib.import_module(f"{__name__}.{name}")
+    module = importlib.import_module(f"{__name__}.{_MODULES[name]}")
     adapter: Adapter = module.create(**kwargs)
     return adapter

@@ -1,7 +1,7 @@
 """The adapter protocol: one method, ``execute(request) -> Outcome``.
 
 The executor prepares a :class:`Workspace` (a private directory on the CAS's filesystem) and an
-:class:`ExecRequest`; the adapter runs the processor under the processor contract (DESIGN.md)
+:class:`ExecRequest`; the adapter runs the processor under the processor contract (BUILD.md, "The processor contract")
 and reports an :class:`Outcome`. Adapters raise only theoryx errors (foreign exceptions are
 mapped at the adapter's edge) and only for infrastructure problems (no engine, no image); a
 processor that ran and failed, timed out or was OOM-killed is reported in the Outcome so that its
@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import UsageError
-from ..spec import ProcessorSpec
+from theoryx.errors import UsageError
+from theoryx.spec.model import ProcessorSpec
 
 CONTAINER_INPUTS_DIR = "/artifacts/inputs"
 CONTAINER_INPUTS_JSON = "/theoryx/inputs.json"

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import AdapterError
-from .base import ExecRequest, Outcome, Workspace
+from theoryx.adapters.base import ExecRequest, Outcome, Workspace
+from theoryx.errors import AdapterError
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from typing import Any
 
 import click
 
-from ..errors import TheoryxError, UsageError
-from .output import atomic_write
-from .state import State
+from theoryx.cli.output import atomic_write
+from theoryx.cli.state import State
+from theoryx.errors import TheoryxError, UsageError
 
 AUDIT_EXIT = {"reproducible": 0, "stochastic": 0, "diverged": 1, "unauditable": 2}
 
@@ -70,7 +70,7 @@ def audit(state: State, execution: str | None, adapter: str | None, current: boo
           ref: str | None, plan: str | None, build: bool, as_json: bool) -> None:
     """Re-execute EXECUTION bypassing the cache and compare its outputs with the recorded ones.
     Exit 0 reproducible, 1 diverged, 2 could not audit."""
-    from .. import audit as auditing
+    from theoryx.provenance import audit as auditing
 
     if (execution is None) == (sample_n is None):
         raise UsageError("give an EXECUTION or --sample N (not both)")
@@ -96,7 +96,7 @@ def audit(state: State, execution: str | None, adapter: str | None, current: boo
 
 
 def _sample(state: State, n: int, ref: str | None, opts: Any, as_json: bool) -> None:
-    from .. import audit as auditing
+    from theoryx.provenance import audit as auditing
 
     recs = auditing.sample(state.stores(), n, ref=ref, opts=opts)
     counts = Counter(r.verdict for r in recs)
@@ -123,7 +123,7 @@ def _sample(state: State, n: int, ref: str | None, opts: Any, as_json: bool) -> 
 def explain(state: State, a: str, b: str, as_json: bool) -> None:
     """Why two executions (ids) or memo keys (b3:...) differ: a field-by-field diff of their
     stored action pre-images."""
-    from ..explain import explain as run_explain
+    from theoryx.provenance.explain import explain as run_explain
 
     result = run_explain(state.stores(), a, b)
     if as_json:
@@ -143,7 +143,7 @@ def explain(state: State, a: str, b: str, as_json: bool) -> None:
 @click.pass_obj
 def receipt(state: State, execution: str, fmt: str, sign_key: str | None, out: str | None) -> None:
     """Print an execution's receipt, portable and optionally signed."""
-    from ..attestation import export
+    from theoryx.provenance.attestation import export
 
     data = export(state.stores(), execution, fmt, Path(sign_key).expanduser() if sign_key else None)
     if out:
@@ -160,7 +160,7 @@ def receipt(state: State, execution: str, fmt: str, sign_key: str | None, out: s
 @click.option("--force", is_flag=True, help="Replace an existing key.")
 def keygen(out: str | None, force: bool) -> None:
     """Create an ed25519 key pair for signing receipts."""
-    from .. import keys
+    from theoryx.provenance import keys
 
     path = Path(out).expanduser() if out else keys.default_path()
     kid = keys.generate(path, force=force)
@@ -178,7 +178,7 @@ def keygen(out: str | None, force: bool) -> None:
 def verify_receipt(state: State, file: str, key: str | None, as_json: bool) -> None:
     """Check a receipt: its signature, that every cid is in the store and rehashes right, and that
     the memo key recomputes from the stored action pre-image. Exit 0 verified, 1 failed."""
-    from ..attestation import verify
+    from theoryx.provenance.attestation import verify
 
     try:
         data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .state import State
+from theoryx.cli.state import State
 
 
 @click.group()
@@ -22,9 +22,9 @@ def image() -> None:
 @click.pass_obj
 def build(state: State, ref: str, force: bool, quiet: bool, as_json: bool) -> None:
     """Build REF's image offline (tagged by its build context) unless it already exists."""
-    from .. import docker_client, images
-    from ..refs import Ref
-    from ..registry import Registry
+    from theoryx.adapters.local import docker_client, images
+    from theoryx.spec.refs import Ref
+    from theoryx.spec.registry import Registry
 
     spec = Registry.from_option(state.registry).load(Ref.parse(ref), state.stores().db)
     client = docker_client.connect()
@@ -45,7 +45,7 @@ def build(state: State, ref: str, force: bool, quiet: bool, as_json: bool) -> No
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list on stdout.")
 def ls_cmd(as_json: bool) -> None:
     """List the images theoryx built."""
-    from .. import docker_client, images
+    from theoryx.adapters.local import docker_client, images
 
     rows = images.list_images(docker_client.connect())
     if as_json:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import click
 
-from ..errors import NotFound, UsageError
-from .output import dollars
-from .state import State
+from theoryx.cli.output import dollars
+from theoryx.cli.state import State
+from theoryx.errors import NotFound, UsageError
 
 
 @click.command()
@@ -21,7 +21,7 @@ from .state import State
 @click.pass_obj
 def cat(state: State, target: str) -> None:
     """Print a blob by world path (/artifacts/...) or cid (b3:...)."""
-    from ..worldpaths import resolve
+    from theoryx.store.worldpaths import resolve
 
     stores = state.stores()
     cid = resolve(stores, target)
@@ -36,7 +36,9 @@ def cat(state: State, target: str) -> None:
 @click.pass_obj
 def show(state: State, execution: str, as_json: bool) -> None:
     """Show one execution: status, cache, key, outputs, logs, cost, audits."""
-    from .. import audits, executions, receipts
+    from theoryx.provenance import audit_records as audits
+    from theoryx.provenance import receipts
+    from theoryx.store import executions
 
     stores = state.stores()
     rec = executions.get(stores.db, execution)
@@ -77,7 +79,7 @@ def show(state: State, execution: str, as_json: bool) -> None:
 @click.pass_obj
 def ls(state: State, ref: str | None, plan: str | None, limit: int, as_json: bool) -> None:
     """List executions, newest first."""
-    from .. import executions
+    from theoryx.store import executions
 
     rows = []
     for rec in executions.latest(state.stores().db):
@@ -105,7 +107,8 @@ def ls(state: State, ref: str | None, plan: str | None, limit: int, as_json: boo
 def export(state: State, execution: str, directory: str) -> None:
     """Write an execution's outputs (by path below the write prefix), receipt, index, action and
     logs into DIRECTORY, which must not exist or be empty. Written privately, then renamed."""
-    from .. import executions, receipts
+    from theoryx.provenance import receipts
+    from theoryx.store import executions
 
     stores = state.stores()
     rec = executions.get(stores.db, execution)
@@ -133,7 +136,7 @@ def export(state: State, execution: str, directory: str) -> None:
 
 
 def _copy_blob(stores: object, cid: str, dest: Path) -> None:
-    from ..stores import Stores
+    from theoryx.store.handle import Stores
 
     assert isinstance(stores, Stores)
     if not stores.cas.exists(cid):
@@ -150,7 +153,7 @@ def _copy_blob(stores: object, cid: str, dest: Path) -> None:
 @click.pass_obj
 def logs(state: State, execution: str, which: str | None) -> None:
     """Print an execution's captured stdout and stderr (secrets scrubbed)."""
-    from .. import executions
+    from theoryx.store import executions
 
     stores = state.stores()
     rec = executions.get(stores.db, execution)

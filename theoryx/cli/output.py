@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..money import dollars
+from theoryx.budget.money import dollars
 
 __all__ = ["atomic_write", "dollars"]
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import click
 
-from ..errors import LedgerCorrupt
-from ..money import dollars, parse_usd
-from .state import State
+from theoryx.budget.money import dollars, parse_usd
+from theoryx.cli.state import State
+from theoryx.errors import LedgerCorrupt
 
 
 @click.group(name="plan")
@@ -54,7 +54,7 @@ def _echo_json(value: Any) -> None:
 @click.pass_obj
 def create(state: State, key: str, limit_usd: str | None, as_json: bool) -> None:
     """Create plan KEY, with a limit or (without --limit-usd) for tracking only."""
-    from .. import plans
+    from theoryx.budget import plans
 
     p = plans.create(state.stores().db, key, _limit(limit_usd, "--limit-usd"))
     if as_json:
@@ -69,7 +69,7 @@ def create(state: State, key: str, limit_usd: str | None, as_json: bool) -> None
 @click.pass_obj
 def show(state: State, key: str, as_json: bool) -> None:
     """Show a plan: limit, spent, reserved, remaining, executions, cache hits, money saved."""
-    from .. import plans
+    from theoryx.budget import plans
 
     p = plans.get(state.stores().db, key)
     if as_json:
@@ -83,7 +83,7 @@ def show(state: State, key: str, as_json: bool) -> None:
 @click.pass_obj
 def ls_cmd(state: State, as_json: bool) -> None:
     """List every plan."""
-    from .. import plans
+    from theoryx.budget import plans
 
     all_plans = plans.all_plans(state.stores().db)
     if as_json:
@@ -106,7 +106,7 @@ def ls_cmd(state: State, as_json: bool) -> None:
 @click.pass_obj
 def set_limit(state: State, key: str, limit: str, as_json: bool) -> None:
     """Set plan KEY's limit to LIMIT dollars, or remove it with `none`."""
-    from .. import plans
+    from theoryx.budget import plans
 
     p = plans.set_limit(state.stores().db, key, _limit(limit, "limit"))
     if as_json:
@@ -142,8 +142,8 @@ def _event_line(e: dict[str, Any]) -> str:
 @click.pass_obj
 def ledger(state: State, key: str, as_json: bool, verify: bool) -> None:
     """Print plan KEY's ledger (oldest first); --verify detects edited, removed or reordered events."""
-    from .. import ledger as ledger_mod
-    from .. import plans
+    from theoryx.budget import ledger as ledger_mod
+    from theoryx.budget import plans
 
     db = state.stores().db
     p = plans.get(db, key)
@@ -174,7 +174,7 @@ def ledger(state: State, key: str, as_json: bool, verify: bool) -> None:
 @click.pass_obj
 def reconcile(state: State, key: str, as_json: bool) -> None:
     """Release reservations of plan KEY whose run is gone (killed before settling); never charges."""
-    from .. import plans
+    from theoryx.budget import plans
 
     stores = state.stores()
     done = plans.reconcile(stores.db, key, stores.home.leases)

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .state import State
+from theoryx.cli.state import State
 
 
 @click.group()
@@ -19,7 +19,7 @@ def registry() -> None:
 @click.pass_obj
 def ls_cmd(state: State, as_json: bool) -> None:
     """List the processors in the registry search path."""
-    from ..registry import Registry, parse
+    from theoryx.spec.registry import Registry, parse
 
     reg = Registry.from_option(state.registry)
     rows = []
@@ -45,9 +45,9 @@ def ls_cmd(state: State, as_json: bool) -> None:
 @click.pass_obj
 def show(state: State, ref: str, as_json: bool) -> None:
     """Show one spec, validated, with its digest."""
-    from ..canonical import canonical_digest
-    from ..refs import Ref
-    from ..registry import Registry
+    from theoryx.core.canonical import canonical_digest
+    from theoryx.spec.refs import Ref
+    from theoryx.spec.registry import Registry
 
     reg = Registry.from_option(state.registry)
     path = reg.locate(Ref.parse(ref))
@@ -67,8 +67,8 @@ def show(state: State, ref: str, as_json: bool) -> None:
 @click.pass_obj
 def validate(state: State) -> None:
     """Validate every spec; exit 1 if any is invalid."""
-    from ..errors import TheoryxError
-    from ..registry import Registry, load_file
+    from theoryx.errors import TheoryxError
+    from theoryx.spec.registry import Registry, load_file
 
     reg = Registry.from_option(state.registry)
     bad = 0

@@ -8,10 +8,10 @@ from typing import Any
 
 import click
 
-from ..errors import TheoryxError, UsageError
-from ..runcore import RunOptions, build_request, error_json, render
-from .output import atomic_write
-from .state import State
+from theoryx.cli.output import atomic_write
+from theoryx.cli.runcore import RunOptions, build_request, error_json, render
+from theoryx.cli.state import State
+from theoryx.errors import TheoryxError, UsageError
 
 
 @click.command()
@@ -46,7 +46,7 @@ def run(state: State, ref: str, adapter: str, plan: str | None, write_prefix: st
         save_dir: str | None, save_first: str | None, build: bool, registry: str | None,
         home: str | None) -> None:
     """Run a processor; a repeated run is answered from the action cache."""
-    from ..executor import execute
+    from theoryx.pipeline.executor import execute
 
     state = State(home=home or state.home, registry=registry or state.registry)
     options = RunOptions(
@@ -77,8 +77,8 @@ def _save(state: State, result: Any, save_dir: str | None, save_first: str | Non
     if save_first:
         if not result.outputs:
             raise UsageError("--save-first: the run produced no outputs")
-        from ..refs import Ref
-        from ..registry import Registry
+        from theoryx.spec.refs import Ref
+        from theoryx.spec.registry import Registry
 
         spec = Registry.from_option(state.registry).load(Ref.parse(result.ref), state.stores().db)
         by_rel = {o.path[len(prefix):]: o for o in result.outputs}

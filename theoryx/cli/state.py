@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..stores import Stores, open_stores
+from theoryx.store.handle import Stores, open_stores
 
 
 @dataclass

@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 
 import click
 
-from ..durations import human_bytes, human_duration, parse_duration, parse_size
-from ..errors import TheoryxError
-from .output import dollars
-from .state import State
+from theoryx.cli.output import dollars
+from theoryx.cli.state import State
+from theoryx.core.durations import human_bytes, human_duration, parse_duration, parse_size
+from theoryx.errors import TheoryxError
 
 T = TypeVar("T")
 ProgressFn = Callable[[str, int, "int | None"], None]
@@ -79,7 +79,7 @@ def _blobs(t: Any) -> str:
 @click.pass_obj
 def gc(state: State, dry_run: bool, max_age: str | None, max_size: str | None, grace: str, as_json: bool) -> None:
     """Delete blobs that no cache entry, pinned execution or run in flight needs."""
-    from ..gc import collect
+    from theoryx.store.gc.collect import collect
 
     def go() -> Any:
         grace_s = parse_duration(grace)
@@ -126,7 +126,7 @@ def gc(state: State, dry_run: bool, max_age: str | None, max_size: str | None, g
 @click.pass_obj
 def verify(state: State, repair: bool, workers: int | None, as_json: bool) -> None:
     """Rehash every blob and check what the cache and receipts name; exit 1 unless clean."""
-    from ..verify import verify as run_verify
+    from theoryx.store.verify import verify as run_verify
 
     def go() -> Any:
         with _progress() as progress:
@@ -174,7 +174,7 @@ def _print_verify(report: Any) -> None:
 @click.pass_obj
 def pin(state: State, execution: str, note: str) -> None:
     """Keep EXECUTION's blobs (and the record) whatever gc is asked to drop."""
-    from .. import executions, pins
+    from theoryx.store import executions, pins
 
     stores = state.stores()
     p = pins.pin(stores.db, execution, note)
@@ -191,7 +191,7 @@ def pin(state: State, execution: str, note: str) -> None:
 @click.pass_obj
 def unpin(state: State, execution: str) -> None:
     """Let gc treat EXECUTION like any other again."""
-    from .. import pins
+    from theoryx.store import pins
 
     click.echo(f"Unpinned {pins.unpin(state.stores().db, execution)}")
 
@@ -203,7 +203,7 @@ def pins_cmd(state: State, as_json: bool) -> None:
     """List pinned executions."""
     import time
 
-    from .. import pins
+    from theoryx.store import pins
 
     rows = pins.pins(state.stores().db)
     if as_json:
@@ -221,7 +221,7 @@ def pins_cmd(state: State, as_json: bool) -> None:
 @click.pass_obj
 def du(state: State, as_json: bool) -> None:
     """Disk usage of the store: blobs, temp files, the database."""
-    from ..stats import usage
+    from theoryx.store.stats import usage
 
     u = usage(state.stores())
     if as_json:
@@ -240,7 +240,7 @@ def du(state: State, as_json: bool) -> None:
 @click.pass_obj
 def stats(state: State, as_json: bool) -> None:
     """Store size, cache entries, executions, hit rate and the money hits saved."""
-    from ..stats import stats as compute
+    from theoryx.store.stats import stats as compute
 
     s = compute(state.stores())
     if as_json:

@@ -1,0 +1,396 @@
+"""Processor images: resolve, build offline, tag by content, vendor Python requirements.
+
+A Dockerfile spec's image is tagged ``theoryx/<ns>-<name>:<16 hex>``, the hex being the digest of
+the image identity (:func:`theoryx.spec.context.image_identity`: build context manifest + build args),
+the vendoring parameters and the ids of the ``FROM`` images (a rebuilt base image means a
+rebuild; the memo key, computed without Docker, does not see it). It is built only when that
+tag is missing locally or a rebuild is forced (``--build``, ``theoryx image build --force``,
+which also bypasses the layer cache).
+
+The build context is streamed to the engine as a tar generated on the fly (nothing is copied):
+the files of the spec's folder that the context manifest lists (same exclusions), with mtime 0,
+owner root and modes 0644/0755, plus a ``vendor/`` directory, always present so that Dockerfiles
+can ``COPY vendor/ ...`` unconditionally. When the folder has a ``requirements.txt``, ``vendor/``
+holds those requirements installed on the host with ``pip install --target`` (binary wheels for
+the container's platform and Python, not byte-compiled: a Dockerfile that wants pycs under a
+read-only root runs ``compileall --invalidation-mode unchecked-hash`` itself, which needs no
+network), cached under ``<home>/vendor-v1/<digest>`` by the digest of ``requirements.txt`` and
+the vendoring parameters, published by renaming a finished temp dir.
+
+Builds run with the network disabled and never pull: every ``FROM`` image must exist locally,
+else :class:`ImageNotFound` names the command that fixes it. A pinned ``image.ref`` is used when
+present locally, else :class:`ImageNotFound` (never pulled).
+
+Environment: ``THEORYX_VENDOR_PYTHON`` (default 3.11) is the container's Python version that
+wheels are selected for.
+
+Errors: :class:`ImageNotFound`, :class:`ImageBuildError` (pip or the engine failed; the message
+ends with the tail of the log), :class:`DockerUnavailable`/:class:`AdapterError` from the edge.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import secrets
+import shutil
+import stat
+import subprocess
+import sys
+import tarfile
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import blake3
+
+from theoryx.adapters.local.docker_client import find_image, mapped, require_image, translate
+from theoryx.core.canonical import canonical_digest
+from theoryx.errors import AdapterError, ImageBuildError, ImageNotFound
+from theoryx.spec.context import build_args, context_manifest, image_identity, platform_name
+from theoryx.spec.model import ProcessorSpec
+
+Log = Callable[[str], None]
+
+VENDOR_FORMAT = 1
+VENDOR_DIR = "vendor"
+REQUIREMENTS = "requirements.txt"
+MAX_GLIBC_MINOR = 36          # Debian bookworm's glibc 2.36: newest manylinux wheels that run
+BUILD_TIMEOUT_S = 3600
+PIP_TIMEOUT_S = 1800
+LABEL_REF = "theoryx.ref"
+LABEL_IDENTITY = "theoryx.identity"
+LABEL_CONTEXT = "theoryx.context"
+LABEL_BASES = "theoryx.bases"
+_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """A resolved image: what to run (``name``), its engine id, and whether it was just built."""
+
+    name: str
+    id: str
+    built: bool = False
+
+
+# -- naming ------------------------------------------------------------------------------------
+
+
+def vendor_params() -> dict[str, Any]:
+    """What, besides ``requirements.txt``, decides the vendored packages."""
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform_name().split("/")[1], "x86_64")
+    platforms = [f"manylinux_2_{m}_{arch}" for m in range(MAX_GLIBC_MINOR, 16, -1)]
+    return {
+        "format": VENDOR_FORMAT,
+        "python": os.environ.get("THEORYX_VENDOR_PYTHON", "3.11"),
+        "implementation": "cp",
+        "platforms": [*platforms, f"manylinux2014_{arch}"],
+    }
+
+
+def image_tag(spec: ProcessorSpec, bases: dict[str, str] | None = None) -> str:
+    """``theoryx/<ns>-<name>:<16 hex>`` of the image identity, the vendoring parameters and the
+    ids of the base images (``{name: id}``), so that a rebuilt base image means a rebuild."""
+    identity, _ = image_identity(spec, "container")
+    key = canonical_digest({"image": identity, "vendor": vendor_params(), "bases": bases or {}})
+    repo = re.sub(r"[^a-z0-9]+", "-", f"{spec.ref.ns}-{spec.ref.name}").strip("-")
+    return f"theoryx/{repo}:{key[3:19]}"
+
+
+# -- resolving ---------------------------------------------------------------------------------
+
+
+def ensure(client: Any, spec: ProcessorSpec, vendor_root: Path, *, force: bool = False,
+           notice: Log | None = None, progress: Log | None = None) -> ImageInfo:
+    """The image to run ``spec`` with, building it when missing (or always, when ``force``)."""
+    if spec.image.ref is not None:
+        image = require_image(client, spec.image.ref,
+                              f"load or pull it yourself first (e.g. docker pull {spec.image.ref})")
+        return ImageInfo(spec.image.ref, image.id)
+    bases = resolve_bases(client, spec)
+    tag = image_tag(spec, bases)
+    if not force:
+        image = find_image(client, tag)
+        if image is not None:
+            return ImageInfo(tag, image.id)
+    if notice is not None:
+        notice(f"theoryx: building image {tag} for {spec.ref} (cached by its build context)")
+    image_id = build(client, spec, tag, vendor_root, bases=bases, nocache=force, notice=notice,
+                     progress=progress)
+    return ImageInfo(tag, image_id, built=True)
+
+
+def build(client: Any, spec: ProcessorSpec, tag: str, vendor_root: Path, *, bases: dict[str, str] | None = None,
+          nocache: bool = False, notice: Log | None = None, progress: Log | None = None) -> str:
+    """Build ``spec``'s Dockerfile offline as ``tag``; return the image id. ``bases`` are the
+    resolved ``FROM`` images (resolved here when not given)."""
+    dockerfile = spec.dockerfile_path
+    if dockerfile is None:
+        raise AdapterError(f"processor {spec.ref} has no Dockerfile to build")
+    args = build_args(spec)
+    bases = resolve_bases(client, spec) if bases is None else bases
+    vendor = ensure_vendor(spec.folder, vendor_root, notice)
+    manifest = context_manifest(spec.folder)
+    identity, _ = image_identity(spec, "container")
+    labels = {LABEL_REF: str(spec.ref), LABEL_CONTEXT: manifest.cid, LABEL_IDENTITY: canonical_digest(identity),
+              LABEL_BASES: " ".join(f"{name}@{bid}" for name, bid in sorted(bases.items()))}
+    try:
+        stream = client.api.build(
+            fileobj=context_tar(spec.folder, manifest.files, vendor), custom_context=True, tag=tag,
+            dockerfile=dockerfile.name, buildargs=args, network_mode="none", pull=False, rm=True,
+            forcerm=True, nocache=nocache, decode=True, labels=labels, timeout=BUILD_TIMEOUT_S,
+        )
+        image_id = _follow_build(stream, spec, progress)
+    except (ImageBuildError, ImageNotFound):
+        raise
+    except Exception as exc:
+        err = translate(exc, f"building the image of {spec.ref}")
+        raise (ImageBuildError(err.message) if type(err) is AdapterError else err) from exc
+    return image_id
+
+
+def _follow_build(stream: Iterable[dict[str, Any]], spec: ProcessorSpec, progress: Log | None) -> str:
+    """Consume the engine's build messages; the image id, or :class:`ImageBuildError`."""
+    tail: deque[str] = deque(maxlen=40)
+    image_id = ""
+    for msg in stream:
+        text = str(msg.get("stream") or msg.get("status") or "")
+        if text.strip():
+            tail.extend(text.rstrip("\n").splitlines())
+            if progress is not None:
+                progress(text.rstrip("\n"))
+        if "error" in msg:
+            log = "\n".join([*tail, str(msg["error"])])
+            raise ImageBuildError(f"building the image of {spec.ref} failed:\n{log}")
+        aux = msg.get("aux")
+        if isinstance(aux, dict) and aux.get("ID"):
+            image_id = str(aux["ID"])
+    if not image_id:
+        raise ImageBuildError(f"building the image of {spec.ref} gave no image id:\n" + "\n".join(tail))
+    return image_id
+
+
+# -- base images -------------------------------------------------------------------------------
+
+_ARG = re.compile(r"^ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(.*))?$", re.IGNORECASE)
+_FROM = re.compile(r"^FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?\s*$", re.IGNORECASE)
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def dockerfile_instructions(text: str) -> Iterator[str]:
+    """Dockerfile instructions with continuation lines joined and comments dropped."""
+    current = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not current and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            current += line[:-1] + " "
+            continue
+        yield (current + line).strip()
+        current = ""
+    if current.strip():
+        yield current.strip()
+
+
+def base_images(dockerfile_text: str, args: dict[str, str]) -> list[str]:
+    """The images the Dockerfile's ``FROM`` lines name (after ``ARG`` substitution), excluding
+    ``scratch`` and earlier build stages."""
+    scope: dict[str, str] = {}
+    stages: set[str] = set()
+    bases: list[str] = []
+    seen_from = False
+    for ins in dockerfile_instructions(dockerfile_text):
+        if (m := _ARG.match(ins)) and not seen_from:
+            default = (m.group(2) or "").strip().strip("\"'")
+            scope[m.group(1)] = args.get(m.group(1), default)
+        elif m := _FROM.match(ins):
+            seen_from = True
+            image = _VAR.sub(lambda v: scope.get(v.group(1) or v.group(3), v.group(2) or ""), m.group(1))
+            if image and image.lower() != "scratch" and image not in stages:
+                bases.append(image)
+            if m.group(2):
+                stages.add(m.group(2))
+    return bases
+
+
+def resolve_bases(client: Any, spec: ProcessorSpec) -> dict[str, str]:
+    """``{name: image id}`` of the Dockerfile's ``FROM`` images; :class:`ImageNotFound` for the
+    first one not present locally (the legacy builder would otherwise pull it)."""
+    dockerfile = spec.dockerfile_path
+    if dockerfile is None:
+        return {}
+    bases = {}
+    for base in base_images(dockerfile.read_text(), build_args(spec)):
+        image = find_image(client, base)
+        if image is not None:
+            bases[base] = str(image.id)
+            continue
+        raise ImageNotFound(
+            f"base image {base} of {spec.ref} is not present locally and theoryx never pulls "
+            "images; build the offline base image and use it: bash scripts/base-image.sh && "
+            "export THEORYX_BASE_IMAGE=theoryx/python-base:bookworm"
+            f" (or provide {base} yourself, e.g. docker pull {base})"
+        )
+    return bases
+
+
+# -- build context -----------------------------------------------------------------------------
+
+
+def _header(info: tarfile.TarInfo) -> bytes:
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def _dir_entry(arcname: str) -> bytes:
+    info = tarfile.TarInfo(arcname)
+    info.type, info.mode = tarfile.DIRTYPE, 0o755
+    return _header(info)
+
+
+def _path_entry(path: Path, arcname: str) -> Iterator[bytes]:
+    """The tar bytes of one file or symlink, streamed in chunks."""
+    st = path.lstat()
+    info = tarfile.TarInfo(arcname)
+    if stat.S_ISLNK(st.st_mode):
+        info.type, info.linkname, info.mode = tarfile.SYMTYPE, os.readlink(path), 0o777
+        yield _header(info)
+        return
+    info.size = st.st_size
+    info.mode = 0o755 if st.st_mode & 0o111 else 0o644
+    yield _header(info)
+    with open(path, "rb") as f:
+        remaining = info.size
+        while remaining > 0:
+            chunk = f.read(min(_CHUNK, remaining))
+            if not chunk:
+                raise ImageBuildError(f"{path} shrank while the build context was being sent")
+            remaining -= len(chunk)
+            yield chunk
+    if info.size % tarfile.BLOCKSIZE:
+        yield b"\0" * (tarfile.BLOCKSIZE - info.size % tarfile.BLOCKSIZE)
+
+
+def _parents(rel: str, emitted: set[str]) -> Iterator[bytes]:
+    parts = rel.split("/")[:-1]
+    for i in range(1, len(parts) + 1):
+        d = "/".join(parts[:i])
+        if d not in emitted:
+            emitted.add(d)
+            yield _dir_entry(d)
+
+
+def _vendor_entries(vendor: Path | None) -> Iterator[tuple[Path, str]]:
+    """``(host path, arcname)`` below ``vendor/``, sorted, links not followed; dirs end in '/'."""
+    if vendor is None:
+        return
+    for dirpath, dirnames, filenames in os.walk(vendor):
+        dirnames.sort()
+        base = Path(dirpath)
+        rel = base.relative_to(vendor).as_posix()
+        prefix = VENDOR_DIR if rel == "." else f"{VENDOR_DIR}/{rel}"
+        for d in dirnames:
+            if (base / d).is_symlink():
+                yield base / d, f"{prefix}/{d}"
+            else:
+                yield base / d, f"{prefix}/{d}/"
+        for fn in sorted(filenames):
+            yield base / fn, f"{prefix}/{fn}"
+
+
+def context_tar(folder: Path, files: Iterable[str], vendor: Path | None) -> Iterator[bytes]:
+    """The build context as an uncompressed tar, generated lazily: ``files`` (relative paths
+    of ``folder``) then ``vendor/`` (from ``vendor``, or empty)."""
+    emitted: set[str] = set()
+    for rel in sorted(files):
+        yield from _parents(rel, emitted)
+        yield from _path_entry(folder / rel, rel)
+    yield _dir_entry(VENDOR_DIR)
+    for path, arcname in _vendor_entries(vendor):
+        if arcname.endswith("/"):
+            yield _dir_entry(arcname.rstrip("/"))
+        else:
+            yield from _path_entry(path, arcname)
+    yield b"\0" * (2 * tarfile.BLOCKSIZE)
+
+
+# -- vendoring ---------------------------------------------------------------------------------
+
+
+def vendor_key(requirements: bytes) -> str:
+    """The cache key (64 hex) of a requirements file's installation."""
+    return canonical_digest({"requirements": blake3.blake3(requirements).hexdigest(),
+                             "params": vendor_params()})[3:]
+
+
+def ensure_vendor(folder: Path, vendor_root: Path, notice: Log | None = None) -> Path | None:
+    """The installed ``requirements.txt`` of ``folder`` (None without one), installing it once."""
+    req = folder / REQUIREMENTS
+    if not req.is_file():
+        return None
+    key = vendor_key(req.read_bytes())
+    dest = vendor_root / key
+    if dest.is_dir():
+        return dest
+    vendor_root.mkdir(parents=True, exist_ok=True)
+    with open(vendor_root / f".{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if dest.is_dir():       # installed by a concurrent run while we waited
+            return dest
+        for stale in vendor_root.glob(f".tmp-{key}-*"):   # crashed installs (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
+        if notice is not None:
+            notice(f"theoryx: installing {req} for the image build (once; cached by its digest)")
+        tmp = vendor_root / f".tmp-{key}-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            _pip_install(req, tmp)
+            os.chmod(tmp, 0o755)
+            os.rename(tmp, dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def _pip_install(req: Path, target: Path) -> None:
+    params = vendor_params()
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+           "--no-input", "--no-compile", "--target", str(target), "--only-binary=:all:",
+           "--python-version", params["python"], "--implementation", params["implementation"]]
+    for plat in params["platforms"]:
+        cmd += ["--platform", plat]
+    _run_tool([*cmd, "-r", str(req)], req.parent, f"pip install -r {req}")
+
+
+def _run_tool(cmd: list[str], cwd: Path, what: str) -> None:
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, timeout=PIP_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ImageBuildError(f"{what} failed: {exc}") from exc
+    if proc.returncode != 0:
+        out = (proc.stderr or proc.stdout).decode("utf-8", "replace").strip().splitlines()[-25:]
+        raise ImageBuildError(f"{what} failed (exit {proc.returncode}):\n" + "\n".join(out))
+
+
+# -- listing -----------------------------------------------------------------------------------
+
+
+def list_images(client: Any) -> list[dict[str, Any]]:
+    """The images theoryx built: ``{"tags", "id", "ref", "identity", "created", "size"}``."""
+    with mapped("listing images"):
+        images = client.images.list(filters={"label": LABEL_IDENTITY})
+    rows = []
+    for img in images:
+        labels = img.labels or {}
+        rows.append({
+            "tags": list(img.tags), "id": img.id, "ref": labels.get(LABEL_REF, ""),
+            "identity": labels.get(LABEL_IDENTITY, ""), "created": img.attrs.get("Created", ""),
+            "size": int(img.attrs.get("Size") or 0),
+        })
+    return sorted(rows, key=lambda r: (r["ref"], r["created"]))

@@ -1,0 +1,112 @@
+"""A run's dealings with its budget plan: reserve before executing, settle after, record hits.
+
+Everything here is imported only on a miss, or on a hit that names a plan, so that a plain
+cache hit never loads pricing. Notes go to stderr: stdout may carry exactly one JSON object.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from theoryx.spec.model import ProcessorSpec
+from theoryx.store.handle import Stores
+
+if TYPE_CHECKING:
+    from theoryx.adapters.base import Adapter, Outcome
+    from theoryx.budget.pricing import Rates
+
+
+def note(text: str) -> None:
+    """A note for the user on stderr."""
+    print(f"Note: {text}", file=sys.stderr)
+
+
+class Charging:
+    """The plan side of one execution. ``plan`` None means no plan: costs are still computed
+    (they go on the record and the cache entry) but nothing is reserved or charged."""
+
+    def __init__(self, stores: Stores, plan: str | None, execution_id: str,
+                 adapter_options: Mapping[str, Any]) -> None:
+        self.stores, self.plan, self.execution_id = stores, plan, execution_id
+        self.adapter_options = adapter_options
+        self.reserved = False                     # a reservation awaits settlement
+        self.estimate_micros = 0
+        self._rates: Rates | None = None
+
+    def rates(self) -> Rates:
+        if self._rates is None:
+            from theoryx.budget.pricing import load_rates
+
+            self._rates = load_rates(self.stores.home.root)
+        return self._rates
+
+    def _created(self, created: bool) -> None:
+        if created:
+            note(f"plan {self.plan!r} did not exist; created it without a limit (tracking only)")
+
+    def hit(self, saved_micros: int, source_execution: str) -> None:
+        """A cache hit costs 0; the plan records the money it saved."""
+        if self.plan is None:
+            return
+        from theoryx.budget import plans
+
+        _, created = plans.record_hit(self.stores.db, self.plan, self.execution_id, saved_micros,
+                                      source_execution)
+        self._created(created)
+
+    def admit(self, spec: ProcessorSpec, inputs: Any, adapter: Adapter, lease_path: Path) -> None:
+        """Reserve the worst-case cost on the plan in one write transaction
+        (:func:`plans.reserve`); ``BudgetExceeded``/``PriceUnknown`` before anything runs."""
+        rates = self.rates()  # a malformed rates override fails every miss before it runs
+        if self.plan is None:
+            return
+        from theoryx.budget import costs, plans
+
+        est = costs.estimate(spec, inputs, bills_compute=adapter.bills_compute, rates=rates,
+                             timeout=costs.timeout_of(spec, self.adapter_options),
+                             margin_s=int(getattr(adapter, "billing_margin_s", 0)))
+        plan, created = plans.reserve(
+            self.stores.db, self.plan, self.execution_id, est.micros, lease=lease_path,
+            parts=est.parts, unknown=est.unknown, ref=str(spec.ref),
+        )
+        self.reserved, self.estimate_micros = True, est.micros
+        self._created(created)
+        for why in est.unknown:   # admitted with unknown parts: the plan has no limit
+            note(f"plan {plan.key!r} tracks only; this part of the cost estimates as $0: {why}")
+
+    def settle(self, spec: ProcessorSpec, inputs: Any, adapter: Adapter, outcome: Outcome | None,
+               result: Mapping[str, Any], *, status: str) -> int:
+        """The actual cost in micro-USD; charged to the plan when a reservation is open
+        (idempotent per execution id)."""
+        from theoryx.budget import costs
+
+        cost = costs.actual(spec, inputs, dict(result), None if outcome is None else outcome.duration_ms,
+                            bills_compute=adapter.bills_compute, rates=self.rates(),
+                            compute_seconds=None if outcome is None else outcome.meta.get("compute_seconds"))
+        if not self.reserved:
+            return cost.micros
+        from theoryx.budget import plans
+        from theoryx.budget.money import dollars
+
+        plans.settle(self.stores.db, self.execution_id, cost.micros, status=status)
+        self.reserved = False
+        for why in cost.notes:
+            note(f"plan {self.plan!r}: {why}")
+        if cost.micros > self.estimate_micros:
+            note(f"execution {self.execution_id} cost {dollars(cost.micros)}, more than its worst-case "
+                 f"estimate {dollars(self.estimate_micros)}; plan {self.plan!r} was charged what it "
+                 f"cost (does the spec of {spec.ref} declare its cost?)")
+        return cost.micros
+
+    def settle_after_failure(self, spec: ProcessorSpec, inputs: Any, adapter: Adapter,
+                             outcome: Outcome | None, result: Mapping[str, Any]) -> int | None:
+        """Settle what a failed execution cost; if that fails too, the reservation stays open
+        (fail closed) for ``theoryx plan reconcile`` and the original error is what surfaces."""
+        try:
+            return self.settle(spec, inputs, adapter, outcome, result, status="error")
+        except Exception as exc:
+            note(f"could not settle plan {self.plan!r} for execution {self.execution_id}: {exc}")
+            return None

@@ -1,0 +1,183 @@
+"""A plan's ledger: append-only events in the ``ledger`` database, chained by BLAKE3.
+
+Key: ``<plan>/<seq:012d>`` (plan keys never contain ``/``). Value: one event, a flat map::
+
+    {"v": 1, "plan": "team-a", "seq": 3, "kind": "settle", "at_ms": ..., "execution_id": ...,
+     "amount_micros": 212, "released_micros": 9860, "prev": "b3:...", "hash": "b3:..."}
+
+``hash`` = ``b3:`` + BLAKE3(RFC 8785 of the event without ``hash``); ``prev`` is the previous
+event's hash (:func:`genesis` for the first). Kinds and what they add to the :class:`Totals`:
+
+=============  ===========================================================================
+``create``     ``limit_micros`` (int or null) becomes the limit
+``set-limit``  ``limit_micros`` becomes the limit (``previous_micros`` is the old one)
+``reserve``    ``amount_micros`` (the worst-case estimate) is reserved; one execution more
+``settle``     ``released_micros`` leaves the reservation, ``amount_micros`` is spent
+``release``    ``amount_micros`` leaves the reservation, nothing is spent (owner gone)
+``hit``        one cache hit more; ``saved_micros`` (the producer's cost) is saved
+=============  ===========================================================================
+
+The plan record (``plans`` database) stores the running :class:`Totals` including the event count
+and the head hash, updated in the same write transaction as each append: a removed last event
+or an edited total is detected by comparing them with the events (:func:`verify`). Like any hash
+chain kept next to its head, this detects accidents and naive edits, not a writer who rewrites
+every hash and the head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from theoryx.core.canonical import canonical_digest
+from theoryx.errors import LedgerCorrupt
+from theoryx.store.db import Database, pack, unpack
+
+VERSION = 1
+KINDS = ("create", "set-limit", "reserve", "settle", "release", "hit")
+
+
+def genesis(plan: str) -> str:
+    """The ``prev`` of a plan's first event (binds the chain to the plan's key)."""
+    return canonical_digest({"ledger": "theoryx-plan", "v": VERSION, "plan": plan})
+
+
+def event_key(plan: str, seq: int) -> str:
+    return f"{plan}/{seq:012d}"
+
+
+def event_hash(event: dict[str, Any]) -> str:
+    return canonical_digest({k: v for k, v in event.items() if k != "hash"})
+
+
+@dataclass(frozen=True)
+class Totals:
+    """What a plan's events add up to (money in micro-USD; ``limit_micros`` None = no limit)."""
+
+    limit_micros: int | None = None
+    spent_micros: int = 0
+    reserved_micros: int = 0
+    executions: int = 0
+    hits: int = 0
+    saved_micros: int = 0
+    events: int = 0
+    head: str | None = None
+
+    def apply(self, event: dict[str, Any]) -> Totals:
+        """The totals after ``event`` (which must already carry its hash)."""
+        kind = event["kind"]
+        t = replace(self, events=self.events + 1, head=event["hash"])
+        if kind in ("create", "set-limit"):
+            return replace(t, limit_micros=event["limit_micros"])
+        if kind == "reserve":
+            return replace(t, reserved_micros=t.reserved_micros + event["amount_micros"],
+                           executions=t.executions + 1)
+        if kind == "settle":
+            return replace(t, reserved_micros=t.reserved_micros - event["released_micros"],
+                           spent_micros=t.spent_micros + event["amount_micros"])
+        if kind == "release":
+            return replace(t, reserved_micros=t.reserved_micros - event["amount_micros"])
+        if kind == "hit":
+            return replace(t, hits=t.hits + 1, saved_micros=t.saved_micros + event["saved_micros"])
+        raise LedgerCorrupt(f"ledger of plan {event.get('plan')!r}: unknown event kind {kind!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Totals:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+def append(db: Database, txn: Any, plan: str, totals: Totals, kind: str, at_ms: int,
+           **fields: Any) -> tuple[dict[str, Any], Totals]:
+    """Append one event inside the caller's write transaction ``txn``; returns the event and the
+    new totals (which the caller stores in the plan record in the same transaction)."""
+    assert kind in KINDS, kind
+    event: dict[str, Any] = {"v": VERSION, "plan": plan, "seq": totals.events, "kind": kind,
+                             "at_ms": at_ms, **fields, "prev": totals.head or genesis(plan)}
+    event["hash"] = event_hash(event)
+    if not txn.put(event_key(plan, totals.events).encode(), pack(event), db=db.dbs["ledger"],
+                   overwrite=False):
+        raise LedgerCorrupt(f"ledger of plan {plan!r}: event {totals.events} already exists "
+                            "(the plan record's event count is behind its ledger)")
+    return event, totals.apply(event)
+
+
+def events(db: Database, plan: str, txn: Any = None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(key, event)`` of ``plan`` in ledger order (inside ``txn`` when given)."""
+    if txn is None:
+        yield from db.items("ledger", prefix=f"{plan}/")
+        return
+    prefix = f"{plan}/".encode()
+    cur = txn.cursor(db=db.dbs["ledger"])
+    ok = cur.set_range(prefix)
+    while ok and bytes(cur.key()).startswith(prefix):
+        yield bytes(cur.key()).decode(), unpack(cur.value())
+        ok = cur.next()
+
+
+def replay(plan: str, items: Iterator[tuple[str, dict[str, Any]]]) -> Totals:
+    """Check the chain of ``items`` (keys, seqs, prev links, hashes, matched reservations) and
+    return what it adds up to; :class:`LedgerCorrupt` names the first problem."""
+    totals = Totals()
+    open_reservations: dict[str, int] = {}
+    closed: set[str] = set()
+    for key, event in items:
+        where = f"ledger of plan {plan!r}, event {totals.events} ({key})"
+        if not isinstance(event, dict) or event.get("plan") != plan:
+            raise LedgerCorrupt(f"{where}: not an event of this plan")
+        if key != event_key(plan, totals.events) or event.get("seq") != totals.events:
+            raise LedgerCorrupt(f"{where}: out of sequence (seq {event.get('seq')!r}); "
+                                "an event was removed or the events were reordered")
+        if event.get("prev") != (totals.head or genesis(plan)):
+            raise LedgerCorrupt(f"{where}: does not follow the previous event (prev hash differs); "
+                                "an event was removed, inserted or reordered")
+        if event.get("hash") != event_hash(event):
+            raise LedgerCorrupt(f"{where}: its hash does not match its content; the event was edited")
+        if (event.get("kind") == "create") != (totals.events == 0):
+            raise LedgerCorrupt(f"{where}: a ledger starts with its one create event")
+        _check_money(where, event, open_reservations, closed)
+        totals = totals.apply(event)
+        if totals.reserved_micros < 0:
+            raise LedgerCorrupt(f"{where}: releases more than was reserved")
+    return totals
+
+
+def _check_money(where: str, event: dict[str, Any], open_: dict[str, int], closed: set[str]) -> None:
+    """Every settle/release closes exactly one open reservation of the same amount: nothing is
+    charged twice and nothing is released that was not reserved."""
+    kind, eid = event["kind"], str(event.get("execution_id"))
+    for k in ("amount_micros", "released_micros", "saved_micros"):
+        if k in event and (not isinstance(event[k], int) or event[k] < 0):
+            raise LedgerCorrupt(f"{where}: {k} is not a non-negative integer")
+    if kind == "reserve":
+        if eid in open_ or eid in closed:
+            raise LedgerCorrupt(f"{where}: execution {eid} reserved twice")
+        open_[eid] = event["amount_micros"]
+    elif kind in ("settle", "release"):
+        if eid not in open_:
+            again = " (already settled or released: a double charge)" if eid in closed else ""
+            raise LedgerCorrupt(f"{where}: {kind} of execution {eid} without an open reservation{again}")
+        released = event["released_micros"] if kind == "settle" else event["amount_micros"]
+        if released != open_.pop(eid):
+            raise LedgerCorrupt(f"{where}: {kind} of execution {eid} releases a different amount "
+                                "than was reserved")
+        closed.add(eid)
+
+
+def verify(db: Database, txn: Any, plan: str, stored: Totals, open_reserved: int) -> Totals:
+    """Replay ``plan``'s ledger (read in ``txn``) and compare it with the plan record's ``stored``
+    totals and the sum of the plan's rows in the ``reservations`` database, read in the same
+    transaction; :class:`LedgerCorrupt` on any difference. Returns the replayed totals."""
+    totals = replay(plan, events(db, plan, txn))
+    if totals != stored:
+        diff = ", ".join(f"{k}: record {v!r}, ledger {getattr(totals, k)!r}"
+                         for k, v in stored.to_dict().items() if getattr(totals, k) != v)
+        hint = " (an event was removed from the end?)" if totals.events < stored.events else ""
+        raise LedgerCorrupt(f"ledger of plan {plan!r} does not add up to the plan's totals: {diff}{hint}")
+    if open_reserved != totals.reserved_micros:
+        raise LedgerCorrupt(f"ledger of plan {plan!r}: open reservations hold {open_reserved} micro-USD, "
+                            f"the ledger {totals.reserved_micros}")
+    return totals

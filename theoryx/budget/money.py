@@ -1,0 +1,74 @@
+"""Money: integer micro-USD wherever it is stored or computed; dollars only at the edges.
+
+``parse_usd("5.25") == 5_250_000``. Amounts are capped at ``MAX_MICROS`` (2**53 - 1 micro-USD,
+about $9 billion) so that every stored amount has an exact RFC 8785 form for the ledger's hashes.
+Fractional prices (per token, per second) are multiplied as :class:`~decimal.Decimal` and turned
+into micros once, rounding up (:func:`ceil_micros`): a budget is never under-charged by rounding.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from decimal import Decimal, InvalidOperation
+
+from theoryx.errors import AmountNegative, AmountNotANumber, AmountTooLarge, AmountTooPrecise
+
+MICROS_PER_USD = 1_000_000
+MAX_MICROS = 2**53 - 1
+_AMOUNT = re.compile(r"^\$?(\d+)?(?:\.(\d*))?$")
+
+
+def parse_usd(text: str, what: str = "amount") -> int:
+    """A user's dollar amount (``"5"``, ``"5.25"``, ``"$0.000001"``) as micro-USD.
+
+    Raises :class:`AmountNegative`, :class:`AmountNotANumber`, :class:`AmountTooPrecise` (more than
+    6 decimals) or :class:`AmountTooLarge`, each naming ``what``.
+    """
+    s = text.strip()
+    if s.startswith("-"):
+        raise AmountNegative(f"{what} must not be negative: {text!r}")
+    m = _AMOUNT.match(s)
+    if not m or not (m.group(1) or m.group(2)):
+        raise AmountNotANumber(f"{what} is not a number of dollars: {text!r} (e.g. 5 or 12.50)")
+    whole, frac = m.group(1) or "0", m.group(2) or ""
+    if len(frac) > 6:
+        raise AmountTooPrecise(f"{what} has more than 6 decimals (the unit is one micro-dollar): {text!r}")
+    micros = int(whole) * MICROS_PER_USD + int(frac.ljust(6, "0"))
+    if micros > MAX_MICROS:
+        raise AmountTooLarge(f"{what} is too large: {text!r} (at most ${MAX_MICROS // MICROS_PER_USD:,})")
+    return micros
+
+
+def ceil_micros(usd: Decimal) -> int:
+    """Dollars (exact decimal) as micro-USD, rounded up; capped at :data:`MAX_MICROS`."""
+    micros = int((usd * MICROS_PER_USD).to_integral_value(rounding="ROUND_CEILING"))
+    return max(0, min(micros, MAX_MICROS))
+
+
+def decimal_usd(value: object) -> Decimal | None:
+    """A finite non-negative number (int, float or numeric string) as an exact Decimal, else None.
+    Floats go through ``repr`` (``0.1`` is 0.1, not its binary expansion)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    try:
+        d = Decimal(repr(value) if isinstance(value, float) else str(value))
+    except InvalidOperation:
+        return None
+    return d if d.is_finite() and d >= 0 else None
+
+
+def reported_micros(value: object) -> int | None:
+    """A processor-reported ``cost_usd`` as micro-USD (rounded up), or None when it is absent
+    or not a finite non-negative number."""
+    d = decimal_usd(value) if not isinstance(value, str) else None
+    return None if d is None else ceil_micros(d)
+
+
+def dollars(micros: int) -> str:
+    """Integer micro-USD shown as dollars, e.g. ``$5.250000``."""
+    sign = "-" if micros < 0 else ""
+    micros = abs(micros)
+    return f"{sign}${micros // MICROS_PER_USD}.{micros % MICROS_PER_USD:06d}"

@@ -1,0 +1,70 @@
+"""The ``theoryx`` command line: a thin layer over the Python API.
+
+The group builds the :class:`State` (home and registry options); commands receive it. Only
+this package decides exit codes: 0 success, 1 a theoryx error, 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from theoryx.cli.state import State
+from theoryx.errors import TheoryxError
+
+# Command name -> module below theoryx.cli that defines it (as an attribute of that name, or in
+# its ``COMMANDS`` list). Modules are imported only when their command runs, so a cache hit
+# pays for ``run`` alone.
+LAZY: dict[str, str] = {
+    "run": "run", "cat": "inspect", "show": "inspect", "ls": "inspect", "export": "inspect",
+    "logs": "inspect", "registry": "registry", "image": "image", "plan": "plan",
+    "gc": "store", "verify": "store", "pin": "store", "unpin": "store", "pins": "store",
+    "du": "store", "stats": "store", "audit": "audit", "explain": "audit", "receipt": "audit",
+    "keygen": "audit", "verify-receipt": "audit",
+}
+
+
+class Group(click.Group):
+    """Loads commands lazily and maps :class:`TheoryxError` to ``Error: <message>`` and its
+    exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(n for n in LAZY if self.get_command(ctx, n) is not None)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module_name = LAZY.get(cmd_name)
+        if module_name is None:
+            return None
+        module = importlib.import_module(f"theoryx.cli.{module_name}")
+        for command in getattr(module, "COMMANDS", []):
+            if command.name == cmd_name:
+                return command  # type: ignore[no-any-return]
+        found = getattr(module, cmd_name.replace("-", "_"), None)
+        return found if isinstance(found, click.Command) else None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TheoryxError as exc:
+            click.echo(f"Error: {exc.message}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", envvar="THEORYX_HOME", type=click.Path(file_okay=False),
+              help="Store directory (env THEORYX_HOME; default $XDG_CACHE_HOME/theoryx).")
+@click.option("--registry", envvar="THEORYX_REGISTRY",
+              help="Registry directory (env THEORYX_REGISTRY; default ./registry, else the installed one).")
+@click.version_option(package_name="theoryx", prog_name="theoryx")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None, registry: str | None) -> None:
+    """theoryx: run processors like build actions — content-addressed, cached, budgeted, audited."""
+    ctx.obj = State(home=home, registry=registry)
+
+
+def main() -> None:
+    """Run the click command line (``theoryx.cli.main`` tries the cache-hit fast path first)."""
+    cli.main(args=sys.argv[1:], prog_name="theoryx")

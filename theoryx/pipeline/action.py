@@ -1,0 +1,61 @@
+"""The Action: the canonical description of one unit of work, and its memo key.
+
+``memo_key = "b3:" + hex(BLAKE3(RFC8785(action)))``. The action holds everything that can change
+the outputs (key version, salt, the spec's execution fields and their digest, image identity,
+environment class, rewritten inputs, expanded write prefix, seed) and nothing that cannot (no
+secret values, plan, host paths, timestamps or adapter options).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from theoryx.core.canonical import canonical_bytes, canonical_digest, digest
+from theoryx.spec.model import ProcessorSpec
+
+KEY_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Action:
+    """An action's JSON body, its canonical bytes (the pre-image) and memo key."""
+
+    body: dict[str, Any]
+    data: bytes
+    memo_key: str
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> Action:
+        data = canonical_bytes(body)
+        return cls(body, data, digest(data))
+
+    @property
+    def spec_digest(self) -> str:
+        return str(self.body["spec_digest"])
+
+
+def build(
+    spec: ProcessorSpec,
+    *,
+    image: dict[str, Any],
+    env: dict[str, str],
+    inputs: Any,
+    write_prefix: str,
+    seed: int,
+    salt: str = "",
+) -> Action:
+    """Assemble the action for one run (see the module docstring for what goes in)."""
+    fields = spec.execution_fields()
+    return Action.from_body({
+        "v": KEY_VERSION,
+        "salt": salt,
+        "ref": str(spec.ref),
+        "spec": fields,
+        "spec_digest": canonical_digest(fields),
+        "image": image,
+        "env": env,
+        "inputs": inputs,
+        "write_prefix": write_prefix,
+        "seed": seed,
+    })

@@ -1,0 +1,114 @@
+"""``--attach name=path``: store attachment files and rewrite ``{"$attach": name}`` objects.
+
+Every object ``{"$attach": "name"}`` anywhere in the inputs becomes
+``{"$artifact": "/artifacts/inputs/<cid>/<basename>", "cid": "b3:...", "mime": "...", "size": N}``.
+Host paths never enter the inputs (and so never the memo key).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cas import BlobNotFound, Store, hash_file
+from theoryx.errors import AttachmentError, AttachmentNotFound
+
+INPUTS_ROOT = "/artifacts/inputs/"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A stored attachment: its name on the command line, file name, cid, size and mime."""
+
+    name: str
+    filename: str
+    cid: str
+    size: int
+    mime: str
+
+    @property
+    def world_path(self) -> str:
+        return f"{INPUTS_ROOT}{self.cid}/{self.filename}"
+
+    def artifact(self) -> dict[str, Any]:
+        return {"$artifact": self.world_path, "cid": self.cid, "mime": self.mime, "size": self.size}
+
+
+def parse_options(values: Iterable[str]) -> dict[str, Path]:
+    """``["a=path", ...]`` -> ``{"a": Path}``; usage errors for bad syntax or duplicate names."""
+    out: dict[str, Path] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise AttachmentError(f"--attach expects name=path, got {value!r}")
+        if name in out:
+            raise AttachmentError(f"--attach name {name!r} given twice")
+        out[name] = Path(path).expanduser()
+    return out
+
+
+def guess_mime(filename: str) -> str:
+    import mimetypes
+
+    mime, _ = mimetypes.guess_type(filename, strict=False)
+    return mime or "application/octet-stream"
+
+
+def store(options: dict[str, Path], cas: Store,
+          protect: Callable[[str], None] | None = None) -> dict[str, Attachment]:
+    """Hash each file, store those the CAS lacks; :class:`AttachmentNotFound` for a missing file.
+    ``protect(cid)`` is called before the store is consulted (to lease the blob against gc)."""
+    out: dict[str, Attachment] = {}
+    for name, path in options.items():
+        if not path.is_file():
+            raise AttachmentNotFound(f"Attachment file not found: {path}")
+        filename = os.path.basename(path)
+        if filename in ("", ".", ".."):
+            raise AttachmentError(f"attachment {name!r} has no usable file name: {path}")
+        blob = hash_file(path)
+        if protect is not None:
+            protect(blob.cid)
+        try:
+            cas.touch(blob.cid)  # refresh, like git, so gc's grace period protects it
+        except BlobNotFound:  # absent, or withdrawn by a concurrent gc a moment ago: store it
+            blob = cas.put_file(path)
+        out[name] = Attachment(name, filename, blob.cid, blob.size, guess_mime(filename))
+    return out
+
+
+def rewrite(value: Any, attachments: dict[str, Attachment], used: set[str] | None = None) -> Any:
+    """Replace every ``{"$attach": name}`` (a one-key object) in ``value``; records names in ``used``."""
+    if isinstance(value, dict):
+        if set(value) == {"$attach"}:
+            name = value["$attach"]
+            if not isinstance(name, str) or name not in attachments:
+                given = ", ".join(sorted(attachments)) or "none"
+                raise AttachmentError(
+                    f"inputs reference attachment {name!r} but no --attach {name}=PATH was given "
+                    f"(given: {given})"
+                )
+            if used is not None:
+                used.add(name)
+            return attachments[name].artifact()
+        return {k: rewrite(v, attachments, used) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rewrite(v, attachments, used) for v in value]
+    return value
+
+
+def referenced_artifacts(value: Any) -> list[dict[str, Any]]:
+    """Every ``$artifact`` object in rewritten inputs (what the adapter must materialise)."""
+    found: list[dict[str, Any]] = []
+    if isinstance(value, dict):
+        if "$artifact" in value and "cid" in value:
+            found.append(value)
+        else:
+            for v in value.values():
+                found.extend(referenced_artifacts(v))
+    elif isinstance(value, list):
+        for v in value:
+            found.extend(referenced_artifacts(v))
+    return found

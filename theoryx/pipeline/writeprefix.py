@@ -1,0 +1,37 @@
+"""The write prefix: where a run's outputs appear in the world namespace."""
+
+from __future__ import annotations
+
+from theoryx.errors import WritePrefixError
+
+DEFAULT = "/artifacts/outputs/"
+PLACEHOLDER = "{execution_id}"
+_RESERVED = ("/artifacts/inputs/", "/artifacts/execution/")
+
+
+def check(prefix: str) -> None:
+    """Validate the unexpanded prefix; messages are the ones the CLI prints after ``Error: ``."""
+    if not prefix.startswith("/artifacts/"):
+        raise WritePrefixError("--write-prefix must start with /artifacts/")
+    if not prefix.endswith("/"):
+        raise WritePrefixError("--write-prefix must end with /")
+    segments = prefix[len("/artifacts/"):-1].split("/")
+    if prefix == "/artifacts/":
+        raise WritePrefixError("--write-prefix must name a directory below /artifacts/")
+    if any(s == "" for s in segments):
+        raise WritePrefixError("--write-prefix must not contain empty segments (//)")
+    if any(s in (".", "..") for s in segments):
+        raise WritePrefixError("--write-prefix must not contain . or .. segments")
+    if any(c in prefix for c in "\\\0\n"):
+        raise WritePrefixError("--write-prefix must not contain backslashes, NUL or newlines")
+    if prefix.startswith(_RESERVED):
+        raise WritePrefixError("--write-prefix must not be inside /artifacts/inputs/ or /artifacts/execution/")
+    rest = prefix.replace(PLACEHOLDER, "")
+    if "{" in rest or "}" in rest:
+        raise WritePrefixError("--write-prefix may only use the placeholder {execution_id}")
+
+
+def expand(prefix: str, execution_id: str) -> str:
+    """Check ``prefix`` and replace ``{execution_id}``."""
+    check(prefix)
+    return prefix.replace(PLACEHOLDER, execution_id)

@@ -1,0 +1,341 @@
+"""A processor's registry entry, validated into a frozen value.
+
+``ProcessorSpec.from_mapping`` accepts the parsed YAML and raises :class:`SpecError` naming the
+file and the dotted field of the first problem. ``execution_fields()`` is the part of the spec
+that enters the memo key: everything that affects execution or admission, never ``description``.
+``to_cache``/``from_cache`` round-trip a validated spec so that a cache hit never parses YAML.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from theoryx.errors import SpecError
+from theoryx.spec.refs import Ref
+
+_SECRET = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_PINNED = re.compile(r"^[^\s@]+@sha256:[0-9a-f]{64}$")
+_TOP = {
+    "ref", "description", "image", "command", "runtime", "adapter", "secrets", "inputs",
+    "outputs", "limits", "cost", "stochastic", "env",
+}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Resources and sandbox switches. ``memory`` in MiB, ``timeout`` in seconds."""
+
+    cpu: float = 1.0
+    memory: int = 1024
+    timeout: int = 600
+    gpu: str | None = None
+    network: bool = False
+    pids: int = 256
+    tmpfs: int = 256
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cpu": self.cpu, "memory": self.memory, "timeout": self.timeout, "gpu": self.gpu,
+            "network": self.network, "pids": self.pids, "tmpfs": self.tmpfs,
+        }
+
+
+@dataclass(frozen=True)
+class OutputLimits:
+    """Caps applied when ingesting a run's outputs."""
+
+    max_files: int = 10_000
+    max_bytes: int = 10 << 30
+    max_depth: int = 32
+
+    def to_dict(self) -> dict[str, int]:
+        return {"max_files": self.max_files, "max_bytes": self.max_bytes, "max_depth": self.max_depth}
+
+
+@dataclass(frozen=True)
+class OutputDecl:
+    """A declared output, ``path`` relative to the write prefix."""
+
+    path: str
+    mime: str
+    optional: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "mime": self.mime, "optional": self.optional}
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """Exactly one of ``dockerfile`` (relative to the YAML file) or ``ref`` (pinned by digest)."""
+
+    dockerfile: str | None = None
+    ref: str | None = None
+    build_args: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dockerfile": self.dockerfile, "ref": self.ref, "build_args": dict(self.build_args)}
+
+
+@dataclass(frozen=True)
+class ProcessorSpec:
+    """A validated registry entry. ``source`` is the YAML file it came from."""
+
+    ref: Ref
+    description: str
+    image: ImageSource
+    command: tuple[str, ...] | None
+    runtime: Runtime
+    secrets: tuple[str, ...]
+    inputs_schema: dict[str, Any]
+    outputs: tuple[OutputDecl, ...]
+    limits: OutputLimits
+    modal_stub: str | None
+    cost: dict[str, Any] | None
+    stochastic: bool
+    env: dict[str, str]
+    source: Path
+
+    @property
+    def folder(self) -> Path:
+        """The processor's folder: the Dockerfile's directory, else ``<yaml dir>/<name>``."""
+        if self.image.dockerfile:
+            return (self.source.parent / self.image.dockerfile).parent
+        return self.source.parent / self.ref.name
+
+    @property
+    def dockerfile_path(self) -> Path | None:
+        return None if self.image.dockerfile is None else self.source.parent / self.image.dockerfile
+
+    def execution_fields(self) -> dict[str, Any]:
+        """What of the spec can change a result or its admission; enters the memo key."""
+        return {
+            "ref": str(self.ref),
+            "image": {"dockerfile": self.image.dockerfile, "ref": self.image.ref,
+                      "build_args": dict(sorted(self.image.build_args.items()))},
+            "command": None if self.command is None else list(self.command),
+            "runtime": self.runtime.to_dict(),
+            "secrets": sorted(self.secrets),
+            "inputs": self.inputs_schema,
+            "outputs": [o.to_dict() for o in self.outputs],
+            "limits": self.limits.to_dict(),
+            "cost": self.cost,
+            "env": dict(sorted(self.env.items())),
+        }
+
+    def to_cache(self) -> dict[str, Any]:
+        """A plain form of the validated spec (for the spec cache keyed by the file's hash)."""
+        d = self.execution_fields()
+        d.update(description=self.description, modal_stub=self.modal_stub, stochastic=self.stochastic)
+        return d
+
+    @classmethod
+    def from_cache(cls, d: dict[str, Any], source: Path) -> ProcessorSpec:
+        img = d["image"]
+        return cls(
+            ref=Ref.parse(d["ref"]),
+            description=d["description"],
+            image=ImageSource(img["dockerfile"], img["ref"], dict(img["build_args"])),
+            command=None if d["command"] is None else tuple(d["command"]),
+            runtime=Runtime(**d["runtime"]),
+            secrets=tuple(d["secrets"]),
+            inputs_schema=d["inputs"],
+            outputs=tuple(OutputDecl(**o) for o in d["outputs"]),
+            limits=OutputLimits(**d["limits"]),
+            modal_stub=d["modal_stub"],
+            cost=d["cost"],
+            stochastic=d["stochastic"],
+            env=dict(d["env"]),
+            source=source,
+        )
+
+    @classmethod
+    def from_mapping(cls, raw: Any, source: Path) -> ProcessorSpec:
+        """Validate parsed YAML; :class:`SpecError` names ``source`` and the field."""
+        return _Parser(source).spec(raw)
+
+
+class _Parser:
+    def __init__(self, source: Path) -> None:
+        self.source = source
+
+    def fail(self, fld: str, msg: str) -> SpecError:
+        return SpecError(f"{self.source}: field '{fld}': {msg}")
+
+    def mapping(self, v: Any, fld: str) -> dict[str, Any]:
+        if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
+            raise self.fail(fld, "must be a mapping")
+        return v
+
+    def string(self, v: Any, fld: str) -> str:
+        if not isinstance(v, str) or not v:
+            raise self.fail(fld, "must be a non-empty string")
+        return v
+
+    def number(self, v: Any, fld: str, *, integer: bool) -> float:
+        ok = isinstance(v, int) if integer else isinstance(v, (int, float))
+        if not ok or isinstance(v, bool) or v <= 0:
+            raise self.fail(fld, f"must be a positive {'integer' if integer else 'number'}")
+        return float(v) if not integer else v
+
+    def strict(self, d: dict[str, Any], allowed: set[str], fld: str) -> None:
+        extra = sorted(set(d) - allowed)
+        if extra:
+            where = f"{fld}.{extra[0]}" if fld else extra[0]
+            raise self.fail(where, f"unknown field (allowed: {', '.join(sorted(allowed))})")
+
+    def spec(self, raw: Any) -> ProcessorSpec:
+        d = self.mapping(raw, "<top>")
+        self.strict(d, _TOP, "")
+        for req in ("ref", "image", "inputs", "outputs"):
+            if req not in d:
+                raise self.fail(req, "is required")
+        try:
+            ref = Ref.parse(self.string(d["ref"], "ref"))
+        except SpecError:
+            raise
+        except Exception as exc:
+            raise self.fail("ref", str(exc)) from exc
+        description = d.get("description", "")
+        if not isinstance(description, str):
+            raise self.fail("description", "must be a string")
+        return ProcessorSpec(
+            ref=ref,
+            description=description.strip(),
+            image=self.image(d["image"]),
+            command=self.command(d.get("command")),
+            runtime=self.runtime(d.get("runtime") or {}),
+            secrets=self.secrets(d.get("secrets") or []),
+            inputs_schema=self.schema(d["inputs"]),
+            outputs=self.outputs(d["outputs"]),
+            limits=self.limits(d.get("limits") or {}),
+            modal_stub=self.modal(d.get("adapter") or {}),
+            cost=self.cost(d.get("cost")),
+            stochastic=self.flag(d.get("stochastic", False), "stochastic"),
+            env=self.env(d.get("env") or {}),
+            source=self.source,
+        )
+
+    def flag(self, v: Any, fld: str) -> bool:
+        if not isinstance(v, bool):
+            raise self.fail(fld, "must be true or false")
+        return v
+
+    def image(self, v: Any) -> ImageSource:
+        d = self.mapping(v, "image")
+        self.strict(d, {"dockerfile", "ref", "build_args"}, "image")
+        if ("dockerfile" in d) == ("ref" in d):
+            raise self.fail("image", "needs exactly one of 'dockerfile' or 'ref'")
+        args = self.mapping(d.get("build_args") or {}, "image.build_args")
+        build_args = {k: str(self.string(str(a), f"image.build_args.{k}")) for k, a in args.items()}
+        if "ref" in d:
+            ref = self.string(d["ref"], "image.ref")
+            if not _PINNED.match(ref):
+                raise self.fail("image.ref", "must be pinned by digest: name@sha256:<64 hex>")
+            return ImageSource(ref=ref, build_args=build_args)
+        path = self.string(d["dockerfile"], "image.dockerfile")
+        if Path(path).is_absolute() or ".." in Path(path).parts:
+            raise self.fail("image.dockerfile", "must be a relative path inside the registry")
+        if not (self.source.parent / path).is_file():
+            raise self.fail("image.dockerfile", f"no such file: {self.source.parent / path}")
+        return ImageSource(dockerfile=path, build_args=build_args)
+
+    def command(self, v: Any) -> tuple[str, ...] | None:
+        if v is None:
+            return None
+        if isinstance(v, str):
+            raise self.fail("command", "must be a list of strings (exec form), not a shell string")
+        if not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v):
+            raise self.fail("command", "must be a non-empty list of strings")
+        return tuple(v)
+
+    def runtime(self, v: Any) -> Runtime:
+        d = self.mapping(v, "runtime")
+        self.strict(d, {"cpu", "memory", "timeout", "gpu", "network", "pids", "tmpfs"}, "runtime")
+        r = Runtime()
+        gpu = d.get("gpu")
+        if gpu is not None and (not isinstance(gpu, (str, int)) or isinstance(gpu, bool)):
+            raise self.fail("runtime.gpu", "must be a GPU type or count (e.g. 'A10G' or 1), or null")
+        return Runtime(
+            cpu=self.number(d.get("cpu", r.cpu), "runtime.cpu", integer=False),
+            memory=int(self.number(d.get("memory", r.memory), "runtime.memory", integer=True)),
+            timeout=int(self.number(d.get("timeout", r.timeout), "runtime.timeout", integer=True)),
+            gpu=None if gpu is None else str(gpu),
+            network=self.flag(d.get("network", r.network), "runtime.network"),
+            pids=int(self.number(d.get("pids", r.pids), "runtime.pids", integer=True)),
+            tmpfs=int(self.number(d.get("tmpfs", r.tmpfs), "runtime.tmpfs", integer=True)),
+        )
+
+    def limits(self, v: Any) -> OutputLimits:
+        d = self.mapping(v, "limits")
+        self.strict(d, {"max_files", "max_bytes", "max_depth"}, "limits")
+        base = OutputLimits()
+        return OutputLimits(**{
+            k: int(self.number(d.get(k, getattr(base, k)), f"limits.{k}", integer=True))
+            for k in ("max_files", "max_bytes", "max_depth")
+        })
+
+    def secrets(self, v: Any) -> tuple[str, ...]:
+        if not isinstance(v, list):
+            raise self.fail("secrets", "must be a list of environment variable names")
+        for i, s in enumerate(v):
+            if not isinstance(s, str) or not _SECRET.match(s):
+                raise self.fail(f"secrets[{i}]", "must be an environment variable name like OPENAI_API_KEY")
+        return tuple(v)
+
+    def schema(self, v: Any) -> dict[str, Any]:
+        d = self.mapping(v, "inputs")
+        import jsonschema  # only when a spec is parsed, never on a cache hit
+
+        try:
+            jsonschema.Draft202012Validator.check_schema(d)
+        except jsonschema.SchemaError as exc:
+            where = "/".join(str(p) for p in exc.absolute_path)
+            raise self.fail(f"inputs{'.' + where if where else ''}", f"not a valid JSON Schema: {exc.message}") from exc
+        return d
+
+    def outputs(self, v: Any) -> tuple[OutputDecl, ...]:
+        if not isinstance(v, list):
+            raise self.fail("outputs", "must be a list of {path, mime}")
+        out = []
+        for i, item in enumerate(v):
+            d = self.mapping(item, f"outputs[{i}]")
+            self.strict(d, {"path", "mime", "optional"}, f"outputs[{i}]")
+            path = self.string(d.get("path"), f"outputs[{i}].path")
+            path = path.removeprefix("/artifacts/outputs/")
+            parts = path.split("/")
+            if path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+                raise self.fail(f"outputs[{i}].path", "must be a relative path below the write prefix")
+            out.append(OutputDecl(path, self.string(d.get("mime"), f"outputs[{i}].mime"),
+                                  self.flag(d.get("optional", False), f"outputs[{i}].optional")))
+        return tuple(out)
+
+    def modal(self, v: Any) -> str | None:
+        d = self.mapping(v, "adapter")
+        self.strict(d, {"modal", "local"}, "adapter")
+        if "modal" not in d:
+            return None
+        m = self.mapping(d["modal"], "adapter.modal")
+        self.strict(m, {"stub_name"}, "adapter.modal")
+        return self.string(m.get("stub_name"), "adapter.modal.stub_name")
+
+    def cost(self, v: Any) -> dict[str, Any] | None:
+        if v is None:
+            return None
+        d = self.mapping(v, "cost")
+        self.strict(d, {"usd", "per_second_usd", "llm"}, "cost")
+        for k in ("usd", "per_second_usd"):
+            if k in d and (not isinstance(d[k], (int, float)) or isinstance(d[k], bool) or d[k] < 0):
+                raise self.fail(f"cost.{k}", "must be a non-negative number of dollars")
+        if "llm" in d:
+            self.flag(d["llm"], "cost.llm")
+        return d
+
+    def env(self, v: Any) -> dict[str, str]:
+        d = self.mapping(v, "env")
+        for k, val in d.items():
+            if not _SECRET.match(k) or not isinstance(val, (str, int, float)) or isinstance(val, bool):
+                raise self.fail(f"env.{k}", "must map a variable NAME to a string")
+        return {k: str(val) for k, val in d.items()}

@@ -1,0 +1,113 @@
+"""The action cache: memo key -> :class:`ActionResult` (msgpack in the ``ac`` database).
+
+Only successes are stored. ``lookup`` returns a result only if every blob it names is still in
+the CAS (bazel-remote's ``GetValidatedActionResult``); otherwise it is a miss and the action runs
+again, and the new result replaces the entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from cas import Store
+from theoryx.store.db import Database, pack
+
+
+@dataclass(frozen=True)
+class OutputEntry:
+    """One output: its world path, cid, size and mime."""
+
+    path: str
+    cid: str
+    size: int
+    mime: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "cid": self.cid, "size_bytes": self.size, "mime": self.mime}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> OutputEntry:
+        return cls(d["path"], d["cid"], int(d["size_bytes"]), d["mime"])
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """What a successful execution produced. Money is integer micro-USD."""
+
+    memo_key: str
+    action_cid: str
+    manifest_cid: str
+    outputs: tuple[OutputEntry, ...]
+    exit_code: int
+    stdout_cid: str | None
+    stderr_cid: str | None
+    usage: dict[str, Any]
+    cost_micros: int
+    duration_ms: int
+    execution_id: str
+    adapter: str
+    created_ms: int
+    last_used_ms: int
+    input_cids: tuple[str, ...] = ()
+
+    def blobs(self) -> list[str]:
+        """Every cid this result needs (a hit requires all of them)."""
+        cids = [self.action_cid, self.manifest_cid, *(o.cid for o in self.outputs), *self.input_cids]
+        cids += [c for c in (self.stdout_cid, self.stderr_cid) if c]
+        return cids
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "memo_key": self.memo_key, "action_cid": self.action_cid,
+            "manifest_cid": self.manifest_cid, "outputs": [o.to_dict() for o in self.outputs],
+            "exit_code": self.exit_code, "stdout_cid": self.stdout_cid,
+            "stderr_cid": self.stderr_cid, "usage": self.usage, "cost_micros": self.cost_micros,
+            "duration_ms": self.duration_ms, "execution_id": self.execution_id,
+            "adapter": self.adapter, "created_ms": self.created_ms,
+            "last_used_ms": self.last_used_ms, "input_cids": list(self.input_cids),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ActionResult:
+        return cls(
+            memo_key=d["memo_key"], action_cid=d["action_cid"], manifest_cid=d["manifest_cid"],
+            outputs=tuple(OutputEntry.from_dict(o) for o in d["outputs"]),
+            exit_code=d["exit_code"], stdout_cid=d["stdout_cid"], stderr_cid=d["stderr_cid"],
+            usage=d["usage"], cost_micros=d["cost_micros"], duration_ms=d["duration_ms"],
+            execution_id=d["execution_id"], adapter=d["adapter"], created_ms=d["created_ms"],
+            last_used_ms=d["last_used_ms"], input_cids=tuple(d.get("input_cids", ())),
+        )
+
+    def used_at(self, ms: int) -> ActionResult:
+        return replace(self, last_used_ms=ms)
+
+
+def get(db: Database, memo_key: str) -> ActionResult | None:
+    """The raw entry (no blob check)."""
+    raw = db.get("ac", memo_key)
+    return None if raw is None else ActionResult.from_dict(raw)
+
+
+def lookup(db: Database, cas: Store, memo_key: str) -> ActionResult | None:
+    """A validated hit: the entry, if every blob it names exists; else None (a miss)."""
+    result = get(db, memo_key)
+    if result is None:
+        return None
+    if not all(cas.exists(c) for c in result.blobs()):
+        return None
+    return result
+
+
+def put(db: Database, result: ActionResult) -> None:
+    """Store (or replace) the entry for ``result.memo_key``."""
+    db.put("ac", result.memo_key, result.to_dict())
+
+
+def put_in(txn: Any, db: Database, result: ActionResult) -> None:
+    """:func:`put` inside the caller's write transaction ``txn`` (one commit with its other writes)."""
+    txn.put(result.memo_key.encode(), pack(result.to_dict()), db=db.dbs["ac"])
+
+
+def delete(db: Database, memo_key: str) -> bool:
+    return db.delete("ac", memo_key)

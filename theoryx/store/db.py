@@ -1,0 +1,133 @@
+"""The one LMDB environment of a theoryx home (``db-v1``) and its named databases.
+
+Contract:
+- at most one open environment per path per process, reopened after ``fork()``;
+- ``map_size`` is explicit and doubles on ``MapFullError`` (the write is retried);
+- values are msgpack; keys are UTF-8 strings;
+- ``write(fn)`` runs ``fn(txn)`` in ONE write transaction (LMDB serialises writers across
+  processes), so read-check-write sequences in ``fn`` are atomic.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lmdb
+import msgpack
+
+from theoryx.errors import StoreError
+
+T = TypeVar("T")
+
+NAMES = ("ac", "executions", "paths", "specs", "plans", "ledger", "reservations", "pins", "audits")
+INITIAL_MAP_SIZE = 1 << 30
+MAX_DBS = 16
+
+_OPEN: dict[str, tuple[int, Database]] = {}
+
+
+def pack(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def unpack(raw: bytes) -> Any:
+    return msgpack.unpackb(raw, raw=False)
+
+
+class Database:
+    """Named databases inside one LMDB environment. Obtain through :func:`open_db`."""
+
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.env = lmdb.open(
+                str(path), map_size=INITIAL_MAP_SIZE, max_dbs=MAX_DBS, subdir=True, max_readers=512
+            )
+        except lmdb.Error as exc:
+            raise StoreError(f"cannot open the database at {path}: {exc}") from exc
+        self.path = path
+        self.dbs = {name: self.env.open_db(name.encode()) for name in NAMES}
+
+    def get(self, name: str, key: str) -> Any | None:
+        """The unpacked value under ``key`` in database ``name``, or None."""
+        with self.env.begin(db=self.dbs[name]) as txn:
+            raw = txn.get(key.encode())
+        return None if raw is None else unpack(raw)
+
+    def put(self, name: str, key: str, value: Any) -> None:
+        def fn(txn: lmdb.Transaction) -> None:
+            txn.put(key.encode(), pack(value), db=self.dbs[name])
+
+        self.write(fn)
+
+    def delete(self, name: str, key: str) -> bool:
+        return self.write(lambda txn: bool(txn.delete(key.encode(), db=self.dbs[name])))
+
+    def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        """Run ``fn`` in one write transaction; grow the map and retry when it is full."""
+        while True:
+            try:
+                with self.env.begin(write=True) as txn:
+                    return fn(txn)
+            except lmdb.MapFullError:
+                self.env.set_mapsize(self.env.info()["map_size"] * 2)
+
+    def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        with self.env.begin() as txn:
+            return fn(txn)
+
+    def items(self, name: str, *, reverse: bool = False, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        """Key order iteration (keys are bytes-ordered); materialised per call, safe to write after."""
+        out: list[tuple[str, Any]] = []
+        with self.env.begin(db=self.dbs[name]) as txn:
+            cur = txn.cursor()
+            pre = prefix.encode()
+            if reverse:
+                if pre:
+                    end = pre + b"\xff"
+                    found = cur.set_range(end)
+                    ok = cur.prev() if found else cur.last()
+                else:
+                    ok = cur.last()
+                while ok:
+                    k = bytes(cur.key())
+                    if not k.startswith(pre):
+                        break
+                    out.append((k.decode(), unpack(cur.value())))
+                    ok = cur.prev()
+            else:
+                ok = cur.set_range(pre) if pre else cur.first()
+                while ok:
+                    k = bytes(cur.key())
+                    if not k.startswith(pre):
+                        break
+                    out.append((k.decode(), unpack(cur.value())))
+                    ok = cur.next()
+        return iter(out)
+
+    def count(self, name: str) -> int:
+        with self.env.begin(db=self.dbs[name]) as txn:
+            return int(txn.stat(self.dbs[name])["entries"])
+
+
+def open_db(path: Path) -> Database:
+    """The process's environment for ``path`` (opened once; reopened in a forked child)."""
+    key = str(path.resolve())
+    pid = os.getpid()
+    hit = _OPEN.get(key)
+    if hit is not None and hit[0] == pid:
+        return hit[1]
+    db = Database(path)
+    _OPEN[key] = (pid, db)
+    return db
+
+
+def close_all() -> None:
+    """Close every environment this process opened (tests; before exec)."""
+    for pid, db in list(_OPEN.values()):
+        if pid == os.getpid():
+            db.env.close()
+    _OPEN.clear()

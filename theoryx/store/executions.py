@@ -1,0 +1,108 @@
+"""Execution records: one per ``theoryx run`` (hit, miss or failure), keyed by a time-sortable id.
+
+A record also updates the ``paths`` database so that a world path of an output resolves to the
+newest execution that produced it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from theoryx.errors import NotFound
+from theoryx.store import action_cache
+from theoryx.store.action_cache import ActionResult, OutputEntry
+from theoryx.store.db import Database, pack
+
+
+@dataclass(frozen=True)
+class ExecutionRecord:
+    """What one execution was and what it produced. Money in integer micro-USD."""
+
+    execution_id: str
+    ref: str
+    adapter: str
+    status: str                           # "success" | "error"
+    cache: str | None = None              # "hit" | "miss" | None (failed before the lookup)
+    plan: str | None = None
+    memo_key: str | None = None
+    action_cid: str | None = None
+    spec_digest: str | None = None
+    env_fingerprint: str | None = None
+    seed: int = 0
+    write_prefix: str | None = None
+    outputs: tuple[OutputEntry, ...] = ()
+    manifest_cid: str | None = None
+    index_cid: str | None = None
+    receipt_cid: str | None = None
+    stdout_cid: str | None = None
+    stderr_cid: str | None = None
+    exit_code: int | None = None
+    error: dict[str, str] | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+    cost_micros: int = 0
+    saved_micros: int = 0
+    source_execution: str | None = None   # for a hit: the execution that produced the result
+    started_ms: int = 0
+    duration_ms: int = 0
+    input_cids: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["outputs"] = [o.to_dict() for o in self.outputs]
+        d["input_cids"] = list(self.input_cids)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ExecutionRecord:
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        kw["outputs"] = tuple(OutputEntry.from_dict(o) for o in d.get("outputs", ()))
+        kw["input_cids"] = tuple(d.get("input_cids", ()))
+        return cls(**kw)
+
+    def with_(self, **changes: Any) -> ExecutionRecord:
+        return replace(self, **changes)
+
+    def blobs(self) -> list[str]:
+        """Every cid the record names."""
+        cids = [o.cid for o in self.outputs] + list(self.input_cids)
+        cids += [c for c in (self.action_cid, self.manifest_cid, self.index_cid, self.receipt_cid,
+                             self.stdout_cid, self.stderr_cid) if c]
+        return cids
+
+
+def record(db: Database, rec: ExecutionRecord, *, cache_entry: ActionResult | None = None,
+           paths: bool = True) -> None:
+    """Store ``rec``, (with ``paths``) point the world paths of its outputs at it and (with
+    ``cache_entry``) put that action cache entry, all in one transaction."""
+
+    def fn(txn: Any) -> None:
+        txn.put(rec.execution_id.encode(), pack(rec.to_dict()), db=db.dbs["executions"])
+        if paths and rec.status == "success":
+            for o in rec.outputs:
+                value = {"cid": o.cid, "size": o.size, "mime": o.mime, "execution_id": rec.execution_id}
+                txn.put(o.path.encode(), pack(value), db=db.dbs["paths"])
+        if cache_entry is not None:
+            action_cache.put_in(txn, db, cache_entry)
+
+    db.write(fn)
+
+
+def get(db: Database, execution_id: str) -> ExecutionRecord:
+    """The record, or :class:`NotFound`. A unique prefix of an id is accepted."""
+    raw = db.get("executions", execution_id)
+    if raw is None:
+        matches = [v for _, v in db.items("executions", prefix=execution_id)] if len(execution_id) >= 6 else []
+        if len(matches) != 1:
+            hint = " (ambiguous prefix)" if len(matches) > 1 else ""
+            raise NotFound(f"no execution {execution_id!r}{hint}; see `theoryx ls`")
+        raw = matches[0]
+    return ExecutionRecord.from_dict(raw)
+
+
+def latest(db: Database) -> Iterator[ExecutionRecord]:
+    """Every record, newest first."""
+    for _, raw in db.items("executions", reverse=True):
+        yield ExecutionRecord.from_dict(raw)

@@ -1,0 +1,57 @@
+"""The store's maintenance lock: one ``theoryx gc`` (or ``verify --repair``) at a time.
+
+``<home>/gc.lock`` is ``flock``'d exclusively for the whole operation. The kernel drops the lock
+when its holder dies, even on ``kill -9``, so a crashed gc never blocks the next one; the file
+itself stays (removing it would let two processes lock two different inodes). The holder writes
+its pid and what it is doing into the file, for the message the next caller sees.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from types import TracebackType
+
+from theoryx.errors import StoreBusy
+
+LOCK_NAME = "gc.lock"
+
+
+class GcLock:
+    """Held maintenance lock; a context manager. :class:`StoreBusy` if another process holds it."""
+
+    def __init__(self, home: Path, what: str) -> None:
+        self.path = home / LOCK_NAME
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(self._fd)
+            os.close(self._fd)
+            raise StoreBusy(
+                f"the store at {home} is busy: {holder or 'another gc or verify --repair'} holds {self.path}; "
+                "try again when it has finished"
+            ) from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{what} (pid {os.getpid()})\n".encode(), 0)
+
+    def release(self) -> None:
+        """Drop the lock (idempotent)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> GcLock:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()
+
+
+def _holder(fd: int) -> str:
+    try:
+        return os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        return ""

@@ -1,0 +1,103 @@
+"""``theoryx du`` and ``theoryx stats``: what the store holds and what the cache earned.
+
+``du`` walks the disk (blobs, temp files, withdrawn blobs, the database file); ``stats`` adds the
+database's view: cache entries, execution records by outcome, the hit rate (hits over hits and
+misses), the money spent by misses and saved by hits (integer micro-USD, summed over the
+execution records that remain), and the pins.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from theoryx.store.gc.collect import Tally
+from theoryx.store.handle import Stores
+
+
+@dataclass
+class Usage:
+    """Bytes on disk, by part of the home."""
+
+    blobs: Tally = field(default_factory=Tally)
+    temp_files: Tally = field(default_factory=Tally)
+    withdrawn: Tally = field(default_factory=Tally)
+    database_bytes: int = 0
+
+    @property
+    def total_bytes(self) -> int:
+        return self.blobs.bytes + self.temp_files.bytes + self.withdrawn.bytes + self.database_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"blobs": self.blobs.to_dict(), "temp_files": self.temp_files.to_dict(),
+                "withdrawn": self.withdrawn.to_dict(), "database_bytes": self.database_bytes,
+                "total_bytes": self.total_bytes}
+
+
+@dataclass
+class Stats:
+    """The store's usage and the cache's record."""
+
+    usage: Usage
+    cache_entries: int = 0
+    executions: int = 0
+    hits: int = 0
+    misses: int = 0
+    failures: int = 0
+    spent_micros: int = 0
+    saved_micros: int = 0
+    pins: int = 0
+
+    @property
+    def hit_rate(self) -> float | None:
+        """Hits over the runs that looked the cache up and succeeded; None before any."""
+        looked_up = self.hits + self.misses
+        return self.hits / looked_up if looked_up else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "usage": self.usage.to_dict(), "cache_entries": self.cache_entries,
+            "executions": {"total": self.executions, "hits": self.hits, "misses": self.misses,
+                           "failures": self.failures},
+            "hit_rate": self.hit_rate, "spent_micros": self.spent_micros,
+            "saved_micros": self.saved_micros, "pins": self.pins,
+        }
+
+
+def usage(stores: Stores) -> Usage:
+    """Walk the home's CAS and database files."""
+    out = Usage()
+    for blob in stores.cas.iter_blobs():
+        out.blobs.add(blob.size)
+    for path in stores.cas.tmp_files():
+        out.temp_files.add(_size(path))
+    for cid in stores.cas.withdrawn():
+        st = stores.cas.withdrawn_stat(cid)
+        out.withdrawn.add(st.st_size if st else 0)
+    out.database_bytes = sum(_size(p) for p in stores.home.db.glob("*.mdb"))
+    return out
+
+
+def stats(stores: Stores) -> Stats:
+    """:func:`usage` plus the counts and sums of the database."""
+    db = stores.db
+    out = Stats(usage(stores), cache_entries=db.count("ac"), pins=db.count("pins"))
+    for _, rec in db.items("executions"):
+        out.executions += 1
+        if rec.get("status") != "success":
+            out.failures += 1
+        elif rec.get("cache") == "hit":
+            out.hits += 1
+        else:
+            out.misses += 1
+        out.spent_micros += int(rec.get("cost_micros") or 0)
+        out.saved_micros += int(rec.get("saved_micros") or 0)
+    return out
+
+
+def _size(path: os.PathLike[str] | str) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
