@@ -25,8 +25,12 @@ SPEC_CACHE_VERSION = "1"
 
 
 def installed_registry() -> Path:
-    """The registry shipped inside the package (works from a non-editable install)."""
-    return Path(__file__).resolve().parent / "_registry"
+    """The registry shipped inside the package, the ``theoryx._registry`` package (the source
+    tree's ``registry/``): located through the import system, so it works from a wheel and from
+    an editable install whose finder maps the package to ``registry/``."""
+    import importlib.resources   # only here: costs ~2 ms and most runs find ./registry first
+
+    return Path(str(importlib.resources.files("theoryx._registry")))
 
 
 def search_path(explicit: str | None = None) -> tuple[Path, ...]:
