@@ -28,7 +28,7 @@ def installed_registry() -> Path:
     """The registry shipped inside the package, the ``theoryx._registry`` package (the source
     tree's ``registry/``): located through the import system, so it works from a wheel and from
     an editable install whose finder maps the package to ``registry/``."""
-    import importlib.resources   # only here: costs ~2 ms and most runs find ./registry first
+    import importlib.resources  # only here: costs ~2 ms and most runs find ./registry first
 
     return Path(str(importlib.resources.files("theoryx._registry")))
 
