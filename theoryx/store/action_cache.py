@@ -3,15 +3,27 @@
 Only successes are stored. ``lookup`` returns a result only if every blob it names is still in
 the CAS (bazel-remote's ``GetValidatedActionResult``); otherwise it is a miss and the action runs
 again, and the new result replaces the entry.
+
+This module owns the ``ac`` table (:data:`theoryx.store.db.OWNERS`): gc, verify, liveness,
+audit and stats go through the functions below, never through the table.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
+
+import lmdb
 
 from cas import Store
-from theoryx.store.db import Database, pack
+from theoryx.store.db import Database, pack, unpack
+
+TABLE = "ac"
+
+Unchanged = Literal["deleted", "changed", "absent"]
+"""What :func:`delete_unchanged_in` did: deleted the entry, left it (it changed since it was
+read), or found nothing to delete."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +97,7 @@ class ActionResult:
 
 def get(db: Database, memo_key: str) -> ActionResult | None:
     """The raw entry (no blob check)."""
-    raw = db.get("ac", memo_key)
+    raw = db.get(TABLE, memo_key)
     return None if raw is None else ActionResult.from_dict(raw)
 
 
@@ -101,13 +113,47 @@ def lookup(db: Database, cas: Store, memo_key: str) -> ActionResult | None:
 
 def put(db: Database, result: ActionResult) -> None:
     """Store (or replace) the entry for ``result.memo_key``."""
-    db.put("ac", result.memo_key, result.to_dict())
+    db.put(TABLE, result.memo_key, result.to_dict())
 
 
 def put_in(txn: Any, db: Database, result: ActionResult) -> None:
     """:func:`put` inside the caller's write transaction ``txn`` (one commit with its other writes)."""
-    txn.put(result.memo_key.encode(), pack(result.to_dict()), db=db.dbs["ac"])
+    txn.put(result.memo_key.encode(), pack(result.to_dict()), db=db.dbs[TABLE])
 
 
 def delete(db: Database, memo_key: str) -> bool:
-    return db.delete("ac", memo_key)
+    """Delete the entry for ``memo_key``; False if there was none."""
+    return db.delete(TABLE, memo_key)
+
+
+def delete_unchanged_in(txn: lmdb.Transaction, db: Database, memo_key: str, raw: bytes) -> Unchanged:
+    """Inside the caller's write transaction ``txn``: delete the entry for ``memo_key`` only if
+    its stored bytes are still ``raw`` (as :func:`raw_entries_in` gave them). A hit rewrites its
+    entry, so an entry used since it was read is ``"changed"`` and stays; the read, the
+    comparison and the delete are atomic because they share ``txn``."""
+    key = memo_key.encode()
+    found = txn.get(key, db=db.dbs[TABLE])
+    if found is None:
+        return "absent"
+    if bytes(found) != raw:
+        return "changed"
+    txn.delete(key, db=db.dbs[TABLE])
+    return "deleted"
+
+
+def raw_entries_in(txn: lmdb.Transaction, db: Database) -> Iterator[tuple[str, ActionResult, bytes]]:
+    """``(memo key, entry, stored bytes)`` of every entry in key order, read in ``txn`` (one
+    consistent view); the bytes are what :func:`delete_unchanged_in` compares against."""
+    for key, value in txn.cursor(db=db.dbs[TABLE]):
+        raw = bytes(value)
+        yield bytes(key).decode(), ActionResult.from_dict(unpack(raw)), raw
+
+
+def entries(db: Database) -> list[ActionResult]:
+    """Every entry in memo-key order (one read transaction; no blob check)."""
+    return [ActionResult.from_dict(v) for _, v in db.items(TABLE)]
+
+
+def count(db: Database) -> int:
+    """How many entries the cache holds."""
+    return db.count(TABLE)

@@ -6,6 +6,26 @@ Contract:
 - values are msgpack; keys are UTF-8 strings;
 - ``write(fn)`` runs ``fn(txn)`` in ONE write transaction (LMDB serialises writers across
   processes), so read-check-write sequences in ``fn`` are atomic.
+
+Every named database (table) has exactly one owner module, and only the owner names the table
+(``db.dbs["ac"]``, ``db.get("ac", ...)`` and so on); everybody else calls the owner's functions,
+which take the caller's transaction where the caller needs one (gc's read-compare-delete):
+
+================  ===========================================  ===============================
+table             owner                                        holds
+================  ===========================================  ===============================
+``ac``            :mod:`theoryx.store.action_cache`            memo key -> action result
+``executions``    :mod:`theoryx.store.executions`              execution id -> record
+``paths``         :mod:`theoryx.store.executions`              world path -> newest producer
+``specs``         :mod:`theoryx.spec.registry`                 parsed-spec cache
+``plans``         :mod:`theoryx.budget.plans`                  plan key -> plan and totals
+``reservations``  :mod:`theoryx.budget.plans`                  execution id -> open reservation
+``ledger``        :mod:`theoryx.budget.ledger`                 ``<plan>/<seq>`` -> event
+``pins``          :mod:`theoryx.store.pins`                    execution id -> pin
+``audits``        :mod:`theoryx.provenance.audit_records`      ``<execution>/<audit>`` -> record
+================  ===========================================  ===============================
+
+:data:`OWNERS` is that table in code; ``tests/test_table_ownership.py`` enforces it.
 """
 
 from __future__ import annotations
@@ -23,6 +43,18 @@ from theoryx.errors import StoreError
 T = TypeVar("T")
 
 NAMES = ("ac", "executions", "paths", "specs", "plans", "ledger", "reservations", "pins", "audits")
+OWNERS: dict[str, str] = {
+    "ac": "theoryx.store.action_cache",
+    "executions": "theoryx.store.executions",
+    "paths": "theoryx.store.executions",
+    "specs": "theoryx.spec.registry",
+    "plans": "theoryx.budget.plans",
+    "reservations": "theoryx.budget.plans",
+    "ledger": "theoryx.budget.ledger",
+    "pins": "theoryx.store.pins",
+    "audits": "theoryx.provenance.audit_records",
+}
+"""table -> the one module that may name it (see the module docstring)."""
 INITIAL_MAP_SIZE = 1 << 30
 MAX_DBS = 16
 

@@ -2,6 +2,8 @@
 
 A record also updates the ``paths`` database so that a world path of an output resolves to the
 newest execution that produced it.
+
+This module owns the ``executions`` and ``paths`` tables (:data:`theoryx.store.db.OWNERS`).
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+import lmdb
+
 from theoryx.errors import NotFound
 from theoryx.store import action_cache
 from theoryx.store.action_cache import ActionResult, OutputEntry
-from theoryx.store.db import Database, pack
+from theoryx.store.db import Database, pack, unpack
 
 
 @dataclass(frozen=True)
@@ -106,3 +110,66 @@ def latest(db: Database) -> Iterator[ExecutionRecord]:
     """Every record, newest first."""
     for _, raw in db.items("executions", reverse=True):
         yield ExecutionRecord.from_dict(raw)
+
+
+def find(db: Database, execution_id: str) -> ExecutionRecord | None:
+    """The record with exactly this id, or None (no prefix matching, unlike :func:`get`)."""
+    raw = db.get("executions", execution_id)
+    return None if raw is None else ExecutionRecord.from_dict(raw)
+
+
+def records(db: Database) -> Iterator[ExecutionRecord]:
+    """Every record, oldest first (all read in one transaction when iteration starts)."""
+    for _, raw in db.items("executions"):
+        yield ExecutionRecord.from_dict(raw)
+
+
+def records_in(txn: lmdb.Transaction, db: Database) -> Iterator[tuple[str, ExecutionRecord]]:
+    """``(execution id, record)`` of every record, read in the caller's transaction ``txn``."""
+    for key, raw in txn.cursor(db=db.dbs["executions"]):
+        yield bytes(key).decode(), ExecutionRecord.from_dict(unpack(bytes(raw)))
+
+
+def drop_in(txn: lmdb.Transaction, db: Database, execution_id: str) -> bool:
+    """Inside the caller's write transaction ``txn``: delete the record and every world path that
+    still points at it (a path a newer execution took over stays). False if there was no record."""
+    key = execution_id.encode()
+    raw = txn.get(key, db=db.dbs["executions"])
+    if raw is None:
+        return False
+    txn.delete(key, db=db.dbs["executions"])
+    for out in unpack(bytes(raw)).get("outputs") or ():
+        path = str(out.get("path", "")).encode()
+        held = txn.get(path, db=db.dbs["paths"]) if path else None
+        if held is not None and unpack(bytes(held)).get("execution_id") == execution_id:
+            txn.delete(path, db=db.dbs["paths"])
+    return True
+
+
+@dataclass(frozen=True)
+class PathEntry:
+    """What a world path resolves to: the output blob of the newest execution that produced it."""
+
+    path: str
+    cid: str
+    size: int
+    mime: str
+    execution_id: str | None
+
+    @classmethod
+    def from_value(cls, path: str, value: dict[str, Any]) -> PathEntry:
+        return cls(path, str(value.get("cid", "")), int(value.get("size", 0)), str(value.get("mime", "")),
+                   value.get("execution_id"))
+
+
+def world_path(db: Database, path: str) -> PathEntry | None:
+    """What the world path ``path`` resolves to, or None if no execution produced it."""
+    value = db.get("paths", path)
+    return None if value is None else PathEntry.from_value(path, value)
+
+
+def world_paths(db: Database) -> Iterator[PathEntry]:
+    """Every world path in path order; values that are not maps (damage) are skipped."""
+    for path, value in db.items("paths"):
+        if isinstance(value, dict):
+            yield PathEntry.from_value(path, value)

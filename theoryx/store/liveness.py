@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import lmdb
 
 from cas import CasError, Store
+from theoryx.store import action_cache, executions, pins
 from theoryx.store.action_cache import ActionResult
-from theoryx.store.db import Database, unpack
+from theoryx.store.db import Database
 from theoryx.store.executions import ExecutionRecord
 
 _CID = re.compile(rb"b3:[0-9a-f]{64}")
@@ -119,20 +119,12 @@ def snapshot(db: Database) -> Snapshot:
 
     def read(txn: lmdb.Transaction) -> Snapshot:
         pool: dict[str, str] = {}
-        entries = {}
-        for key, raw in txn.cursor(db=db.dbs["ac"]):
-            raw = bytes(raw)
-            entries[bytes(key).decode()] = EntryRef.of(ActionResult.from_dict(unpack(raw)), raw, pool)
-        records = {k: RecordRef.of(ExecutionRecord.from_dict(v), pool) for k, v in _items(txn, db, "executions")}
-        pins = frozenset(k for k, _ in _items(txn, db, "pins"))
-        return Snapshot(entries, records, pins)
+        entries = {key: EntryRef.of(result, raw, pool)
+                   for key, result, raw in action_cache.raw_entries_in(txn, db)}
+        records = {key: RecordRef.of(rec, pool) for key, rec in executions.records_in(txn, db)}
+        return Snapshot(entries, records, pins.pinned_ids_in(txn, db))
 
     return db.read(read)
-
-
-def _items(txn: lmdb.Transaction, db: Database, name: str) -> Iterator[tuple[str, Any]]:
-    for key, raw in txn.cursor(db=db.dbs[name]):
-        yield bytes(key).decode(), unpack(bytes(raw))
 
 
 @dataclass(frozen=True)

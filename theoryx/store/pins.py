@@ -5,6 +5,8 @@ execution keeps every blob its record names (outputs, manifest, logs, action pre
 the pre-image names, inputs, receipt, index); ``--max-age`` keeps the record itself and any cache
 entry that holds the same result. Pinning never restores a blob that gc already removed: ``pin``
 reports those as missing.
+
+This module owns the ``pins`` table (:data:`theoryx.store.db.OWNERS`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Any
+
+import lmdb
 
 from theoryx.errors import NotFound
 from theoryx.store import executions
@@ -55,6 +59,16 @@ def pins(db: Database) -> list[Pin]:
 
 def pinned_ids(db: Database) -> set[str]:
     return {k for k, _ in db.items("pins")}
+
+
+def pinned_ids_in(txn: lmdb.Transaction, db: Database) -> frozenset[str]:
+    """The pinned execution ids, read in the caller's transaction ``txn``."""
+    return frozenset(bytes(key).decode() for key, _ in txn.cursor(db=db.dbs["pins"]))
+
+
+def count(db: Database) -> int:
+    """How many executions are pinned."""
+    return db.count("pins")
 
 
 def _pinned_id(db: Database, prefix: str) -> str:

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from theoryx.store import action_cache, executions, pins
 from theoryx.store.gc.collect import Tally
 from theoryx.store.handle import Stores
 
@@ -82,17 +83,17 @@ def usage(stores: Stores) -> Usage:
 def stats(stores: Stores) -> Stats:
     """:func:`usage` plus the counts and sums of the database."""
     db = stores.db
-    out = Stats(usage(stores), cache_entries=db.count("ac"), pins=db.count("pins"))
-    for _, rec in db.items("executions"):
+    out = Stats(usage(stores), cache_entries=action_cache.count(db), pins=pins.count(db))
+    for rec in executions.records(db):
         out.executions += 1
-        if rec.get("status") != "success":
+        if rec.status != "success":
             out.failures += 1
-        elif rec.get("cache") == "hit":
+        elif rec.cache == "hit":
             out.hits += 1
         else:
             out.misses += 1
-        out.spent_micros += int(rec.get("cost_micros") or 0)
-        out.saved_micros += int(rec.get("saved_micros") or 0)
+        out.spent_micros += int(rec.cost_micros or 0)
+        out.saved_micros += int(rec.saved_micros or 0)
     return out
 
 

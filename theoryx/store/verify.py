@@ -32,6 +32,7 @@ import blake3
 import lmdb
 
 from cas import CasError, Store, cid_of_bytes, is_cid
+from theoryx.store import action_cache, executions
 from theoryx.store.db import Database
 from theoryx.store.gc.collect import ProgressFn, Tally
 from theoryx.store.gc.lock import GcLock
@@ -215,7 +216,7 @@ class _Verifier:
         report.temp_files = sum(1 for _ in self.cas.tmp_files())
         report.stale_leases = len(stale_leases(home.leases))
         report.orphaned_pins = sum(1 for i in snap.pins if i not in snap.records)
-        report.orphaned_paths = sum(1 for v in _values(self.db, "paths") if v.get("execution_id") not in snap.records)
+        report.orphaned_paths = sum(1 for p in executions.world_paths(self.db) if p.execution_id not in snap.records)
         producers = {e.execution_id for e in snap.entries.values()}
         for rec in snap.records.values():
             if rec.execution_id in snap.pins or rec.producer in producers:
@@ -254,20 +255,9 @@ def _receipt_refs(cas: Store, cid: str) -> list[str]:
 
 
 def _delete_unchanged(db: Database, txn: lmdb.Transaction, entries: list[EntryRef]) -> int:
-    removed = 0
-    for entry in entries:
-        raw = txn.get(entry.memo_key.encode(), db=db.dbs["ac"])
-        if raw is not None and bytes(raw) == entry.raw:
-            removed += bool(txn.delete(entry.memo_key.encode(), db=db.dbs["ac"]))
-        elif raw is None:
-            removed += 1  # already gone: nothing names the broken blobs any more
-    return removed
-
-
-def _values(db: Database, name: str) -> Iterator[dict[str, Any]]:
-    for _, value in db.items(name):
-        if isinstance(value, dict):
-            yield value
+    # An entry used (rewritten) since the snapshot may no longer be broken: it stays, uncounted.
+    # One already gone counts as removed: nothing names the broken blobs any more.
+    return sum(action_cache.delete_unchanged_in(txn, db, e.memo_key, e.raw) != "changed" for e in entries)
 
 
 # -- hashing on a thread pool ----------------------------------------------------------------

@@ -35,10 +35,10 @@ def resolve(stores: Stores, target: str) -> str:
                            f"(has: {', '.join(p.rsplit('/', 1)[1] for p in sorted(files))})")
         cid = cid_or_none
     else:
-        entry = stores.db.get("paths", target)
+        entry = executions.world_path(stores.db, target)
         if entry is None:
             raise NotFound(f"no execution produced {target}")
-        cid = entry["cid"]
+        cid = entry.cid
     if not stores.cas.exists(cid):
         raise NotFound(f"{target} names blob {cid}, which is no longer in the store: pruned by "
                        "`theoryx gc` (or removed as corrupt by `theoryx verify --repair`); run the "

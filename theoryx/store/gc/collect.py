@@ -43,7 +43,8 @@ import lmdb
 
 from cas import Store
 from theoryx.core import syncpoints
-from theoryx.store.db import Database, unpack
+from theoryx.store import action_cache, executions
+from theoryx.store.db import Database
 from theoryx.store.gc.lock import GcLock
 from theoryx.store.gc.watch import LeaseWatcher, stale_leases
 from theoryx.store.handle import Stores
@@ -255,27 +256,19 @@ class _Collector:
 
     def evict(self, plan: _Plan) -> None:
         """Delete the planned entries that are unchanged since the snapshot, and the records."""
-        dbs = self.db.dbs
+        db = self.db
 
         def fn(txn: lmdb.Transaction) -> list[EntryRef]:
+            # One write transaction: each entry is compared with its snapshot and deleted
+            # atomically, so an entry a hit rewrote meanwhile is never lost.
             skipped = []
             for entry in plan.evict:
-                raw = txn.get(entry.memo_key.encode(), db=dbs["ac"])
-                if raw is not None and bytes(raw) == entry.raw:
-                    txn.delete(entry.memo_key.encode(), db=dbs["ac"])
-                elif raw is not None:
+                if action_cache.delete_unchanged_in(txn, db, entry.memo_key, entry.raw) == "changed":
                     skipped.append(entry)  # used (or replaced) since the snapshot: it stays
             producers = {e.execution_id for e in skipped}
             for rec in plan.drop:
-                raw = txn.get(rec.execution_id.encode(), db=dbs["executions"])
-                if rec.execution_id in producers or raw is None:
-                    continue
-                txn.delete(rec.execution_id.encode(), db=dbs["executions"])
-                for out in unpack(bytes(raw)).get("outputs") or ():
-                    path = str(out.get("path", "")).encode()
-                    held = txn.get(path, db=dbs["paths"]) if path else None
-                    if held is not None and unpack(bytes(held)).get("execution_id") == rec.execution_id:
-                        txn.delete(path, db=dbs["paths"])
+                if rec.execution_id not in producers:
+                    executions.drop_in(txn, db, rec.execution_id)
             return skipped
 
         skipped = self.db.write(fn) if plan.evict or plan.drop else []
