@@ -28,6 +28,7 @@ TheoryxError                       ERR_THEORYX
 │   ├── ImageNotFound              ERR_IMAGE_NOT_FOUND
 │   ├── ImageBuildError            ERR_IMAGE_BUILD
 │   └── ModalError                 ERR_MODAL
+│       ├── ModalNotInstalled      ERR_MODAL_NOT_INSTALLED (the `modal` package is missing: theoryx[modal])
 │       ├── ModalCredentialsMissing ERR_MODAL_CREDENTIALS (no Modal token configured)
 │       ├── ModalAuthError         ERR_MODAL_AUTH       (Modal rejected the token)
 │       └── ModalUnreachable       ERR_MODAL_UNREACHABLE
@@ -172,6 +173,10 @@ class ImageBuildError(AdapterError):
 
 class ModalError(AdapterError):
     code = "ERR_MODAL"
+
+
+class ModalNotInstalled(ModalError):
+    code = "ERR_MODAL_NOT_INSTALLED"
 
 
 class ModalCredentialsMissing(ModalError):

@@ -5,6 +5,13 @@ LLM prices come from LiteLLM's bundled cost map, the JSON file
 located with ``importlib.util.find_spec`` and read with ``json`` (litellm itself is never imported
 by theoryx: that takes seconds), once per process and only when a miss needs a price.
 
+``litellm`` is optional on the host (the ``theoryx[llm]`` extra: the processor has its own copy
+in its image). Without it the prices come from a copy vendored into this package,
+``theoryx/budget/data/litellm_cost_map.json``: LiteLLM's map (MIT licence, notice beside it in
+``LICENSE-litellm.txt``) trimmed by :func:`trim_cost_map` to the entries and keys read here, so
+every price is the one the full map of that LiteLLM version gives. ``scripts/vendor_cost_map.py``
+refreshes it from the installed litellm.
+
 Compute rates default to Modal's published prices (modal.com/pricing): per physical CPU core
 and per GiB of memory per second, and per GPU second by type. They, and the price of models the
 cost map lacks, can be overridden by ``$THEORYX_HOME/rates.json`` and then by the environment
@@ -30,6 +37,7 @@ from theoryx.budget.money import decimal_usd
 from theoryx.errors import RatesError
 
 COST_MAP = "model_prices_and_context_window_backup.json"
+VENDORED_COST_MAP = "data/litellm_cost_map.json"     # below this package; see the module docstring
 RATES_ENV = "THEORYX_RATES"
 RATES_FILE = "rates.json"
 
@@ -47,6 +55,9 @@ MODAL_GPU_SECOND = {
 _INPUT_KEYS = ("input_cost_per_token", "cache_creation_input_token_cost", "input_cost_per_image_token")
 _OUTPUT_KEYS = ("output_cost_per_token", "output_cost_per_reasoning_token", "output_cost_per_image_token")
 _TIER_SUFFIXES = ("_batches", "_flex", "_priority")
+# The other keys of an entry read here: the image price, the token limits and, for the
+# "provider/model" lookup, the provider.
+_ENTRY_KEYS = ("input_cost_per_image", "max_input_tokens", "max_output_tokens", "max_tokens", "litellm_provider")
 
 _cost_map: dict[str, Any] | None = None
 
@@ -185,14 +196,35 @@ def cost_map_path() -> Path | None:
     return path if path.is_file() else None
 
 
+def vendored_cost_map() -> dict[str, Any]:
+    """The trimmed copy of LiteLLM's cost map shipped with theoryx (its ``models`` object)."""
+    import importlib.resources  # only on this path: litellm is usually installed
+
+    raw = json.loads(importlib.resources.files(__package__).joinpath(VENDORED_COST_MAP).read_bytes())
+    models = raw.get("models") if isinstance(raw, dict) else None
+    return models if isinstance(models, dict) else {}
+
+
 def cost_map() -> dict[str, Any]:
-    """LiteLLM's bundled cost map (read once per process); empty when litellm is not installed."""
+    """LiteLLM's bundled cost map (read once per process); when litellm is not installed, the
+    trimmed copy vendored into theoryx (:func:`vendored_cost_map`)."""
     global _cost_map
     if _cost_map is None:
         path = cost_map_path()
-        loaded = json.loads(path.read_bytes()) if path is not None else {}
+        loaded = json.loads(path.read_bytes()) if path is not None else vendored_cost_map()
         _cost_map = loaded if isinstance(loaded, dict) else {}
     return _cost_map
+
+
+def trim_cost_map(full: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The part of a LiteLLM cost map that :func:`model_price` reads: every entry (an unpriced
+    one still stops the ``provider/model`` fallback), each with the price keys of plain requests
+    and :data:`_ENTRY_KEYS` only. For every model name, :func:`model_price` gives the same answer
+    from the trimmed map as from ``full`` (tests check it on the installed map)."""
+    return {model: {k: v for k, v in entry.items()
+                    if k in _ENTRY_KEYS
+                    or (k.startswith(_INPUT_KEYS + _OUTPUT_KEYS) and not k.endswith(_TIER_SUFFIXES))}
+            for model, entry in full.items() if isinstance(entry, dict)}
 
 
 def model_price(model: str, rates: Rates) -> ModelPrice | None:

@@ -18,7 +18,9 @@ values reach the container only through ``modal.Secret.from_dict``, never throug
 Containers serve one input (``single_use_containers``) and get no access to the workspace's other
 Modal resources (``restrict_modal_access``).
 
-Errors: :class:`ModalCredentialsMissing` (no token: raised before ``modal`` is imported),
+Errors: :class:`ModalNotInstalled` (the ``modal`` package is missing: it is the optional
+``theoryx[modal]`` extra; checked first, with the seed's message :data:`NOT_INSTALLED_HINT`),
+:class:`ModalCredentialsMissing` (no token: raised before ``modal`` is imported),
 :class:`ModalAuthError`, :class:`ModalUnreachable`, :class:`ImageBuildError`,
 :class:`ModalError` (anything else). When Modal kills the function for overrunning its timeout
 (or, where its message says so, its memory) the call *returns* the runner's
@@ -28,6 +30,7 @@ infrastructure failure.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import tomllib
@@ -42,10 +45,12 @@ from theoryx.errors import (
     ModalAuthError,
     ModalCredentialsMissing,
     ModalError,
+    ModalNotInstalled,
     ModalUnreachable,
     TheoryxError,
 )
 
+NOT_INSTALLED_HINT = "Modal not available. Install 'modal' package and set MODAL_ENABLED=True"
 CREDENTIALS_HINT = "Modal credentials not configured: run `modal token new` or set MODAL_TOKEN_ID/MODAL_TOKEN_SECRET"
 RUNNER_DIR = "/root/theoryx"
 RUNNER_FILES = ("__init__.py", "errors.py", "adapters/__init__.py", "adapters/modal/__init__.py",
@@ -115,9 +120,29 @@ def _profile_tokens(path: Path) -> dict[str, Any]:
     return profile if isinstance(profile, dict) else {}
 
 
+def require_modal() -> None:
+    """:class:`ModalNotInstalled` unless the ``modal`` package is importable. The package is
+    looked up, not imported (importing it takes a second)."""
+    if importlib.util.find_spec("modal") is None:
+        raise ModalNotInstalled(NOT_INSTALLED_HINT)
+
+
+def _import_modal() -> Any:
+    """The ``modal`` module; :class:`ModalNotInstalled` when it cannot be imported (the one
+    place that imports it, so a missing extra always gets the same message)."""
+    try:
+        import modal.exception  # binds ``modal``; translate() needs the submodule too
+    except ImportError as exc:
+        raise ModalNotInstalled(NOT_INSTALLED_HINT) from exc
+    return modal
+
+
 def require_credentials() -> None:
-    """:class:`ModalCredentialsMissing` unless a token id and secret are configured (environment
-    or Modal's config file). Reads only local files: Modal is never contacted."""
+    """:class:`ModalNotInstalled` without the ``modal`` package (checked first: without it no
+    token can be used), else :class:`ModalCredentialsMissing` unless a token id and secret are
+    configured (environment or Modal's config file). Reads only local files: Modal is never
+    contacted."""
+    require_modal()
     profile: dict[str, Any] = {}
     if not (os.environ.get("MODAL_TOKEN_ID") and os.environ.get("MODAL_TOKEN_SECRET")):
         profile = _profile_tokens(config_path())
@@ -134,11 +159,10 @@ def translate(exc: BaseException, what: str) -> TheoryxError | dict[str, Any]:
     """The theoryx error for a Modal exception raised while doing ``what``; or, when Modal
     killed the function (its timeout; its memory limit, judged by the message), the response
     reporting that outcome."""
-    import modal.exception as mx
-
-    text = str(exc).strip() or type(exc).__name__
-    if isinstance(exc, TheoryxError):
+    if isinstance(exc, TheoryxError):     # before the import: it may be ModalNotInstalled itself
         return exc
+    mx = _import_modal().exception
+    text = str(exc).strip() or type(exc).__name__
     if isinstance(exc, mx.FunctionTimeoutError):
         return modal_runner.killed_response(
             timed_out=True, note=f"theoryx: Modal stopped the function at its timeout: {text}\n")
@@ -165,8 +189,7 @@ def _says_oom(text: str) -> bool:
 
 
 def _image(recipe: ImageRecipe) -> Any:
-    import modal
-
+    modal = _import_modal()
     if recipe.registry_ref is not None:
         image = modal.Image.from_registry(recipe.registry_ref, force_build=recipe.force_build)
     else:
@@ -185,8 +208,7 @@ def _image(recipe: ImageRecipe) -> Any:
 
 def _function(call: Call, stream: bool) -> tuple[Any, Any]:
     """The ephemeral app and its one function (nothing is sent to Modal yet)."""
-    import modal
-
+    modal = _import_modal()
     app = modal.App(call.app_name)
     options: dict[str, Any] = {
         "image": _image(call.image), "cpu": call.cpu, "memory": (call.memory_mib, call.memory_mib),
