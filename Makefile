@@ -26,8 +26,9 @@ lint: install
 	$(BIN)/ruff check cas theoryx tests bench
 	$(BIN)/mypy
 
+# No Docker and nothing marked slow (each slow test takes more than ~3 s): the edit-test loop.
 test-fast: install
-	$(BIN)/pytest -q -m "not docker"
+	$(BIN)/pytest -q -m "not docker and not slow"
 
 # Everything: lint, types, Docker engine + base image, the whole suite.
 test: install docker
@@ -40,4 +41,4 @@ bench: install
 	$(BIN)/python bench/bench_ingest.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis htmlcov .coverage
