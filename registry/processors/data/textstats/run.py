@@ -1,6 +1,6 @@
 """data/textstats@1: deterministic statistics of one attached text or CSV file.
 
-Reads (DESIGN.md, "Processor contract"): ``THEORYX_INPUTS`` (JSON: ``file``, an ``$artifact``
+Reads (BUILD.md, "The processor contract"): ``THEORYX_INPUTS`` (JSON: ``file``, an ``$artifact``
 object; ``format``: ``auto`` (default), ``text`` or ``csv``; ``top``: 0-1000, default 10),
 ``THEORYX_WRITE_PREFIX``, optionally ``THEORYX_RESULT``.
 

@@ -1,6 +1,6 @@
 """llm/litellm@1: one chat completion through LiteLLM, under the theoryx processor contract.
 
-Reads (DESIGN.md, "Processor contract"):
+Reads (BUILD.md, "The processor contract"):
 
 - ``THEORYX_INPUTS``: JSON with ``messages`` (required), ``model`` (default ``gpt-4o-mini``),
   ``attachments``, ``temperature``, ``top_p``, ``max_tokens``, ``stop``, ``seed``,
