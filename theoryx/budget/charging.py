@@ -1,27 +1,23 @@
 """A run's dealings with its budget plan: reserve before executing, settle after, record hits.
 
 Everything here is imported only on a miss, or on a hit that names a plan, so that a plain
-cache hit never loads pricing. Notes go to stderr: stdout may carry exactly one JSON object.
+cache hit never loads pricing. Notes are notices (:func:`theoryx.core.notices.note`): the CLI
+shows them on stderr, where they cannot spoil the one JSON object stdout may carry.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from theoryx.core.notices import note
 from theoryx.spec.model import ProcessorSpec
 from theoryx.store.handle import Stores
 
 if TYPE_CHECKING:
     from theoryx.adapters.base import Adapter, Outcome
     from theoryx.budget.pricing import Rates
-
-
-def note(text: str) -> None:
-    """A note for the user on stderr."""
-    print(f"Note: {text}", file=sys.stderr)
 
 
 class Charging:

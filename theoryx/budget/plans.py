@@ -141,8 +141,9 @@ def _write(db: Database, fn: Callable[[_Txn], T]) -> T:
 
 
 def _not_found(key: str) -> PlanNotFound:
-    return PlanNotFound(f"no plan {key!r}; create it with `theoryx plan create {key} --limit-usd X` "
-                        "(see `theoryx plan ls`)")
+    exc = PlanNotFound(f"no plan {key!r}; create it first")
+    exc.plan = key   # the CLI says how to create it
+    return exc
 
 
 def create(db: Database, key: str, limit_micros: int | None) -> Plan:

@@ -1,7 +1,9 @@
 """The ``theoryx`` command line: a thin layer over the Python API.
 
 The group builds the :class:`State` (home and registry options); commands receive it. Only
-this package decides exit codes: 0 success, 1 a theoryx error, 2 a usage error.
+this package decides exit codes: 0 success, 1 a theoryx error, 2 a usage error. It also installs
+the stderr display of the library's notices (:mod:`theoryx.cli.notices`) and words errors with
+the CLI's flags (:mod:`theoryx.cli.errors`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 import click
 
+from theoryx.cli import errors, notices
 from theoryx.cli.state import State
 from theoryx.errors import TheoryxError
 
@@ -28,8 +31,8 @@ LAZY: dict[str, str] = {
 
 
 class Group(click.Group):
-    """Loads commands lazily and maps :class:`TheoryxError` to ``Error: <message>`` and its
-    exit code."""
+    """Loads commands lazily and maps :class:`TheoryxError` to ``Error: <message>`` (worded by
+    :func:`theoryx.cli.errors.message`) and its exit code."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(n for n in LAZY if self.get_command(ctx, n) is not None)
@@ -49,7 +52,7 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except TheoryxError as exc:
-            click.echo(f"Error: {exc.message}", err=True)
+            click.echo(f"Error: {errors.message(exc)}", err=True)
             ctx.exit(exc.exit_code)
 
 
@@ -62,6 +65,7 @@ class Group(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, home: str | None, registry: str | None) -> None:
     """theoryx: run processors like build actions — content-addressed, cached, budgeted, audited."""
+    notices.install()
     ctx.obj = State(home=home, registry=registry)
 
 

@@ -11,10 +11,16 @@ PREFIX = {"warning": "Warning: ", "note": "Note: ", "progress": ""}
 
 
 class StderrNotices(logging.Handler):
-    """Writes each notice as one line on the *current* ``sys.stderr`` (tests swap it)."""
+    """Writes each notice as one line on the *current* ``sys.stderr`` (tests swap it): its
+    kind's prefix, then the text. A record of the ``theoryx`` logger without a kind is shown as
+    a warning when it is one, and otherwise dropped: it is a diagnostic, not a notice."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        kind = getattr(record, "theoryx_kind", "warning" if record.levelno >= logging.WARNING else "note")
+        kind = getattr(record, "theoryx_kind", None)
+        if kind is None:
+            if record.levelno < logging.WARNING:
+                return
+            kind = "warning"
         try:
             sys.stderr.write(PREFIX.get(kind, "") + record.getMessage() + "\n")
             sys.stderr.flush()

@@ -28,12 +28,15 @@ def notice(kind: str, text: str) -> None:
 
 
 def warning(text: str) -> None:
+    """Something the caller should fix; the CLI prints ``Warning: <text>``."""
     notice("warning", text)
 
 
 def note(text: str) -> None:
+    """A fact worth knowing; the CLI prints ``Note: <text>``."""
     notice("note", text)
 
 
 def progress(text: str) -> None:
+    """What a slow step is doing; the CLI prints ``<text>`` as it is."""
     notice("progress", text)

@@ -10,25 +10,26 @@ _RESERVED = ("/artifacts/inputs/", "/artifacts/execution/")
 
 
 def check(prefix: str) -> None:
-    """Validate the unexpanded prefix; messages are the ones the CLI prints after ``Error: ``."""
+    """Validate the unexpanded prefix: :class:`WritePrefixError` names the ``write_prefix``
+    parameter (the CLI prints it as ``--write-prefix``)."""
     if not prefix.startswith("/artifacts/"):
-        raise WritePrefixError("--write-prefix must start with /artifacts/")
+        raise WritePrefixError("write_prefix must start with /artifacts/")
     if not prefix.endswith("/"):
-        raise WritePrefixError("--write-prefix must end with /")
+        raise WritePrefixError("write_prefix must end with /")
     segments = prefix[len("/artifacts/"):-1].split("/")
     if prefix == "/artifacts/":
-        raise WritePrefixError("--write-prefix must name a directory below /artifacts/")
+        raise WritePrefixError("write_prefix must name a directory below /artifacts/")
     if any(s == "" for s in segments):
-        raise WritePrefixError("--write-prefix must not contain empty segments (//)")
+        raise WritePrefixError("write_prefix must not contain empty segments (//)")
     if any(s in (".", "..") for s in segments):
-        raise WritePrefixError("--write-prefix must not contain . or .. segments")
+        raise WritePrefixError("write_prefix must not contain . or .. segments")
     if any(c in prefix for c in "\\\0\n"):
-        raise WritePrefixError("--write-prefix must not contain backslashes, NUL or newlines")
+        raise WritePrefixError("write_prefix must not contain backslashes, NUL or newlines")
     if prefix.startswith(_RESERVED):
-        raise WritePrefixError("--write-prefix must not be inside /artifacts/inputs/ or /artifacts/execution/")
+        raise WritePrefixError("write_prefix must not be inside /artifacts/inputs/ or /artifacts/execution/")
     rest = prefix.replace(PLACEHOLDER, "")
     if "{" in rest or "}" in rest:
-        raise WritePrefixError("--write-prefix may only use the placeholder {execution_id}")
+        raise WritePrefixError("write_prefix may only use the placeholder {execution_id}")
 
 
 def expand(prefix: str, execution_id: str) -> str:

@@ -55,7 +55,7 @@ def generate(path: Path, *, force: bool = False) -> str:
     pub_path = public_path(path)
     existing = [p for p in (path, pub_path) if p.exists()]
     if existing and not force:
-        raise UsageError(f"{existing[0]} exists; refusing to overwrite a key (use --force)")
+        raise UsageError(f"{existing[0]} exists; refusing to overwrite a key (use force=True)", option="force")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = Ed25519PrivateKey.generate()
     private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

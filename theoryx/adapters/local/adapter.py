@@ -34,7 +34,6 @@ import os
 import signal
 import socket
 import stat
-import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -53,6 +52,7 @@ from theoryx.adapters.base import (
 )
 from theoryx.adapters.local import docker_client, images
 from theoryx.adapters.local.docker_client import mapped, translate
+from theoryx.core import notices
 from theoryx.errors import AdapterError, TheoryxError, UsageError
 from theoryx.pipeline.logs import Scrubber
 from theoryx.spec.model import ProcessorSpec
@@ -229,7 +229,7 @@ def _device_requests(client: Any, spec: ProcessorSpec) -> list[dict[str, Any]] |
         raise AdapterError(
             f"processor {spec.ref} requests a GPU (runtime.gpu: {gpu}) but this Docker engine has no "
             f"GPU runtime (runtimes: {', '.join(sorted(runtimes)) or 'none'}); install the NVIDIA "
-            "Container Toolkit, or run it on --adapter modal"
+            "Container Toolkit, or run it on adapter='modal'", option="adapter",
         )
     count = int(gpu) if gpu.isdigit() else 1
     return [{"Driver": "", "Count": count, "Capabilities": [["gpu"]]}]
@@ -407,7 +407,7 @@ class LocalAdapter:
 
     def image(self, spec: ProcessorSpec) -> images.ImageInfo:
         """The image for ``spec``: built when missing, rebuilt once when ``build`` was asked."""
-        info = images.ensure(self.client, spec, self.vendor_root, force=self.build, notice=_notice)
+        info = images.ensure(self.client, spec, self.vendor_root, force=self.build, notice=notices.progress)
         self.build = False
         return info
 
@@ -467,10 +467,6 @@ class LocalAdapter:
 
 def _seconds(value: float) -> int | float:
     return int(value) if value == int(value) else value
-
-
-def _notice(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def create(*, stores: Stores | None = None, build: bool = False, **_: Any) -> LocalAdapter:

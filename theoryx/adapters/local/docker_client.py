@@ -28,7 +28,7 @@ CONNECT_TIMEOUT_S = 1.0      # the first request (API version) doubles as the li
 CALL_TIMEOUT_S = 120.0       # later requests (create, inspect, remove, build stream reads)
 DEFAULT_SOCKET = "/var/run/docker.sock"
 UNAVAILABLE = "Docker daemon not running or not installed"
-HINT = "start it (bash scripts/docker-up.sh), or run without Docker: --adapter mock"
+HINT = "start it (bash scripts/docker-up.sh), or run without Docker: adapter='mock'"
 
 
 def socket_path(environ: dict[str, str] | None = None) -> str | None:
@@ -44,7 +44,7 @@ def socket_path(environ: dict[str, str] | None = None) -> str | None:
 
 def unavailable(detail: str) -> DockerUnavailable:
     """The error every "no engine" path raises: the fixed message, the detail, the hint."""
-    return DockerUnavailable(f"{UNAVAILABLE} ({detail})\nHint: {HINT}")
+    return DockerUnavailable(f"{UNAVAILABLE} ({detail})\nHint: {HINT}", option="adapter")
 
 
 def connect(timeout: float = CONNECT_TIMEOUT_S) -> Any:

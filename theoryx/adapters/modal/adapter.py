@@ -49,7 +49,6 @@ import os
 import re
 import shutil
 import stat
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ from typing import Any
 
 from theoryx.adapters.base import CONTAINER_INPUTS_DIR, ExecRequest, Outcome, Workspace, check_options, timeout_option
 from theoryx.adapters.modal.boundary import Boundary, Call, ImageRecipe
+from theoryx.core import notices
 from theoryx.errors import ImageNotFound, ModalError, UsageError
 from theoryx.pipeline.logs import Scrubber, scrub
 from theoryx.spec.context import build_args, context_manifest, platform_name
@@ -143,8 +143,8 @@ def stage_context(spec: ProcessorSpec, dest: Path, vendor_root: Path) -> None:
     if (folder / images.REQUIREMENTS).is_file() and platform_name() != "linux/amd64":
         raise ModalError(f"processor {spec.ref} vendors {images.REQUIREMENTS}, whose wheels are chosen for "
                          f"this host's platform ({platform_name()}); Modal runs linux/amd64: run it from an "
-                         "amd64 host, or use --adapter local")
-    vendor = images.ensure_vendor(folder, vendor_root, _notice)
+                         "amd64 host, or use adapter='local'", option="adapter")
+    vendor = images.ensure_vendor(folder, vendor_root, notices.progress)
     if vendor is None:
         (dest / images.VENDOR_DIR).mkdir()
     else:
@@ -344,7 +344,7 @@ class ModalAdapter:
             payload=payload(request, command, cwd, opts.timeout), startup_timeout_s=STARTUP_TIMEOUT_S,
             secrets=dict(request.secrets),
         )
-        _notice(f"theoryx: running {spec.ref} on Modal (app {call.app_name}; "
+        notices.progress(f"theoryx: running {spec.ref} on Modal (app {call.app_name}; "
                 "the first run of an image builds it there)")
         t0 = time.monotonic()
         response = _check(self._call(call, request))
@@ -405,10 +405,6 @@ class ModalAdapter:
 
 def _seconds(value: float) -> int | float:
     return int(value) if value == int(value) else value
-
-
-def _notice(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def create(*, stores: Stores | None = None, build: bool = False, **_: Any) -> ModalAdapter:
