@@ -55,18 +55,28 @@ from __future__ import annotations
 
 
 class TheoryxError(Exception):
-    """Base of every error theoryx raises on purpose."""
+    """Base of every error theoryx raises on purpose.
+
+    ``message`` is neutral: it speaks to whoever called the library, so where it names one of
+    the caller's settings it uses the Python parameter name (``write_prefix must end with /``,
+    ``use force=True``, ``adapter='mock'``) and ``option`` says which parameter that is. Only
+    the command line turns such names into its flags (:func:`theoryx.cli.errors.message`).
+    """
 
     code = "ERR_THEORYX"
     exit_code = 1
     execution_id: str | None = None
+    option: str | None = None
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, option: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        if option is not None:
+            self.option = option
 
     def to_dict(self) -> dict[str, str]:
-        """The machine form printed under ``error`` by ``--json``."""
+        """The machine form (``code`` and the neutral ``message``); the CLI's ``--json`` prints
+        :func:`theoryx.cli.errors.to_dict` instead, which names its flags."""
         return {"code": self.code, "message": self.message}
 
 
@@ -77,6 +87,7 @@ class UsageError(TheoryxError):
 
 class WritePrefixError(UsageError):
     code = "ERR_WRITE_PREFIX"
+    option = "write_prefix"
 
 
 class InputsJsonError(UsageError):
@@ -224,7 +235,10 @@ class BudgetExceeded(BudgetError):
 
 
 class PlanNotFound(BudgetError):
+    """``plan`` is the key that names no plan (the CLI adds how to create it)."""
+
     code = "ERR_PLAN_NOT_FOUND"
+    plan: str | None = None
 
 
 class PlanExists(BudgetError):
