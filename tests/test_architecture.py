@@ -68,6 +68,9 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
 HIT_PATH: tuple[str, ...] = (
     "theoryx.cli.main",
     "theoryx.cli.fastpath",
+    "theoryx.cli.runcore",
+    "theoryx.cli.errors",
+    "theoryx.cli.notices",
     "theoryx.pipeline.session",
     "theoryx.pipeline.prepare",
     "theoryx.pipeline.lookup",
