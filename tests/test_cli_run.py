@@ -3,27 +3,52 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import blake3
 import pytest
 from theoryx_testing import HELLO, Cli, hello_args
+
+from cas import Store
+
+RESPONSE = "Mock response to 1 messages"
+METADATA = {"cost_usd": 0.0, "finish_reason": "stop", "mock": True, "model": "gpt-4o-mini",
+            "usage": {"completion_tokens": 5, "prompt_tokens": 1, "total_tokens": 6}}
+EID = r"[0-9a-z]{26}"
+
+
+def human_output(cache_line: str) -> str:
+    """The whole human output of the hello run, as a regular expression."""
+    metadata = "\n".join("    " + line for line in json.dumps(METADATA, indent=2).splitlines())
+    return (f"Processor completed successfully\n{cache_line}\nExecution: ({EID})\nOutputs:\n"
+            f"  /artifacts/outputs/metadata.json:\n{re.escape(metadata)}\n"
+            f"  /artifacts/outputs/text/response.txt:\n    {RESPONSE}\n")
+
+
+def blob(cli: Cli, cid: str) -> bytes:
+    """The stored bytes of ``cid``, checked to be the blob the cid names (its BLAKE3)."""
+    data = Store(cli.home / "cas-v1").read(cid)
+    assert cid == "b3:" + blake3.blake3(data).hexdigest()
+    return data
 
 
 def test_basic_mock_run_prints_outputs(cli: Cli) -> None:
     res = cli("run", *hello_args())
-    assert res.exit_code == 0, res.output
-    assert "Processor completed successfully" in res.stdout
-    assert "Cache: miss" in res.stdout
-    assert "Outputs:" in res.stdout
-    assert "/artifacts/outputs/text/response.txt" in res.stdout
-    assert "Mock response to 1 messages" in res.stdout
+    assert (res.exit_code, res.stderr) == (0, ""), res.output
+    assert re.fullmatch(human_output(r"Cache: miss \(executed on mock in \d+ ms\)"), res.stdout), res.stdout
 
 
 def test_repeat_run_is_a_cache_hit(cli: Cli) -> None:
     first = cli("run", *hello_args())
     second = cli("run", *hello_args())
-    assert first.exit_code == second.exit_code == 0
-    assert "Cache: hit" in second.stdout
+    assert (first.exit_code, first.stderr, second.exit_code, second.stderr) == (0, "", 0, "")
+    miss = re.fullmatch(human_output(r"Cache: miss \(executed on mock in \d+ ms\)"), first.stdout)
+    assert miss is not None, first.stdout
+    hit = re.fullmatch(human_output(f"Cache: hit \\(result of execution {miss[1]}; nothing executed\\)"),
+                       second.stdout)
+    assert hit is not None, second.stdout
+    assert hit[1] != miss[1]           # a hit is an execution record of its own
 
 
 def test_json_output_shape(cli: Cli) -> None:
@@ -36,9 +61,11 @@ def test_json_output_shape(cli: Cli) -> None:
     assert body["memo_key"].startswith("b3:") and len(body["memo_key"]) == 67
     paths = [o["path"] for o in body["outputs"]]
     assert paths == sorted(paths) == ["/artifacts/outputs/metadata.json", "/artifacts/outputs/text/response.txt"]
-    resp = body["outputs"][1]
-    assert resp["size_bytes"] == len("Mock response to 1 messages")
-    assert resp["mime"] == "text/plain"
+    meta, resp = body["outputs"]
+    assert blob(cli, resp["cid"]) == RESPONSE.encode()
+    assert json.loads(blob(cli, meta["cid"])) == METADATA
+    assert [o["size_bytes"] for o in body["outputs"]] == [len(blob(cli, o["cid"])) for o in body["outputs"]]
+    assert (meta["mime"], resp["mime"]) == ("application/json", "text/plain")
     eid = body["execution_id"]
     assert body["index_path"] == f"/artifacts/execution/{eid}/outputs.json"
     assert body["receipt_path"] == f"/artifacts/execution/{eid}/determinism.json"
@@ -53,7 +80,11 @@ def test_json_output_shape(cli: Cli) -> None:
 def test_json_stdout_is_exactly_one_object(cli: Cli) -> None:
     res = cli("run", "--json", "--stream", *hello_args())
     assert res.exit_code == 0
-    json.loads(res.stdout)  # raises if anything else was printed on stdout
+    body = json.loads(res.stdout)  # raises if anything else was printed on stdout
+    assert res.stdout == json.dumps(body) + "\n"
+    assert (body["status"], body["cache"]) == ("success", "miss")
+    assert blob(cli, body["outputs"][1]["cid"]) == RESPONSE.encode()
+    assert res.stderr == RESPONSE + "\n"      # the stream goes to stderr under --json
 
 
 def test_plan_is_recorded(cli: Cli) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 from theoryx_testing import HELLO, REPO, subprocess_env
@@ -81,6 +84,30 @@ def test_a_cache_hit_imports_no_heavy_module_not_even_click(home: Path) -> None:
     assert json.loads(probe.stderr.strip().splitlines()[-1]) == []
 
 
+def console_script() -> str:
+    """The ``theoryx`` script installed beside this interpreter (``make install`` puts it there)."""
+    found = shutil.which("theoryx", path=sysconfig.get_path("scripts"))
+    assert found is not None, f"no theoryx console script in {sysconfig.get_path('scripts')}: run make install"
+    return found
+
+
+def own_id(stdout: str) -> str:
+    return re.sub(r"^Execution: [0-9a-z]{26}$", "Execution: <id>", stdout, flags=re.MULTILINE)
+
+
 def test_python_dash_m_and_console_script_agree(home: Path) -> None:
-    out = sh([sys.executable, "-m", "theoryx", "--help"], home)
-    assert out.returncode == 0 and "run" in out.stdout
+    """Byte for byte: output, error output and exit code, on click's paths (help, version, a
+    usage error, an unknown command, ``cat``) and on the fast path (a hit; each run gets its own
+    execution id, the only part masked)."""
+    script = console_script()
+    assert sh([*RUN], home).returncode == 0
+    response = json.loads(sh([*RUN, "--json"], home).stdout)["outputs"][1]["cid"]
+    cases = [["--help"], ["--version"], ["run", "--help"], ["nope"], [*RUN[3:], "--write-prefix", "/artifacts/x"],
+             ["cat", response], ["ls", "--plan", "no-such-plan", "--json"], RUN[3:]]
+    for args in cases:
+        by_module = sh([sys.executable, "-m", "theoryx", *args], home)
+        by_script = sh([script, *args], home)
+        assert by_module.stdout or by_module.stderr, args
+        assert (by_script.returncode, own_id(by_script.stdout), by_script.stderr) == (
+            by_module.returncode, own_id(by_module.stdout), by_module.stderr), args
+    assert sh([script, "cat", response], home).stdout == "Mock response to 1 messages"
