@@ -5,7 +5,7 @@ and N times each, best and median:
 
     docker run --rm     ``docker run --rm --network none <image> python3 -c ...`` (the reference:
                         same image, same command, the docker CLI's own create/attach/start/wait/rm)
-    theoryx API miss    ``theoryx.pipeline.api.run(..., adapter="local", no_cache=True)`` in this process
+    theoryx API miss    ``theoryx.run(..., adapter="local", no_cache=True)`` in this process
                         (the adapter's engine calls plus hashing, workspace, ingest, receipt)
     theoryx CLI miss    ``python -m theoryx run --no-cache ...`` (adds interpreter start and imports)
 
@@ -66,13 +66,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
     os.environ.setdefault("THEORYX_BASE_IMAGE", "theoryx/python-base:bookworm")
-    from theoryx.pipeline import api
+    import theoryx
 
     with tempfile.TemporaryDirectory() as tmp:
         registry, home = make_registry(Path(tmp)), Path(tmp) / "home"
         env = dict(os.environ, THEORYX_HOME=str(home), THEORYX_REGISTRY=str(registry),
                    PYTHONPATH=str(REPO))
-        api.run("bench/trivial@1", adapter="local", home=home, registry=str(registry))   # builds
+        theoryx.run("bench/trivial@1", adapter="local", home=home, registry=str(registry))   # builds
         from theoryx.adapters.local import docker_client, images
         from theoryx.spec.refs import Ref
         from theoryx.spec.registry import Registry
@@ -87,7 +87,7 @@ def main() -> None:
             subprocess.run(bare_cmd, check=True, stdout=subprocess.DEVNULL)
 
         def api_miss() -> None:
-            assert api.run("bench/trivial@1", adapter="local", home=home, registry=str(registry),
+            assert theoryx.run("bench/trivial@1", adapter="local", home=home, registry=str(registry),
                            no_cache=True).cache == "miss"
 
         def cli_miss() -> None:

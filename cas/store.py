@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import stat
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from cas.blob import Blob
 from cas.cid import cid_from_hex
 from cas.copying import copy_and_hash, copy_fd, stream_and_hash, write_all
 from cas.errors import BlobNotFound, CorruptBlob
-from cas.hashing import cid_of_bytes, hash_fd
+from cas.hashing import CHUNK_SIZE, cid_of_bytes, hash_fd
 from cas.layout import Layout
 from cas.staging import BLOB_MODE, TempFile, freshen, make_dirs, publish, seal, temp_name
 
@@ -124,6 +125,14 @@ class Store:
             return open(self.path(cid), "rb")
         except (FileNotFoundError, NotADirectoryError) as exc:
             raise BlobNotFound(cid) from exc
+
+    def open_verified(self, cid: str) -> BinaryIO:
+        """Open blob ``cid`` for streaming; reading it to the end raises :class:`CorruptBlob` if
+        its bytes do not match the cid (see :class:`cas.verified.VerifiedReader`). Raises
+        :class:`BlobNotFound`."""
+        from cas.verified import VerifiedReader
+
+        return io.BufferedReader(VerifiedReader(self.open(cid), cid), CHUNK_SIZE)
 
     def read(self, cid: str) -> bytes:
         """Return blob ``cid``'s bytes after checking them against the cid.

@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from theoryx_testing import HELLO, REGISTRY
 
+import theoryx
 from theoryx.errors import InputsError, TheoryxError
-from theoryx.pipeline import api
 
 
-def run(home: Path, inputs: Any = None, **kw: Any) -> api.RunResult:
+def run(home: Path, inputs: Any = None, **kw: Any) -> theoryx.RunResult:
     kw.setdefault("adapter", "mock")
     kw.setdefault("registry", str(REGISTRY))
-    return api.run(kw.pop("ref", "llm/litellm@1"), inputs=HELLO if inputs is None else inputs, home=home, **kw)
+    return theoryx.run(kw.pop("ref", "llm/litellm@1"), inputs=HELLO if inputs is None else inputs, home=home, **kw)
 
 
 def test_rerun_is_a_hit_with_identical_cids_and_the_adapter_not_called(
@@ -190,19 +190,17 @@ def test_inputs_without_a_canonical_form_are_err_inputs(home: Path) -> None:
 
 def test_a_symlinked_result_file_is_never_followed(home: Path, tmp_path: Path) -> None:
     from theoryx.adapters.base import Workspace
-    from theoryx.pipeline.executor import RunRequest, _Run
-    from theoryx.store.handle import open_stores
+    from theoryx.pipeline.miss import read_result
 
     secret = tmp_path / "host-secret.json"
     secret.write_text('{"cost_usd": 99, "usage": {"leak": true}}')
     ws = Workspace(tmp_path / "ws")
     ws.result_dir.mkdir(parents=True)
     ws.result.symlink_to(secret)
-    run_ = _Run(open_stores(home), RunRequest(ref="llm/litellm@1"))
-    assert run_.read_result(ws) == {}
+    assert read_result(ws) == {}
     ws.result.unlink()
     ws.result.write_text('{"cost_usd": 0.5}')
-    assert run_.read_result(ws) == {"cost_usd": 0.5}
+    assert read_result(ws) == {"cost_usd": 0.5}
 
 
 def test_an_attachment_withdrawn_by_gc_mid_run_is_reinstated(home: Path, tmp_path: Path,

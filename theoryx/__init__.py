@@ -2,8 +2,11 @@
 
 Public surface (imported lazily so that ``import theoryx`` stays cheap)::
 
-    theoryx.run(ref, inputs=..., attachments=..., adapter="mock", ...) -> RunResult
-    theoryx.RunResult, theoryx.TheoryxError
+    with theoryx.Session(home=...) as s:          # one home, many runs
+        result = s.run(ref, inputs=..., attachments=..., adapter="mock", ...)
+        result.output("reply.json").json()         # outputs, checked against their cids
+    theoryx.run(ref, ..., home=...) -> RunResult   # a one-shot session
+    theoryx.RunResult, theoryx.Output, theoryx.RunRequest, theoryx.TheoryxError
 """
 
 from __future__ import annotations
@@ -11,20 +14,25 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["RunResult", "TheoryxError", "__version__", "run"]
+__all__ = ["Output", "RunRequest", "RunResult", "Session", "TheoryxError", "__version__", "run"]
 
 if TYPE_CHECKING:
     from theoryx.errors import TheoryxError
-    from theoryx.pipeline.api import RunResult, run
+    from theoryx.pipeline.request import RunRequest
+    from theoryx.pipeline.result import Output, RunResult
+    from theoryx.pipeline.session import Session, run
+
+_LAZY = {
+    "Session": "theoryx.pipeline.session", "run": "theoryx.pipeline.session",
+    "RunResult": "theoryx.pipeline.result", "Output": "theoryx.pipeline.result",
+    "RunRequest": "theoryx.pipeline.request", "TheoryxError": "theoryx.errors",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("run", "RunResult"):
-        from theoryx.pipeline import api
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(name)
+    import importlib
 
-        return getattr(api, name)
-    if name == "TheoryxError":
-        from theoryx.errors import TheoryxError
-
-        return TheoryxError
-    raise AttributeError(name)
+    return getattr(importlib.import_module(module), name)

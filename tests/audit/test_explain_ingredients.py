@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 from theoryx_testing import HELLO, REGISTRY, Cli
 
-from theoryx.pipeline import api
+import theoryx
 
 Edit = Callable[[Path, Path], dict[str, Any]]
 
 
-def run(home: Path, registry: Path, **kw: Any) -> api.RunResult:
+def run(home: Path, registry: Path, **kw: Any) -> theoryx.RunResult:
     kw.setdefault("inputs", HELLO)
-    return api.run(kw.pop("ref", "llm/litellm@1"), adapter="mock", home=home, registry=str(registry), **kw)
+    return theoryx.run(kw.pop("ref", "llm/litellm@1"), adapter="mock", home=home, registry=str(registry), **kw)
 
 
 def changes(cli: Cli, a: str, b: str) -> list[tuple[str, str]]:

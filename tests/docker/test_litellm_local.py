@@ -14,10 +14,11 @@ from docker_testing import cli_env, spawn_cli
 from fakes.openai_server import FakeOpenAI
 from theoryx_testing import REGISTRY
 
+import theoryx
 from cas import Store
 from theoryx.errors import ProcessorFailed
-from theoryx.pipeline import api
-from theoryx.pipeline.executor import RunResult, StreamFn
+from theoryx.pipeline.request import StreamFn
+from theoryx.pipeline.result import RunResult
 
 pytestmark = pytest.mark.docker
 REF = "llm/litellm@1"
@@ -42,7 +43,7 @@ def inputs(fake: FakeOpenAI, text: str = "Capital of France?") -> dict[str, obje
 
 
 def run(home: Path, fake: FakeOpenAI, stream: StreamFn | None = None, text: str = "Capital of France?") -> RunResult:
-    return api.run(REF, inputs=inputs(fake, text), adapter="local", home=home, registry=str(REGISTRY),
+    return theoryx.run(REF, inputs=inputs(fake, text), adapter="local", home=home, registry=str(REGISTRY),
                    adapter_options=HOST_NET, stream=stream)
 
 

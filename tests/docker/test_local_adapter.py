@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from theoryx_testing import output
 
+import theoryx
 from cas import Store
 from theoryx.errors import (
     AdapterError,
@@ -21,15 +22,14 @@ from theoryx.errors import (
     ProcessorFailed,
     UsageError,
 )
-from theoryx.pipeline import api
-from theoryx.pipeline.executor import RunResult
+from theoryx.pipeline.result import RunResult
 
 pytestmark = pytest.mark.docker
 
 
 def run(registry: Path, home: Path, inputs: dict[str, Any], ref: str = "test/probe@1", **kw: Any) -> RunResult:
     kw.setdefault("adapter", "local")
-    return api.run(ref, inputs=inputs, home=home, registry=str(registry), **kw)
+    return theoryx.run(ref, inputs=inputs, home=home, registry=str(registry), **kw)
 
 
 def out_json(home: Path, result: RunResult) -> dict[str, Any]:

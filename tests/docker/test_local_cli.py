@@ -16,8 +16,8 @@ import pytest
 from docker_testing import cli_env, owned_containers, spawn_cli
 from theoryx_testing import REPO, Cli
 
+import theoryx
 from theoryx.errors import DockerUnavailable
-from theoryx.pipeline import api
 
 SLEEP = ["run", "--ref", "test/probe@1", "--inputs-json", json.dumps({"mode": "sleep", "seconds": 120})]
 
@@ -40,7 +40,7 @@ def running_container(client: Any, proc: subprocess.Popen[bytes]) -> Any:
 
 
 def prebuild(registry: Path, home: Path) -> None:
-    api.run("test/probe@1", inputs={"mode": "hello"}, adapter="local", home=home, registry=str(registry))
+    theoryx.run("test/probe@1", inputs={"mode": "hello"}, adapter="local", home=home, registry=str(registry))
 
 
 @pytest.mark.docker
@@ -82,16 +82,16 @@ def test_container_of_a_killed_run_is_removed_by_the_next_run(
         proc.kill()
         proc.wait()
     assert len(owned_containers(docker_client, {proc.pid})) == 1      # SIGKILL: nothing could clean up
-    api.run("test/probe@1", inputs={"mode": "hello", "n": 10}, adapter="local", home=home, registry=str(registry))
+    theoryx.run("test/probe@1", inputs={"mode": "hello", "n": 10}, adapter="local", home=home, registry=str(registry))
     assert owned_containers(docker_client, {proc.pid}) == []
 
 
 @pytest.mark.docker
 def test_local_cache_hit_never_imports_docker(registry: Path, home: Path) -> None:
     inputs = {"mode": "hello", "n": 11}
-    api.run("test/probe@1", inputs=inputs, adapter="local", home=home, registry=str(registry))
+    theoryx.run("test/probe@1", inputs=inputs, adapter="local", home=home, registry=str(registry))
     code = (
-        "import sys, theoryx.pipeline.api as a\n"
+        "import sys, theoryx as a\n"
         f"r = a.run('test/probe@1', inputs={inputs!r}, adapter='local')\n"
         "assert r.cache == 'hit', r.cache\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('docker', 'requests'))\n"
@@ -131,10 +131,10 @@ def test_no_engine_is_docker_unavailable_within_a_second(
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
     t0 = time.monotonic()
     with pytest.raises(DockerUnavailable) as ei:
-        api.run("test/probe@1", inputs={"mode": "hello"}, adapter="local", home=home, registry=str(registry))
+        theoryx.run("test/probe@1", inputs={"mode": "hello"}, adapter="local", home=home, registry=str(registry))
     assert time.monotonic() - t0 < 1.0
     assert ei.value.message.startswith("Docker daemon not running or not installed")
-    assert "--adapter mock" in ei.value.message
+    assert "adapter='mock'" in ei.value.message      # the Python API names the parameter, not the flag
 
 
 def test_engine_that_never_answers_is_docker_unavailable_quickly(
@@ -146,7 +146,7 @@ def test_engine_that_never_answers_is_docker_unavailable_quickly(
         monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")
         t0 = time.monotonic()
         with pytest.raises(DockerUnavailable):
-            api.run("test/probe@1", inputs={"mode": "hello"}, adapter="local", home=home, registry=str(registry))
+            theoryx.run("test/probe@1", inputs={"mode": "hello"}, adapter="local", home=home, registry=str(registry))
         assert time.monotonic() - t0 < 2.5
 
 

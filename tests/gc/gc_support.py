@@ -10,7 +10,7 @@ from typing import Any
 
 from theoryx_testing import REGISTRY
 
-from theoryx.pipeline import api
+import theoryx
 from theoryx.store.handle import Stores, open_stores
 
 HOUR = 3600.0
@@ -20,11 +20,11 @@ def inputs(text: str = "Hello") -> dict[str, Any]:
     return {"messages": [{"role": "user", "content": text}]}
 
 
-def run(home: Path, text: str = "Hello", **kw: Any) -> api.RunResult:
+def run(home: Path, text: str = "Hello", **kw: Any) -> theoryx.RunResult:
     """A mock run of llm/litellm@1 in this process."""
     kw.setdefault("adapter", "mock")
     kw.setdefault("registry", str(REGISTRY))
-    return api.run("llm/litellm@1", inputs=kw.pop("inputs", None) or inputs(text), home=home, **kw)
+    return theoryx.run("llm/litellm@1", inputs=kw.pop("inputs", None) or inputs(text), home=home, **kw)
 
 
 def stores(home: Path) -> Stores:
@@ -51,7 +51,7 @@ def garbage(home: Path, n: int, tag: str = "garbage") -> set[str]:
     return {cas.put_bytes(f"{tag} {i}".encode()).cid for i in range(n)}
 
 
-def live_cids(result: api.RunResult) -> set[str]:
+def live_cids(result: theoryx.RunResult) -> set[str]:
     """Every blob a successful run's record names."""
     return set(result.record.blobs())
 

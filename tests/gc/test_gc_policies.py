@@ -8,11 +8,11 @@ from pathlib import Path
 from gc_support import HOUR, age, blob_files, gc_json, live_cids, run, stores
 from theoryx_testing import Cli
 
-from theoryx.pipeline import api
+import theoryx
 from theoryx.store import action_cache, executions
 
 
-def backdate(home: Path, result: api.RunResult, hours: float) -> None:
+def backdate(home: Path, result: theoryx.RunResult, hours: float) -> None:
     """Pretend ``result`` ran, and its cache entry was last used, ``hours`` ago."""
     db = stores(home).db
     then = int((time.time() - hours * HOUR) * 1000)

@@ -9,18 +9,18 @@ from typing import Any
 from gc_support import blob_files, garbage, run, verify_json
 from theoryx_testing import Cli
 
-from theoryx.pipeline import api
+import theoryx
 
 
 def messages(n: int) -> dict[str, Any]:
     return {"messages": [{"role": "user", "content": f"m{i}"} for i in range(n)]}
 
 
-def run_n(home: Path, n: int) -> api.RunResult:
+def run_n(home: Path, n: int) -> theoryx.RunResult:
     return run(home, inputs=messages(n))
 
 
-def output(result: api.RunResult, name: str) -> str:
+def output(result: theoryx.RunResult, name: str) -> str:
     return next(o.cid for o in result.outputs if o.path.endswith(name))
 
 

@@ -1,4 +1,4 @@
-"""The modal adapter through ``theoryx.pipeline.api.run``, with the offline fake of the Modal boundary
+"""The modal adapter through ``theoryx.run``, with the offline fake of the Modal boundary
 running the real function body (:mod:`theoryx.adapters.modal.runner`) on the host."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pytest
 from modal_testing import FakeModal, StreamingFakeModal
 from theoryx_testing import output
 
+import theoryx
 from cas import Store
 from theoryx import adapters
 from theoryx.adapters.base import Outcome
@@ -30,8 +31,7 @@ from theoryx.errors import (
     ProcessorFailed,
     UsageError,
 )
-from theoryx.pipeline import api
-from theoryx.pipeline.executor import RunResult
+from theoryx.pipeline.result import RunResult
 from theoryx.store import executions
 from theoryx.store.handle import open_stores
 
@@ -40,7 +40,7 @@ SECRET = "s3cr3t-value-for-the-probe"
 
 def run(registry: Path, home: Path, inputs: dict[str, Any], ref: str = "test/probe@1", **kw: Any) -> RunResult:
     kw.setdefault("adapter", "modal")
-    return api.run(ref, inputs=inputs, home=home, registry=str(registry), **kw)
+    return theoryx.run(ref, inputs=inputs, home=home, registry=str(registry), **kw)
 
 
 def blob(home: Path, cid: str | None) -> bytes:

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from theoryx_testing import REPO, Cli
 
+import theoryx
 from theoryx.adapters.modal import boundary as modal_boundary
 from theoryx.errors import ModalCredentialsMissing
-from theoryx.pipeline import api
 
 HINT = "Modal credentials not configured: run `modal token new` or set MODAL_TOKEN_ID/MODAL_TOKEN_SECRET"
 
@@ -27,7 +27,7 @@ def test_missing_credentials_fail_fast_without_entering_the_boundary(
     monkeypatch.setattr(modal_boundary, "call_stream", lambda call: entered.append(call))
     t0 = time.monotonic()
     with pytest.raises(ModalCredentialsMissing) as info:
-        api.run("test/probe@1", inputs={"mode": "hello"}, adapter="modal", home=home, registry=str(registry))
+        theoryx.run("test/probe@1", inputs={"mode": "hello"}, adapter="modal", home=home, registry=str(registry))
     assert time.monotonic() - t0 < 2
     assert info.value.code == "ERR_MODAL_CREDENTIALS" and info.value.message == HINT
     assert entered == []
@@ -37,11 +37,11 @@ def test_missing_credentials_never_import_modal(registry: Path, home: Path, tmp_
     script = f"""
 import json, sys, time
 sys.path.insert(0, {str(REPO)!r})
-from theoryx.pipeline import api
+import theoryx
 from theoryx.errors import TheoryxError
 t0 = time.monotonic()
 try:
-    api.run("test/probe@1", inputs={{"mode": "hello"}}, adapter="modal", home={str(home)!r},
+    theoryx.run("test/probe@1", inputs={{"mode": "hello"}}, adapter="modal", home={str(home)!r},
             registry={str(registry)!r})
 except TheoryxError as exc:
     print(json.dumps({{"code": exc.code, "s": time.monotonic() - t0, "modal": "modal" in sys.modules}}))

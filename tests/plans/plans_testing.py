@@ -10,7 +10,7 @@ from typing import Any
 
 from theoryx_testing import REPO
 
-from theoryx.pipeline import api
+import theoryx as theoryx_api
 from theoryx.store.db import Database, open_db
 
 COSTLY_REF = "test/costly@1"
@@ -40,9 +40,9 @@ def make_registry(root: Path) -> Path:
 
 
 def run_costly(home: Path, registry: Path, i: int, *, plan: str | None = "p", cost_usd: float = 0.25,
-               **kw: Any) -> api.RunResult:
+               **kw: Any) -> theoryx_api.RunResult:
     opts = {"cost_usd": cost_usd, **kw.pop("adapter_options", {})}
-    return api.run(COSTLY_REF, inputs={"i": i}, adapter="mock", plan=plan, home=home,
+    return theoryx_api.run(COSTLY_REF, inputs={"i": i}, adapter="mock", plan=plan, home=home,
                    registry=str(registry), adapter_options=opts, **kw)
 
 

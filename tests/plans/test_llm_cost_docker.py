@@ -14,9 +14,9 @@ from fakes.openai_server import FakeOpenAI
 from plans_testing import db_of
 from theoryx_testing import REGISTRY
 
+import theoryx
 from cas import Store
 from theoryx.budget import ledger, money, plans
-from theoryx.pipeline import api
 
 pytestmark = pytest.mark.docker
 
@@ -34,11 +34,11 @@ def test_litellm_cost_in_docker_is_charged_to_the_plan(
     inputs = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Capital of France?"}],
               "api_base": fake.url, "max_tokens": 100}
     opts = {"network": "host"}
-    api.run("llm/litellm@1", inputs={"messages": [{"role": "user", "content": "x"}]}, adapter="mock",
+    theoryx.run("llm/litellm@1", inputs={"messages": [{"role": "user", "content": "x"}]}, adapter="mock",
             home=home, registry=str(REGISTRY))
     plans.create(db_of(home), "docker-llm", 50_000)
 
-    res = api.run("llm/litellm@1", inputs=inputs, adapter="local", plan="docker-llm", home=home,
+    res = theoryx.run("llm/litellm@1", inputs=inputs, adapter="local", plan="docker-llm", home=home,
                   registry=str(REGISTRY), adapter_options=opts)
     meta_cid = next(o.cid for o in res.outputs if o.path.endswith("metadata.json"))
     reported = json.loads(Store(home / "cas-v1").read(meta_cid))["cost_usd"]
@@ -51,7 +51,7 @@ def test_litellm_cost_in_docker_is_charged_to_the_plan(
     receipt = json.loads(Store(home / "cas-v1").read(res.record.receipt_cid or ""))
     assert (receipt["plan"], receipt["charged_micros"]) == ("docker-llm", charged)
 
-    hit = api.run("llm/litellm@1", inputs=inputs, adapter="local", plan="docker-llm", home=home,
+    hit = theoryx.run("llm/litellm@1", inputs=inputs, adapter="local", plan="docker-llm", home=home,
                   registry=str(REGISTRY), adapter_options=opts)
     assert hit.cache == "hit" and (hit.record.cost_micros, hit.record.saved_micros) == (0, charged)
     assert len(fake.chat_requests()) == 1

@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from notices_testing import captured_notices, texts
 from plans_testing import ESTIMATE, db_of, run_costly
 from theoryx_testing import HELLO, REGISTRY
 
+import theoryx
 from cas import Store
 from theoryx.budget import ledger, plans
 from theoryx.errors import BudgetExceeded, PriceUnknown, ProcessorFailed
-from theoryx.pipeline import api
 from theoryx.store import executions
 
 
@@ -21,7 +22,7 @@ def events(home: Path, key: str = "p") -> list[dict[str, object]]:
     return [e for _, e in ledger.events(db_of(home), key)]
 
 
-def receipt(home: Path, res: api.RunResult) -> dict[str, object]:
+def receipt(home: Path, res: theoryx.RunResult) -> dict[str, object]:
     body: dict[str, object] = json.loads(Store(home / "cas-v1").read(res.record.receipt_cid or ""))
     return body
 
@@ -58,7 +59,7 @@ def test_actual_cost_below_the_estimate_is_what_is_charged(home: Path, registry:
 
 
 def test_a_processor_without_a_reported_cost_is_charged_its_declared_cost(home: Path, registry: Path) -> None:
-    res = api.run("test/costly@1", inputs={"i": 1}, adapter="mock", plan="p", home=home, registry=str(registry))
+    res = theoryx.run("test/costly@1", inputs={"i": 1}, adapter="mock", plan="p", home=home, registry=str(registry))
     assert res.record.cost_micros == ESTIMATE == plans.get(db_of(home), "p").totals.spent_micros
 
 
@@ -124,20 +125,20 @@ def test_plan_show_totals_equal_the_ledger_sums(home: Path, registry: Path) -> N
 
 def test_unknown_model_under_a_limited_plan_is_price_unknown(home: Path) -> None:
     inputs = {"model": "no-such-model-anywhere", **HELLO, "max_tokens": 10}
-    api.run("llm/litellm@1", inputs=HELLO, adapter="mock", home=home, registry=str(REGISTRY))
+    theoryx.run("llm/litellm@1", inputs=HELLO, adapter="mock", home=home, registry=str(REGISTRY))
     plans.create(db_of(home), "limited", 1_000_000)
     with pytest.raises(PriceUnknown) as info:
-        api.run("llm/litellm@1", inputs=inputs, adapter="mock", plan="limited", home=home, registry=str(REGISTRY))
+        theoryx.run("llm/litellm@1", inputs=inputs, adapter="mock", plan="limited", home=home, registry=str(REGISTRY))
     assert info.value.code == "ERR_PRICE_UNKNOWN" and "no-such-model-anywhere" in info.value.message
     assert plans.get(db_of(home), "limited").totals.executions == 0
 
 
-def test_unknown_model_under_a_tracking_plan_is_admitted_with_a_note(
-    home: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_unknown_model_under_a_tracking_plan_is_admitted_with_a_note(home: Path) -> None:
     inputs = {"model": "no-such-model-anywhere", **HELLO}
-    api.run("llm/litellm@1", inputs=inputs, adapter="mock", plan="tracking", home=home, registry=str(REGISTRY))
-    err = capsys.readouterr().err
+    with captured_notices() as seen:     # a note reaches a Python caller as a log record
+        theoryx.run("llm/litellm@1", inputs=inputs, adapter="mock", plan="tracking", home=home,
+                    registry=str(REGISTRY))
+    err = "\n".join(texts(seen, "note"))
     assert "no price for model 'no-such-model-anywhere'" in err and "$0" in err
     evs = events(home, "tracking")
     assert evs[1]["kind"] == "reserve" and evs[1]["amount_micros"] == 0
@@ -145,14 +146,14 @@ def test_unknown_model_under_a_tracking_plan_is_admitted_with_a_note(
 
 def test_llm_estimate_uses_max_tokens(home: Path) -> None:
     """gpt-4o-mini: 1000 micro-USD admits a 100-token answer, not the model's 16,384 maximum."""
-    api.run("llm/litellm@1", inputs=HELLO, adapter="mock", home=home, registry=str(REGISTRY))
+    theoryx.run("llm/litellm@1", inputs=HELLO, adapter="mock", home=home, registry=str(REGISTRY))
     plans.create(db_of(home), "small", 1_000)
     bounded = {**HELLO, "model": "gpt-4o-mini", "max_tokens": 100, "temperature": 0.5}
-    api.run("llm/litellm@1", inputs=bounded, adapter="mock", plan="small", home=home, registry=str(REGISTRY))
+    theoryx.run("llm/litellm@1", inputs=bounded, adapter="mock", plan="small", home=home, registry=str(REGISTRY))
     reserve = events(home, "small")[1]
     assert 100 * 0.6 <= int(str(reserve["amount_micros"])) < 1_000
     with pytest.raises(BudgetExceeded) as info:
-        api.run("llm/litellm@1", inputs={**HELLO, "model": "gpt-4o-mini"}, adapter="mock", plan="small",
+        theoryx.run("llm/litellm@1", inputs={**HELLO, "model": "gpt-4o-mini"}, adapter="mock", plan="small",
                 home=home, registry=str(REGISTRY))
     assert "estimate $0.0098" in info.value.message     # 16384 output tokens x $0.6/M dominate
 
@@ -165,8 +166,8 @@ def test_the_hit_path_with_a_plan_imports_no_pricing(home: Path, registry: Path)
 
     run_costly(home, registry, 1)
     probe = ("import json, sys\n"
-             "from theoryx.pipeline import api\n"
-             f"r = api.run('test/costly@1', inputs={{'i': 1}}, adapter='mock', plan='p', home={str(home)!r},"
+             "import theoryx\n"
+             f"r = theoryx.run('test/costly@1', inputs={{'i': 1}}, adapter='mock', plan='p', home={str(home)!r},"
              f" registry={str(registry)!r})\n"
              "mods = sorted(m for m in sys.modules if m.split('.')[0] in ('litellm', 'yaml', 'jsonschema')"
              " or m in ('theoryx.budget.pricing', 'theoryx.budget.costs'))\n"

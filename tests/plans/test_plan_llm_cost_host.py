@@ -21,11 +21,11 @@ from fakes.openai_server import FakeOpenAI
 from plans_testing import db_of
 from theoryx_testing import REGISTRY
 
+import theoryx
 from cas import Store
 from theoryx import adapters
 from theoryx.adapters.base import ExecRequest, Outcome
 from theoryx.budget import ledger, money, plans, pricing
-from theoryx.pipeline import api
 
 RUN_PY = REGISTRY / "processors" / "llm" / "litellm" / "run.py"
 
@@ -75,10 +75,10 @@ def per_token_micros(key: str) -> Decimal:
 def test_litellm_cost_is_settled_on_the_plan(home: Path, fake: FakeOpenAI, host_adapter: None) -> None:
     inputs = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Capital of France?"}],
               "api_base": fake.url, "max_tokens": 200}
-    api.run("llm/litellm@1", inputs={"messages": [{"role": "user", "content": "x"}]}, adapter="mock",
+    theoryx.run("llm/litellm@1", inputs={"messages": [{"role": "user", "content": "x"}]}, adapter="mock",
             home=home, registry=str(REGISTRY))
     plans.create(db_of(home), "llm", 100_000)
-    res = api.run("llm/litellm@1", inputs=inputs, adapter="local", plan="llm", home=home, registry=str(REGISTRY))
+    res = theoryx.run("llm/litellm@1", inputs=inputs, adapter="local", plan="llm", home=home, registry=str(REGISTRY))
     assert len(fake.chat_requests()) == 1
     usage = res.record.usage
     assert usage["prompt_tokens"] == 11 and usage["completion_tokens"] > 0
@@ -96,7 +96,7 @@ def test_litellm_cost_is_settled_on_the_plan(home: Path, fake: FakeOpenAI, host_
     assert reserve["amount_micros"] >= math.ceil(200 * per_token_micros("output_cost_per_token")) >= charged
     assert plans.verify(db_of(home), "llm") == p
 
-    hit = api.run("llm/litellm@1", inputs=inputs, adapter="local", plan="llm", home=home, registry=str(REGISTRY))
+    hit = theoryx.run("llm/litellm@1", inputs=inputs, adapter="local", plan="llm", home=home, registry=str(REGISTRY))
     assert hit.cache == "hit" and hit.record.saved_micros == charged
     assert len(fake.chat_requests()) == 1
 
@@ -108,6 +108,6 @@ def test_a_provider_error_settles_zero(home: Path, fake: FakeOpenAI, host_adapte
     inputs = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "api_base": fake.url,
               "max_tokens": 10}
     with pytest.raises(ProcessorFailed):
-        api.run("llm/litellm@1", inputs=inputs, adapter="local", plan="llm", home=home, registry=str(REGISTRY))
+        theoryx.run("llm/litellm@1", inputs=inputs, adapter="local", plan="llm", home=home, registry=str(REGISTRY))
     p = plans.get(db_of(home), "llm").totals
     assert (p.spent_micros, p.reserved_micros, p.executions) == (0, 0, 1)

@@ -21,7 +21,7 @@ LIMIT = 5_300_000           # $5.30: 21 runs of $0.25 fit, the 22nd does not
 WORKER = """
 import json, sys, time
 from pathlib import Path
-from theoryx.pipeline import api
+import theoryx
 from theoryx.errors import TheoryxError
 
 home, registry, worker, runs, cost, go = sys.argv[1:]
@@ -29,7 +29,7 @@ while not Path(go).exists():
     time.sleep(0.001)
 for j in range(int(runs)):
     try:
-        r = api.run("test/costly@1", inputs={"i": int(worker) * 1000 + j}, adapter="mock", plan="race",
+        r = theoryx.run("test/costly@1", inputs={"i": int(worker) * 1000 + j}, adapter="mock", plan="race",
                     home=home, registry=registry, adapter_options={"cost_usd": float(cost)})
         print(json.dumps({"ok": True, "cache": r.cache, "cost": r.record.cost_micros}), flush=True)
     except TheoryxError as exc:

@@ -1,32 +1,20 @@
-"""The click-free fast path: answer ``theoryx run`` from the action cache.
+"""The click-free path of ``theoryx run``: parse ``argv`` with the options table and run.
 
-A cache hit is the common case and should cost little more than starting Python, so
-``main()`` first tries this path, which imports neither click nor anything a miss needs. It
-handles only what a hit can use — the options in :data:`VALUE_OPTIONS` and :data:`FLAGS` — and
-returns ``None`` for anything else (help, unknown or repeated options, ``--stream``,
-``--save-*``, ``--no-cache``, ``--build``, bad values, a miss, any error). ``None`` means "not
-handled, nothing written": the click command then runs the whole request from the start, so its
-parsing, messages and exit codes stay the single source of truth. Tests check that both paths
-print identical bytes and that every click option of ``run`` is classified here.
+Starting click costs more than answering a cache hit, so ``main()`` first offers ``argv`` to
+:func:`try_run`. It takes only a well-formed ``[--home H] [--registry R] run ...`` whose every
+option is in :data:`theoryx.cli.options.RUN_OPTIONS` with a valid value, and then runs it to the
+end — hit or miss — through :func:`theoryx.cli.runcore.run_command`, exactly as the click
+command would. Anything else (help, unknown or repeated options, a bad value, a missing
+``--ref``) returns None *before anything is read or written*, and click takes over with its own
+messages. Tests check that both paths print identical bytes.
 """
 
 from __future__ import annotations
 
 import os
-import sys
+from typing import Any
 
-# run option -> RunOptions field; "attach" may repeat.
-VALUE_OPTIONS = {
-    "--ref": "ref", "--adapter": "adapter", "--plan": "plan", "--write-prefix": "write_prefix",
-    "--inputs-json": "inputs_json", "--inputs-file": "inputs_file",
-    "--adapter-opts-json": "adapter_opts_json", "--attach": "attach", "--seed": "seed",
-    "--salt": "salt", "--registry": "registry", "--home": "home",
-}
-FLAGS = {"--json": "as_json"}
-# Options the fast path leaves to click (they never answer from the cache alone, or print more).
-DEFERRED = {"--stream", "--no-cache", "--save-dir", "--save-first", "--build", "--help", "-h"}
-GLOBAL_OPTIONS = {"--home": "home", "--registry": "registry"}
-ADAPTERS = ("local", "mock", "modal")
+from theoryx.cli.options import BY_FLAG, GROUP_OPTIONS, RUN_OPTIONS, Option, defaults
 
 
 def _split(arg: str) -> tuple[str, str | None]:
@@ -36,77 +24,93 @@ def _split(arg: str) -> tuple[str, str | None]:
     return arg, None
 
 
-def parse(argv: list[str]) -> dict[str, object] | None:
-    """Options of ``[--home H] [--registry R] run ...`` or None if the fast path can't take them."""
-    values: dict[str, object] = {}
+def _convert(o: Option, raw: str) -> Any:
+    """The value of ``o`` given as ``raw``, or raise ValueError where click would refuse it."""
+    if o.type == "int":
+        return int(raw, 10)
+    if o.type == "choice" and raw not in o.choices:
+        raise ValueError(raw)
+    if o.type in ("dir", "file") and os.path.exists(raw) and os.path.isdir(raw) != (o.type == "dir"):
+        raise ValueError(raw)
+    return raw
+
+
+def parse(argv: list[str]) -> dict[str, Any] | None:
+    """Option values (keyed by dest, ``home``/``registry`` merged as click merges them) of a
+    ``run`` the fast path can take, or None."""
+    group: dict[str, str] = {}
     i = 0
     while i < len(argv) and argv[i] != "run":
         name, inline = _split(argv[i])
-        if name not in GLOBAL_OPTIONS:
+        if name not in GROUP_OPTIONS or name in group:
             return None
         if inline is None:
             if i + 1 >= len(argv):
                 return None
             inline, i = argv[i + 1], i + 1
-        values["global_" + GLOBAL_OPTIONS[name]] = inline
+        group[name] = inline
         i += 1
     if i >= len(argv):
         return None
+    values = defaults()
+    given: set[str] = set()
     attach: list[str] = []
     i += 1
     while i < len(argv):
         name, inline = _split(argv[i])
-        if name in FLAGS and inline is None:
-            values[FLAGS[name]] = True
-        elif name in VALUE_OPTIONS:
+        o = BY_FLAG.get(name)
+        if o is None:
+            return None
+        if o.kind == "flag":
+            if inline is not None or o.dest in given:
+                return None
+            values[o.dest] = True
+        else:
             if inline is None:
                 if i + 1 >= len(argv):
                     return None
                 inline, i = argv[i + 1], i + 1
-            field = VALUE_OPTIONS[name]
-            if field == "attach":
+            if o.kind == "multiple":
                 attach.append(inline)
-            elif field in values:
+            elif o.dest in given:
                 return None  # click's last-wins semantics: leave repeated options to it
             else:
-                values[field] = inline
-        else:
-            return None
+                try:
+                    values[o.dest] = _convert(o, inline)
+                except ValueError:
+                    return None
+        given.add(o.dest)
         i += 1
     values["attach"] = tuple(attach)
-    if values.get("inputs_file") == "-":
-        return None  # stdin can be read once: if this were a miss, click could not read it again
-    if "ref" not in values or values.get("adapter", "local") not in ADAPTERS:
-        return None
-    try:
-        values["seed"] = int(str(values.get("seed", "0")), 10)
-    except ValueError:
-        return None
+    for o in RUN_OPTIONS:
+        if o.required and o.dest not in given:
+            return None
+        if o.envvar and o.dest not in given and os.environ.get(o.envvar):
+            values[o.dest] = _env_value(o)
+            if values[o.dest] is None:
+                return None
+    for flag, (dest, envvar) in GROUP_OPTIONS.items():
+        fallback = group.get(flag) or os.environ.get(envvar) or None
+        if values[dest] is None:
+            if fallback is not None and dest == "home" and os.path.isfile(fallback):
+                return None  # click.Path(file_okay=False) refuses it
+            values[dest] = fallback
     return values
 
 
-def try_run(argv: list[str]) -> bool:
-    """Print the result and return True if ``argv`` is a ``run`` answered from the cache."""
+def _env_value(o: Option) -> Any:
+    try:
+        return _convert(o, os.environ[o.envvar or ""])
+    except ValueError:
+        return None
+
+
+def try_run(argv: list[str]) -> int | None:
+    """Run ``argv`` if the fast path can take it and return the exit code; None if it cannot
+    (nothing was read or written)."""
     values = parse(argv)
     if values is None:
-        return False
-    from theoryx.cli.runcore import RunOptions, build_request, render
-    from theoryx.errors import TheoryxError
-    from theoryx.pipeline.executor import NotAHit, execute
-    from theoryx.store.handle import open_stores
+        return None
+    from theoryx.cli.runcore import run_command
 
-    # Same precedence as click: run's option, then the group's, then the environment.
-    home = values.pop("home", None) or values.pop("global_home", None) or os.environ.get("THEORYX_HOME")
-    registry = values.pop("registry", None) or values.pop("global_registry", None)
-    for key in ("global_home", "global_registry"):
-        values.pop(key, None)
-    values.setdefault("salt", os.environ.get("THEORYX_SALT", ""))
-    try:
-        options = RunOptions(registry=str(registry) if registry else None, **values)  # type: ignore[arg-type]
-        stores = open_stores(str(home) if home else None)
-        result = execute(stores, build_request(options), hit_only=True)
-    except (NotAHit, TheoryxError, OSError):
-        return False
-    sys.stdout.write(render(result, stores, options.as_json))
-    sys.stdout.flush()
-    return True
+    return run_command(values)

@@ -1,43 +1,22 @@
-"""``theoryx run`` without click: turning option values into a request, and printing results.
-
-Shared by the click command (``run.py``) and the click-free fast path (``fast.py``) so both
-produce byte-identical output.
+"""``theoryx run`` without click: from option values to a request, through the session, to
+what is printed. The click command (:mod:`theoryx.cli.run`) and the fast path
+(:mod:`theoryx.cli.fastpath`) both call :func:`run_command`, so their output is the same by
+construction. Option values are keyed by the ``dest`` names of :data:`theoryx.cli.options.RUN_OPTIONS`.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from theoryx.errors import InputsJsonError, TheoryxError, UsageError
-from theoryx.pipeline.executor import RunRequest, RunResult, StreamFn
-from theoryx.store.handle import Stores
+from theoryx.pipeline.request import RunRequest, StreamFn
+from theoryx.pipeline.result import RunResult
 
 SHOW_LIMIT = 4096
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """The values of ``theoryx run``'s options (defaults as the CLI shows them)."""
-
-    ref: str
-    adapter: str = "local"
-    plan: str | None = None
-    write_prefix: str = "/artifacts/outputs/"
-    inputs_json: str | None = None
-    inputs_file: str | None = None
-    adapter_opts_json: str | None = None
-    attach: tuple[str, ...] = ()
-    as_json: bool = False
-    stream: bool = False
-    no_cache: bool = False
-    seed: int = 0
-    salt: str = ""
-    build: bool = False
-    registry: str | None = None
 
 
 def parse_json(text: str, what: str) -> Any:
@@ -80,34 +59,59 @@ def streamer(to_stderr: bool) -> StreamFn:
     return stream
 
 
-def build_request(o: RunOptions) -> RunRequest:
+def build_request(v: Mapping[str, Any]) -> RunRequest:
     """Validate option values into a :class:`RunRequest` (usage errors raise)."""
     from theoryx.pipeline import attachments, writeprefix
 
-    writeprefix.check(o.write_prefix)
-    if o.build and o.adapter == "mock":
+    writeprefix.check(v["write_prefix"])
+    if v["build"] and v["adapter"] == "mock":
         raise UsageError("--build rebuilds a container image: it applies to --adapter local or modal, not mock")
-    inputs = read_inputs(o.inputs_json, o.inputs_file)
-    opts = parse_json(o.adapter_opts_json, "--adapter-opts-json") if o.adapter_opts_json else {}
+    inputs = read_inputs(v["inputs_json"], v["inputs_file"])
+    opts = parse_json(v["adapter_opts_json"], "--adapter-opts-json") if v["adapter_opts_json"] else {}
     if not isinstance(opts, dict):
         raise UsageError("--adapter-opts-json must be a JSON object")
     return RunRequest(
-        ref=o.ref, inputs=inputs, attachments=attachments.parse_options(o.attach), adapter=o.adapter,
-        plan=o.plan, write_prefix=o.write_prefix, seed=o.seed, salt=o.salt, no_cache=o.no_cache,
-        adapter_options=opts, registry=o.registry, stream=streamer(o.as_json) if o.stream else None,
-        build=o.build,
+        ref=v["ref"], inputs=inputs, attachments=attachments.parse_options(v["attach"]), adapter=v["adapter"],
+        plan=v["plan"], write_prefix=v["write_prefix"], seed=v["seed"], salt=v["salt"], no_cache=v["no_cache"],
+        adapter_options=opts, registry=v["registry"], stream=streamer(v["as_json"]) if v["stream"] else None,
+        build=v["build"],
     )
 
 
-def error_json(exc: TheoryxError) -> str:
-    return json.dumps({"status": "error", "execution_id": exc.execution_id, "error": exc.to_dict()})
+def run_command(values: Mapping[str, Any]) -> int:
+    """Carry out ``theoryx run`` with resolved option values (``home`` and ``registry`` already
+    merged with the group's options); print the result or ``Error: ...``; return the exit code."""
+    from theoryx.cli import errors, notices
+    from theoryx.pipeline.session import Session
+
+    notices.install()
+    v = values
+    try:
+        session = Session(v["home"], registry=v["registry"])
+        result = session.submit(build_request(v))
+        if v["stream"]:
+            (sys.stderr if v["as_json"] else sys.stdout).write("\n")
+        if v["save_dir"] or v["save_first"]:
+            save(result, v["save_dir"], v["save_first"], v["registry"], session)
+        text = render(result, v["as_json"])
+    except TheoryxError as exc:
+        if v["as_json"]:
+            sys.stdout.write(json.dumps({"status": "error", "execution_id": exc.execution_id,
+                                         "error": errors.to_dict(exc)}) + "\n")
+            sys.stdout.flush()
+        sys.stderr.write(f"Error: {errors.message(exc)}\n")
+        sys.stderr.flush()
+        return exc.exit_code
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    return 0
 
 
 def _is_text(mime: str) -> bool:
     return mime.startswith("text/") or mime in ("application/json", "application/x-ndjson", "application/yaml")
 
 
-def render(result: RunResult, stores: Stores, as_json: bool) -> str:
+def render(result: RunResult, as_json: bool) -> str:
     """What ``theoryx run`` prints on stdout for a success."""
     if as_json:
         return json.dumps(result.to_json()) + "\n"
@@ -128,7 +132,7 @@ def render(result: RunResult, stores: Stores, as_json: bool) -> str:
         text = None
         if _is_text(o.mime) and o.size <= SHOW_LIMIT:
             try:
-                text = stores.cas.read(o.cid).decode("utf-8")
+                text = result.output(o.path).bytes().decode("utf-8")
             except UnicodeDecodeError:
                 text = None
         if text is None:
@@ -137,3 +141,24 @@ def render(result: RunResult, stores: Stores, as_json: bool) -> str:
         lines.append(f"  {o.path}:")
         lines.extend(f"    {line}" for line in (text.rstrip("\n").splitlines() or [""]))
     return "\n".join(lines) + "\n"
+
+
+def save(result: RunResult, save_dir: str | None, save_first: str | None, registry: str | None,
+         session: Any) -> None:
+    """``--save-dir``: every output by its path below the write prefix; ``--save-first``: the
+    first declared output (the spec's order), else the first produced."""
+    from theoryx.cli.output import atomic_write
+
+    if save_dir:
+        for name in result.names():
+            atomic_write(Path(save_dir) / name, result.output(name).bytes())
+    if save_first:
+        if not result.outputs:
+            raise UsageError("--save-first: the run produced no outputs")
+        from theoryx.spec.refs import Ref
+        from theoryx.spec.registry import Registry
+
+        spec = Registry.from_option(registry).load(Ref.parse(result.ref), session.stores.db)
+        names = result.names()
+        first = next((d.path for d in spec.outputs if d.path in names), names[0])
+        atomic_write(Path(save_first), result.output(first).bytes())

@@ -1,4 +1,4 @@
-"""``--attach name=path``: store attachment files and rewrite ``{"$attach": name}`` objects.
+"""``--attach name=path``: hash and store attachment files and rewrite ``{"$attach": name}`` objects.
 
 Every object ``{"$attach": "name"}`` anywhere in the inputs becomes
 ``{"$artifact": "/artifacts/inputs/<cid>/<basename>", "cid": "b3:...", "mime": "...", "size": N}``.
@@ -8,7 +8,7 @@ Host paths never enter the inputs (and so never the memo key).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,10 +57,9 @@ def guess_mime(filename: str) -> str:
     return mime or "application/octet-stream"
 
 
-def store(options: dict[str, Path], cas: Store,
-          protect: Callable[[str], None] | None = None) -> dict[str, Attachment]:
-    """Hash each file, store those the CAS lacks; :class:`AttachmentNotFound` for a missing file.
-    ``protect(cid)`` is called before the store is consulted (to lease the blob against gc)."""
+def hash_files(options: dict[str, Path]) -> dict[str, Attachment]:
+    """Hash each attachment file (nothing is stored); :class:`AttachmentNotFound` for a missing
+    file, :class:`AttachmentError` for one without a usable name."""
     out: dict[str, Attachment] = {}
     for name, path in options.items():
         if not path.is_file():
@@ -69,14 +68,27 @@ def store(options: dict[str, Path], cas: Store,
         if filename in ("", ".", ".."):
             raise AttachmentError(f"attachment {name!r} has no usable file name: {path}")
         blob = hash_file(path)
-        if protect is not None:
-            protect(blob.cid)
-        try:
-            cas.touch(blob.cid)  # refresh, like git, so gc's grace period protects it
-        except BlobNotFound:  # absent, or withdrawn by a concurrent gc a moment ago: store it
-            blob = cas.put_file(path)
         out[name] = Attachment(name, filename, blob.cid, blob.size, guess_mime(filename))
     return out
+
+
+def store_files(sources: Iterable[tuple[str, Path]], cas: Store) -> None:
+    """Make each ``(cid, path)`` present in the CAS: refresh a blob already there (like git, so
+    gc's grace period protects it), else copy the file in. The caller leases the cids first.
+    A file that changed since it was hashed is an :class:`AttachmentError` (the key named the old
+    bytes), and its copy is not kept under the new name's key."""
+    for cid, path in sources:
+        try:
+            cas.touch(cid)
+            continue
+        except BlobNotFound:  # absent, or withdrawn by a concurrent gc a moment ago: store it
+            pass
+        try:
+            blob = cas.put_file(path)
+        except FileNotFoundError:
+            raise AttachmentNotFound(f"Attachment file not found: {path}") from None
+        if blob.cid != cid:
+            raise AttachmentError(f"attachment {path} changed while theoryx was running; run again")
 
 
 def rewrite(value: Any, attachments: dict[str, Attachment], used: set[str] | None = None) -> Any:

@@ -1,12 +1,12 @@
 """``theoryx audit``: re-execute a recorded action, bypassing the cache, and compare outputs.
 
-The recorded action pre-image is read from the CAS and rebuilt against the *current* spec and
-image context for the target adapter's environment class. If that gives a different memo key,
-the processor (or the environment) is not the one that ran: the audit stops and names what
-changed, unless ``current`` asks to re-execute the current action anyway. Otherwise the recorded
-action runs again through :func:`theoryx.pipeline.executor.execute` with ``cache_write=False`` (the cache
-entry stays) and its outputs are compared path by path with the recorded ones. Every audit leaves
-an :class:`~theoryx.audits.AuditRecord`; an audit never changes what a world path resolves to.
+The recorded action pre-image is read from the CAS and rebuilt against the *current* spec and image
+context for the target adapter's environment class. If that gives a different memo key, the
+processor (or the environment) is not the one that ran: the audit stops and names what changed,
+unless ``current`` asks to re-execute the current action anyway. Otherwise the recorded action runs
+again through :meth:`theoryx.pipeline.session.Session.replay` (the cache entry stays) and its
+outputs are compared path by path with the recorded ones. Every audit leaves an
+:class:`~theoryx.audits.AuditRecord`; an audit never changes what a world path resolves to.
 
 ``mock`` and container (``local``, ``modal``) environment classes have different image
 identities, so auditing a mock execution on ``local`` is a different action: it needs ``current``.
@@ -29,7 +29,10 @@ from theoryx.core.ids import new_execution_id
 from theoryx.errors import AuditError, ExecutionError, TheoryxError
 from theoryx.pipeline.action import Action, build
 from theoryx.pipeline.attachments import INPUTS_ROOT, Attachment, guess_mime, referenced_artifacts
-from theoryx.pipeline.executor import Prepared, RunRequest, RunResult, execute
+from theoryx.pipeline.prepare import Prepared
+from theoryx.pipeline.request import RunRequest
+from theoryx.pipeline.result import RunResult
+from theoryx.pipeline.session import Session
 from theoryx.provenance import audit_records as audits
 from theoryx.provenance.audit_records import AuditRecord, OutputDiff
 from theoryx.provenance.explain import diff_actions, store_manifests
@@ -37,7 +40,7 @@ from theoryx.spec.context import ContextManifest, env_identity, image_identity
 from theoryx.spec.model import ProcessorSpec
 from theoryx.spec.refs import Ref
 from theoryx.spec.registry import Registry
-from theoryx.store import executions
+from theoryx.store import action_cache, executions
 from theoryx.store.action_cache import ActionResult, OutputEntry
 from theoryx.store.handle import Stores
 
@@ -217,7 +220,7 @@ class _Audit:
         req = RunRequest(ref=str(prep.spec.ref), inputs=prep.inputs, adapter=self.info["adapter"],
                          plan=self.opts.plan, write_prefix=prep.write_prefix, seed=body["seed"],
                          salt=body["salt"], registry=self.opts.registry, build=self.opts.build)
-        return execute(self.stores, req, prepared=prep, cache_write=False)
+        return Session(stores=self.stores).replay(req, prep)
 
 
 def audit_target(stores: Stores, target: Target, opts: Options = Options()) -> AuditRecord:
@@ -238,9 +241,9 @@ def audit(stores: Stores, execution: str, opts: Options = Options()) -> AuditRec
 
 
 def _ref_of(stores: Stores, result: ActionResult) -> str:
-    raw = stores.db.get("executions", result.execution_id)
-    if raw is not None:
-        return str(raw.get("ref", ""))
+    rec = executions.find(stores.db, result.execution_id)
+    if rec is not None:
+        return rec.ref
     try:
         return str(json.loads(stores.cas.read(result.action_cid))["ref"])
     except (CasError, ValueError, KeyError, TypeError):
@@ -250,8 +253,7 @@ def _ref_of(stores: Stores, result: ActionResult) -> str:
 def sample(stores: Stores, n: int, *, ref: str | None = None, opts: Options = Options(),
            rng: random.Random | None = None) -> list[AuditRecord]:
     """Audit ``n`` action cache entries chosen at random (of ``ref`` only, when given)."""
-    entries = [(ActionResult.from_dict(v), "") for _, v in stores.db.items("ac")]
-    entries = [(e, _ref_of(stores, e)) for e, _ in entries]
+    entries = [(e, _ref_of(stores, e)) for e in action_cache.entries(stores.db)]
     if ref is not None:
         entries = [(e, r) for e, r in entries if r == ref]
     chosen = (rng or random.SystemRandom()).sample(entries, min(n, len(entries)))

@@ -1,0 +1,76 @@
+"""Step 1 of a run, *prepare*: spec, attachments, rewritten inputs, image identity, memo key.
+
+Preparing reads (the registry, the attachment files, the processor folder) and writes nothing
+to the CAS: attachments are hashed here and stored only by a miss, which uses them. The spec
+cache in the database may be filled (a parsed spec is not a result).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from theoryx import adapters
+from theoryx.core import notices
+from theoryx.core.canonical import CanonicalizationError
+from theoryx.errors import InputsError
+from theoryx.pipeline import attachments, writeprefix
+from theoryx.pipeline.action import Action, build
+from theoryx.pipeline.attachments import Attachment
+from theoryx.pipeline.request import RunRequest
+from theoryx.spec.context import ContextManifest, env_identity, image_identity
+from theoryx.spec.model import ProcessorSpec
+from theoryx.spec.refs import Ref
+from theoryx.spec.registry import Registry
+from theoryx.store.handle import Stores
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A prepared request: the spec, the action (and so the memo key), the attachments the inputs
+    reference, the rewritten inputs and the image context manifest. ``sources`` maps each
+    referenced attachment's cid to the host file it was hashed from (empty for a replayed action,
+    whose attachments are already in the store)."""
+
+    spec: ProcessorSpec
+    action: Action
+    attachments: tuple[Attachment, ...]
+    inputs: Any
+    context: ContextManifest
+    sources: tuple[tuple[str, Path], ...] = ()
+
+    @property
+    def memo_key(self) -> str:
+        return self.action.memo_key
+
+    @property
+    def write_prefix(self) -> str:
+        return str(self.action.body["write_prefix"])
+
+    @property
+    def input_cids(self) -> tuple[str, ...]:
+        return tuple(sorted({a.cid for a in self.attachments}))
+
+
+def prepare(stores: Stores, req: RunRequest, execution_id: str) -> Prepared:
+    """Resolve ``req`` into a :class:`Prepared` action. Raises usage, ref, spec, attachment and
+    inputs errors; never writes a blob."""
+    env_class = adapters.env_class(req.adapter)
+    prefix = writeprefix.expand(req.write_prefix, execution_id)
+    spec = Registry.from_option(req.registry).load(Ref.parse(req.ref), stores.db)
+    hashed = attachments.hash_files(dict(req.attachments))
+    used: set[str] = set()
+    inputs = attachments.rewrite(req.inputs, hashed, used)
+    for name in sorted(set(hashed) - used):
+        notices.warning(f"attachment {name!r} is not referenced by the inputs "
+                        f'(use {{"$attach": "{name}"}}); it is not passed to the processor')
+    image, manifest = image_identity(spec, env_class)
+    try:
+        action = build(spec, image=image, env=env_identity(env_class), inputs=inputs,
+                       write_prefix=prefix, seed=req.seed, salt=req.salt)
+    except CanonicalizationError as exc:
+        raise InputsError(f"inputs have no canonical JSON form (RFC 8785): {exc}") from None
+    referenced = tuple(hashed[n] for n in sorted(used))
+    sources = tuple(sorted({(a.cid, req.attachments[a.name]) for a in referenced}))
+    return Prepared(spec, action, referenced, inputs, manifest, sources)

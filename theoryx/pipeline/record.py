@@ -1,0 +1,34 @@
+"""The last step of every run, *record*: receipt, output index and execution record (with the
+cache entry in the same transaction), or the record of a failure."""
+
+from __future__ import annotations
+
+from theoryx.core import syncpoints
+from theoryx.errors import TheoryxError
+from theoryx.pipeline.result import RunResult
+from theoryx.pipeline.state import RunState
+from theoryx.provenance import receipts
+from theoryx.store import executions
+from theoryx.store.action_cache import ActionResult
+from theoryx.store.executions import ExecutionRecord
+
+
+def success(run: RunState, rec: ExecutionRecord, cache_entry: ActionResult | None = None) -> RunResult:
+    """Write the receipt and output index, then the record (and ``cache_entry``) in one
+    transaction; the result the caller gets back."""
+    stores = run.stores
+    rec = receipts.write(rec.with_(status="success", duration_ms=run.elapsed_ms()), stores.cas)
+    run.lease.add(c for c in (rec.index_cid, rec.receipt_cid) if c)
+    syncpoints.point("before_record")
+    executions.record(stores.db, rec, cache_entry=cache_entry, paths=run.record_paths)
+    run.record = rec
+    return RunResult.of(rec, stores.cas)
+
+
+def failure(run: RunState, exc: TheoryxError) -> None:
+    """Record a failed execution; never raises (recording must not mask the original error)."""
+    rec = run.record.with_(status="error", error=exc.to_dict(), duration_ms=run.elapsed_ms())
+    try:
+        executions.record(run.stores.db, rec)
+    except Exception:
+        pass

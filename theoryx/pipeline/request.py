@@ -1,0 +1,51 @@
+"""What a run is asked: one :class:`RunRequest`, built by the CLI, the Python API and audits alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from theoryx.pipeline import writeprefix
+
+StreamFn = Callable[[str, bytes], None]
+"""Live output: called with ``("stdout" | "stderr", chunk)`` while a processor runs (a hit
+replays its stored stdout once)."""
+
+DEFAULT_ADAPTER = "local"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything one run was asked. ``attachments`` maps names to host paths; ``inputs`` may
+    reference them as ``{"$attach": name}``. ``adapter_options`` never enter the memo key."""
+
+    ref: str
+    inputs: Any = field(default_factory=dict)
+    attachments: Mapping[str, Path] = field(default_factory=dict)
+    adapter: str = DEFAULT_ADAPTER
+    plan: str | None = None
+    write_prefix: str = writeprefix.DEFAULT
+    seed: int = 0
+    salt: str = ""
+    no_cache: bool = False
+    adapter_options: Mapping[str, Any] = field(default_factory=dict)
+    registry: str | None = None
+    stream: StreamFn | None = None
+    build: bool = False
+
+    @classmethod
+    def of(cls, ref: str, **options: Any) -> RunRequest:
+        """A request from Python keyword arguments: ``None`` means the default, paths may be
+        strings. Unknown keywords raise ``TypeError`` as a call would."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise TypeError(f"unexpected keyword argument(s): {', '.join(unknown)}")
+        given = {k: v for k, v in options.items() if v is not None or k in ("plan", "registry", "stream")}
+        if "attachments" in given:
+            given["attachments"] = {k: Path(v) for k, v in given["attachments"].items()}
+        if "adapter_options" in given:
+            given["adapter_options"] = dict(given["adapter_options"])
+        return cls(ref=ref, **given)

@@ -1,0 +1,150 @@
+"""What a successful run returns: :class:`RunResult`, and :class:`Output` to read its outputs.
+
+Every read is checked against the output's cid: ``bytes``/``text``/``json`` hash what they
+return, ``open`` hashes while streaming (a corrupt blob raises at the end of the stream), and
+``local_path`` rehashes the blob before handing out its path in the store.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+from cas import BlobNotFound, CorruptBlob, Store
+from theoryx.errors import NotFound, StoreError
+from theoryx.provenance import receipts
+from theoryx.store.action_cache import OutputEntry
+from theoryx.store.executions import ExecutionRecord
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Output:
+    """One output of a run: its world ``path``, ``cid``, ``size`` and ``mime``, and its bytes."""
+
+    entry: OutputEntry
+    name: str                                   # the path below the run's write prefix
+    cas: Store = field(repr=False, compare=False)
+
+    @property
+    def path(self) -> str:
+        return self.entry.path
+
+    @property
+    def cid(self) -> str:
+        return self.entry.cid
+
+    @property
+    def size(self) -> int:
+        return self.entry.size
+
+    @property
+    def mime(self) -> str:
+        return self.entry.mime
+
+    def bytes(self) -> bytes:
+        """All of it, checked against the cid (for small outputs; stream large ones)."""
+        return _checked(self.cid, lambda: self.cas.read(self.cid))
+
+    def text(self, encoding: str = "utf-8") -> str:
+        return self.bytes().decode(encoding)
+
+    def json(self) -> Any:
+        return json.loads(self.bytes())
+
+    def open(self) -> BinaryIO:
+        """A binary stream; reading it to the end raises :class:`StoreError` if the blob is
+        corrupt. Use as a context manager."""
+        return _checked(self.cid, lambda: self.cas.open_verified(self.cid))
+
+    def local_path(self) -> Path:
+        """The blob's read-only file in the store, after rehashing it: for large outputs that a
+        program wants to read by path. Never write to it."""
+        ok = _checked(self.cid, lambda: self.cas.verify(self.cid))
+        if not ok:
+            raise StoreError(f"output {self.path} ({self.cid}) is corrupt in the store; "
+                             "`theoryx verify --repair` removes it so the next run re-executes")
+        return self.cas.path(self.cid)
+
+
+def _checked(cid: str, read: Callable[[], T]) -> T:
+    try:
+        return read()
+    except BlobNotFound:
+        raise NotFound(f"blob {cid} is not in the store (removed by gc?); run again to re-create it") from None
+    except CorruptBlob:
+        raise StoreError(f"blob {cid} is corrupt in the store; `theoryx verify --repair` removes it "
+                         "so the next run re-executes") from None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A successful run. ``cache`` is "hit" or "miss"; ``record`` is the execution record."""
+
+    execution_id: str
+    ref: str
+    adapter: str
+    cache: str
+    memo_key: str
+    outputs: tuple[OutputEntry, ...]
+    env_fingerprint: str
+    duration_ms: int
+    record: ExecutionRecord
+    cas: Store | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, rec: ExecutionRecord, cas: Store | None = None) -> RunResult:
+        return cls(rec.execution_id, rec.ref, rec.adapter, rec.cache or "miss", rec.memo_key or "",
+                   rec.outputs, rec.env_fingerprint or "", rec.duration_ms, rec, cas)
+
+    @property
+    def index_path(self) -> str:
+        return receipts.index_path(self.execution_id)
+
+    @property
+    def receipt_path(self) -> str:
+        return receipts.receipt_path(self.execution_id)
+
+    @property
+    def write_prefix(self) -> str:
+        return self.record.write_prefix or ""
+
+    def names(self) -> list[str]:
+        """The outputs' paths below the write prefix, in manifest order."""
+        return [self._name(o) for o in self.outputs]
+
+    def output(self, name: str) -> Output:
+        """The output at ``name`` below the write prefix (``"reply.json"``), or at its full world
+        path. :class:`NotFound` names the outputs there are."""
+        if self.cas is None:
+            raise StoreError("this result is not attached to a store (construct it through a Session)")
+        for o in self.outputs:
+            if name in (o.path, self._name(o)):
+                return Output(o, self._name(o), self.cas)
+        have = ", ".join(self.names()) or "none"
+        raise NotFound(f"run {self.execution_id} has no output {name!r} (outputs: {have})")
+
+    def _name(self, o: OutputEntry) -> str:
+        prefix = self.write_prefix
+        return o.path[len(prefix):] if prefix and o.path.startswith(prefix) else o.path.lstrip("/")
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` object."""
+        return {
+            "status": "success",
+            "execution_id": self.execution_id,
+            "ref": self.ref,
+            "adapter": self.adapter,
+            "cache": self.cache,
+            "memo_key": self.memo_key,
+            "outputs": [o.to_dict() for o in self.outputs],
+            "index_path": self.index_path,
+            "receipt_path": self.receipt_path,
+            "meta": {"env_fingerprint": self.env_fingerprint, "duration_ms": self.duration_ms},
+            "plan": self.record.plan, "cost_micros": self.record.cost_micros,
+            "saved_micros": self.record.saved_micros,
+        }

@@ -1,0 +1,171 @@
+"""The one door: a :class:`Session` opens a home once and serves many runs.
+
+    with theoryx.Session(home="~/.cache/theoryx") as s:
+        result = s.run("llm/litellm@1", inputs={"messages": [...]}, adapter="mock")
+        reply = result.output("reply.json").json()
+
+``theoryx.run(...)`` is a one-shot convenience over it; the CLI (``theoryx run``, its click-free
+fast path) and ``theoryx audit`` go through the same door.
+
+A run flows (ARCHITECTURE.md, "The run pipeline")::
+
+    request -> prepare -> look up -> hit  -> record
+                                 \\-> miss -> record
+
+and every run leaves an execution record, successful or not. A session may be used from several
+threads at once: each run has its own state, and the store and database are safe to share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from theoryx.core import syncpoints
+from theoryx.errors import TheoryxError
+from theoryx.pipeline import hit, record, writeprefix
+from theoryx.pipeline.lookup import lookup
+from theoryx.pipeline.prepare import Prepared, prepare
+from theoryx.pipeline.request import DEFAULT_ADAPTER, RunRequest, StreamFn
+from theoryx.pipeline.result import Output, RunResult
+from theoryx.pipeline.state import RunState
+from theoryx.provenance import receipts
+from theoryx.store.handle import Stores, open_stores
+
+
+class Session:
+    """A theoryx home, opened once. ``registry`` is the default for runs that name none."""
+
+    def __init__(self, home: str | Path | None = None, *, registry: str | None = None,
+                 stores: Stores | None = None) -> None:
+        self.stores = stores if stores is not None else open_stores(home)
+        self.registry = registry
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Nothing to release today (the database environment is shared per process); kept so
+        that sessions are used as context managers and may hold resources later."""
+
+    def run(
+        self,
+        ref: str,
+        *,
+        inputs: Any = None,
+        attachments: Mapping[str, str | Path] | None = None,
+        adapter: str = DEFAULT_ADAPTER,
+        plan: str | None = None,
+        write_prefix: str = writeprefix.DEFAULT,
+        seed: int = 0,
+        salt: str = "",
+        no_cache: bool = False,
+        adapter_options: Mapping[str, Any] | None = None,
+        registry: str | None = None,
+        stream: StreamFn | None = None,
+        build: bool = False,
+    ) -> RunResult:
+        """Run processor ``ref`` (``ns/name@version``) and return its result.
+
+        Raises a :class:`theoryx.errors.TheoryxError` subclass with a stable ``code`` and the
+        ``execution_id`` of the failed execution.
+        """
+        return self.submit(RunRequest.of(
+            ref, inputs=inputs, attachments=attachments, adapter=adapter, plan=plan,
+            write_prefix=write_prefix, seed=seed, salt=salt, no_cache=no_cache,
+            adapter_options=adapter_options, registry=registry, stream=stream, build=build,
+        ))
+
+    def submit(self, req: RunRequest) -> RunResult:
+        """Run a request: prepare, look up, then answer the hit or execute the miss; record."""
+        req = self._defaults(req)
+        run = RunState.start(self.stores, req)
+        try:
+            return _guarded(run, lambda: _run(run))
+        finally:
+            run.close()
+
+    def replay(self, req: RunRequest, prep: Prepared) -> RunResult:
+        """Execute an already prepared action again, bypassing the cache and leaving both the
+        cache entry and what world paths resolve to unchanged (``theoryx audit``)."""
+        req = self._defaults(req)
+        run = RunState.start(self.stores, req, record_paths=False)
+        try:
+            return _guarded(run, lambda: _execute(run, prep, cache_write=False))
+        finally:
+            run.close()
+
+    def output(self, where: str) -> Output:
+        """An output by world path (``/artifacts/outputs/...``, the newest producer's) or by cid."""
+        from theoryx.pipeline.attachments import guess_mime
+        from theoryx.store import worldpaths
+        from theoryx.store.action_cache import OutputEntry
+
+        cid = worldpaths.resolve(self.stores, where)
+        blob = self.stores.cas.stat(cid)
+        name = where.rsplit("/", 1)[-1]
+        entry = OutputEntry(where, cid, blob.size if blob else 0, guess_mime(name))
+        return Output(entry, name, self.stores.cas)
+
+    def _defaults(self, req: RunRequest) -> RunRequest:
+        return replace(req, registry=self.registry) if req.registry is None and self.registry else req
+
+
+def run(ref: str, *, home: str | Path | None = None, **options: Any) -> RunResult:
+    """One run in a one-shot :class:`Session` over ``home``; ``options`` as :meth:`Session.run`."""
+    with Session(home) as session:
+        return session.run(ref, **options)
+
+
+def _run(run: RunState) -> RunResult:
+    req = run.request
+    if req.plan is not None:
+        from theoryx.budget.plans import check_key
+
+        check_key(req.plan)
+    prep = prepare(run.stores, req, run.execution_id)
+    _adopt(run, prep)
+    syncpoints.point("after_prepare")
+    if not req.no_cache:
+        found = lookup(run.stores, run.lease, prep.memo_key)
+        if found is not None:
+            return hit.answer(run, found)
+    return _execute(run, prep, cache_write=True)
+
+
+def _execute(run: RunState, prep: Prepared, *, cache_write: bool) -> RunResult:
+    from theoryx.pipeline import miss  # miss-only imports: a hit stays lean
+
+    if run.record.memo_key is None:
+        _adopt(run, prep)
+    return miss.execute(run, prep, cache_write=cache_write)
+
+
+def _adopt(run: RunState, prep: Prepared) -> None:
+    """Name the prepared action on the record and lease its inputs."""
+    run.record = run.record.with_(
+        memo_key=prep.memo_key, spec_digest=prep.action.spec_digest, write_prefix=prep.write_prefix,
+        env_fingerprint=receipts.env_fingerprint(prep.action.body), input_cids=prep.input_cids,
+    )
+    run.lease.add(prep.input_cids)
+
+
+def _guarded(run: RunState, body: Any) -> RunResult:
+    """Run ``body``; a failure is recorded and re-raised with the execution id on it."""
+    try:
+        result: RunResult = body()
+        return result
+    except TheoryxError as exc:
+        exc.execution_id = run.execution_id
+        record.failure(run, exc)
+        raise
+    except KeyboardInterrupt:
+        record.failure(run, TheoryxError("interrupted"))
+        raise

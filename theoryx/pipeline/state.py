@@ -1,0 +1,50 @@
+"""The state one run carries from step to step: its id, lease, record so far and plan side."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from theoryx.budget.charging import Charging
+from theoryx.core.ids import new_execution_id
+from theoryx.pipeline.request import RunRequest
+from theoryx.store.executions import ExecutionRecord
+from theoryx.store.handle import Stores
+from theoryx.store.leases import Lease
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class RunState:
+    """Mutable by design (it is the run in progress, not a value): each step replaces
+    ``record`` with a new frozen :class:`ExecutionRecord` naming what it learnt. ``record_paths``
+    is False for replays, which must not move what a world path resolves to."""
+
+    stores: Stores
+    request: RunRequest
+    lease: Lease
+    execution_id: str
+    record: ExecutionRecord
+    charging: Charging
+    record_paths: bool = True
+    t0: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def start(cls, stores: Stores, req: RunRequest, lease_for: type[Lease] = Lease,
+              *, record_paths: bool = True) -> RunState:
+        """A new execution id, its lease (held until :meth:`close`) and an empty error record."""
+        execution_id = new_execution_id()
+        lease = lease_for(stores.home.leases, execution_id)
+        record = ExecutionRecord(execution_id=execution_id, ref=req.ref, adapter=req.adapter, status="error",
+                                 plan=req.plan, seed=req.seed, started_ms=now_ms())
+        charging = Charging(stores, req.plan, execution_id, req.adapter_options)
+        return cls(stores, req, lease, execution_id, record, charging, record_paths)
+
+    def elapsed_ms(self) -> int:
+        return int((time.monotonic() - self.t0) * 1000)
+
+    def close(self) -> None:
+        self.lease.release()
