@@ -10,6 +10,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import pytest
 from theoryx_testing import HELLO, REPO, subprocess_env
 
 RUN = [sys.executable, "-m", "theoryx", "run", "--adapter", "mock", "--ref", "llm/litellm@1",
@@ -42,6 +43,7 @@ def test_error_exit_codes_as_a_process(home: Path) -> None:
     assert failure.stderr.startswith("Error: ")
 
 
+@pytest.mark.slow
 def test_concurrent_runs_on_one_home_all_succeed(home: Path) -> None:
     procs = []
     for i in range(8):
@@ -95,6 +97,7 @@ def own_id(stdout: str) -> str:
     return re.sub(r"^Execution: [0-9a-z]{26}$", "Execution: <id>", stdout, flags=re.MULTILINE)
 
 
+@pytest.mark.slow
 def test_python_dash_m_and_console_script_agree(home: Path) -> None:
     """Byte for byte: output, error output and exit code, on click's paths (help, version, a
     usage error, an unknown command, ``cat``) and on the fast path (a hit; each run gets its own
