@@ -56,6 +56,7 @@ def no_file_contains(root: Path, needle: bytes) -> bool:
     return not any(needle in (Path(d) / f).read_bytes() for d, _, fs in os.walk(root) for f in fs)
 
 
+@pytest.mark.slow
 def test_litellm_completion_without_streaming(home: Path, fake: FakeOpenAI, api_key: str) -> None:
     res = run(home, fake)
     assert read(home, res, "text/response.txt") == b"The capital of France is Paris."
@@ -69,6 +70,7 @@ def test_litellm_completion_without_streaming(home: Path, fake: FakeOpenAI, api_
     assert no_file_contains(home, api_key.encode())
 
 
+@pytest.mark.slow
 def test_litellm_streams_tokens_live(home: Path, fake: FakeOpenAI, api_key: str) -> None:
     chunks: list[bytes] = []
     res = run(home, fake, stream=lambda ch, data: chunks.append(data) if ch == "stdout" else None,
@@ -79,6 +81,7 @@ def test_litellm_streams_tokens_live(home: Path, fake: FakeOpenAI, api_key: str)
     assert no_file_contains(home, api_key.encode())
 
 
+@pytest.mark.slow
 def test_provider_error_status_fails_once_naming_it(home: Path, fake: FakeOpenAI, api_key: str) -> None:
     fake.status = 429
     with pytest.raises(ProcessorFailed) as ei:
@@ -90,6 +93,7 @@ def test_provider_error_status_fails_once_naming_it(home: Path, fake: FakeOpenAI
     assert no_file_contains(home, api_key.encode())
 
 
+@pytest.mark.slow
 def test_litellm_from_the_cli_with_stream(home: Path, fake: FakeOpenAI, api_key: str) -> None:
     args = ["run", "--ref", REF, "--stream", "--inputs-json", json.dumps(inputs(fake, "From the CLI")),
             "--adapter-opts-json", json.dumps(HOST_NET)]

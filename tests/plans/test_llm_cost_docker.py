@@ -27,6 +27,7 @@ def fake() -> Iterator[FakeOpenAI]:
         yield server
 
 
+@pytest.mark.slow
 def test_litellm_cost_in_docker_is_charged_to_the_plan(
     home: Path, fake: FakeOpenAI, base_image: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

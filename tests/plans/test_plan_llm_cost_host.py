@@ -72,6 +72,7 @@ def per_token_micros(key: str) -> Decimal:
     return Decimal(repr(pricing.cost_map()["gpt-4o-mini"][key])) * 1_000_000
 
 
+@pytest.mark.slow
 def test_litellm_cost_is_settled_on_the_plan(home: Path, fake: FakeOpenAI, host_adapter: None) -> None:
     inputs = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Capital of France?"}],
               "api_base": fake.url, "max_tokens": 200}
@@ -101,6 +102,7 @@ def test_litellm_cost_is_settled_on_the_plan(home: Path, fake: FakeOpenAI, host_
     assert len(fake.chat_requests()) == 1
 
 
+@pytest.mark.slow
 def test_a_provider_error_settles_zero(home: Path, fake: FakeOpenAI, host_adapter: None) -> None:
     from theoryx.errors import ProcessorFailed
 
