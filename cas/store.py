@@ -128,9 +128,9 @@ class Store:
 
     def open_verified(self, cid: str) -> BinaryIO:
         """Open blob ``cid`` for streaming; reading it to the end raises :class:`CorruptBlob` if
-        its bytes do not match the cid (see :class:`cas.verified.VerifiedReader`). Raises
+        its bytes do not match the cid (see :class:`cas.reader.VerifiedReader`). Raises
         :class:`BlobNotFound`."""
-        from cas.verified import VerifiedReader
+        from cas.reader import VerifiedReader
 
         return io.BufferedReader(VerifiedReader(self.open(cid), cid), CHUNK_SIZE)
 

@@ -19,7 +19,7 @@ from theoryx_testing import REPO, Cli
 from theoryx.adapters.local import docker_client
 from theoryx.budget import plans
 from theoryx.budget.charging import Charging
-from theoryx.cli import errors as cli_errors
+from theoryx.cli import messages as cli_errors
 from theoryx.core import notices
 from theoryx.errors import (
     AdapterError,

@@ -60,7 +60,7 @@ class TheoryxError(Exception):
     ``message`` is neutral: it speaks to whoever called the library, so where it names one of
     the caller's settings it uses the Python parameter name (``write_prefix must end with /``,
     ``use force=True``, ``adapter='mock'``) and ``option`` says which parameter that is. Only
-    the command line turns such names into its flags (:func:`theoryx.cli.errors.message`).
+    the command line turns such names into its flags (:func:`theoryx.cli.messages.message`).
     """
 
     code = "ERR_THEORYX"
@@ -76,7 +76,7 @@ class TheoryxError(Exception):
 
     def to_dict(self) -> dict[str, str]:
         """The machine form (``code`` and the neutral ``message``); the CLI's ``--json`` prints
-        :func:`theoryx.cli.errors.to_dict` instead, which names its flags."""
+        :func:`theoryx.cli.messages.to_dict` instead, which names its flags."""
         return {"code": self.code, "message": self.message}
 
 

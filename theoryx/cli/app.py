@@ -1,9 +1,9 @@
 """The ``theoryx`` command line: a thin layer over the Python API.
 
 The group builds the :class:`State` (home and registry options); commands receive it. Only
-this package decides exit codes: 0 success, 1 a theoryx error, 2 a usage error. It also installs
-the stderr display of the library's notices (:mod:`theoryx.cli.notices`) and words errors with
-the CLI's flags (:mod:`theoryx.cli.errors`).
+this package decides exit codes: 0 success, 1 a theoryx error, 2 a usage error. It also shows
+the library's notices on stderr (:mod:`theoryx.cli.notices`) and words errors with
+the CLI's flags (:mod:`theoryx.cli.messages`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from theoryx.cli import errors, notices
+from theoryx.cli import messages, notices
 from theoryx.cli.state import State
 from theoryx.errors import TheoryxError
 
@@ -32,7 +32,7 @@ LAZY: dict[str, str] = {
 
 class Group(click.Group):
     """Loads commands lazily and maps :class:`TheoryxError` to ``Error: <message>`` (worded by
-    :func:`theoryx.cli.errors.message`) and its exit code."""
+    :func:`theoryx.cli.messages.message`) and its exit code."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(n for n in LAZY if self.get_command(ctx, n) is not None)
@@ -50,9 +50,10 @@ class Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with notices.shown():
+                return super().invoke(ctx)
         except TheoryxError as exc:
-            click.echo(f"Error: {errors.message(exc)}", err=True)
+            click.echo(f"Error: {messages.message(exc)}", err=True)
             ctx.exit(exc.exit_code)
 
 
@@ -65,7 +66,6 @@ class Group(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, home: str | None, registry: str | None) -> None:
     """theoryx: run processors like build actions — content-addressed, cached, budgeted, audited."""
-    notices.install()
     ctx.obj = State(home=home, registry=registry)
 
 

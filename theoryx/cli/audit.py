@@ -22,7 +22,7 @@ AUDIT_EXIT = {"reproducible": 0, "stochastic": 0, "diverged": 1, "unauditable": 
 
 
 def _echo_audit(rec: Any) -> None:
-    """The human report of one :class:`~theoryx.audits.AuditRecord`."""
+    """The human report of one :class:`~theoryx.provenance.audit_records.AuditRecord`."""
     click.echo(f"Audit {rec.audit_id} of execution {rec.execution_id} ({rec.ref}, recorded on "
                f"{rec.recorded_adapter}) on {rec.adapter}")
     if rec.replay_execution:

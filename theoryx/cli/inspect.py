@@ -37,8 +37,7 @@ def cat(state: State, target: str) -> None:
 def show(state: State, execution: str, as_json: bool) -> None:
     """Show one execution: status, cache, key, outputs, logs, cost, audits."""
     from theoryx.provenance import audit_records as audits
-    from theoryx.provenance import receipts
-    from theoryx.store import executions
+    from theoryx.store import executions, receipts
 
     stores = state.stores()
     rec = executions.get(stores.db, execution)
@@ -107,8 +106,7 @@ def ls(state: State, ref: str | None, plan: str | None, limit: int, as_json: boo
 def export(state: State, execution: str, directory: str) -> None:
     """Write an execution's outputs (by path below the write prefix), receipt, index, action and
     logs into DIRECTORY, which must not exist or be empty. Written privately, then renamed."""
-    from theoryx.provenance import receipts
-    from theoryx.store import executions
+    from theoryx.store import executions, receipts
 
     stores = state.stores()
     rec = executions.get(stores.db, execution)

@@ -1,36 +1,22 @@
-"""Showing the library's notices (:mod:`theoryx.core.notices`) on stderr, as the CLI always did."""
+"""Showing the library's notices (:mod:`theoryx.core.notices`) on stderr, as the CLI always did:
+``Warning: <text>``, ``Note: <text>``, or the text alone for progress."""
 
 from __future__ import annotations
 
-import logging
 import sys
+from contextlib import AbstractContextManager
 
-from theoryx.core.notices import LOGGER
+from theoryx.core.notices import routed_to
 
 PREFIX = {"warning": "Warning: ", "note": "Note: ", "progress": ""}
 
 
-class StderrNotices(logging.Handler):
-    """Writes each notice as one line on the *current* ``sys.stderr`` (tests swap it): its
-    kind's prefix, then the text. A record of the ``theoryx`` logger without a kind is shown as
-    a warning when it is one, and otherwise dropped: it is a diagnostic, not a notice."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        kind = getattr(record, "theoryx_kind", None)
-        if kind is None:
-            if record.levelno < logging.WARNING:
-                return
-            kind = "warning"
-        try:
-            sys.stderr.write(PREFIX.get(kind, "") + record.getMessage() + "\n")
-            sys.stderr.flush()
-        except Exception:
-            self.handleError(record)
+def to_stderr(kind: str, text: str) -> None:
+    """One line on the *current* ``sys.stderr`` (tests swap it)."""
+    sys.stderr.write(PREFIX.get(kind, "") + text + "\n")
+    sys.stderr.flush()
 
 
-def install() -> None:
-    """Route notices to stderr (idempotent); they no longer reach the root logger."""
-    if not any(isinstance(h, StderrNotices) for h in LOGGER.handlers):
-        LOGGER.addHandler(StderrNotices())
-    LOGGER.setLevel(logging.INFO)
-    LOGGER.propagate = False
+def shown() -> AbstractContextManager[None]:
+    """Inside the block, notices are printed on stderr instead of going to logging."""
+    return routed_to(to_stderr)

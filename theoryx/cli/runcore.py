@@ -12,9 +12,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from theoryx.cli import messages, notices
 from theoryx.errors import InputsJsonError, TheoryxError, UsageError
 from theoryx.pipeline.request import RunRequest, StreamFn
 from theoryx.pipeline.result import RunResult
+from theoryx.pipeline.session import Session
 
 SHOW_LIMIT = 4096
 
@@ -81,11 +83,11 @@ def build_request(v: Mapping[str, Any]) -> RunRequest:
 def run_command(values: Mapping[str, Any]) -> int:
     """Carry out ``theoryx run`` with resolved option values (``home`` and ``registry`` already
     merged with the group's options); print the result or ``Error: ...``; return the exit code."""
-    from theoryx.cli import errors, notices
-    from theoryx.pipeline.session import Session
+    with notices.shown():
+        return _run(values)
 
-    notices.install()
-    v = values
+
+def _run(v: Mapping[str, Any]) -> int:
     try:
         session = Session(v["home"], registry=v["registry"])
         result = session.submit(build_request(v))
@@ -97,9 +99,9 @@ def run_command(values: Mapping[str, Any]) -> int:
     except TheoryxError as exc:
         if v["as_json"]:
             sys.stdout.write(json.dumps({"status": "error", "execution_id": exc.execution_id,
-                                         "error": errors.to_dict(exc)}) + "\n")
+                                         "error": messages.to_dict(exc)}) + "\n")
             sys.stdout.flush()
-        sys.stderr.write(f"Error: {errors.message(exc)}\n")
+        sys.stderr.write(f"Error: {messages.message(exc)}\n")
         sys.stderr.flush()
         return exc.exit_code
     sys.stdout.write(text)
@@ -144,7 +146,7 @@ def render(result: RunResult, as_json: bool) -> str:
 
 
 def save(result: RunResult, save_dir: str | None, save_first: str | None, registry: str | None,
-         session: Any) -> None:
+         session: Session) -> None:
     """``--save-dir``: every output by its path below the write prefix; ``--save-first``: the
     first declared output (the spec's order), else the first produced."""
     from theoryx.cli.output import atomic_write

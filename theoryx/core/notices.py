@@ -1,30 +1,55 @@
 """Notices: what library code has to tell a person, without printing.
 
-Library code never writes to stdout or stderr. It reports a notice through the ``theoryx``
-logger with a *kind*, and whoever drives the library decides how to show it:
+Library code never writes to stdout or stderr. It reports a notice with a *kind*:
 
-- ``warning(text)``  something the caller should fix (an unused attachment): level WARNING;
-- ``note(text)``     a fact worth knowing (a charge above the reservation): level INFO;
-- ``progress(text)`` what a slow step is doing (building an image): level INFO.
+- ``warning(text)``  something the caller should fix (an unused attachment);
+- ``note(text)``     a fact worth knowing (a plan created on first use);
+- ``progress(text)`` what a slow step is doing (building an image).
 
-The CLI installs :func:`theoryx.cli.notices.install`, which prints them on stderr as
-``Warning: <text>``, ``Note: <text>`` and ``<text>``. A Python caller sees warnings through
-logging's last-resort handler unless it configures the ``theoryx`` logger itself; the kind is
-on each record as ``record.theoryx_kind``.
+Where a notice goes is the driver's choice. By default it is a record of the ``theoryx`` logger
+(WARNING for warnings, INFO otherwise) carrying ``record.theoryx_kind``: a Python caller sees
+warnings through logging's last-resort handler unless it configures that logger. A driver can
+instead route notices to a *sink* for a while (:func:`routed_to`): the CLI prints them on stderr
+as ``Warning: <text>``, ``Note: <text>`` and ``<text>`` (:mod:`theoryx.cli.notices`). ``logging``
+is imported only when a notice goes to it, so a cache hit through the CLI never loads it.
 """
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-LOGGER = logging.getLogger("theoryx")
 KINDS = ("warning", "note", "progress")
-_LEVEL = {"warning": logging.WARNING, "note": logging.INFO, "progress": logging.INFO}
+LOGGER_NAME = "theoryx"
+
+Sink = Callable[[str, str], None]
+"""Receives ``(kind, text)``."""
+
+_sink: Sink | None = None
 
 
 def notice(kind: str, text: str) -> None:
     """Report ``text`` as a notice of ``kind`` (one of :data:`KINDS`)."""
-    LOGGER.log(_LEVEL[kind], "%s", text, extra={"theoryx_kind": kind})
+    if kind not in KINDS:
+        raise ValueError(f"unknown notice kind {kind!r}")
+    if _sink is not None:
+        _sink(kind, text)
+        return
+    import logging
+
+    level = logging.WARNING if kind == "warning" else logging.INFO
+    logging.getLogger(LOGGER_NAME).log(level, "%s", text, extra={"theoryx_kind": kind})
+
+
+@contextmanager
+def routed_to(sink: Sink) -> Iterator[None]:
+    """Send every notice to ``sink`` inside the ``with`` block (the previous route after it)."""
+    global _sink
+    previous, _sink = _sink, sink
+    try:
+        yield
+    finally:
+        _sink = previous
 
 
 def warning(text: str) -> None:

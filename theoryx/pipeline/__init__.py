@@ -11,8 +11,8 @@ Read it top to bottom in this order (each step a function with typed input and o
 - :mod:`~theoryx.pipeline.record`   receipt, index, execution record (+ cache entry);
 - :mod:`~theoryx.pipeline.result`   :class:`RunResult` and :class:`Output` (verified reads).
 
-Helpers of the steps: ``state`` (the run in progress), ``action`` (the memo key),
-``attachments``, ``writeprefix``, ``ingest`` (outputs into the CAS), ``logs``, ``blobs``.
-May import: ``theoryx.errors``, ``core``, ``spec``, ``store``, ``budget``, ``adapters`` and
-``provenance.receipts``; never ``cli``. The public names are re-exported by :mod:`theoryx`.
+Helpers of the steps: ``running`` (the run in progress), ``action`` (the memo key),
+``attachments``, ``writeprefix``, ``ingest`` (outputs into the CAS).
+May import: ``theoryx.errors``, ``core``, ``store``, ``spec``, ``budget`` and ``adapters``;
+never ``provenance`` or ``cli``. The public names are re-exported by :mod:`theoryx`.
 """

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from theoryx.pipeline.blobs import leased
 from theoryx.pipeline.record import success
 from theoryx.pipeline.result import RunResult
-from theoryx.pipeline.state import RunState, now_ms
+from theoryx.pipeline.running import RunState, now_ms
 from theoryx.store.action_cache import ActionResult
 
 
@@ -15,7 +14,7 @@ def answer(run: RunState, result: ActionResult) -> RunResult:
     stores, stream = run.stores, run.request.stream
     if stream is not None and result.stdout_cid:
         cid = result.stdout_cid
-        stream("stdout", leased(stores, cid, lambda: stores.cas.read(cid)))
+        stream("stdout", run.leased(cid, lambda: stores.cas.read(cid)))
     rec = run.record.with_(
         cache="hit", action_cid=result.action_cid, outputs=result.outputs,
         manifest_cid=result.manifest_cid, stdout_cid=result.stdout_cid,

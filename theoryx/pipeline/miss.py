@@ -17,16 +17,15 @@ from typing import Any
 
 from theoryx import adapters
 from theoryx.adapters.base import ExecRequest, Outcome, Workspace
+from theoryx.adapters.logs import store_log, tail
 from theoryx.core import syncpoints
 from theoryx.errors import ExecutionTimeout, InputsError, OutOfMemory, ProcessorFailed, SecretsMissing
 from theoryx.pipeline import attachments
-from theoryx.pipeline.blobs import leased
 from theoryx.pipeline.ingest import ingest
-from theoryx.pipeline.logs import store_log, tail
 from theoryx.pipeline.prepare import Prepared
 from theoryx.pipeline.record import success
 from theoryx.pipeline.result import RunResult
-from theoryx.pipeline.state import RunState, now_ms
+from theoryx.pipeline.running import RunState, now_ms
 from theoryx.spec.model import ProcessorSpec
 from theoryx.store.action_cache import ActionResult
 
@@ -121,7 +120,7 @@ def materialise(run: RunState, ws: Workspace, prep: Prepared) -> None:
     for att in prep.attachments:
         dest = ws.inputs / att.cid / att.filename
         dest.parent.mkdir(exist_ok=True)
-        leased(run.stores, att.cid, partial(run.stores.cas.link_to, att.cid, dest))
+        run.leased(att.cid, partial(run.stores.cas.link_to, att.cid, dest))
     ws.inputs_json.write_text(json.dumps(prep.inputs, sort_keys=True))
 
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 from theoryx.core import syncpoints
 from theoryx.errors import TheoryxError
 from theoryx.pipeline.result import RunResult
-from theoryx.pipeline.state import RunState
-from theoryx.provenance import receipts
-from theoryx.store import executions
+from theoryx.pipeline.running import RunState
+from theoryx.store import executions, receipts
 from theoryx.store.action_cache import ActionResult
 from theoryx.store.executions import ExecutionRecord
 

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO, TypeVar
 
 from cas import BlobNotFound, CorruptBlob, Store
 from theoryx.errors import NotFound, StoreError
-from theoryx.provenance import receipts
+from theoryx.store import receipts
 from theoryx.store.action_cache import OutputEntry
 from theoryx.store.executions import ExecutionRecord
 

@@ -31,8 +31,8 @@ from theoryx.pipeline.lookup import lookup
 from theoryx.pipeline.prepare import Prepared, prepare
 from theoryx.pipeline.request import DEFAULT_ADAPTER, RunRequest, StreamFn
 from theoryx.pipeline.result import Output, RunResult
-from theoryx.pipeline.state import RunState
-from theoryx.provenance import receipts
+from theoryx.pipeline.running import RunState
+from theoryx.store import receipts
 from theoryx.store.handle import Stores, open_stores
 
 

@@ -1,9 +1,8 @@
-"""theoryx.provenance: what an execution proves, and checking it again.
+"""theoryx.provenance: what an execution proves, and checking it again (the receipts themselves
+are written by every run: :mod:`theoryx.store.receipts`).
 
 Public modules:
 
-- :mod:`~theoryx.provenance.receipts`: the receipt (``determinism.json``) and output index of
-  every execution, stored as blobs;
 - :mod:`~theoryx.provenance.audit`: ``theoryx audit``, re-executing a recorded action and
   comparing its outputs; :mod:`~theoryx.provenance.audit_records`: the stored verdicts of those
   audits (table ``audits``);

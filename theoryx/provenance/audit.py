@@ -6,7 +6,7 @@ processor (or the environment) is not the one that ran: the audit stops and name
 unless ``current`` asks to re-execute the current action anyway. Otherwise the recorded action runs
 again through :meth:`theoryx.pipeline.session.Session.replay` (the cache entry stays) and its
 outputs are compared path by path with the recorded ones. Every audit leaves an
-:class:`~theoryx.audits.AuditRecord`; an audit never changes what a world path resolves to.
+:class:`~theoryx.provenance.audit_records.AuditRecord`; an audit never changes what a world path resolves to.
 
 ``mock`` and container (``local``, ``modal``) environment classes have different image
 identities, so auditing a mock execution on ``local`` is a different action: it needs ``current``.

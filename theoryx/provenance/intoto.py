@@ -26,7 +26,7 @@ from cas import BlobNotFound
 from theoryx import __version__
 from theoryx.core.jsondiff import pointer
 from theoryx.errors import NotFound
-from theoryx.provenance import receipts
+from theoryx.store import receipts
 from theoryx.store.executions import ExecutionRecord
 from theoryx.store.handle import Stores
 

@@ -7,6 +7,8 @@ Public modules:
 - :mod:`~theoryx.store.db`: the one LMDB environment and which module owns each table;
 - :mod:`~theoryx.store.action_cache`: memo key -> action result (table ``ac``);
 - :mod:`~theoryx.store.executions`: execution records and world paths (``executions``, ``paths``);
+- :mod:`~theoryx.store.receipts`: each execution's receipt (``determinism.json``) and output
+  index, stored as blobs;
 - :mod:`~theoryx.store.worldpaths`: resolving ``/artifacts/...`` paths and cids to blobs;
 - :mod:`~theoryx.store.leases`: one flock'd file per run in flight (gc roots);
 - :mod:`~theoryx.store.pins`: executions gc keeps (``pins``);
@@ -14,8 +16,6 @@ Public modules:
 - :mod:`~theoryx.store.verify`, :mod:`~theoryx.store.stats`: ``theoryx verify``, ``du``, ``stats``;
 - :mod:`theoryx.store.gc`: ``theoryx gc``.
 
-May import :mod:`theoryx.spec`, :mod:`theoryx.core`, :mod:`theoryx.errors` and ``cas``; one
-exception: :mod:`~theoryx.store.worldpaths` reads :mod:`theoryx.provenance.receipts` to resolve
-an execution's receipt and output index (ARCHITECTURE.md, "Exceptions"). Importing this package
-loads none of its modules.
+May import :mod:`theoryx.core`, :mod:`theoryx.errors` and ``cas`` (ARCHITECTURE.md, "Packages and
+what they may import"). Importing this package loads none of its modules.
 """

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from cas import is_cid
 from theoryx.errors import NotFound, UsageError
-from theoryx.provenance import receipts
-from theoryx.store import executions
+from theoryx.store import executions, receipts
 from theoryx.store.handle import Stores
 
 

@@ -52,9 +52,9 @@ from theoryx.adapters.base import (
 )
 from theoryx.adapters.local import docker_client, images
 from theoryx.adapters.local.docker_client import mapped, translate
+from theoryx.adapters.logs import Scrubber
 from theoryx.core import notices
 from theoryx.errors import AdapterError, TheoryxError, UsageError
-from theoryx.pipeline.logs import Scrubber
 from theoryx.spec.model import ProcessorSpec
 from theoryx.store.handle import Stores
 from theoryx.store.home import Home, default_home

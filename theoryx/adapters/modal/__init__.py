@@ -12,7 +12,7 @@ Public modules:
 
 Part of :mod:`theoryx.adapters`: may import the rest of it and :mod:`theoryx.budget`,
 :mod:`theoryx.store`, :mod:`theoryx.spec`, :mod:`theoryx.core`, :mod:`theoryx.errors`, ``cas``;
-one exception: the adapter scrubs streamed logs with :mod:`theoryx.pipeline.logs`
+one exception: the adapter scrubs streamed logs with :mod:`theoryx.adapters.logs`
 (ARCHITECTURE.md, "Exceptions"). Importing this package loads none of its modules (and so never
 modal).
 """

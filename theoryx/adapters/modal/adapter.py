@@ -1,7 +1,7 @@
 """The ``modal`` adapter: the processor's image on Modal, through a thin boundary.
 
 Every call into the Modal client lives in :mod:`theoryx.adapters.modal.boundary`; this module prepares
-one :class:`~theoryx.modal_boundary.Call` and turns the response into the workspace the executor
+one :class:`~theoryx.adapters.modal.boundary.Call` and turns the response into the workspace the executor
 reads. Inside the container :mod:`theoryx.adapters.modal.runner` recreates the processor contract
 (BUILD.md, "The processor contract") and runs the spec's command; so the same processor source runs unchanged under
 ``local`` and ``modal``, and both share memo keys (environment class ``container``, same image
@@ -56,10 +56,10 @@ from pathlib import Path
 from typing import Any
 
 from theoryx.adapters.base import CONTAINER_INPUTS_DIR, ExecRequest, Outcome, Workspace, check_options, timeout_option
+from theoryx.adapters.logs import Scrubber, scrub
 from theoryx.adapters.modal.boundary import Boundary, Call, ImageRecipe
 from theoryx.core import notices
 from theoryx.errors import ImageNotFound, ModalError, UsageError
-from theoryx.pipeline.logs import Scrubber, scrub
 from theoryx.spec.context import build_args, context_manifest, platform_name
 from theoryx.spec.model import ProcessorSpec
 from theoryx.store.handle import Stores

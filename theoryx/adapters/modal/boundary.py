@@ -24,7 +24,7 @@ Errors: :class:`ModalNotInstalled` (the ``modal`` package is missing: it is the 
 :class:`ModalAuthError`, :class:`ModalUnreachable`, :class:`ImageBuildError`,
 :class:`ModalError` (anything else). When Modal kills the function for overrunning its timeout
 (or, where its message says so, its memory) the call *returns* the runner's
-:func:`~theoryx.modal_runner.killed_response`: that is an outcome of the processor, not an
+:func:`~theoryx.adapters.modal.runner.killed_response`: that is an outcome of the processor, not an
 infrastructure failure.
 """
 

@@ -1,9 +1,9 @@
 """``theoryx gc``: drop what nobody needs, never what a run in flight needs.
 
-One gc at a time (:class:`~theoryx.gclock.GcLock`). In order:
+One gc at a time (:class:`~theoryx.store.gc.lock.GcLock`). In order:
 
 1. *recover*: blobs an interrupted gc withdrew (``cas-v1/trash``) are put back, to be decided anew;
-   lease files nobody holds are removed (:func:`~theoryx.leasewatch.stale_leases`);
+   lease files nobody holds are removed (:func:`~theoryx.store.gc.watch.stale_leases`);
 2. *mark*: one read transaction gives the roots (:mod:`theoryx.store.liveness`); the leases are read;
 3. *evict*: with ``max_age_s``, cache entries and execution records unused for that long go
    (pinned ones, and the records that produced kept entries, stay); with ``max_size``, the least

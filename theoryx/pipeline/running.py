@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+from cas import BlobNotFound
 from theoryx.budget.charging import Charging
 from theoryx.core.ids import new_execution_id
+from theoryx.errors import StoreError
 from theoryx.pipeline.request import RunRequest
 from theoryx.store.executions import ExecutionRecord
 from theoryx.store.handle import Stores
 from theoryx.store.leases import Lease
+
+T = TypeVar("T")
 
 
 def now_ms() -> int:
@@ -48,3 +54,14 @@ class RunState:
 
     def close(self) -> None:
         self.lease.release()
+
+    def leased(self, cid: str, use: Callable[[], T]) -> T:
+        """Run ``use`` on a blob this run has leased. If a concurrent gc withdrew it between its
+        last lease read and its rename, put it back now — gc's own recovery would, because the
+        lease names it — and try once more."""
+        try:
+            return use()
+        except BlobNotFound:
+            if not self.stores.cas.reinstate(cid):
+                raise StoreError(f"blob {cid} vanished from the store during the run (see `theoryx verify`)") from None
+            return use()
