@@ -7,7 +7,7 @@ Public modules:
 - :mod:`~theoryx.store.gc.lock`: ``gc.lock``, one gc (or ``verify --repair``) at a time;
 - :mod:`~theoryx.store.gc.watch`: following the lease files of runs in flight while gc works.
 
-Part of :mod:`theoryx.store`: may import the rest of it and what it may import (:mod:`theoryx.spec`,
+Part of :mod:`theoryx.store`: may import the rest of it and what it may import (
 :mod:`theoryx.core`, :mod:`theoryx.errors`, ``cas``). Importing this package loads none of its
 modules.
 """
