@@ -33,6 +33,7 @@ from theoryx.pipeline.request import DEFAULT_ADAPTER, RunRequest, StreamFn
 from theoryx.pipeline.result import Output, RunResult
 from theoryx.pipeline.running import RunState
 from theoryx.store import receipts
+from theoryx.store.flights import Flight
 from theoryx.store.handle import Stores, open_stores
 
 
@@ -133,11 +134,19 @@ def _run(run: RunState) -> RunResult:
     prep = prepare(run.stores, req, run.execution_id)
     _adopt(run, prep)
     syncpoints.point("after_prepare")
-    if not req.no_cache:
+    if req.no_cache:
+        return _execute(run, prep, cache_write=True)
+    found = lookup(run.stores, run.lease, prep.memo_key)
+    if found is not None:
+        return hit.answer(run, found)
+    # A miss: one flight per memo key. Identical runs wait here for the one executing, then
+    # answer from its result; if it failed or died, the next one in line executes.
+    with Flight(run.stores.home.root, prep.memo_key):
+        syncpoints.point("in_flight")
         found = lookup(run.stores, run.lease, prep.memo_key)
         if found is not None:
             return hit.answer(run, found)
-    return _execute(run, prep, cache_write=True)
+        return _execute(run, prep, cache_write=True)
 
 
 def _execute(run: RunState, prep: Prepared, *, cache_write: bool) -> RunResult:

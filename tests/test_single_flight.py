@@ -1,0 +1,154 @@
+"""Single flight per memo key across processes: identical concurrent misses execute once.
+
+"You never pay twice for the same call": N identical runs started together produce one
+execution and N-1 hits of its result; the plan is charged once. If the executing process dies,
+a waiter takes the flight over; ``--no-cache`` never waits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from theoryx_testing import REPO
+
+from theoryx.store.flights import DIRNAME, Flight
+
+SPEC = """\
+ref: test/slow@1
+description: Sleeps, then writes one output and reports a cost of one dollar.
+image:
+  ref: example.invalid/slow@sha256:{zeros}
+runtime: {{timeout: 120}}
+cost: {{usd: 1}}
+inputs:
+  type: object
+  properties:
+    i: {{type: integer}}
+outputs:
+  - {{path: out.txt, mime: text/plain}}
+"""
+MOCK = """\
+import os, time
+
+def run(inputs, outdir, ctx):
+    time.sleep(float(os.environ.get("SLOW_SECONDS", "1.5")))
+    (outdir / "out.txt").write_text("done %s" % inputs.get("i"))
+    return {"cost_usd": 1.0}
+"""
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Path:
+    root = tmp_path / "registry"
+    folder = root / "processors" / "test" / "slow"
+    folder.mkdir(parents=True)
+    (root / "processors" / "test" / "slow@1.yaml").write_text(SPEC.format(zeros="0" * 64))
+    (folder / "mock.py").write_text(MOCK)
+    return root
+
+
+def spawn(home: Path, registry: Path, *extra: str, seconds: float = 1.5) -> subprocess.Popen[str]:
+    env = dict(os.environ, THEORYX_HOME=str(home), THEORYX_REGISTRY=str(registry), SLOW_SECONDS=str(seconds))
+    return subprocess.Popen(
+        [sys.executable, "-m", "theoryx", "run", "--json", "--adapter", "mock", "--ref", "test/slow@1",
+         "--inputs-json", json.dumps({"i": 1}), *extra],
+        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen[str]) -> dict[str, object]:
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    body: dict[str, object] = json.loads(out)
+    return body
+
+
+def plan_spent(home: Path, registry: Path, plan: str) -> int:
+    proc = subprocess.run([sys.executable, "-m", "theoryx", "--home", str(home), "--registry", str(registry),
+                           "plan", "show", plan, "--json"], capture_output=True, text=True, cwd=REPO, check=True)
+    spent: int = json.loads(proc.stdout)["spent_micros"]
+    return spent
+
+
+@pytest.mark.slow
+def test_eight_identical_concurrent_runs_execute_once_and_pay_once(tmp_path: Path, registry: Path) -> None:
+    home = tmp_path / "home"
+    subprocess.run([sys.executable, "-m", "theoryx", "--home", str(home), "plan", "create", "team", "--limit-usd",
+                    "5"], check=True, cwd=REPO, capture_output=True)
+    procs = [spawn(home, registry, "--plan", "team") for _ in range(8)]
+    results = [finish(p) for p in procs]
+    caches = sorted(str(r["cache"]) for r in results)
+    executions = caches.count("miss")
+    print(f"8 concurrent identical runs -> {executions} execution(s), {caches.count('hit')} hit(s)")
+    assert executions == 1, caches
+    assert len({r["memo_key"] for r in results}) == 1
+    assert len({json.dumps(r["outputs"]) for r in results}) == 1
+    assert plan_spent(home, registry, "team") == 1_000_000
+    assert not any((home / DIRNAME).iterdir())  # no lock file outlives its flight
+
+
+@pytest.mark.slow
+def test_a_waiter_takes_over_when_the_executing_process_dies(tmp_path: Path, registry: Path) -> None:
+    home = tmp_path / "home"
+    first = spawn(home, registry, seconds=60)
+    deadline = time.monotonic() + 30
+    while not (home / DIRNAME).is_dir() or not any((home / DIRNAME).iterdir()):
+        assert time.monotonic() < deadline, "the first run never took its flight"
+        time.sleep(0.05)
+    waiter = spawn(home, registry, seconds=0.2)
+    time.sleep(1.0)
+    assert waiter.poll() is None  # it waits for the flight in the air
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=30)
+    body = finish(waiter)
+    assert body["cache"] == "miss"  # it executed itself: nothing was cached by the dead one
+
+
+@pytest.mark.slow
+def test_no_cache_never_waits_for_a_flight(tmp_path: Path, registry: Path) -> None:
+    home = tmp_path / "home"
+    first = spawn(home, registry, seconds=30)
+    deadline = time.monotonic() + 30
+    while not (home / DIRNAME).is_dir() or not any((home / DIRNAME).iterdir()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    body = finish(spawn(home, registry, "--no-cache", seconds=0.1))
+    assert body["cache"] == "miss"
+    assert first.poll() is None, "the --no-cache run must not have waited for the first to finish"
+    first.kill()
+    first.wait(timeout=30)
+    print(f"--no-cache answered in {time.monotonic() - t0:.2f} s while the flight was in the air")
+
+
+def test_a_flight_excludes_a_second_holder_and_leaves_no_file(tmp_path: Path) -> None:
+    import threading
+
+    order: list[str] = []
+
+    def second() -> None:
+        with Flight(tmp_path, "b3:" + "a" * 64):
+            order.append("second")
+
+    with Flight(tmp_path, "b3:" + "a" * 64):
+        t = threading.Thread(target=second)
+        t.start()
+        time.sleep(0.3)
+        order.append("first done")
+    t.join(timeout=10)
+    assert order == ["first done", "second"]
+    with Flight(tmp_path, "b3:" + "b" * 64):  # another key never waits
+        pass
+
+
+def test_release_unlinks_so_the_directory_stays_empty(tmp_path: Path) -> None:
+    for _ in range(3):
+        with Flight(tmp_path, "b3:" + "c" * 64):
+            assert len(list((tmp_path / DIRNAME).iterdir())) == 1
+    assert list((tmp_path / DIRNAME).iterdir()) == []
