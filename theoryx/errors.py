@@ -12,6 +12,7 @@ TheoryxError                       ERR_THEORYX
 │   │   ├── AmountTooPrecise       ERR_AMOUNT_PRECISION  (more than 6 decimals: below a micro-dollar)
 │   │   └── AmountTooLarge         ERR_AMOUNT_TOO_LARGE
 │   ├── RatesError                 ERR_RATES            (a malformed THEORYX_RATES / rates.json)
+│   ├── AdapterOptionsError        ERR_ADAPTER_OPTIONS  (unknown, mistyped, out of range, or relaxing the sandbox)
 │   └── AttachmentError            ERR_ATTACHMENT
 │       └── AttachmentNotFound     ERR_ATTACHMENT_NOT_FOUND
 ├── RefError                       ERR_REF              (malformed ref)
@@ -21,7 +22,8 @@ TheoryxError                       ERR_THEORYX
 ├── SecretsMissing                 ERR_SECRETS_MISSING
 ├── StoreError                     ERR_STORE            (CAS/LMDB trouble; wraps cas.CasError)
 │   ├── NotFound                   ERR_NOT_FOUND        (no such execution / world path / cid)
-│   └── StoreBusy                  ERR_STORE_BUSY       (another gc or verify holds the store's gc lock)
+│   ├── StoreBusy                  ERR_STORE_BUSY       (another gc or verify holds the store's gc lock)
+│   └── StoreFull                  ERR_STORE_FULL       (no space or quota left where the store writes)
 ├── AdapterError                   ERR_ADAPTER
 │   ├── AdapterUnavailable         ERR_ADAPTER_UNAVAILABLE
 │   ├── DockerUnavailable          ERR_DOCKER_UNAVAILABLE
@@ -47,7 +49,8 @@ TheoryxError                       ERR_THEORYX
 ├── ReceiptError                   ERR_RECEIPT          (a malformed receipt or DSSE envelope)
 │   ├── SignatureInvalid           ERR_SIGNATURE_INVALID  (no signature verifies with the key)
 │   └── SigningKeyError            ERR_SIGNING_KEY      (an unreadable or non-ed25519 key file)
-└── LedgerCorrupt                  ERR_LEDGER_CORRUPT
+├── LedgerCorrupt                  ERR_LEDGER_CORRUPT
+└── InternalError                  ERR_INTERNAL         (a bug: the details went to a crash file)
 ```
 """
 
@@ -67,6 +70,7 @@ class TheoryxError(Exception):
     exit_code = 1
     execution_id: str | None = None
     option: str | None = None
+    reported = False  # set by a CLI command that already printed this error's --json envelope
 
     def __init__(self, message: str, *, option: str | None = None) -> None:
         super().__init__(message)
@@ -279,3 +283,26 @@ def all_error_classes() -> list[type[TheoryxError]]:
         out.append(cls)
         todo.extend(cls.__subclasses__())
     return out
+
+
+class StoreFull(StoreError):
+    """The filesystem of the home (or of a workspace) ran out of space or quota. Whatever was
+    being written was removed; the store is consistent."""
+
+    code = "ERR_STORE_FULL"
+
+
+class InternalError(TheoryxError):
+    """An exception theoryx did not expect: a bug. The CLI prints one line naming the file that
+    holds the details (the traceback), never the traceback itself."""
+
+    code = "ERR_INTERNAL"
+
+
+class AdapterOptionsError(UsageError):
+    """An adapter option (``adapter_options`` / ``--adapter-opts-json``) that is unknown to the
+    adapter, of the wrong type, out of its range, or that would relax a sandbox switch the
+    spec keeps closed. Raised before anything is written for the run."""
+
+    code = "ERR_ADAPTER_OPTIONS"
+    option = "adapter_options"

@@ -9,6 +9,7 @@ the CLI's flags (:mod:`theoryx.cli.messages`).
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from typing import Any
 
@@ -49,10 +50,21 @@ class Group(click.Group):
         return found if isinstance(found, click.Command) else None
 
     def invoke(self, ctx: click.Context) -> Any:
+        as_json = "--json" in [*getattr(ctx, "_protected_args", []), *ctx.args]
         try:
-            with notices.shown():
-                return super().invoke(ctx)
+            try:
+                with notices.shown():
+                    return super().invoke(ctx)
+            except (TheoryxError, click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+                raise
+            except Exception as unexpected:  # never a traceback: a one-line ERR_INTERNAL (or full disk)
+                from theoryx.cli.runcore import as_theoryx_error
+
+                raise as_theoryx_error(unexpected) from unexpected
         except TheoryxError as exc:
+            if as_json and not exc.reported:
+                click.echo(json.dumps({"status": "error", "execution_id": exc.execution_id,
+                                       "error": messages.to_dict(exc)}))
             click.echo(f"Error: {messages.message(exc)}", err=True)
             ctx.exit(exc.exit_code)
 

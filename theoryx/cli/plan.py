@@ -155,6 +155,7 @@ def ledger(state: State, key: str, as_json: bool, verify: bool) -> None:
     except LedgerCorrupt as exc:
         if as_json:
             _echo_json({"plan": p.key, "verified": False, "error": exc.to_dict(), "events": events})
+            exc.reported = True
         raise
     if as_json:
         body: dict[str, Any] = {"plan": p.key, "events": events}

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from theoryx.cli import messages, notices
-from theoryx.errors import InputsJsonError, TheoryxError, UsageError
-from theoryx.pipeline.request import RunRequest, StreamFn
+from theoryx.errors import InputsError, InputsJsonError, TheoryxError, UsageError
+from theoryx.pipeline.request import MAX_INPUT_DEPTH, RunRequest, StreamFn, check_depth
 from theoryx.pipeline.result import RunResult
 from theoryx.pipeline.session import Session
 
@@ -22,19 +22,34 @@ SHOW_LIMIT = 4096
 
 
 def parse_json(text: str, what: str) -> Any:
-    """``json.loads`` that says where the text is broken, and refuses NaN/Infinity."""
+    """``json.loads`` that says where the text is broken, refuses NaN/Infinity, refuses an object
+    that names a key twice (I-JSON, which RFC 8785 keys assume: ``ERR_INPUTS``) and nesting
+    deeper than :data:`~theoryx.pipeline.request.MAX_INPUT_DEPTH` (``ERR_INPUTS``)."""
 
     def reject(const: str) -> Any:
         raise ValueError(f"{const} is not valid JSON")
 
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj: dict[str, Any] = {}
+        for key, item in pairs:
+            if key in obj:
+                raise InputsError(f"{what} names the key {key!r} twice in one object "
+                                  "(I-JSON forbids duplicate keys: which value was meant?)")
+            obj[key] = item
+        return obj
+
     try:
-        return json.loads(text, parse_constant=reject)
+        value = json.loads(text, parse_constant=reject, object_pairs_hook=unique)
+    except RecursionError:
+        raise InputsError(f"{what} is nested deeper than {MAX_INPUT_DEPTH} levels") from None
     except json.JSONDecodeError as exc:
         raise InputsJsonError(
             f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} (char {exc.pos})"
         ) from None
     except ValueError as exc:
         raise InputsJsonError(f"{what} is not valid JSON: {exc}") from None
+    check_depth(value, what)
+    return value
 
 
 def read_inputs(inputs_json: str | None, inputs_file: str | None) -> Any:
@@ -89,13 +104,18 @@ def run_command(values: Mapping[str, Any]) -> int:
 
 def _run(v: Mapping[str, Any]) -> int:
     try:
-        session = Session(v["home"], registry=v["registry"])
-        result = session.submit(build_request(v))
-        if v["stream"]:
-            (sys.stderr if v["as_json"] else sys.stdout).write("\n")
-        if v["save_dir"] or v["save_first"]:
-            save(result, v["save_dir"], v["save_first"], v["registry"], session)
-        text = render(result, v["as_json"])
+        try:
+            session = Session(v["home"], registry=v["registry"])
+            result = session.submit(build_request(v))
+            if v["stream"]:
+                (sys.stderr if v["as_json"] else sys.stdout).write("\n")
+            if v["save_dir"] or v["save_first"]:
+                save(result, v["save_dir"], v["save_first"], v["registry"], session)
+            text = render(result, v["as_json"])
+        except TheoryxError:
+            raise
+        except Exception as unexpected:  # a bug, or an OS error nothing mapped: no traceback
+            raise as_theoryx_error(unexpected) from unexpected
     except TheoryxError as exc:
         if v["as_json"]:
             sys.stdout.write(json.dumps({"status": "error", "execution_id": exc.execution_id,
@@ -107,6 +127,20 @@ def _run(v: Mapping[str, Any]) -> int:
     sys.stdout.write(text)
     sys.stdout.flush()
     return 0
+
+
+def as_theoryx_error(exc: Exception) -> TheoryxError:
+    """What the CLI reports for an exception that is not a :class:`TheoryxError`: a full disk as
+    ``ERR_STORE_FULL``, anything else as ``ERR_INTERNAL`` with a crash file."""
+    from theoryx.errors import StoreFull
+    from theoryx.pipeline.session import store_full
+
+    full = store_full(exc)
+    if isinstance(full, StoreFull):
+        return full
+    from theoryx.cli.crash import internal_error
+
+    return internal_error(exc)
 
 
 def _is_text(mime: str) -> bool:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
+from theoryx.cli import messages
 from theoryx.cli.output import dollars
 from theoryx.cli.state import State
 from theoryx.core.durations import human_bytes, human_duration, parse_duration, parse_size
@@ -55,7 +56,8 @@ def _guard(as_json: bool, fn: Callable[[], T]) -> T:
         return fn()
     except TheoryxError as exc:
         if as_json:
-            click.echo(json.dumps({"status": "error", "error": exc.to_dict()}))
+            click.echo(json.dumps({"status": "error", "error": messages.to_dict(exc)}))
+            exc.reported = True
         raise
 
 

@@ -7,6 +7,7 @@ Host paths never enter the inputs (and so never the memo key).
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cas import BlobNotFound, Store, hash_file
-from theoryx.errors import AttachmentError, AttachmentNotFound
+from theoryx.errors import AttachmentError, AttachmentNotFound, StoreFull
 
 INPUTS_ROOT = "/artifacts/inputs/"
 
@@ -62,6 +63,9 @@ def hash_files(options: dict[str, Path]) -> dict[str, Attachment]:
     file, :class:`AttachmentError` for one without a usable name."""
     out: dict[str, Attachment] = {}
     for name, path in options.items():
+        if path.is_dir():
+            raise AttachmentError(f"attachment {name!r} is a directory, not a file: {path} "
+                                  "(attach one file; archive a folder first)")
         if not path.is_file():
             raise AttachmentNotFound(f"Attachment file not found: {path}")
         filename = os.path.basename(path)
@@ -87,6 +91,15 @@ def store_files(sources: Iterable[tuple[str, Path]], cas: Store) -> None:
             blob = cas.put_file(path)
         except FileNotFoundError:
             raise AttachmentNotFound(f"Attachment file not found: {path}") from None
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            import shutil
+
+            free = shutil.disk_usage(cas.root).free
+            raise StoreFull(f"no space to store attachment {path} ({path.stat().st_size} bytes) in "
+                            f"{cas.root} ({free} bytes free): free space or point THEORYX_HOME "
+                            "elsewhere, then run again (the partial copy was removed)") from None
         if blob.cid != cid:
             raise AttachmentError(f"attachment {path} changed while theoryx was running; run again")
 

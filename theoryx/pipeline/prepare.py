@@ -18,7 +18,7 @@ from theoryx.errors import InputsError
 from theoryx.pipeline import attachments, writeprefix
 from theoryx.pipeline.action import Action, build
 from theoryx.pipeline.attachments import Attachment
-from theoryx.pipeline.request import RunRequest
+from theoryx.pipeline.request import RunRequest, check_depth
 from theoryx.spec.context import ContextManifest, env_identity, image_identity
 from theoryx.spec.model import ProcessorSpec
 from theoryx.spec.refs import Ref
@@ -57,6 +57,8 @@ def prepare(stores: Stores, req: RunRequest, execution_id: str) -> Prepared:
     """Resolve ``req`` into a :class:`Prepared` action. Raises usage, ref, spec, attachment and
     inputs errors; never writes a blob."""
     env_class = adapters.env_class(req.adapter)
+    check_depth(req.inputs)
+    check_depth(dict(req.adapter_options), "adapter_options")
     prefix = writeprefix.expand(req.write_prefix, execution_id)
     spec = Registry.from_option(req.registry).load(Ref.parse(req.ref), stores.db)
     hashed = attachments.hash_files(dict(req.attachments))

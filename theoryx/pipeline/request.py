@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from theoryx.errors import InputsError
 from theoryx.pipeline import writeprefix
 
 StreamFn = Callable[[str, bytes], None]
@@ -14,6 +15,22 @@ StreamFn = Callable[[str, bytes], None]
 replays its stored stdout once)."""
 
 DEFAULT_ADAPTER = "local"
+MAX_INPUT_DEPTH = 100
+"""How deeply inputs (and adapter options) may nest: objects and arrays, counted from 1.
+Deeper values are refused with ``ERR_INPUTS`` before anything recursive touches them."""
+
+
+def check_depth(value: Any, what: str = "inputs", limit: int = MAX_INPUT_DEPTH) -> None:
+    """:class:`InputsError` if ``value`` nests objects/arrays deeper than ``limit`` (iterative:
+    no recursion, whatever the depth)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                raise InputsError(f"{what} is nested deeper than {limit} levels")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,16 @@ threads at once: each run has its own state, and the store and database are safe
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from cas import CasError
 from theoryx.core import syncpoints
-from theoryx.errors import TheoryxError
+from theoryx.errors import StoreError, StoreFull, TheoryxError
 from theoryx.pipeline import hit, record, writeprefix
 from theoryx.pipeline.lookup import lookup
 from theoryx.pipeline.prepare import Prepared, prepare
@@ -119,6 +121,40 @@ class Session:
         return replace(req, registry=self.registry) if req.registry is None and self.registry else req
 
 
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def store_full(exc: BaseException) -> StoreFull | None:
+    """:class:`StoreFull` if ``exc`` (or an exception it was raised from) is a full disk or an
+    exhausted quota, naming the path and the space left there; else None."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, StoreFull):
+            return cause
+        full = isinstance(cause, OSError) and cause.errno in _FULL
+        if full or "No space left on device" in str(cause) or "Disk quota exceeded" in str(cause):
+            where = getattr(cause, "filename", None) or ""
+            return StoreFull(f"no space left on the device{' holding ' + str(where) if where else ''}"
+                             f"{_free(where)}: free space or point THEORYX_HOME elsewhere, then run again "
+                             "(what was being written was removed)")
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _free(where: str) -> str:
+    import shutil
+
+    path = Path(where) if where else None
+    while path is not None and not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return f" ({shutil.disk_usage(path or '.').free} bytes free)"
+    except OSError:
+        return ""
+
+
 def run(ref: str, *, home: str | Path | None = None, **options: Any) -> RunResult:
     """One run in a one-shot :class:`Session` over ``home``; ``options`` as :meth:`Session.run`."""
     with Session(home) as session:
@@ -167,10 +203,21 @@ def _adopt(run: RunState, prep: Prepared) -> None:
 
 
 def _guarded(run: RunState, body: Any) -> RunResult:
-    """Run ``body``; a failure is recorded and re-raised with the execution id on it."""
+    """Run ``body``; a failure is recorded and re-raised with the execution id on it. A full
+    disk (anywhere in the run) becomes :class:`StoreFull`, a store error :class:`StoreError`."""
     try:
-        result: RunResult = body()
-        return result
+        try:
+            result: RunResult = body()
+            return result
+        except TheoryxError:
+            raise
+        except Exception as exc:
+            mapped: StoreError | None = store_full(exc)
+            if mapped is None and isinstance(exc, CasError):
+                mapped = StoreError(f"store error: {exc}")
+            if mapped is None:
+                raise
+            raise mapped from exc
     except TheoryxError as exc:
         exc.execution_id = run.execution_id
         record.failure(run, exc)
