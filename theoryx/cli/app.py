@@ -23,7 +23,7 @@ from theoryx.errors import TheoryxError
 # its ``COMMANDS`` list). Modules are imported only when their command runs, so a cache hit
 # pays for ``run`` alone.
 LAZY: dict[str, str] = {
-    "run": "run", "cat": "inspect", "show": "inspect", "ls": "inspect", "export": "inspect",
+    "run": "run", "map": "map", "cat": "inspect", "show": "inspect", "ls": "inspect", "export": "inspect",
     "logs": "inspect", "registry": "registry", "image": "image", "plan": "plan",
     "gc": "store", "verify": "store", "pin": "store", "unpin": "store", "pins": "store",
     "du": "store", "stats": "store", "audit": "audit", "explain": "audit", "receipt": "audit",

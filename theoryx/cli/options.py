@@ -75,6 +75,22 @@ RUN_OPTIONS: tuple[Option, ...] = (
 
 BY_FLAG = {o.flag: o for o in RUN_OPTIONS}
 
+# ``theoryx map``: every option of ``run`` that applies to all items alike, then its own.
+_SHARED_WITH_MAP = ("ref", "adapter", "plan", "write_prefix", "adapter_opts_json", "seed", "salt", "no_cache",
+                    "build", "registry", "home")
+MAP_OPTIONS: tuple[Option, ...] = (
+    *(o for o in RUN_OPTIONS if o.dest in _SHARED_WITH_MAP),
+    Option("--items", "items", "Items as JSON Lines: one {\"inputs\": {...}, \"attach\": {NAME: PATH}, "
+           "\"id\": LABEL} per line ('-' for stdin; attach paths relative to the file).", required=True,
+           metavar="FILE|-"),
+    Option("--jobs", "jobs", "Items in flight at once (default: the number of CPUs).", type="int"),
+    Option("--out", "out", "Write the result lines to FILE (atomically, at the end) instead of stdout.",
+           type="file"),
+    Option("--unordered", "unordered", "Write results as items finish instead of in input order.", kind="flag"),
+    Option("--fail-fast", "fail_fast", "Stop at the first failed item.", kind="flag"),
+    Option("--quiet", "quiet", "No progress and no summary on stderr.", kind="flag"),
+)
+
 # The group's own options (``theoryx [--home H] [--registry R] run ...``), with their env vars.
 GROUP_OPTIONS: dict[str, tuple[str, str]] = {
     "--home": ("home", "THEORYX_HOME"),

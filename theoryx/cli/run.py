@@ -44,14 +44,19 @@ def click_option(o: Option) -> Callable[[F], F]:
     return click.option(o.flag, o.dest, **kw)
 
 
-def _with_options(fn: F) -> F:
-    for o in reversed(RUN_OPTIONS):
-        fn = click_option(o)(fn)
-    return fn
+def with_options(options: tuple[Option, ...]) -> Callable[[F], F]:
+    """Decorate a command with the click options of ``options``, in that order."""
+
+    def decorate(fn: F) -> F:
+        for o in reversed(options):
+            fn = click_option(o)(fn)
+        return fn
+
+    return decorate
 
 
 @click.command()
-@_with_options
+@with_options(RUN_OPTIONS)
 @click.pass_obj
 def run(state: State, /, **values: Any) -> None:
     """Run a processor; a repeated run is answered from the action cache."""

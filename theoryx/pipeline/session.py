@@ -19,7 +19,8 @@ threads at once: each run has its own state, and the store and database are safe
 from __future__ import annotations
 
 import errno
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +30,7 @@ from cas import CasError
 from theoryx.core import syncpoints
 from theoryx.errors import StoreError, StoreFull, TheoryxError
 from theoryx.pipeline import hit, record, writeprefix
+from theoryx.pipeline.batch import Batch, Item, ItemResult
 from theoryx.pipeline.lookup import lookup
 from theoryx.pipeline.prepare import Prepared, prepare
 from theoryx.pipeline.request import DEFAULT_ADAPTER, RunRequest, StreamFn
@@ -94,6 +96,31 @@ class Session:
             return _guarded(run, lambda: _run(run))
         finally:
             run.close()
+
+    def map(
+        self,
+        ref: str,
+        items: Iterable[Item | Mapping[str, Any]],
+        *,
+        jobs: int | None = None,
+        ordered: bool = True,
+        fail_fast: bool = False,
+        batch: list[Batch] | None = None,
+        **options: Any,
+    ) -> Iterator[ItemResult]:
+        """Run ``ref`` once per item and yield an :class:`ItemResult` per item, in input order
+        (``ordered=False``: as they finish). ``items`` are :class:`Item` values or mappings
+        ``{"inputs": ..., "attachments": {name: path}, "id": label}``, read lazily. ``options``
+        are :meth:`run`'s keywords, applied to every item; ``jobs`` items run at once (default:
+        the number of CPUs). Failures are results, not exceptions; ``fail_fast`` stops at the
+        first. ``batch``, if given, receives the :class:`Batch` so a caller can ``cancel()`` it.
+        """
+        template = self._defaults(RunRequest.of(ref, **options))
+        runner = Batch(self.submit, template, jobs=jobs or os.cpu_count() or 1, ordered=ordered,
+                       fail_fast=fail_fast)
+        if batch is not None:
+            batch.append(runner)
+        return runner.run(items)
 
     def replay(self, req: RunRequest, prep: Prepared) -> RunResult:
         """Execute an already prepared action again, bypassing the cache and leaving both the

@@ -1,0 +1,233 @@
+"""``theoryx map`` and ``Session.map``: every item its own cached action, in order, under budgets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from theoryx_testing import REGISTRY, REPO
+
+import theoryx
+from theoryx.store import executions
+from theoryx.store.handle import open_stores
+
+
+COSTLY_REF = "test/costly@1"
+COSTLY = f"""\
+ref: test/costly@1
+description: A processor that declares a fixed cost, for budget tests.
+image:
+  ref: example.invalid/costly@sha256:{"0" * 64}
+runtime: {{timeout: 60}}
+cost: {{usd: 0.25}}
+inputs:
+  type: object
+  properties:
+    i: {{type: integer}}
+outputs:
+  - {{path: out.txt, mime: text/plain}}
+"""
+
+
+def msg(text: str) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": text}]}
+
+
+def write_items(path: Path, rows: list[Any]) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def tmap(home: Path, *args: str, registry: Path = REGISTRY, timeout: float = 300,
+         **popen: Any) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, THEORYX_HOME=str(home), THEORYX_REGISTRY=str(registry))
+    popen.setdefault("cwd", REPO)
+    return subprocess.run([sys.executable, "-m", "theoryx", "map", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, **popen)
+
+
+def lines(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_each_item_is_a_run_with_its_line_its_id_and_the_run_envelope(tmp_path: Path) -> None:
+    items = write_items(tmp_path / "items.jsonl", [
+        {"inputs": msg("a"), "id": "first"}, {"inputs": msg("b")}, "not json", {"inputs": msg("c"), "extra": 1},
+        {"inputs": msg("a"), "id": "again"}])
+    home = tmp_path / "home"
+    proc = tmap(home, "--adapter", "mock", "--ref", "llm/litellm@1", "--items", str(items), "--jobs", "3")
+    assert proc.returncode == 1, proc.stderr
+    out = lines(proc.stdout)
+    assert [o["line"] for o in out] == [1, 2, 3, 4, 5]
+    assert [o["id"] for o in out] == ["first", None, None, None, "again"]
+    assert [o["status"] for o in out] == ["success", "success", "error", "error", "success"]
+    assert out[2]["error"]["code"] == "ERR_INPUTS" and out[2]["error"]["message"].startswith("line 3: ")
+    assert "unknown key" in out[3]["error"]["message"]
+    assert out[0]["memo_key"] == out[4]["memo_key"]
+    assert sorted([out[0]["cache"], out[4]["cache"]]) == ["hit", "miss"]  # identical items: one execution
+    # exactly what `run --json` prints for the same inputs (ids and timings aside)
+    single = subprocess.run([sys.executable, "-m", "theoryx", "run", "--json", "--adapter", "mock", "--ref",
+                             "llm/litellm@1", "--inputs-json", json.dumps(msg("b"))], cwd=REPO, text=True,
+                            capture_output=True, env=dict(os.environ, THEORYX_HOME=str(home),
+                                                          THEORYX_REGISTRY=str(REGISTRY)), check=True)
+    one = json.loads(single.stdout)
+    drop = {"execution_id", "index_path", "receipt_path", "meta", "cache", "cost_micros", "saved_micros"}
+    assert {k: v for k, v in out[1].items() if k not in drop | {"line", "id"}} == \
+        {k: v for k, v in one.items() if k not in drop}
+    assert set(out[1]) - {"line", "id"} == set(one)
+    assert "5 items: 1 hits, 2 misses, 2 failed" in proc.stderr
+
+
+def test_rerunning_a_batch_is_all_hits_and_out_is_written_whole(tmp_path: Path) -> None:
+    items = write_items(tmp_path / "items.jsonl", [{"inputs": msg(str(i))} for i in range(20)])
+    home, out = tmp_path / "home", tmp_path / "res" / "out.jsonl"
+    first = tmap(home, "--adapter", "mock", "--ref", "llm/litellm@1", "--items", str(items), "--out", str(out))
+    assert first.returncode == 0 and first.stdout == ""
+    assert [r["cache"] for r in lines(out.read_text())] == ["miss"] * 20
+    again = tmap(home, "--adapter", "mock", "--ref", "llm/litellm@1", "--items", str(items), "--out", str(out),
+                 "--quiet")
+    assert again.returncode == 0 and again.stderr == ""
+    assert [r["cache"] for r in lines(out.read_text())] == ["hit"] * 20
+    assert list(out.parent.iterdir()) == [out]  # no temp file left beside it
+
+
+def test_unordered_yields_every_item_once(tmp_path: Path) -> None:
+    items = write_items(tmp_path / "items.jsonl", [{"inputs": msg(str(i)), "id": str(i)} for i in range(12)])
+    proc = tmap(tmp_path / "h", "--adapter", "mock", "--ref", "llm/litellm@1", "--items", str(items), "--unordered",
+                "--jobs", "4")
+    assert proc.returncode == 0
+    assert sorted(int(o["id"]) for o in lines(proc.stdout)) == list(range(12))
+
+
+def test_fail_fast_stops_at_the_first_failure(tmp_path: Path) -> None:
+    rows: list[Any] = ["broken"] + [{"inputs": msg(str(i))} for i in range(50)]
+    items = write_items(tmp_path / "items.jsonl", rows)
+    proc = tmap(tmp_path / "h", "--adapter", "mock", "--ref", "llm/litellm@1", "--items", str(items), "--fail-fast",
+                "--jobs", "1")
+    assert proc.returncode == 1
+    assert len(lines(proc.stdout)) < 51
+
+
+def test_attach_paths_are_relative_to_the_items_file(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("hello")
+    items = write_items(tmp_path / "items.jsonl", [
+        {"inputs": {"messages": [{"role": "user", "content": [{"$attach": "doc"}]}]}, "attach": {"doc": "docs/a.txt"}}])
+    proc = tmap(tmp_path / "h", "--adapter", "mock", "--ref", "llm/litellm@1", "--items", str(items),
+                cwd="/")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_budget_admits_misses_one_by_one_and_hits_still_answer(tmp_path: Path) -> None:
+    registry = tmp_path / "registry"
+    (registry / "processors" / "test").mkdir(parents=True)
+    (registry / "processors" / "test" / "costly@1.yaml").write_text(COSTLY)
+    home = tmp_path / "home"
+    cached = theoryx.run(COSTLY_REF, inputs={"i": 0}, adapter="mock", home=home, registry=str(registry),
+                         adapter_options={"cost_usd": 0.25})
+    subprocess.run([sys.executable, "-m", "theoryx", "--home", str(home), "plan", "create", "p", "--limit-usd", "1"],
+                   cwd=REPO, check=True, capture_output=True)
+    items = write_items(tmp_path / "items.jsonl", [{"inputs": {"i": i}} for i in range(10)])
+    proc = tmap(home, "--adapter", "mock", "--ref", COSTLY_REF, "--items", str(items), "--plan", "p", "--jobs", "4",
+                "--adapter-opts-json", '{"cost_usd": 0.25}', registry=registry)
+    out = lines(proc.stdout)
+    assert proc.returncode == 1
+    assert out[0]["cache"] == "hit" and out[0]["memo_key"] == cached.memo_key
+    misses = [o for o in out if o["status"] == "success" and o["cache"] == "miss"]
+    refused = [o for o in out if o["status"] == "error"]
+    assert len(misses) == 4 and all(o["error"]["code"] == "ERR_BUDGET_EXCEEDED" for o in refused)
+    assert len(refused) == 5
+    show = subprocess.run([sys.executable, "-m", "theoryx", "--home", str(home), "plan", "show", "p", "--json"],
+                          cwd=REPO, check=True, capture_output=True, text=True)
+    plan = json.loads(show.stdout)
+    assert plan["spent_micros"] == 1_000_000 and plan["reserved_micros"] == 0
+
+
+def test_session_map_in_python_in_order_and_as_completed(tmp_path: Path) -> None:
+    with theoryx.Session(tmp_path / "home", registry=str(REGISTRY)) as s:
+        ordered = list(s.map("llm/litellm@1", [{"inputs": msg(str(i)), "id": i} for i in range(8)], adapter="mock",
+                             jobs=3))
+        assert [r.item.id for r in ordered] == [str(i) for i in range(8)]
+        assert all(r.ok and r.result is not None and r.result.cache == "miss" for r in ordered)
+        again = list(s.map("llm/litellm@1", ({"inputs": msg(str(i))} for i in range(8)), adapter="mock",
+                           ordered=False, jobs=2))
+        assert sorted(r.item.line for r in again) == list(range(1, 9))
+        assert {r.result.cache for r in again if r.result} == {"hit"}
+    assert len(list(executions.latest(open_stores(tmp_path / "home").db))) == 16
+
+
+SLOW_MOCK = """\
+import time
+
+def run(inputs, outdir, ctx):
+    time.sleep(0.3)
+    (outdir / "out.txt").write_text(str(inputs.get("i")))
+    return {}
+"""
+SLOW_SPEC = """\
+ref: test/slowish@1
+description: Sleeps 0.3 s.
+image:
+  ref: example.invalid/slowish@sha256:{zeros}
+runtime: {{timeout: 60}}
+inputs: {{type: object}}
+outputs:
+  - {{path: out.txt, mime: text/plain}}
+"""
+
+
+def slow_registry(tmp_path: Path) -> Path:
+    root = tmp_path / "registry"
+    (root / "processors" / "test" / "slowish").mkdir(parents=True)
+    (root / "processors" / "test" / "slowish@1.yaml").write_text(SLOW_SPEC.format(zeros="0" * 64))
+    (root / "processors" / "test" / "slowish" / "mock.py").write_text(SLOW_MOCK)
+    return root
+
+
+@pytest.mark.slow
+def test_ctrl_c_records_what_finished_prints_the_summary_and_a_rerun_resumes(tmp_path: Path) -> None:
+    registry, home = slow_registry(tmp_path), tmp_path / "home"
+    items = write_items(tmp_path / "items.jsonl", [{"inputs": {"i": i}} for i in range(200)])
+    env = dict(os.environ, THEORYX_HOME=str(home), THEORYX_REGISTRY=str(registry))
+    proc = subprocess.Popen([sys.executable, "-m", "theoryx", "map", "--adapter", "mock", "--ref", "test/slowish@1",
+                             "--items", str(items), "--jobs", "2"], env=env, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    done = lines(out)
+    assert 0 < len(done) < 200 and "interrupted:" in err and "Traceback" not in err
+    assert not list((home / "work-v1").iterdir()) and not list((home / "leases").glob("*.lease"))
+    again = tmap(home, "--adapter", "mock", "--ref", "test/slowish@1", "--items", str(items), "--jobs", "2",
+                 registry=registry, timeout=600)
+    resumed = lines(again.stdout)
+    hits = sum(1 for o in resumed if o["cache"] == "hit")
+    print(f"interrupted after {len(done)} items; the rerun answered {hits} of them from the cache")
+    assert again.returncode == 0 and hits >= len(done)
+
+
+@pytest.mark.slow
+def test_kill_9_mid_batch_then_the_rerun_resumes_from_the_cache(tmp_path: Path) -> None:
+    registry, home = slow_registry(tmp_path), tmp_path / "home"
+    items = write_items(tmp_path / "items.jsonl", [{"inputs": {"i": i}} for i in range(100)])
+    env = dict(os.environ, THEORYX_HOME=str(home), THEORYX_REGISTRY=str(registry))
+    proc = subprocess.Popen([sys.executable, "-m", "theoryx", "map", "--adapter", "mock", "--ref", "test/slowish@1",
+                             "--items", str(items), "--jobs", "2"], env=env, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    proc.kill()
+    out, _ = proc.communicate(timeout=60)
+    before = len(lines(out))
+    again = tmap(home, "--adapter", "mock", "--ref", "test/slowish@1", "--items", str(items), "--jobs", "2",
+                 registry=registry, timeout=600)
+    assert again.returncode == 0
+    hits = sum(1 for o in lines(again.stdout) if o["cache"] == "hit")
+    assert hits >= before > 0

@@ -1,0 +1,144 @@
+"""Many runs of one processor: :meth:`Session.map`'s engine.
+
+Every item is its own action — its own memo key, cache entry, receipt and execution record —
+going through the same door as a single run (:meth:`Session.submit`). What a batch adds is
+scheduling: ``jobs`` items in flight on a thread pool, a bounded window of submitted items (so a
+million-line items file streams in constant memory), results in input order through a bounded
+reorder buffer (or as they finish), ``fail_fast``, and cancellation (Ctrl-C: nothing more is
+admitted, queued items are dropped, items in flight finish and are recorded).
+
+Identical items execute once: the second waits on the first's flight and answers as its hit.
+Budgets hold with any ``jobs``: each miss is admitted on its own in one LMDB transaction, so the
+plan's limit is never overshot; once it is exhausted the remaining misses fail with
+``ERR_BUDGET_EXCEEDED`` while hits are still answered.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from theoryx.errors import TheoryxError
+from theoryx.pipeline.request import RunRequest
+from theoryx.pipeline.result import RunResult
+
+
+@dataclass(frozen=True)
+class Item:
+    """One item of a batch: its inputs and attachments (name -> host path), an optional label,
+    and its position (``line``: the items file's line number, or the index from 1). ``error``
+    is set for an item that could not even be read (a malformed line): it fails with it."""
+
+    line: int
+    inputs: Any = field(default_factory=dict)
+    attachments: Mapping[str, Path] = field(default_factory=dict)
+    id: str | None = None
+    error: TheoryxError | None = None
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """What became of one item: ``result`` on success, else ``error``."""
+
+    item: Item
+    result: RunResult | None = None
+    error: TheoryxError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None
+
+    def to_json(self) -> dict[str, Any]:
+        """The item's line: its line number and id, then exactly the ``run --json`` envelope."""
+        head: dict[str, Any] = {"line": self.item.line, "id": self.item.id}
+        if self.result is not None:
+            return {**head, **self.result.to_json()}
+        assert self.error is not None
+        return {**head, "status": "error", "execution_id": self.error.execution_id, "error": self.error.to_dict()}
+
+
+def as_item(value: Item | Mapping[str, Any], line: int) -> Item:
+    """An :class:`Item` from a mapping ``{"inputs", "attach"/"attachments", "id"}`` (or as is)."""
+    if isinstance(value, Item):
+        return value
+    attach = value.get("attachments", value.get("attach")) or {}
+    label = value.get("id")
+    return Item(line=line, inputs=value.get("inputs", {}), id=None if label is None else str(label),
+                attachments={str(k): Path(v) for k, v in dict(attach).items()})
+
+
+class Batch:
+    """One :meth:`Session.map` call. ``submit`` runs one request (the session's door)."""
+
+    def __init__(self, submit: Callable[[RunRequest], RunResult], template: RunRequest, *, jobs: int,
+                 ordered: bool, fail_fast: bool, window: int | None = None) -> None:
+        if jobs < 1:
+            raise ValueError("jobs must be at least 1")
+        self.submit, self.template, self.jobs = submit, template, jobs
+        self.ordered, self.fail_fast = ordered, fail_fast
+        self.window = window or max(4 * jobs, 16)
+        self.cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        """Admit nothing more; queued items are dropped, items in flight finish."""
+        self.cancelled.set()
+
+    def _one(self, item: Item) -> ItemResult:
+        if item.error is not None:
+            return ItemResult(item, error=item.error)
+        req = replace(self.template, inputs=item.inputs, attachments=dict(item.attachments))
+        try:
+            return ItemResult(item, result=self.submit(req))
+        except TheoryxError as exc:
+            return ItemResult(item, error=exc)
+
+    def run(self, items: Iterable[Item | Mapping[str, Any]]) -> Iterator[ItemResult]:
+        """Yield every item's result (in input order unless ``ordered`` is False). Stops early on
+        ``fail_fast`` after the first failure, or when cancelled; results of items that finished
+        are always yielded."""
+        source = (as_item(v, n) for n, v in enumerate(items, start=1))
+        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="theoryx-map")
+        pending: dict[Future[ItemResult], int] = {}
+        done: dict[int, ItemResult] = {}
+        next_seq, submitted, exhausted, stop = 0, 0, False, False
+        try:
+            while True:
+                while not (exhausted or stop or self.cancelled.is_set()) and submitted - next_seq < self.window \
+                        and len(pending) < self.window:
+                    try:
+                        item = next(source)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    pending[pool.submit(self._one, item)] = submitted
+                    submitted += 1
+                if not pending:
+                    break
+                finished, _ = wait(list(pending), timeout=0.5, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    seq = pending.pop(fut)
+                    res = fut.result()
+                    if self.fail_fast and not res.ok:
+                        stop = True
+                    if self.ordered:
+                        done[seq] = res
+                    else:
+                        next_seq += 1
+                        yield res
+                while self.ordered and next_seq in done:
+                    yield done.pop(next_seq)
+                    next_seq += 1
+                if (stop or self.cancelled.is_set()) and pending:
+                    for fut in list(pending):
+                        if fut.cancel():
+                            pending.pop(fut)
+            if self.ordered:  # after a stop: whatever finished, in order, gaps skipped
+                for seq in sorted(done):
+                    yield done[seq]
+        finally:
+            self.cancelled.set()
+            pool.shutdown(wait=True, cancel_futures=True)
