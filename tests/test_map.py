@@ -18,7 +18,6 @@ import theoryx
 from theoryx.store import executions
 from theoryx.store.handle import open_stores
 
-
 COSTLY_REF = "test/costly@1"
 COSTLY = f"""\
 ref: test/costly@1
