@@ -3,6 +3,7 @@
     <root>/blobs/<2 hex>/<62 hex>    published blobs, mode 0444
     <root>/tmp/<random>.tmp          temp files of writes in progress
     <root>/trash/<2 hex>/<62 hex>    blobs a collector has withdrawn and not yet purged
+    <root>/quarantine/<64 hex>.<ns>  blobs found corrupt when read, moved out of sight
 
 Paths of blobs are built only from validated cids; scanning ignores every name that a valid cid
 could not have produced.
@@ -22,6 +23,7 @@ from cas.cid import PREFIX, hex_of
 
 _SHARD = re.compile(r"[0-9a-f]{2}")
 _REST = re.compile(r"[0-9a-f]{62}")
+_QUARANTINED = re.compile(r"([0-9a-f]{64})\.[0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,22 @@ class Layout:
     def trash_dir(self) -> Path:
         """Directory holding withdrawn blobs (see :meth:`cas.Store.withdraw`); same filesystem."""
         return self.root / "trash"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        """Directory holding blobs found corrupt (see :meth:`cas.Store.quarantine`); same filesystem."""
+        return self.root / "quarantine"
+
+    def quarantine_path(self, cid: str, stamp: int) -> Path:
+        """Where blob ``cid`` goes when it is quarantined at ``stamp`` (nanoseconds)."""
+        return self.quarantine_dir / f"{hex_of(cid)}.{stamp}"
+
+    def scan_quarantine(self) -> Iterator[tuple[str, Path]]:
+        """Yield ``(cid, path)`` of every quarantined file, in name order."""
+        for entry in _sorted_entries(self.quarantine_dir):
+            found = _QUARANTINED.fullmatch(entry.name)
+            if found and entry.is_file(follow_symlinks=False):
+                yield PREFIX + found.group(1), Path(entry.path)
 
     def trash_path(self, cid: str) -> Path:
         """Return where the withdrawn blob ``cid`` lives; raise :class:`~cas.errors.InvalidCid` if malformed."""

@@ -4,6 +4,7 @@ stream is only reported once they matched the cid."""
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import BinaryIO
 
 from cas.cid import cid_from_hex
@@ -16,12 +17,14 @@ class VerifiedReader(io.RawIOBase):
     instead of returning end-of-file when the bytes read from the start do not hash to ``cid``.
 
     Callers that stop early have checked nothing: only a read to the end is verified. Closing it
-    closes ``raw``.
+    closes ``raw``. ``on_corrupt`` is called once, before :class:`CorruptBlob` is raised (the
+    store quarantines the blob there).
     """
 
-    def __init__(self, raw: BinaryIO, cid: str) -> None:
+    def __init__(self, raw: BinaryIO, cid: str, *, on_corrupt: Callable[[], object] | None = None) -> None:
         super().__init__()
         self._raw, self._cid = raw, cid
+        self._on_corrupt = on_corrupt
         self._hasher = new_hasher(threads=False)
         self._checked = False
 
@@ -38,6 +41,9 @@ class VerifiedReader(io.RawIOBase):
         if len(view) and not self._checked:
             actual = cid_from_hex(self._hasher.hexdigest())
             if actual != self._cid:
+                if self._on_corrupt is not None:
+                    on_corrupt, self._on_corrupt = self._on_corrupt, None
+                    on_corrupt()
                 raise CorruptBlob(self._cid, actual)
             self._checked = True
         return 0

@@ -5,13 +5,22 @@ temp file that is complete, read-only and, for a durable store, fsynced. A proce
 moment therefore leaves at most a stray temp file, never a partial blob. Publishing onto an
 existing blob is a success that refreshes the blob's mtime, as git does, so that a garbage
 collector's grace period protects a blob that was just written again.
+
+A temp file is ``flock``'d by its writer for its whole life, so a collector can tell a write in
+progress from one abandoned by a crash whatever their ages (:func:`remove_if_abandoned`).
+Publishing always converges: if the blob at the destination vanishes between our attempt to
+link and our attempt to freshen it (a collector withdrawing it), or holds the wrong number of
+bytes (a damaged copy), the temp is linked under a second temp name and renamed over the
+destination, which replaces whatever is there in one atomic step.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
+import stat
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -26,7 +35,8 @@ _NO_HARDLINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.E
 
 
 class TempFile:
-    """A private file under ``tmp/`` (random name, created with ``O_EXCL``), read-write.
+    """A private file under ``tmp/`` (random name, created with ``O_EXCL``), read-write and
+    exclusively ``flock``'d until it is closed, so that no collector removes it mid-write.
 
     Closing it (or leaving its ``with`` block) closes the descriptor and removes the temp name;
     a blob published from it keeps its own name.
@@ -38,15 +48,18 @@ class TempFile:
 
     @classmethod
     def create(cls, tmp_dir: Path) -> TempFile:
-        """Create a new temp file in ``tmp_dir``, creating the directory if needed."""
+        """Create a new locked temp file in ``tmp_dir``, creating the directory if needed."""
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        try:
+        while True:
             path = temp_name(tmp_dir)
-            return cls(os.open(path, flags, 0o600), path)
-        except FileNotFoundError:
-            make_dirs(tmp_dir, fsync=False)
-        path = temp_name(tmp_dir)
-        return cls(os.open(path, flags, 0o600), path)
+            try:
+                fd = os.open(path, flags, 0o600)
+            except FileNotFoundError:
+                make_dirs(tmp_dir, fsync=False)
+                fd = os.open(path, flags, 0o600)
+            if lock_named(fd, path):
+                return cls(fd, path)
+            os.close(fd)  # a collector removed it before we locked it: take another name
 
     def close(self) -> None:
         """Close the descriptor and remove the temp name; safe to call twice."""
@@ -68,6 +81,56 @@ class TempFile:
         self.close()
 
 
+def lock_named(fd: int, path: Path) -> bool:
+    """``flock`` ``fd`` exclusively (waiting), then check that ``path`` still names its file.
+
+    False if a collector unlinked the name in the moment between its creation and the lock: the
+    caller must not use it. Once this returned True, :func:`remove_if_abandoned` leaves the file
+    alone until ``fd`` is closed.
+    """
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
+
+
+def remove_if_abandoned(path: Path, older_than_s: float, now: float, *, remove: bool = True) -> int | None:
+    """Remove the temp file ``path`` if no writer holds it and it is older than ``older_than_s``
+    (by mtime and ctime: a file renamed into ``tmp/`` keeps its old mtime); return its size, or
+    None if it was kept (in use, young, already gone, or not a regular file). With ``remove``
+    False, only say so (a dry run).
+
+    The age test is made while holding the file's lock, so a writer that locks it afterwards sees
+    its name gone (:func:`lock_named`) and starts again under a new one.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None  # a write in progress
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or now - max(st.st_mtime, st.st_ctime) <= older_than_s:
+            return None
+        try:
+            named = os.lstat(path)
+        except FileNotFoundError:
+            return None
+        if (named.st_dev, named.st_ino) != (st.st_dev, st.st_ino):
+            return None
+        if remove:
+            os.unlink(path)
+        return st.st_size
+    finally:
+        os.close(fd)
+
+
 def temp_name(tmp_dir: Path) -> Path:
     """Return a fresh random path in ``tmp_dir`` (not created)."""
     return tmp_dir / f"{os.urandom(16).hex()}{TEMP_SUFFIX}"  # not `secrets`: costly to import
@@ -80,20 +143,33 @@ def seal(fd: int, *, fsync: bool) -> None:
         os.fsync(fd)
 
 
-def publish(temp: Path, dest: Path, *, fsync: bool) -> None:
+def publish(temp: Path, dest: Path, *, fsync: bool, aux_dir: Path | None = None) -> None:
     """Make the sealed file ``temp`` visible at ``dest`` atomically; ``temp`` itself remains.
 
-    An existing ``dest`` counts as success and gets its mtime refreshed. Missing parent
+    An existing ``dest`` of ``temp``'s size counts as success and gets its mtime refreshed; one
+    of another size is damaged and is replaced. If ``dest`` vanishes between the two (a
+    concurrent withdrawal), ``temp`` is linked under a fresh name in ``aux_dir`` (default: its
+    own directory; it must be on the same filesystem) and renamed over ``dest``: that never
+    fails because something appeared or disappeared, so publishing ends after a bounded number
+    of steps however often a collector withdraws and reinstates the blob. Missing parent
     directories are created. With ``fsync``, the new directory entry is flushed to disk.
+
+    Raises :class:`~cas.errors.CasError` if ``temp`` itself is gone (removed behind the
+    writer's back); ``OSError`` for a failure of the filesystem.
     """
     for _ in range(_ATTEMPTS):
         try:
             os.link(temp, dest)
         except FileExistsError:
-            if freshen(dest):
+            if _keep_existing(temp, dest):
                 return
-            # removed between our link and utime (a concurrent delete or gc): link again
+            # Withdrawn between our link and our look at it, or damaged: replace, atomically.
+            _replace(temp, dest, aux_dir or temp.parent, fsync=fsync)
+            return
         except FileNotFoundError:
+            if not os.path.lexists(temp):
+                raise CasError(f"could not publish {dest}: its temp file {temp} was removed while it was "
+                               f"written (a cleanup that ignored the writer's lock?)") from None
             make_dirs(dest.parent, fsync=fsync)
         except OSError as exc:
             if exc.errno not in _NO_HARDLINKS:
@@ -104,7 +180,42 @@ def publish(temp: Path, dest: Path, *, fsync: bool) -> None:
             if fsync:
                 fsync_dir(dest.parent)
             return
-    raise CasError(f"could not publish {dest}: it kept appearing and disappearing")
+    raise CasError(f"could not publish {dest}: its directory kept disappearing")
+
+
+def _keep_existing(temp: Path, dest: Path) -> bool:
+    """True if ``dest`` exists with ``temp``'s size (its mtime now refreshed): nothing to write."""
+    try:
+        existing = os.stat(dest)
+        size = os.stat(temp).st_size
+    except FileNotFoundError:
+        return False  # dest withdrawn meanwhile (or temp gone, which _replace reports)
+    return existing.st_size == size and freshen(dest)
+
+
+def _replace(temp: Path, dest: Path, aux_dir: Path, *, fsync: bool) -> None:
+    """Rename a second link of ``temp`` over ``dest`` (same bytes, or a damaged copy's place)."""
+    aux = temp_name(aux_dir)
+    try:
+        os.link(temp, aux)
+    except FileNotFoundError:
+        if not os.path.lexists(temp):
+            raise CasError(f"could not publish {dest}: its temp file {temp} was removed while it was "
+                           f"written (a cleanup that ignored the writer's lock?)") from None
+        make_dirs(aux_dir, fsync=False)
+        os.link(temp, aux)
+    try:
+        try:
+            os.rename(aux, dest)
+        except FileNotFoundError:  # dest's directory is gone too
+            make_dirs(dest.parent, fsync=fsync)
+            os.rename(aux, dest)
+    finally:
+        # rename() between two links of one inode does nothing and leaves ``aux``.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(aux)
+    if fsync:
+        fsync_dir(dest.parent)
 
 
 def _publish_by_rename(temp: Path, dest: Path, *, fsync: bool) -> None:
@@ -135,17 +246,40 @@ def freshen(path: Path) -> bool:
 
 
 def make_dirs(path: Path, *, fsync: bool) -> None:
-    """Create ``path`` and missing parents; with ``fsync``, flush each new entry to disk."""
+    """Create ``path`` and missing parents; with ``fsync``, flush each new entry to disk.
+
+    A new directory takes its permissions from its parent, whatever the umask: the owner's
+    ``rwx``, the parent's group bits and set-group-id bit, and nothing for others. A store under
+    a private directory stays private; one under a group-shared directory (``chmod 2770``)
+    stays shared with that group; no store directory is ever open to every local user.
+    """
     try:
-        os.mkdir(path)
+        os.mkdir(path, 0o700)
     except FileExistsError:
         return
     except FileNotFoundError:
         make_dirs(path.parent, fsync=fsync)
         make_dirs(path, fsync=fsync)
         return
+    inherit_mode(path)
     if fsync:
         fsync_dir(path.parent)
+
+
+DIR_MODE_MASK = 0o2070
+"""What a new directory inherits from its parent's mode: group bits and set-group-id."""
+
+
+def inherit_mode(path: Path) -> None:
+    """Set directory ``path``'s mode to ``0700`` plus its parent's group bits and set-group-id
+    (see :func:`make_dirs`); the umask plays no part. Best effort: a parent we cannot ``stat``
+    leaves the directory private."""
+    try:
+        wanted = 0o700 | (os.stat(path.parent).st_mode & DIR_MODE_MASK)
+        if stat.S_IMODE(os.stat(path).st_mode) != wanted:
+            os.chmod(path, wanted)
+    except FileNotFoundError:
+        pass
 
 
 def fsync_dir(path: Path) -> None:

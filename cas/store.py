@@ -4,15 +4,24 @@ Writes follow one path (see :mod:`cas.staging`): a private temp file in ``tmp/``
 it is written, sealed read-only, fsynced, then hard-linked into ``blobs/``. Whatever moment a
 process dies at, ``blobs/`` only ever holds complete blobs. The store keeps no state in memory,
 so any number of threads and processes may share one root.
+
+Reads that hand bytes out check them against the cid (:meth:`Store.read`,
+:meth:`Store.open_verified`, :meth:`Store.check`, ``link_to(..., verify=True)``). A blob found
+corrupt on the way out is *quarantined*: moved out of ``blobs/`` into ``quarantine/`` by one
+rename, so the store answers "absent" from then on (a cache that validates its entries against
+the store misses, and the next write of the same bytes publishes them afresh), while the damaged
+file stays for inspection until :meth:`Store.drop_quarantined` removes it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import io
 import os
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -23,7 +32,16 @@ from cas.copying import copy_and_hash, copy_fd, stream_and_hash, write_all
 from cas.errors import BlobNotFound, CorruptBlob
 from cas.hashing import CHUNK_SIZE, cid_of_bytes, hash_fd
 from cas.layout import Layout
-from cas.staging import BLOB_MODE, TempFile, freshen, make_dirs, publish, seal, temp_name
+from cas.staging import (
+    BLOB_MODE,
+    TempFile,
+    freshen,
+    make_dirs,
+    publish,
+    remove_if_abandoned,
+    seal,
+    temp_name,
+)
 
 _LINK_FALLBACK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 
@@ -60,7 +78,7 @@ class Store:
         """
         data = bytes(data)
         blob = Blob(cid_of_bytes(data), len(data))
-        if freshen(self.path(blob.cid)):
+        if self._present(blob):
             return blob
         with TempFile.create(self._layout.tmp_dir) as temp:
             write_all(temp.fd, data)
@@ -128,30 +146,58 @@ class Store:
 
     def open_verified(self, cid: str) -> BinaryIO:
         """Open blob ``cid`` for streaming; reading it to the end raises :class:`CorruptBlob` if
-        its bytes do not match the cid (see :class:`cas.reader.VerifiedReader`). Raises
-        :class:`BlobNotFound`."""
+        its bytes do not match the cid (see :class:`cas.reader.VerifiedReader`), after
+        quarantining the blob. Bytes read before the end are unchecked: a caller that must not
+        pass on a single corrupt byte calls :meth:`check` first. Raises :class:`BlobNotFound`."""
         from cas.reader import VerifiedReader
 
-        return io.BufferedReader(VerifiedReader(self.open(cid), cid), CHUNK_SIZE)
+        raw = self.open(cid)
+        st = os.fstat(raw.fileno())
+        reader = VerifiedReader(raw, cid, on_corrupt=lambda: self.quarantine(cid, inode=(st.st_dev, st.st_ino)))
+        return io.BufferedReader(reader, CHUNK_SIZE)
 
     def read(self, cid: str) -> bytes:
         """Return blob ``cid``'s bytes after checking them against the cid.
 
-        Meant for small blobs such as manifests; stream large ones with :meth:`open`.
-        Raises :class:`BlobNotFound` or :class:`CorruptBlob`.
+        Meant for small blobs such as manifests; stream large ones with :meth:`open_verified`.
+        Raises :class:`BlobNotFound`, or :class:`CorruptBlob` after quarantining the blob.
         """
         with self.open(cid) as reader:
+            st = os.fstat(reader.fileno())
             data = reader.read()
         actual = cid_of_bytes(data)
         if actual != cid:
+            self.quarantine(cid, inode=(st.st_dev, st.st_ino))
             raise CorruptBlob(cid, actual)
         return data
+
+    def check(self, cid: str) -> Blob:
+        """Rehash blob ``cid`` and return its identity if its bytes match the cid.
+
+        Raises :class:`BlobNotFound`, or :class:`CorruptBlob` after quarantining the blob: a
+        caller about to pass a blob's bytes on (print, copy, export) calls this first so that it
+        never passes on a corrupt byte.
+        """
+        try:
+            fd = os.open(self.path(cid), os.O_RDONLY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise BlobNotFound(cid) from exc
+        try:
+            st = os.fstat(fd)
+            hexdigest, size = hash_fd(fd)
+        finally:
+            os.close(fd)
+        actual = cid_from_hex(hexdigest)
+        if actual != cid:
+            self.quarantine(cid, inode=(st.st_dev, st.st_ino))
+            raise CorruptBlob(cid, actual)
+        return Blob(cid, size)
 
     def verify(self, cid: str) -> bool:
         """Rehash blob ``cid``: True if its bytes match the cid, False if it is corrupt.
 
-        A corrupt blob is left in place for the caller to deal with.
-        Raises :class:`BlobNotFound`.
+        A corrupt blob is left in place for the caller to deal with (see :meth:`check` for the
+        variant that quarantines it). Raises :class:`BlobNotFound`.
         """
         try:
             fd = os.open(self.path(cid), os.O_RDONLY | os.O_CLOEXEC)
@@ -170,9 +216,62 @@ class Store:
     def tmp_files(self) -> Iterator[Path]:
         """Yield the temp files under ``tmp/``: writes in progress or abandoned by a crash.
 
-        Only a collector that knows no write still uses one (e.g. by its age) may remove it.
+        Remove them only with :meth:`remove_temp`, which leaves writes in progress alone.
         """
         return self._layout.scan_temps()
+
+    def remove_temp(self, path: Path, *, older_than_s: float, now: float | None = None,
+                    dry_run: bool = False) -> int | None:
+        """Remove temp file ``path`` if it is abandoned: no writer holds its lock (every write
+        holds one until it ends) and it is older than ``older_than_s`` seconds. Returns its
+        size, or None if it was kept. ``now`` defaults to the wall clock; ``dry_run`` only
+        answers whether it would be removed."""
+        return remove_if_abandoned(Path(path), older_than_s, time.time() if now is None else now,
+                                   remove=not dry_run)
+
+    # -- quarantine ------------------------------------------------------------------------
+
+    def quarantine(self, cid: str, *, inode: tuple[int, int] | None = None) -> bool:
+        """Move blob ``cid`` out of ``blobs/`` into ``quarantine/`` (one rename); True if moved.
+
+        With ``inode`` (``(st_dev, st_ino)`` of the file found corrupt), only that file moves: a
+        good copy published at the same name meanwhile stays. The quarantined file is named by
+        the cid's hex digits and the time, so a blob damaged twice keeps both copies.
+        """
+        path = self.path(cid)
+        if inode is not None:
+            try:
+                st = os.lstat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                return False
+            if (st.st_dev, st.st_ino) != inode:
+                return False
+        dest = self._layout.quarantine_path(cid, time.time_ns())
+        for _ in range(2):
+            try:
+                os.rename(path, dest)
+            except FileNotFoundError:
+                if not os.path.lexists(path):
+                    return False
+                make_dirs(dest.parent, fsync=False)
+            else:
+                return True
+        return False
+
+    def quarantined(self) -> Iterator[tuple[str, Path]]:
+        """Yield ``(cid, file)`` for every quarantined copy, oldest name first."""
+        return self._layout.scan_quarantine()
+
+    def drop_quarantined(self, path: Path) -> bool:
+        """Remove one quarantined file (as :meth:`quarantined` named it); True if it was there."""
+        path = Path(path)
+        if path.parent != self._layout.quarantine_dir:
+            raise ValueError(f"{path} is not in this store's quarantine")
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        return True
 
     # -- maintenance -----------------------------------------------------------------------
 
@@ -216,7 +315,7 @@ class Store:
         trash = self._layout.trash_path(cid)
         if not os.path.lexists(trash):
             return False
-        publish(trash, self.path(cid), fsync=self._fsync)
+        publish(trash, self.path(cid), fsync=self._fsync, aux_dir=self._layout.tmp_dir)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(trash)
         return True
@@ -264,13 +363,32 @@ class Store:
         except (FileNotFoundError, NotADirectoryError) as exc:
             raise BlobNotFound(cid) from exc
 
-    def link_to(self, cid: str, dest: Path) -> None:
+    def link_to(self, cid: str, dest: Path, *, verify: bool = False) -> None:
         """Materialise blob ``cid`` as a new read-only file at ``dest``.
 
         A hard link where the filesystem allows it (``dest`` then shares the blob's inode: never
         make it writable), otherwise a copy with mode 0444. ``dest``'s directory must exist;
         an existing ``dest`` raises ``FileExistsError``. Raises :class:`BlobNotFound`.
+
+        With ``verify``, the file at ``dest`` is then hashed: if it does not match the cid, it is
+        removed, the blob is quarantined and :class:`CorruptBlob` is raised.
         """
+        self._link(cid, Path(dest))
+        if not verify:
+            return
+        fd = os.open(dest, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            hexdigest, _ = hash_fd(fd)
+        finally:
+            os.close(fd)
+        actual = cid_from_hex(hexdigest)
+        if actual != cid:
+            os.unlink(dest)
+            with contextlib.suppress(BlobNotFound, CorruptBlob):
+                self.check(cid)  # quarantines the blob if it is what is damaged
+            raise CorruptBlob(cid, actual)
+
+    def _link(self, cid: str, dest: Path) -> None:
         source = self.path(cid)
         try:
             os.link(source, dest)
@@ -285,9 +403,19 @@ class Store:
 
     # -- internals -------------------------------------------------------------------------
 
+    def _present(self, blob: Blob) -> bool:
+        """True if ``blob`` is already stored with its size (its mtime now refreshed, so a
+        collector's grace period protects it). A copy of another size is damaged: False, and
+        the write that follows replaces it."""
+        try:
+            st = os.stat(self.path(blob.cid))
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return st.st_size == blob.size and freshen(self.path(blob.cid))
+
     def _commit(self, temp: TempFile, cid: str) -> None:
         seal(temp.fd, fsync=self._fsync)
-        publish(temp.path, self.path(cid), fsync=self._fsync)
+        publish(temp.path, self.path(cid), fsync=self._fsync, aux_dir=self._layout.tmp_dir)
 
     def _ingest_fd(self, src: int) -> Blob:
         """Copy an open file into the store, hashing the bytes written."""
@@ -301,50 +429,63 @@ class Store:
         st = os.lstat(path)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
             return self._copy_then_unlink(path)
-        make_dirs(self._layout.tmp_dir, fsync=False)
-        temp = temp_name(self._layout.tmp_dir)
+        # Locked before it enters tmp/ and until it is published, like every temp file, so that
+        # a collector never takes it for an abandoned one (see cas.staging).
         try:
-            os.rename(path, temp)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
             return self._copy_then_unlink(path)
-        # A moved-in file keeps its writer's mtime, possibly old (cp -p, tar): refresh it so the
-        # gc grace period protects the new blob as it protects any fresh write.
-        os.utime(temp)
         try:
-            blob = self._adopt(temp)
-        except BaseException:
-            _put_back(temp, path, stat.S_IMODE(st.st_mode))
-            raise
-        # Already gone if it was published by rename (a filesystem without hard links).
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        return blob
-
-    def _adopt(self, temp: Path) -> Blob:
-        """Publish the file renamed to ``temp`` in place, or copy it if that is not safe."""
-        fd = os.open(temp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            before = os.fstat(fd)
-            if not stat.S_ISREG(before.st_mode) or before.st_nlink != 1:
-                return self._ingest_fd(fd)  # another name for this inode appeared: copy
+            held = os.fstat(fd)
             try:
-                os.fchmod(fd, BLOB_MODE)
-            except PermissionError:
-                return self._ingest_fd(fd)  # not ours to seal (another user's file): copy
-            hexdigest, size = hash_fd(fd)
-            after = os.fstat(fd)
-            if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-                os.lseek(fd, 0, os.SEEK_SET)
-                return self._ingest_fd(fd)  # written through an open descriptor meanwhile
-            if self._fsync:
-                os.fsync(fd)
-            blob = Blob(cid_from_hex(hexdigest), size)
-            publish(temp, self.path(blob.cid), fsync=self._fsync)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return self._copy_then_unlink(path)  # someone else holds a lock on it: copy
+            if (held.st_dev, held.st_ino) != (st.st_dev, st.st_ino) or held.st_nlink != 1:
+                return self._copy_then_unlink(path)
+            make_dirs(self._layout.tmp_dir, fsync=False)
+            temp = temp_name(self._layout.tmp_dir)
+            try:
+                os.rename(path, temp)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                return self._copy_then_unlink(path)
+            # A moved-in file keeps its writer's mtime, possibly old (cp -p, tar): refresh it so
+            # the gc grace period protects the new blob as it protects any fresh write.
+            os.utime(temp)
+            try:
+                blob = self._adopt(temp, fd)
+            except BaseException:
+                _put_back(temp, path, stat.S_IMODE(st.st_mode))
+                raise
+            # Already gone if it was published by rename (a filesystem without hard links).
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
             return blob
         finally:
             os.close(fd)
+
+    def _adopt(self, temp: Path, fd: int) -> Blob:
+        """Publish the file renamed to ``temp`` (open as ``fd``) in place, or copy it if that is
+        not safe."""
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode) or before.st_nlink != 1:
+            return self._ingest_fd(fd)  # another name for this inode appeared: copy
+        try:
+            os.fchmod(fd, BLOB_MODE)
+        except PermissionError:
+            return self._ingest_fd(fd)  # not ours to seal (another user's file): copy
+        hexdigest, size = hash_fd(fd)
+        after = os.fstat(fd)
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            os.lseek(fd, 0, os.SEEK_SET)
+            return self._ingest_fd(fd)  # written through an open descriptor meanwhile
+        if self._fsync:
+            os.fsync(fd)
+        blob = Blob(cid_from_hex(hexdigest), size)
+        publish(temp, self.path(blob.cid), fsync=self._fsync, aux_dir=self._layout.tmp_dir)
+        return blob
 
     def _copy_then_unlink(self, path: Path) -> Blob:
         blob = self.put_file(path, move=False)

@@ -16,10 +16,13 @@ One gc at a time (:class:`~theoryx.store.gc.lock.GcLock`). In order:
 5. *recheck*: the leases are read once more and then the roots (in that order); a withdrawn blob
    that a lease, an entry or a pin now names, or that was freshened before it was withdrawn, is
    reinstated; the others are unlinked;
-6. temp files under ``cas-v1/tmp`` untouched (mtime and ctime) for the grace period are removed.
+6. temp files under ``cas-v1/tmp`` that no writer holds (each write ``flock``s its own) and
+   untouched (mtime and ctime) for the grace period are removed.
 
 Why a run in flight never loses a blob: the run adds a cid to its lease (or freshens the blob by
-storing it) *before* it checks that the blob exists. If it did so before step 5 read the leases,
+storing it) *before* it checks that the blob exists; and a blob written or freshened since the
+oldest run in flight began is kept whatever the grace (it may be one a run wrote and has not yet
+listed: :meth:`~theoryx.store.gc.watch.LeaseWatcher.in_flight_since`). If it did so before step 5 read the leases,
 step 5 sees the lease, or — when the run has ended — the cache entry it recorded before releasing
 its lease (the roots are read after the leases). If it did so later, the blob was already out of
 sight, so the run did not count on it. With ``dry_run`` nothing is changed but the recovery of
@@ -300,7 +303,7 @@ class _Collector:
                 continue
             if self.clock() - st.st_mtime <= grace:
                 report.kept_young.add(st.st_size)
-            elif cid in leases.poll():
+            elif cid in leases.poll() or leases.in_flight_since(st.st_mtime):
                 report.kept_leased.add(st.st_size)
             elif report.dry_run:
                 report.reclaimed.add(st.st_size)
@@ -321,7 +324,8 @@ class _Collector:
             st = self.cas.withdrawn_stat(cid)
             if st is None:
                 continue
-            if cid in leased or cid in live or self.clock() - st.st_mtime <= grace:
+            young = self.clock() - st.st_mtime <= grace
+            if cid in leased or cid in live or young or leases.in_flight_since(st.st_mtime):
                 self.cas.reinstate(cid)
                 self.report.restored.add(st.st_size)
             else:
@@ -340,17 +344,13 @@ class _Collector:
     # -- 7. temp files ---------------------------------------------------------------------
 
     def remove_temps(self) -> None:
+        """Temp files no writer holds (every write locks its own) and untouched for the grace."""
         now = self.clock()
         for path in self.cas.tmp_files():
-            try:
-                st = os.stat(path)
-            except FileNotFoundError:
-                continue
-            # ctime too: a file renamed into tmp/ to be adopted keeps its old mtime.
-            if now - max(st.st_mtime, st.st_ctime) > self.report.grace_s:
-                self.report.temp_files.add(st.st_size)
-                if not self.report.dry_run:
-                    path.unlink(missing_ok=True)
+            size = self.cas.remove_temp(path, older_than_s=self.report.grace_s, now=now,
+                                        dry_run=self.report.dry_run)
+            if size is not None:
+                self.report.temp_files.add(size)
 
 
 def _stat(cas: Store, cid: str) -> os.stat_result | None:

@@ -6,6 +6,12 @@ directory listing and one ``fstat`` per lease, cheap enough to do before every d
 watcher never forgets a cid: one that a run listed and released during the gc stays protected
 until the gc ends (the run's cache entry protects it from then on).
 
+The watcher also knows when the oldest run in flight began (:meth:`LeaseWatcher.in_flight_since`):
+a blob written or freshened since then may belong to a run that has not listed it yet (a run
+lists what it writes *after* hashing it, and a blob it found already stored only had its mtime
+refreshed), so gc keeps it whatever the grace period. This makes gc safe against every order in
+which a run writes and leases, not only the documented one.
+
 A lease file that nobody holds belongs to a run that is gone. It is *stale*, and removed, only
 once it is also older than :data:`STALE_AFTER_S`: a new lease exists for a moment between its
 creation and its ``flock``, and must not be taken for a dead one.
@@ -20,9 +26,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from theoryx.core.ids import is_execution_id, timestamp_ms
 from theoryx.store.leases import is_held
 
 STALE_AFTER_S = 10.0
+CLOCK_SLACK_S = 2.0
+"""How much earlier than a run's start a blob's mtime may read and still count as written during
+the run: file times come from the kernel's coarse clock (a tick behind), or from a file server."""
 SUFFIX = ".lease"
 _CID = re.compile(rb"b3:[0-9a-f]{64}")
 
@@ -31,6 +41,8 @@ _CID = re.compile(rb"b3:[0-9a-f]{64}")
 class _Tail:
     fd: int
     ino: int
+    started: float
+    """When the lease's run began (seconds): its execution id's time, else the file's ctime."""
     offset: int = 0
     rest: bytes = b""
 
@@ -63,10 +75,18 @@ class LeaseWatcher:
                     fd = os.open(self.directory / name, os.O_RDONLY | os.O_CLOEXEC)
                 except FileNotFoundError:
                     continue
-                self._tails[name] = _Tail(fd, os.fstat(fd).st_ino)
+                st = os.fstat(fd)
+                stem = name[: -len(SUFFIX)]
+                started = timestamp_ms(stem) / 1000 if is_execution_id(stem) else st.st_ctime
+                self._tails[name] = _Tail(fd, st.st_ino, started)
         for tail in self._tails.values():
             self._read(tail)
         return self.cids
+
+    def in_flight_since(self, mtime: float) -> bool:
+        """True if a run in flight at the last :meth:`poll` began before ``mtime`` (give or take
+        :data:`CLOCK_SLACK_S`): a blob with that mtime may be one it wrote and has not listed."""
+        return any(mtime >= tail.started - CLOCK_SLACK_S for tail in self._tails.values())
 
     def _read(self, tail: _Tail) -> None:
         size = os.fstat(tail.fd).st_size
