@@ -7,6 +7,7 @@ cache in the database may be filled (a parsed spec is not a result).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,26 +54,65 @@ class Prepared:
         return tuple(sorted({a.cid for a in self.attachments}))
 
 
-def prepare(stores: Stores, req: RunRequest, execution_id: str) -> Prepared:
+@dataclass(frozen=True)
+class Processor:
+    """What a ref resolves to for one environment class: its spec, the ``image`` and ``env``
+    parts of the action, and the context manifest the image names."""
+
+    spec: ProcessorSpec
+    image: dict[str, Any]
+    env: dict[str, str]
+    context: ContextManifest
+
+
+def resolve(stores: Stores, registry: str | None, ref: str, env_class: str) -> Processor:
+    """Read ``ref``'s spec (through the spec cache) and hash its image context."""
+    spec = Registry.from_option(registry).load(Ref.parse(ref), stores.db)
+    image, manifest = image_identity(spec, env_class)
+    return Processor(spec, image, env_identity(env_class), manifest)
+
+
+class Resolutions:
+    """:func:`resolve` once per (registry, ref, environment class) for as long as this object
+    lives: a batch shares one, so its items neither re-read the registry nor re-hash the
+    processor's folder for every item. A folder edited during a batch is seen by the next one."""
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[str | None, str, str], Processor] = {}
+        self._lock = threading.Lock()
+
+    def get(self, stores: Stores, registry: str | None, ref: str, env_class: str) -> Processor:
+        key = (registry, ref, env_class)
+        found = self._memo.get(key)
+        if found is None:
+            with self._lock:
+                found = self._memo.get(key)
+                if found is None:
+                    found = self._memo[key] = resolve(stores, registry, ref, env_class)
+        return found
+
+
+def prepare(stores: Stores, req: RunRequest, execution_id: str, resolutions: Resolutions | None = None) -> Prepared:
     """Resolve ``req`` into a :class:`Prepared` action. Raises usage, ref, spec, attachment and
     inputs errors; never writes a blob."""
     env_class = adapters.env_class(req.adapter)
     check_depth(req.inputs)
     check_depth(dict(req.adapter_options), "adapter_options")
     prefix = writeprefix.expand(req.write_prefix, execution_id)
-    spec = Registry.from_option(req.registry).load(Ref.parse(req.ref), stores.db)
+    proc = (resolutions.get(stores, req.registry, req.ref, env_class) if resolutions is not None
+            else resolve(stores, req.registry, req.ref, env_class))
+    spec = proc.spec
     hashed = attachments.hash_files(dict(req.attachments))
     used: set[str] = set()
     inputs = attachments.rewrite(req.inputs, hashed, used)
     for name in sorted(set(hashed) - used):
         notices.warning(f"attachment {name!r} is not referenced by the inputs "
                         f'(use {{"$attach": "{name}"}}); it is not passed to the processor')
-    image, manifest = image_identity(spec, env_class)
     try:
-        action = build(spec, image=image, env=env_identity(env_class), inputs=inputs,
+        action = build(spec, image=proc.image, env=proc.env, inputs=inputs,
                        write_prefix=prefix, seed=req.seed, salt=req.salt)
     except CanonicalizationError as exc:
         raise InputsError(f"inputs have no canonical JSON form (RFC 8785): {exc}") from None
     referenced = tuple(hashed[n] for n in sorted(used))
     sources = tuple(sorted({(a.cid, req.attachments[a.name]) for a in referenced}))
-    return Prepared(spec, action, referenced, inputs, manifest, sources)
+    return Prepared(spec, action, referenced, inputs, proc.context, sources)

@@ -32,7 +32,7 @@ from theoryx.errors import StoreError, StoreFull, TheoryxError
 from theoryx.pipeline import hit, record, writeprefix
 from theoryx.pipeline.batch import Batch, Item, ItemResult
 from theoryx.pipeline.lookup import lookup
-from theoryx.pipeline.prepare import Prepared, prepare
+from theoryx.pipeline.prepare import Prepared, Resolutions, prepare
 from theoryx.pipeline.request import DEFAULT_ADAPTER, RunRequest, StreamFn
 from theoryx.pipeline.result import Output, RunResult
 from theoryx.pipeline.running import RunState
@@ -88,12 +88,13 @@ class Session:
             adapter_options=adapter_options, registry=registry, stream=stream, build=build,
         ))
 
-    def submit(self, req: RunRequest) -> RunResult:
-        """Run a request: prepare, look up, then answer the hit or execute the miss; record."""
+    def submit(self, req: RunRequest, *, resolutions: Resolutions | None = None) -> RunResult:
+        """Run a request: prepare, look up, then answer the hit or execute the miss; record.
+        ``resolutions`` shares resolved specs and image identities between runs (a batch)."""
         req = self._defaults(req)
         run = RunState.start(self.stores, req)
         try:
-            return _guarded(run, lambda: _run(run))
+            return _guarded(run, lambda: _run(run, resolutions))
         finally:
             run.close()
 
@@ -116,8 +117,9 @@ class Session:
         first. ``batch``, if given, receives the :class:`Batch` so a caller can ``cancel()`` it.
         """
         template = self._defaults(RunRequest.of(ref, **options))
-        runner = Batch(self.submit, template, jobs=jobs or os.cpu_count() or 1, ordered=ordered,
-                       fail_fast=fail_fast)
+        resolutions = Resolutions()
+        runner = Batch(lambda req: self.submit(req, resolutions=resolutions), template,
+                       jobs=jobs or os.cpu_count() or 1, ordered=ordered, fail_fast=fail_fast)
         if batch is not None:
             batch.append(runner)
         return runner.run(items)
@@ -188,13 +190,13 @@ def run(ref: str, *, home: str | Path | None = None, **options: Any) -> RunResul
         return session.run(ref, **options)
 
 
-def _run(run: RunState) -> RunResult:
+def _run(run: RunState, resolutions: Resolutions | None = None) -> RunResult:
     req = run.request
     if req.plan is not None:
         from theoryx.budget.plans import check_key
 
         check_key(req.plan)
-    prep = prepare(run.stores, req, run.execution_id)
+    prep = prepare(run.stores, req, run.execution_id, resolutions)
     _adopt(run, prep)
     syncpoints.point("after_prepare")
     if req.no_cache:
