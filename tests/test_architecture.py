@@ -34,6 +34,7 @@ LAYERS: tuple[str, ...] = (
     "theoryx.adapters",
     "theoryx.pipeline",
     "theoryx.provenance",
+    "theoryx.remote",
     "theoryx.cli",
 )
 ROOT = "theoryx"
@@ -48,6 +49,8 @@ nothing at import time, so reading its version adds no dependency on the layers 
 EXCEPTIONS: dict[tuple[str, str], str] = {
     ("theoryx.budget.charging", "theoryx.adapters.base"):
         "type-only (TYPE_CHECKING): settlement reads the adapter's billed compute from its Outcome",
+    ("theoryx.pipeline.session", "theoryx.remote.cache"):
+        "a local miss asks the team cache and a miss publishes to it (imported only then, never on a hit)",
 }
 
 # The modules a cache hit of `theoryx run` goes through, and what none of them may load at import.

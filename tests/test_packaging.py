@@ -123,7 +123,8 @@ def test_modal_and_litellm_are_extras_and_the_version_has_one_home() -> None:
     assert "modal" not in deps and "litellm" not in deps and "rfc8785" not in deps
     extras = project["optional-dependencies"]
     assert extras["modal"] == ["modal>=1.3"] and extras["llm"] == ["litellm>=1.40"]
-    assert extras["all"] == ["theoryx[modal,llm]"] and "theoryx[all]" in extras["test"]
+    assert extras["remote"] == ["obstore>=0.12,<0.13"] and "obstore" not in deps
+    assert extras["all"] == ["theoryx[modal,llm,remote]"] and "theoryx[all]" in extras["test"]
     assert "version" not in project and project["dynamic"] == ["version"]
     assert project["license"] == "Apache-2.0"
 

@@ -50,6 +50,10 @@ TheoryxError                       ERR_THEORYX
 │   ├── SignatureInvalid           ERR_SIGNATURE_INVALID  (no signature verifies with the key)
 │   └── SigningKeyError            ERR_SIGNING_KEY      (an unreadable or non-ed25519 key file)
 ├── LedgerCorrupt                  ERR_LEDGER_CORRUPT
+├── RemoteError                    ERR_REMOTE           (the team cache unreachable or refusing: only
+│   │                                                  `theoryx remote` fails on it, never a run)
+│   ├── RemoteConfigError          ERR_REMOTE_CONFIG    (a malformed remote URL or remote.json)
+│   └── RemoteRejected             ERR_REMOTE_REJECTED  (a remote entry or blob failed verification)
 └── InternalError                  ERR_INTERNAL         (a bug: the details went to a crash file)
 ```
 """
@@ -306,3 +310,25 @@ class AdapterOptionsError(UsageError):
 
     code = "ERR_ADAPTER_OPTIONS"
     option = "adapter_options"
+
+
+class RemoteError(TheoryxError):
+    """The team cache (``theoryx.remote``) could not be reached, timed out or answered an error.
+    A run never fails on it (it continues locally with one warning); ``theoryx remote push`` and
+    ``theoryx remote status`` do. The message never holds a credential."""
+
+    code = "ERR_REMOTE"
+
+
+class RemoteConfigError(RemoteError):
+    """A malformed remote setting: ``remote`` / ``THEORYX_REMOTE`` / ``<home>/remote.json``
+    (an unknown scheme, credentials inside the URL, a wrong type, an unreadable key file)."""
+
+    code = "ERR_REMOTE_CONFIG"
+
+
+class RemoteRejected(RemoteError):
+    """A remote action cache entry or blob failed verification (no trusted signature, a payload
+    for another memo key, bytes that do not hash to their cid): ignored, never used."""
+
+    code = "ERR_REMOTE_REJECTED"

@@ -69,6 +69,8 @@ RUN_OPTIONS: tuple[Option, ...] = (
            type="dir"),
     Option("--save-first", "save_first", "Write the first declared output to FILE.", type="file"),
     Option("--build", "build", "Rebuild the processor's image before running (local adapter).", kind="flag"),
+    Option("--remote", "remote", "Team cache URL (default THEORYX_REMOTE, else url in <home>/remote.json).",
+           metavar="URL"),
     Option("--registry", "registry", "Registry directory (also THEORYX_REGISTRY)."),
     Option("--home", "home", "Store directory (also THEORYX_HOME).", type="dir"),
 )

@@ -91,7 +91,7 @@ def build_request(v: Mapping[str, Any]) -> RunRequest:
         ref=v["ref"], inputs=inputs, attachments=attachments.parse_options(v["attach"]), adapter=v["adapter"],
         plan=v["plan"], write_prefix=v["write_prefix"], seed=v["seed"], salt=v["salt"], no_cache=v["no_cache"],
         adapter_options=opts, registry=v["registry"], stream=streamer(v["as_json"]) if v["stream"] else None,
-        build=v["build"],
+        build=v["build"], remote=v["remote"],
     )
 
 
@@ -154,6 +154,9 @@ def render(result: RunResult, as_json: bool) -> str:
     lines = ["Processor completed successfully"]
     if result.cache == "hit":
         lines.append(f"Cache: hit (result of execution {result.record.source_execution}; nothing executed)")
+    elif result.cache == "remote":
+        lines.append(f"Cache: remote hit (result of execution {result.record.source_execution} from "
+                     f"{result.record.remote_url}, verified; nothing executed)")
     else:
         lines.append(f"Cache: miss (executed on {result.adapter} in {result.duration_ms} ms)")
     lines.append(f"Execution: {result.execution_id}")

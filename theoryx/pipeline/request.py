@@ -51,6 +51,7 @@ class RunRequest:
     registry: str | None = None
     stream: StreamFn | None = None
     build: bool = False
+    remote: str | None = None             # team cache URL; None: THEORYX_REMOTE, else <home>/remote.json
 
     @classmethod
     def of(cls, ref: str, **options: Any) -> RunRequest:

@@ -83,7 +83,8 @@ def _checked(cid: str, read: Callable[[], T]) -> T:
 
 @dataclass(frozen=True)
 class RunResult:
-    """A successful run. ``cache`` is "hit" or "miss"; ``record`` is the execution record."""
+    """A successful run. ``cache`` is "hit", "remote" (a hit just fetched from the team cache:
+    the record says "hit" and names ``remote_url``) or "miss"; ``record`` is the execution record."""
 
     execution_id: str
     ref: str
@@ -98,7 +99,8 @@ class RunResult:
 
     @classmethod
     def of(cls, rec: ExecutionRecord, cas: Store | None = None) -> RunResult:
-        return cls(rec.execution_id, rec.ref, rec.adapter, rec.cache or "miss", rec.memo_key or "",
+        cache = "remote" if rec.remote_url and rec.cache == "hit" else rec.cache or "miss"
+        return cls(rec.execution_id, rec.ref, rec.adapter, cache, rec.memo_key or "",
                    rec.outputs, rec.env_fingerprint or "", rec.duration_ms, rec, cas)
 
     @property

@@ -76,8 +76,10 @@ class Session:
         registry: str | None = None,
         stream: StreamFn | None = None,
         build: bool = False,
+        remote: str | None = None,
     ) -> RunResult:
-        """Run processor ``ref`` (``ns/name@version``) and return its result.
+        """Run processor ``ref`` (``ns/name@version``) and return its result. ``remote`` is a
+        team cache URL (default ``THEORYX_REMOTE``, else ``<home>/remote.json``).
 
         Raises a :class:`theoryx.errors.TheoryxError` subclass with a stable ``code`` and the
         ``execution_id`` of the failed execution.
@@ -85,7 +87,7 @@ class Session:
         return self.submit(RunRequest.of(
             ref, inputs=inputs, attachments=attachments, adapter=adapter, plan=plan,
             write_prefix=write_prefix, seed=seed, salt=salt, no_cache=no_cache,
-            adapter_options=adapter_options, registry=registry, stream=stream, build=build,
+            adapter_options=adapter_options, registry=registry, stream=stream, build=build, remote=remote,
         ))
 
     def submit(self, req: RunRequest, *, resolutions: Resolutions | None = None) -> RunResult:
@@ -200,10 +202,20 @@ def _run(run: RunState, resolutions: Resolutions | None = None) -> RunResult:
     _adopt(run, prep)
     syncpoints.point("after_prepare")
     if req.no_cache:
-        return _execute(run, prep, cache_write=True)
+        return _shared(run, _execute(run, prep, cache_write=True), _team_cache(run))
     found = lookup(run.stores, run.lease, prep.memo_key)
     if found is not None:
         return hit.answer(run, found)
+    # A local miss asks the team cache, if one is configured (theoryx.remote; imported only
+    # here, so a local hit never loads it): a verified remote result is a hit.
+    team = _team_cache(run)
+    if team is not None:
+        from theoryx.remote import cache as remote_cache
+
+        if remote_cache.fetch(run.stores, prep.memo_key, team, lease=run.lease) is not None:
+            found = lookup(run.stores, run.lease, prep.memo_key)
+            if found is not None:
+                return hit.answer(run, found, remote_url=team.url)
     # A miss: one flight per memo key. Identical runs wait here for the one executing, then
     # answer from its result; if it failed or died, the next one in line executes.
     with Flight(run.stores.home.root, prep.memo_key):
@@ -211,7 +223,27 @@ def _run(run: RunState, resolutions: Resolutions | None = None) -> RunResult:
         found = lookup(run.stores, run.lease, prep.memo_key)
         if found is not None:
             return hit.answer(run, found)
-        return _execute(run, prep, cache_write=True)
+        result = _execute(run, prep, cache_write=True)
+    return _shared(run, result, team)
+
+
+def _team_cache(run: RunState) -> Any:
+    """The team cache configured for this run (a ``theoryx.remote.config.RemoteConfig``), or None."""
+    from theoryx.remote import cache as remote_cache
+
+    return remote_cache.configured(run.stores.home.root, run.request.remote)
+
+
+def _shared(run: RunState, result: RunResult, team: Any) -> RunResult:
+    """Publish a miss's result to the team cache when this client may upload (never fails the run)."""
+    if team is not None and team.upload:
+        from theoryx.remote import cache as remote_cache
+        from theoryx.store import action_cache
+
+        entry = action_cache.get(run.stores.db, result.memo_key)
+        if entry is not None and entry.execution_id == result.execution_id:
+            remote_cache.publish(run.stores, entry, team, receipt_cid=result.record.receipt_cid)
+    return result
 
 
 def _execute(run: RunState, prep: Prepared, *, cache_write: bool) -> RunResult:

@@ -51,6 +51,7 @@ class ExecutionRecord:
     started_ms: int = 0
     duration_ms: int = 0
     input_cids: tuple[str, ...] = ()
+    remote_url: str | None = None         # a hit fetched from this team cache (cache "hit")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

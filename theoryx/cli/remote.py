@@ -1,0 +1,128 @@
+"""``theoryx remote push|status``: share earlier results with the team cache, and check it.
+
+The remote comes from ``--remote URL``, else ``THEORYX_REMOTE``, else ``<home>/remote.json``
+(BUILD.md, "Team cache"). Credentials are only ever named, never shown.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+
+from theoryx.cli.state import State
+from theoryx.errors import RemoteConfigError, RemoteError, UsageError
+
+
+@click.group(name="remote")
+def remote() -> None:
+    """The team cache: signed results shared through a remote store."""
+
+
+def _config(state: State, url: str | None) -> Any:
+    from theoryx.remote.config import load
+
+    config = load(state.stores().home.root, url)
+    if config is None:
+        raise RemoteConfigError("no team cache configured: use --remote URL, THEORYX_REMOTE, or url in "
+                                f"{state.stores().home.root / 'remote.json'}")
+    return config
+
+
+@remote.command()
+@click.argument("executions", nargs=-1, metavar="[EXEC]...")
+@click.option("--all", "push_all", is_flag=True, help="Every cache entry produced in this home.")
+@click.option("--remote", "url", metavar="URL", help="Team cache URL (default THEORYX_REMOTE, else remote.json).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def push(state: State, executions: tuple[str, ...], push_all: bool, url: str | None, as_json: bool) -> None:
+    """Upload the results of executions EXEC (or --all): missing blobs first, then each signed entry."""
+    from theoryx.remote import cache
+
+    if bool(executions) == push_all:
+        raise UsageError("name executions to push, or --all (not both)")
+    config = _config(state, url)
+    stores = state.stores()
+    todo = cache.publishable(stores, None if push_all else executions)
+    pushed = []
+    for entry, receipt_cid in todo:
+        done = cache.publish(stores, entry, config, receipt_cid=receipt_cid, strict=True)
+        assert done is not None  # strict: None is never returned
+        pushed.append({"memo_key": done.memo_key, "execution_id": entry.execution_id, "uploaded": done.uploaded,
+                       "uploaded_bytes": done.uploaded_bytes, "present": done.present, "entry": done.entry_path})
+        if not as_json:
+            click.echo(f"pushed {done.memo_key} (execution {entry.execution_id}): {done.uploaded} blob(s) uploaded "
+                       f"({done.uploaded_bytes} bytes), {done.present} already there")
+    if as_json:
+        click.echo(json.dumps({"status": "success", "remote": config.url, "pushed": pushed}, sort_keys=True))
+    elif not pushed:
+        click.echo("nothing to push")
+
+
+@remote.command()
+@click.option("--remote", "url", metavar="URL", help="Team cache URL (default THEORYX_REMOTE, else remote.json).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def status(state: State, url: str | None, as_json: bool) -> None:
+    """Reachability, credentials (present or not), trusted keys and whether this client uploads.
+    Exit 1 if the remote cannot be reached or its configuration is unusable."""
+    from theoryx.provenance import keys
+    from theoryx.remote import cache, layout
+
+    config = _config(state, url)
+    info: dict[str, Any] = {"remote": config.url, "source": config.source, "scheme": config.scheme,
+                            "credentials": config.credential_names(),
+                            "timeouts": vars(config.timeouts), "concurrency": config.concurrency}
+    trusted = [{"path": str(p), "keyid": keys.keyid(k)} for p, k in zip(config.trusted_keys, _trusted(config),
+                                                                           strict=True)]
+    info["trusted_keys"] = trusted
+    problem: str | None = None
+    try:
+        key = cache.signing_key(config) if config.signing_key or config.upload else None
+        info["signing_key"] = keys.keyid(key.public_key()) if key else None
+    except RemoteError as exc:
+        info["signing_key"] = None
+        if config.upload:
+            problem = exc.message
+    info["upload"] = bool(config.upload and info["signing_key"])
+    t0 = time.monotonic()
+    try:
+        cache.store_for(config).size(layout.entry_path("b3:" + "0" * 64))
+        info["reachable"] = True
+    except RemoteError as exc:
+        info["reachable"] = False
+        problem = problem or exc.message
+    info["probe_ms"] = round((time.monotonic() - t0) * 1000, 1)
+    info["problem"] = problem
+    if as_json:
+        click.echo(json.dumps(info, sort_keys=True))
+    else:
+        creds = ", ".join(info["credentials"]) or "none set"
+        click.echo(f"remote: {config.url} (from {config.source})")
+        click.echo(f"reachable: {'yes' if info['reachable'] else 'no'} ({info['probe_ms']} ms)")
+        click.echo(f"credentials: {creds}")
+        click.echo(f"trusted keys: {len(trusted)}" + "".join(f"\n  {t['keyid'][:16]}  {t['path']}" for t in trusted))
+        click.echo(f"signing key: {info['signing_key'][:16] if info['signing_key'] else 'none'}")
+        click.echo(f"upload: {'yes' if info['upload'] else 'no'}")
+        if problem:
+            click.echo(f"problem: {problem}")
+    if problem:
+        raise click.exceptions.Exit(1)
+
+
+def _trusted(config: Any) -> list[Any]:
+    from theoryx.errors import SigningKeyError
+    from theoryx.provenance import keys
+
+    out = []
+    for path in config.trusted_keys:
+        try:
+            out.append(keys.load_public(path))
+        except SigningKeyError as exc:
+            raise RemoteConfigError(f"trusted key: {exc.message}") from None
+    return out
+
+
+COMMANDS = [remote]

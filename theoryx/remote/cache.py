@@ -1,0 +1,327 @@
+"""Fetch and publish action results through the team cache.
+
+``fetch`` runs on a local miss: read the signed entry for the memo key, accept it only if a
+trusted key signed it and it is about that key, download every blob it names that the local CAS
+lacks (in parallel, each hashed while it is written and published only if it matches its cid),
+then put the entry into the local action cache, so later hits are local. ``publish`` runs after
+a successful miss when this client may upload: HEAD each blob, PUT the missing ones, then PUT the
+signed entry, last, so that no entry on the remote ever names a blob that is not there.
+
+Faults never fail a run: both return normally whatever the remote does (``strict=True`` raises
+instead, for ``theoryx remote push``). A remote that failed is reported once, with one warning
+notice, and then left alone for :data:`SKIP_AFTER_FAILURE_S` in this process, so a batch pays
+the timeout once rather than once per run. Entries that fail verification are ignored (a miss),
+counted and reported with one warning per run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from theoryx.core import notices, syncpoints
+from theoryx.errors import RemoteError, RemoteRejected, TheoryxError
+from theoryx.remote import layout
+from theoryx.remote.config import RemoteConfig, load
+from theoryx.store import action_cache
+from theoryx.store.action_cache import ActionResult
+from theoryx.store.handle import Stores
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+    from theoryx.remote.client import RemoteStore
+    from theoryx.store.leases import Lease
+
+T = TypeVar("T")
+
+SKIP_AFTER_FAILURE_S = 60.0
+"""After a remote fails (unreachable, timed out, refusing), this process skips it this long."""
+
+__all__ = ["Published", "RemoteConfig", "configured", "fetch", "publish"]
+
+_lock = threading.Lock()
+_down_until: dict[str, float] = {}
+_stores: dict[RemoteConfig, RemoteStore] = {}
+
+
+def configured(home_root: Path, remote: str | None = None) -> RemoteConfig | None:
+    """The team cache for this home and run (see :func:`theoryx.remote.config.load`), or None.
+    A malformed setting is reported as one warning and means no remote: a run never fails on it."""
+    try:
+        return load(home_root, remote)
+    except TheoryxError as exc:
+        notices.warning(f"team cache disabled: {exc.message}")
+        return None
+
+
+def store_for(config: RemoteConfig) -> RemoteStore:
+    """The process's :class:`RemoteStore` for ``config`` (opened once, obstore imported then)."""
+    from theoryx.remote.client import RemoteStore
+
+    with _lock:
+        store = _stores.get(config)
+        if store is None:
+            store = _stores[config] = RemoteStore(config)
+        return store
+
+
+def _is_down(config: RemoteConfig) -> bool:
+    with _lock:
+        return _down_until.get(config.url, 0.0) > time.monotonic()
+
+
+def _mark_down(config: RemoteConfig) -> None:
+    with _lock:
+        _down_until[config.url] = time.monotonic() + SKIP_AFTER_FAILURE_S
+
+
+def reset() -> None:
+    """Forget failed remotes and open stores (tests; a long-lived process after a fix)."""
+    with _lock:
+        _down_until.clear()
+        _stores.clear()
+
+
+# -- read ---------------------------------------------------------------------------------------
+
+
+def fetch(stores: Stores, memo_key: str, config: RemoteConfig, *, lease: Lease | None = None) -> ActionResult | None:
+    """The verified remote action result for ``memo_key``, now also in the local action cache
+    with all its blobs in the local CAS; or None (absent, untrusted, tampered, or the remote
+    failed: one warning notice then). Every cid is added to ``lease`` before it is downloaded
+    or checked, as a miss does with what it writes. Never raises for remote trouble."""
+    if _is_down(config):
+        return None
+    try:
+        return _fetch(stores, memo_key, config, lease)
+    except RemoteRejected as exc:
+        notices.warning(f"ignored 1 remote cache entry for {memo_key} from {config.url}: {exc.message}; "
+                        "executing locally instead")
+    except RemoteError as exc:
+        _mark_down(config)
+        notices.warning(f"team cache unavailable, continuing locally: {exc.message}")
+    except Exception as exc:  # whatever else went wrong, the run goes on locally
+        notices.warning(f"team cache lookup failed, continuing locally: {_unexpected(exc)}")
+    return None
+
+
+def _unexpected(exc: BaseException) -> str:
+    from theoryx.remote.client import describe
+
+    return f"{type(exc).__name__}: {describe(exc)}"
+
+
+def _fetch(stores: Stores, memo_key: str, config: RemoteConfig, lease: Lease | None) -> ActionResult | None:
+    from theoryx.provenance import dsse
+
+    remote = store_for(config)
+    raw = remote.get_small(layout.entry_path(memo_key), layout.MAX_ENTRY_BYTES)
+    if raw is None:
+        return None
+    try:
+        envelope = dsse.Envelope.from_json(_json(raw))
+    except TheoryxError as exc:
+        raise RemoteRejected(f"not a DSSE envelope ({exc.message})") from None
+    if envelope.payload_type != layout.PAYLOAD_TYPE:
+        raise RemoteRejected(f"payload type {envelope.payload_type!r} is not {layout.PAYLOAD_TYPE}")
+    _verify(envelope, trusted_keys(config))
+    payload = layout.decode(envelope.payload, memo_key)
+    needed = payload.blobs()
+    if lease is not None:
+        lease.add(needed)
+    sizes = payload.sizes()
+    missing = [c for c in needed if not stores.cas.exists(c)]
+    _parallel(config.concurrency, missing,
+              lambda cid: remote.download(layout.blob_path(cid), cid, stores.cas, sizes.get(cid)))
+    if payload.receipt_cid and payload.receipt is not None:
+        receipt = _json(stores.cas.read(payload.receipt_cid))
+        if receipt != payload.receipt:
+            raise RemoteRejected("the receipt blob differs from the signed receipt")
+    entry = payload.entry.used_at(int(time.time() * 1000))
+    action_cache.put(stores.db, entry)
+    return entry
+
+
+def _json(data: bytes) -> Any:
+    import json
+
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise RemoteRejected("not JSON") from None
+
+
+def _verify(envelope: Any, keys: Sequence[Ed25519PublicKey]) -> None:
+    from theoryx.provenance import dsse
+
+    if not keys:
+        raise RemoteRejected("no trusted key is configured (trusted_keys in remote.json)")
+    for key in keys:
+        try:
+            dsse.verify(envelope, key)
+            return
+        except TheoryxError:
+            continue
+    signers = ", ".join(s.keyid[:16] for s in envelope.signatures) or "nobody"
+    raise RemoteRejected(f"not signed by a trusted key (signed by {signers})")
+
+
+def trusted_keys(config: RemoteConfig) -> list[Ed25519PublicKey]:
+    """The configured trusted public keys, plus this client's own signing key's public half.
+    An unreadable key file is :class:`theoryx.errors.RemoteConfigError`."""
+    from theoryx.errors import RemoteConfigError, SigningKeyError
+    from theoryx.provenance import keys
+
+    out = []
+    paths = list(config.trusted_keys) + ([config.signing_key] if config.signing_key else [])
+    for path in paths:
+        try:
+            out.append(keys.load_public(path))
+        except SigningKeyError as exc:
+            if path == config.signing_key and path not in config.trusted_keys:
+                continue  # an unusable signing key is reported when uploading, not here
+            raise RemoteConfigError(f"trusted key: {exc.message}") from None
+    return out
+
+
+def _parallel(workers: int, items: Sequence[str], fn: Callable[[str], T]) -> list[T]:
+    """``fn`` over ``items`` on at most ``workers`` threads; the first error is raised after the
+    others finished (nothing is left running in the background)."""
+    if not items:
+        return []
+    if len(items) == 1 or workers == 1:
+        return [fn(i) for i in items]
+    with ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix="theoryx-remote") as pool:
+        futures = [pool.submit(fn, i) for i in items]
+    return [f.result() for f in futures]
+
+
+# -- write --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Published:
+    """What :func:`publish` did: blobs uploaded (and their bytes), blobs already there, and the
+    entry's path on the remote."""
+
+    memo_key: str
+    uploaded: int
+    uploaded_bytes: int
+    present: int
+    entry_path: str
+
+
+def publish(stores: Stores, entry: ActionResult, config: RemoteConfig, *, receipt_cid: str | None,
+            strict: bool = False) -> Published | None:
+    """Share ``entry`` (a successful execution's action cache entry, with the cid of that
+    execution's receipt) on the remote, if this client may upload (``upload`` and a signing
+    key): every blob missing there first, then the signed entry. None when not allowed or when
+    the remote failed (one warning notice); ``strict`` raises :class:`RemoteError` instead."""
+    if not config.upload:
+        if strict:
+            from theoryx.errors import RemoteConfigError
+
+            raise RemoteConfigError(f"uploads are not enabled for {config.url} (\"upload\": true in remote.json)")
+        return None
+    if _is_down(config) and not strict:
+        return None
+    try:
+        return _publish(stores, entry, config, receipt_cid)
+    except TheoryxError as exc:
+        if strict:
+            raise
+        if isinstance(exc, RemoteError) and not isinstance(exc, RemoteRejected):
+            _mark_down(config)
+        notices.warning(f"result not shared with the team cache: {exc.message}")
+        return None
+    except Exception as exc:  # a successful run stays successful
+        if strict:
+            raise
+        notices.warning(f"result not shared with the team cache: {_unexpected(exc)}")
+        return None
+
+
+def signing_key(config: RemoteConfig) -> Ed25519PrivateKey:
+    """The key that signs this client's entries; :class:`RemoteConfigError` if none is usable."""
+    from theoryx.errors import RemoteConfigError, SigningKeyError
+    from theoryx.provenance import keys
+
+    if config.signing_key is None:
+        raise RemoteConfigError("upload is enabled but no signing key is configured (signing_key in "
+                                "remote.json, or `theoryx keygen`)")
+    try:
+        return keys.load_private(config.signing_key)
+    except SigningKeyError as exc:
+        raise RemoteConfigError(f"signing key: {exc.message}") from None
+
+
+def _publish(stores: Stores, entry: ActionResult, config: RemoteConfig, receipt_cid: str | None) -> Published:
+    from theoryx.provenance import dsse
+
+    key = signing_key(config)
+    receipt = _json(stores.cas.read(receipt_cid)) if receipt_cid else None
+    data = layout.encode(entry, receipt_cid, receipt)
+    payload = layout.decode(data, entry.memo_key)  # what a reader will check, checked here first
+    remote = store_for(config)
+    sizes: dict[str, int] = {}
+    for cid in payload.blobs():
+        blob = stores.cas.stat(cid)
+        if blob is None:
+            raise RemoteRejected(f"blob {cid} of the entry is not in the local store; nothing uploaded")
+        sizes[cid] = blob.size
+
+    uploaded: list[int] = []
+    count_lock = threading.Lock()
+
+    def one(cid: str) -> None:
+        path = layout.blob_path(cid)
+        if remote.size(path) == sizes[cid]:
+            return
+        n = remote.upload(path, stores.cas, cid)
+        with count_lock:
+            uploaded.append(n)
+            first = len(uploaded) == 1
+        if first:
+            syncpoints.point("remote_uploading")
+
+    _parallel(config.concurrency, list(sizes), one)
+    syncpoints.point("remote_before_entry")
+    envelope = dsse.sign(data, layout.PAYLOAD_TYPE, key)
+    path = layout.entry_path(entry.memo_key)
+    import json
+
+    remote.put_small(path, (json.dumps(envelope.to_json(), indent=1) + "\n").encode())
+    return Published(entry.memo_key, len(uploaded), sum(uploaded), len(sizes) - len(uploaded), path)
+
+
+def publishable(stores: Stores, execution_ids: Iterable[str] | None) -> list[tuple[ActionResult, str | None]]:
+    """``(entry, receipt cid)`` for ``theoryx remote push``: the cache entries that the named
+    executions produced (every entry produced here when ``execution_ids`` is None). Entries whose
+    producing execution is not recorded in this home (fetched from the remote) are left out."""
+    from theoryx.errors import NotFound
+    from theoryx.store import executions
+
+    out: list[tuple[ActionResult, str | None]] = []
+    if execution_ids is None:
+        for entry in action_cache.entries(stores.db):
+            rec = executions.find(stores.db, entry.execution_id)
+            if rec is not None and rec.status == "success" and rec.receipt_cid:
+                out.append((entry, rec.receipt_cid))
+        return out
+    for eid in execution_ids:
+        rec = executions.get(stores.db, eid)
+        if rec.status != "success" or not rec.memo_key:
+            raise NotFound(f"execution {rec.execution_id} did not succeed: it produced no cache entry")
+        found = action_cache.get(stores.db, rec.memo_key)
+        if found is None or found.execution_id != rec.execution_id:
+            source = rec.source_execution if rec.cache != "miss" else None
+            hint = f" (it answered from execution {source}; push that one)" if source else ""
+            raise NotFound(f"execution {rec.execution_id} is not the producer of a cache entry{hint}")
+        out.append((found, rec.receipt_cid))
+    return out

@@ -1,0 +1,122 @@
+"""The team cache's layout on the remote, version 1 (BUILD.md, "Team cache")::
+
+    <url>/cas-v1/<2 hex>/<62 hex>            a blob, by the 64 hex digits of its BLAKE3 cid
+    <url>/ac-v1/<64 hex>.dsse.json           an action result, by the hex digits of its memo key
+
+An action result is a DSSE envelope (``theoryx.provenance.dsse``: ed25519 over
+``PAE(payloadType, payload)``) whose ``payloadType`` is :data:`PAYLOAD_TYPE` and whose payload
+is the RFC 8785 JSON object::
+
+    {"v": 1, "memo_key": "b3:...", "entry": {<the action cache entry>},
+     "receipt_cid": "b3:...", "receipt": {<the producing execution's receipt>}}
+
+The entry is ``theoryx.store.action_cache.ActionResult.to_dict()``; the receipt is the
+producer's ``determinism.json``, also stored as the blob ``receipt_cid``. Every cid the entry
+names, and the receipt's, is a blob under ``cas-v1/`` before the entry is written. A new layout
+gets new prefixes (``cas-v2``, ``ac-v2``) so that old and new clients can share one bucket.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cas import is_cid
+from theoryx.core.canonical import canonical_bytes
+from theoryx.errors import RemoteRejected
+from theoryx.store.action_cache import ActionResult
+
+VERSION = 1
+CAS_PREFIX = "cas-v1"
+AC_PREFIX = "ac-v1"
+PAYLOAD_TYPE = "application/vnd.theoryx.ac+json"
+MAX_ENTRY_BYTES = 4 << 20
+"""An envelope larger than this is not an entry theoryx wrote: it is not read further."""
+
+
+def _hex(cid: str, what: str) -> str:
+    if not is_cid(cid):
+        raise RemoteRejected(f"{what} {cid!r} is not a cid")
+    return cid[3:]
+
+
+def blob_path(cid: str) -> str:
+    """``cas-v1/<2 hex>/<62 hex>`` for blob ``cid``."""
+    h = _hex(cid, "blob")
+    return f"{CAS_PREFIX}/{h[:2]}/{h[2:]}"
+
+
+def entry_path(memo_key: str) -> str:
+    """``ac-v1/<64 hex>.dsse.json`` for the action result of ``memo_key``."""
+    return f"{AC_PREFIX}/{_hex(memo_key, 'memo key')}.dsse.json"
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What a signed entry says: the action cache entry and the producer's receipt."""
+
+    entry: ActionResult
+    receipt_cid: str | None
+    receipt: dict[str, Any] | None
+
+    def blobs(self) -> list[str]:
+        """Every blob the entry needs on the remote, without repeats, the receipt last."""
+        cids = list(dict.fromkeys(self.entry.blobs()))
+        if self.receipt_cid and self.receipt_cid not in cids:
+            cids.append(self.receipt_cid)
+        return cids
+
+    def sizes(self) -> dict[str, int]:
+        """The sizes the entry states (its outputs'); other blobs are bounded by their HEAD."""
+        return {o.cid: o.size for o in self.entry.outputs}
+
+
+def encode(entry: ActionResult, receipt_cid: str | None, receipt: dict[str, Any] | None) -> bytes:
+    """The payload's canonical bytes. The entry's last use is not shared (it is the producer's
+    LRU clock): it is set to its creation time."""
+    shared = entry.used_at(entry.created_ms).to_dict()
+    return canonical_bytes({"v": VERSION, "memo_key": entry.memo_key, "entry": shared,
+                            "receipt_cid": receipt_cid, "receipt": receipt})
+
+
+def decode(data: bytes, memo_key: str) -> Payload:
+    """The payload of a *verified* envelope found under ``memo_key``'s path, after checking that
+    it is about that key and is coherent; :class:`RemoteRejected` says what is wrong. A valid
+    signature alone is not enough: an entry signed for one key must not answer another."""
+    try:
+        d = json.loads(data)
+    except ValueError:
+        raise RemoteRejected("the payload is not JSON") from None
+    if not isinstance(d, dict) or d.get("v") != VERSION:
+        raise RemoteRejected(f"the payload is not a version {VERSION} theoryx entry")
+    if d.get("memo_key") != memo_key:
+        raise RemoteRejected(f"the payload is for memo key {d.get('memo_key')!r}, not {memo_key}")
+    try:
+        entry = ActionResult.from_dict(d["entry"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise RemoteRejected("the payload's entry is malformed") from None
+    if entry.memo_key != memo_key or entry.action_cid != memo_key:
+        raise RemoteRejected("the payload's entry is for another action")
+    if entry.exit_code != 0:
+        raise RemoteRejected("the payload's entry is not a success")
+    for cid in entry.blobs():
+        _hex(cid, "entry blob")
+    for o in entry.outputs:
+        if not o.path.startswith("/artifacts/") or ".." in o.path.split("/") or o.size < 0:
+            raise RemoteRejected(f"the payload's entry names an impossible output {o.path!r}")
+    receipt_cid, receipt = d.get("receipt_cid"), d.get("receipt")
+    if receipt_cid is not None:
+        _hex(receipt_cid, "receipt")
+        if not isinstance(receipt, dict):
+            raise RemoteRejected("the payload names a receipt blob but holds no receipt")
+        _check_receipt(receipt, entry)
+    return Payload(entry, receipt_cid, receipt)
+
+
+def _check_receipt(receipt: dict[str, Any], entry: ActionResult) -> None:
+    """The receipt must describe the entry's execution: same key, execution and outputs."""
+    if receipt.get("memo_key") != entry.memo_key or receipt.get("execution_id") != entry.execution_id:
+        raise RemoteRejected("the payload's receipt is for another execution")
+    if receipt.get("output_cids") != {o.path: o.cid for o in entry.outputs}:
+        raise RemoteRejected("the payload's receipt names other outputs than its entry")
