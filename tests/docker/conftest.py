@@ -33,6 +33,7 @@ SPECS = {
     "tight": ("{cpu: 0.5, memory: 64, timeout: 60, pids: 32, tmpfs: 8}", ""),
     "secret": ("{memory: 256, timeout: 60}", "secrets: [PROBE_SECRET]\n"),
     "gpu": ("{memory: 256, timeout: 60, gpu: 1}", ""),
+    "net": ("{memory: 256, timeout: 60, network: true}", ""),
 }
 PINNED = f"""\
 ref: test/pinned@1

@@ -145,7 +145,8 @@ def test_network_host_option_reaches_the_hosts_loopback(registry: Path, home: Pa
 
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
-        res = run(registry, home, {"mode": "network", "port": port}, adapter_options={"network": "host"})
+        res = run(registry, home, {"mode": "network", "port": port}, ref="test/net@1",
+                  adapter_options={"network": "host"})
     assert out_json(home, res)["connect"] == "ok"
 
 

@@ -156,7 +156,7 @@ def test_image_tag_follows_the_context_and_the_base_image(
 def test_options_default_from_the_spec_and_reject_bad_values(registry: Path) -> None:
     spec = load(registry, "test/probe@1")
     assert Options.parse(spec, {}) == Options(60.0, "none")
-    assert Options.parse(spec, {"timeout": 2, "network": "host"}) == Options(2.0, "host")
+    assert Options.parse(load(registry, "test/net@1"), {"timeout": 2, "network": "host"}) == Options(2.0, "host")
     for bad in ({"timeout": 0}, {"timeout": "3"}, {"network": "wifi"}, {"retries": 1}):
         with pytest.raises(UsageError):
             Options.parse(spec, bad)

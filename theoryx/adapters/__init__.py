@@ -1,6 +1,10 @@
 """Adapters by name, imported lazily: a cache hit never loads docker or modal.
 
 ``env_class(name)`` is known without importing the adapter (it enters the memo key).
+``check_options(name, options, spec)`` validates adapter options against the adapter's declared
+schema (``OPTIONS`` in its module) without creating the adapter: no engine is contacted and no
+client library (docker, modal) is imported, so the pipeline refuses bad options before it writes
+anything.
 """
 
 from __future__ import annotations
@@ -11,7 +15,10 @@ from typing import TYPE_CHECKING, Any
 from theoryx.errors import UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from theoryx.adapters.base import Adapter
+    from theoryx.spec.model import ProcessorSpec
 
 NAMES = ("local", "mock", "modal")
 _MODULES = {"mock": "mock", "local": "local.adapter", "modal": "modal.adapter"}
@@ -32,3 +39,13 @@ def get(name: str, **kwargs: Any) -> Adapter:
     module = importlib.import_module(f"{__name__}.{_MODULES[name]}")
     adapter: Adapter = module.create(**kwargs)
     return adapter
+
+
+def check_options(name: str, options: Mapping[str, Any], spec: ProcessorSpec | None = None) -> dict[str, Any]:
+    """The validated ``options`` of adapter ``name`` (see :class:`theoryx.adapters.base.OptionSchema`);
+    :class:`~theoryx.errors.AdapterOptionsError` for an unknown key, a wrong type or range, or —
+    given ``spec`` — an option that relaxes a sandbox switch the spec keeps closed."""
+    env_class(name)
+    module = importlib.import_module(f"{__name__}.{_MODULES[name]}")
+    values: dict[str, Any] = module.OPTIONS.parse(options, spec)
+    return values

@@ -20,12 +20,14 @@ Contract inside the container (world paths, never host paths):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from theoryx.errors import UsageError
+from theoryx.adapters.logs import LogCapture
+from theoryx.errors import AdapterOptionsError
 from theoryx.spec.model import ProcessorSpec
 
 CONTAINER_INPUTS_DIR = "/artifacts/inputs"
@@ -68,6 +70,10 @@ class Workspace:
     @property
     def stderr(self) -> Path:
         return self.root / "stderr.log"
+
+    def log(self, stream: str) -> Path:
+        """``stdout`` or ``stderr`` by name."""
+        return self.stdout if stream == "stdout" else self.stderr
 
     def resolve(self, world_path: str) -> Path:
         """Host path of an input world path ``/artifacts/inputs/<cid>/<file>``."""
@@ -114,17 +120,74 @@ class ExecRequest:
 @dataclass(frozen=True)
 class Outcome:
     """What happened. ``exit_code`` 0 with neither flag set is success. Logs are in the
-    workspace's ``stdout.log``/``stderr.log``; outputs in ``workspace.outputs``."""
+    workspace's ``stdout.log``/``stderr.log`` (scrubbed and bounded by a
+    :class:`~theoryx.adapters.logs.LogCapture`); ``log_dropped`` says how many bytes of each
+    stream the bound dropped (only streams that lost some). Outputs are in ``workspace.outputs``."""
 
     exit_code: int
     timed_out: bool = False
     oom_killed: bool = False
     duration_ms: int = 0
     meta: Mapping[str, Any] = field(default_factory=dict)   # e.g. image id, container platform
+    log_dropped: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.exit_code == 0 and not self.timed_out and not self.oom_killed
+
+
+STREAMS = ("stdout", "stderr")
+
+
+class Captures:
+    """The two :class:`~theoryx.adapters.logs.LogCapture` of one execution (stdout, stderr) in
+    the request's workspace, bounded by the spec's ``limits.log_bytes``, secret values scrubbed,
+    and forwarded (scrubbed) to ``request.stream`` when the user streams."""
+
+    def __init__(self, request: ExecRequest, *, create_empty: bool = True, forward: bool = True) -> None:
+        limit = request.spec.limits.log_bytes
+        secrets = list(request.secrets.values())
+        self.streams: dict[str, LogCapture] = {}
+        try:
+            for name in STREAMS:
+                self.streams[name] = LogCapture(request.workspace.log(name), limit, secrets, stream=name,
+                                                forward=_forwarder(request, name) if forward else None,
+                                                create_empty=create_empty)
+        except BaseException:
+            for capture in self.streams.values():
+                capture.close_quietly()
+            raise
+
+    def write(self, stream: str, data: bytes) -> None:
+        self.streams[stream].write(data)
+
+    def skip(self, stream: str, count: int) -> None:
+        """``count`` bytes of ``stream`` were dropped upstream (see :meth:`LogCapture.skip`)."""
+        self.streams[stream].skip(count)
+
+    def close(self) -> dict[str, int]:
+        """Close both; the bytes each dropped (streams that dropped none are left out)."""
+        dropped = {}
+        try:
+            for name, capture in self.streams.items():
+                seen = capture.close()
+                if seen.dropped:
+                    dropped[name] = seen.dropped
+        finally:                       # the other capture's descriptors even if one failed
+            for capture in self.streams.values():
+                capture.close_quietly()
+        return dropped
+
+
+def _forwarder(request: ExecRequest, stream: str) -> Callable[[bytes], None] | None:
+    sink = request.stream
+    if sink is None:
+        return None
+
+    def forward(data: bytes) -> None:
+        sink(stream, data)
+
+    return forward
 
 
 class Adapter(Protocol):
@@ -140,17 +203,142 @@ class Adapter(Protocol):
         ...
 
 
-def check_options(adapter: str, raw: Mapping[str, Any], allowed: set[str]) -> None:
-    """:class:`UsageError` naming unknown adapter options (they are a user's typo, not a no-op)."""
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise UsageError(f"unknown {adapter} adapter option(s): {', '.join(unknown)} "
-                         f"(allowed: {', '.join(sorted(allowed))})")
+# -- options -----------------------------------------------------------------------------------
+
+MAX_TIMEOUT_S = 7 * 24 * 3600
+"""The longest wall-clock timeout an adapter option may ask for (a week): beyond it the engines'
+clocks overflow (``{"timeout": 1e30}`` ended in ``OverflowError``), and no run is meant to wait
+that long."""
 
 
-def timeout_option(adapter: str, spec: ProcessorSpec, raw: Mapping[str, Any]) -> float:
-    """The ``timeout`` option (seconds), defaulting to ``runtime.timeout``."""
-    timeout = raw.get("timeout", spec.runtime.timeout)
-    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0:
-        raise UsageError(f"{adapter} adapter option 'timeout' must be a positive number of seconds")
-    return float(timeout)
+@dataclass(frozen=True)
+class Option:
+    """One adapter option, declared: its kind, its range and (for a sandbox switch) the spec
+    field it could open.
+
+    - ``kind``: ``"number"`` (int or float, finite), ``"integer"`` (an int; a float with an
+      integral value such as ``3.0`` is accepted, JSON does not tell them apart) or
+      ``"choice"`` (one of ``choices``). Booleans are never numbers.
+    - ``minimum``/``maximum``: the inclusive range; ``positive`` also excludes 0.
+    - ``sandbox``: the dotted spec field (a boolean, e.g. ``runtime.network``) that this option
+      relaxes; while that field is false only the values in ``closed`` are accepted, since a
+      result computed with the sandbox open would answer later runs whose key says it was
+      closed (adapter options never enter the memo key).
+    """
+
+    name: str
+    kind: str
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    positive: bool = False
+    choices: tuple[str, ...] = ()
+    sandbox: str | None = None
+    closed: tuple[str, ...] = ()
+
+    def parse(self, adapter: str, value: Any) -> Any:
+        """The validated value (a float for numbers, an int for integers); else
+        :class:`AdapterOptionsError` naming the option, what was given and what is allowed."""
+        if self.kind == "choice":
+            if not isinstance(value, str) or value not in self.choices:
+                raise self._bad(adapter, value, f"one of {', '.join(self.choices)}")
+            return value
+        number = _number(value, integer=self.kind == "integer")
+        if number is None:
+            raise self._bad(adapter, value, self._range())
+        low_ok = self.minimum is None or number >= self.minimum
+        high_ok = self.maximum is None or number <= self.maximum
+        if not (low_ok and high_ok and (number > 0 or not self.positive)):
+            raise self._bad(adapter, value, self._range())
+        return number
+
+    def _range(self) -> str:
+        what = "an integer" if self.kind == "integer" else "a number"
+        parts = []
+        if self.positive:
+            parts.append("> 0")
+        elif self.minimum is not None:
+            parts.append(f">= {_show(self.minimum)}")
+        if self.maximum is not None:
+            parts.append(f"<= {_show(self.maximum)}")
+        return what + (f" {' and '.join(parts)}" if parts else "")
+
+    def _bad(self, adapter: str, value: Any, expected: str) -> AdapterOptionsError:
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        return AdapterOptionsError(
+            f"{adapter} adapter option {self.name!r} must be {expected} ({self.help}); got {shown}")
+
+
+def _number(value: Any, *, integer: bool) -> float | int | None:
+    """``value`` as a finite number (an int when ``integer``), or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if integer:
+        if isinstance(value, float):
+            if not value.is_integer():
+                return None
+            return int(value)
+        return value
+    return float(value)
+
+
+def _show(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+@dataclass(frozen=True)
+class OptionSchema:
+    """The options an adapter accepts. :meth:`parse` checks a whole ``adapter_options`` mapping
+    up front, cheaply (no engine, no client library), so the pipeline can refuse bad options
+    before it writes anything."""
+
+    adapter: str
+    options: tuple[Option, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(sorted(o.name for o in self.options))
+
+    def parse(self, raw: Any, spec: ProcessorSpec | None = None) -> dict[str, Any]:
+        """The validated options that were given (absent ones are left to the adapter's
+        defaults). :class:`AdapterOptionsError` for anything but a JSON object, for unknown
+        keys (all of them, with the allowed list: a typo is not a no-op), for a wrong type or
+        range, and — given ``spec`` — for a value that opens a sandbox switch the spec keeps
+        closed (naming the spec field)."""
+        if not isinstance(raw, Mapping) or not all(isinstance(k, str) for k in raw):
+            raise AdapterOptionsError(f"{self.adapter} adapter options must be a JSON object, "
+                                      f"got {type(raw).__name__}")
+        unknown = sorted(set(raw) - set(self.names))
+        if unknown:
+            allowed = ", ".join(self.names) or "none"
+            raise AdapterOptionsError(f"unknown {self.adapter} adapter option(s): {', '.join(unknown)} "
+                                      f"(allowed: {allowed})")
+        by_name = {o.name: o for o in self.options}
+        values = {name: by_name[name].parse(self.adapter, value) for name, value in raw.items()}
+        if spec is not None:
+            for name, value in values.items():
+                _check_sandbox(self.adapter, by_name[name], value, spec)
+        return values
+
+
+def _check_sandbox(adapter: str, option: Option, value: Any, spec: ProcessorSpec) -> None:
+    if option.sandbox is None or value in option.closed:
+        return
+    obj: Any = spec
+    for part in option.sandbox.split("."):
+        obj = getattr(obj, part)
+    if obj is True:
+        return
+    raise AdapterOptionsError(
+        f"{adapter} adapter option {option.name}={value!r} would relax the sandbox of {spec.ref}, whose spec "
+        f"sets {option.sandbox}: {str(obj).lower()}; adapter options are not part of the memo key, so a "
+        f"result computed that way would answer runs without it. Leave the option out (or use "
+        f"{' / '.join(repr(c) for c in option.closed)}), or set {option.sandbox} in the spec")
+
+
+def timeout_value(spec: ProcessorSpec, options: Mapping[str, Any]) -> float:
+    """The wall-clock timeout in seconds: the validated ``timeout`` option, else the spec's
+    ``runtime.timeout``."""
+    return float(options.get("timeout", spec.runtime.timeout))

@@ -39,6 +39,7 @@ def execute(run: RunState, prep: Prepared, *, cache_write: bool = True) -> RunRe
     stores, req, lease = run.stores, run.request, run.lease
     spec, action = prep.spec, prep.action
     validate(spec, prep.inputs)
+    adapters.check_options(req.adapter, req.adapter_options, spec)   # before anything is written
     adapter = adapters.get(req.adapter, stores=stores, build=req.build)
     env = secrets(spec, req.adapter)
     # Leased before they are written: gc roots.
@@ -62,7 +63,8 @@ def execute(run: RunState, prep: Prepared, *, cache_write: bool = True) -> RunRe
         stdout = store_log(ws.stdout, stores.cas, env.values())
         stderr = store_log(ws.stderr, stores.cas, env.values())
         lease.add(c for c in (stdout, stderr) if c)
-        run.record = run.record.with_(stdout_cid=stdout, stderr_cid=stderr, exit_code=outcome.exit_code)
+        run.record = run.record.with_(stdout_cid=stdout, stderr_cid=stderr, exit_code=outcome.exit_code,
+                                      log_truncated=dict(outcome.log_dropped) or None)
         result = read_result(ws)
         run.record = run.record.with_(usage=result.get("usage") or {})
         check(run, outcome, spec)

@@ -43,16 +43,32 @@ class Runtime:
         }
 
 
+DEFAULT_LOG_BYTES = 8 << 20
+"""``limits.log_bytes`` when the spec does not set it: 8 MiB kept per stream (stdout, stderr)."""
+
+LOG_BYTES_RANGE = (1 << 10, 1 << 30)
+"""The values ``limits.log_bytes`` may take (1 KiB to 1 GiB)."""
+
+
 @dataclass(frozen=True)
 class OutputLimits:
-    """Caps applied when ingesting a run's outputs."""
+    """Caps applied when ingesting a run's outputs, and ``log_bytes``: how much of each captured
+    log stream is kept (its first and last halves; see :mod:`theoryx.adapters.logs`)."""
 
     max_files: int = 10_000
     max_bytes: int = 10 << 30
     max_depth: int = 32
+    log_bytes: int = DEFAULT_LOG_BYTES
 
     def to_dict(self) -> dict[str, int]:
-        return {"max_files": self.max_files, "max_bytes": self.max_bytes, "max_depth": self.max_depth}
+        """The caps as they enter the memo key. ``log_bytes`` changes the stored logs, which are
+        part of a cached result (``--stream`` replays them on a hit), so a spec that sets it keys
+        apart; left at its default it is omitted, which keeps the keys of every spec that does
+        not set it what they were before the field existed."""
+        d = {"max_files": self.max_files, "max_bytes": self.max_bytes, "max_depth": self.max_depth}
+        if self.log_bytes != DEFAULT_LOG_BYTES:
+            d["log_bytes"] = self.log_bytes
+        return d
 
 
 @dataclass(frozen=True)
@@ -270,12 +286,16 @@ class _Parser:
 
     def limits(self, v: Any) -> OutputLimits:
         d = self.mapping(v, "limits")
-        self.strict(d, {"max_files", "max_bytes", "max_depth"}, "limits")
+        self.strict(d, {"max_files", "max_bytes", "max_depth", "log_bytes"}, "limits")
         base = OutputLimits()
-        return OutputLimits(**{
+        values = {
             k: int(self.number(d.get(k, getattr(base, k)), f"limits.{k}", integer=True))
-            for k in ("max_files", "max_bytes", "max_depth")
-        })
+            for k in ("max_files", "max_bytes", "max_depth", "log_bytes")
+        }
+        low, high = LOG_BYTES_RANGE
+        if not low <= values["log_bytes"] <= high:
+            raise self.fail("limits.log_bytes", f"must be between {low} and {high} bytes (per log stream)")
+        return OutputLimits(**values)
 
     def secrets(self, v: Any) -> tuple[str, ...]:
         if not isinstance(v, list):

@@ -51,6 +51,7 @@ class ExecutionRecord:
     started_ms: int = 0
     duration_ms: int = 0
     input_cids: tuple[str, ...] = ()
+    log_truncated: dict[str, int] | None = None   # stream -> bytes the log bound dropped (limits.log_bytes)
     remote_url: str | None = None         # a hit fetched from this team cache (cache "hit")
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,17 +13,24 @@ Contract (see :mod:`theoryx.adapters.base` and BUILD.md, "The processor contract
   memory (= memory + swap) and CPU limits from the spec, GPUs via device requests;
 - a wall-clock timeout (``runtime.timeout``): the container is killed and the Outcome says
   ``timed_out``; an OOM kill (``State.OOMKilled``) says ``oom_killed``;
-- stdout/stderr are always written raw to ``workspace.stdout``/``workspace.stderr`` and, when
-  ``request.stream`` is set, passed to it live with secret values scrubbed;
+- stdout/stderr stream through the run's log captures (:class:`~theoryx.adapters.base.Captures`)
+  into ``workspace.stdout``/``workspace.stderr``: secret values scrubbed, a bounded head and tail
+  kept (``limits.log_bytes``), the rest counted in ``Outcome.log_dropped``; when
+  ``request.stream`` is set every scrubbed chunk is also passed to it live. The engine's own
+  json-file log of the container is capped too (:func:`engine_log_config`);
 - containers are labelled ``theoryx.managed=1`` plus the execution id and the owner process,
   never auto-removed, and removed in ``finally`` (also on Ctrl-C); containers whose owner
   process is gone are removed when the next local adapter is created.
 
-Adapter options (``--adapter-opts-json``, never in the memo key): ``timeout`` (seconds, > 0)
-and ``network`` (``none``, ``bridge`` or ``host``; tests use ``host`` to reach 127.0.0.1).
+Adapter options (:data:`OPTIONS`; ``--adapter-opts-json``, never in the memo key): ``timeout``
+(seconds, > 0, at most :data:`~theoryx.adapters.base.MAX_TIMEOUT_S`) and ``network`` (``none``,
+``bridge`` or ``host``; tests use ``host`` to reach 127.0.0.1). ``bridge`` and ``host`` open the
+network and are refused for a spec with ``runtime.network: false`` (:class:`AdapterOptionsError`):
+the memo key says the result was computed without network. Every other sandbox switch (memory,
+CPU, pids, tmpfs, read-only root, capabilities, user) comes from the spec only.
 
 Errors: :class:`DockerUnavailable` (no engine), :class:`ImageNotFound`, :class:`ImageBuildError`,
-:class:`UsageError` (bad options), :class:`AdapterError` (any other engine failure, or a GPU
+:class:`AdapterOptionsError` (bad options), :class:`AdapterError` (any other engine failure, or a GPU
 requested where the engine has none).
 """
 
@@ -45,16 +52,19 @@ from theoryx.adapters.base import (
     CONTAINER_INPUTS_DIR,
     CONTAINER_INPUTS_JSON,
     CONTAINER_RESULT_DIR,
+    MAX_TIMEOUT_S,
+    Captures,
     ExecRequest,
+    Option,
+    OptionSchema,
     Outcome,
-    check_options,
-    timeout_option,
+    timeout_value,
 )
 from theoryx.adapters.local import docker_client, images
 from theoryx.adapters.local.docker_client import mapped, translate
-from theoryx.adapters.logs import Scrubber
+from theoryx.adapters.logs import Scrubber as Scrubber  # re-exported: tests reach it here
 from theoryx.core import notices
-from theoryx.errors import AdapterError, TheoryxError, UsageError
+from theoryx.errors import AdapterError, TheoryxError
 from theoryx.spec.model import ProcessorSpec
 from theoryx.store.handle import Stores
 from theoryx.store.home import Home, default_home
@@ -65,7 +75,11 @@ LABEL_EXECUTION = "theoryx.execution"
 LABEL_OWNER = "theoryx.owner"
 LABEL_REF = "theoryx.ref"
 NETWORKS = ("none", "bridge", "host")
-_OPTIONS = {"timeout", "network"}
+OPTIONS = OptionSchema("local", (
+    Option("timeout", "number", "the wall-clock timeout in seconds", positive=True, maximum=MAX_TIMEOUT_S),
+    Option("network", "choice", "the container's network", choices=NETWORKS,
+           sandbox="runtime.network", closed=("none",)),
+))
 _KILL_GRACE_S = 30.0
 _LOG_DRAIN_S = 10.0
 
@@ -82,13 +96,11 @@ class Options:
 
     @classmethod
     def parse(cls, spec: ProcessorSpec, raw: Mapping[str, Any]) -> Options:
-        """:class:`UsageError` for unknown keys or bad values."""
-        check_options("local", raw, _OPTIONS)
-        timeout = timeout_option("local", spec, raw)
-        network = raw.get("network", "bridge" if spec.runtime.network else "none")
-        if network not in NETWORKS:
-            raise UsageError(f"local adapter option 'network' must be one of: {', '.join(NETWORKS)}")
-        return cls(float(timeout), str(network))
+        """:class:`AdapterOptionsError` for unknown keys, bad values, or a network the spec
+        keeps closed; defaults from the spec."""
+        given = OPTIONS.parse(raw, spec)
+        network = given.get("network", "bridge" if spec.runtime.network else "none")
+        return cls(timeout_value(spec, given), str(network))
 
 
 # -- ownership of containers -------------------------------------------------------------------
@@ -246,7 +258,7 @@ def container_config(client: Any, request: ExecRequest, image: str, opts: Option
             tmpfs={"/tmp": f"rw,noexec,nosuid,nodev,size={rt.tmpfs}m"}, cap_drop=["ALL"],
             security_opt=["no-new-privileges"], pids_limit=rt.pids, mem_limit=f"{rt.memory}m",
             memswap_limit=f"{rt.memory}m", nano_cpus=int(rt.cpu * 1e9), device_requests=devices,
-            log_config={"Type": "json-file", "Config": {}},
+            log_config=engine_log_config(spec),
         )
     env = {"HOME": "/tmp", **request.env(), **dict(request.secrets)}
     labels = {
@@ -263,15 +275,26 @@ def container_config(client: Any, request: ExecRequest, image: str, opts: Option
 # -- logs --------------------------------------------------------------------------------------
 
 
+def engine_log_config(spec: ProcessorSpec) -> dict[str, Any]:
+    """The engine's json-file log of the container, capped: theoryx reads the logs through the
+    attach stream and only falls back to the engine's copy when attaching failed, so the engine
+    need not keep more than a few times what theoryx keeps (a processor printing 1 GiB would
+    otherwise leave ~2.5 GB of JSON lines in the engine until the container is removed)."""
+    mib = max(1, -(-2 * spec.limits.log_bytes // (1 << 20)))
+    return {"Type": "json-file", "Config": {"max-size": f"{mib}m", "max-file": "2"}}
+
+
 class LogPump:
-    """Reads the container's attached stdout/stderr in a thread: everything raw into the
-    workspace's log files, and (scrubbed) to ``stream`` when set."""
+    """Reads the container's attached stdout/stderr in a thread into the run's log captures
+    (scrubbed, bounded; forwarded live to ``request.stream`` when set). ``dropped`` is what the
+    captures dropped, once the streams ended."""
 
     def __init__(self, frames: Any, request: ExecRequest) -> None:
         self.frames = frames
         self.request = request
         self.error: BaseException | None = None
-        self._scrubbers = {name: Scrubber(request.secrets.values()) for name in ("stdout", "stderr")}
+        self.dropped: dict[str, int] = {}
+        self._captures = Captures(request)
         self._thread = threading.Thread(target=self._run, name="theoryx-logs", daemon=True)
 
     def start(self) -> LogPump:
@@ -279,27 +302,18 @@ class LogPump:
         return self
 
     def _run(self) -> None:
-        ws = self.request.workspace
+        captures = self._captures
         try:
-            with open(ws.stdout, "wb") as out, open(ws.stderr, "wb") as err:
+            try:
                 for chunk_out, chunk_err in self.frames:
                     if chunk_out:
-                        out.write(chunk_out)
-                        self._emit("stdout", chunk_out)
+                        captures.write("stdout", chunk_out)
                     if chunk_err:
-                        err.write(chunk_err)
-                        self._emit("stderr", chunk_err)
-            for name, scrubber in self._scrubbers.items():
-                self._send(name, scrubber.flush())
+                        captures.write("stderr", chunk_err)
+            finally:
+                self.dropped = captures.close()
         except BaseException as exc:   # reported to the main thread, which falls back to logs()
             self.error = exc
-
-    def _emit(self, name: str, data: bytes) -> None:
-        self._send(name, self._scrubbers[name].feed(data))
-
-    def _send(self, name: str, data: bytes) -> None:
-        if data and self.request.stream is not None:
-            self.request.stream(name, data)
 
     def join(self, timeout: float) -> bool:
         """Wait for the end of the streams; False if they did not end in time."""
@@ -311,13 +325,25 @@ class LogPump:
             self.frames.close()
 
 
-def _fetch_logs(client: Any, container_id: str, request: ExecRequest) -> None:
-    """Fallback when attaching failed: the engine's stored logs, written raw."""
+def _fetch_logs(client: Any, container_id: str, request: ExecRequest) -> dict[str, int]:
+    """Fallback when attaching failed: the engine's stored logs (capped by
+    :func:`engine_log_config`, so bytes the engine rotated away are not counted), streamed
+    through fresh captures; the bytes they dropped. The failed pump's files are unlinked first:
+    its thread, if it still runs, writes into files nobody reads."""
     ws = request.workspace
-    for path, out, err in ((ws.stdout, True, False), (ws.stderr, False, True)):
-        with mapped("reading the container's logs"):
-            data = client.api.logs(container_id, stdout=out, stderr=err)
-        path.write_bytes(data)
+    for path in (ws.stdout, ws.stderr):
+        path.unlink(missing_ok=True)
+    captures = Captures(request, forward=False)
+    try:
+        for name in ("stdout", "stderr"):
+            with mapped("reading the container's logs"):
+                chunks = client.api.logs(container_id, stdout=name == "stdout", stderr=name == "stderr",
+                                         stream=True, follow=False)
+                for chunk in chunks:
+                    captures.write(name, chunk)
+    finally:
+        dropped = captures.close()
+    return dropped
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -428,7 +454,8 @@ class LocalAdapter:
         reclaim_dirs(request)
         meta = {**outcome.meta, "image": info.name, "image_id": info.id, "image_built": info.built,
                 "network": opts.network}
-        return Outcome(outcome.exit_code, outcome.timed_out, outcome.oom_killed, outcome.duration_ms, meta)
+        return Outcome(outcome.exit_code, outcome.timed_out, outcome.oom_killed, outcome.duration_ms, meta,
+                       outcome.log_dropped)
 
     def _create(self, config: dict[str, Any]) -> str:
         """Create the container; interrupted midway, remove it by name (it may exist already)."""
@@ -456,13 +483,14 @@ class LocalAdapter:
         finally:
             pump.close()
         if not drained:
-            pump.join(2.0)
+            drained = pump.join(2.0)
+        dropped = pump.dropped
         if not drained or pump.error is not None:
-            _fetch_logs(self.client, container_id, request)
+            dropped = _fetch_logs(self.client, container_id, request)
         with mapped("inspecting the exited container"):
             state = api.inspect_container(container_id)["State"]
         return Outcome(int(state.get("ExitCode", -1)), timed_out, bool(state.get("OOMKilled")), duration_ms,
-                       {"timeout_s": _seconds(opts.timeout)})
+                       {"timeout_s": _seconds(opts.timeout)}, dropped)
 
 
 def _seconds(value: float) -> int | float:
@@ -477,4 +505,4 @@ def create(*, stores: Stores | None = None, build: bool = False, **_: Any) -> Lo
     return LocalAdapter(client, stores, build)
 
 
-__all__ = ["LocalAdapter", "Options", "create"]
+__all__ = ["OPTIONS", "LocalAdapter", "Options", "create"]

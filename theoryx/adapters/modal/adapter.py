@@ -38,7 +38,14 @@ Credentials are checked before ``modal`` is even imported (:class:`ModalCredenti
 within milliseconds). Tests replace :data:`BOUNDARY_FACTORY` with an offline fake; it is not an
 adapter option, since those are user-facing.
 
-Adapter options (``--adapter-opts-json``, never in the memo key): ``timeout`` (seconds, > 0).
+- logs: written through the run's log captures (:class:`~theoryx.adapters.base.Captures`),
+  bounded by ``limits.log_bytes`` on the host and, already, in the container (the runner keeps
+  the same head and tail and says where it cut: ``log_cuts``), so a processor's output never
+  travels or sits in memory whole.
+
+Adapter options (:data:`OPTIONS`; ``--adapter-opts-json``, never in the memo key): ``timeout``
+(seconds, > 0, at most :data:`MAX_TIMEOUT_S`: Modal's 24-hour function limit less the margin).
+No option relaxes the sandbox: network, CPU, memory and GPU come from the spec only.
 """
 
 from __future__ import annotations
@@ -55,8 +62,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from theoryx.adapters.base import CONTAINER_INPUTS_DIR, ExecRequest, Outcome, Workspace, check_options, timeout_option
-from theoryx.adapters.logs import Scrubber, scrub
+from theoryx.adapters.base import (
+    CONTAINER_INPUTS_DIR,
+    STREAMS,
+    Captures,
+    ExecRequest,
+    Option,
+    OptionSchema,
+    Outcome,
+    Workspace,
+    timeout_value,
+)
+from theoryx.adapters.logs import Scrubber as Scrubber  # re-exported: tests reach it here
 from theoryx.adapters.modal.boundary import Boundary, Call, ImageRecipe
 from theoryx.core import notices
 from theoryx.errors import ImageNotFound, ModalError, UsageError
@@ -64,9 +81,12 @@ from theoryx.spec.context import build_args, context_manifest, platform_name
 from theoryx.spec.model import ProcessorSpec
 from theoryx.store.handle import Stores
 
-_OPTIONS = {"timeout"}
 TIMEOUT_MARGIN_S = 120        # materialising inputs and collecting outputs, on top of the processor's
 STARTUP_TIMEOUT_S = 300       # pulling the image and starting the container
+MAX_TIMEOUT_S = 24 * 3600 - TIMEOUT_MARGIN_S   # Modal's function timeout is at most 24 hours
+OPTIONS = OptionSchema("modal", (
+    Option("timeout", "number", "the wall-clock timeout in seconds", positive=True, maximum=MAX_TIMEOUT_S),
+))
 STAGING_DIR = "modal-context"
 LINKS_DIR = "modal-links"
 
@@ -93,9 +113,8 @@ class Options:
 
     @classmethod
     def parse(cls, spec: ProcessorSpec, raw: Mapping[str, Any]) -> Options:
-        """:class:`UsageError` for unknown keys or bad values."""
-        check_options("modal", raw, _OPTIONS)
-        return cls(timeout_option("modal", spec, raw))
+        """:class:`AdapterOptionsError` for unknown keys or bad values; defaults from the spec."""
+        return cls(timeout_value(spec, OPTIONS.parse(raw, spec)))
 
 
 # -- the image ---------------------------------------------------------------------------------
@@ -238,6 +257,7 @@ def payload(request: ExecRequest, command: list[str], cwd: str, timeout: float) 
         "inputs_json": request.workspace.inputs_json.read_text(),
         "attachments": attachments(request.workspace),
         "write_prefix": request.write_prefix, "timeout": timeout, "limits": spec.limits.to_dict(),
+        "log_bytes": spec.limits.log_bytes,
     }
 
 
@@ -347,12 +367,16 @@ class ModalAdapter:
         notices.progress(f"theoryx: running {spec.ref} on Modal (app {call.app_name}; "
                 "the first run of an image builds it there)")
         t0 = time.monotonic()
-        response = _check(self._call(call, request))
-        # what Modal bills is the container's life, which its timeouts bound: the wall time of
-        # the call (queueing and start-up included) capped there, so settling never exceeds
-        # the reservation (timeout + billing_margin_s)
-        compute_s = min(time.monotonic() - t0, opts.timeout + self.billing_margin_s)
-        self._logs(request, response)
+        captures = Captures(request)
+        try:
+            response = _check(self._call(call, request, captures))
+            # what Modal bills is the container's life, which its timeouts bound: the wall time of
+            # the call (queueing and start-up included) capped there, so settling never exceeds
+            # the reservation (timeout + billing_margin_s)
+            compute_s = min(time.monotonic() - t0, opts.timeout + self.billing_margin_s)
+            self._logs(captures, response)
+        finally:
+            dropped = captures.close()
         if isinstance(response.get("result"), bytes):
             ws.result.write_bytes(response["result"])
         recreate_outputs(response.get("outputs") or [], ws)
@@ -361,46 +385,43 @@ class ModalAdapter:
             "gpu": call.gpu, "app": call.app_name, "timeout_s": _seconds(opts.timeout),
         }
         return Outcome(int(response["exit_code"]), bool(response.get("timed_out")),
-                       bool(response.get("oom_killed")), int(response.get("duration_ms") or 0), meta)
+                       bool(response.get("oom_killed")), int(response.get("duration_ms") or 0), meta,
+                       dropped)
 
-    def _call(self, call: Call, request: ExecRequest) -> Any:
-        """The boundary's response; streamed chunks are written to the logs (and forwarded,
-        scrubbed) as they come."""
+    def _call(self, call: Call, request: ExecRequest, captures: Captures) -> Any:
+        """The boundary's response; streamed chunks go through the captures (bounded, and
+        forwarded scrubbed) as they come."""
         stream = getattr(self.boundary, "call_stream", None)
         if request.stream is None or stream is None:
             return self.boundary.call(call)
-        ws = request.workspace
-        scrubbers = {n: Scrubber(request.secrets.values()) for n in ("stdout", "stderr")}
         response: Any = None
-        with open(ws.stdout, "ab") as out, open(ws.stderr, "ab") as err:
-            files = {"stdout": out, "stderr": err}
-            for name, value in stream(call):
-                if name == "done":
-                    response = value
-                elif name in files and isinstance(value, bytes):
-                    files[name].write(value)
-                    files[name].flush()
-                    chunk = scrubbers[name].feed(value)
-                    if chunk:
-                        request.stream(name, chunk)
-        for name, scrubber in scrubbers.items():
-            tail = scrubber.flush()
-            if tail:
-                request.stream(name, tail)
+        for name, value in stream(call):
+            if name == "done":
+                response = value
+            elif name in STREAMS and isinstance(value, bytes):
+                captures.write(name, value)
         return response
 
     @staticmethod
-    def _logs(request: ExecRequest, response: Mapping[str, Any]) -> None:
-        """Append the logs the response carries (all of them unless they were streamed; a
-        note when Modal killed the function) and forward them when streaming was asked."""
-        ws = request.workspace
-        for name, path in (("stdout", ws.stdout), ("stderr", ws.stderr)):
+    def _logs(captures: Captures, response: Mapping[str, Any]) -> None:
+        """Write the logs the response carries (all of them unless they were streamed; a note
+        when Modal killed the function) through the captures, which forward them when
+        streaming was asked. Where the runner's capture dropped bytes (``log_cuts``), the same
+        cut is redone here, so the stored log gets the marker and the record the count."""
+        cuts = response.get("log_cuts")
+        cuts = cuts if isinstance(cuts, Mapping) else {}
+        for name in STREAMS:
             data = response.get(name)
-            data = data if isinstance(data, bytes) else b""
-            with open(path, "ab") as f:
-                f.write(data)
-            if data and request.stream is not None:
-                request.stream(name, scrub(data, request.secrets.values()))
+            if not isinstance(data, bytes) or not data:
+                continue
+            cut = cuts.get(name)
+            if (isinstance(cut, list | tuple) and len(cut) == 2 and all(type(v) is int for v in cut)
+                    and 0 <= cut[0] <= len(data) and cut[1] >= 0):
+                captures.write(name, data[:cut[0]])
+                captures.skip(name, cut[1])
+                captures.write(name, data[cut[0]:])
+            else:
+                captures.write(name, data)
 
 
 def _seconds(value: float) -> int | float:

@@ -53,8 +53,8 @@ from theoryx.errors import (
 NOT_INSTALLED_HINT = "Modal not available. Install 'modal' package and set MODAL_ENABLED=True"
 CREDENTIALS_HINT = "Modal credentials not configured: run `modal token new` or set MODAL_TOKEN_ID/MODAL_TOKEN_SECRET"
 RUNNER_DIR = "/root/theoryx"
-RUNNER_FILES = ("__init__.py", "errors.py", "adapters/__init__.py", "adapters/modal/__init__.py",
-                "adapters/modal/runner.py")          # /root is on sys.path in Modal containers
+RUNNER_FILES = ("__init__.py", "errors.py", "adapters/__init__.py", "adapters/logs.py",
+                "adapters/modal/__init__.py", "adapters/modal/runner.py")   # /root is on sys.path in Modal containers
 _MAX_TIMEOUT_S = 24 * 3600
 _OOM = re.compile(r"\bOOM|out of memory|memory limit", re.IGNORECASE)
 

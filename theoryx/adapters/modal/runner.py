@@ -18,7 +18,12 @@ would:
   signal N is reported as ``128 + N`` (as Docker does).
 
 The response carries stdout/stderr, ``result.json`` (a regular file only, its first MiB) and the
-tree left under the write prefix, walked without following links. Regular files travel with their
+tree left under the write prefix, walked without following links. The logs are bounded in the
+container as on the host (:class:`theoryx.adapters.logs.LogCapture`, shipped with the runner):
+secret values (of ``secret_names``, read from the container's environment) scrubbed first,
+then the first and last halves of ``log_bytes`` kept in files, never in memory; ``log_cuts``
+says where the dropped bytes were, so the host's capture redoes the same cut with its marker.
+Streamed logs are sent as they come and never kept. Regular files travel with their
 bytes; every other entry (directory, symlink and its target text, FIFO, socket, device) travels
 as a description, so that the host-side ingestion judges the same tree the processor left
 (and rejects what it rejects). Bytes that ingestion would reject anyway are not sent: set-id
@@ -33,13 +38,14 @@ Payload (format 1)::
     {"format": 1, "command": [...], "cwd": "/" | None, "env": {name: value},
      "secret_names": [...], "inputs_json": "...", "attachments": {world path: bytes},
      "write_prefix": "/artifacts/outputs/", "timeout": seconds,
-     "limits": {"max_files": n, "max_bytes": n, "max_depth": n}}
+     "limits": {"max_files": n, "max_bytes": n, "max_depth": n}, "log_bytes": n (optional)}
 
 Response (format 1)::
 
     {"format": 1, "error": None | "why the runner itself failed", "exit_code": int,
      "timed_out": bool, "oom_killed": bool, "duration_ms": int,
      "stdout": bytes | None, "stderr": bytes | None, "streamed": bool,
+     "log_cuts": {"stdout" | "stderr": [head bytes, dropped bytes]} (streams that dropped some),
      "result": bytes | None, "outputs": [entry, ...]}
 
     entry: {"path": relative path, "kind": "file" | "dir" | "symlink" | "fifo" | "socket" |
@@ -57,11 +63,15 @@ import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
+
+from theoryx.adapters.logs import LogCapture
 
 FORMAT = 1
 INPUTS_DIR = "/artifacts/inputs"
@@ -72,6 +82,8 @@ RESULT_LIMIT = 1 << 20
 REBASED_ENV = ("THEORYX_INPUTS", "THEORYX_WRITE_PREFIX", "THEORYX_RESULT")
 _CHUNK = 1 << 16
 _DRAIN_S = 10.0
+_STREAM_QUEUE = 64              # chunks of at most _CHUNK bytes waiting to be sent
+DEFAULT_LOG_BYTES = 8 << 20     # theoryx.spec.model's default, for a payload that does not say
 
 Emit = Callable[[str, bytes], None]
 Response = dict[str, Any]
@@ -86,7 +98,9 @@ def run(payload: dict[str, Any], root: str = "/") -> Response:
 def run_stream(payload: dict[str, Any], root: str = "/") -> Iterator[tuple[str, Any]]:
     """Like :func:`run`, as a generator: ``("stdout" | "stderr", bytes)`` chunks as the
     processor writes them, then ``("done", response)`` whose logs are None (already sent)."""
-    events: queue.Queue[tuple[str, Any]] = queue.Queue()
+    # bounded: a processor that writes faster than Modal sends waits on its pipe instead of
+    # piling its output up in the runner's memory (which the processor's memory limit covers)
+    events: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=_STREAM_QUEUE)
 
     def work() -> None:
         events.put(("done", _guarded(payload, root, lambda name, data: events.put((name, data)))))
@@ -109,7 +123,7 @@ def killed_response(*, timed_out: bool = False, oom_killed: bool = False, note: 
 def _response(**fields: Any) -> Response:
     out: Response = {
         "format": FORMAT, "error": None, "exit_code": -1, "timed_out": False, "oom_killed": False,
-        "duration_ms": 0, "stdout": b"", "stderr": b"", "streamed": False, "result": None,
+        "duration_ms": 0, "stdout": b"", "stderr": b"", "streamed": False, "log_cuts": {}, "result": None,
         "outputs": [],
     }
     out.update(fields)
@@ -146,15 +160,16 @@ def _clean(world: str, under: str, depth: int | None = None) -> str:
 
 
 class _Pump(threading.Thread):
-    """Drains one pipe of the processor into memory (and to ``emit``)."""
+    """Drains one pipe of the processor: to ``emit`` when streaming (nothing kept), else into a
+    bounded :class:`LogCapture` file (``capture``)."""
 
-    def __init__(self, pipe: Any, name: str, emit: Emit | None) -> None:
+    def __init__(self, pipe: Any, name: str, emit: Emit | None, capture: LogCapture | None) -> None:
         super().__init__(name=f"theoryx-{name}", daemon=True)
         self.fd = pipe.fileno()
         self.pipe = pipe
         self.stream = name
         self.emit = emit
-        self.chunks: list[bytes] = []
+        self.capture = capture
 
     def run(self) -> None:
         while True:
@@ -164,12 +179,19 @@ class _Pump(threading.Thread):
                 return
             if not data:
                 return
-            self.chunks.append(data)
             if self.emit is not None:
                 self.emit(self.stream, data)
+            elif self.capture is not None:
+                self.capture.write(data)
 
-    def data(self) -> bytes:
-        return b"".join(self.chunks)
+    def collect(self) -> tuple[bytes, list[int] | None]:
+        """The kept bytes (head then tail) and, when some were dropped, ``[head, dropped]``."""
+        if self.capture is None:
+            return b"", None
+        seen = self.capture.close()
+        with open(self.capture.path, "rb") as f:
+            data = f.read()
+        return data, ([seen.head, seen.dropped] if seen.dropped else None)
 
 
 class _Run:
@@ -199,8 +221,24 @@ class _Run:
             note = f"theoryx: cannot execute {command[0]!r}: {exc.strerror}\n".encode()
             if self.emit is not None:
                 self.emit("stderr", note)
-            return self.respond(code, False, False, 0, b"", note)
-        pumps = [_Pump(proc.stdout, "stdout", self.emit), _Pump(proc.stderr, "stderr", self.emit)]
+            return self.respond(code, False, False, 0, {"stdout": (b"", None), "stderr": (note, None)})
+        with tempfile.TemporaryDirectory(prefix="theoryx-logs-") as logs_dir:
+            pumps = [_Pump(pipe, name, self.emit, self.capture(logs_dir, name))
+                     for pipe, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr"))]
+            return self.supervise(proc, pumps, oom_before, t0)
+
+    def capture(self, logs_dir: str, name: str) -> LogCapture | None:
+        """A bounded capture of one stream, secret values scrubbed; None when streaming."""
+        if self.emit is not None:
+            return None
+        names = [str(n) for n in self.p.get("secret_names") or ()]
+        secrets = [os.environ[n] for n in names if os.environ.get(n)]
+        limit = int(self.p.get("log_bytes") or DEFAULT_LOG_BYTES)
+        return LogCapture(Path(logs_dir) / f"{name}.log", limit, secrets, stream=name, with_marker=False)
+
+    def supervise(self, proc: subprocess.Popen[bytes], pumps: list[_Pump], oom_before: int | None,
+                  t0: float) -> Response:
+        """Wait for the processor (killing its group at the timeout), drain its logs, respond."""
         for pump in pumps:
             pump.start()
         timed_out = False
@@ -217,19 +255,23 @@ class _Run:
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
+        for pump in pumps:              # a closed pipe ends a pump that was still reading
+            pump.join(1.0)
         rc = proc.returncode
         oom_after = _oom_kills()
         oom = (not timed_out and rc == -signal.SIGKILL and oom_before is not None
                and oom_after is not None and oom_after > oom_before)
         exit_code = 128 - rc if rc < 0 else rc
-        return self.respond(exit_code, timed_out, oom, duration_ms, pumps[0].data(), pumps[1].data())
+        return self.respond(exit_code, timed_out, oom, duration_ms, {p.stream: p.collect() for p in pumps})
 
     def respond(self, exit_code: int, timed_out: bool, oom: bool, duration_ms: int,
-                stdout: bytes, stderr: bytes) -> Response:
+                logs: dict[str, tuple[bytes, list[int] | None]]) -> Response:
         streamed = self.emit is not None
+        cuts = {name: cut for name, (_, cut) in logs.items() if cut is not None}
         return _response(
             exit_code=exit_code, timed_out=timed_out, oom_killed=oom, duration_ms=duration_ms,
-            stdout=None if streamed else stdout, stderr=None if streamed else stderr, streamed=streamed,
+            stdout=None if streamed else logs["stdout"][0], stderr=None if streamed else logs["stderr"][0],
+            streamed=streamed, log_cuts={} if streamed else cuts,
             result=_read_result(self.root.host(RESULT)),
             outputs=collect(self.root.host(self.prefix), dict(self.p.get("limits") or {})),
         )
