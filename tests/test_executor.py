@@ -213,11 +213,11 @@ def test_an_attachment_withdrawn_by_gc_mid_run_is_reinstated(home: Path, tmp_pat
     original = Store.link_to
     withdrawn: list[str] = []
 
-    def link_after_withdraw(self: Store, cid: str, dest: Path) -> None:
+    def link_after_withdraw(self: Store, cid: str, dest: Path, **kw: bool) -> None:
         if not withdrawn:  # a concurrent gc withdraws the blob just before it is materialised
             assert self.withdraw(cid)
             withdrawn.append(cid)
-        original(self, cid, dest)
+        original(self, cid, dest, **kw)
 
     monkeypatch.setattr(Store, "link_to", link_after_withdraw)
     result = run(home, inputs, attachments={"a": f}, no_cache=True)

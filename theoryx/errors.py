@@ -23,7 +23,8 @@ TheoryxError                       ERR_THEORYX
 ├── StoreError                     ERR_STORE            (CAS/LMDB trouble; wraps cas.CasError)
 │   ├── NotFound                   ERR_NOT_FOUND        (no such execution / world path / cid)
 │   ├── StoreBusy                  ERR_STORE_BUSY       (another gc or verify holds the store's gc lock)
-│   └── StoreFull                  ERR_STORE_FULL       (no space or quota left where the store writes)
+│   ├── StoreFull                  ERR_STORE_FULL       (no space or quota left where the store writes)
+│   └── CorruptBlobError           ERR_CORRUPT_BLOB     (a blob's bytes do not match its cid: quarantined)
 ├── AdapterError                   ERR_ADAPTER
 │   ├── AdapterUnavailable         ERR_ADAPTER_UNAVAILABLE
 │   ├── DockerUnavailable          ERR_DOCKER_UNAVAILABLE
@@ -332,3 +333,13 @@ class RemoteRejected(RemoteError):
     for another memo key, bytes that do not hash to their cid): ignored, never used."""
 
     code = "ERR_REMOTE_REJECTED"
+
+
+class CorruptBlobError(StoreError):
+    """A blob's bytes do not hash to its cid (``cid``): found while they were leaving the store
+    (``cat``, ``export``, ``logs``, reading an output, materialising an input). The blob was
+    quarantined, so the next run that needs it re-executes; nothing corrupt was handed out.
+    ``theoryx verify --repair`` checks the rest of the store and clears the quarantine."""
+
+    code = "ERR_CORRUPT_BLOB"
+    cid: str | None = None

@@ -63,7 +63,8 @@ def test_verify_finds_flipped_truncated_zeroed_swapped_and_missing_blobs(home: P
 
     code, body = verify_json(cli, "--repair")
     assert code == 0 and body["clean"] is True
-    assert body["repaired"] == {"blobs_removed": 5, "cache_entries_removed": 5, "blobs_reinstated": 0}
+    assert body["repaired"] == {"blobs_removed": 5, "cache_entries_removed": 5, "blobs_reinstated": 0,
+                                "quarantined_removed": 0}
     assert not {flipped, truncated, zeroed, *swapped} & set(blob_files(home))
     for n in range(1, 6):
         again = run_n(home, n)

@@ -1,4 +1,10 @@
-"""Reading the store: ``cat``, ``show``, ``ls``, ``export``, ``logs``."""
+"""Reading the store: ``cat``, ``show``, ``ls``, ``export``, ``logs``.
+
+Every byte that leaves the store here is hashed first: a blob whose bytes do not match its cid is
+quarantined by the CAS and the command fails with ``ERR_CORRUPT_BLOB`` before printing or
+exporting any of it (``cat`` hashes a large blob once before streaming it and once more while
+streaming; ``export`` writes into a private directory that is removed on failure).
+"""
 
 from __future__ import annotations
 
@@ -15,18 +21,31 @@ from theoryx.cli.output import dollars
 from theoryx.cli.state import State
 from theoryx.errors import NotFound, UsageError
 
+SMALL_CAT = 16 << 20
+"""``cat`` reads (and hashes) blobs up to this size in one go; larger ones are hashed, then streamed."""
+
 
 @click.command()
 @click.argument("target")
 @click.pass_obj
 def cat(state: State, target: str) -> None:
     """Print a blob by world path (/artifacts/...) or cid (b3:...)."""
+    from cas import CasError
+    from theoryx.store.handle import store_error
     from theoryx.store.worldpaths import resolve
 
     stores = state.stores()
     cid = resolve(stores, target)
-    with stores.cas.open(cid) as f:
-        shutil.copyfileobj(f, sys.stdout.buffer)
+    try:
+        blob = stores.cas.stat(cid)
+        if blob is not None and blob.size <= SMALL_CAT:
+            sys.stdout.buffer.write(stores.cas.read(cid))
+        else:
+            stores.cas.check(cid)  # not one corrupt byte reaches stdout
+            with stores.cas.open_verified(cid) as f:
+                shutil.copyfileobj(f, sys.stdout.buffer)
+    except CasError as exc:
+        raise store_error(exc, None if target == cid else f"{target} ({cid})") from None
     sys.stdout.buffer.flush()
 
 
@@ -134,14 +153,20 @@ def export(state: State, execution: str, directory: str) -> None:
 
 
 def _copy_blob(stores: object, cid: str, dest: Path) -> None:
-    from theoryx.store.handle import Stores
+    """Copy blob ``cid`` to ``dest`` while hashing it (``dest`` is in the private directory that
+    ``export`` removes on any failure, so a corrupt blob leaves nothing behind)."""
+    from cas import BlobNotFound, CasError
+    from theoryx.store.handle import Stores, store_error
 
     assert isinstance(stores, Stores)
-    if not stores.cas.exists(cid):
-        raise NotFound(f"blob {cid} is no longer in the store (see `theoryx verify`)")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with stores.cas.open(cid) as src, open(dest, "wb") as out:
-        shutil.copyfileobj(src, out)
+    try:
+        with stores.cas.open_verified(cid) as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out)
+    except BlobNotFound:
+        raise NotFound(f"blob {cid} is no longer in the store (see `theoryx verify`)") from None
+    except CasError as exc:
+        raise store_error(exc, f"{dest.name} ({cid})") from None
 
 
 @click.command()
@@ -151,7 +176,9 @@ def _copy_blob(stores: object, cid: str, dest: Path) -> None:
 @click.pass_obj
 def logs(state: State, execution: str, which: str | None) -> None:
     """Print an execution's captured stdout and stderr (secrets scrubbed)."""
+    from cas import CasError
     from theoryx.store import executions
+    from theoryx.store.handle import store_error
 
     stores = state.stores()
     rec = executions.get(stores.db, execution)
@@ -160,7 +187,10 @@ def logs(state: State, execution: str, which: str | None) -> None:
             continue
         if cid is None:
             continue
-        data = stores.cas.read(cid)
+        try:
+            data = stores.cas.read(cid)  # hashed: a corrupt log is quarantined, never printed
+        except CasError as exc:
+            raise store_error(exc, f"{name} of {rec.execution_id} ({cid})") from None
         (sys.stderr.buffer if name == "stderr" else sys.stdout.buffer).write(data)
     sys.stdout.flush()
 

@@ -115,6 +115,9 @@ def gc(state: State, dry_run: bool, max_age: str | None, max_size: str | None, g
     extras = [(report.temp_files.count, f"temp files {'to remove' if dry_run else 'removed'}: "
                f"{_n(report.temp_files.count)} ({human_bytes(report.temp_files.bytes)})"),
               (report.stale_leases, f"stale leases: {report.stale_leases}"),
+              (report.workspaces.count, f"workspaces of killed runs {'to remove' if dry_run else 'removed'}: "
+               f"{_n(report.workspaces.count)} ({human_bytes(report.workspaces.bytes)})"),
+              (report.lease_temp_files, f"lease temp files of killed runs: {report.lease_temp_files}"),
               (report.recovered, f"put back from an interrupted gc: {report.recovered}")]
     for count, text in extras:
         if count:
@@ -122,7 +125,8 @@ def gc(state: State, dry_run: bool, max_age: str | None, max_size: str | None, g
 
 
 @click.command()
-@click.option("--repair", is_flag=True, help="Remove corrupt blobs and the cache entries that need them.")
+@click.option("--repair", is_flag=True,
+              help="Remove corrupt blobs and the cache entries that need them; empty the quarantine.")
 @click.option("--workers", type=click.IntRange(min=1), help="Hashing threads (default: one per core).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.pass_obj
@@ -159,10 +163,18 @@ def _print_verify(report: Any) -> None:
                f"{report.temp_files} temp files, {report.stale_leases} stale leases, "
                f"{report.withdrawn} withdrawn by an interrupted gc, {report.orphaned_paths} world paths "
                f"and {report.orphaned_pins} pins of unknown executions")
+    ws = report.abandoned_workspaces
+    if ws.count or report.lease_temp_files:
+        click.echo(f"  left by killed runs: {_n(ws.count)} workspaces ({human_bytes(ws.bytes)}), "
+                   f"{report.lease_temp_files} lease temp files (`theoryx gc` removes them)")
+    for q in report.quarantined:
+        click.echo(f"  quarantined {q['cid']} ({human_bytes(q['size'])}): found corrupt when read; {q['file']}"
+                   + (" (removed)" if report.repair else ""))
     click.echo(f"  pruned executions (blobs removed by gc): {report.pruned_executions}")
     if report.repair:
         click.echo(f"  repaired: removed {report.removed_blobs} corrupt blobs and {report.removed_entries} "
-                   f"cache entries, put back {report.reinstated} withdrawn blobs")
+                   f"cache entries, put back {report.reinstated} withdrawn blobs, removed "
+                   f"{report.unquarantined} quarantined copies")
     if report.clean:
         click.echo("clean")
     else:
@@ -222,7 +234,7 @@ def pins_cmd(state: State, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
 def du(state: State, as_json: bool) -> None:
-    """Disk usage of the store: blobs, temp files, the database."""
+    """Disk usage of the store: blobs, temp files, quarantine, leftovers of killed runs, the database."""
     from theoryx.store.stats import usage
 
     u = usage(state.stores())
@@ -233,6 +245,12 @@ def du(state: State, as_json: bool) -> None:
     click.echo(f"temp files {_n(u.temp_files.count)} ({human_bytes(u.temp_files.bytes)})")
     if u.withdrawn.count:
         click.echo(f"withdrawn  {_blobs(u.withdrawn)} (an interrupted gc; the next gc finishes it)")
+    if u.quarantined.count:
+        click.echo(f"quarantine {_blobs(u.quarantined)} (found corrupt; `theoryx verify --repair` removes them)")
+    if u.abandoned_workspaces.count or u.lease_temp_files.count:
+        click.echo(f"left by killed runs {_n(u.abandoned_workspaces.count)} workspaces "
+                   f"({human_bytes(u.abandoned_workspaces.bytes)}), {_n(u.lease_temp_files.count)} lease temp "
+                   f"files (`theoryx gc` removes them)")
     click.echo(f"database   {human_bytes(u.database_bytes)}")
     click.echo(f"total      {human_bytes(u.total_bytes)}")
 

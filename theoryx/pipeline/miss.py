@@ -116,13 +116,20 @@ def secrets(spec: ProcessorSpec, adapter: str) -> dict[str, str]:
 
 def materialise(run: RunState, ws: Workspace, prep: Prepared) -> None:
     """The workspace: only the attachments the action references, hard-linked from the CAS
-    (read-only), and the rewritten inputs."""
+    (read-only) and hashed there (a corrupt blob is quarantined: ERR_CORRUPT_BLOB), and the
+    rewritten inputs."""
+    from cas import CorruptBlob
+    from theoryx.store.handle import store_error
+
     for d in (ws.root, ws.inputs, ws.outputs, ws.result_dir):
         d.mkdir(parents=True, exist_ok=True)
     for att in prep.attachments:
         dest = ws.inputs / att.cid / att.filename
         dest.parent.mkdir(exist_ok=True)
-        run.leased(att.cid, partial(run.stores.cas.link_to, att.cid, dest))
+        try:
+            run.leased(att.cid, partial(run.stores.cas.link_to, att.cid, dest, verify=True))
+        except CorruptBlob as exc:
+            raise store_error(exc, f"attachment {att.filename} ({att.cid})") from None
     ws.inputs_json.write_text(json.dumps(prep.inputs, sort_keys=True))
 
 

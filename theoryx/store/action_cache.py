@@ -1,8 +1,8 @@
 """The action cache: memo key -> :class:`ActionResult` (msgpack in the ``ac`` database).
 
 Only successes are stored. ``lookup`` returns a result only if every blob it names is still in
-the CAS (bazel-remote's ``GetValidatedActionResult``); otherwise it is a miss and the action runs
-again, and the new result replaces the entry.
+the CAS, outputs at their recorded sizes (bazel-remote's ``GetValidatedActionResult``); otherwise
+it is a miss and the action runs again, and the new result replaces the entry.
 
 This module owns the ``ac`` table (:data:`theoryx.store.db.OWNERS`): gc, verify, liveness,
 audit and stats go through the functions below, never through the table.
@@ -10,6 +10,7 @@ audit and stats go through the functions below, never through the table.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -102,12 +103,26 @@ def get(db: Database, memo_key: str) -> ActionResult | None:
 
 
 def lookup(db: Database, cas: Store, memo_key: str) -> ActionResult | None:
-    """A validated hit: the entry, if every blob it names exists; else None (a miss)."""
+    """A validated hit: the entry, if every blob it names exists and every output has the size
+    the entry records; else None (a miss).
+
+    An output of another size is damaged (truncated, or grown): it is quarantined on the spot
+    (:meth:`cas.Store.quarantine`), so the re-execution this miss causes publishes good bytes
+    instead of finding the damaged copy in place. Content is not hashed here: a hit must stay
+    cheap; every read of the bytes (``cat``, ``export``, ``Output.bytes``) hashes them.
+    """
     result = get(db, memo_key)
     if result is None:
         return None
-    if not all(cas.exists(c) for c in result.blobs()):
-        return None
+    sizes = {o.cid: o.size for o in result.outputs}
+    for cid in result.blobs():
+        try:
+            st = os.stat(cas.path(cid))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if cid in sizes and st.st_size != sizes[cid]:
+            cas.quarantine(cid, inode=(st.st_dev, st.st_ino))
+            return None
     return result
 
 

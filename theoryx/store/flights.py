@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from types import TracebackType
 
+from theoryx.store.home import make_dir
+
 DIRNAME = "flight-v1"
 
 
@@ -32,9 +34,9 @@ class Flight:
         self._fd = -1
 
     def acquire(self) -> None:
-        self.directory.mkdir(mode=0o700, exist_ok=True)
+        make_dir(self.directory)  # private, or group-shared like the home
         while True:
-            fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o666)  # the directory guards it
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 held = os.fstat(fd)

@@ -1,11 +1,13 @@
-"""The stores of one home, opened together: the CAS and the LMDB environment."""
+"""The stores of one home, opened together: the CAS and the LMDB environment; and how the
+CAS's errors read as theoryx errors (:func:`store_error`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from cas import Store
+from cas import BlobNotFound, CasError, CorruptBlob, Store
+from theoryx.errors import CorruptBlobError, NotFound, StoreError
 from theoryx.store.db import Database, open_db
 from theoryx.store.home import Home, default_home
 
@@ -23,3 +25,26 @@ def open_stores(root: Path | str | None = None) -> Stores:
     """Open (creating when needed) the home at ``root`` (default: :func:`default_home`)."""
     home = Home(Path(root).expanduser() if root is not None else default_home()).ensure()
     return Stores(home, Store(home.cas), open_db(home.db))
+
+
+def store_error(exc: CasError, what: str | None = None) -> StoreError:
+    """The theoryx error for a :class:`cas.CasError` (``what`` names the blob for the user,
+    e.g. ``output /artifacts/outputs/a.txt``; default: the cid).
+
+    - :class:`cas.CorruptBlob` -> :class:`CorruptBlobError` (``ERR_CORRUPT_BLOB``): the CAS has
+      already quarantined the blob, so the next run that needs it re-executes;
+    - :class:`cas.BlobNotFound` -> :class:`NotFound` (``ERR_NOT_FOUND``);
+    - anything else -> :class:`StoreError` (``ERR_STORE``).
+    """
+    if isinstance(exc, CorruptBlob):
+        name = what or f"blob {exc.cid}"
+        corrupt = CorruptBlobError(
+            f"{name} is corrupt in the store (its bytes hash to {exc.actual}, not {exc.cid}); nothing of it "
+            f"was used. It was moved to the quarantine, so the next run that needs it re-executes; "
+            f"`theoryx verify --repair` checks the rest of the store and clears the quarantine")
+        corrupt.cid = exc.cid
+        return corrupt
+    if isinstance(exc, BlobNotFound):
+        return NotFound(f"{what or 'blob ' + exc.cid} is not in the store (removed by gc?); "
+                        f"run again to re-create it")
+    return StoreError(f"store error: {exc}")

@@ -1,10 +1,21 @@
-"""Where theoryx keeps its state: the layout of ``$THEORYX_HOME`` (see BUILD.md, "Store layout")."""
+"""Where theoryx keeps its state: the layout of ``$THEORYX_HOME`` (see BUILD.md, "Store layout").
+
+A home theoryx creates is private (``0700``) whatever the umask: its blobs are outputs and
+attachments, and a directory others can write into lets them replace a blob. Directories created
+inside it take the home's group bits and set-group-id bit, never any for others
+(:func:`cas.staging.inherit_mode`), so a home an administrator made group-shared on purpose
+(``chmod 2770``, owned by the sharing group) stays shared with that group.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from cas.staging import inherit_mode
+
+HOME_MODE = 0o700
 
 CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -52,13 +63,31 @@ class Home:
         return self.root / "vendor-v1"
 
     def ensure(self) -> Home:
-        """Create the root, its tag and the directories every run needs."""
+        """Create the root (mode ``0700`` if theoryx creates it; an existing directory keeps its
+        mode), its tag and the directories every run needs (modes inherited from the root)."""
         if not (self.root / "CACHEDIR.TAG").exists():
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.root.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.mkdir(self.root, HOME_MODE)
+            except FileExistsError:
+                pass
+            else:
+                os.chmod(self.root, HOME_MODE)  # mkdir's mode passed through the umask
             tag = self.root / "CACHEDIR.TAG"
             tmp = self.root / f".CACHEDIR.TAG.{os.getpid()}"
             tmp.write_text(CACHEDIR_TAG)
             os.replace(tmp, tag)
         for d in (self.db, self.leases, self.work):
-            d.mkdir(exist_ok=True)
+            make_dir(d)
         return self
+
+
+def make_dir(path: Path) -> None:
+    """Create directory ``path`` inside a home (no-op if it exists) with the home's sharing:
+    ``0700`` plus the parent's group bits and set-group-id, never anything for others, whatever
+    the umask (:func:`cas.staging.inherit_mode`)."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        return
+    inherit_mode(path)

@@ -1,6 +1,7 @@
 """``theoryx du`` and ``theoryx stats``: what the store holds and what the cache earned.
 
-``du`` walks the disk (blobs, temp files, withdrawn blobs, the database file); ``stats`` adds the
+``du`` walks the disk (blobs, temp files, withdrawn and quarantined blobs, workspaces of killed runs
+and lease temp files, the database file); ``stats`` adds the
 database's view: cache entries, execution records by outcome, the hit rate (hits over hits and
 misses), the money spent by misses and saved by hits (integer micro-USD, summed over the
 execution records that remain), and the pins.
@@ -9,10 +10,11 @@ execution records that remain), and the pins.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from theoryx.store import action_cache, executions, pins
+from theoryx.store import action_cache, executions, leftovers, pins
 from theoryx.store.gc.collect import Tally
 from theoryx.store.handle import Stores
 
@@ -24,16 +26,23 @@ class Usage:
     blobs: Tally = field(default_factory=Tally)
     temp_files: Tally = field(default_factory=Tally)
     withdrawn: Tally = field(default_factory=Tally)
+    quarantined: Tally = field(default_factory=Tally)
+    abandoned_workspaces: Tally = field(default_factory=Tally)
+    lease_temp_files: Tally = field(default_factory=Tally)
     database_bytes: int = 0
 
     @property
     def total_bytes(self) -> int:
-        return self.blobs.bytes + self.temp_files.bytes + self.withdrawn.bytes + self.database_bytes
+        parts = (self.blobs, self.temp_files, self.withdrawn, self.quarantined, self.abandoned_workspaces,
+                 self.lease_temp_files)
+        return sum(t.bytes for t in parts) + self.database_bytes
 
     def to_dict(self) -> dict[str, Any]:
         return {"blobs": self.blobs.to_dict(), "temp_files": self.temp_files.to_dict(),
-                "withdrawn": self.withdrawn.to_dict(), "database_bytes": self.database_bytes,
-                "total_bytes": self.total_bytes}
+                "withdrawn": self.withdrawn.to_dict(), "quarantined": self.quarantined.to_dict(),
+                "abandoned_workspaces": self.abandoned_workspaces.to_dict(),
+                "lease_temp_files": self.lease_temp_files.to_dict(),
+                "database_bytes": self.database_bytes, "total_bytes": self.total_bytes}
 
 
 @dataclass
@@ -76,6 +85,13 @@ def usage(stores: Stores) -> Usage:
     for cid in stores.cas.withdrawn():
         st = stores.cas.withdrawn_stat(cid)
         out.withdrawn.add(st.st_size if st else 0)
+    for _, path in stores.cas.quarantined():
+        out.quarantined.add(_size(path))
+    now = time.time()
+    for ws in leftovers.abandoned_workspaces(stores.home, now):
+        out.abandoned_workspaces.add(ws.bytes)
+    for temp in leftovers.lease_temps(stores.home, now):
+        out.lease_temp_files.add(temp.bytes)
     out.database_bytes = sum(_size(p) for p in stores.home.db.glob("*.mdb"))
     return out
 

@@ -6,15 +6,20 @@ Findings:
 - *missing*: a blob that a cache entry, an execution whose result the entry holds (the miss that
   produced it, the hits it served), such an execution's receipt, or a pinned execution needs, and
   the store lacks;
+- *quarantined*: blobs found corrupt when they were read (``cat``, ``export``, a run reading an
+  output or materialising an input) and moved out of sight by the CAS; a cache entry that needs
+  one is judged *missing* (the next run re-executes);
 - *orphaned* (informational, not a failure): blobs nothing live names (``gc`` reclaims them once
   past the grace period), temp files, lease files nobody holds, blobs an interrupted gc left
-  withdrawn, world paths naming unknown executions, pins of unknown executions;
+  withdrawn, world paths naming unknown executions, pins of unknown executions, workspaces and
+  lease temp files of killed runs (:mod:`theoryx.store.leftovers`; ``gc`` removes them);
 - *pruned* (informational): execution records some of whose blobs gc removed.
 
 The store is *clean* when nothing is corrupt or missing. ``repair`` removes the corrupt blobs and
 every cache entry whose closure has a corrupt or missing blob, so the next run re-executes; it
-puts back what an interrupted gc withdrew. A pinned execution cannot be repaired (re-run it, or
-unpin it): it keeps the store unclean. Verify holds the gc lock, so it never runs beside a gc.
+puts back what an interrupted gc withdrew and empties the quarantine. A pinned execution cannot
+be repaired (re-run it, or unpin it): it keeps the store unclean. Verify holds the gc lock, so
+it never runs beside a gc.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import blake3
 import lmdb
 
 from cas import CasError, Store, cid_of_bytes, is_cid
-from theoryx.store import action_cache, executions
+from theoryx.store import action_cache, executions, leftovers
 from theoryx.store.db import Database
 from theoryx.store.gc.collect import ProgressFn, Tally
 from theoryx.store.gc.lock import GcLock
@@ -75,10 +80,15 @@ class VerifyReport:
     withdrawn: int = 0
     orphaned_paths: int = 0
     orphaned_pins: int = 0
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+    """``{"cid", "size", "file"}`` of each quarantined copy (before the repair, with ``repair``)."""
+    abandoned_workspaces: Tally = field(default_factory=Tally)
+    lease_temp_files: int = 0
     pruned_executions: int = 0
     removed_blobs: int = 0
     removed_entries: int = 0
     reinstated: int = 0
+    unquarantined: int = 0
     seconds: float = 0.0
     hash_seconds: float = 0.0
 
@@ -96,13 +106,17 @@ class VerifyReport:
             "checked": self.checked.to_dict(),
             "corrupt": [p.to_dict() for p in self.corrupt],
             "missing": [p.to_dict() for p in self.missing],
+            "quarantined": self.quarantined,
             "broken_cache_entries": self.broken_entries, "broken_pins": self.broken_pins,
             "orphaned": {"blobs": self.orphaned.to_dict(), "temp_files": self.temp_files,
                          "stale_leases": self.stale_leases, "withdrawn_by_interrupted_gc": self.withdrawn,
-                         "paths": self.orphaned_paths, "pins": self.orphaned_pins},
+                         "paths": self.orphaned_paths, "pins": self.orphaned_pins,
+                         "abandoned_workspaces": self.abandoned_workspaces.to_dict(),
+                         "lease_temp_files": self.lease_temp_files},
             "pruned_executions": self.pruned_executions,
             "repaired": {"blobs_removed": self.removed_blobs, "cache_entries_removed": self.removed_entries,
-                         "blobs_reinstated": self.reinstated},
+                         "blobs_reinstated": self.reinstated,
+                         "quarantined_removed": self.unquarantined},
         }
 
 
@@ -215,6 +229,16 @@ class _Verifier:
         report, home = self.report, self.stores.home
         report.temp_files = sum(1 for _ in self.cas.tmp_files())
         report.stale_leases = len(stale_leases(home.leases))
+        now = time.time()
+        for ws in leftovers.abandoned_workspaces(home, now):
+            report.abandoned_workspaces.add(ws.bytes)
+        report.lease_temp_files = sum(1 for _ in leftovers.lease_temps(home, now))
+        for cid, path in self.cas.quarantined():
+            try:
+                size: int | None = path.stat().st_size
+            except FileNotFoundError:
+                continue
+            report.quarantined.append({"cid": cid, "size": size, "file": str(path)})
         report.orphaned_pins = sum(1 for i in snap.pins if i not in snap.records)
         report.orphaned_paths = sum(1 for p in executions.world_paths(self.db) if p.execution_id not in snap.records)
         producers = {e.execution_id for e in snap.entries.values()}
@@ -230,6 +254,8 @@ class _Verifier:
         report = self.report
         for cid in corrupt:
             report.removed_blobs += self.cas.delete(cid)
+        for item in report.quarantined:
+            report.unquarantined += self.cas.drop_quarantined(Path(item["file"]))
         entries = [snap.entries[k] for k in report.broken_entries]
         report.removed_entries = self.db.write(lambda txn: _delete_unchanged(self.db, txn, entries))
 

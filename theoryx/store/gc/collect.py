@@ -17,7 +17,10 @@ One gc at a time (:class:`~theoryx.store.gc.lock.GcLock`). In order:
    that a lease, an entry or a pin now names, or that was freshened before it was withdrawn, is
    reinstated; the others are unlinked;
 6. temp files under ``cas-v1/tmp`` that no writer holds (each write ``flock``s its own) and
-   untouched (mtime and ctime) for the grace period are removed.
+   untouched (mtime and ctime) for the grace period are removed;
+7. what killed runs left (:mod:`theoryx.store.leftovers`): workspaces under ``work-v1/`` whose
+   run holds no lease, untouched for the grace period, and lease temp files nobody holds, older
+   than the grace period and than :data:`~theoryx.store.gc.watch.STALE_AFTER_S`.
 
 Why a run in flight never loses a blob: the run adds a cid to its lease (or freshens the blob by
 storing it) *before* it checks that the blob exists; and a blob written or freshened since the
@@ -46,10 +49,10 @@ import lmdb
 
 from cas import Store
 from theoryx.core import syncpoints
-from theoryx.store import action_cache, executions
+from theoryx.store import action_cache, executions, leftovers
 from theoryx.store.db import Database
 from theoryx.store.gc.lock import GcLock
-from theoryx.store.gc.watch import LeaseWatcher, stale_leases
+from theoryx.store.gc.watch import STALE_AFTER_S, LeaseWatcher, stale_leases
 from theoryx.store.handle import Stores
 from theoryx.store.liveness import Closure, EntryRef, EntryRoots, RecordRef, RefReader, Snapshot, closure, snapshot
 
@@ -92,6 +95,9 @@ class GcReport:
     kept_young: Tally = field(default_factory=Tally)
     restored: Tally = field(default_factory=Tally)
     temp_files: Tally = field(default_factory=Tally)
+    workspaces: Tally = field(default_factory=Tally)
+    """Abandoned workspaces removed (files and bytes: all under them)."""
+    lease_temp_files: int = 0
     entries: int = 0
     entries_evicted_by_age: int = 0
     entries_evicted_by_size: int = 0
@@ -109,7 +115,7 @@ class GcReport:
 
     def to_dict(self) -> dict[str, Any]:
         tallies = ("examined", "kept", "reclaimed", "kept_live", "kept_leased", "kept_young",
-                   "restored", "temp_files")
+                   "restored", "temp_files", "workspaces")
         body: dict[str, Any] = {name: getattr(self, name).to_dict() for name in tallies}
         body.update({
             "dry_run": self.dry_run, "grace_s": self.grace_s, "max_age_s": self.max_age_s,
@@ -118,6 +124,7 @@ class GcReport:
                               "evicted_by_size": self.entries_evicted_by_size},
             "executions": {"before": self.records, "dropped": self.records_dropped},
             "pins": self.pins, "stale_leases_removed": self.stale_leases,
+            "lease_temp_files_removed": self.lease_temp_files,
             "recovered_from_interrupted_gc": self.recovered,
         })
         return body
@@ -170,6 +177,7 @@ class _Collector:
             if not self.report.dry_run:
                 self.recheck(leases)
         self.remove_temps()
+        self.remove_leftovers()
         report = self.report
         others = (report.kept_leased, report.kept_young, report.restored)
         report.kept_live = Tally(report.kept.count - sum(t.count for t in others),
@@ -351,6 +359,22 @@ class _Collector:
                                         dry_run=self.report.dry_run)
             if size is not None:
                 self.report.temp_files.add(size)
+
+
+    # -- 8. what killed runs left ----------------------------------------------------------
+
+    def remove_leftovers(self) -> None:
+        now, grace, dry = self.clock(), self.report.grace_s, self.report.dry_run
+        for ws in leftovers.abandoned_workspaces(self.home, now):
+            if ws.age_s > grace and (dry or leftovers.remove_workspace(ws, self.home)):
+                self.report.workspaces.add(ws.bytes)
+        for temp in leftovers.lease_temps(self.home, now):
+            # Unheld for a moment while it is born (between its creation and its flock): the
+            # same floor as for stale lease files, whatever the grace.
+            if temp.age_s > max(grace, STALE_AFTER_S):
+                self.report.lease_temp_files += 1
+                if not dry:
+                    temp.path.unlink(missing_ok=True)
 
 
 def _stat(cas: Store, cid: str) -> os.stat_result | None:
