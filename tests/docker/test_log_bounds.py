@@ -102,3 +102,38 @@ def test_the_engines_own_copy_of_the_logs_is_capped(flood: Path) -> None:
     assert engine_log_config(reg.load(Ref.parse("test/flood@1"))) == {
         "Type": "json-file", "Config": {"max-size": "16m", "max-file": "2"}}
     assert engine_log_config(reg.load(Ref.parse("test/floodsmall@1")))["Config"]["max-size"] == "2m"
+
+
+def test_the_fallback_to_the_engines_logs_is_streamed_bounded_and_scrubbed(flood: Path, tmp_path: Path) -> None:
+    """When attaching failed, the engine's stored logs are read as a stream through fresh
+    captures (the failed pump's files are replaced), never as one bytes object."""
+    from theoryx.adapters.base import ExecRequest, Workspace
+    from theoryx.adapters.local.adapter import _fetch_logs
+    from theoryx.spec.refs import Ref
+    from theoryx.spec.registry import Registry
+
+    secret = "fallback-secret-0123"
+    chunks = [b"a" * (MIB - 7) + secret.encode()[:9], secret.encode()[9:] + b"b" * MIB, b"c" * MIB]
+    calls: list[dict[str, Any]] = []
+
+    class Api:
+        def logs(self, container: str, **kw: Any) -> Any:
+            calls.append(kw)
+            return iter(chunks if kw["stdout"] else [b"only stderr\n"])
+
+    class Client:
+        api = Api()
+
+    ws = Workspace(tmp_path / "ws")
+    ws.root.mkdir()
+    ws.stdout.write_bytes(b"partial output of the failed pump")
+    spec = Registry.from_option(str(flood)).load(Ref.parse("test/floodsmall@1"))
+    request = ExecRequest(spec=spec, action={}, inputs={}, workspace=ws, execution_id="01abc", seed=0,
+                          write_prefix="/artifacts/outputs/", secrets={"S": secret}, options={})
+    dropped = _fetch_logs(Client(), "cid", request)
+    assert all(kw["stream"] is True and kw["follow"] is False for kw in calls)
+    total = sum(len(c) for c in chunks) - len(secret) + len(MASK)
+    assert dropped == {"stdout": total - MIB}
+    stored = ws.stdout.read_bytes()
+    assert len(stored) == MIB + len(marker(total - MIB, "stdout", MIB)) and secret.encode() not in stored
+    assert ws.stderr.read_bytes() == b"only stderr\n"
