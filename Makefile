@@ -34,6 +34,7 @@ test-fast: install
 test: install docker
 	$(BIN)/ruff check cas theoryx tests bench
 	$(BIN)/mypy
+	bash scripts/nginx-up.sh
 	THEORYX_BASE_IMAGE=$${THEORYX_BASE_IMAGE:-theoryx/python-base:bookworm} $(BIN)/pytest -q
 
 bench: install

@@ -178,7 +178,7 @@ def test_nginx_stopped_in_the_middle_of_an_upload_fails_nothing_and_leaves_no_en
     monkeypatch.delenv("THEORYX_SYNC_POINTS")
     assert "error" not in box, box
     result = box["result"]
-    assert getattr(result, "cache") == "miss"
+    assert result.cache == "miss"
     print(f"objects on the server when it stopped: {uploaded}; warnings: {box['warnings']}")
     assert len(box["warnings"]) == 1 and "not shared" in box["warnings"][0]  # type: ignore[arg-type]
     nginx.restart()

@@ -1,0 +1,161 @@
+"""The team cache's configuration, layout and CLI; credentials never shown; a local hit never
+loads obstore, even with a remote configured."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import KeyPair, Teammate, executions
+from nginx_server import PASSWORD, USER, Nginx
+from notices_testing import captured_notices, texts
+from theoryx_testing import REPO
+
+from theoryx.errors import RemoteConfigError, RemoteRejected
+from theoryx.remote import config, layout
+from theoryx.remote.client import RemoteStore, scrub
+
+
+def test_the_url_comes_from_the_run_then_the_environment_then_remote_json(tmp_path: Path) -> None:
+    (tmp_path / "remote.json").write_text(json.dumps({"url": "s3://bucket/file", "upload": True}))
+    assert config.load(tmp_path, None, env={}).url == "s3://bucket/file"  # type: ignore[union-attr]
+    env = {"THEORYX_REMOTE": "gs://bucket/env/"}
+    assert config.load(tmp_path, None, env=env).url == "gs://bucket/env"  # type: ignore[union-attr]
+    got = config.load(tmp_path, "http://127.0.0.1:9/run", env=env)
+    assert got is not None and got.url == "http://127.0.0.1:9/run" and got.source == "remote" and got.upload
+    assert got.timeouts == config.Timeouts(connect_s=2.0, request_s=10.0, stall_s=10.0, transfer_s=600.0, retries=1)
+    assert config.load(tmp_path / "none", None, env={}) is None
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("ftp://host/x", "scheme must be one of"),
+    (f"http://{USER}:{PASSWORD}@127.0.0.1/x", "must not hold credentials"),
+    ("https://host/x?sig=abc", "no query"),
+    ("s3:///nobucket", "names no host or bucket"),
+])
+def test_unusable_urls_are_refused_without_echoing_secrets(tmp_path: Path, url: str, says: str) -> None:
+    with pytest.raises(RemoteConfigError) as err:
+        config.load(tmp_path, url, env={})
+    assert says in err.value.message and PASSWORD not in err.value.message and "sig=abc" not in err.value.message
+
+
+def test_remote_json_is_checked_key_by_key(tmp_path: Path) -> None:
+    for bad, says in [({"url": "file:///x", "uplaod": True}, "unknown key"),
+                      ({"url": "file:///x", "timeouts": {"connect_s": 0}}, "above 0"),
+                      ({"url": "file:///x", "concurrency": 0}, "concurrency"),
+                      ({"url": "file:///x", "trusted_keys": "a.pub"}, "trusted_keys")]:
+        (tmp_path / "remote.json").write_text(json.dumps(bad))
+        with pytest.raises(RemoteConfigError, match=says):
+            config.load(tmp_path, None, env={})
+
+
+def test_the_layout_is_versioned_and_sharded() -> None:
+    cid = "b3:" + "ab" * 32
+    assert layout.blob_path(cid) == "cas-v1/ab/" + "ab" * 31
+    assert layout.entry_path(cid) == "ac-v1/" + "ab" * 32 + ".dsse.json"
+    with pytest.raises(RemoteRejected):
+        layout.blob_path("b3:../../etc/passwd")
+
+
+def test_scrub_removes_every_credential_value() -> None:
+    env = {"THEORYX_REMOTE_USER": USER, "THEORYX_REMOTE_PASSWORD": PASSWORD, "AWS_SECRET_ACCESS_KEY": "aws-secret-xyz"}
+    import base64
+
+    basic = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    text = scrub(f"failed with {PASSWORD}, header Basic {basic} and aws-secret-xyz", env)
+    assert PASSWORD not in text and basic not in text and "aws-secret-xyz" not in text
+
+
+@pytest.mark.remote
+def test_a_failing_remote_never_shows_a_credential(
+        nginx: Nginx, teammates: tuple[Teammate, Teammate], keypairs: dict[str, KeyPair], counter: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from theoryx.cli.app import cli
+
+    alice, _ = teammates
+    wrong = PASSWORD + "-wrong"
+    monkeypatch.setenv("THEORYX_REMOTE_USER", USER)
+    monkeypatch.setenv("THEORYX_REMOTE_PASSWORD", wrong)
+    alice.configure(url=nginx.url, upload=True, signing_key=keypairs["alice"].private)
+    with captured_notices() as records:
+        a = alice.run("secret")
+    warnings = texts(records, "warning")
+    assert a.cache == "miss" and len(warnings) == 1, warnings
+    assert "authentication" in warnings[0] or "401" in warnings[0], warnings
+    shown = " ".join(warnings)
+    runner = CliRunner()
+    base = ["--home", str(alice.home), "--registry", str(alice.registry)]
+    push = runner.invoke(cli, [*base, "remote", "push", a.execution_id])
+    status = runner.invoke(cli, [*base, "remote", "status", "--json"])
+    shown += push.output + push.stderr + status.output + status.stderr + repr(RemoteStore(alice_config(alice)))
+    print(f"push exit {push.exit_code}: {push.stderr.strip()}")
+    assert push.exit_code == 1 and "ERR" not in push.stdout
+    assert wrong not in shown and PASSWORD not in shown
+    import base64
+
+    assert base64.b64encode(f"{USER}:{wrong}".encode()).decode() not in shown
+    assert json.loads(status.stdout)["credentials"] == ["THEORYX_REMOTE_USER", "THEORYX_REMOTE_PASSWORD"]
+
+
+def alice_config(alice: Teammate) -> config.RemoteConfig:
+    got = config.load(alice.home)
+    assert got is not None
+    return got
+
+
+@pytest.mark.remote
+def test_push_uploads_an_earlier_result_and_status_reports_the_setup(
+        nginx: Nginx, teammates: tuple[Teammate, Teammate], keypairs: dict[str, KeyPair], counter: Path,
+        writer_env: None) -> None:
+    from click.testing import CliRunner
+
+    from theoryx.cli.app import cli
+
+    alice, bob = teammates
+    alice.configure(url=nginx.url, upload=False, signing_key=keypairs["alice"].private)
+    a = alice.run("later")  # not uploaded: upload is off
+    assert not (nginx.root / layout.entry_path(a.memo_key)).exists()
+    alice.configure(url=nginx.url, upload=True, signing_key=keypairs["alice"].private,
+                    trusted_keys=[str(keypairs["bob"].public)])
+    runner = CliRunner()
+    base = ["--home", str(alice.home), "--registry", str(alice.registry)]
+    res = runner.invoke(cli, [*base, "remote", "push", a.execution_id, "--json"])
+    assert res.exit_code == 0, res.output
+    body = json.loads(res.stdout)
+    assert body["pushed"][0]["memo_key"] == a.memo_key and body["pushed"][0]["uploaded"] >= 4
+    again = json.loads(runner.invoke(cli, [*base, "remote", "push", "--all", "--json"]).stdout)
+    assert again["pushed"][0]["uploaded"] == 0  # every blob already there: HEAD, no PUT
+    status = json.loads(runner.invoke(cli, [*base, "remote", "status", "--json"]).stdout)
+    assert status["reachable"] and status["upload"] and status["signing_key"] == keypairs["alice"].keyid
+    assert [k["keyid"] for k in status["trusted_keys"]] == [keypairs["bob"].keyid]
+    bob.configure(url=nginx.ro_url, trusted_keys=[str(keypairs["alice"].public)])
+    assert bob.run("later").cache == "remote" and executions(counter) == 1
+
+
+@pytest.mark.remote
+def test_the_cli_prints_a_remote_hit_and_a_local_hit_never_loads_obstore(
+        nginx: Nginx, teammates: tuple[Teammate, Teammate], keypairs: dict[str, KeyPair], counter: Path,
+        writer_env: None, registry: Path) -> None:
+    alice, bob = teammates
+    alice.configure(url=nginx.url, upload=True, signing_key=keypairs["alice"].private)
+    alice.run("cli")
+    bob.configure(url=nginx.ro_url, trusted_keys=[str(keypairs["alice"].public)])
+    args = ["-m", "theoryx", "--home", str(bob.home), "--registry", str(registry), "run", "--adapter", "mock",
+            "--ref", "test/echo@1", "--inputs-json", json.dumps({"text": "cli", "big": 0})]
+    first = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert "Cache: remote hit (result of execution" in first.stdout and nginx.ro_url.rstrip("/") in first.stdout
+    probe = ("import sys, runpy; sys.argv = ['theoryx'] + sys.argv[1:]\n"
+             "try:\n    runpy.run_module('theoryx', run_name='__main__')\n"
+             "except SystemExit:\n    pass\n"
+             "sys.stderr.write('OBSTORE=%s\\n' % ('obstore' in sys.modules))\n")
+    second = subprocess.run([sys.executable, "-c", probe, *args[2:]], capture_output=True, text=True, cwd=REPO,
+                            timeout=60)
+    assert "Cache: hit" in second.stdout, second.stdout + second.stderr
+    assert "OBSTORE=False" in second.stderr, second.stderr
+    assert executions(counter) == 1
