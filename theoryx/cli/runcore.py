@@ -109,9 +109,10 @@ def _run(v: Mapping[str, Any]) -> int:
             result = session.submit(build_request(v))
             if v["stream"]:
                 (sys.stderr if v["as_json"] else sys.stdout).write("\n")
-            if v["save_dir"] or v["save_first"]:
-                save(result, v["save_dir"], v["save_first"], v["registry"], session)
-            text = render(result, v["as_json"])
+            with session.holding(result):
+                if v["save_dir"] or v["save_first"]:
+                    save(result, v["save_dir"], v["save_first"], v["registry"], session)
+                text = render(result, v["as_json"])
         except TheoryxError:
             raise
         except Exception as unexpected:  # a bug, or an OS error nothing mapped: no traceback

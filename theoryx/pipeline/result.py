@@ -7,17 +7,19 @@ return, ``open`` hashes while streaming (a corrupt blob raises at the end of the
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-from cas import BlobNotFound, CorruptBlob, Store
+from cas import CasError, Store
 from theoryx.errors import NotFound, StoreError
 from theoryx.store import receipts
 from theoryx.store.action_cache import OutputEntry
 from theoryx.store.executions import ExecutionRecord
+from theoryx.store.handle import store_error
 
 T = TypeVar("T")
 
@@ -48,7 +50,7 @@ class Output:
 
     def bytes(self) -> bytes:
         """All of it, checked against the cid (for small outputs; stream large ones)."""
-        return _checked(self.cid, lambda: self.cas.read(self.cid))
+        return _checked(self, lambda: self.cas.read(self.cid))
 
     def text(self, encoding: str = "utf-8") -> str:
         return self.bytes().decode(encoding)
@@ -57,28 +59,52 @@ class Output:
         return json.loads(self.bytes())
 
     def open(self) -> BinaryIO:
-        """A binary stream; reading it to the end raises :class:`StoreError` if the blob is
-        corrupt. Use as a context manager."""
-        return _checked(self.cid, lambda: self.cas.open_verified(self.cid))
+        """A binary stream; reading it to the end raises :class:`~theoryx.errors.CorruptBlobError`
+        (and quarantines the blob) if its bytes do not match the cid. Use as a context manager."""
+        raw = _checked(self, lambda: self.cas.open_verified(self.cid))
+        return _MappedReader(raw, self)  # type: ignore[return-value]
 
     def local_path(self) -> Path:
-        """The blob's read-only file in the store, after rehashing it: for large outputs that a
-        program wants to read by path. Never write to it."""
-        ok = _checked(self.cid, lambda: self.cas.verify(self.cid))
-        if not ok:
-            raise StoreError(f"output {self.path} ({self.cid}) is corrupt in the store; "
-                             "`theoryx verify --repair` removes it so the next run re-executes")
+        """The blob's read-only file in the store, after rehashing it (a corrupt blob is
+        quarantined and raises): for large outputs a program wants to read by path. Never write
+        to it."""
+        _checked(self, lambda: self.cas.check(self.cid))
         return self.cas.path(self.cid)
 
 
-def _checked(cid: str, read: Callable[[], T]) -> T:
+def _checked(out: Output, read: Callable[[], T]) -> T:
     try:
         return read()
-    except BlobNotFound:
-        raise NotFound(f"blob {cid} is not in the store (removed by gc?); run again to re-create it") from None
-    except CorruptBlob:
-        raise StoreError(f"blob {cid} is corrupt in the store; `theoryx verify --repair` removes it "
-                         "so the next run re-executes") from None
+    except CasError as exc:
+        raise store_error(exc, f"output {out.path}") from None
+
+
+class _MappedReader(io.BufferedIOBase):
+    """A verified stream whose :class:`cas.CorruptBlob` at the end becomes the theoryx error."""
+
+    def __init__(self, raw: BinaryIO, out: Output) -> None:
+        super().__init__()
+        self._raw, self._out = raw, out
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        return _checked(self._out, lambda: self._raw.read(-1 if size is None else size))
+
+    def read1(self, size: int = -1) -> bytes:
+        return self.read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
 
 
 @dataclass(frozen=True)

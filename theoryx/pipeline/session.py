@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -28,6 +29,7 @@ from typing import Any
 
 from cas import CasError
 from theoryx.core import syncpoints
+from theoryx.core.ids import new_execution_id
 from theoryx.errors import StoreError, StoreFull, TheoryxError
 from theoryx.pipeline import hit, record, writeprefix
 from theoryx.pipeline.batch import Batch, Item, ItemResult
@@ -38,7 +40,8 @@ from theoryx.pipeline.result import Output, RunResult
 from theoryx.pipeline.running import RunState
 from theoryx.store import receipts
 from theoryx.store.flights import Flight
-from theoryx.store.handle import Stores, open_stores
+from theoryx.store.handle import Stores, open_stores, store_error
+from theoryx.store.leases import Lease
 
 
 class Session:
@@ -135,6 +138,18 @@ class Session:
             return _guarded(run, lambda: _execute(run, prep, cache_write=False))
         finally:
             run.close()
+
+    @contextmanager
+    def holding(self, result: RunResult) -> Iterator[RunResult]:
+        """Lease ``result``'s outputs while the block reads them: a concurrent gc keeps them (and
+        one it withdrew a moment before the lease is put back), as during the run itself."""
+        with Lease(self.stores.home.leases, new_execution_id()) as lease:
+            cids = [o.cid for o in result.outputs]
+            lease.add(cids)
+            for cid in cids:
+                if not self.stores.cas.exists(cid):
+                    self.stores.cas.reinstate(cid)
+            yield result
 
     def output(self, where: str) -> Output:
         """An output by world path (``/artifacts/outputs/...``, the newest producer's) or by cid."""
@@ -275,7 +290,7 @@ def _guarded(run: RunState, body: Any) -> RunResult:
         except Exception as exc:
             mapped: StoreError | None = store_full(exc)
             if mapped is None and isinstance(exc, CasError):
-                mapped = StoreError(f"store error: {exc}")
+                mapped = store_error(exc)
             if mapped is None:
                 raise
             raise mapped from exc
