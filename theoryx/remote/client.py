@@ -23,12 +23,13 @@ import base64
 import io
 import mmap
 import os
+import queue
 import threading
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from cas import Blob, Store
+from cas import Blob, Store, cid_of_bytes
 from cas.hashing import CHUNK_SIZE
 from theoryx.errors import RemoteConfigError, RemoteError, RemoteRejected
 from theoryx.remote.config import CREDENTIAL_ENV, ENV_PASSWORD, ENV_TOKEN, ENV_USER, RemoteConfig
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 
 TRANSFER_CHUNK = 8 << 20
 """Bytes per chunk a blob download yields (and per part of a multipart upload)."""
+QUEUE_CHUNKS = 4
+"""Downloaded chunks that may wait between the network and the disk (memory: 4 x 8 MiB)."""
 
 
 def scrub(text: str, env: Mapping[str, str] | None = None) -> str:
@@ -184,8 +187,15 @@ class RemoteStore:
             announced = int(result.meta["size"])
             if size is not None and announced != size:
                 raise RemoteRejected(f"remote blob {cid} is {announced} bytes, the entry says {size}")
-            reader = _Checked(iter(result.stream(min_chunk_size=TRANSFER_CHUNK)), cid, announced)
-            return cas.put_stream(io.BufferedReader(reader, CHUNK_SIZE))
+            if announced <= TRANSFER_CHUNK:  # small: one buffer, checked before it is written
+                data = bytes(result.bytes())
+                actual = cid_of_bytes(data)
+                if len(data) != announced or actual != cid:
+                    raise RemoteRejected(f"remote blob {cid} does not match its cid (got {len(data)} bytes "
+                                         f"hashing to {actual}): rejected")
+                return cas.put_bytes(data)
+            with _Checked(iter(result.stream(min_chunk_size=TRANSFER_CHUNK)), cid, announced) as reader:
+                return cas.put_stream(io.BufferedReader(reader, CHUNK_SIZE))
         except FileNotFoundError:
             raise RemoteRejected(f"remote blob {cid} is missing (the entry names it)") from None
         except RemoteError:
@@ -216,44 +226,78 @@ class RemoteStore:
 
 
 class _Checked(io.RawIOBase):
-    """A raw stream over downloaded chunks that hashes them as they pass and refuses to end
-    unless they hash to ``cid`` and add up to ``size``: the store's ``put_stream`` then removes
-    its temp file instead of publishing. More bytes than announced stop the download at once."""
+    """A raw stream over a download that refuses to end unless the bytes hash to ``cid`` and add
+    up to ``size``: the store's ``put_stream`` then removes its temp file instead of publishing.
+
+    A producer thread pulls the chunks from obstore and hashes them while the consumer (the
+    store, which hashes again as it writes) drains a bounded queue: the two hashes run on two
+    cores and at most :data:`QUEUE_CHUNKS` chunks wait in memory. More bytes than announced stop
+    the download at once. Use as a context manager: leaving it stops and joins the producer.
+    """
 
     def __init__(self, chunks: Iterator[bytes], cid: str, size: int) -> None:
-        from cas.hashing import new_hasher
-
-        self._chunks = chunks
         self._cid = cid
         self._size = size
-        self._seen = 0
-        self._hasher = new_hasher(threads=False)
+        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(QUEUE_CHUNKS)
+        self._stop = threading.Event()
         self._buf = memoryview(b"")
-        self._lock = threading.Lock()
+        self._done = False
+        self._thread = threading.Thread(target=self._produce, args=(chunks,), name="theoryx-remote-get",
+                                        daemon=True)
+        self._thread.start()
+
+    def _produce(self, chunks: Iterator[bytes]) -> None:
+        from cas.hashing import new_hasher
+
+        hasher = new_hasher(threads=False)
+        seen = 0
+        try:
+            for chunk in chunks:
+                seen += len(chunk)
+                if seen > self._size:
+                    raise RemoteRejected(f"remote blob {self._cid} is longer than the {self._size} bytes announced")
+                hasher.update(chunk)
+                if not self._offer(chunk):
+                    return
+            actual = "b3:" + hasher.hexdigest()
+            if seen != self._size or actual != self._cid:
+                raise RemoteRejected(f"remote blob {self._cid} does not match its cid "
+                                     f"(got {seen} bytes hashing to {actual}): rejected")
+            self._offer(None)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            self._offer(exc)
+
+    def _offer(self, item: bytes | BaseException | None) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b: Any) -> int:
-        with self._lock:
-            while not self._buf:
-                chunk = next(self._chunks, None)
-                if chunk is None:
-                    self._finish()
-                    return 0
-                data = memoryview(chunk)
-                self._seen += len(data)
-                if self._seen > self._size:
-                    raise RemoteRejected(f"remote blob {self._cid} is longer than the {self._size} bytes announced")
-                self._hasher.update(data)
-                self._buf = data
-            n = min(len(b), len(self._buf))
-            b[:n] = self._buf[:n]
-            self._buf = self._buf[n:]
-            return n
+        while not self._buf:
+            if self._done:
+                return 0
+            item = self._queue.get()
+            if item is None:
+                self._done = True
+                return 0
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            self._buf = memoryview(item)
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
 
-    def _finish(self) -> None:
-        actual = "b3:" + self._hasher.hexdigest()
-        if self._seen != self._size or actual != self._cid:
-            raise RemoteRejected(f"remote blob {self._cid} does not match its cid "
-                                 f"(got {self._seen} bytes hashing to {actual}): rejected")
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        super().close()
