@@ -32,6 +32,7 @@ test-fast: install
 
 # Everything: lint, types, Docker engine + base image, the whole suite.
 test: install docker
+	bash scripts/chromium-up.sh
 	$(BIN)/ruff check cas theoryx tests bench
 	$(BIN)/mypy
 	bash scripts/nginx-up.sh

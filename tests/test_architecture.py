@@ -35,6 +35,7 @@ LAYERS: tuple[str, ...] = (
     "theoryx.pipeline",
     "theoryx.provenance",
     "theoryx.remote",
+    "theoryx.ui",
     "theoryx.cli",
 )
 ROOT = "theoryx"

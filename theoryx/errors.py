@@ -55,6 +55,7 @@ TheoryxError                       ERR_THEORYX
 │   │                                                  `theoryx remote` fails on it, never a run)
 │   ├── RemoteConfigError          ERR_REMOTE_CONFIG    (a malformed remote URL or remote.json)
 │   └── RemoteRejected             ERR_REMOTE_REJECTED  (a remote entry or blob failed verification)
+├── UiError                        ERR_UI               (`theoryx ui` cannot listen on the address asked)
 └── InternalError                  ERR_INTERNAL         (a bug: the details went to a crash file)
 ```
 """
@@ -343,3 +344,10 @@ class CorruptBlobError(StoreError):
 
     code = "ERR_CORRUPT_BLOB"
     cid: str | None = None
+
+
+class UiError(TheoryxError):
+    """``theoryx ui`` cannot serve: the address is in use, not an address of this machine, or
+    not allowed (the message names it)."""
+
+    code = "ERR_UI"

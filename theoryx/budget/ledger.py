@@ -118,6 +118,24 @@ def events(db: Database, plan: str, txn: Any = None) -> Iterator[tuple[str, dict
         ok = cur.next()
 
 
+def events_between(db: Database, plan: str, start: int, stop: int) -> list[dict[str, Any]]:
+    """The events of ``plan`` with ``start <= seq < stop``, in ledger order: one read transaction
+    and one cursor seek to ``start`` (the keys order by seq), so reading a page costs its length,
+    not the ledger's."""
+    first, end = event_key(plan, max(start, 0)).encode(), event_key(plan, max(stop, 0)).encode()
+
+    def fn(txn: Any) -> list[dict[str, Any]]:
+        cur = txn.cursor(db=db.dbs["ledger"])
+        out: list[dict[str, Any]] = []
+        ok = cur.set_range(first)
+        while ok and bytes(cur.key()) < end:
+            out.append(unpack(cur.value()))
+            ok = cur.next()
+        return out
+
+    return db.read(fn)
+
+
 def replay(plan: str, items: Iterator[tuple[str, dict[str, Any]]]) -> Totals:
     """Check the chain of ``items`` (keys, seqs, prev links, hashes, matched reservations) and
     return what it adds up to; :class:`LedgerCorrupt` names the first problem."""

@@ -27,7 +27,7 @@ LAZY: dict[str, str] = {
     "logs": "inspect", "registry": "registry", "image": "image", "plan": "plan",
     "gc": "store", "verify": "store", "pin": "store", "unpin": "store", "pins": "store",
     "du": "store", "stats": "store", "audit": "audit", "explain": "audit", "receipt": "audit",
-    "keygen": "audit", "verify-receipt": "audit", "remote": "remote",
+    "keygen": "audit", "verify-receipt": "audit", "remote": "remote", "ui": "ui",
 }
 
 

@@ -8,7 +8,7 @@ This module owns the ``executions`` and ``paths`` tables (:data:`theoryx.store.d
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -108,10 +108,68 @@ def get(db: Database, execution_id: str) -> ExecutionRecord:
     return ExecutionRecord.from_dict(raw)
 
 
+LATEST_PAGE = 64
+"""Records :func:`latest` reads per transaction."""
+
+
 def latest(db: Database) -> Iterator[ExecutionRecord]:
-    """Every record, newest first."""
-    for _, raw in db.items("executions", reverse=True):
-        yield ExecutionRecord.from_dict(raw)
+    """Every record, newest first, read :data:`LATEST_PAGE` at a time (:func:`page`): a caller
+    that stops early (``theoryx ls --limit N``) has read what it used plus at most one page, never
+    the whole table. Each page is its own read transaction."""
+    before: str | None = None
+    while True:
+        chunk = page(db, before=before, limit=LATEST_PAGE)
+        yield from chunk.records
+        if chunk.next_before is None:
+            return
+        before = chunk.next_before
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of records, newest first (:func:`page`)."""
+
+    records: tuple[ExecutionRecord, ...]
+    next_before: str | None   # ``before`` of the next page: the last id read; None when none is older
+    scanned: int              # records read for this page, matching or not
+
+
+def page(db: Database, *, before: str | None = None, limit: int = 50,
+         match: Callable[[ExecutionRecord], bool] | None = None, scan_budget: int = 10_000) -> Page:
+    """Up to ``limit`` records whose ids sort below ``before`` (None: from the newest), newest
+    first, that ``match`` accepts (every record without it).
+
+    One read transaction and one cursor walking back from ``before``: the cost is the records
+    read, never the table's size. Without ``match`` that is at most ``limit`` records; with it, at
+    most ``max(limit, scan_budget)``, so a filter that matches rarely returns a short (even empty)
+    page rather than walking the whole table. ``next_before`` continues the walk where it stopped
+    (the last id read, matching or not); it is None when no older record exists.
+    """
+    budget = limit if match is None else max(limit, scan_budget)
+
+    def walk(txn: lmdb.Transaction) -> Page:
+        cur = txn.cursor(db=db.dbs["executions"])
+        if before is None:
+            ok = cur.last()
+        else:
+            ok = cur.prev() if cur.set_range(before.encode()) else cur.last()
+        out: list[ExecutionRecord] = []
+        scanned, last = 0, None
+        while ok and scanned < budget and len(out) < limit:
+            last = bytes(cur.key())
+            rec = ExecutionRecord.from_dict(unpack(bytes(cur.value())))
+            scanned += 1
+            if match is None or match(rec):
+                out.append(rec)
+            ok = cur.prev()   # also tells, once the page is full, whether an older record exists
+        return Page(tuple(out), last.decode() if ok and last is not None else None, scanned)
+
+    return db.read(walk)
+
+
+def count(db: Database) -> int:
+    """How many execution records the table holds (LMDB's count: no record is read)."""
+    return db.count("executions")
 
 
 def find(db: Database, execution_id: str) -> ExecutionRecord | None:

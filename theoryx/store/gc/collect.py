@@ -51,6 +51,7 @@ from cas import Store
 from theoryx.core import syncpoints
 from theoryx.store import action_cache, executions, leftovers
 from theoryx.store.db import Database
+from theoryx.store.gc import last
 from theoryx.store.gc.lock import GcLock
 from theoryx.store.gc.watch import STALE_AFTER_S, LeaseWatcher, stale_leases
 from theoryx.store.handle import Stores
@@ -139,7 +140,10 @@ def collect(stores: Stores, *, dry_run: bool = False, grace_s: float = DEFAULT_G
     """
     with GcLock(stores.home.root, "theoryx gc"):
         gc = _Collector(stores, GcReport(dry_run, grace_s, max_age_s, max_size), clock, progress)
-        return gc.run()
+        report = gc.run()
+        if not dry_run:   # for people (theoryx ui's Store page); written while the lock is held
+            last.record(stores.home.root, report.to_dict())
+        return report
 
 
 @dataclass
