@@ -55,6 +55,7 @@ def s3(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
         log.close()
 
 
+@pytest.mark.slow
 def test_the_s3_path_shares_results_through_an_emulator(
         s3: str, teammates: tuple[Teammate, Teammate], keypairs: dict[str, KeyPair], counter: Path) -> None:
     alice, bob = teammates

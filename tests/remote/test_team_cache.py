@@ -253,3 +253,22 @@ def test_a_server_that_accepts_and_never_answers_costs_at_most_the_request_timeo
     print(f"silent server, request_s=1.5, retries=1: the run took {took:.2f} s; warnings: {warnings}")
     assert a.cache == "miss" and len(warnings) == 1
     assert took < 1.5 * 2 + 1.5, f"{took:.2f} s is beyond the bound"
+
+
+def test_a_batch_publishes_every_result_before_it_returns_and_a_teammate_batch_hits_them_all(
+        nginx: Nginx, teammates: tuple[Teammate, Teammate], keypairs: dict[str, KeyPair],
+        counter: Path, writer_env: None) -> None:
+    import theoryx
+
+    alice, bob = setup_pair(nginx, teammates, keypairs)
+    items = [{"inputs": {"text": f"item {i}", "big": 0}} for i in range(6)]
+    with theoryx.Session(alice.home, registry=str(alice.registry)) as s:
+        done = list(s.map("test/echo@1", items, jobs=3, adapter="mock"))
+    assert all(r.ok for r in done) and executions(counter) == 6
+    # map returned: every entry is on the remote already (uploads are not left in the background)
+    assert sum(f.startswith("ac-v1/") for f in remote_files(nginx)) == 6
+    with theoryx.Session(bob.home, registry=str(bob.registry)) as s:
+        got = list(s.map("test/echo@1", items, jobs=3, adapter="mock"))
+    caches = [r.result.cache for r in got if r.result is not None]
+    print(f"bob's batch: {caches}")
+    assert caches == ["remote"] * 6 and executions(counter) == 6
