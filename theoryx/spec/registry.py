@@ -5,14 +5,35 @@ when present, else the registry installed with the package. A registry root hold
 ``processors/<ns>/<name>@<version>.yaml`` (a root may also be given as the ``processors``
 directory itself). Loading is cached by the YAML file's BLAKE3 hash in the ``specs`` database,
 so a cache hit neither parses YAML nor checks schemas.
+
+Spec files are bounded before they are parsed, because a parsed spec is later serialised whole
+(the spec cache, the spec digest, JSON Schema validation): a YAML alias makes a node shared, and
+nine levels of nine aliases expand into 9**9 nodes when serialised (the "billion laughs"). So:
+
+- a spec file holds at most :data:`SPEC_MAX_BYTES` (1 MiB) — the largest shipped spec is under
+  2 KiB;
+- YAML anchors (``&name``) and aliases (``*name``) are refused (:class:`_SpecLoader`), so the
+  parsed tree has one node per node written in the file and its size is bounded by the file's;
+- mappings and sequences nest at most :data:`SPEC_MAX_DEPTH` (64) deep, which also keeps the
+  recursive YAML composer, the spec's validation and the canonical encoder far from Python's
+  recursion limit;
+- a spec has at most :data:`SPEC_MAX_NODES` (20,000) YAML nodes (keys, values and items; the
+  shipped LLM spec has about 150): PyYAML holds some 1 KB per node while composing, so 1 MiB of
+  ``[0,0,0,...]`` would otherwise take about 360 MB and 20 s to parse; bounded, it is refused
+  after some 30 MB and 0.7 s.
+
+Each refusal is :class:`~theoryx.errors.SpecError` (``ERR_SPEC``) naming the file and, for an
+anchor, alias, nesting or node count, the field and its line.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import blake3
 
@@ -21,7 +42,11 @@ from theoryx.spec.model import ProcessorSpec
 from theoryx.spec.refs import Ref
 from theoryx.store.db import Database
 
-SPEC_CACHE_VERSION = "1"
+# "2": entries cached before anchors and aliases were refused must not be served again.
+SPEC_CACHE_VERSION = "2"
+SPEC_MAX_BYTES = 1 << 20
+SPEC_MAX_DEPTH = 64
+SPEC_MAX_NODES = 20_000
 
 
 def installed_registry() -> Path:
@@ -91,8 +116,14 @@ class Registry:
 
 
 def load_file(path: Path, db: Database | None = None, *, expect: Ref | None = None) -> ProcessorSpec:
-    """Parse ``path`` (or take it from the spec cache by content hash) into a spec."""
-    data = path.read_bytes()
+    """Parse ``path`` (or take it from the spec cache by content hash) into a spec. Reads at
+    most :data:`SPEC_MAX_BYTES` + 1 bytes: a larger file is refused without reading it whole."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(SPEC_MAX_BYTES + 1)
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the spec file: {exc.strerror or exc}") from None
+    _check_size(data, path)
     key = f"{SPEC_CACHE_VERSION}:{blake3.blake3(data).hexdigest()}:{path.resolve()}"
     cached = db.get("specs", key) if db is not None else None
     if cached is not None:
@@ -106,11 +137,80 @@ def load_file(path: Path, db: Database | None = None, *, expect: Ref | None = No
 
 
 def parse(data: bytes, path: Path) -> ProcessorSpec:
-    """Parse YAML bytes into a validated spec (no cache)."""
+    """Parse YAML bytes into a validated spec (no cache). :class:`SpecError` for a file over
+    :data:`SPEC_MAX_BYTES`, an anchor or alias, nesting deeper than :data:`SPEC_MAX_DEPTH`,
+    invalid YAML or an invalid spec, naming ``path`` (and the field where there is one)."""
     import yaml  # only on a spec-cache miss
 
+    _check_size(data, path)
+    loader = _loader_class()(data, path)
     try:
-        raw = yaml.safe_load(data)
+        raw = loader.get_single_data()
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+    finally:
+        loader.dispose()
     return ProcessorSpec.from_mapping(raw, path)
+
+
+def _check_size(data: bytes, path: Path) -> None:
+    if len(data) > SPEC_MAX_BYTES:
+        raise SpecError(f"{path}: the spec file is larger than {SPEC_MAX_BYTES:,} bytes (1 MiB), "
+                        "the most a spec may be; move large schemas or data out of the spec")
+
+
+@functools.cache
+def _loader_class() -> Any:
+    """:class:`_SpecLoader`, defined on first use so that importing this module (on every run,
+    hits included) never imports yaml."""
+    import yaml
+    from yaml.events import AliasEvent
+
+    class _SpecLoader(yaml.SafeLoader):
+        """``yaml.SafeLoader`` (the pure-Python one: the C loader composes nodes in C, out of
+        reach of these checks; a spec is parsed once per content, then served from the cache)
+        that refuses anchors and aliases and bounds the nesting and the node count, naming the
+        field where it happens. Checked in ``compose_node``, before an alias is resolved or a node built."""
+
+        def __init__(self, data: bytes, path: Path) -> None:
+            super().__init__(data)
+            self.spec_path = path
+            self.fields: list[str] = []   # the path from the document's root to the current node
+            self.nodes = 0
+
+        def field(self) -> str:
+            return "".join(self.fields).lstrip(".") or "(the document)"
+
+        def refuse(self, what: str, event: Any) -> SpecError:
+            line = event.start_mark.line + 1 if event.start_mark is not None else "?"
+            return SpecError(f"{self.spec_path}: field '{self.field()}': {what} (line {line})")
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            # index: the key node for a mapping's value, the position for a sequence item, None
+            # for a mapping's key (which is named after its mapping) and for the root.
+            if isinstance(index, yaml.ScalarNode):
+                name = str(index.value)
+                self.fields.append(f".{name if len(name) <= 64 else name[:61] + '...'}")
+            elif isinstance(index, int):
+                self.fields.append(f"[{index}]")
+            else:
+                self.fields.append("")
+            try:
+                event = self.peek_event()  # type: ignore[no-untyped-call]  # PyYAML is untyped
+                if isinstance(event, AliasEvent):
+                    raise self.refuse(f"YAML alias '*{event.anchor}' refused: anchors and aliases "
+                                      "are not allowed in spec files (write the value out)", event)
+                if getattr(event, "anchor", None) is not None:
+                    raise self.refuse(f"YAML anchor '&{event.anchor}' refused: anchors and aliases "
+                                      "are not allowed in spec files (write the value out)", event)
+                if len(self.fields) > SPEC_MAX_DEPTH:   # keys count too: `? ? ? ...` nests
+                    raise self.refuse(f"nested more than {SPEC_MAX_DEPTH} levels deep", event)
+                self.nodes += 1
+                if self.nodes > SPEC_MAX_NODES:
+                    raise self.refuse(f"the spec has more than {SPEC_MAX_NODES:,} YAML nodes (keys, "
+                                      "values and items), the most a spec may have", event)
+                return super().compose_node(parent, index)
+            finally:
+                self.fields.pop()
+
+    return _SpecLoader
