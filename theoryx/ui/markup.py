@@ -42,6 +42,6 @@ def url(path: str, query: Mapping[str, object] | None = None) -> str:
     """A server-relative URL: ``path`` with each segment percent-encoded (``/`` kept) and the
     query's non-empty values URL-encoded. The result still goes through :func:`escape` when it
     is put into an attribute."""
-    encoded = quote(path, safe="/")
+    encoded = quote(path, safe="/:@")
     pairs = [(k, str(v)) for k, v in (query or {}).items() if v not in (None, "")]
     return encoded + ("?" + urlencode(pairs) if pairs else "")
