@@ -63,7 +63,7 @@ def show(state: State, execution: str, as_json: bool) -> None:
     audited = audits.for_execution(stores.db, rec.execution_id)
     if as_json:
         body = rec.to_dict()
-        body["files"] = receipts.execution_files(rec)
+        body["files"] = receipts.execution_files(rec, stores.cas)
         body["audits"] = [a.to_dict() for a in audited]
         click.echo(json.dumps(body, indent=2, sort_keys=True))
         return
@@ -81,7 +81,7 @@ def show(state: State, execution: str, as_json: bool) -> None:
         rows.append(("error", f"{rec.error['code']}: {rec.error['message']}"))
     for k, v in rows:
         click.echo(f"{k:>13}: {v}")
-    for path, cid in receipts.execution_files(rec).items():
+    for path, cid in receipts.execution_files(rec, stores.cas).items():
         click.echo(f"{'file':>13}: {path} {cid}")
     for o in rec.outputs:
         click.echo(f"{'output':>13}: {o.path} {o.cid} {o.size} bytes {o.mime}")
@@ -141,7 +141,7 @@ def export(state: State, execution: str, directory: str) -> None:
         for o in rec.outputs:
             rel = o.path[len(prefix):] if o.path.startswith(prefix) else o.path.lstrip("/")
             _copy_blob(stores, o.cid, tmp / "outputs" / rel)
-        for path, cid in receipts.execution_files(rec).items():
+        for path, cid in receipts.execution_files(rec, stores.cas).items():
             _copy_blob(stores, cid, tmp / path.rsplit("/", 1)[1])
         if dest.exists():
             dest.rmdir()

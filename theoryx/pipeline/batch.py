@@ -23,8 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from theoryx.errors import TheoryxError
+from theoryx.pipeline.prepare import Resolutions
+from theoryx.pipeline.recorder import GroupRecorder
 from theoryx.pipeline.request import RunRequest
 from theoryx.pipeline.result import RunResult
+from theoryx.store.leases import Lease
 
 
 @dataclass(frozen=True)
@@ -71,15 +74,46 @@ def as_item(value: Item | Mapping[str, Any], line: int) -> Item:
                 attachments={str(k): Path(v) for k, v in dict(attach).items()})
 
 
+class BatchScope:
+    """What the runs of one batch share: resolved processors, one lease (taken by the first run
+    and held until the batch is over, so gc keeps everything the batch touches), and the group
+    recorder of its hits."""
+
+    def __init__(self, resolutions: Resolutions, new_lease: Callable[[], Lease], recorder: GroupRecorder) -> None:
+        self.resolutions, self.recorder = resolutions, recorder
+        self._new_lease = new_lease
+        self._lease: Lease | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def lease(self) -> Lease:
+        with self._lock:
+            if self._lease is None:
+                self._lease = self._new_lease()
+            return self._lease
+
+    def close(self) -> None:
+        """Commit the last group of hit records, then release the lease."""
+        try:
+            self.recorder.flush()
+        finally:
+            with self._lock:
+                if self._lease is not None:
+                    self._lease.release()
+
+
 class Batch:
-    """One :meth:`Session.map` call. ``submit`` runs one request (the session's door)."""
+    """One :meth:`Session.map` call. ``submit`` runs one request (the session's door); ``tick``
+    is called while results are awaited, ``on_close`` once the batch is over."""
 
     def __init__(self, submit: Callable[[RunRequest], RunResult], template: RunRequest, *, jobs: int,
-                 ordered: bool, fail_fast: bool, window: int | None = None) -> None:
+                 ordered: bool, fail_fast: bool, window: int | None = None,
+                 tick: Callable[[], None] | None = None, on_close: Callable[[], None] | None = None) -> None:
         if jobs < 1:
             raise ValueError("jobs must be at least 1")
         self.submit, self.template, self.jobs = submit, template, jobs
         self.ordered, self.fail_fast = ordered, fail_fast
+        self.tick, self.on_close = tick, on_close
         self.window = window or max(4 * jobs, 16)
         self.cancelled = threading.Event()
 
@@ -118,7 +152,9 @@ class Batch:
                     submitted += 1
                 if not pending:
                     break
-                finished, _ = wait(list(pending), timeout=0.5, return_when=FIRST_COMPLETED)
+                finished, _ = wait(list(pending), timeout=0.25, return_when=FIRST_COMPLETED)
+                if self.tick is not None:
+                    self.tick()
                 for fut in finished:
                     seq = pending.pop(fut)
                     res = fut.result()
@@ -142,3 +178,5 @@ class Batch:
         finally:
             self.cancelled.set()
             pool.shutdown(wait=True, cancel_futures=True)
+            if self.on_close is not None:
+                self.on_close()

@@ -13,13 +13,21 @@ from theoryx.store.executions import ExecutionRecord
 
 
 def success(run: RunState, rec: ExecutionRecord, cache_entry: ActionResult | None = None) -> RunResult:
-    """Write the receipt and output index, then the record (and ``cache_entry``) in one
-    transaction; the result the caller gets back."""
+    """Record a success: for a miss, write the receipt and output index, then the record (and
+    ``cache_entry``) in one transaction; for a hit, the record alone — its receipt and index are
+    derived from it (:mod:`theoryx.store.receipts`) —, through the batch's group recorder if
+    there is one. Returns the result the caller gets back."""
     stores = run.stores
-    rec = receipts.write(rec.with_(status="success", duration_ms=run.elapsed_ms()), stores.cas)
-    run.lease.add(c for c in (rec.index_cid, rec.receipt_cid) if c)
+    rec = rec.with_(status="success", duration_ms=run.elapsed_ms())
+    if rec.cache != "hit":
+        rec = receipts.write(rec, stores.cas)
+        run.lease.add(c for c in (rec.index_cid, rec.receipt_cid) if c)
     syncpoints.point("before_record")
-    executions.record(stores.db, rec, cache_entry=cache_entry, paths=run.record_paths)
+    recording = executions.Recording(rec, cache_entry, run.record_paths)
+    if run.recorder is not None and rec.cache == "hit":
+        run.recorder.add(recording)
+    else:
+        executions.record_many(stores.db, [recording])
     run.record = rec
     return RunResult.of(rec, stores.cas)
 

@@ -11,6 +11,7 @@ from cas import BlobNotFound
 from theoryx.budget.charging import Charging
 from theoryx.core.ids import new_execution_id
 from theoryx.errors import StoreError
+from theoryx.pipeline.recorder import GroupRecorder
 from theoryx.pipeline.request import RunRequest
 from theoryx.store.executions import ExecutionRecord
 from theoryx.store.handle import Stores
@@ -37,23 +38,29 @@ class RunState:
     charging: Charging
     record_paths: bool = True
     t0: float = field(default_factory=time.monotonic)
+    shared_lease: bool = False
+    recorder: GroupRecorder | None = None
 
     @classmethod
-    def start(cls, stores: Stores, req: RunRequest, lease_for: type[Lease] = Lease,
-              *, record_paths: bool = True) -> RunState:
-        """A new execution id, its lease (held until :meth:`close`) and an empty error record."""
+    def start(cls, stores: Stores, req: RunRequest, *, record_paths: bool = True, lease: Lease | None = None,
+              recorder: GroupRecorder | None = None) -> RunState:
+        """A new execution id, its lease (held until :meth:`close`; or ``lease``, shared by a
+        batch and held by it) and an empty error record. ``recorder`` groups hit records."""
         execution_id = new_execution_id()
-        lease = lease_for(stores.home.leases, execution_id)
+        own = lease is None
+        held = Lease(stores.home.leases, execution_id) if lease is None else lease
         record = ExecutionRecord(execution_id=execution_id, ref=req.ref, adapter=req.adapter, status="error",
                                  plan=req.plan, seed=req.seed, started_ms=now_ms())
         charging = Charging(stores, req.plan, execution_id, req.adapter_options)
-        return cls(stores, req, lease, execution_id, record, charging, record_paths)
+        return cls(stores, req, held, execution_id, record, charging, record_paths, shared_lease=not own,
+                   recorder=recorder)
 
     def elapsed_ms(self) -> int:
         return int((time.monotonic() - self.t0) * 1000)
 
     def close(self) -> None:
-        self.lease.release()
+        if not self.shared_lease:
+            self.lease.release()
 
     def leased(self, cid: str, use: Callable[[], T]) -> T:
         """Run ``use`` on a blob this run has leased. If a concurrent gc withdrew it between its

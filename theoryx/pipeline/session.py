@@ -32,9 +32,10 @@ from theoryx.core import syncpoints
 from theoryx.core.ids import new_execution_id
 from theoryx.errors import StoreError, StoreFull, TheoryxError
 from theoryx.pipeline import hit, record, writeprefix
-from theoryx.pipeline.batch import Batch, Item, ItemResult
+from theoryx.pipeline.batch import Batch, BatchScope, Item, ItemResult
 from theoryx.pipeline.lookup import lookup
 from theoryx.pipeline.prepare import Prepared, Resolutions, prepare
+from theoryx.pipeline.recorder import GroupRecorder
 from theoryx.pipeline.request import DEFAULT_ADAPTER, RunRequest, StreamFn
 from theoryx.pipeline.result import Output, RunResult
 from theoryx.pipeline.running import RunState
@@ -93,13 +94,17 @@ class Session:
             adapter_options=adapter_options, registry=registry, stream=stream, build=build, remote=remote,
         ))
 
-    def submit(self, req: RunRequest, *, resolutions: Resolutions | None = None) -> RunResult:
+    def submit(self, req: RunRequest, *, scope: BatchScope | None = None) -> RunResult:
         """Run a request: prepare, look up, then answer the hit or execute the miss; record.
-        ``resolutions`` shares resolved specs and image identities between runs (a batch)."""
+        ``scope`` is what the runs of one batch share: resolved specs and image identities, one
+        lease, and a recorder that commits hit records in groups."""
         req = self._defaults(req)
-        run = RunState.start(self.stores, req)
+        if scope is None:
+            run = RunState.start(self.stores, req)
+        else:
+            run = RunState.start(self.stores, req, lease=scope.lease, recorder=scope.recorder)
         try:
-            return _guarded(run, lambda: _run(run, resolutions))
+            return _guarded(run, lambda: _run(run, scope.resolutions if scope is not None else None))
         finally:
             run.close()
 
@@ -122,9 +127,25 @@ class Session:
         first. ``batch``, if given, receives the :class:`Batch` so a caller can ``cancel()`` it.
         """
         template = self._defaults(RunRequest.of(ref, **options))
-        resolutions = Resolutions()
-        runner = Batch(lambda req: self.submit(req, resolutions=resolutions), template,
-                       jobs=jobs or os.cpu_count() or 1, ordered=ordered, fail_fast=fail_fast)
+        scope = BatchScope(Resolutions(), lambda: Lease(self.stores.home.leases, new_execution_id()),
+                           GroupRecorder(self.stores.db))
+        jobs = jobs or os.cpu_count() or 1
+        # Persistent workers (specs that declare `worker`, on local): created idle, closed with the batch.
+        from theoryx import adapters
+
+        workers = adapters.workers(template.adapter, stores=self.stores, jobs=jobs) \
+            if template.adapter in adapters.NAMES else None
+        template = replace(template, workers=workers)
+
+        def close() -> None:
+            try:
+                if workers is not None:
+                    workers.close()
+            finally:
+                scope.close()
+
+        runner = Batch(lambda req: self.submit(req, scope=scope), template, jobs=jobs,
+                       ordered=ordered, fail_fast=fail_fast, tick=scope.recorder.flush_if_due, on_close=close)
         if batch is not None:
             batch.append(runner)
         return runner.run(items)

@@ -28,7 +28,7 @@ from theoryx.core.jsondiff import deltas, pointer
 from theoryx.errors import NotFound, ReceiptError, SignatureInvalid, SigningKeyError, UsageError
 from theoryx.pipeline.action import Action
 from theoryx.provenance import dsse, intoto, keys
-from theoryx.store import executions
+from theoryx.store import executions, receipts
 from theoryx.store.executions import ExecutionRecord
 from theoryx.store.handle import Stores
 
@@ -44,7 +44,7 @@ def _pretty(value: Any) -> bytes:
 
 def _record(stores: Stores, execution: str) -> ExecutionRecord:
     rec = executions.get(stores.db, execution)
-    if rec.status != "success" or not rec.receipt_cid:
+    if rec.status != "success" or not (rec.receipt_cid or receipts.derived(rec)):
         raise UsageError(f"execution {rec.execution_id} did not succeed: it has no receipt")
     return rec
 
@@ -53,7 +53,7 @@ def export(stores: Stores, execution: str, fmt: str = "theoryx", sign_with: Path
     """The receipt of ``execution`` in ``fmt``; a DSSE envelope when ``sign_with`` names a key."""
     rec = _record(stores, execution)
     if fmt == "theoryx":
-        payload = stores.cas.read(rec.receipt_cid or "")
+        payload = stores.cas.read(rec.receipt_cid) if rec.receipt_cid else receipts.receipt_bytes(rec)
         unsigned = payload
     elif fmt == "in-toto":
         stmt = intoto.statement(stores, rec)
@@ -268,10 +268,12 @@ class _Verifier:
             self.parameters(claimed, actual)
 
         def compare(rec: ExecutionRecord) -> Any:
-            if rec.receipt_cid == cid_of_bytes(payload):
+            stored = receipts.receipt_bytes(rec) if receipts.derived(rec) else None
+            if (stored is not None and cid_of_bytes(stored) == cid_of_bytes(payload)) or \
+                    rec.receipt_cid == cid_of_bytes(payload):
                 return True
             try:
-                return json.loads(self.stores.cas.read(rec.receipt_cid or "")), doc
+                return json.loads(stored if stored is not None else self.stores.cas.read(rec.receipt_cid or "")), doc
             except (CasError, ValueError) as exc:
                 raise NotFound(f"the stored receipt of {rec.execution_id} cannot be read: {exc}") from None
 

@@ -91,7 +91,7 @@ def _dependencies(stores: Stores, rec: ExecutionRecord, action: dict[str, Any]) 
 
 
 def _byproducts(stores: Stores, rec: ExecutionRecord) -> list[dict[str, Any]]:
-    files = {p: c for p, c in receipts.execution_files(rec).items() if not p.endswith("/action.json")}
+    files = {p: c for p, c in receipts.execution_files(rec, stores.cas).items() if not p.endswith("/action.json")}
     out = [_resource(stores, p.rsplit("/", 1)[-1], c, "text/plain" if p.endswith(".log") else "application/json", p)
            for p, c in sorted(files.items())]
     if rec.manifest_cid:

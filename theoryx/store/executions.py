@@ -9,7 +9,7 @@ This module owns the ``executions`` and ``paths`` tables (:data:`theoryx.store.d
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any
 
 import lmdb
@@ -47,12 +47,13 @@ class ExecutionRecord:
     usage: dict[str, Any] = field(default_factory=dict)
     cost_micros: int = 0
     saved_micros: int = 0
+    overrun_micros: int = 0               # charged beyond the plan's reservation (a ledger `overrun`)
     source_execution: str | None = None   # for a hit: the execution that produced the result
     started_ms: int = 0
     duration_ms: int = 0
     input_cids: tuple[str, ...] = ()
-    log_truncated: dict[str, int] | None = None   # stream -> bytes the log bound dropped (limits.log_bytes)
     remote_url: str | None = None         # a hit fetched from this team cache (cache "hit")
+    log_truncated: dict[str, int] | None = None   # stream -> bytes the log bound dropped (limits.log_bytes)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -60,10 +61,18 @@ class ExecutionRecord:
         d["input_cids"] = list(self.input_cids)
         return d
 
+    def to_stored(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the fields that hold their default (``from_dict`` restores
+        them): what the ``executions`` table stores, so a hit's record stays under 1 KiB."""
+        full = self.to_dict()
+        kept = {f.name: full[f.name] for f in fields(self) if f.name in _REQUIRED or full[f.name] != _DEFAULTS[f.name]}
+        return {k: _packed_cids(v) for k, v in kept.items()}
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ExecutionRecord:
         known = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in d.items() if k in known}
+        kw = {k: _unpacked_cids(v) for k, v in d.items() if k in known}
+        d = {**d, **{k: kw[k] for k in ("outputs", "input_cids") if k in kw}}
         kw["outputs"] = tuple(OutputEntry.from_dict(o) for o in d.get("outputs", ()))
         kw["input_cids"] = tuple(d.get("input_cids", ()))
         return cls(**kw)
@@ -79,21 +88,76 @@ class ExecutionRecord:
         return cids
 
 
+def _packed_cids(value: Any) -> Any:
+    """Cids as their 32 raw bytes (msgpack bin) instead of 67 characters: a record is mostly cids."""
+    if isinstance(value, str) and len(value) == 67 and value.startswith("b3:"):
+        try:
+            return bytes.fromhex(value[3:])
+        except ValueError:
+            return value
+    if isinstance(value, list):
+        return [_packed_cids(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _packed_cids(v) for k, v in value.items()}
+    return value
+
+
+def _unpacked_cids(value: Any) -> Any:
+    if isinstance(value, bytes) and len(value) == 32:
+        return "b3:" + value.hex()
+    if isinstance(value, list | tuple):
+        return [_unpacked_cids(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _unpacked_cids(v) for k, v in value.items()}
+    return value
+
+
+def _default(f: Any) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        value = f.default_factory()
+        return list(value) if isinstance(value, tuple) else value
+    return MISSING
+
+
+_DEFAULTS = {f.name: _default(f) for f in fields(ExecutionRecord)}
+_DEFAULTS.update({"outputs": [], "input_cids": []})
+_REQUIRED = frozenset(name for name, value in _DEFAULTS.items() if value is MISSING)
+
+
 def record(db: Database, rec: ExecutionRecord, *, cache_entry: ActionResult | None = None,
            paths: bool = True) -> None:
     """Store ``rec``, (with ``paths``) point the world paths of its outputs at it and (with
     ``cache_entry``) put that action cache entry, all in one transaction."""
+    record_many(db, [Recording(rec, cache_entry, paths)])
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One record to store with :func:`record_many`, as :func:`record`'s arguments."""
+
+    rec: ExecutionRecord
+    cache_entry: ActionResult | None = None
+    paths: bool = True
+
+
+def record_many(db: Database, recordings: list[Recording]) -> None:
+    """Store several records (each as :func:`record` would) in one transaction and one sync."""
 
     def fn(txn: Any) -> None:
-        txn.put(rec.execution_id.encode(), pack(rec.to_dict()), db=db.dbs["executions"])
-        if paths and rec.status == "success":
-            for o in rec.outputs:
-                value = {"cid": o.cid, "size": o.size, "mime": o.mime, "execution_id": rec.execution_id}
-                txn.put(o.path.encode(), pack(value), db=db.dbs["paths"])
-        if cache_entry is not None:
-            action_cache.put_in(txn, db, cache_entry)
+        for r in recordings:
+            rec = r.rec
+            txn.put(rec.execution_id.encode(), pack(rec.to_stored()), db=db.dbs["executions"])
+            if r.paths and rec.status == "success":
+                for o in rec.outputs:
+                    value = {"cid": o.cid, "size": o.size, "mime": o.mime, "execution_id": rec.execution_id}
+                    txn.put(o.path.encode(), pack(value), db=db.dbs["paths"])
+            if r.cache_entry is not None:
+                action_cache.put_in(txn, db, r.cache_entry)
 
-    db.write(fn)
+    if recordings:
+        db.write(fn)
 
 
 def get(db: Database, execution_id: str) -> ExecutionRecord:

@@ -1,4 +1,11 @@
-"""Receipts and output indexes, both stored as blobs and reachable by world path.
+"""Receipts and output indexes, both reachable by world path.
+
+A miss stores both as blobs when it is recorded. A hit's are *derived*: both are pure functions of
+its execution record (nothing in them is known only at run time), so a hit stores neither and
+:func:`execution_files` writes them on first request (idempotent, content-addressed: the same
+record always gives the same bytes and cids). That keeps a hit's record small and its recording
+free of blob writes, while ``cat``, ``export``, ``show`` and receipts keep working for every
+execution.
 
 ``/artifacts/execution/<id>/determinism.json`` (the receipt) holds what an auditor needs:
 seed, memo key, action cid (the stored pre-image), spec digest, env fingerprint, output cids,
@@ -13,7 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cas import Store
+from cas import Store, cid_of_bytes
 from theoryx import __version__
 from theoryx.store.action_cache import OutputEntry
 from theoryx.store.executions import ExecutionRecord
@@ -78,20 +85,35 @@ def receipt_body(rec: ExecutionRecord) -> dict[str, Any]:
     }
 
 
+def index_bytes(rec: ExecutionRecord) -> bytes:
+    return _dump({"execution_id": rec.execution_id, "outputs": [o.to_dict() for o in rec.outputs]})
+
+
+def receipt_bytes(rec: ExecutionRecord) -> bytes:
+    return _dump(receipt_body(rec))
+
+
 def write(rec: ExecutionRecord, cas: Store) -> ExecutionRecord:
     """Store the index and the receipt; return the record naming both."""
-    index = cas.put_bytes(_dump({
-        "execution_id": rec.execution_id,
-        "outputs": [o.to_dict() for o in rec.outputs],
-    }))
-    rec = rec.with_(index_cid=index.cid)
-    receipt = cas.put_bytes(_dump(receipt_body(rec)))
-    return rec.with_(receipt_cid=receipt.cid)
+    index = cas.put_bytes(index_bytes(rec))
+    receipt = cas.put_bytes(receipt_bytes(rec))
+    return rec.with_(index_cid=index.cid, receipt_cid=receipt.cid)
 
 
-def execution_files(rec: ExecutionRecord) -> dict[str, str]:
-    """World path -> cid of an execution's own files."""
+def derived(rec: ExecutionRecord) -> bool:
+    """True for a successful hit recorded without receipt and index blobs (they are derived)."""
+    return rec.status == "success" and rec.cache == "hit" and rec.receipt_cid is None
+
+
+def execution_files(rec: ExecutionRecord, cas: Store | None = None) -> dict[str, str]:
+    """World path -> cid of an execution's own files. A hit's derived receipt and index are
+    written into ``cas`` first when it is given (so the cids can be read), else only named."""
     files = {}
+    if derived(rec):
+        if cas is not None:
+            rec = write(rec, cas)
+        else:
+            rec = rec.with_(index_cid=cid_of_bytes(index_bytes(rec)), receipt_cid=cid_of_bytes(receipt_bytes(rec)))
     if rec.receipt_cid:
         files[receipt_path(rec.execution_id)] = rec.receipt_cid
     if rec.index_cid:
@@ -105,4 +127,5 @@ def execution_files(rec: ExecutionRecord) -> dict[str, str]:
     return files
 
 
-__all__ = ["OutputEntry", "env_fingerprint", "execution_files", "index_path", "receipt_path", "write"]
+__all__ = ["OutputEntry", "derived", "env_fingerprint", "execution_files", "index_bytes", "index_path",
+           "receipt_bytes", "receipt_path", "write"]

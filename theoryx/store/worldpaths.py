@@ -27,7 +27,7 @@ def resolve(stores: Stores, target: str) -> str:
         cid = parts[3]
     elif target.startswith(receipts.EXECUTION_ROOT) and len(parts) == 5:
         rec = executions.get(stores.db, parts[3])
-        files = receipts.execution_files(rec)
+        files = receipts.execution_files(rec, stores.cas)
         cid_or_none = files.get(f"{receipts.EXECUTION_ROOT}{rec.execution_id}/{parts[4]}")
         if cid_or_none is None:
             raise NotFound(f"execution {rec.execution_id} has no file {parts[4]!r} "
