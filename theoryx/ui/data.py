@@ -48,7 +48,7 @@ T = TypeVar("T")
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-SCAN_BUDGET = 5_000
+SCAN_BUDGET = 2_000
 """Records a filtered runs page reads at most; the page then links on from where it stopped."""
 PREVIEW_BYTES = 256 << 10
 """Text and JSON outputs up to this size are shown whole; larger ones show their head."""
@@ -56,7 +56,7 @@ HEAD_BYTES = 64 << 10
 """What is shown of a larger text: its first (and, for logs, last) this many bytes."""
 IMAGE_BYTES = 20 << 20
 """Images up to this size are shown inline; larger ones are links."""
-HIT_RATE_WINDOW = 20_000
+HIT_RATE_WINDOW = 10_000
 """The hit rate over time covers at most the newest this many executions."""
 IN_FLIGHT_SHOWN = 50
 PINS_SHOWN = 100
