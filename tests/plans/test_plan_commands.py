@@ -149,10 +149,15 @@ def test_plan_show_matches_ls_and_the_execution_list(pcli: Cli, home: Path) -> N
     assert sum(r["cost_micros"] for r in listed) == show(pcli)["spent_micros"] == 600_000
 
 
-def test_a_cost_above_the_estimate_is_charged_truthfully_with_a_note(pcli: Cli) -> None:
+def test_a_cost_above_the_estimate_is_charged_truthfully_as_an_overrun(pcli: Cli) -> None:
     pcli("plan", "create", "p", "--limit-usd", "5")
     res = pcli(*run_args(1, cost=0.3))
     assert res.exit_code == 0
-    assert "cost $0.300000, more than its worst-case estimate $0.250000" in res.stderr
-    assert show(pcli)["spent_micros"] == 300_000
-    assert pcli("plan", "ledger", "p", "--verify").exit_code == 0
+    assert "cost $0.300000, $0.050000 more than its reservation $0.250000" in res.stderr
+    assert "ledger records the overrun" in res.stderr
+    body = show(pcli)
+    assert (body["spent_micros"], body["overruns"], body["overrun_micros"]) == (300_000, 1, 50_000)
+    assert "overruns: $0.050000 (1 execution)" in pcli("plan", "show", "p").stdout
+    ledger = pcli("plan", "ledger", "p", "--verify")
+    assert ledger.exit_code == 0
+    assert "charge $0.050000 beyond its reservation $0.250000 (cost $0.300000)" in ledger.stdout

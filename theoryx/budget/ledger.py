@@ -13,9 +13,18 @@ event's hash (:func:`genesis` for the first). Kinds and what they add to the :cl
 ``set-limit``  ``limit_micros`` becomes the limit (``previous_micros`` is the old one)
 ``reserve``    ``amount_micros`` (the worst-case estimate) is reserved; one execution more
 ``settle``     ``released_micros`` leaves the reservation, ``amount_micros`` is spent
+               (at most ``released_micros``; ``refused`` says why the processor's reported
+               cost was refused, when it was, and the reservation is then what is charged)
+``overrun``    ``amount_micros`` is spent beyond the reservation of the execution just
+               settled (it follows that ``settle`` in the same transaction), one overrun more;
+               ``cost_micros`` = the settle's ``amount_micros`` + this ``amount_micros``,
+               ``reserved_micros`` = the settle's ``released_micros``
 ``release``    ``amount_micros`` leaves the reservation, nothing is spent (owner gone)
 ``hit``        one cache hit more; ``saved_micros`` (the producer's cost) is saved
 =============  ===========================================================================
+
+Ledgers written before ``overrun`` existed may hold a ``settle`` that spent more than it
+released (the charge above the reservation was silent then); they still verify.
 
 The plan record (``plans`` database) stores the running :class:`Totals` including the event count
 and the head hash, updated in the same write transaction as each append: a removed last event
@@ -35,7 +44,7 @@ from theoryx.errors import LedgerCorrupt
 from theoryx.store.db import Database, pack, unpack
 
 VERSION = 1
-KINDS = ("create", "set-limit", "reserve", "settle", "release", "hit")
+KINDS = ("create", "set-limit", "reserve", "settle", "release", "hit", "overrun")
 
 
 def genesis(plan: str) -> str:
@@ -63,6 +72,8 @@ class Totals:
     saved_micros: int = 0
     events: int = 0
     head: str | None = None
+    overruns: int = 0                  # executions charged beyond their reservation
+    overrun_micros: int = 0            # what they were charged beyond it (part of spent_micros)
 
     def apply(self, event: dict[str, Any]) -> Totals:
         """The totals after ``event`` (which must already carry its hash)."""
@@ -80,6 +91,9 @@ class Totals:
             return replace(t, reserved_micros=t.reserved_micros - event["amount_micros"])
         if kind == "hit":
             return replace(t, hits=t.hits + 1, saved_micros=t.saved_micros + event["saved_micros"])
+        if kind == "overrun":
+            return replace(t, spent_micros=t.spent_micros + event["amount_micros"], overruns=t.overruns + 1,
+                           overrun_micros=t.overrun_micros + event["amount_micros"])
         raise LedgerCorrupt(f"ledger of plan {event.get('plan')!r}: unknown event kind {kind!r}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -142,6 +156,7 @@ def replay(plan: str, items: Iterator[tuple[str, dict[str, Any]]]) -> Totals:
     totals = Totals()
     open_reservations: dict[str, int] = {}
     closed: set[str] = set()
+    previous: dict[str, Any] = {}
     for key, event in items:
         where = f"ledger of plan {plan!r}, event {totals.events} ({key})"
         if not isinstance(event, dict) or event.get("plan") != plan:
@@ -157,17 +172,36 @@ def replay(plan: str, items: Iterator[tuple[str, dict[str, Any]]]) -> Totals:
         if (event.get("kind") == "create") != (totals.events == 0):
             raise LedgerCorrupt(f"{where}: a ledger starts with its one create event")
         _check_money(where, event, open_reservations, closed)
+        if event.get("kind") == "overrun":
+            _check_overrun(where, event, previous)
         totals = totals.apply(event)
         if totals.reserved_micros < 0:
             raise LedgerCorrupt(f"{where}: releases more than was reserved")
+        previous = event
     return totals
+
+
+def _check_overrun(where: str, event: dict[str, Any], settle: dict[str, Any]) -> None:
+    """An overrun follows the settle of the same execution, charges something, and adds up with
+    it: ``cost_micros`` = settled + overrun, ``reserved_micros`` = what the settle released."""
+    if settle.get("kind") != "settle" or settle.get("execution_id") != event.get("execution_id"):
+        raise LedgerCorrupt(f"{where}: an overrun must follow the settle of its execution "
+                            f"{event.get('execution_id')}")
+    amount, settled, released = (event.get("amount_micros"), settle.get("amount_micros"),
+                                 settle.get("released_micros"))
+    if not isinstance(amount, int) or amount <= 0 or not isinstance(settled, int) or settled != released:
+        raise LedgerCorrupt(f"{where}: an overrun must charge more than a settle that charged its "
+                            "whole reservation")
+    if event.get("cost_micros") != settled + amount or event.get("reserved_micros") != released:
+        raise LedgerCorrupt(f"{where}: the overrun's cost_micros and reserved_micros do not add up "
+                            "with its settle")
 
 
 def _check_money(where: str, event: dict[str, Any], open_: dict[str, int], closed: set[str]) -> None:
     """Every settle/release closes exactly one open reservation of the same amount: nothing is
     charged twice and nothing is released that was not reserved."""
     kind, eid = event["kind"], str(event.get("execution_id"))
-    for k in ("amount_micros", "released_micros", "saved_micros"):
+    for k in ("amount_micros", "released_micros", "saved_micros", "cost_micros", "reserved_micros"):
         if k in event and (not isinstance(event[k], int) or event[k] < 0):
             raise LedgerCorrupt(f"{where}: {k} is not a non-negative integer")
     if kind == "reserve":

@@ -4,18 +4,28 @@
 about $9 billion) so that every stored amount has an exact RFC 8785 form for the ledger's hashes.
 Fractional prices (per token, per second) are multiplied as :class:`~decimal.Decimal` and turned
 into micros once, rounding up (:func:`ceil_micros`): a budget is never under-charged by rounding.
+
+What a processor reports it cost (``cost_usd`` in its ``THEORYX_RESULT``) is untrusted input:
+:func:`check_reported` accepts a finite, non-negative JSON number of at most
+:data:`MAX_REPORTED_MICROS` ($10,000) and refuses anything else (a string, ``true``, NaN,
+infinity, a negative number, ``1e308``), saying why.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from theoryx.errors import AmountNegative, AmountNotANumber, AmountTooLarge, AmountTooPrecise
 
 MICROS_PER_USD = 1_000_000
 MAX_MICROS = 2**53 - 1
+# The most one execution may report having cost. Far above any single call theoryx runs (a day of
+# eight H100s on Modal is about $760), far below MAX_MICROS: a report above it is a bug or a lie,
+# and charging it would wreck the plan's totals (1e308 once charged $9,007,199,254).
+MAX_REPORTED_MICROS = 10_000 * MICROS_PER_USD
 _AMOUNT = re.compile(r"^\$?(\d+)?(?:\.(\d*))?$")
 
 
@@ -60,11 +70,37 @@ def decimal_usd(value: object) -> Decimal | None:
     return d if d.is_finite() and d >= 0 else None
 
 
+@dataclass(frozen=True)
+class Reported:
+    """A processor's reported amount, checked: ``micros`` when accepted, else ``refused`` says
+    why (both None: nothing was reported)."""
+
+    micros: int | None = None
+    refused: str | None = None
+
+
+def check_reported(value: object, cap_micros: int = MAX_REPORTED_MICROS) -> Reported:
+    """Check an amount of dollars a processor reported (``None`` = not reported). Accepted: an
+    int or float, finite, non-negative and, rounded up to micro-USD, at most ``cap_micros``."""
+    if value is None:
+        return Reported()
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return Reported(refused=f"{shown} is not a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        return Reported(refused=f"{shown} is not a finite number")
+    if value < 0:
+        return Reported(refused=f"{shown} is negative")
+    d = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if d * MICROS_PER_USD > cap_micros:
+        return Reported(refused=f"{shown} is more than the {dollars(cap_micros)} one execution may report")
+    return Reported(micros=ceil_micros(d))
+
+
 def reported_micros(value: object) -> int | None:
     """A processor-reported ``cost_usd`` as micro-USD (rounded up), or None when it is absent
-    or not a finite non-negative number."""
-    d = decimal_usd(value) if not isinstance(value, str) else None
-    return None if d is None else ceil_micros(d)
+    or refused by :func:`check_reported`."""
+    return check_reported(value).micros
 
 
 def dollars(micros: int) -> str:

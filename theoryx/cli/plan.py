@@ -37,7 +37,11 @@ def _show(p: Any) -> None:
         ("plan", p.key), ("limit", _money(t.limit_micros)), ("spent", dollars(t.spent_micros)),
         ("reserved", dollars(t.reserved_micros)), ("remaining", _money(p.remaining_micros)),
         ("executions", str(t.executions)), ("cache hits", str(t.hits)),
-        ("saved", dollars(t.saved_micros)), ("events", str(t.events)),
+        ("saved", dollars(t.saved_micros)),
+        # charged beyond reservations (part of spent): what processors reported above their
+        # spec's worst case, or compute billed beyond the timeout
+        ("overruns", f"{dollars(t.overrun_micros)} ({t.overruns} execution{'' if t.overruns == 1 else 's'})"),
+        ("events", str(t.events)),
     ]
     for k, v in rows:
         click.echo(f"{k:>10}: {v}")
@@ -68,7 +72,8 @@ def create(state: State, key: str, limit_usd: str | None, as_json: bool) -> None
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
 @click.pass_obj
 def show(state: State, key: str, as_json: bool) -> None:
-    """Show a plan: limit, spent, reserved, remaining, executions, cache hits, money saved."""
+    """Show a plan: limit, spent, reserved, remaining, executions, cache hits, money saved, and
+    overruns (charged beyond a reservation: part of spent)."""
     from theoryx.budget import plans
 
     p = plans.get(state.stores().db, key)
@@ -128,6 +133,11 @@ def _event_line(e: dict[str, Any]) -> str:
     elif kind == "settle":
         detail = (f"{e['execution_id']} charge {dollars(e['amount_micros'])}, "
                   f"release {dollars(e['released_micros'])} ({e.get('status')})")
+        if e.get("refused"):
+            detail += f"; reported cost refused: {e['refused']}"
+    elif kind == "overrun":
+        detail = (f"{e['execution_id']} charge {dollars(e['amount_micros'])} beyond its reservation "
+                  f"{dollars(e['reserved_micros'])} (cost {dollars(e['cost_micros'])})")
     elif kind == "release":
         detail = f"{e['execution_id']} release {dollars(e['amount_micros'])} ({e.get('reason')})"
     else:

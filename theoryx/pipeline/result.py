@@ -174,5 +174,5 @@ class RunResult:
             "receipt_path": self.receipt_path,
             "meta": {"env_fingerprint": self.env_fingerprint, "duration_ms": self.duration_ms},
             "plan": self.record.plan, "cost_micros": self.record.cost_micros,
-            "saved_micros": self.record.saved_micros,
+            "saved_micros": self.record.saved_micros, "overrun_micros": self.record.overrun_micros,
         }
