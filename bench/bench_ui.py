@@ -7,8 +7,9 @@ ids spread over the last 30 days. Then the real ``theoryx ui --port 0`` is start
 and each page is fetched ``--repeat`` times with a plain HTTP client (``http.client``, a new
 connection per request, like a browser's first visit), and with ``curl``; the first request of
 each page (cold: nothing memoised) is shown apart. A static file fetched the same way is the
-reference for what the server costs with no page to build. Medians are reported. The old way of listing (``Database.items(reverse=True)``, which ``latest()`` used: the
-whole table read before the first row) is timed on the same home for comparison.
+reference for what the server costs with no page to build. Medians are reported. The old way
+of listing (``Database.items(reverse=True)``, which ``latest()`` used: the whole table read
+before the first row) is timed on the same home for comparison.
 
 Usage: python bench/bench_ui.py [--executions 100000] [--repeat 21] [--home DIR] [--keep]
 """

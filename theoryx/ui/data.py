@@ -272,11 +272,24 @@ def output(rec: ExecutionRecord, rel: str) -> OutputEntry:
 
 
 def execution_file(rec: ExecutionRecord, name: str) -> str:
-    """The cid of the execution's file ``name`` (``determinism.json``, ``stdout.log``...)."""
-    for path, cid in receipts.execution_files(rec).items():
+    """The cid of the execution's file ``name`` (``determinism.json``, ``stdout.log``...). A hit's
+    receipt and index are derived from its record and may not be stored: see :func:`derived_file`."""
+    for path, cid in receipts.execution_files(rec).items():   # never writes: no CAS is passed
         if path.rsplit("/", 1)[1] == name:
             return cid
     raise NotFound(f"execution {rec.execution_id} has no file {name}")
+
+
+def derived_file(rec: ExecutionRecord, name: str) -> bytes | None:
+    """The bytes of a hit's derived receipt or index (``receipts.derived``): computed from the
+    record, as ``theoryx cat`` would store them, without writing anything. None otherwise."""
+    if not receipts.derived(rec):
+        return None
+    if name == "determinism.json":
+        return receipts.receipt_bytes(rec)
+    if name == "outputs.json":
+        return receipts.index_bytes(rec)
+    return None
 
 
 def input_blob(stores: Stores, rec: ExecutionRecord, cid: str) -> Attachment:
@@ -399,8 +412,10 @@ def run_detail(stores: Stores, execution_id: str) -> RunDetail:
                            match=lambda r: r.ref == rec.ref and r.execution_id != rec.execution_id
                            and r.action_cid is not None)
     files = {p.rsplit("/", 1)[1]: c for p, c in receipts.execution_files(rec).items()}
+    derived = derived_file(rec, "determinism.json")
+    receipt = Loaded(json.loads(derived)) if derived is not None else load_json(stores, rec.receipt_cid)
     return RunDetail(
-        rec, source, action, load_json(stores, rec.receipt_cid), attachments(action.value), outputs, logs,
+        rec, source, action, receipt, attachments(action.value), outputs, logs,
         rec.execution_id in pins.pinned_ids(db), tuple(audit_records.for_execution(db, rec.execution_id)),
         same.records[:COMPARE_CANDIDATES], files)
 

@@ -17,6 +17,7 @@ from theoryx.budget.money import MICROS_PER_USD
 from theoryx.core.durations import human_bytes
 from theoryx.core.ids import timestamp_ms
 from theoryx.core.jsondiff import ABSENT
+from theoryx.store import receipts
 from theoryx.store.executions import ExecutionRecord
 from theoryx.ui import charts, data
 from theoryx.ui.markup import Markup, escape, html, join, url
@@ -293,8 +294,10 @@ def receipt_section(detail: data.RunDetail) -> Markup:
         return html('<p class="warn">No receipt: {n}.</p>', n=detail.receipt.note)
     links = join((html('<a href="{u}">{n}</a>', u=url(f"/runs/{eid}/files/{n}"), n=n)
                   for n in sorted(detail.files)), " · ")
-    return html('<p class="note">Stored as blobs: {l}.</p><pre class="preview json">{j}</pre>',
-                l=links, j=pretty(detail.receipt.value))
+    how = ("The execution's files (this hit's receipt and output index are derived from its record, "
+           "not stored)" if receipts.derived(detail.record) else "Stored as blobs")
+    return html('<p class="note">{h}: {l}.</p><pre class="preview json">{j}</pre>',
+                h=how, l=links, j=pretty(detail.receipt.value))
 
 
 INGREDIENTS = (

@@ -332,8 +332,17 @@ class App:
     def file_raw(self, eid: str, name: str, query: Query) -> Response:
         if name not in FILE_NAMES:
             raise HttpError(404, "Not found", f"an execution's files are {', '.join(FILE_NAMES)}")
-        cid = data.execution_file(data.record(self.stores, eid), name)
-        return self.blob(cid, name, "application/json" if name.endswith(".json") else "text/plain", query)
+        rec = data.record(self.stores, eid)
+        mime = "application/json" if name.endswith(".json") else "text/plain"
+        derived = data.derived_file(rec, name)
+        if derived is not None:   # a hit's receipt or index: computed from its record, nothing written
+            download = query.only("download").get("download")
+            if download not in (None, "1"):
+                raise bad("download takes the value 1")
+            kind = "inline" if download is None else "attachment"
+            return Response(200, blob_type(name, mime)[0], derived,
+                            headers=(*BLOB_HEADERS, ("Content-Disposition", disposition(kind, name))))
+        return self.blob(data.execution_file(rec, name), name, mime, query)
 
     def input_raw(self, eid: str, cid: str, query: Query) -> Response:
         if not is_cid(cid):
