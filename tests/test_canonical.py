@@ -44,3 +44,27 @@ def test_control_characters_and_key_order() -> None:
 def test_values_without_a_canonical_form_are_rejected(bad: object) -> None:
     with pytest.raises(CanonicalizationError):
         canonical_bytes(bad)
+
+
+def test_a_pre_encoded_part_gives_the_same_bytes_as_encoding_it_inline() -> None:
+    from theoryx.core.canonical import Encoded, canonical_bytes
+
+    part = {"b": [1, 2.5, "é\n"], "a": None, "z": {"y": True}}
+    whole = {"spec": part, "x": 1}
+    assert canonical_bytes({**whole, "spec": Encoded.of(part)}) == canonical_bytes(whole)
+
+
+def test_an_action_built_twice_from_one_spec_has_one_key_and_the_spec_digest_of_its_fields() -> None:
+    from theoryx_testing import REGISTRY
+
+    from theoryx.core.canonical import canonical_bytes, canonical_digest, digest
+    from theoryx.pipeline.action import build
+    from theoryx.spec.refs import Ref
+    from theoryx.spec.registry import Registry
+
+    spec = Registry.from_option(str(REGISTRY)).load(Ref.parse("llm/litellm@1"))
+    kw = {"image": {"kind": "mock"}, "env": {"class": "mock"}, "inputs": {"a": 1}, "write_prefix": "/artifacts/o/",
+          "seed": 0}
+    first, second = build(spec, **kw), build(spec, **kw)  # type: ignore[arg-type]
+    assert first.memo_key == second.memo_key == digest(canonical_bytes(first.body))
+    assert first.body["spec_digest"] == canonical_digest(spec.execution_fields())

@@ -12,6 +12,7 @@ formatted as ECMAScript ``Number.prototype.toString``, integers limited to ±(2*
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import blake3
@@ -57,6 +58,20 @@ def _number(x: float) -> str:
     return sign + body
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """A JSON value already in its RFC 8785 form (``text``), emitted verbatim: a part shared by
+    many values (a spec inside every action of a batch) is encoded once."""
+
+    text: str
+
+    @classmethod
+    def of(cls, value: Any) -> Encoded:
+        out: list[str] = []
+        _encode(value, out)
+        return cls("".join(out))
+
+
 def _encode(value: Any, out: list[str]) -> None:
     if isinstance(value, str):
         out.append(_string(value))
@@ -83,6 +98,8 @@ def _encode(value: Any, out: list[str]) -> None:
             out.append(":")
             _encode(value[key], out)
         out.append("}")
+    elif isinstance(value, Encoded):
+        out.append(value.text)
     elif isinstance(value, (list, tuple)):
         out.append("[")
         for i, item in enumerate(value):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from theoryx.core.canonical import canonical_bytes, canonical_digest, digest
+from theoryx.core.canonical import Encoded, canonical_bytes, digest
 from theoryx.spec.model import ProcessorSpec
 
 KEY_VERSION = 1
@@ -46,16 +46,36 @@ def build(
     salt: str = "",
 ) -> Action:
     """Assemble the action for one run (see the module docstring for what goes in)."""
-    fields = spec.execution_fields()
-    return Action.from_body({
+    fields, encoded, spec_digest = _spec_part(spec)
+    body = {
         "v": KEY_VERSION,
         "salt": salt,
         "ref": str(spec.ref),
         "spec": fields,
-        "spec_digest": canonical_digest(fields),
+        "spec_digest": spec_digest,
         "image": image,
         "env": env,
         "inputs": inputs,
         "write_prefix": write_prefix,
         "seed": seed,
-    })
+    }
+    data = canonical_bytes({**body, "spec": encoded})  # the same bytes as encoding ``body`` whole
+    return Action(body, data, digest(data))
+
+
+_SPEC_PARTS: dict[int, tuple[ProcessorSpec, dict[str, Any], Encoded, str]] = {}
+
+
+def _spec_part(spec: ProcessorSpec) -> tuple[dict[str, Any], Encoded, str]:
+    """The spec's execution fields, their canonical form and digest, computed once per spec
+    object (a batch's items share one; the identity check makes a reused ``id`` harmless)."""
+    found = _SPEC_PARTS.get(id(spec))
+    if found is not None and found[0] is spec:
+        return found[1], found[2], found[3]
+    fields = spec.execution_fields()
+    encoded = Encoded.of(fields)
+    part = (spec, fields, encoded, digest(encoded.text.encode("utf-8")))
+    if len(_SPEC_PARTS) >= 64:
+        _SPEC_PARTS.clear()
+    _SPEC_PARTS[id(spec)] = part
+    return fields, encoded, part[3]
