@@ -122,7 +122,7 @@ def test_modal_and_litellm_are_extras_and_the_version_has_one_home() -> None:
     deps = " ".join(project["dependencies"])
     assert "modal" not in deps and "litellm" not in deps and "rfc8785" not in deps
     extras = project["optional-dependencies"]
-    assert extras["modal"] == ["modal>=1.3"] and extras["llm"] == ["litellm>=1.40"]
+    assert extras["modal"] == ["modal>=1.5"] and extras["llm"] == ["litellm>=1.40"]
     assert extras["remote"] == ["obstore>=0.12,<0.13"] and "obstore" not in deps
     assert extras["all"] == ["theoryx[modal,llm,remote]"] and "theoryx[all]" in extras["test"]
     assert "version" not in project and project["dynamic"] == ["version"]
@@ -156,7 +156,7 @@ def test_the_wheel_holds_every_module_the_registry_and_the_cost_map(built: tuple
     requires = meta.get_all("Requires-Dist") or []
     unconditional = [r for r in requires if "extra ==" not in r]
     assert not any(r.startswith(("modal", "litellm", "rfc8785")) for r in unconditional), unconditional
-    assert 'modal>=1.3; extra == "modal"' in requires and 'litellm>=1.40; extra == "llm"' in requires
+    assert 'modal>=1.5; extra == "modal"' in requires and 'litellm>=1.40; extra == "llm"' in requires
 
 
 @pytest.mark.slow

@@ -34,7 +34,9 @@ TheoryxError                       ERR_THEORYX
 │       ├── ModalNotInstalled      ERR_MODAL_NOT_INSTALLED (the `modal` package is missing: theoryx[modal])
 │       ├── ModalCredentialsMissing ERR_MODAL_CREDENTIALS (no Modal token configured)
 │       ├── ModalAuthError         ERR_MODAL_AUTH       (Modal rejected the token)
-│       └── ModalUnreachable       ERR_MODAL_UNREACHABLE
+│       ├── ModalUnreachable       ERR_MODAL_UNREACHABLE
+│       ├── ModalGpuUnsupported    ERR_MODAL_GPU        (runtime.gpu names no GPU type/count Modal offers)
+│       └── ModalSandboxError      ERR_MODAL_SANDBOX    (the Sandbox could not be prepared or read back)
 ├── ExecutionError                 ERR_EXECUTION        (the processor ran and did not succeed)
 │   ├── ProcessorFailed            ERR_PROCESSOR_FAILED
 │   ├── ExecutionTimeout           ERR_TIMEOUT
@@ -351,3 +353,18 @@ class UiError(TheoryxError):
     not allowed (the message names it)."""
 
     code = "ERR_UI"
+
+
+class ModalGpuUnsupported(ModalError):
+    """``runtime.gpu`` names no GPU type Modal documents, or more of them than Modal attaches to
+    one container (the message lists what it offers); refused before anything is written."""
+
+    code = "ERR_MODAL_GPU"
+
+
+class ModalSandboxError(ModalError):
+    """theoryx could not prepare a Modal Sandbox for the processor (its image lacks ``/bin/sh``,
+    ``mkdir``, ``ln`` or ``tar``, or its user cannot create ``/artifacts``) or read its results
+    back (a malformed output archive)."""
+
+    code = "ERR_MODAL_SANDBOX"

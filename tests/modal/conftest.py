@@ -1,21 +1,28 @@
-"""Fixtures for the modal adapter: a registry of test processors and the offline fake of the
-Modal boundary (installed through ``theoryx.adapters.modal.adapter.BOUNDARY_FACTORY``)."""
+"""Fixtures for the modal adapter: a registry of test processors, no Modal credentials ever, and
+the Sandbox/Volume emulator on local Docker (tests marked ``docker``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from modal_testing import FakeModal, StreamingFakeModal, make_registry
+from modal_testing import make_registry
 
 
 @pytest.fixture(autouse=True)
-def _no_modal_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test sees the developer's Modal token: a real call could never start by accident."""
+def _no_modal_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """No test sees the developer's Modal token (a real call could never start by accident),
+    except the opt-in live tests, which need it."""
+    if request.node.get_closest_marker("modal_live") is not None:
+        return
     for var in ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "MODAL_PROFILE", "MODAL_CONFIG_PATH"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "user-home"))
-    monkeypatch.delenv("THEORYX_BASE_IMAGE", raising=False)
+    monkeypatch.delenv("THEORYX_MODAL_VOLUME", raising=False)
+    if request.node.get_closest_marker("docker") is None:
+        monkeypatch.delenv("THEORYX_BASE_IMAGE", raising=False)
 
 
 @pytest.fixture
@@ -24,20 +31,13 @@ def registry(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeModal:
-    """A fake boundary with ``call`` only (logs are forwarded after the fact)."""
-    from theoryx.adapters.modal import adapter as modal
+def emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, docker_client: Any) -> Iterator[Any]:
+    """Modal's Sandbox/Volume subset emulated on the local engine, installed in place of the
+    SDK's classes for the test (the image's USER is honoured)."""
+    from emulator import Emulator
 
-    boundary = FakeModal(tmp_path / "modal")
-    monkeypatch.setattr(modal, "BOUNDARY_FACTORY", lambda: boundary)
-    return boundary
-
-
-@pytest.fixture
-def streaming_fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> StreamingFakeModal:
-    """A fake boundary that also streams (``call_stream``)."""
-    from theoryx.adapters.modal import adapter as modal
-
-    boundary = StreamingFakeModal(tmp_path / "modal")
-    monkeypatch.setattr(modal, "BOUNDARY_FACTORY", lambda: boundary)
-    return boundary
+    emu = Emulator(tmp_path / "modal-emulator", docker_client).install(monkeypatch)
+    try:
+        yield emu
+    finally:
+        emu.close()

@@ -1,4 +1,7 @@
-"""Without Modal credentials the real boundary fails fast, before ``modal`` is even imported."""
+"""Without Modal credentials the real boundary fails fast, before ``modal`` is even imported.
+
+No test here sets a token: the check's logic is tested through :func:`token_configured`, which
+reads a mapping and a config file passed to it, never the process's environment."""
 
 from __future__ import annotations
 
@@ -23,8 +26,8 @@ HINT = "Modal credentials not configured: run `modal token new` or set MODAL_TOK
 def test_missing_credentials_fail_fast_without_entering_the_boundary(
         registry: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     entered: list[Any] = []
-    monkeypatch.setattr(modal_boundary, "call", lambda call: entered.append(call))
-    monkeypatch.setattr(modal_boundary, "call_stream", lambda call: entered.append(call))
+    for name in ("create_sandbox", "upload", "blob_size", "tagged", "app", "volume"):
+        monkeypatch.setattr(modal_boundary, name, lambda *a, _n=name, **k: entered.append(_n))
     t0 = time.monotonic()
     with pytest.raises(ModalCredentialsMissing) as info:
         theoryx.run("test/probe@1", inputs={"mode": "hello"}, adapter="modal", home=home, registry=str(registry))
@@ -61,41 +64,33 @@ def test_cli_reports_the_missing_credentials(registry: Path, home: Path) -> None
     assert body["error"] == {"code": "ERR_MODAL_CREDENTIALS", "message": HINT}
 
 
-def write_config(tmp_path: Path, text: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "modal.toml"
-    path.write_text(text)
-    monkeypatch.setenv("MODAL_CONFIG_PATH", str(path))
+def configured(tmp_path: Path, text: str | None, **environ: str) -> bool:
+    config = tmp_path / "modal.toml"
+    if text is not None:
+        config.write_text(text)
+    return modal_boundary.token_configured(environ, config)
 
 
-def test_tokens_in_the_environment_are_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MODAL_TOKEN_ID", "ak-1")
-    with pytest.raises(ModalCredentialsMissing):
-        modal_boundary.require_credentials()
-    monkeypatch.setenv("MODAL_TOKEN_SECRET", "as-1")
-    modal_boundary.require_credentials()
+def test_a_token_needs_both_halves(tmp_path: Path) -> None:
+    assert not configured(tmp_path, None)
+    assert not configured(tmp_path, None, MODAL_TOKEN_ID="id-only")
+    assert configured(tmp_path, None, MODAL_TOKEN_ID="id", MODAL_TOKEN_SECRET="secret")
 
 
-def test_tokens_of_the_active_profile_are_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    write_config(tmp_path, '[old]\ntoken_id = "ak-0"\n\n[work]\nactive = true\ntoken_id = "ak-1"\n'
-                           'token_secret = "as-1"\n', monkeypatch)
-    modal_boundary.require_credentials()
-    monkeypatch.setenv("MODAL_PROFILE", "old")            # a profile without a secret
-    with pytest.raises(ModalCredentialsMissing):
-        modal_boundary.require_credentials()
-    monkeypatch.setenv("MODAL_TOKEN_SECRET", "as-0")      # the environment completes it
-    modal_boundary.require_credentials()
+def test_the_active_profile_of_the_config_file_counts(tmp_path: Path) -> None:
+    text = '[old]\ntoken_id = "id-0"\n\n[work]\nactive = true\ntoken_id = "id-1"\ntoken_secret = "s-1"\n'
+    assert configured(tmp_path, text)
+    assert not configured(tmp_path, text, MODAL_PROFILE="old")          # a profile without a secret
+    assert configured(tmp_path, text, MODAL_PROFILE="old", MODAL_TOKEN_SECRET="s-0")   # completed by the env
+    assert configured(tmp_path, '[default]\ntoken_id = "id"\ntoken_secret = "s"\n')
 
 
-def test_default_config_file_is_in_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ModalCredentialsMissing):
-        modal_boundary.require_credentials()
-    home = Path(os.environ["HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    (home / ".modal.toml").write_text('[default]\ntoken_id = "ak-1"\ntoken_secret = "as-1"\n')
-    modal_boundary.require_credentials()
+def test_unreadable_config_is_no_credentials(tmp_path: Path) -> None:
+    assert not configured(tmp_path, "this is [not toml")
 
 
-def test_unreadable_config_is_no_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    write_config(tmp_path, "this is [not toml", monkeypatch)
+def test_the_default_config_file_is_in_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MODAL_CONFIG_PATH", raising=False)
+    assert modal_boundary.config_path() == Path(os.environ["HOME"]) / ".modal.toml"
     with pytest.raises(ModalCredentialsMissing):
         modal_boundary.require_credentials()

@@ -1,18 +1,27 @@
-"""The modal adapter's host-side pieces: image recipe, command, output tree, scrubbing."""
+"""The modal adapter's host-side pieces, without Modal or Docker: command, image recipe, GPU
+check, environment class, the blob volume's bookkeeping, the output tree, compute rates."""
 
 from __future__ import annotations
 
+import io
 import os
+import stat
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import yaml
 
-from theoryx.adapters.base import Workspace
+from theoryx import adapters
 from theoryx.adapters.modal import adapter as modal
-from theoryx.errors import ModalError, UsageError
+from theoryx.adapters.modal import blobs, outputs
+from theoryx.errors import ImageNotFound, ModalError, ModalGpuUnsupported, ModalSandboxError, OutputRejected, UsageError
 from theoryx.spec.context import context_manifest
-from theoryx.spec.model import ProcessorSpec
+from theoryx.spec.model import OutputLimits, ProcessorSpec
 
 
 def make_spec(tmp_path: Path, dockerfile: str | None, **fields: object) -> ProcessorSpec:
@@ -52,6 +61,11 @@ def test_prebuilt_image_needs_a_command(tmp_path: Path) -> None:
     assert recipe.registry_ref == spec.image.ref and recipe.dockerfile is None
 
 
+
+
+# -- the image ---------------------------------------------------------------------------------
+
+
 def test_staged_context_is_what_the_image_identity_hashes(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, "FROM a\nCOPY . /app\n")
     folder = spec.folder
@@ -60,15 +74,58 @@ def test_staged_context_is_what_the_image_identity_hashes(tmp_path: Path) -> Non
     (folder / ".dockerignore").write_text("notes.md\n")
     (folder / "__pycache__").mkdir()
     (folder / "__pycache__" / "x.pyc").write_bytes(b"\0")
-    os.symlink("run.py", folder / "alias.py")
     stage = tmp_path / "stage"
     recipe = modal.image_recipe(spec, stage, tmp_path / "vendor", force=True)
     assert recipe.context_dir == str(stage) and recipe.dockerfile == str(stage / "Dockerfile")
-    assert recipe.force_build and recipe.build_args == {}
+    assert recipe.force_build and recipe.build_args == {} and recipe.extra_commands == ()
     staged = {str(p.relative_to(stage)) for p in stage.rglob("*")}
-    assert staged == set(context_manifest(folder).files) | {"vendor"}
-    assert (stage / "alias.py").is_symlink() and (stage / "vendor").is_dir()
-    assert context_manifest(stage).files == {k: v for k, v in context_manifest(folder).files.items()}
+    assert staged == set(context_manifest(folder).files) | {"vendor", "vendor/" + modal.VENDOR_PLACEHOLDER}
+    assert context_manifest(stage).files == context_manifest(folder).files
+    print(sorted(staged))
+
+
+def test_an_empty_vendor_dir_gets_a_file_for_modal_to_upload(tmp_path: Path) -> None:
+    """Modal uploads only files that COPY sources match: an empty vendor/ would match none."""
+    spec = make_spec(tmp_path, "FROM a\nCOPY vendor/ /opt/theoryx/vendor/\n")
+    modal.stage_context(spec, tmp_path / "stage", tmp_path / "vendor-v1")
+    assert [p.name for p in (tmp_path / "stage" / "vendor").iterdir()] == [modal.VENDOR_PLACEHOLDER]
+
+
+def test_a_context_with_links_is_refused(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, "FROM a\nCOPY . /app\n")
+    (spec.folder / "run.py").write_text("print(1)\n")
+    os.symlink("run.py", spec.folder / "alias.py")
+    with pytest.raises(ModalError, match="follows links") as info:
+        modal.image_recipe(spec, tmp_path / "stage", tmp_path / "vendor", force=False)
+    print(info.value.message)
+
+
+def test_add_of_local_files_is_refused(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, "FROM a\nADD run.py /app/\n")
+    with pytest.raises(ModalError, match="uploads only COPY sources"):
+        modal.image_recipe(spec, tmp_path / "stage", tmp_path / "vendor", force=False)
+    url = make_spec(tmp_path / "u", "FROM a\nADD https://example.com/x /x\n")
+    modal.image_recipe(url, tmp_path / "stage2", tmp_path / "vendor", force=False)
+
+
+def test_a_local_only_base_image_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("THEORYX_BASE_IMAGE", "theoryx/python-base:bookworm")
+    spec = make_spec(tmp_path, "ARG BASE_IMAGE=x\nFROM ${BASE_IMAGE}\n")
+    with pytest.raises(ImageNotFound, match="cannot pull"):
+        modal.image_recipe(spec, tmp_path / "stage", tmp_path / "vendor", force=False)
+    assert not (tmp_path / "stage").exists()
+
+
+@pytest.mark.parametrize(("dockerfile", "lines"), [
+    ("FROM a\nUSER 10001:10001\n", ("USER root", "RUN mkdir -p /artifacts /theoryx && chmod 1777 /artifacts /theoryx",
+                                      "USER 10001:10001")),
+    ("FROM a\nUSER app\nFROM b\n", ()),
+    ("FROM a\nUSER ${U}\n", ()),
+    ("FROM a\n", ()),
+])
+def test_a_user_in_the_last_stage_gets_the_directories_made_as_root(tmp_path: Path, dockerfile: str,
+                                                                    lines: tuple[str, ...]) -> None:
+    assert modal.extra_commands(make_spec(tmp_path, dockerfile)) == lines
 
 
 def test_vendored_requirements_are_staged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,57 +145,282 @@ def test_vendored_requirements_are_staged(tmp_path: Path, monkeypatch: pytest.Mo
         modal.stage_context(spec, tmp_path / "stage2", tmp_path / "vendor-v1")
 
 
-def test_names_and_gpus_in_modal_form(tmp_path: Path) -> None:
+# -- GPUs, names, options ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("gpu", "expected"), [
+    (None, None), ("A10G", "A10G"), ("h100:2", "H100:2"), ("L40S:8", "L40S:8"), ("a10:4", "A10:4"),
+    ("H100!", "H100!"), ("B200+:8", "B200+:8"), ("RTX-PRO-6000", "RTX-PRO-6000"), ("T4:1", "T4"),
+])
+def test_documented_gpus_in_modal_form(tmp_path: Path, gpu: str | None, expected: str | None) -> None:
+    spec = make_spec(tmp_path, "FROM a\n", runtime={"gpu": gpu})
+    assert modal.modal_gpu(spec) == expected
+
+
+@pytest.mark.parametrize(("gpu", "says"), [
+    ("2", "a count without a type"), ("any", "not a GPU type"), ("V100", "not a GPU type"),
+    ("A10:5", "1 to 4 A10"), ("H100:9", "1 to 8 H100"), ("L4:0", "1 to 8 L4"), ("T4:", "1 to 8 T4"),
+    ("RTX-PRO-6000:2", "1 to 1 RTX-PRO-6000"),
+])
+def test_other_gpus_are_refused_with_what_modal_offers(tmp_path: Path, gpu: str, says: str) -> None:
+    spec = make_spec(tmp_path, "FROM a\n", runtime={"gpu": gpu})
+    with pytest.raises(ModalGpuUnsupported) as info:
+        adapters.check_options("modal", {}, spec)
+    print(f"{gpu}: {info.value.message}")
+    assert info.value.code == "ERR_MODAL_GPU" and says in info.value.message
+    assert "H200" in info.value.message if "type" in says else "GPU(s) to one container" in info.value.message
+
+
+def test_names_in_modal_form(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, "FROM a\n", adapter={"modal": {"stub_name": "my app/v1"}})
     assert modal.app_name(spec) == "my-app-v1"
     assert modal.app_name(make_spec(tmp_path, "FROM a\n")) == "theoryx-t-p"
-    assert [modal.modal_gpu(g) for g in (None, "1", "A10G", "h100:2")] == [None, "any:1", "A10G", "h100:2"]
 
 
-def workspace(tmp_path: Path) -> Workspace:
-    ws = Workspace(tmp_path / "ws")
-    ws.outputs.mkdir(parents=True)
-    return ws
+def test_the_timeout_option_leaves_room_for_the_margin_in_modals_24_hours() -> None:
+    from theoryx.adapters.modal.sandbox import sandbox_timeout
+
+    assert sandbox_timeout(modal.MAX_TIMEOUT_S) <= 24 * 3600
+    assert sandbox_timeout(59.2) == 60 + modal.sandbox.SANDBOX_MARGIN_S
+    assert modal.ModalAdapter.billing_margin_s >= sandbox_timeout(59.2) - 59.2
 
 
-def entry(path: str, kind: str = "file", data: bytes | None = b"x", **kw: object) -> dict[str, object]:
-    return {"path": path, "kind": kind, "mode": 0o644, "size": len(data or b""), "nlink": 1, "data": data,
-            "target": None, "rdev": 0, **kw}
+# -- the environment class ---------------------------------------------------------------------
 
 
-def test_output_tree_is_recreated_as_it_was(tmp_path: Path) -> None:
-    ws = workspace(tmp_path)
-    modal.recreate_outputs([
-        entry("d", "dir", None), entry("d/f.txt", data=b"hello", mode=0o755),
-        entry("link", "symlink", None, target="/etc/passwd"), entry("pipe", "fifo", None),
-        entry("big", data=None, size=1 << 30), entry("linked", data=b"y", nlink=2),
-        entry("sock", "socket", None), entry("dev", "chr", None, rdev=259),
-    ], ws)
-    out = ws.outputs
-    assert (out / "d/f.txt").read_bytes() == b"hello" and os.access(out / "d/f.txt", os.X_OK)
-    assert os.readlink(out / "link") == "/etc/passwd"
-    assert (out / "pipe").is_fifo() and (out / "dev").is_fifo() and (out / "sock").is_socket()
-    assert (out / "big").stat().st_size == 1 << 30 and (out / "big").stat().st_blocks == 0
-    assert (out / "linked").stat().st_nlink == 2
+def test_modal_runs_are_keyed_apart_from_local_ones(tmp_path: Path) -> None:
+    """The decision (BUILD.md, section 9): a Sandbox is not local's container, so the classes
+    differ and the same request gets two memo keys; mock stays apart from both."""
+    from theoryx.pipeline.action import build
+    from theoryx.spec.context import env_identity, image_identity
+
+    assert (adapters.env_class("local"), adapters.env_class("modal"), adapters.env_class("mock")) == (
+        "container", "modal", "mock")
+    assert modal.ModalAdapter.env_class == "modal"
+    spec = make_spec(tmp_path, "FROM a\n")
+    keys = {}
+    for name in ("local", "modal"):
+        cls = adapters.env_class(name)
+        image, _ = image_identity(spec, cls)
+        keys[name] = build(spec, image=image, env=env_identity(cls), inputs={"x": 1},
+                           write_prefix="/artifacts/outputs/", seed=0, salt="").memo_key
+    print(keys)
+    assert keys["local"] != keys["modal"]
 
 
-@pytest.mark.parametrize("entries", [
-    [entry("../escape")],
-    [entry("/abs")],
-    [entry("a//b")],
-    [entry("a", "symlink", None, target="/tmp"), entry("a/b", "symlink", None, target="x")],
-    [entry("a"), entry("a/b")],
-    [entry("a"), entry("a")],
-])
-def test_malformed_output_trees_are_refused(tmp_path: Path, entries: list[dict[str, object]]) -> None:
-    ws = workspace(tmp_path)
+# -- the blob volume ---------------------------------------------------------------------------
+
+
+def test_blob_paths_are_the_cids_hex() -> None:
+    cid = "b3:" + "ab" * 32
+    assert blobs.blob_path(cid) == "blobs/ab/" + "ab" * 31
+    assert blobs.mounted(cid) == "/__theoryx/cas/blobs/ab/" + "ab" * 31
+
+
+def test_the_volume_name_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert blobs.volume_name() == "theoryx-cas"
+    monkeypatch.setenv("THEORYX_MODAL_VOLUME", "team-blobs")
+    assert blobs.volume_name() == "team-blobs"
+
+
+class FakeVolume:
+    """The two Volume operations, slow enough for concurrent runs to overlap."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, int] = {}
+        self.lookups = 0
+        self.batches: list[list[str]] = []
+        self.lock = threading.Lock()
+        self.fail_next = False
+
+    def size_of(self, path: str) -> int | None:
+        with self.lock:
+            self.lookups += 1
+            return self.files.get(path)
+
+    def upload(self, pairs: Sequence[tuple[Path, str]]) -> None:
+        time.sleep(0.05)
+        with self.lock:
+            if self.fail_next:
+                self.fail_next = False
+                raise ModalError("upload failed")
+            self.batches.append([remote for _, remote in pairs])
+            for local, remote in pairs:
+                self.files[remote] = local.stat().st_size
+
+
+def blob(tmp_path: Path, name: str, data: bytes) -> blobs.BlobFile:
+    from cas.hashing import cid_of_bytes
+
+    path = tmp_path / name
+    path.write_bytes(data)
+    return blobs.BlobFile(cid_of_bytes(data), len(data), path)
+
+
+def test_concurrent_runs_upload_each_blob_once(tmp_path: Path) -> None:
+    vol, store = FakeVolume(), blobs.BlobVolume("v")
+    shared = blob(tmp_path, "shared", b"shared" * 100)
+    own = [blob(tmp_path, f"own{i}", b"own %d" % i) for i in range(16)]
+    reports = []
+
+    def one(i: int) -> None:
+        reports.append(store.ensure([shared, own[i], shared], vol.size_of, vol.upload))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    uploaded = [p for batch in vol.batches for p in batch]
+    print(f"16 runs: {len(uploaded)} uploads in {len(vol.batches)} batches, {vol.lookups} lookups")
+    assert sorted(uploaded) == sorted({blobs.blob_path(b.cid) for b in [shared, *own]})
+    assert sum(r.uploaded for r in reports) == 17 and all(len(b) <= 2 for b in vol.batches)
+    again = store.ensure([shared, *own], vol.size_of, vol.upload)
+    assert (again.uploaded, again.present) == (0, 17) and vol.lookups == 17, "known blobs are not looked up"
+
+
+def test_a_blob_already_in_the_volume_is_not_uploaded(tmp_path: Path) -> None:
+    vol = FakeVolume()
+    b = blob(tmp_path, "b", b"bytes")
+    vol.files[blobs.blob_path(b.cid)] = b.size
+    report = blobs.BlobVolume("v").ensure([b], vol.size_of, vol.upload)
+    assert (report.uploaded, report.present, vol.batches) == (0, 1, [])
+    vol.files[blobs.blob_path(b.cid)] = 1                 # a wrong size is not the blob
+    assert blobs.BlobVolume("w").ensure([b], vol.size_of, vol.upload).uploaded == 1
+
+
+def test_a_failed_upload_is_retried_by_the_next_run(tmp_path: Path) -> None:
+    vol, store = FakeVolume(), blobs.BlobVolume("v")
+    b = blob(tmp_path, "b", b"bytes")
+    vol.fail_next = True
     with pytest.raises(ModalError):
-        modal.recreate_outputs(entries, ws)
-    assert not (tmp_path / "escape").exists()
+        store.ensure([b], vol.size_of, vol.upload)
+    assert store.ensure([b], vol.size_of, vol.upload).uploaded == 1
 
 
-def test_scrubber_catches_a_secret_split_across_chunks() -> None:
-    scrubber = modal.Scrubber(["hunter22"])
-    out = scrubber.feed(b"pass: hun") + scrubber.feed(b"ter22 ok hu") + scrubber.feed(b"m") + scrubber.flush()
-    assert out == b"pass: [REDACTED] ok hum"
-    assert modal.Scrubber([]).feed(b"as is") == b"as is"
+def test_a_run_waiting_for_a_failed_upload_uploads_itself(tmp_path: Path) -> None:
+    vol, store = FakeVolume(), blobs.BlobVolume("v")
+    b = blob(tmp_path, "b", b"bytes")
+    vol.fail_next = True
+    errors: list[BaseException] = []
+    results: list[blobs.Ensured] = []
+
+    def one() -> None:
+        try:
+            results.append(store.ensure([b], vol.size_of, vol.upload))
+        except ModalError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(errors) == 1 and [r.uploaded for r in results] == [1]
+
+
+# -- the output tree ---------------------------------------------------------------------------
+
+
+def tar_of(build: Callable[[tarfile.TarFile], None]) -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
+        build(tf)
+    buf.seek(0)
+    return buf
+
+
+def add(tf: tarfile.TarFile, name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", **kw: object) -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.size, info.mode = kind, len(data) if kind == tarfile.REGTYPE else 0, int(kw.pop("mode", 0o644))
+    for k, v in kw.items():
+        setattr(info, k, v)
+    tf.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+
+
+def test_the_tree_is_recreated_as_the_processor_left_it(tmp_path: Path) -> None:
+    def build(tf: tarfile.TarFile) -> None:
+        add(tf, ".", tarfile.DIRTYPE, mode=0o755)
+        add(tf, "./d", tarfile.DIRTYPE, mode=0o700)
+        add(tf, "./d/f.txt", data=b"hello", mode=0o755)
+        add(tf, "./link", tarfile.SYMTYPE, linkname="/etc/passwd")
+        add(tf, "./pipe", tarfile.FIFOTYPE)
+        add(tf, "./dev", tarfile.CHRTYPE, devmajor=1, devminor=3)
+        add(tf, "./suid", data=b"#!", mode=0o4755)
+        add(tf, "./again", tarfile.LNKTYPE, linkname="./d/f.txt")
+        add(tf, "./outside", tarfile.LNKTYPE, linkname="./not/archived")
+
+    dest = tmp_path / "out"
+    dest.mkdir()
+    done = outputs.extract(tar_of(build), dest, OutputLimits(), tmp_path / "links")
+    assert (done.files, done.bytes, done.stopped) == (7, 7, False)
+    assert (dest / "d/f.txt").read_bytes() == b"hello" and os.access(dest / "d/f.txt", os.X_OK)
+    assert os.readlink(dest / "link") == "/etc/passwd"
+    assert (dest / "pipe").is_fifo() and (dest / "dev").is_fifo()
+    assert (dest / "suid").stat().st_mode & stat.S_ISUID
+    assert (dest / "again").stat().st_nlink == 2 and (dest / "outside").stat().st_nlink == 2
+
+
+def test_extraction_stops_at_a_cap_without_the_bytes(tmp_path: Path) -> None:
+    def build(tf: tarfile.TarFile) -> None:
+        add(tf, "./small", data=b"x" * 100)
+        add(tf, "./big", data=b"y" * 5000)
+        add(tf, "./never", data=b"z")
+
+    dest = tmp_path / "out"
+    dest.mkdir()
+    done = outputs.extract(tar_of(build), dest, OutputLimits(max_bytes=4096), tmp_path / "links")
+    assert done.stopped and sorted(p.name for p in dest.iterdir()) == ["big", "small"]
+    assert (dest / "big").stat().st_size == 5000 and (dest / "big").stat().st_blocks == 0, "sparse: no bytes"
+
+
+@pytest.mark.parametrize("name", ["../escape", "/abs", "./a/../../b"])
+def test_malformed_archives_are_refused(tmp_path: Path, name: str) -> None:
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(ModalSandboxError):
+        outputs.extract(tar_of(lambda tf: add(tf, name, data=b"x")), dest, OutputLimits(), tmp_path / "l")
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "b").exists()
+
+
+def test_an_entry_under_a_link_is_refused(tmp_path: Path) -> None:
+    def build(tf: tarfile.TarFile) -> None:
+        add(tf, "./a", tarfile.SYMTYPE, linkname="/tmp")
+        add(tf, "./a/b", data=b"x")
+
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(ModalSandboxError, match="non-directory"):
+        outputs.extract(tar_of(build), dest, OutputLimits(), tmp_path / "l")
+
+
+def test_a_root_that_is_not_a_directory_is_rejected(tmp_path: Path) -> None:
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(OutputRejected):
+        outputs.extract(tar_of(lambda tf: add(tf, ".", tarfile.SYMTYPE, linkname="/etc")), dest, OutputLimits(),
+                        tmp_path / "l")
+
+
+def test_an_empty_stream_is_no_outputs(tmp_path: Path) -> None:
+    assert outputs.extract(outputs.reader(iter([])), tmp_path, OutputLimits(), tmp_path / "l").files == 0
+
+
+def test_the_chunk_reader_streams(tmp_path: Path) -> None:
+    r = outputs.reader(iter([b"ab", b"", b"cde", b"f"]))
+    assert r.read(3) == b"abc" and r.read() == b"def"
+
+
+# -- compute rates -----------------------------------------------------------------------------
+
+
+def test_sandboxes_bill_at_their_own_cpu_and_memory_rates() -> None:
+    from theoryx.budget.pricing import Rates
+
+    rates = Rates()
+    function = rates.per_second(1.0, 1024, None)
+    box = rates.per_second(1.0, 1024, None, sandbox=True)
+    gpu = rates.per_second(1.0, 1024, "H100!", sandbox=True)
+    print(f"1 core + 1 GiB per second: function {function}, sandbox {box}, with an H100 {gpu}")
+    assert box == Decimal("0.00003942") + Decimal("0.00000672") and function is not None and box > function
+    assert gpu == box + Decimal("0.001097") and rates.gpu("B200+:2") == (2, Decimal("0.001736"))

@@ -22,11 +22,13 @@ if TYPE_CHECKING:
 
 NAMES = ("local", "mock", "modal")
 _MODULES = {"mock": "mock", "local": "local.adapter", "modal": "modal.adapter"}
-_ENV_CLASS = {"mock": "mock", "local": "container", "modal": "container"}
+# modal is its own class: a Sandbox is not local's container (writable root, no pids/tmpfs limits or
+# dropped capabilities, maybe root; BUILD.md, section 9), so their results never answer each other.
+_ENV_CLASS = {"mock": "mock", "local": "container", "modal": "modal"}
 
 
 def env_class(name: str) -> str:
-    """The environment class of adapter ``name`` ("mock" or "container")."""
+    """The environment class of adapter ``name`` ("mock", "container" or "modal")."""
     try:
         return _ENV_CLASS[name]
     except KeyError:

@@ -17,8 +17,7 @@ theoryx's own memory stays at one chunk plus the scrubber's carry (shorter than 
 secret) whatever the processor writes; the bytes live on disk. The limit is the spec's
 ``limits.log_bytes`` (:data:`theoryx.spec.model.DEFAULT_LOG_BYTES` by default, per stream).
 
-This module imports only the standard library at module level: the Modal runner ships it into
-the processor's container (``boundary.RUNNER_FILES``) and bounds its logs there the same way.
+This module imports only the standard library at module level.
 """
 
 from __future__ import annotations
@@ -123,8 +122,8 @@ class LogCapture:
     """One stream (``stdout`` or ``stderr``) captured into ``path``; see the module docstring.
 
     ``forward`` (when given) receives every scrubbed chunk as it is produced, dropped or not
-    (``--stream`` shows the whole output live). ``with_marker=False`` leaves the marker out (the
-    Modal runner, whose cut is redone by the host's capture). ``create_empty=False`` creates the
+    (``--stream`` shows the whole output live). ``with_marker=False`` leaves the marker out (for a
+    cut that a later capture redoes with its own). ``create_empty=False`` creates the
     file only when a first byte comes (the mock adapter stores no log for a silent stream).
     Not thread-safe: one writer.
     """

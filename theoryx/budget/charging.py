@@ -63,7 +63,7 @@ class Charging:
 
         est = costs.estimate(spec, inputs, bills_compute=adapter.bills_compute, rates=rates,
                              timeout=costs.timeout_of(spec, self.adapter_options),
-                             margin_s=int(getattr(adapter, "billing_margin_s", 0)))
+                             margin_s=int(getattr(adapter, "billing_margin_s", 0)), sandbox=_sandbox(adapter))
         plan, created = plans.reserve(
             self.stores.db, self.plan, self.execution_id, est.micros, lease=lease_path,
             parts=est.parts, unknown=est.unknown, ref=str(spec.ref),
@@ -81,13 +81,16 @@ class Charging:
 
         cost = costs.actual(spec, inputs, dict(result), None if outcome is None else outcome.duration_ms,
                             bills_compute=adapter.bills_compute, rates=self.rates(),
-                            compute_seconds=None if outcome is None else outcome.meta.get("compute_seconds"))
+                            compute_seconds=None if outcome is None else outcome.meta.get("compute_seconds"),
+                            sandbox=_sandbox(adapter))
         if not self.reserved:
             return cost.micros
         from theoryx.budget import plans
         from theoryx.budget.money import dollars
 
-        plans.settle(self.stores.db, self.execution_id, cost.micros, status=status)
+        # the parts (compute apart from what the processor reported or its LLM usage cost) go
+        # on the ledger's settle event
+        plans.settle(self.stores.db, self.execution_id, cost.micros, status=status, parts=cost.parts)
         self.reserved = False
         for why in cost.notes:
             note(f"plan {self.plan!r}: {why}")
@@ -106,3 +109,8 @@ class Charging:
         except Exception as exc:
             note(f"could not settle plan {self.plan!r} for execution {self.execution_id}: {exc}")
             return None
+
+
+def _sandbox(adapter: Adapter) -> bool:
+    """Whether ``adapter`` bills compute at Modal's Sandbox rates (its ``compute_rates``)."""
+    return getattr(adapter, "compute_rates", "") == "sandbox"

@@ -10,7 +10,8 @@ Estimate (parts):
   (+ images × per-image price), prices from :mod:`theoryx.budget.pricing` (worst tier);
 - ``compute`` (the adapter bills compute): (timeout + the adapter's ``billing_margin_s``, the
   most a platform may bill beyond the processor's own timeout) × (cpu cores × core rate + memory
-  GiB × GiB rate + GPUs × GPU rate).
+  GiB × GiB rate + GPUs × GPU rate), at the Sandbox rates for an adapter whose
+  ``compute_rates`` is ``"sandbox"`` (``sandbox=True``).
 
 Prompt bound, in tokens. The tokenizers behind the supported providers (byte-level BPE as in
 tiktoken; SentencePiece with byte fallback) emit tokens that each cover at least one byte of
@@ -180,7 +181,7 @@ def timeout_of(spec: ProcessorSpec, options: Mapping[str, Any]) -> Decimal:
 
 
 def estimate(spec: ProcessorSpec, inputs: Any, *, bills_compute: bool, rates: Rates,
-             timeout: Decimal | None = None, margin_s: int = 0) -> Estimate:
+             timeout: Decimal | None = None, margin_s: int = 0, sandbox: bool = False) -> Estimate:
     """The worst-case cost of executing ``spec`` on ``inputs`` (see the module docstring).
     ``timeout`` defaults to ``runtime.timeout``; ``margin_s`` is added to billed compute time."""
     block = _cost_block(spec)
@@ -196,7 +197,7 @@ def estimate(spec: ProcessorSpec, inputs: Any, *, bills_compute: bool, rates: Ra
         parts["llm"] = ceil_micros(usd)
         unknown += [problem] if problem else []
     if bills_compute:
-        rate = rates.per_second(spec.runtime.cpu, spec.runtime.memory, spec.runtime.gpu)
+        rate = rates.per_second(spec.runtime.cpu, spec.runtime.memory, spec.runtime.gpu, sandbox=sandbox)
         parts["compute"] = ceil_micros((rate or Decimal(0)) * (timeout + margin_s))
         unknown += [] if rate is not None else [f"no compute rate for GPU {spec.runtime.gpu!r}"]
     return Estimate(sum(parts.values()), parts, tuple(unknown))
@@ -215,7 +216,7 @@ def _usage_cost(spec: ProcessorSpec, inputs: Any, usage: Any, rates: Rates) -> t
 
 
 def actual(spec: ProcessorSpec, inputs: Any, result: dict[str, Any], duration_ms: int | None, *,
-           bills_compute: bool, rates: Rates, compute_seconds: Any = None) -> Cost:
+           bills_compute: bool, rates: Rates, compute_seconds: Any = None, sandbox: bool = False) -> Cost:
     """What the execution cost. ``duration_ms`` None: it never started (cost 0). ``result`` is
     the processor's ``THEORYX_RESULT`` (``cost_usd``, ``usage``); ``compute_seconds`` what the
     adapter says it billed (else the duration)."""
@@ -238,7 +239,7 @@ def actual(spec: ProcessorSpec, inputs: Any, result: dict[str, Any], duration_ms
             parts["llm"] = ceil_micros(usd)
             notes += [note] if note else []
     if bills_compute:
-        rate = rates.per_second(spec.runtime.cpu, spec.runtime.memory, spec.runtime.gpu)
+        rate = rates.per_second(spec.runtime.cpu, spec.runtime.memory, spec.runtime.gpu, sandbox=sandbox)
         billed = decimal_usd(compute_seconds)
         parts["compute"] = ceil_micros((rate or Decimal(0)) * (seconds if billed is None else billed))
         notes += [] if rate is not None else [f"no compute rate for GPU {spec.runtime.gpu!r}"]

@@ -224,10 +224,12 @@ def reserve(db: Database, key: str, execution_id: str, amount_micros: int, *, le
     return _write(db, fn)
 
 
-def settle(db: Database, execution_id: str, amount_micros: int, *, status: str) -> Plan | None:
+def settle(db: Database, execution_id: str, amount_micros: int, *, status: str,
+           parts: Mapping[str, int] | None = None) -> Plan | None:
     """Charge ``amount_micros`` and release the reservation of ``execution_id``. Idempotent:
     without an open reservation (already settled, or released by reconcile) nothing happens and
-    None is returned."""
+    None is returned. ``parts`` (how the amount is made up: ``compute`` apart from ``llm``,
+    ``reported``...) goes on the event as ``cost`` when given, as the estimate's on ``reserve``."""
 
     def fn(t: _Txn) -> Plan | None:
         r = t.reservation(execution_id)
@@ -236,8 +238,9 @@ def settle(db: Database, execution_id: str, amount_micros: int, *, status: str) 
         plan = t.plan(r.plan)
         if plan is None:
             raise _not_found(r.plan)
+        extra = {"cost": dict(sorted(parts.items()))} if parts else {}
         plan = t.append(plan, "settle", execution_id=execution_id, amount_micros=amount_micros,
-                        released_micros=r.amount_micros, status=status)
+                        released_micros=r.amount_micros, status=status, **extra)
         t.close(r)
         return plan
 

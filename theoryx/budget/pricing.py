@@ -13,11 +13,14 @@ every price is the one the full map of that LiteLLM version gives. ``scripts/ven
 refreshes it from the installed litellm.
 
 Compute rates default to Modal's published prices (modal.com/pricing): per physical CPU core
-and per GiB of memory per second, and per GPU second by type. They, and the price of models the
-cost map lacks, can be overridden by ``$THEORYX_HOME/rates.json`` and then by the environment
-variable ``THEORYX_RATES`` (JSON text), both of the form::
+and per GiB of memory per second, and per GPU second by type. Sandboxes (the ``modal`` adapter)
+have their own CPU and memory rates, three times the Functions' (Modal's pricing lists them apart;
+GPU seconds cost the same). They, and the price of models the cost map lacks, can be overridden
+by ``$THEORYX_HOME/rates.json`` and then by the environment variable ``THEORYX_RATES`` (JSON
+text), both of the form::
 
     {"cpu_core_second_usd": "0.0000131", "memory_gib_second_usd": "0.00000222",
+     "sandbox_cpu_core_second_usd": "0.00003942", "sandbox_memory_gib_second_usd": "0.00000672",
      "gpu_second_usd": {"H100": "0.001097"},
      "models": {"my-local-model": {"input_cost_per_token": 0, "output_cost_per_token": 0,
                                    "max_output_tokens": 4096}}}
@@ -43,6 +46,9 @@ RATES_FILE = "rates.json"
 
 MODAL_CPU_CORE_SECOND = Decimal("0.0000131")
 MODAL_MEMORY_GIB_SECOND = Decimal("0.00000222")
+# Sandboxes: the CPU and memory rates of modal.com/pricing's Sandbox line (3x the Functions').
+MODAL_SANDBOX_CPU_CORE_SECOND = Decimal("0.00003942")
+MODAL_SANDBOX_MEMORY_GIB_SECOND = Decimal("0.00000672")
 MODAL_GPU_SECOND = {
     "B200": Decimal("0.001736"), "H200": Decimal("0.001261"), "H100": Decimal("0.001097"),
     "A100-80GB": Decimal("0.000694"), "A100-40GB": Decimal("0.000583"), "A100": Decimal("0.000583"),
@@ -108,6 +114,8 @@ class Rates:
     memory_gib_second: Decimal = MODAL_MEMORY_GIB_SECOND
     gpu_second: dict[str, Decimal] = field(default_factory=lambda: dict(MODAL_GPU_SECOND))
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sandbox_cpu_core_second: Decimal = MODAL_SANDBOX_CPU_CORE_SECOND
+    sandbox_memory_gib_second: Decimal = MODAL_SANDBOX_MEMORY_GIB_SECOND
 
     def gpu(self, spec: str | None) -> tuple[int, Decimal] | None:
         """``(count, rate per GPU second)`` for a spec's ``runtime.gpu`` (``"H100"``, ``"a10g:2"``,
@@ -116,6 +124,7 @@ class Rates:
         if spec is None:
             return 0, Decimal(0)
         name, _, count = spec.strip().upper().partition(":")
+        name = name.rstrip("!+")    # Modal's "H100!" (never upgraded) and "B200+" bill as H100 and B200
         if name.isdigit() and not count:
             name, count = "ANY", name
         n = int(count) if count.isdigit() else 1
@@ -124,13 +133,15 @@ class Rates:
         rate = self.gpu_second.get(name)
         return None if rate is None else (n, rate)
 
-    def per_second(self, cpu: float, memory_mib: int, gpu: str | None) -> Decimal | None:
-        """Dollars per second of a container with these resources; None for an unknown GPU."""
+    def per_second(self, cpu: float, memory_mib: int, gpu: str | None, *, sandbox: bool = False) -> Decimal | None:
+        """Dollars per second of a container with these resources (a Sandbox's with ``sandbox``);
+        None for an unknown GPU."""
         g = self.gpu(gpu)
         if g is None:
             return None
-        return (Decimal(repr(cpu)) * self.cpu_core_second
-                + Decimal(memory_mib) / 1024 * self.memory_gib_second + g[0] * g[1])
+        core = self.sandbox_cpu_core_second if sandbox else self.cpu_core_second
+        gib = self.sandbox_memory_gib_second if sandbox else self.memory_gib_second
+        return Decimal(repr(cpu)) * core + Decimal(memory_mib) / 1024 * gib + g[0] * g[1]
 
 
 def _decimal(value: Any, where: str) -> Decimal:
@@ -143,7 +154,8 @@ def _decimal(value: Any, where: str) -> Decimal:
 def _apply(rates: Rates, raw: Any, source: str) -> Rates:
     if not isinstance(raw, dict):
         raise RatesError(f"{source}: must be a JSON object")
-    known = {"cpu_core_second_usd", "memory_gib_second_usd", "gpu_second_usd", "models"}
+    known = {"cpu_core_second_usd", "memory_gib_second_usd", "gpu_second_usd", "models",
+             "sandbox_cpu_core_second_usd", "sandbox_memory_gib_second_usd"}
     extra = sorted(set(raw) - known)
     if extra:
         raise RatesError(f"{source}: unknown key {extra[0]!r} (known: {', '.join(sorted(known))})")
@@ -162,6 +174,11 @@ def _apply(rates: Rates, raw: Any, source: str) -> Rates:
         gpu_second={**rates.gpu_second,
                     **{k.upper(): _decimal(v, f"{source}: gpu_second_usd.{k}") for k, v in gpus.items()}},
         models={**rates.models, **models},
+        sandbox_cpu_core_second=_decimal(raw["sandbox_cpu_core_second_usd"], f"{source}: sandbox_cpu_core_second_usd")
+        if "sandbox_cpu_core_second_usd" in raw else rates.sandbox_cpu_core_second,
+        sandbox_memory_gib_second=_decimal(raw["sandbox_memory_gib_second_usd"],
+                                           f"{source}: sandbox_memory_gib_second_usd")
+        if "sandbox_memory_gib_second_usd" in raw else rates.sandbox_memory_gib_second,
     )
 
 

@@ -1,71 +1,67 @@
-"""The ``modal`` adapter: the processor's image on Modal, through a thin boundary.
+"""The ``modal`` adapter: the processor's own command in a Modal Sandbox.
 
-Every call into the Modal client lives in :mod:`theoryx.adapters.modal.boundary`; this module prepares
-one :class:`~theoryx.adapters.modal.boundary.Call` and turns the response into the workspace the executor
-reads. Inside the container :mod:`theoryx.adapters.modal.runner` recreates the processor contract
-(BUILD.md, "The processor contract") and runs the spec's command; so the same processor source runs unchanged under
-``local`` and ``modal``, and both share memo keys (environment class ``container``, same image
-identity: the same build context and build args are sent to Modal's builder).
+Every call into the Modal client is in :mod:`theoryx.adapters.modal.boundary`; this module decides
+what to ask for, :mod:`theoryx.adapters.modal.blobs` puts the inputs on a content-addressed Volume
+and :mod:`theoryx.adapters.modal.sandbox` runs one execution. The processor contract (BUILD.md,
+"The processor contract") is the same as under ``local``; what Modal cannot make equivalent is
+why ``modal`` results are keyed apart (environment class ``modal``, see below).
 
-- image: a Dockerfile spec is built by Modal from a context staged in the workspace: exactly the
-  files :func:`theoryx.spec.context.context_manifest` hashes, plus ``vendor/`` (the host-installed
-  ``requirements.txt``, as for ``local``), with :func:`theoryx.spec.context.build_args`. A pinned
-  ``image.ref`` is pulled by Modal from its registry. ``--build`` forces a rebuild on Modal.
-  A ``BASE_IMAGE`` that only exists locally (``theoryx/...``) is refused before anything is sent.
-- command: the spec's ``command`` (after the Dockerfile's exec-form ``ENTRYPOINT``, as Docker
-  would), else the Dockerfile's ``CMD``; the working directory is the Dockerfile's ``WORKDIR``.
-- inputs: the referenced attachments and ``inputs.json`` travel in the payload; secret values
-  travel only as a ``modal.Secret`` (never in the payload, the memo key or a log: logs and
-  streamed chunks are scrubbed).
-- resources: ``runtime.cpu``, ``memory`` (MiB, also the hard limit), ``gpu`` (``"A10G"``,
-  ``"a10g:2"``; a bare count ``n`` means ``any:n``), ``network: false`` blocks the network; the
-  wall-clock timeout (``runtime.timeout`` or the ``timeout`` option) is enforced by the runner,
-  and Modal's own function timeout has a margin over it. Either kill is ``timed_out``; an OOM
-  kill the container's cgroup accounts for (or that Modal's message names) is ``oom_killed``.
-- outputs: the runner sends back the tree left under the write prefix without following links;
-  it is recreated in ``workspace.outputs`` as it was (symlinks as symlinks, set-id bits, extra
-  hard links, sizes of over-cap files as sparse files; devices become FIFOs) so that ingestion
-  accepts and rejects exactly what it does for ``local``.
-- streaming: with ``--stream`` a boundary that offers ``call_stream`` (the real one does: the
-  runner is then a generator function) forwards stdout/stderr chunks as the processor writes
-  them; with a boundary offering only ``call``, the logs are forwarded once the call returns.
-- billing: ``bills_compute`` is True; the Outcome's ``meta`` says ``compute_seconds`` (the wall
-  time of the remote call, which includes container start-up: Modal bills the container's life;
-  capped at the timeout + ``billing_margin_s``, the most Modal's function and start-up timeouts
-  let it bill, which is what a plan reserves), ``cpu``, ``memory_mib`` and ``gpu``.
+- **image**: a Dockerfile spec is built by Modal from a context staged in the workspace: exactly
+  the files :func:`theoryx.spec.context.context_manifest` hashes, plus ``vendor/`` (the
+  host-installed ``requirements.txt``, as for ``local``; a placeholder file when there is none,
+  since Modal uploads only the files ``COPY`` sources match and an empty ``vendor/`` matches
+  none), with :func:`theoryx.spec.context.build_args`. Refused before anything is sent: a context
+  holding symbolic links (Modal's builder follows them, so the image would not be the one hashed),
+  ``ADD`` of local files (Modal does not upload ``ADD`` sources), a ``BASE_IMAGE`` that only
+  exists locally (``theoryx/...``). When the last stage sets ``USER``, three lines are appended:
+  ``USER root``, ``RUN mkdir -p /artifacts /theoryx && chmod 1777 ...``, ``USER <it>``, so that the
+  Sandbox can be prepared whether Modal honours ``USER`` or not (its docs do not say). The image's
+  entrypoint is emptied. A pinned ``image.ref`` is pulled by Modal. ``--build`` forces a rebuild.
+- **command**: the spec's ``command`` (after the Dockerfile's exec-form ``ENTRYPOINT``, as Docker
+  would), else the Dockerfile's ``CMD``; in the Dockerfile's ``WORKDIR``.
+- **inputs**: the attachments and ``inputs.json`` are blobs on the Volume (uploaded when missing,
+  one batch per run, never twice by concurrent runs of one process), linked into place read-only.
+- **resources**: ``cpu=(c, c)`` and ``memory=(m, m)``: request = limit (a plain number would only
+  be a request, billed as max(request, usage)); ``gpu`` one of Modal's documented types with a
+  count it supports (:data:`GPU_TYPES`; anything else is :class:`ModalGpuUnsupported` before
+  anything is written); ``block_network`` unless ``runtime.network``; the Sandbox's lifetime is
+  the processor's timeout plus :data:`~theoryx.adapters.modal.sandbox.SANDBOX_MARGIN_S`.
+- **tags**: ``theoryx.managed=1``, the owner process (host/boot id/pid/start time, as ``local``'s
+  label), the execution id and the ref. Sandboxes whose owner process is gone are terminated when
+  the next modal adapter of this host is created (once per process).
+- **billing**: ``bills_compute``; ``compute_rates = "sandbox"`` (Modal's Sandbox CPU and memory
+  rates, :mod:`theoryx.budget.pricing`); the Outcome's ``meta`` says ``compute_seconds`` (the
+  Sandbox's measured lifetime), ``cpu``, ``memory_mib`` and ``gpu``. A plan reserves the worst
+  case: (timeout + :attr:`ModalAdapter.billing_margin_s`) x rates.
 
-Credentials are checked before ``modal`` is even imported (:class:`ModalCredentialsMissing`,
-within milliseconds). Tests replace :data:`BOUNDARY_FACTORY` with an offline fake; it is not an
-adapter option, since those are user-facing.
+**Environment class ``modal``**: a Modal run is not the run ``local`` makes. Inside the Sandbox
+the root filesystem is writable, there is no tmpfs size, pids limit, dropped capabilities or
+no-new-privileges, the user may be root (Modal's docs do not say whether ``USER`` is honoured), the
+inputs are links into a read-only Volume (the directories holding them lose their write bits,
+which root ignores) and Modal may add its own environment variables. So ``modal`` results never
+answer ``local`` runs nor the reverse (:data:`theoryx.adapters._ENV_CLASS`).
 
-- logs: written through the run's log captures (:class:`~theoryx.adapters.base.Captures`),
-  bounded by ``limits.log_bytes`` on the host and, already, in the container (the runner keeps
-  the same head and tail and says where it cut: ``log_cuts``), so a processor's output never
-  travels or sits in memory whole.
-
-Adapter options (:data:`OPTIONS`; ``--adapter-opts-json``, never in the memo key): ``timeout``
-(seconds, > 0, at most :data:`MAX_TIMEOUT_S`: Modal's 24-hour function limit less the margin).
-No option relaxes the sandbox: network, CPU, memory and GPU come from the spec only.
+Credentials are checked before ``modal`` is even imported (:class:`ModalCredentialsMissing`, within
+milliseconds). Adapter options (:data:`OPTIONS`; ``--adapter-opts-json``, never in the memo key):
+``timeout`` (seconds, > 0, at most :data:`MAX_TIMEOUT_S`: Modal's 24-hour Sandbox lifetime less the
+margin). No option relaxes the sandbox: network, CPU, memory and GPU come from the spec only. The
+Volume's name is ``$THEORYX_MODAL_VOLUME`` (default ``theoryx-cas``): where blobs travel, not what a
+run computes.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shutil
-import stat
-import time
-from collections.abc import Callable, Iterable, Mapping
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from theoryx.adapters.base import (
-    CONTAINER_INPUTS_DIR,
-    STREAMS,
-    Captures,
     ExecRequest,
     Option,
     OptionSchema,
@@ -74,35 +70,75 @@ from theoryx.adapters.base import (
     timeout_value,
 )
 from theoryx.adapters.logs import Scrubber as Scrubber  # re-exported: tests reach it here
-from theoryx.adapters.modal.boundary import Boundary, Call, ImageRecipe
+from theoryx.adapters.modal import blobs, boundary, sandbox
+from theoryx.adapters.modal.boundary import ImageRecipe, SandboxRequest
 from theoryx.core import notices
-from theoryx.errors import ImageNotFound, ModalError, UsageError
+from theoryx.errors import ImageNotFound, ModalError, ModalGpuUnsupported, UsageError
 from theoryx.spec.context import build_args, context_manifest, platform_name
 from theoryx.spec.model import ProcessorSpec
 from theoryx.store.handle import Stores
 
-TIMEOUT_MARGIN_S = 120        # materialising inputs and collecting outputs, on top of the processor's
-STARTUP_TIMEOUT_S = 300       # pulling the image and starting the container
-MAX_TIMEOUT_S = 24 * 3600 - TIMEOUT_MARGIN_S   # Modal's function timeout is at most 24 hours
-OPTIONS = OptionSchema("modal", (
+MAX_LIFETIME_S = 24 * 3600                      # Modal: "a timeout of up to 24 hours"
+MAX_TIMEOUT_S = MAX_LIFETIME_S - sandbox.SANDBOX_MARGIN_S - 1
+STAGING_DIR = "modal-context"
+VENDOR_PLACEHOLDER = ".theoryx-vendor"
+LOCAL_ONLY_BASES: tuple[str, ...] = ("theoryx/",)
+"""``BASE_IMAGE`` prefixes of images that exist only on this host (scripts/base-image.sh), which
+Modal's builder cannot pull. Tests running the emulator on local Docker empty it."""
+
+TAG_MANAGED = "theoryx.managed"
+TAG_OWNER = "theoryx.owner"
+TAG_EXECUTION = "theoryx.execution"
+TAG_REF = "theoryx.ref"
+
+# modal.com/docs/guide/gpu: the `gpu` values Modal supports and how many of each one container
+# may have ("B200, H200, H100, A100, L4, T4 and L40S instances support up to 8 GPUs ... A10
+# instances support up to 4"). RTX-PRO-6000 has no documented count: one. A10G is A10's older name.
+GPU_TYPES: dict[str, int] = {
+    "T4": 8, "L4": 8, "A10": 4, "A10G": 4, "L40S": 8, "A100": 8, "A100-40GB": 8, "A100-80GB": 8,
+    "RTX-PRO-6000": 1, "H100": 8, "H100!": 8, "H200": 8, "B200": 8, "B200+": 8,
+}
+
+
+def modal_gpu(spec: ProcessorSpec) -> str | None:
+    """``runtime.gpu`` as Modal takes it (``TYPE`` or ``TYPE:N``, type upper-cased), or None;
+    :class:`ModalGpuUnsupported` for a type Modal does not document, a bare count (Modal needs a
+    type), or more GPUs than Modal attaches to one container."""
+    raw = spec.runtime.gpu
+    if raw is None:
+        return None
+    name, sep, count = raw.strip().partition(":")
+    kind = name.upper()
+    offered = ", ".join(GPU_TYPES)
+    if kind.isdigit() and not sep:
+        raise ModalGpuUnsupported(f"processor {spec.ref} asks for runtime.gpu: {raw}, a count without a type; "
+                                  f"Modal needs a GPU type, e.g. 'L4:{kind}' (types: {offered})", option="adapter")
+    if kind not in GPU_TYPES:
+        raise ModalGpuUnsupported(f"processor {spec.ref} asks for runtime.gpu: {raw}, which is not a GPU type "
+                                  f"Modal documents (types: {offered})", option="adapter")
+    n = int(count) if count.isdigit() else (1 if not sep else 0)
+    if not 1 <= n <= GPU_TYPES[kind]:
+        undocumented = " (its docs give no count for this type)" if kind == "RTX-PRO-6000" else ""
+        raise ModalGpuUnsupported(f"processor {spec.ref} asks for runtime.gpu: {raw}; Modal attaches 1 to "
+                                  f"{GPU_TYPES[kind]} {kind} GPU(s) to one container{undocumented}", option="adapter")
+    return kind if n == 1 else f"{kind}:{n}"
+
+
+@dataclass(frozen=True)
+class ModalOptionSchema(OptionSchema):
+    """The modal adapter's options; given the spec, :meth:`parse` also checks ``runtime.gpu``
+    (:func:`modal_gpu`), so that an unsupported GPU is refused before anything is written."""
+
+    def parse(self, raw: Any, spec: ProcessorSpec | None = None) -> dict[str, Any]:
+        values = super().parse(raw, spec)
+        if spec is not None:
+            modal_gpu(spec)
+        return values
+
+
+OPTIONS = ModalOptionSchema("modal", (
     Option("timeout", "number", "the wall-clock timeout in seconds", positive=True, maximum=MAX_TIMEOUT_S),
 ))
-STAGING_DIR = "modal-context"
-LINKS_DIR = "modal-links"
-
-
-def _real_boundary() -> Boundary:
-    """The real edge, after the local credentials check (never imports modal itself)."""
-    from theoryx.adapters.modal import boundary as modal_boundary
-
-    modal_boundary.require_credentials()
-    return modal_boundary
-
-
-BOUNDARY_FACTORY: Callable[[], Boundary] = _real_boundary
-
-
-# -- options -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -126,68 +162,12 @@ def app_name(spec: ProcessorSpec) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-")[:64] or "theoryx"
 
 
-def modal_gpu(gpu: str | None) -> str | None:
-    """``runtime.gpu`` in Modal's form: a bare count ``n`` is ``any:n``."""
-    if gpu is None:
-        return None
-    return f"any:{gpu}" if gpu.isdigit() else gpu
-
-
 def _link_or_copy(src: str, dst: str) -> str:
     try:
         os.link(src, dst)
     except OSError:
         shutil.copy2(src, dst)
     return dst
-
-
-def stage_context(spec: ProcessorSpec, dest: Path, vendor_root: Path) -> None:
-    """Put ``spec``'s build context in ``dest``: the files its image identity hashes (links kept
-    as links) and ``vendor/`` (empty without a ``requirements.txt``; else hard links into
-    theoryx's vendor cache, whose entries are never modified)."""
-    from theoryx.adapters.local import images
-
-    folder = spec.folder
-    dest.mkdir(parents=True)
-    for rel in context_manifest(folder).files:
-        src, out = folder / rel, dest / rel
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_symlink():
-            os.symlink(os.readlink(src), out)
-        else:                   # copied: the registry's sources are the user's files
-            shutil.copy2(src, out)
-    dockerfile = spec.dockerfile_path
-    if dockerfile is not None and not (dest / dockerfile.name).exists():
-        shutil.copy2(dockerfile, dest / dockerfile.name)
-    if (folder / images.REQUIREMENTS).is_file() and platform_name() != "linux/amd64":
-        raise ModalError(f"processor {spec.ref} vendors {images.REQUIREMENTS}, whose wheels are chosen for "
-                         f"this host's platform ({platform_name()}); Modal runs linux/amd64: run it from an "
-                         "amd64 host, or use adapter='local'", option="adapter")
-    vendor = images.ensure_vendor(folder, vendor_root, notices.progress)
-    if vendor is None:
-        (dest / images.VENDOR_DIR).mkdir()
-    else:
-        shutil.copytree(vendor, dest / images.VENDOR_DIR, symlinks=True, copy_function=_link_or_copy)
-
-
-def image_recipe(spec: ProcessorSpec, staging: Path, vendor_root: Path, force: bool) -> ImageRecipe:
-    """How Modal gets ``spec``'s image; :class:`ImageNotFound` for a local-only base image."""
-    if spec.image.ref is not None:
-        return ImageRecipe(registry_ref=spec.image.ref, force_build=force)
-    args = build_args(spec)
-    base = args.get("BASE_IMAGE", "")
-    if base.startswith("theoryx/"):
-        raise ImageNotFound(
-            f"BASE_IMAGE {base} (THEORYX_BASE_IMAGE) is a local image that Modal's builder cannot pull; "
-            "unset THEORYX_BASE_IMAGE or set it to an image in a registry Modal can reach "
-            "(it is part of the image identity, so results are then keyed apart from local ones)")
-    stage_context(spec, staging, vendor_root)
-    dockerfile = Path(spec.image.dockerfile or "Dockerfile").name
-    return ImageRecipe(dockerfile=str(staging / dockerfile), context_dir=str(staging), build_args=args,
-                       force_build=force)
-
-
-# -- the command -------------------------------------------------------------------------------
 
 
 def _instructions(text: str) -> list[tuple[str, str]]:
@@ -199,6 +179,88 @@ def _instructions(text: str) -> list[tuple[str, str]]:
         keyword, _, rest = ins.partition(" ")
         out.append((keyword.upper(), rest.strip()))
     return out
+
+
+def stage_context(spec: ProcessorSpec, dest: Path, vendor_root: Path) -> None:
+    """Put ``spec``'s build context in ``dest``: the files its image identity hashes and
+    ``vendor/`` (hard links into theoryx's vendor cache, whose entries are never modified; a
+    placeholder file when there are no requirements). :class:`ModalError` for a symbolic link in
+    the context: Modal's builder would follow it."""
+    from theoryx.adapters.local import images
+
+    folder = spec.folder
+    dest.mkdir(parents=True)
+    links = [rel for rel in context_manifest(folder).files if (folder / rel).is_symlink()]
+    if links:
+        raise ModalError(f"the build context of {spec.ref} holds symbolic links ({', '.join(links[:5])}); Modal's "
+                         "image builder follows links, so the image would not be the one theoryx hashed: replace "
+                         "them with the files", option="adapter")
+    for rel in context_manifest(folder).files:
+        src, out = folder / rel, dest / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, out)           # copied: the registry's sources are the user's files
+    dockerfile = spec.dockerfile_path
+    if dockerfile is not None and not (dest / dockerfile.name).exists():
+        shutil.copy2(dockerfile, dest / dockerfile.name)
+    if (folder / images.REQUIREMENTS).is_file() and platform_name() != "linux/amd64":
+        raise ModalError(f"processor {spec.ref} vendors {images.REQUIREMENTS}, whose wheels are chosen for "
+                         f"this host's platform ({platform_name()}); Modal runs linux/amd64: run it from an "
+                         "amd64 host, or use adapter='local'", option="adapter")
+    vendor = images.ensure_vendor(folder, vendor_root, notices.progress)
+    if vendor is None:
+        (dest / images.VENDOR_DIR).mkdir()
+        (dest / images.VENDOR_DIR / VENDOR_PLACEHOLDER).write_text("")
+    else:
+        shutil.copytree(vendor, dest / images.VENDOR_DIR, symlinks=True, copy_function=_link_or_copy)
+
+
+def extra_commands(spec: ProcessorSpec) -> tuple[str, ...]:
+    """Dockerfile lines appended to the image: when its last stage sets ``USER`` (a literal),
+    ``/artifacts`` and ``/theoryx`` are made as root and the user restored, so the Sandbox can be
+    prepared whether Modal runs as that user or as root."""
+    dockerfile = spec.dockerfile_path
+    if dockerfile is None:
+        return ()
+    user = None
+    for keyword, arg in _instructions(dockerfile.read_text()):
+        if keyword == "FROM":
+            user = None
+        elif keyword == "USER":
+            user = arg
+    if user is None or "$" in user:
+        return ()
+    return ("USER root", "RUN mkdir -p /artifacts /theoryx && chmod 1777 /artifacts /theoryx", f"USER {user}")
+
+
+def _check_add(spec: ProcessorSpec) -> None:
+    dockerfile = spec.dockerfile_path
+    if dockerfile is None:
+        return
+    for keyword, arg in _instructions(dockerfile.read_text()):
+        if keyword == "ADD" and not re.search(r"(^|\s)(https?|git)://", arg):
+            raise ModalError(f"the Dockerfile of {spec.ref} uses ADD {arg}; Modal's image builder uploads only "
+                             "COPY sources: use COPY", option="adapter")
+
+
+def image_recipe(spec: ProcessorSpec, staging: Path, vendor_root: Path, force: bool) -> ImageRecipe:
+    """How Modal gets ``spec``'s image; :class:`ImageNotFound` for a local-only base image,
+    :class:`ModalError` for a context Modal would build differently (see the module docstring)."""
+    if spec.image.ref is not None:
+        return ImageRecipe(registry_ref=spec.image.ref, force_build=force)
+    args = build_args(spec)
+    base = args.get("BASE_IMAGE", "")
+    if LOCAL_ONLY_BASES and base.startswith(LOCAL_ONLY_BASES):
+        raise ImageNotFound(
+            f"BASE_IMAGE {base} (THEORYX_BASE_IMAGE) is a local image that Modal's builder cannot pull; "
+            "unset THEORYX_BASE_IMAGE or set it to an image in a registry Modal can reach")
+    _check_add(spec)
+    stage_context(spec, staging, vendor_root)
+    dockerfile = Path(spec.image.dockerfile or "Dockerfile").name
+    return ImageRecipe(dockerfile=str(staging / dockerfile), context_dir=str(staging), build_args=args,
+                       force_build=force, extra_commands=extra_commands(spec))
+
+
+# -- the command -------------------------------------------------------------------------------
 
 
 def _exec_form(arg: str) -> list[str]:
@@ -234,194 +296,119 @@ def command_and_cwd(spec: ProcessorSpec) -> tuple[list[str], str]:
     return command, cwd
 
 
-# -- the payload -------------------------------------------------------------------------------
+# -- the inputs --------------------------------------------------------------------------------
 
 
-def attachments(ws: Workspace) -> dict[str, bytes]:
-    """``{world path: bytes}`` of the attachments the executor placed in ``ws.inputs``."""
-    out: dict[str, bytes] = {}
-    if not ws.inputs.is_dir():
-        return out
-    for cid_dir in sorted(ws.inputs.iterdir()):
-        for f in sorted(cid_dir.iterdir()):
-            out[f"{CONTAINER_INPUTS_DIR}/{cid_dir.name}/{f.name}"] = f.read_bytes()
-    return out
+def input_blobs(ws: Workspace) -> tuple[list[blobs.BlobFile], str, tuple[tuple[str, str, str], ...]]:
+    """The blobs a run reads: its attachments (``ws.inputs/<cid>/<name>``, materialised and hashed
+    by the executor) and its rewritten inputs JSON; with the mounted path of the JSON and the
+    ``(cid, name, mounted path)`` of each attachment."""
+    from cas.hashing import cid_of_bytes
+
+    files: list[blobs.BlobFile] = []
+    placed: list[tuple[str, str, str]] = []
+    if ws.inputs.is_dir():
+        for cid_dir in sorted(ws.inputs.iterdir()):
+            for f in sorted(cid_dir.iterdir()):
+                files.append(blobs.BlobFile(cid_dir.name, f.stat().st_size, f))
+                placed.append((cid_dir.name, f.name, blobs.mounted(cid_dir.name)))
+    data = ws.inputs_json.read_bytes()
+    cid = cid_of_bytes(data)
+    files.append(blobs.BlobFile(cid, len(data), ws.inputs_json))
+    return files, blobs.mounted(cid), tuple(placed)
 
 
-def payload(request: ExecRequest, command: list[str], cwd: str, timeout: float) -> dict[str, Any]:
-    """The runner's payload (see :mod:`theoryx.adapters.modal.runner`); no secret value is in it."""
-    spec = request.spec
-    return {
-        "format": 1, "command": command, "cwd": cwd,
-        "env": {"HOME": "/tmp", **request.env()}, "secret_names": sorted(spec.secrets),
-        "inputs_json": request.workspace.inputs_json.read_text(),
-        "attachments": attachments(request.workspace),
-        "write_prefix": request.write_prefix, "timeout": timeout, "limits": spec.limits.to_dict(),
-        "log_bytes": spec.limits.log_bytes,
-    }
+# -- leftovers ---------------------------------------------------------------------------------
+
+_leftovers_lock = threading.Lock()
+_leftovers_checked = False
 
 
-# -- the response ------------------------------------------------------------------------------
+def remove_leftovers() -> list[str]:
+    """Terminate theoryx's Sandboxes whose owner process (on this host) is gone; their ids."""
+    from theoryx.adapters.local.adapter import owner_gone
+
+    gone = []
+    for sb, tags in boundary.tagged({TAG_MANAGED: "1"}):
+        if owner_gone(tags.get(TAG_OWNER, "")):
+            try:
+                boundary.terminate(sb)
+            except ModalError as exc:      # racing another cleaner, or already gone
+                notices.note(f"could not terminate a leftover Modal Sandbox: {exc.message}")
+                continue
+            gone.append(str(getattr(sb, "object_id", "")))
+    return gone
 
 
-def _entry_path(top: Path, rel: Any) -> Path:
-    """``top/rel`` with its parent directories made; :class:`ModalError` for a path that is
-    not clean or that would pass through a link or a file."""
-    parts = rel.split("/") if isinstance(rel, str) else [""]
-    if any(p in ("", ".", "..") or "\0" in p for p in parts):
-        raise ModalError(f"malformed response from the Modal runner: output path {rel!r}")
-    current = top
-    for part in parts[:-1]:
-        current = current / part
-        if current.is_symlink() or (current.exists() and not current.is_dir()):
-            raise ModalError(f"malformed response from the Modal runner: {rel!r} passes through a non-directory")
-        current.mkdir(exist_ok=True)
-    return current / parts[-1]
-
-
-def _write_file(path: Path, entry: Mapping[str, Any], links: Path) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        data = entry.get("data")
-        if isinstance(data, bytes):
-            _write_all(fd, data)
-        else:
-            os.ftruncate(fd, int(entry.get("size") or 0))     # sparse: only its size matters
-        os.fchmod(fd, int(entry.get("mode", 0o644)) & 0o7777)
-    finally:
-        os.close(fd)
-    if int(entry.get("nlink") or 1) > 1:
-        links.mkdir(exist_ok=True)
-        os.link(path, links / str(len(os.listdir(links))))
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def recreate_outputs(entries: Iterable[Mapping[str, Any]], ws: Workspace) -> None:
-    """Rebuild the processor's output tree in ``ws.outputs``; links and special files last, so
-    that nothing is ever written through them."""
-    later: list[tuple[Path, Mapping[str, Any]]] = []
-    try:
-        for entry in entries:
-            path = _entry_path(ws.outputs, entry.get("path"))
-            kind = entry.get("kind")
-            if kind == "dir":
-                path.mkdir(exist_ok=True)
-            elif kind == "file":
-                _write_file(path, entry, ws.root / LINKS_DIR)
-            else:
-                later.append((path, entry))
-        for path, entry in later:
-            if entry.get("kind") == "symlink":
-                os.symlink(str(entry.get("target") or ""), path)
-            elif entry.get("kind") == "socket":
-                os.mknod(path, stat.S_IFSOCK | 0o600)
-            else:                     # FIFOs, and devices (never recreated as devices on the host)
-                os.mkfifo(path, 0o600)
-    except OSError as exc:
-        raise ModalError(f"could not recreate the outputs sent back by Modal: {exc}") from exc
-
-
-def _check(response: Any) -> dict[str, Any]:
-    if not isinstance(response, dict) or response.get("format") != 1:
-        raise ModalError("malformed response from the Modal runner (an incompatible theoryx version?)")
-    if response.get("error"):
-        lines = str(response["error"]).strip().splitlines()[-15:]
-        raise ModalError("the theoryx runner failed inside the Modal container:\n" + "\n".join(lines))
-    return response
+def _remove_leftovers_once() -> None:
+    global _leftovers_checked
+    with _leftovers_lock:
+        if _leftovers_checked:
+            return
+        _leftovers_checked = True
+    removed = remove_leftovers()
+    if removed:
+        notices.note(f"terminated {len(removed)} Modal Sandbox(es) left by theoryx processes that are gone")
 
 
 # -- the adapter -------------------------------------------------------------------------------
 
 
 class ModalAdapter:
-    """Runs processors on Modal through ``boundary``; see the module docstring."""
+    """Runs processors in Modal Sandboxes; see the module docstring. Thread-safe: a batch of runs
+    may share one process (each run has its own workspace, Sandbox and log captures; the blob
+    volume's bookkeeping is locked)."""
 
     name = "modal"
-    env_class = "container"
+    env_class = "modal"
     bills_compute = True
-    billing_margin_s = TIMEOUT_MARGIN_S + STARTUP_TIMEOUT_S   # the most Modal bills beyond the timeout
+    compute_rates = "sandbox"
+    billing_margin_s = sandbox.SANDBOX_MARGIN_S + 1   # the Sandbox outlives the timeout by at most this
 
-    def __init__(self, boundary: Boundary, stores: Stores | None = None, build: bool = False) -> None:
-        self.boundary = boundary
+    def __init__(self, stores: Stores | None = None, build: bool = False) -> None:
         self.vendor_root = stores.home.vendor if stores is not None else Path.home() / ".cache/theoryx/vendor-v1"
         self.build = build
 
     def execute(self, request: ExecRequest) -> Outcome:
         spec, ws = request.spec, request.workspace
         opts = Options.parse(spec, request.options)
+        gpu = modal_gpu(spec)
         command, cwd = command_and_cwd(spec)
         recipe = image_recipe(spec, ws.root / STAGING_DIR, self.vendor_root, self.build)
         self.build = False
+        files, inputs_blob, placed = input_blobs(ws)
+        volume = blobs.volume_name()
+        store = blobs.BlobVolume.named(volume)
+        vol = boundary.volume(volume)
+        ensured = store.ensure(files, lambda path: boundary.blob_size(vol, path),
+                               lambda pairs: boundary.upload(vol, pairs))
         rt = spec.runtime
-        call = Call(
-            app_name=app_name(spec), image=recipe, cpu=rt.cpu, memory_mib=rt.memory, gpu=modal_gpu(rt.gpu),
-            timeout_s=math.ceil(opts.timeout) + TIMEOUT_MARGIN_S, block_network=not rt.network,
-            payload=payload(request, command, cwd, opts.timeout), startup_timeout_s=STARTUP_TIMEOUT_S,
-            secrets=dict(request.secrets),
-        )
-        notices.progress(f"theoryx: running {spec.ref} on Modal (app {call.app_name}; "
-                "the first run of an image builds it there)")
-        t0 = time.monotonic()
-        captures = Captures(request)
-        try:
-            response = _check(self._call(call, request, captures))
-            # what Modal bills is the container's life, which its timeouts bound: the wall time of
-            # the call (queueing and start-up included) capped there, so settling never exceeds
-            # the reservation (timeout + billing_margin_s)
-            compute_s = min(time.monotonic() - t0, opts.timeout + self.billing_margin_s)
-            self._logs(captures, response)
-        finally:
-            dropped = captures.close()
-        if isinstance(response.get("result"), bytes):
-            ws.result.write_bytes(response["result"])
-        recreate_outputs(response.get("outputs") or [], ws)
+        lifetime = sandbox.sandbox_timeout(opts.timeout)
+        plan = sandbox.Plan(
+            sandbox=SandboxRequest(
+                app_name=app_name(spec), image=recipe, command=sandbox.IDLE, cpu=rt.cpu, memory_mib=rt.memory,
+                gpu=gpu, timeout_s=lifetime, block_network=not rt.network, workdir=cwd,
+                volumes={blobs.CAS_MOUNT: (volume, True)},
+                tags={TAG_MANAGED: "1", TAG_OWNER: _owner(), TAG_EXECUTION: request.execution_id,
+                      TAG_REF: str(spec.ref)}),
+            command=tuple(command), cwd=cwd, timeout=opts.timeout, inputs_blob=inputs_blob,
+            attachments=placed, gpu=gpu is not None)
+        notices.progress(f"theoryx: running {spec.ref} in a Modal Sandbox (app {plan.sandbox.app_name}; "
+                         "the first run of an image builds it there)")
+        secrets = [boundary.secret(request.secrets)] if request.secrets else []
+        ran = sandbox.run(plan, request, secrets)
         meta = {
-            "compute_seconds": round(compute_s, 3), "cpu": rt.cpu, "memory_mib": rt.memory,
-            "gpu": call.gpu, "app": call.app_name, "timeout_s": _seconds(opts.timeout),
+            "compute_seconds": round(ran.lifetime_s, 3), "cpu": rt.cpu, "memory_mib": rt.memory, "gpu": gpu,
+            "app": plan.sandbox.app_name, "timeout_s": _seconds(opts.timeout), "sandbox_timeout_s": lifetime,
+            "volume": volume, "uploaded_blobs": ensured.uploaded, "uploaded_bytes": ensured.uploaded_bytes,
         }
-        return Outcome(int(response["exit_code"]), bool(response.get("timed_out")),
-                       bool(response.get("oom_killed")), int(response.get("duration_ms") or 0), meta,
-                       dropped)
+        return Outcome(ran.exit_code, ran.timed_out, ran.oom_killed, ran.duration_ms, meta, ran.log_dropped)
 
-    def _call(self, call: Call, request: ExecRequest, captures: Captures) -> Any:
-        """The boundary's response; streamed chunks go through the captures (bounded, and
-        forwarded scrubbed) as they come."""
-        stream = getattr(self.boundary, "call_stream", None)
-        if request.stream is None or stream is None:
-            return self.boundary.call(call)
-        response: Any = None
-        for name, value in stream(call):
-            if name == "done":
-                response = value
-            elif name in STREAMS and isinstance(value, bytes):
-                captures.write(name, value)
-        return response
 
-    @staticmethod
-    def _logs(captures: Captures, response: Mapping[str, Any]) -> None:
-        """Write the logs the response carries (all of them unless they were streamed; a note
-        when Modal killed the function) through the captures, which forward them when
-        streaming was asked. Where the runner's capture dropped bytes (``log_cuts``), the same
-        cut is redone here, so the stored log gets the marker and the record the count."""
-        cuts = response.get("log_cuts")
-        cuts = cuts if isinstance(cuts, Mapping) else {}
-        for name in STREAMS:
-            data = response.get(name)
-            if not isinstance(data, bytes) or not data:
-                continue
-            cut = cuts.get(name)
-            if (isinstance(cut, list | tuple) and len(cut) == 2 and all(type(v) is int for v in cut)
-                    and 0 <= cut[0] <= len(data) and cut[1] >= 0):
-                captures.write(name, data[:cut[0]])
-                captures.skip(name, cut[1])
-                captures.write(name, data[cut[0]:])
-            else:
-                captures.write(name, data)
+def _owner() -> str:
+    from theoryx.adapters.local.adapter import owner_label
+
+    return owner_label()
 
 
 def _seconds(value: float) -> int | float:
@@ -429,9 +416,12 @@ def _seconds(value: float) -> int | float:
 
 
 def create(*, stores: Stores | None = None, build: bool = False, **_: Any) -> ModalAdapter:
-    """The adapter with the boundary of :data:`BOUNDARY_FACTORY` (the real one checks the
-    credentials first: :class:`ModalCredentialsMissing`, without contacting Modal)."""
-    return ModalAdapter(BOUNDARY_FACTORY(), stores, build)
+    """The adapter, after the credentials check (:class:`ModalCredentialsMissing` without
+    contacting Modal) and, once per process, the removal of Sandboxes left by dead theoryx
+    processes of this host."""
+    boundary.require_credentials()
+    _remove_leftovers_once()
+    return ModalAdapter(stores, build)
 
 
-__all__ = ["BOUNDARY_FACTORY", "ModalAdapter", "Options", "create"]
+__all__ = ["GPU_TYPES", "OPTIONS", "ModalAdapter", "Options", "create", "modal_gpu"]

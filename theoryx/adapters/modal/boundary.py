@@ -1,45 +1,52 @@
 """The edge to Modal: every call into the ``modal`` client is in this module, and only here are
 Modal's exceptions translated into theoryx errors (``raise X(msg) from exc``).
 
-Keeping the edge this thin lets an offline fake of it (tests/modal/) run the real function body,
-:mod:`theoryx.adapters.modal.runner`, on the host. A boundary is anything with the functions of
-:class:`Boundary`; this module is the real one. ``modal`` is imported only inside
-:func:`call`/:func:`call_stream`, after :func:`require_credentials` passed, so that importing
-this module (and a run without credentials) costs nothing and never touches the network.
+Nothing here decides anything: :mod:`theoryx.adapters.modal.adapter` and
+:mod:`theoryx.adapters.modal.sandbox` decide, and call these functions. Each call passes its
+arguments by keyword and ``modal`` is not among mypy's ignored imports, so mypy checks every
+call against the SDK's own stubs; tests bind the same calls to the installed SDK's signatures
+and run them, unchanged, against an emulator of the ``Sandbox``/``Volume`` subset on local
+Docker (tests/modal/emulator.py puts its classes in place of ``modal.Sandbox``, ...).
 
-One call = one ephemeral Modal app (``app.run()``) named after the spec's
-``adapter.modal.stub_name`` with one function: :func:`theoryx.adapters.modal.runner.run` (or the generator
-``run_stream`` when logs are streamed) in the processor's image, with the spec's cpu, memory
-(request = hard limit, so an overrun is OOM-killed as under Docker), GPU, network switch, a
-timeout with a margin over the processor's own (the runner enforces the processor's) and a
-bounded start-up time (together they bound what Modal can bill). The runner
-module travels as a mount (the files in :data:`RUNNER_FILES` only). Secret
-values reach the container only through ``modal.Secret.from_dict``, never through the payload.
-Containers serve one input (``single_use_containers``) and get no access to the workspace's other
-Modal resources (``restrict_modal_access``).
+``modal`` is imported only inside the functions, after :func:`require_credentials` passed (the
+adapter checks it first), so that importing this module (and a run without credentials) costs
+nothing and never touches the network.
+
+What is called (``modal`` >= 1.5, the floor in pyproject.toml: ``tags=`` on
+``Sandbox.create`` came with 1.5):
+
+- ``App.lookup(name, create_if_missing=True)``: the app a Sandbox belongs to (one per processor,
+  the spec's ``adapter.modal.stub_name``);
+- ``Image.from_dockerfile(...)`` / ``Image.from_registry(...)``, ``.dockerfile_commands(...)``,
+  ``.entrypoint([])``: the processor's image with an empty entrypoint;
+- ``Volume.from_name(name, create_if_missing=True)``, ``.listdir(path)``,
+  ``.batch_upload(force=True)``, ``.read_only()``: the content-addressed blob volume;
+- ``Secret.from_dict(...)``: the secret values, for the processor's process only;
+- ``Sandbox.create(*idle, app=, image=, tags=, timeout=, workdir=, gpu=, cpu=(c, c),
+  memory=(m, m), block_network=, volumes=)``, ``.exec(..., text=False)``, ``.poll()``,
+  ``.terminate()``, ``Sandbox.list(tags=)``, ``.get_tags()``;
+- ``ContainerProcess.stdout``/``.stderr`` (iterated as bytes) and ``.wait()``.
 
 Errors: :class:`ModalNotInstalled` (the ``modal`` package is missing: it is the optional
 ``theoryx[modal]`` extra; checked first, with the seed's message :data:`NOT_INSTALLED_HINT`),
 :class:`ModalCredentialsMissing` (no token: raised before ``modal`` is imported),
-:class:`ModalAuthError`, :class:`ModalUnreachable`, :class:`ImageBuildError`,
-:class:`ModalError` (anything else). When Modal kills the function for overrunning its timeout
-(or, where its message says so, its memory) the call *returns* the runner's
-:func:`~theoryx.adapters.modal.runner.killed_response`: that is an outcome of the processor, not an
-infrastructure failure.
+:class:`ModalAuthError`, :class:`ModalUnreachable` (connection trouble, including gRPC
+"unavailable"/"deadline exceeded", which Modal raises as ``ServiceError``),
+:class:`ImageBuildError`, :class:`ModalError` (anything else).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
-import re
+import threading
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from theoryx.adapters.modal import runner as modal_runner
 from theoryx.errors import (
     ImageBuildError,
     ModalAuthError,
@@ -50,53 +57,46 @@ from theoryx.errors import (
     TheoryxError,
 )
 
+if TYPE_CHECKING:
+    import modal
+    from modal.container_process import ContainerProcess
+
 NOT_INSTALLED_HINT = "Modal not available. Install 'modal' package and set MODAL_ENABLED=True"
 CREDENTIALS_HINT = "Modal credentials not configured: run `modal token new` or set MODAL_TOKEN_ID/MODAL_TOKEN_SECRET"
-RUNNER_DIR = "/root/theoryx"
-RUNNER_FILES = ("__init__.py", "errors.py", "adapters/__init__.py", "adapters/logs.py",
-                "adapters/modal/__init__.py", "adapters/modal/runner.py")   # /root is on sys.path in Modal containers
-_MAX_TIMEOUT_S = 24 * 3600
-_OOM = re.compile(r"\bOOM|out of memory|memory limit", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class ImageRecipe:
-    """How Modal gets the processor's image: a Dockerfile in a staged build context (exactly
-    the files the image identity hashes, plus ``vendor/``), or a pinned registry reference."""
+    """How Modal gets the processor's image: a Dockerfile in a staged build context (exactly the
+    files the image identity hashes, plus ``vendor/``) or a pinned registry reference, then the
+    Dockerfile lines of ``extra_commands`` (see :func:`theoryx.adapters.modal.adapter.extra_commands`)
+    and an empty entrypoint."""
 
     dockerfile: str | None = None
     context_dir: str | None = None
     build_args: Mapping[str, str] = field(default_factory=dict)
     registry_ref: str | None = None
     force_build: bool = False
+    extra_commands: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
-class Call:
-    """One remote execution. ``secrets`` (name -> value) are kept out of ``repr`` and go only
-    into a ``modal.Secret``; ``payload`` is the runner's (see :mod:`theoryx.adapters.modal.runner`)."""
+class SandboxRequest:
+    """One Sandbox: its main process ``command`` (an idle loop: the processor runs through
+    ``exec``), resources (request = limit), lifetime, network switch, working directory, Volume
+    mounts (path -> (volume name, read-only)) and tags."""
 
     app_name: str
     image: ImageRecipe
+    command: tuple[str, ...]
     cpu: float
     memory_mib: int
     gpu: str | None
     timeout_s: int
     block_network: bool
-    payload: Mapping[str, Any]
-    startup_timeout_s: int = 300
-    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
-
-
-class Boundary(Protocol):
-    """What the modal adapter needs from Modal: ``call`` returns the runner's response. A
-    boundary may also offer ``call_stream(call) -> Iterator[tuple[str, Any]]``, yielding
-    ``("stdout" | "stderr", bytes)`` chunks as they come, then ``("done", response)``; without
-    it, ``--stream`` gets the logs once the call returned."""
-
-    def require_credentials(self) -> None: ...
-
-    def call(self, call: Call) -> dict[str, Any]: ...
+    workdir: str
+    volumes: Mapping[str, tuple[str, bool]]
+    tags: Mapping[str, str]
 
 
 # -- credentials (no modal import) -------------------------------------------------------------
@@ -107,14 +107,14 @@ def config_path() -> Path:
     return Path(os.environ.get("MODAL_CONFIG_PATH") or Path.home() / ".modal.toml")
 
 
-def _profile_tokens(path: Path) -> dict[str, Any]:
-    """The active profile of Modal's config file (``$MODAL_PROFILE``, else the one marked
-    ``active``, else ``default``); empty when there is no readable file."""
+def _profile_tokens(path: Path, chosen: str | None) -> dict[str, Any]:
+    """The active profile of Modal's config file (``chosen``, else the one marked ``active``,
+    else ``default``); empty when there is no readable file."""
     try:
         config = tomllib.loads(path.read_text())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return {}
-    name = os.environ.get("MODAL_PROFILE") or next(
+    name = chosen or next(
         (k for k, v in config.items() if isinstance(v, dict) and v.get("active") is True), "default")
     profile = config.get(name)
     return profile if isinstance(profile, dict) else {}
@@ -128,8 +128,8 @@ def require_modal() -> None:
 
 
 def _import_modal() -> Any:
-    """The ``modal`` module; :class:`ModalNotInstalled` when it cannot be imported (the one
-    place that imports it, so a missing extra always gets the same message)."""
+    """The ``modal`` module; :class:`ModalNotInstalled` when it cannot be imported (so a missing
+    extra always gets the same message, wherever the first import happens)."""
     try:
         import modal.exception  # binds ``modal``; translate() needs the submodule too
     except ImportError as exc:
@@ -137,120 +137,239 @@ def _import_modal() -> Any:
     return modal
 
 
+def token_configured(environ: Mapping[str, str], config: Path) -> bool:
+    """Whether a token id and secret are configured: ``MODAL_TOKEN_ID``/``MODAL_TOKEN_SECRET`` in
+    ``environ``, completed by the active profile of the config file ``config`` (``MODAL_PROFILE``
+    in ``environ``, else the profile marked ``active``, else ``default``). Reads one local file."""
+    token_id, token_secret = environ.get("MODAL_TOKEN_ID"), environ.get("MODAL_TOKEN_SECRET")
+    if not (token_id and token_secret):
+        profile = _profile_tokens(config, environ.get("MODAL_PROFILE"))
+        token_id = token_id or profile.get("token_id")
+        token_secret = token_secret or profile.get("token_secret")
+    return bool(token_id and token_secret)
+
+
 def require_credentials() -> None:
     """:class:`ModalNotInstalled` without the ``modal`` package (checked first: without it no
     token can be used), else :class:`ModalCredentialsMissing` unless a token id and secret are
-    configured (environment or Modal's config file). Reads only local files: Modal is never
-    contacted."""
+    configured (:func:`token_configured` over the environment and :func:`config_path`). Reads only
+    local files: Modal is never contacted."""
     require_modal()
-    profile: dict[str, Any] = {}
-    if not (os.environ.get("MODAL_TOKEN_ID") and os.environ.get("MODAL_TOKEN_SECRET")):
-        profile = _profile_tokens(config_path())
-    token_id = os.environ.get("MODAL_TOKEN_ID") or profile.get("token_id")
-    token_secret = os.environ.get("MODAL_TOKEN_SECRET") or profile.get("token_secret")
-    if not (token_id and token_secret):
+    if not token_configured(os.environ, config_path()):
         raise ModalCredentialsMissing(CREDENTIALS_HINT)
 
 
 # -- exception mapping -------------------------------------------------------------------------
 
 
-def translate(exc: BaseException, what: str) -> TheoryxError | dict[str, Any]:
-    """The theoryx error for a Modal exception raised while doing ``what``; or, when Modal
-    killed the function (its timeout; its memory limit, judged by the message), the response
-    reporting that outcome."""
+def translate(exc: BaseException, what: str) -> TheoryxError:
+    """The theoryx error for an exception raised while doing ``what``. Exceptions raised inside
+    the Sandbox never come here: the processor runs as a process, whose exit status is read."""
     if isinstance(exc, TheoryxError):     # before the import: it may be ModalNotInstalled itself
         return exc
     mx = _import_modal().exception
-    text = str(exc).strip() or type(exc).__name__
-    if isinstance(exc, mx.FunctionTimeoutError):
-        return modal_runner.killed_response(
-            timed_out=True, note=f"theoryx: Modal stopped the function at its timeout: {text}\n")
+    text = (str(exc).strip() or type(exc).__name__).splitlines()[0][:500]
     if isinstance(exc, mx.AuthError):
         return ModalAuthError(f"Modal rejected the credentials while {what}: {text} "
                               "(run `modal token new`, or check MODAL_TOKEN_ID/MODAL_TOKEN_SECRET)")
     if isinstance(exc, mx.ImageBuildError):
         return ImageBuildError(f"Modal could not build the image while {what}: {text}")
-    if isinstance(exc, (mx.ConnectionError, mx.ClientClosed, ConnectionError, mx.TimeoutError)):
+    # ServiceError is gRPC's "unavailable" / "deadline exceeded": the service, not the request
+    if isinstance(exc, mx.ConnectionError | mx.ClientClosed | mx.ServiceError | mx.TimeoutError
+                  | ConnectionError | TimeoutError):
         return ModalUnreachable(f"Modal is unreachable while {what}: {text}")
-    if isinstance(exc, (mx.ExecutionError, mx.RemoteError, mx.InternalFailure)) and _says_oom(text):
-        return modal_runner.killed_response(
-            oom_killed=True, note=f"theoryx: Modal killed the function for its memory: {text}\n")
     if isinstance(exc, mx.NotFoundError):
         return ModalError(f"Modal found no such object while {what}: {text}")
+    if isinstance(exc, mx.ResourceExhaustedError):
+        return ModalError(f"Modal refused for lack of quota while {what}: {text}")
+    if isinstance(exc, mx.InvalidError):
+        return ModalError(f"Modal refused the request while {what}: {text}")
     return ModalError(f"Modal failed while {what}: {type(exc).__name__}: {text}")
 
 
-def _says_oom(text: str) -> bool:
-    return _OOM.search(text) is not None
-
-
-# -- the calls ---------------------------------------------------------------------------------
-
-
-def _image(recipe: ImageRecipe) -> Any:
-    modal = _import_modal()
-    if recipe.registry_ref is not None:
-        image = modal.Image.from_registry(recipe.registry_ref, force_build=recipe.force_build)
-    else:
-        assert recipe.dockerfile is not None and recipe.context_dir is not None
-        image = modal.Image.from_dockerfile(
-            recipe.dockerfile, context_dir=recipe.context_dir, build_args=dict(recipe.build_args),
-            ignore=[], force_build=recipe.force_build,
-        )
-    # The runner imports only the stdlib, but Modal imports it by its module name, so the
-    # packages above it travel too (their __init__ modules import nothing heavy at import time).
-    top = Path(modal_runner.__file__).parents[2]
-    for rel in RUNNER_FILES:
-        image = image.add_local_file(top / rel, f"{RUNNER_DIR}/{rel}")
-    return image
-
-
-def _function(call: Call, stream: bool) -> tuple[Any, Any]:
-    """The ephemeral app and its one function (nothing is sent to Modal yet)."""
-    modal = _import_modal()
-    app = modal.App(call.app_name)
-    options: dict[str, Any] = {
-        "image": _image(call.image), "cpu": call.cpu, "memory": (call.memory_mib, call.memory_mib),
-        "timeout": max(10, min(call.timeout_s, _MAX_TIMEOUT_S)), "startup_timeout": call.startup_timeout_s,
-        "block_network": call.block_network,
-        "secrets": [modal.Secret.from_dict(dict(call.secrets))] if call.secrets else [],
-        "serialized": False, "include_source": False, "single_use_containers": True,
-        "restrict_modal_access": True, "name": "run",
-    }
-    if call.gpu is not None:
-        options["gpu"] = call.gpu
-    body = modal_runner.run_stream if stream else modal_runner.run
-    return app, app.function(**options)(body)
-
-
-def call(call: Call) -> dict[str, Any]:
-    """Run the runner remotely once and return its response."""
-    require_credentials()
-    what = f"running {call.app_name} on Modal"
+@contextlib.contextmanager
+def mapped(what: str) -> Iterator[None]:
+    """Translate the exceptions of the block (``what`` says what was being done); theoryx
+    errors and ``BaseException``s such as ``KeyboardInterrupt`` pass through untouched."""
     try:
-        app, fn = _function(call, stream=False)
-        with app.run():
-            response: dict[str, Any] = fn.remote(dict(call.payload))
-        return response
+        yield
+    except TheoryxError:
+        raise
     except Exception as exc:
-        mapped = translate(exc, what)
-        if isinstance(mapped, dict):
-            return mapped
-        raise mapped from exc
+        raise translate(exc, what) from exc
 
 
-def call_stream(call: Call) -> Iterator[tuple[str, Any]]:
-    """Run the runner remotely as a generator: its chunks as they come, then ``("done", response)``."""
-    require_credentials()
-    what = f"running {call.app_name} on Modal"
-    try:
-        app, fn = _function(call, stream=True)
-        with app.run():
-            yield from fn.remote_gen(dict(call.payload))
-    except Exception as exc:
-        mapped = translate(exc, what)
-        if isinstance(mapped, dict):
-            yield ("done", mapped)
-            return
-        raise mapped from exc
+# -- objects (cached per process: a batch of runs shares them) ---------------------------------
+
+_lock = threading.Lock()
+_apps: dict[str, modal.App] = {}
+_volumes: dict[str, modal.Volume] = {}
+
+
+def forget() -> None:
+    """Drop the cached apps and volumes (tests swap the SDK's classes between runs)."""
+    with _lock:
+        _apps.clear()
+        _volumes.clear()
+
+
+def app(name: str) -> modal.App:
+    """The deployed app ``name`` (created when missing)."""
+    with _lock:
+        found = _apps.get(name)
+    if found is not None:
+        return found
+    _import_modal()
+    import modal
+
+    with mapped(f"looking up the Modal app {name}"):
+        found = modal.App.lookup(name, create_if_missing=True)
+    with _lock:
+        return _apps.setdefault(name, found)
+
+
+def volume(name: str) -> modal.Volume:
+    """The persistent Volume ``name`` (created when missing; resolved lazily by Modal)."""
+    with _lock:
+        found = _volumes.get(name)
+    if found is not None:
+        return found
+    _import_modal()
+    import modal
+
+    with mapped(f"opening the Modal volume {name}"):
+        found = modal.Volume.from_name(name, create_if_missing=True)
+    with _lock:
+        return _volumes.setdefault(name, found)
+
+
+def image(recipe: ImageRecipe) -> modal.Image:
+    """The image of ``recipe`` (nothing is sent yet: Modal builds it when a Sandbox needs it)."""
+    _import_modal()
+    import modal
+
+    with mapped("describing the image for Modal"):
+        if recipe.registry_ref is not None:
+            img = modal.Image.from_registry(recipe.registry_ref, force_build=recipe.force_build)
+        else:
+            if recipe.dockerfile is None or recipe.context_dir is None:
+                raise ModalError("an image recipe needs a Dockerfile and its context, or a registry reference")
+            img = modal.Image.from_dockerfile(
+                recipe.dockerfile, context_dir=recipe.context_dir, build_args=dict(recipe.build_args),
+                ignore=[], force_build=recipe.force_build)
+        if recipe.extra_commands:
+            img = img.dockerfile_commands(*recipe.extra_commands)
+        return img.entrypoint([])
+
+
+def secret(values: Mapping[str, str]) -> modal.Secret:
+    """A ``modal.Secret`` holding ``values`` (built locally; sent with the exec that uses it)."""
+    _import_modal()
+    import modal
+
+    env: dict[str, str | None] = dict(values)
+    with mapped("preparing the secrets for Modal"):
+        return modal.Secret.from_dict(env)
+
+
+def create_sandbox(req: SandboxRequest) -> modal.Sandbox:
+    """Create (and so schedule) the Sandbox of ``req``; the image is built first when Modal
+    has not built it yet."""
+    _import_modal()
+    import modal
+
+    mounts: dict[str | os.PathLike[str], modal.Volume | modal.CloudBucketMount] = {}
+    for path, (name, read_only) in req.volumes.items():
+        vol = volume(name)
+        with mapped(f"mounting the Modal volume {name}"):
+            mounts[path] = vol.read_only() if read_only else vol
+    img = image(req.image)
+    owner = app(req.app_name)
+    with mapped(f"creating a Modal Sandbox in app {req.app_name}"):
+        return modal.Sandbox.create(
+            *req.command, app=owner, image=img, tags=dict(req.tags), timeout=req.timeout_s,
+            workdir=req.workdir, gpu=req.gpu, cpu=(req.cpu, req.cpu),
+            memory=(req.memory_mib, req.memory_mib), block_network=req.block_network, volumes=mounts)
+
+
+def exec_bytes(sb: modal.Sandbox, argv: Sequence[str], *, workdir: str | None = None,
+               env: Mapping[str, str] | None = None, secrets: Sequence[modal.Secret] = (),
+               timeout: int | None = None) -> ContainerProcess[bytes]:
+    """Start ``argv`` in the Sandbox; its stdout and stderr are read as bytes."""
+    environment: dict[str, str | None] | None = None if env is None else dict(env)
+    with mapped(f"starting {argv[0]} in the Modal Sandbox"):
+        return sb.exec(*argv, workdir=workdir, env=environment, secrets=list(secrets), timeout=timeout, text=False)
+
+
+def wait(proc: ContainerProcess[bytes]) -> int:
+    """The exit status of an exec'd process: its code, 128 + N for a signal N, -1 when Modal's
+    exec deadline passed first."""
+    with mapped("waiting for a process in the Modal Sandbox"):
+        return proc.wait()
+
+
+def chunks(stream: Any) -> Iterator[bytes]:
+    """The chunks of an exec'd process's stdout or stderr (a ``StreamReader[bytes]``), as they
+    come; ends with the stream."""
+    with mapped("reading from the Modal Sandbox"):
+        for chunk in stream:
+            if isinstance(chunk, bytes | bytearray):
+                yield bytes(chunk)
+
+
+def poll(sb: modal.Sandbox) -> int | None:
+    """None while the Sandbox runs, else its exit status (124 after its timeout, 137 when it was
+    terminated: the SDK's own mapping)."""
+    with mapped("asking Modal whether the Sandbox still runs"):
+        return sb.poll()
+
+
+def terminate(sb: modal.Sandbox) -> None:
+    """End the Sandbox (a no-op for one that already ended)."""
+    with mapped("terminating the Modal Sandbox"):
+        sb.terminate()
+
+
+def blob_size(vol: modal.Volume, path: str) -> int | None:
+    """The size of the file at ``path`` in ``vol``, or None when there is none."""
+    _import_modal()
+    import modal.exception
+
+    with mapped(f"looking for {path} in the Modal volume"):
+        try:
+            entries = vol.listdir(path)
+        except modal.exception.NotFoundError:
+            return None
+    want = path.strip("/")
+    for entry in entries:
+        # FileEntryType moved from modal.volume to modal.types in 1.6: compared by name
+        if entry.path.strip("/") == want and getattr(entry.type, "name", "") == "FILE":
+            return int(entry.size)
+    return None
+
+
+def upload(vol: modal.Volume, files: Sequence[tuple[Path, str]]) -> None:
+    """Upload ``(local file, path in the volume)`` pairs in one batch (committed together when
+    the batch ends). Existing files are overwritten (``force``): every path names its content,
+    so a concurrent upload of the same path writes the same bytes."""
+    with mapped(f"uploading {len(files)} blob(s) to the Modal volume"), vol.batch_upload(force=True) as batch:
+        for local, remote in files:
+            batch.put_file(local, remote)
+
+
+def tagged(tags: Mapping[str, str]) -> list[tuple[modal.Sandbox, dict[str, str]]]:
+    """The running Sandboxes carrying at least ``tags``, each with all its tags."""
+    _import_modal()
+    import modal
+
+    out: list[tuple[modal.Sandbox, dict[str, str]]] = []
+    with mapped("listing theoryx's Sandboxes on Modal"):
+        for sb in modal.Sandbox.list(tags=dict(tags)):
+            out.append((sb, dict(sb.get_tags())))
+    return out
+
+
+__all__ = ["CREDENTIALS_HINT", "NOT_INSTALLED_HINT", "ImageRecipe", "SandboxRequest", "app", "blob_size",
+           "chunks", "create_sandbox", "exec_bytes", "forget", "image", "mapped", "poll",
+           "require_credentials", "require_modal", "secret", "tagged", "terminate", "token_configured",
+           "translate", "upload", "volume", "wait"]

@@ -1,0 +1,394 @@
+"""One execution in a Modal Sandbox: prepare it, run the processor's own command, read back.
+
+The Sandbox's main process is an idle loop (:data:`IDLE`); everything else runs through
+``Sandbox.exec`` as the image's user, in this order:
+
+1. **setup** (:data:`SETUP`, ``/bin/sh``): make ``/artifacts/inputs``, ``/theoryx/result`` and the
+   write prefix; link ``/theoryx/inputs.json`` and every ``/artifacts/inputs/<cid>/<name>`` to its
+   blob on the read-only Volume mount (:mod:`theoryx.adapters.modal.blobs`), checking that each
+   blob is there; drop the write bits of ``/artifacts/inputs``; print the container's OOM-kill
+   count;
+2. **the processor**: the spec's command (as Docker would run the image), in the Dockerfile's
+   ``WORKDIR``, with the contract environment (``request.env()``, ``HOME=/tmp`` unless the spec
+   sets it) and the secrets through a ``modal.Secret`` given to this exec only. stdout and stderr
+   are read as they come into the run's log captures (scrubbed, bounded, forwarded live under
+   ``--stream``). A watchdog terminates the whole Sandbox at ``timeout``;
+3. **the verdict** (see below), then ``/theoryx/result/result.json`` (a regular file, its first
+   MiB) and, after a success, the write prefix as a tar stream (:mod:`.outputs`);
+4. **terminate** the Sandbox, whatever happened (also on Ctrl-C).
+
+Verdict, from what Modal documents and what it does not:
+
+- documented: an exec'd process exits with its code, or 128 + N for a signal N; the SDK reports -1
+  when an exec's own deadline passed; a Sandbox that ended reports 124 after its timeout and 137
+  when it was terminated (``modal.sandbox._common._result_returncode``); containers over their
+  hard memory limit are OOM-killed (modal.com/docs/guide/resources); Sandboxes are not preempted
+  unless they have a GPU (modal.com/docs/guide/preemption);
+- so: our watchdog fired, or the exec deadline passed (-1), or the Sandbox ended at its timeout
+  (124): **timed out** (``ERR_TIMEOUT``). The processor was killed (137) while the Sandbox lives
+  and the container's OOM-kill count went up: **OOM** (``ERR_OOM``);
+- not documented, handled both ways: whether a memory kill takes the process (a kernel OOM
+  killer in the container: the count above) or the whole Sandbox (it then ends under the
+  processor, reported as terminated). A Sandbox that ended under the processor without our
+  watchdog is read as an OOM kill for a CPU Sandbox (the one documented reason Modal kills one);
+  with a GPU it may also have been preempted, so it is a processor failure (exit 137) whose stderr
+  says both: theoryx never re-runs it (an LLM call must not be paid twice);
+- anything else: the exit code; non-zero is ``ERR_PROCESSOR_FAILED``.
+
+Billed compute is the Sandbox's measured lifetime: from ``Sandbox.create`` returning (the image
+is built by then; whether Modal bills image builds its docs do not say, and they are not
+counted) to ``terminate`` returning, capped at the Sandbox's timeout, after which Modal ends it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from theoryx.adapters.base import CONTAINER_RESULT, Captures, ExecRequest
+from theoryx.adapters.modal import boundary, outputs
+from theoryx.errors import ModalError, ModalSandboxError, TheoryxError
+
+if TYPE_CHECKING:
+    import modal
+    from modal.container_process import ContainerProcess
+
+IDLE = ("/bin/sh", "-c", "while :; do sleep 3600; done")
+SANDBOX_MARGIN_S = 600        # setup and reading back, on top of the processor's timeout
+EXEC_GRACE_S = 5              # Modal's own exec deadline, a backstop behind the watchdog
+SETUP_TIMEOUT_S = 300         # the first exec also waits for the container to start
+SMALL_LIMIT = 1 << 20         # what theoryx reads of a helper exec's stdout/stderr
+RESULT_LIMIT = 1 << 20        # THEORYX_RESULT: its first MiB (+1 byte, so a longer one is invalid JSON)
+DRAIN_S = 10.0
+OOM_UNKNOWN = -1
+
+# How many times the container's memory cgroup OOM-killed a process (cgroup v2, else v1); nothing
+# when neither file is readable (the answer is then "unknown").
+OOM_COUNT = r"""
+for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do
+  if [ -r "$f" ]; then
+    while read -r k v; do [ "$k" = oom_kill ] && echo "oom_kill=$v"; done < "$f"
+    break
+  fi
+done
+exit 0
+"""
+# POSIX sh; $1 the write prefix, $2 the inputs.json blob, then (cid, name, blob) triples.
+SETUP = r"""
+set -eu
+prefix=$1 inputs=$2
+shift 2
+umask 022
+mkdir -p /artifacts/inputs /theoryx/result "$prefix"
+[ -f "$inputs" ] || { echo "theoryx: blob $inputs is not on the mounted volume" >&2; exit 3; }
+ln -sf "$inputs" /theoryx/inputs.json
+while [ "$#" -ge 3 ]; do
+  [ -f "$3" ] || { echo "theoryx: blob $3 is not on the mounted volume" >&2; exit 3; }
+  mkdir -p "/artifacts/inputs/$1"
+  ln -s "$3" "/artifacts/inputs/$1/$2"
+  shift 3
+done
+chmod -R a-w /artifacts/inputs 2>/dev/null || true
+set +e
+""" + OOM_COUNT
+RESULT = r"""
+f=$1
+if [ -f "$f" ] && [ ! -L "$f" ]; then exec head -c "$2" "$f"; fi
+exit 0
+"""
+# exit 91: the prefix became a link; 92: it is gone (no outputs)
+OUTPUTS = r"""
+p=${1%/}
+[ -L "$p" ] && exit 91
+[ -d "$p" ] || exit 92
+cd "$p" && exec tar -cf - .
+"""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything one execution needs besides the :class:`ExecRequest`: the Sandbox, the
+    processor's command and working directory, its wall-clock timeout, the mounted paths of the
+    inputs JSON and of each attachment (``(cid, name, blob path)``), and whether it has a GPU."""
+
+    sandbox: boundary.SandboxRequest
+    command: tuple[str, ...]
+    cwd: str
+    timeout: float
+    inputs_blob: str
+    attachments: tuple[tuple[str, str, str], ...]
+    gpu: bool
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What :func:`run` saw: the exit status, the verdict flags, the processor's wall time, the
+    Sandbox's billed lifetime, what the log bounds dropped, and notes for the record."""
+
+    exit_code: int
+    timed_out: bool
+    oom_killed: bool
+    duration_ms: int
+    lifetime_s: float
+    log_dropped: Mapping[str, int]
+    notes: tuple[str, ...] = ()
+
+
+def sandbox_timeout(timeout: float) -> int:
+    """The Sandbox's lifetime for a processor timeout: the timeout, rounded up, plus
+    :data:`SANDBOX_MARGIN_S`."""
+    return math.ceil(timeout) + SANDBOX_MARGIN_S
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+class _Reader(threading.Thread):
+    """Reads one stream of an exec'd process: into the run's captures (``captures``, under
+    ``lock``: two readers share the stream sink) or, for a helper exec, into memory up to
+    ``limit`` bytes (the rest is read and dropped, so the process never blocks on its pipe)."""
+
+    def __init__(self, stream: Any, name: str, *, captures: Captures | None = None,
+                 lock: threading.Lock | None = None, limit: int = SMALL_LIMIT) -> None:
+        super().__init__(name=f"theoryx-modal-{name}", daemon=True)
+        self.stream, self.stream_name = stream, name
+        self.captures, self.lock, self.limit = captures, lock or threading.Lock(), limit
+        self.data = bytearray()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for chunk in boundary.chunks(self.stream):
+                if self.captures is not None:
+                    with self.lock:
+                        self.captures.write(self.stream_name, chunk)
+                elif len(self.data) < self.limit:
+                    self.data += chunk[: self.limit - len(self.data)]
+        except BaseException as exc:   # the main thread decides what it means
+            self.error = exc
+
+
+def _helper(sb: modal.Sandbox, what: str, argv: Sequence[str], *, timeout: int = SETUP_TIMEOUT_S,
+            limit: int = SMALL_LIMIT) -> tuple[int, bytes, bytes]:
+    """Run a helper command (POSIX sh) in the Sandbox: ``(status, stdout, stderr)``, each stream
+    cut at ``limit``. A helper that cannot even start is :class:`ModalSandboxError`."""
+    try:
+        proc = boundary.exec_bytes(sb, argv, timeout=timeout)
+    except TheoryxError as exc:
+        if type(exc) is ModalError:
+            raise ModalSandboxError(f"theoryx could not {what} in the Modal Sandbox: {exc.message} (the image "
+                                    "needs /bin/sh with mkdir, ln, head and tar)") from exc
+        raise
+    readers = [_Reader(proc.stdout, "stdout", limit=limit), _Reader(proc.stderr, "stderr", limit=limit)]
+    for r in readers:
+        r.start()
+    status = boundary.wait(proc)
+    for r in readers:
+        r.join(DRAIN_S)
+    return status, bytes(readers[0].data), bytes(readers[1].data)
+
+
+def _oom_count(out: bytes) -> int:
+    for line in out.decode("utf-8", "replace").splitlines():
+        if line.startswith("oom_kill="):
+            value = line.split("=", 1)[1].strip()
+            if value.isdigit():
+                return int(value)
+    return OOM_UNKNOWN
+
+
+def _tail(data: bytes, limit: int = 2000) -> str:
+    return data.decode("utf-8", "replace").strip()[-limit:]
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while the Sandbox is being terminated; raise KeyboardInterrupt after
+    (only the main thread handles signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: pending.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if pending:
+        raise KeyboardInterrupt
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+
+def run(plan: Plan, request: ExecRequest, secrets: Sequence[modal.Secret]) -> Ran:
+    """Execute ``plan`` (see the module docstring). Raises theoryx errors for infrastructure
+    failures only; a processor that failed, timed out or was OOM-killed is reported in the
+    returned :class:`Ran` with its logs captured. The Sandbox is terminated before returning."""
+    sb = boundary.create_sandbox(plan.sandbox)
+    born = time.monotonic()
+    try:
+        ran = _run(sb, plan, request, secrets)
+    except BaseException:
+        with contextlib.suppress(TheoryxError), _interrupts_deferred():
+            boundary.terminate(sb)
+        raise
+    with _interrupts_deferred():
+        boundary.terminate(sb)
+    lifetime = min(time.monotonic() - born, float(plan.sandbox.timeout_s))
+    return Ran(ran.exit_code, ran.timed_out, ran.oom_killed, ran.duration_ms, lifetime, ran.log_dropped, ran.notes)
+
+
+def _run(sb: modal.Sandbox, plan: Plan, request: ExecRequest, secrets: Sequence[modal.Secret]) -> Ran:
+    triples = [part for triple in plan.attachments for part in triple]
+    status, out, err = _helper(sb, "prepare the processor's directories",
+                               ["/bin/sh", "-c", SETUP, "theoryx-setup", request.write_prefix, plan.inputs_blob,
+                                *triples])
+    if status != 0:
+        hint = ("the image's user could not create /artifacts or /theoryx" if b"ermission denied" in err
+                else "the image needs /bin/sh with mkdir and ln")
+        raise ModalSandboxError(f"theoryx could not prepare the processor's directories in the Modal Sandbox "
+                                f"(exit {status}: {hint}):\n{_tail(err)}")
+    oom_before = _oom_count(out)
+    captures = Captures(request)
+    try:
+        status, timed_out, duration_ms = _processor(sb, plan, request, secrets, captures)
+        status, timed_out, oom, ended, notes = _verdict(sb, plan, status, timed_out, oom_before)
+        for note in notes:                 # where the error message's stderr tail shows it
+            captures.write("stderr", f"\ntheoryx: {note}\n".encode())
+    finally:
+        dropped = captures.close()
+    if not (ended or timed_out):
+        _read_result(sb, request)
+        if status == 0 and not oom:
+            _read_outputs(sb, request)
+    return Ran(status, timed_out, oom, duration_ms, 0.0, dropped)
+
+
+def _verdict(sb: modal.Sandbox, plan: Plan, status: int, timed_out: bool,
+             oom_before: int) -> tuple[int, bool, bool, bool, list[str]]:
+    """``(status, timed out, OOM-killed, the Sandbox ended, notes)`` from what the processor's
+    exec reported and what the Sandbox says (see the module docstring)."""
+    if timed_out:
+        return status, True, False, True, []
+    ended = boundary.poll(sb)
+    if ended is None and status == 137:
+        try:
+            _, out, _ = _helper(sb, "read the container's OOM-kill count", ["/bin/sh", "-c", OOM_COUNT])
+        except TheoryxError:
+            ended = boundary.poll(sb)      # the Sandbox went away meanwhile: judged below
+            if ended is None:
+                raise
+        else:
+            after = _oom_count(out)
+            oom = OOM_UNKNOWN not in (oom_before, after) and after > oom_before
+            return status, False, oom, False, []
+    if ended is None:
+        return status, False, False, False, []
+    if ended == 124:                       # the Sandbox's own timeout came first
+        return status, True, False, True, []
+    if plan.gpu:
+        return 137, False, False, True, [
+            f"Modal ended the GPU Sandbox while the processor ran (Sandbox status {ended}): it was killed for "
+            "its memory limit or preempted (Modal preempts GPU Sandboxes); theoryx does not run it again"]
+    return 137, False, True, True, [
+        f"Modal ended the Sandbox while the processor ran (Sandbox status {ended}); the one reason Modal "
+        "documents for ending a CPU Sandbox is its memory limit"]
+
+
+def _processor(sb: modal.Sandbox, plan: Plan, request: ExecRequest, secrets: Sequence[modal.Secret],
+               captures: Captures) -> tuple[int, bool, int]:
+    """Run the processor: ``(status, timed out, wall time in ms)``."""
+    env = {"HOME": "/tmp", **request.env()}
+    proc: ContainerProcess[bytes] = boundary.exec_bytes(
+        sb, plan.command, workdir=plan.cwd, env=env, secrets=secrets,
+        timeout=math.ceil(plan.timeout) + EXEC_GRACE_S)
+    t0 = time.monotonic()
+    lock = threading.Lock()
+    readers = [_Reader(proc.stdout, "stdout", captures=captures, lock=lock),
+               _Reader(proc.stderr, "stderr", captures=captures, lock=lock)]
+    for r in readers:
+        r.start()
+    fired = threading.Event()
+
+    def watchdog() -> None:
+        fired.set()
+        with contextlib.suppress(TheoryxError):
+            boundary.terminate(sb)
+
+    timer = threading.Timer(plan.timeout, watchdog)
+    timer.daemon = True
+    timer.start()
+    status = -1
+    try:
+        status = boundary.wait(proc)
+    except TheoryxError:
+        # after our watchdog terminated the Sandbox, or when Modal ended it under the process
+        # (judged by _verdict); anything else is an infrastructure failure
+        if not fired.is_set():
+            if boundary.poll(sb) is None:
+                raise
+            status = 137
+    finally:
+        timer.cancel()
+    duration_ms = int((time.monotonic() - t0) * 1000)
+    for r in readers:
+        r.join(DRAIN_S)
+    timed_out = fired.is_set() or status == -1
+    for r in readers:
+        if r.error is not None and not timed_out and not isinstance(r.error, TheoryxError):
+            raise ModalSandboxError(f"reading the processor's {r.stream_name} failed: {r.error}") from r.error
+    return status, timed_out, duration_ms
+
+
+def _read_result(sb: modal.Sandbox, request: ExecRequest) -> None:
+    """``/theoryx/result/result.json`` into the workspace: a regular file (not a link), its first
+    :data:`RESULT_LIMIT` + 1 bytes (a longer one is then invalid JSON, as ``read_result`` wants)."""
+    status, out, _ = _helper(sb, "read the processor's result", ["/bin/sh", "-c", RESULT, "theoryx-result",
+                                                                  CONTAINER_RESULT, str(RESULT_LIMIT + 1)],
+                             limit=RESULT_LIMIT + 1)
+    if status == 0 and out:
+        request.workspace.result_dir.mkdir(parents=True, exist_ok=True)
+        request.workspace.result.write_bytes(out)
+
+
+def _read_outputs(sb: modal.Sandbox, request: ExecRequest) -> None:
+    """The write prefix, streamed as tar into ``workspace.outputs`` (:func:`outputs.extract`)."""
+    ws = request.workspace
+    try:
+        proc = boundary.exec_bytes(sb, ["/bin/sh", "-c", OUTPUTS, "theoryx-outputs", request.write_prefix],
+                                   timeout=SANDBOX_MARGIN_S)
+    except TheoryxError as exc:
+        if type(exc) is ModalError:
+            raise ModalSandboxError(f"theoryx could not read the outputs back from the Modal Sandbox: "
+                                    f"{exc.message}") from exc
+        raise
+    errors = _Reader(proc.stderr, "stderr")
+    errors.start()
+    done = outputs.extract(outputs.reader(boundary.chunks(proc.stdout)), ws.outputs,
+                           request.spec.limits, ws.root / "modal-links")
+    if done.stopped:        # over a cap: the rest is never read; terminating the Sandbox ends tar
+        return
+    status = boundary.wait(proc)
+    errors.join(DRAIN_S)
+    if status == 91:
+        from theoryx.errors import OutputRejected
+
+        raise OutputRejected(f"output {request.write_prefix} rejected: the processor replaced its write prefix "
+                             "by a symbolic link")
+    # 1: GNU tar's "some files changed while being read" (a process the processor left running)
+    if status not in (0, 1, 92):
+        raise ModalSandboxError(f"theoryx could not read the outputs back from the Modal Sandbox (tar exit "
+                                f"{status}; the image needs tar):\n{_tail(bytes(errors.data))}")
+
+
+__all__ = ["IDLE", "SANDBOX_MARGIN_S", "Plan", "Ran", "run", "sandbox_timeout"]
+
