@@ -17,8 +17,11 @@ and its errors are the SDK's exceptions (``modal.exception.*``).
 
 What it does not emulate: Modal's image builder (Docker builds the same Dockerfile, with the
 network disabled and the local base image), gVisor, GPUs (a GPU request is refused), Modal's own
-environment variables. ``run_as_root`` chooses the answer to a question Modal's docs leave open:
-False (default) runs the image's ``USER``, True runs as root, as third parties report Sandboxes do.
+environment variables. Two switches choose the answers to questions Modal's docs leave open:
+``run_as_root`` (False, the default, runs the image's ``USER``; True runs as root, as third parties
+report Sandboxes do) and ``kill_ends_sandbox`` (False: a process SIGKILLed by the kernel's OOM
+killer just exits 137; True: the whole Sandbox ends under it, as a container-level memory kill
+would).
 """
 
 from __future__ import annotations
@@ -106,10 +109,11 @@ class Emulator:
 
     current: Emulator | None = None
 
-    def __init__(self, root: Path, client: Any, *, run_as_root: bool = False) -> None:
+    def __init__(self, root: Path, client: Any, *, run_as_root: bool = False, kill_ends_sandbox: bool = False) -> None:
         self.root = root
         self.client = client
         self.run_as_root = run_as_root
+        self.kill_ends_sandbox = kill_ends_sandbox
         self.lock = threading.Lock()
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.uploads: list[tuple[str, str, int]] = []       # (volume, path, size)
@@ -413,6 +417,10 @@ class Process:
         for _ in range(50):     # the exit code lands just after the stream ends
             info = self.sandbox.emu.client.api.exec_inspect(self.exec_id)
             if not info.get("Running") and info.get("ExitCode") is not None:
+                if int(info["ExitCode"]) == 137 and self.sandbox.emu.kill_ends_sandbox:
+                    # the other reading of a memory kill: Modal ends the whole Sandbox
+                    self.sandbox._end("terminated")
+                    raise modal.exception.SandboxTerminatedError("the Sandbox ended while the process ran")
                 return int(info["ExitCode"])
             time.sleep(0.05)
         raise modal.exception.ExecutionError("the emulated exec never reported an exit code")

@@ -133,6 +133,14 @@ def test_memory_limit_kill_is_err_oom(registry: Path, home: Path, emulator: Any)
     assert isinstance(err, OutOfMemory) and err.code == "ERR_OOM" and "64 MiB" in err.message
 
 
+def test_a_memory_kill_that_ends_the_whole_sandbox_is_err_oom_too(registry: Path, home: Path, emulator: Any) -> None:
+    """The other reading of Modal's docs: the container, not the process, is killed."""
+    emulator.kill_ends_sandbox = True
+    err = fails(registry, home, {"mode": "oom"}, ref="test/tight@1")
+    print(err.message)
+    assert isinstance(err, OutOfMemory) and "the one reason Modal documents" in err.message
+
+
 def test_timeout_terminates_the_sandbox(registry: Path, home: Path, emulator: Any) -> None:
     seen: list[bytes] = []
     t0 = time.monotonic()

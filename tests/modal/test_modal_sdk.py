@@ -116,7 +116,8 @@ def test_the_image_is_the_staged_dockerfile_with_the_lines_and_an_empty_entrypoi
     assert isinstance(image, modal.Image)
     (_, fd), (_, dc), (_, ep) = calls
     assert fd["path"] == recipe.dockerfile and fd["context_dir"] == recipe.context_dir and fd["ignore"] == []
-    assert fd["build_args"] == {} and Path(recipe.context_dir or "", "vendor", modal_adapter.VENDOR_PLACEHOLDER).exists()
+    assert fd["build_args"] == {}
+    assert Path(recipe.context_dir or "", "vendor", modal_adapter.VENDOR_PLACEHOLDER).exists()
     assert dc["dockerfile_commands"] == recipe.extra_commands and ep["entrypoint_commands"] == []
     pinned = boundary.image(boundary.ImageRecipe(registry_ref="python@sha256:" + "a" * 64))
     assert isinstance(pinned, modal.Image)

@@ -19,6 +19,7 @@ import yaml
 from theoryx import adapters
 from theoryx.adapters.modal import adapter as modal
 from theoryx.adapters.modal import blobs, outputs
+from theoryx.adapters.modal import sandbox as sandbox_mod
 from theoryx.errors import ImageNotFound, ModalError, ModalGpuUnsupported, ModalSandboxError, OutputRejected, UsageError
 from theoryx.spec.context import context_manifest
 from theoryx.spec.model import OutputLimits, ProcessorSpec
@@ -424,3 +425,45 @@ def test_sandboxes_bill_at_their_own_cpu_and_memory_rates() -> None:
     print(f"1 core + 1 GiB per second: function {function}, sandbox {box}, with an H100 {gpu}")
     assert box == Decimal("0.00003942") + Decimal("0.00000672") and function is not None and box > function
     assert gpu == box + Decimal("0.001097") and rates.gpu("B200+:2") == (2, Decimal("0.001736"))
+
+
+# -- verdicts ----------------------------------------------------------------------------------
+
+
+def plan(gpu: bool) -> sandbox_mod.Plan:
+    from theoryx.adapters.modal.boundary import ImageRecipe, SandboxRequest
+
+    req = SandboxRequest(app_name="a", image=ImageRecipe(registry_ref="x"), command=sandbox_mod.IDLE, cpu=1.0,
+                         memory_mib=256, gpu="L4" if gpu else None, timeout_s=660, block_network=True, workdir="/",
+                         volumes={}, tags={})
+    return sandbox_mod.Plan(req, ("run",), "/", 60.0, "/b", (), gpu)
+
+
+@pytest.mark.parametrize(("gpu", "poll", "status", "expected"), [
+    (False, None, 0, (0, False, False, False)),
+    (False, None, 3, (3, False, False, False)),
+    (False, 124, 137, (137, True, False, True)),             # the Sandbox's own timeout came first
+    (False, 137, 137, (137, False, True, True)),             # Modal ended a CPU Sandbox: its memory
+    (True, 137, 137, (137, False, False, True)),             # a GPU Sandbox may have been preempted
+])
+def test_the_verdict_reads_what_the_sandbox_says(monkeypatch: pytest.MonkeyPatch, gpu: bool, poll: int | None,
+                                                 status: int, expected: tuple[int, bool, bool, bool]) -> None:
+    from theoryx.adapters.modal import boundary
+
+    monkeypatch.setattr(boundary, "poll", lambda sb: poll)
+    got = sandbox_mod._verdict(object(), plan(gpu), status, False, 0)  # type: ignore[arg-type]
+    print(f"gpu={gpu} sandbox={poll} exit={status}: {got}")
+    assert got[:4] == expected
+    if poll == 137:
+        assert "preempted" in got[4][0] if gpu else "memory limit" in got[4][0]
+
+
+@pytest.mark.parametrize(("before", "after", "oom"), [(0, 1, True), (2, 2, False), (-1, 1, False), (0, -1, False)])
+def test_a_kill_with_the_sandbox_alive_is_oom_only_when_the_cgroup_counted_one(
+        monkeypatch: pytest.MonkeyPatch, before: int, after: int, oom: bool) -> None:
+    from theoryx.adapters.modal import boundary
+
+    monkeypatch.setattr(boundary, "poll", lambda sb: None)
+    out = b"" if after < 0 else b"oom_kill=%d\n" % after
+    monkeypatch.setattr(sandbox_mod, "_helper", lambda *a, **k: (0, out, b""))
+    assert sandbox_mod._verdict(object(), plan(False), 137, False, before)[2] is oom  # type: ignore[arg-type]

@@ -69,7 +69,6 @@ from theoryx.adapters.base import (
     Workspace,
     timeout_value,
 )
-from theoryx.adapters.logs import Scrubber as Scrubber  # re-exported: tests reach it here
 from theoryx.adapters.modal import blobs, boundary, sandbox
 from theoryx.adapters.modal.boundary import ImageRecipe, SandboxRequest
 from theoryx.core import notices
