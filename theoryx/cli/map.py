@@ -88,19 +88,19 @@ class Tally:
 class Progress:
     """A rich bar on a terminal, else a plain line on stderr every few seconds; or nothing."""
 
-    def __init__(self, tally: Tally, quiet: bool) -> None:
-        self.tally, self.quiet = tally, quiet
+    def __init__(self, tally: Tally, quiet: bool, total: int | None = None) -> None:
+        self.tally, self.quiet, self.total = tally, quiet, total
         self.bar: Any = None
         self.task: Any = None
         self.last = time.monotonic()
         if not quiet and sys.stderr.isatty():
-            from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
             from rich.progress import Progress as RichProgress
 
-            self.bar = RichProgress(TextColumn("{task.completed} done"), BarColumn(),
-                                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), transient=True)
+            self.bar = RichProgress(MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[status]}"),
+                                    TimeElapsedColumn(), TimeRemainingColumn(), transient=True)
             self.bar.start()
-            self.task = self.bar.add_task("map", total=None, status="")
+            self.task = self.bar.add_task("map", total=total, status="")
 
     def update(self) -> None:
         if self.quiet:
@@ -108,12 +108,23 @@ class Progress:
         t = self.tally
         if self.bar is not None:
             elapsed = max(time.monotonic() - t.t0, 1e-9)
+            from theoryx.budget.money import dollars
+
             self.bar.update(self.task, completed=t.done,
-                            status=f"hits {t.hits} misses {t.misses} failed {t.failed} {t.done / elapsed:.1f}/s")
+                            status=f"hits {t.hits} misses {t.misses} failed {t.failed} spent {dollars(t.spent)} "
+                                   f"{t.done / elapsed:.1f}/s")
         elif time.monotonic() - self.last >= PLAIN_EVERY_S:
             self.last = time.monotonic()
-            sys.stderr.write(f"theoryx map: {t.line()}\n")
+            of = f" of {self.total}" if self.total is not None else ""
+            sys.stderr.write(f"theoryx map: {t.line()}{of}{self._eta()}\n")
             sys.stderr.flush()
+
+    def _eta(self) -> str:
+        t = self.tally
+        elapsed = time.monotonic() - t.t0
+        if self.total is None or not t.done or elapsed <= 0:
+            return ""
+        return f", ETA {max(self.total - t.done, 0) / (t.done / elapsed):.0f} s"
 
     def close(self) -> None:
         if self.bar is not None:
@@ -152,7 +163,7 @@ def map_(state: State, /, **v: Any) -> None:
     out_path = Path(v["out"]) if v["out"] else None
     out, tmp = _open_out(out_path)
     tally = Tally()
-    progress = Progress(tally, v["quiet"])
+    progress = Progress(tally, v["quiet"], None if stream is sys.stdin else _count_items(Path(v["items"])))
     holder: list[Batch] = []
     interrupted = False
 
@@ -188,6 +199,17 @@ def map_(state: State, /, **v: Any) -> None:
     code = 130 if interrupted else (1 if tally.failed else 0)
     if code:
         click.get_current_context().exit(code)
+
+
+def _count_items(path: Path) -> int | None:
+    """Non-blank lines of a regular file (for the bar's total and the ETA); None for a pipe."""
+    if not path.is_file():
+        return None
+    count = 0
+    with open(path, "rb") as f:
+        for line in f:
+            count += bool(line.strip())
+    return count
 
 
 def _cli_json(r: ItemResult) -> dict[str, Any]:
