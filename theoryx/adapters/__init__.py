@@ -17,7 +17,7 @@ from theoryx.errors import UsageError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from theoryx.adapters.base import Adapter
+    from theoryx.adapters.base import Adapter, Workers
     from theoryx.spec.model import ProcessorSpec
 
 NAMES = ("local", "mock", "modal")
@@ -41,6 +41,16 @@ def get(name: str, **kwargs: Any) -> Adapter:
     module = importlib.import_module(f"{__name__}.{_MODULES[name]}")
     adapter: Adapter = module.create(**kwargs)
     return adapter
+
+
+def workers(name: str, **kwargs: Any) -> Workers | None:
+    """Persistent workers for one batch on adapter ``name`` (its module's ``workers(**kwargs)``),
+    or None when the adapter has none. Creating them contacts no engine: workers start when a
+    miss first needs one (a batch of hits never does)."""
+    env_class(name)
+    module = importlib.import_module(f"{__name__}.{_MODULES[name]}")
+    factory = getattr(module, "workers", None)
+    return None if factory is None else factory(**kwargs)
 
 
 def check_options(name: str, options: Mapping[str, Any], spec: ProcessorSpec | None = None) -> dict[str, Any]:

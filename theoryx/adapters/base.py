@@ -101,6 +101,7 @@ class ExecRequest:
     options: Mapping[str, Any]          # --adapter-opts-json; never in the memo key
     stream: Callable[[str, bytes], None] | None = None   # ("stdout"|"stderr", chunk) live
     image: str | None = None            # resolved image tag/id for container adapters
+    workers: Workers | None = None      # a batch's persistent workers (local only; see Workers)
 
     def env(self) -> dict[str, str]:
         """The contract environment (without secrets)."""
@@ -188,6 +189,18 @@ def _forwarder(request: ExecRequest, stream: str) -> Callable[[bytes], None] | N
         sink(stream, data)
 
     return forward
+
+
+class Workers(Protocol):
+    """Persistent workers for one batch (``Session.map``), created by
+    :func:`theoryx.adapters.workers` and closed when the batch ends or is interrupted. An adapter
+    that recognises its own kind in ``ExecRequest.workers`` may serve a request from a long-lived
+    processor (for specs that declare ``worker``) instead of starting one per run; any other adapter
+    ignores it. The result keys and is recorded exactly as a one-shot run's."""
+
+    def close(self) -> None:
+        """Stop and remove every worker; requests still running fail. Idempotent."""
+        ...
 
 
 class Adapter(Protocol):

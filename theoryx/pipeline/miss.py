@@ -40,7 +40,7 @@ def execute(run: RunState, prep: Prepared, *, cache_write: bool = True) -> RunRe
     spec, action = prep.spec, prep.action
     validate(spec, prep.inputs)
     adapters.check_options(req.adapter, req.adapter_options, spec)   # before anything is written
-    adapter = adapters.get(req.adapter, stores=stores, build=req.build)
+    adapter = adapters.get(req.adapter, stores=stores, build=req.build, workers=req.workers)
     env = secrets(spec, req.adapter)
     # Leased before they are written: gc roots.
     lease.add([action.memo_key, prep.context.cid, *(cid for cid, _ in prep.sources)])
@@ -58,7 +58,7 @@ def execute(run: RunState, prep: Prepared, *, cache_write: bool = True) -> RunRe
         outcome = adapter.execute(ExecRequest(
             spec=spec, action=action.body, inputs=prep.inputs, workspace=ws,
             execution_id=run.execution_id, write_prefix=run.record.write_prefix or "",
-            seed=req.seed, secrets=env, options=dict(req.adapter_options), stream=req.stream,
+            seed=req.seed, secrets=env, options=dict(req.adapter_options), stream=req.stream, workers=req.workers,
         ))
         stdout = store_log(ws.stdout, stores.cas, env.values())
         stderr = store_log(ws.stderr, stores.cas, env.values())

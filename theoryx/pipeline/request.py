@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from theoryx.errors import InputsError
 from theoryx.pipeline import writeprefix
+
+if TYPE_CHECKING:
+    from theoryx.adapters.base import Workers
 
 StreamFn = Callable[[str, bytes], None]
 """Live output: called with ``("stdout" | "stderr", chunk)`` while a processor runs (a hit
@@ -52,6 +55,7 @@ class RunRequest:
     stream: StreamFn | None = None
     build: bool = False
     remote: str | None = None             # team cache URL; None: THEORYX_REMOTE, else <home>/remote.json
+    workers: Workers | None = field(default=None, compare=False, repr=False)   # a batch's persistent workers
 
     @classmethod
     def of(cls, ref: str, **options: Any) -> RunRequest:

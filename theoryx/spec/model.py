@@ -4,6 +4,9 @@
 file and the dotted field of the first problem. ``execution_fields()`` is the part of the spec
 that enters the memo key: everything that affects execution or admission, never ``description``.
 ``to_cache``/``from_cache`` round-trip a validated spec so that a cache hit never parses YAML.
+``worker`` (persistent worker mode, :class:`WorkerMode`) is an execution *strategy*, not part of
+the action: it is left out of ``execution_fields()``, so a result computed by a worker keys
+exactly like a one-shot run of the same processor and inputs.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ _SECRET = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _PINNED = re.compile(r"^[^\s@]+@sha256:[0-9a-f]{64}$")
 _TOP = {
     "ref", "description", "image", "command", "runtime", "adapter", "secrets", "inputs",
-    "outputs", "limits", "cost", "stochastic", "env",
+    "outputs", "limits", "cost", "stochastic", "env", "worker",
 }
+WORKER_PROTOCOLS = ("jsonl",)
+"""The worker protocols theoryx speaks (BUILD.md, "Persistent workers")."""
+MAX_WORKER_REQUESTS = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,19 @@ class OutputDecl:
 
 
 @dataclass(frozen=True)
+class WorkerMode:
+    """``worker: {protocol: jsonl, max_requests: N}``: the processor can serve many requests
+    from one long-lived process (BUILD.md, "Persistent workers"). ``max_requests``: a worker is
+    recycled (stopped and replaced) after serving that many. Never part of the memo key."""
+
+    protocol: str = "jsonl"
+    max_requests: int = 1000
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"protocol": self.protocol, "max_requests": self.max_requests}
+
+
+@dataclass(frozen=True)
 class ImageSource:
     """Exactly one of ``dockerfile`` (relative to the YAML file) or ``ref`` (pinned by digest)."""
 
@@ -113,6 +132,7 @@ class ProcessorSpec:
     stochastic: bool
     env: dict[str, str]
     source: Path
+    worker: WorkerMode | None = None     # an execution strategy: not in execution_fields()
 
     @property
     def folder(self) -> Path:
@@ -144,7 +164,8 @@ class ProcessorSpec:
     def to_cache(self) -> dict[str, Any]:
         """A plain form of the validated spec (for the spec cache keyed by the file's hash)."""
         d = self.execution_fields()
-        d.update(description=self.description, modal_stub=self.modal_stub, stochastic=self.stochastic)
+        d.update(description=self.description, modal_stub=self.modal_stub, stochastic=self.stochastic,
+                 worker=None if self.worker is None else self.worker.to_dict())
         return d
 
     @classmethod
@@ -165,6 +186,7 @@ class ProcessorSpec:
             stochastic=d["stochastic"],
             env=dict(d["env"]),
             source=source,
+            worker=None if d.get("worker") is None else WorkerMode(**d["worker"]),
         )
 
     @classmethod
@@ -232,6 +254,7 @@ class _Parser:
             stochastic=self.flag(d.get("stochastic", False), "stochastic"),
             env=self.env(d.get("env") or {}),
             source=self.source,
+            worker=self.worker(d.get("worker")),
         )
 
     def flag(self, v: Any, fld: str) -> bool:
@@ -352,6 +375,21 @@ class _Parser:
         if "llm" in d:
             self.flag(d["llm"], "cost.llm")
         return d
+
+    def worker(self, v: Any) -> WorkerMode | None:
+        if v is None:
+            return None
+        d = self.mapping(v, "worker")
+        self.strict(d, {"protocol", "max_requests"}, "worker")
+        if "protocol" not in d:
+            raise self.fail("worker.protocol", f"is required (one of: {', '.join(WORKER_PROTOCOLS)})")
+        if d["protocol"] not in WORKER_PROTOCOLS:
+            raise self.fail("worker.protocol", f"must be one of: {', '.join(WORKER_PROTOCOLS)}")
+        limit = int(self.number(d.get("max_requests", WorkerMode.max_requests), "worker.max_requests",
+                                integer=True))
+        if limit > MAX_WORKER_REQUESTS:
+            raise self.fail("worker.max_requests", f"must be at most {MAX_WORKER_REQUESTS}")
+        return WorkerMode(str(d["protocol"]), limit)
 
     def env(self, v: Any) -> dict[str, str]:
         d = self.mapping(v, "env")

@@ -21,6 +21,10 @@ Contract (see :mod:`theoryx.adapters.base` and BUILD.md, "The processor contract
 - containers are labelled ``theoryx.managed=1`` plus the execution id and the owner process,
   never auto-removed, and removed in ``finally`` (also on Ctrl-C); containers whose owner
   process is gone are removed when the next local adapter is created.
+- persistent workers: within a batch (``ExecRequest.workers``, a
+  :class:`~theoryx.adapters.local.workers.WorkerPool`), a spec that declares ``worker`` is served
+  by a long-lived container of the same image and sandbox instead of one container per run
+  (not under ``--stream``); the Outcome is the one a one-shot container would have given.
 
 Adapter options (:data:`OPTIONS`; ``--adapter-opts-json``, never in the memo key): ``timeout``
 (seconds, > 0, at most :data:`~theoryx.adapters.base.MAX_TIMEOUT_S`) and ``network`` (``none``,
@@ -247,19 +251,24 @@ def _device_requests(client: Any, spec: ProcessorSpec) -> list[dict[str, Any]] |
     return [{"Driver": "", "Count": count, "Capabilities": [["gpu"]]}]
 
 
-def container_config(client: Any, request: ExecRequest, image: str, opts: Options) -> dict[str, Any]:
-    """Keyword arguments of ``create_container`` (the secrets are in ``environment``)."""
-    spec = request.spec
+def host_config(client: Any, spec: ProcessorSpec, opts: Options, mounts: list[dict[str, Any]]) -> Any:
+    """The sandbox (module docstring) with ``mounts``: shared by one-shot containers and workers."""
     rt = spec.runtime
     devices = _device_requests(client, spec)
     with mapped("configuring the container"):
-        host_config = client.api.create_host_config(
-            mounts=_mounts(request), network_mode=opts.network, read_only=True,
+        return client.api.create_host_config(
+            mounts=mounts, network_mode=opts.network, read_only=True,
             tmpfs={"/tmp": f"rw,noexec,nosuid,nodev,size={rt.tmpfs}m"}, cap_drop=["ALL"],
             security_opt=["no-new-privileges"], pids_limit=rt.pids, mem_limit=f"{rt.memory}m",
             memswap_limit=f"{rt.memory}m", nano_cpus=int(rt.cpu * 1e9), device_requests=devices,
             log_config=engine_log_config(spec),
         )
+
+
+def container_config(client: Any, request: ExecRequest, image: str, opts: Options) -> dict[str, Any]:
+    """Keyword arguments of ``create_container`` (the secrets are in ``environment``)."""
+    spec = request.spec
+    host = host_config(client, spec, opts, _mounts(request))
     env = {"HOME": "/tmp", **request.env(), **dict(request.secrets)}
     labels = {
         LABEL_MANAGED: "1", LABEL_EXECUTION: request.execution_id, LABEL_REF: str(spec.ref),
@@ -267,7 +276,7 @@ def container_config(client: Any, request: ExecRequest, image: str, opts: Option
     }
     return {
         "image": image, "command": None if spec.command is None else list(spec.command),
-        "user": container_user(), "environment": env, "labels": labels, "host_config": host_config,
+        "user": container_user(), "environment": env, "labels": labels, "host_config": host,
         "name": f"theoryx-{request.execution_id}", "detach": True, "stdin_open": False, "tty": False,
     }
 
@@ -409,7 +418,7 @@ def _wait(client: Any, container_id: str, timeout: float) -> bool:
     return True
 
 
-def _remove(client: Any, container_id: str) -> None:
+def remove(client: Any, container_id: str) -> None:
     """Remove the container (killing it if it runs); a container already gone is fine."""
     with _interrupts_deferred(), mapped("removing the container"):
         try:
@@ -439,6 +448,12 @@ class LocalAdapter:
 
     def execute(self, request: ExecRequest) -> Outcome:
         opts = Options.parse(request.spec, request.options)
+        pool = request.workers
+        if pool is not None and request.spec.worker is not None and request.stream is None:
+            from theoryx.adapters.local.workers import WorkerPool
+
+            if isinstance(pool, WorkerPool):   # a persistent worker serves it (workers.py)
+                return pool.execute(self, request, opts)
         info = self.image(request.spec) if request.image is None else images.ImageInfo(request.image, "")
         prepare_dirs(request)
         config = container_config(self.client, request, info.name, opts)
@@ -448,9 +463,9 @@ class LocalAdapter:
                 outcome = self._run(container_id, request, opts)
             except BaseException:
                 with contextlib.suppress(TheoryxError):   # the first error is the one to report
-                    _remove(self.client, container_id)
+                    remove(self.client, container_id)
                 raise
-            _remove(self.client, container_id)
+            remove(self.client, container_id)
         reclaim_dirs(request)
         meta = {**outcome.meta, "image": info.name, "image_id": info.id, "image_built": info.built,
                 "network": opts.network}
@@ -464,7 +479,7 @@ class LocalAdapter:
                 return str(self.client.api.create_container(**config)["Id"])
         except BaseException:
             with contextlib.suppress(TheoryxError):
-                _remove(self.client, config["name"])
+                remove(self.client, config["name"])
             raise
 
     def _run(self, container_id: str, request: ExecRequest, opts: Options) -> Outcome:
@@ -497,9 +512,22 @@ def _seconds(value: float) -> int | float:
     return int(value) if value == int(value) else value
 
 
-def create(*, stores: Stores | None = None, build: bool = False, **_: Any) -> LocalAdapter:
+def workers(*, stores: Stores, jobs: int, **_: Any) -> Any:
+    """Persistent workers for one batch (:class:`~theoryx.adapters.local.workers.WorkerPool`):
+    at most ``jobs`` containers per image and resource class, started when first needed."""
+    from theoryx.adapters.local.workers import WorkerPool
+
+    return WorkerPool(stores.home, jobs)
+
+
+def create(*, stores: Stores | None = None, build: bool = False, workers: Any = None, **_: Any) -> LocalAdapter:
     """Connect to the engine (:class:`DockerUnavailable` within about a second), remove
-    containers left by dead runs, and return the adapter."""
+    containers left by dead runs, and return the adapter. Within a batch that has persistent
+    workers, the batch's connection is reused (connected and swept once per batch)."""
+    from theoryx.adapters.local.workers import WorkerPool
+
+    if isinstance(workers, WorkerPool):
+        return LocalAdapter(workers.connect(), stores, build)
     client = docker_client.connect()
     remove_leftovers(client)
     return LocalAdapter(client, stores, build)

@@ -149,3 +149,54 @@ def _explanation(exc: Any) -> str:
 def _first_line(value: object) -> str:
     text = str(value).strip()
     return text.splitlines()[0][:500] if text else type(value).__name__
+
+
+class Attached:
+    """A container's stdin, stdout and stderr over one attach connection (no TTY), opened by
+    :func:`attach_stdio`. ``send`` writes to the container's stdin; ``frames`` yields
+    ``("stdout" | "stderr", bytes)`` until the container's streams end (or :meth:`close`);
+    ``close`` drops the connection, which (the container being created with ``StdinOnce``) ends
+    the container's stdin: a worker whose theoryx is gone sees end-of-file."""
+
+    def __init__(self, response: Any) -> None:
+        self._response = response
+        self._sock: Any = getattr(response, "_sock", response)
+        self._sock.settimeout(None)      # the reader blocks until data or end; close() wakes it
+        self._closed = False
+
+    def send(self, data: bytes) -> None:
+        """Write ``data`` to the container's stdin; ``OSError`` when the connection is gone."""
+        self._sock.sendall(data)
+
+    def frames(self) -> Iterator[tuple[str, bytes]]:
+        """The container's output frames in arrival order; ends at end-of-stream or on a
+        connection error (the container is gone either way)."""
+        from docker.utils import socket as docker_socket
+
+        try:
+            for stream, data in docker_socket.frames_iter(self._response, tty=False):
+                if data:
+                    yield ("stderr" if stream == 2 else "stdout", bytes(data))
+        except (OSError, ValueError):   # ValueError: read on a closed file
+            return
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        import socket
+
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self._response.close()
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+
+def attach_stdio(client: Any, container_id: str) -> Attached:
+    """Attach to a created (not yet started) container's stdin, stdout and stderr."""
+    with mapped("attaching to the worker container"):
+        response = client.api.attach_socket(container_id,
+                                            params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+    return Attached(response)

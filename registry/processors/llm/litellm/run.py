@@ -36,6 +36,11 @@ inputs to send one; it is then visible in the inputs and the memo key.
 Requests are never retried (``num_retries=0``, ``max_retries=0``): a retry storm would multiply
 cost and hide the provider's answer, and theoryx re-runs are explicit.
 
+Worker mode (``THEORYX_WORKER=jsonl``, BUILD.md "Persistent workers"): the same program serves
+one request per stdin line, answering ``{"id", "exit_code"}`` per line on stdout; each request is
+exactly a one-shot run (the exit codes below), what it prints going to the request's
+``stdout_path`` and ``stderr_path``. LiteLLM is imported once, by the first request.
+
 Exit codes:
 
 - 0: success, outputs and result written;
@@ -49,15 +54,17 @@ Exit codes:
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 import os
 import re
 import sys
+import traceback
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, TextIO, TypeGuard
+from typing import Any, BinaryIO, TextIO, TypeGuard
 
 DEFAULT_MODEL = "gpt-4o-mini"
 EXIT_OK, EXIT_BUG, EXIT_INPUTS, EXIT_PROVIDER = 0, 1, 2, 3
@@ -477,5 +484,79 @@ def main(env: Mapping[str, str] | None = None) -> int:
     return EXIT_OK
 
 
+# -- persistent worker mode (BUILD.md, "Persistent workers") -------------------------------
+
+def request_env(env: Mapping[str, str], request: Mapping[str, Any]) -> dict[str, str]:
+    """The contract environment of one worker request: the worker's own environment (secrets
+    included) with the request's paths, seed and execution id."""
+    return {**env, "THEORYX_INPUTS": str(request["inputs_path"]),
+            "THEORYX_WRITE_PREFIX": str(request["outputs_dir"]),
+            "THEORYX_RESULT": str(request["result_path"]), "THEORYX_SEED": str(request["seed"]),
+            "THEORYX_EXECUTION_ID": str(request["execution_id"]), "THEORYX_STREAM": "0"}
+
+
+@contextlib.contextmanager
+def redirected(stdout_path: str, stderr_path: str) -> Iterator[None]:
+    """File descriptors 1 and 2 (so ``sys.stdout``, ``sys.stderr`` and any library writing to
+    them) pointed at one request's log files for the duration."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        for fd, path in ((1, stdout_path), (2, stderr_path)):
+            target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            os.dup2(target, fd)
+            os.close(target)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+
+
+def serve(requests: BinaryIO, answers: TextIO, env: Mapping[str, str] | None = None) -> int:
+    """Serve requests until end of input (``THEORYX_WORKER=jsonl``): one JSON request per line
+    on ``requests``, one JSON answer ``{"id", "exit_code"[, "error"]}`` per line on ``answers``.
+    Each request runs :func:`main` under its own paths, what it prints going to the request's
+    ``stdout_path`` and ``stderr_path``; nothing is kept between requests."""
+    env = os.environ if env is None else env
+    for raw in requests:
+        if not raw.strip():
+            continue
+        answer: dict[str, Any]
+        request: Any = None
+        try:
+            request = json.loads(raw)
+            rid = request["id"]
+            renv = request_env(env, request)
+            logs = str(request["stdout_path"]), str(request["stderr_path"])
+        except (ValueError, KeyError, TypeError) as exc:
+            rid = request.get("id") if isinstance(request, dict) else None
+            answer = {"id": rid, "exit_code": EXIT_INPUTS, "error": f"malformed request: {exc!r}"}
+        else:
+            with redirected(*logs):
+                try:
+                    code = main(renv)
+                except Exception:   # a bug: the traceback goes to the request's stderr, the worker goes on
+                    traceback.print_exc()
+                    code = EXIT_BUG
+            answer = {"id": rid, "exit_code": code}
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
+    return EXIT_OK
+
+
+def serve_stdio() -> int:
+    """:func:`serve` on the process's stdin and stdout. File descriptor 1 is pointed at stderr
+    first, so that nothing but answers (not even a library writing to fd 1) reaches stdout."""
+    sys.stdout.flush()
+    answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    return serve(sys.stdin.buffer, answers)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(serve_stdio() if os.environ.get("THEORYX_WORKER") == "jsonl" else main())

@@ -1,0 +1,273 @@
+"""Persistent workers on the local adapter (BUILD.md, "Persistent workers"), on the real engine.
+
+``data/textstats@1`` (shipped, deterministic) shows that a worker's result keys exactly like a
+one-shot run's; the ``wprobe`` test processor (``processors/wprobe``, one image under two specs)
+does what each item's ``mode`` says — crash, sleep, exhaust its memory, fail, break the protocol,
+write into an earlier request's directory, count the requests it served — and reports the
+container (``host``) and process that served it. After every test no container of this process
+(or of a CLI it spawned) may be left: tests/conftest.py checks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from docker_testing import cli_env, owned_containers, spawn_cli
+from theoryx_testing import REGISTRY, output
+
+import theoryx
+from theoryx.pipeline.batch import ItemResult
+from theoryx.pipeline.session import Session
+
+pytestmark = pytest.mark.docker
+HERE = Path(__file__).resolve().parent
+TEXTSTATS = "data/textstats@1"
+WPROBE = """\
+ref: test/{name}@1
+image:
+  dockerfile: wprobe/Dockerfile
+command: ["python3", "/app/run.py"]
+runtime: {{cpu: 1, memory: 128, timeout: 60, pids: 64, tmpfs: 16}}
+worker: {{protocol: jsonl, max_requests: {max_requests}}}
+inputs: {{type: object}}
+outputs:
+  - {{path: out.json, mime: application/json, optional: true}}
+"""
+
+
+@pytest.fixture(scope="module")
+def wregistry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry with the worker probe as ``test/wprobe@1`` (max_requests 100) and
+    ``test/wrecycle@1`` (max_requests 2)."""
+    root = tmp_path_factory.mktemp("wregistry")
+    pdir = root / "processors" / "test"
+    pdir.mkdir(parents=True)
+    shutil.copytree(HERE / "processors" / "wprobe", pdir / "wprobe", ignore=shutil.ignore_patterns("__pycache__"))
+    (pdir / "wprobe@1.yaml").write_text(WPROBE.format(name="wprobe", max_requests=100))
+    (pdir / "wrecycle@1.yaml").write_text(WPROBE.format(name="wrecycle", max_requests=2))
+    return root
+
+
+def texts(tmp_path: Path, n: int) -> list[Path]:
+    paths = []
+    for i in range(n):
+        p = tmp_path / f"doc{i}.txt"
+        p.write_text(f"document {i}: the cat sat on the mat {'again ' * i}\n")
+        paths.append(p)
+    return paths
+
+
+def stats_item(path: Path) -> dict[str, Any]:
+    return {"inputs": {"file": {"$attach": "f"}}, "attachments": {"f": path}}
+
+
+def run_map(home: Path, registry: Path, ref: str, items: list[dict[str, Any]], **kw: Any) -> list[ItemResult]:
+    kw.setdefault("jobs", 1)
+    with Session(home, registry=str(registry)) as session:
+        return list(session.map(ref, items, adapter="local", **kw))
+
+
+def worker_creations(client: Any, since: float, ref: str) -> tuple[int, int]:
+    """``(worker containers, one-shot containers)`` this process created for ``ref`` since ``since``."""
+    from theoryx.adapters.local.adapter import owner_label
+
+    events = client.events(since=int(since) - 1, until=int(time.time()) + 1, decode=True,
+                           filters={"type": "container", "event": "create", "label": f"theoryx.ref={ref}"})
+    labels = [e["Actor"]["Attributes"] for e in events]
+    labels = [a for a in labels if a.get("theoryx.owner") == owner_label()]
+    workers = sum(1 for a in labels if "theoryx.worker" in a)
+    return workers, len(labels) - workers
+
+
+def probe(home: Path, r: ItemResult) -> dict[str, Any]:
+    assert r.result is not None, r.error
+    body: dict[str, Any] = json.loads(output(home, r.result, "out.json"))
+    return body
+
+
+def by_value(results: list[ItemResult]) -> dict[Any, ItemResult]:
+    return {r.item.inputs.get("value"): r for r in results}
+
+
+def test_worker_results_key_and_hit_like_one_shot_runs(tmp_path: Path, docker_client: Any) -> None:
+    docs = texts(tmp_path, 6)
+    home, other = tmp_path / "home", tmp_path / "other"
+    t0 = time.time()
+    batch = run_map(home, REGISTRY, TEXTSTATS, [stats_item(p) for p in docs[:4]], jobs=2)
+    assert all(r.ok and r.result is not None and r.result.cache == "miss" for r in batch), batch
+    workers, oneshots = worker_creations(docker_client, t0, TEXTSTATS)
+    assert 1 <= workers <= 2 and oneshots == 0, f"{workers} worker and {oneshots} one-shot containers for 4 items"
+
+    # A worker's result answers a one-shot `run` of the same inputs: same memo key, same outputs.
+    first = batch[0].result
+    assert first is not None
+    hit = theoryx.run(TEXTSTATS, inputs={"file": {"$attach": "f"}}, attachments={"f": docs[0]}, adapter="local",
+                      home=home, registry=str(REGISTRY))
+    assert hit.cache == "hit" and hit.memo_key == first.memo_key
+    assert [(o.path, o.cid) for o in hit.outputs] == [(o.path, o.cid) for o in first.outputs]
+
+    # ... and a one-shot miss elsewhere computes the very same action and bytes, logs included.
+    alone = theoryx.run(TEXTSTATS, inputs={"file": {"$attach": "f"}}, attachments={"f": docs[0]}, adapter="local",
+                        home=other, registry=str(REGISTRY))
+    assert alone.cache == "miss" and alone.memo_key == first.memo_key
+    assert [o.cid for o in alone.outputs] == [o.cid for o in first.outputs]
+    assert alone.record.stdout_cid == first.record.stdout_cid          # the summary line, via stdout_path
+    assert alone.record.stderr_cid == first.record.stderr_cid
+
+    # The other way round: a one-shot result is a hit for a later batch.
+    single = theoryx.run(TEXTSTATS, inputs={"file": {"$attach": "f"}}, attachments={"f": docs[4]}, adapter="local",
+                         home=home, registry=str(REGISTRY))
+    assert single.cache == "miss"
+    later = run_map(home, REGISTRY, TEXTSTATS, [stats_item(docs[4]), stats_item(docs[5])])
+    assert [r.result.cache if r.result else r.error for r in later] == ["hit", "miss"]
+    assert later[0].result is not None and later[0].result.memo_key == single.memo_key
+    print(f"4 items on {workers} worker container(s); keys and output cids identical to one-shot runs")
+
+
+@pytest.mark.slow
+def test_a_crash_timeout_oom_or_protocol_error_fails_that_request_alone(
+        tmp_path: Path, wregistry: Path, docker_client: Any) -> None:
+    modes = [("echo", 1), ("crash", None), ("echo", 2), ("sleep", None), ("echo", 3), ("oom", None),
+             ("echo", 4), ("fail", None), ("echo", 5), ("garbage", None), ("echo", 6)]
+    items = [{"inputs": {"mode": m, "value": v if v is not None else m}} for m, v in modes]
+    home = tmp_path / "home"
+    results = run_map(home, wregistry, "test/wprobe@1", items, adapter_options={"timeout": 4})
+    codes = {r.item.inputs["mode"] + str(r.item.inputs["value"]): (r.error.code if r.error else "ok") for r in results}
+    assert codes == {"echo1": "ok", "crashcrash": "ERR_PROCESSOR_FAILED", "echo2": "ok", "sleepsleep": "ERR_TIMEOUT",
+                     "echo3": "ok", "oomoom": "ERR_OOM", "echo4": "ok", "failfail": "ERR_PROCESSOR_FAILED",
+                     "echo5": "ok", "garbagegarbage": "ERR_PROCESSOR_FAILED", "echo6": "ok"}, codes
+    got = by_value(results)
+    crash, fail, garbage = got["crash"].error, got["fail"].error, got["garbage"].error
+    assert crash is not None and "exited with code 3 before answering" in crash.message, crash
+    assert fail is not None and "exit code 7" in fail.message and "boom: failing on purpose" in fail.message, fail
+    assert "mode failed with 7" in fail.message                        # the answer's "error"
+    assert garbage is not None and "protocol error" in garbage.message and "not JSON" in garbage.message, garbage
+    hosts = {v: probe(home, got[v])["host"] for v in range(1, 7)}
+    served = {v: probe(home, got[v])["served"] for v in range(1, 7)}
+    # Replaced after a crash, a timeout, an OOM kill and a protocol error; kept after a clean failure.
+    assert hosts[1] != hosts[2] != hosts[3] != hosts[4] and hosts[4] == hosts[5] != hosts[6], hosts
+    assert served[4] + 2 == served[5], served
+    print(f"serving containers per echo item: {hosts}; requests served: {served}")
+
+
+def test_max_requests_recycles_workers(tmp_path: Path, wregistry: Path) -> None:
+    home = tmp_path / "home"
+    results = run_map(home, wregistry, "test/wrecycle@1", [{"inputs": {"value": i}} for i in range(5)])
+    seen = [(probe(home, r)["host"], probe(home, r)["served"]) for r in results]
+    hosts = [h for h, _ in seen]
+    assert [n for _, n in seen] == [1, 2, 1, 2, 1], seen
+    assert hosts[0] == hosts[1] != hosts[2] == hosts[3] != hosts[4] and len(set(hosts)) == 3, hosts
+    print(f"5 requests, max_requests 2: {len(set(hosts))} workers")
+
+
+def test_a_requests_inputs_outputs_and_logs_are_its_own(tmp_path: Path, wregistry: Path) -> None:
+    docs = texts(tmp_path, 2)
+    home = tmp_path / "home"
+    items = [
+        {"inputs": {"value": 1, "files": ["a.txt"], "doc": {"$attach": "d"}}, "attachments": {"d": docs[0]}},
+        {"inputs": {"mode": "sneak", "value": 2, "files": ["b.txt"], "doc": {"$attach": "d"}},
+         "attachments": {"d": docs[1]}},
+    ]
+    first, second = run_map(home, wregistry, "test/wprobe@1", items)
+    assert first.result is not None and second.result is not None, (first.error, second.error)
+    one, two = probe(home, first), probe(home, second)
+    assert one["host"] == two["host"] and two["served"] == 2            # the same worker served both
+    cid1, cid2 = (r.result.record.input_cids[0] for r in (first, second))  # type: ignore[union-attr]
+    assert one["inputs_seen"] == [cid1] and two["inputs_seen"] == [cid2]   # only its own attachments
+    names = {r.item.inputs["value"]: sorted(o.path.rsplit("/", 1)[-1] for o in r.result.outputs)  # type: ignore[union-attr]
+             for r in (first, second)}
+    assert names == {1: ["a.txt", "out.json"], 2: ["b.txt", "out.json"]}, names
+    assert output(home, first.result, "a.txt") == b"a.txt of 1\n"
+    assert two["sneak"] in ("PermissionError", "written")     # whatever it did, nobody claimed it
+    cas = theoryx.Session(home).stores.cas
+    for r, value in ((first, 1), (second, 2)):
+        assert r.result is not None and r.result.record.stdout_cid and r.result.record.stderr_cid
+        assert cas.read(r.result.record.stdout_cid) == f"stdout of {value}\n".encode()
+        assert f"stderr of {value}".encode() in cas.read(r.result.record.stderr_cid)
+        assert f"stderr of {3 - value}".encode() not in cas.read(r.result.record.stderr_cid)
+    assert not [p for p in (home / "work-v1").iterdir()], "the pool's and the runs' directories are removed"
+    print(f"request 2's attempt to write into request 1's directory: {two['sneak']}")
+
+
+def test_audit_re_executes_one_shot_and_catches_a_stateful_worker(tmp_path: Path, wregistry: Path) -> None:
+    from theoryx.provenance.audit import Options, audit
+
+    home = tmp_path / "home"
+    results = run_map(home, wregistry, "test/wprobe@1", [{"inputs": {"mode": "stateful", "value": v}} for v in (1, 2)])
+    counts = [probe(home, r)["count"] for r in results]
+    assert counts == [1, 2], counts                         # the second request saw the first one's state
+    with Session(home, registry=str(wregistry)) as session:
+        verdicts = [audit(session.stores, r.result.execution_id, Options(registry=str(wregistry))).verdict
+                    for r in results if r.result is not None]
+    assert verdicts == ["reproducible", "diverged"], verdicts
+    print(f"counts {counts}, audit verdicts {verdicts}")
+
+
+def test_breaking_off_a_batch_in_python_removes_its_workers(tmp_path: Path, wregistry: Path,
+                                                            docker_client: Any) -> None:
+    with Session(tmp_path / "home", registry=str(wregistry)) as session:
+        results = session.map("test/wprobe@1", ({"inputs": {"value": i}} for i in range(100)), jobs=2,
+                              adapter="local")
+        first = next(results)
+        assert first.ok and owned_containers(docker_client), "workers run while the batch does"
+        cast(Generator[ItemResult, None, None], results).close()   # the caller walks away
+    assert owned_containers(docker_client) == []
+
+
+def _wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_theoryx_map_leaves_no_worker(tmp_path: Path, wregistry: Path, docker_client: Any) -> None:
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(json.dumps({"inputs": {"mode": "sleep", "seconds": 2, "value": i}}) + "\n"
+                             for i in range(50)))
+    home = tmp_path / "home"
+    proc = spawn_cli(["map", "--ref", "test/wprobe@1", "--items", str(items), "--adapter", "local", "--jobs", "2",
+                      "--quiet"], cli_env(home, wregistry), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _wait_for(lambda: len(owned_containers(docker_client, {proc.pid})) == 2, 120, "two workers")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err.decode()
+    lines = [json.loads(line) for line in out.decode().splitlines()]
+    assert lines and len(lines) < 50 and all(line["status"] == "success" for line in lines)
+    assert owned_containers(docker_client, {proc.pid}) == []
+    assert not list((home / "work-v1").iterdir()) and not list((home / "leases").glob("*.lease"))
+    print(f"interrupted after {len(lines)} items; no container, workspace or lease left")
+
+
+@pytest.mark.slow
+def test_workers_of_a_killed_theoryx_stop_and_are_swept(tmp_path: Path, wregistry: Path, docker_client: Any) -> None:
+    from theoryx.adapters.local.adapter import remove_leftovers
+
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(json.dumps({"inputs": {"mode": "sleep", "seconds": 1, "value": i}}) + "\n"
+                             for i in range(50)))
+    proc = spawn_cli(["map", "--ref", "test/wprobe@1", "--items", str(items), "--adapter", "local", "--jobs", "2",
+                      "--quiet"], cli_env(tmp_path / "home", wregistry), stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL)
+
+    def states() -> list[str]:
+        return [c["State"] for c in owned_containers(docker_client, {proc.pid})]
+
+    _wait_for(lambda: states() == ["running", "running"], 120, "two running workers")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    # Their stdin ended with theoryx's connection (StdinOnce): they exit on their own.
+    _wait_for(lambda: set(states()) == {"exited"}, 30, "the orphaned workers to exit")
+    removed = remove_leftovers(docker_client)                 # what the next local run does first
+    assert len(removed) >= 2 and owned_containers(docker_client, {proc.pid}) == []

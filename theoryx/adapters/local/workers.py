@@ -1,0 +1,628 @@
+"""Persistent workers on the local engine (BUILD.md, "Persistent workers").
+
+A :class:`WorkerPool` belongs to one batch (``Session.map``). For a spec that declares
+``worker: {protocol: jsonl}``, the local adapter hands each miss to the pool instead of starting a
+container per run: the pool keeps long-lived containers of the processor — at most one per item
+in flight, so ``--jobs N`` means N workers — each under exactly the sandbox and limits of a
+one-shot container, and sends each request as one JSON line on the worker's stdin. The worker
+answers one JSON line on stdout; everything else it prints goes to stderr.
+
+Per-request isolation. Docker cannot add mounts to a running container, so every worker gets two
+mounts of directories the pool owns, and each request gets fresh content in them::
+
+    work-v1/<pool id>/w<n>/inputs/     read-only at /artifacts/inputs: the attachments of the request
+                                       in flight, and only those (linked before it, removed after)
+    work-v1/<pool id>/w<n>/requests/   read-write at /theoryx/requests; per request a directory with
+                                       an unguessable name: inputs.json, outputs/, result/, stdout.log
+    work-v1/<pool id>/w<n>/done/       where a request's directory goes when its answer arrives
+
+When the answer arrives the request's directory is moved out of the container's view (checked
+without following links: a worker cannot substitute a link for it) and its ``outputs``/``result``
+become the run's workspace, so a request's outputs are only ever what that request wrote; the
+next request starts in a new, empty directory. When theoryx runs as root (the container as uid
+10001) the request's tree is handed back to root and its directories made read-only to others
+*before* it is listed, so the still-running worker cannot change it while it is ingested.
+
+A worker that crashes, exceeds the request's timeout or is OOM-killed is removed and replaced:
+only that request fails, with the Outcome a one-shot container would have given
+(``ERR_PROCESSOR_FAILED``, ``ERR_TIMEOUT``, ``ERR_OOM``). A worker that breaks the protocol
+(a stdout line that is not a JSON answer to the request in flight) is removed the same way. After
+``max_requests`` answers a worker is recycled. :meth:`WorkerPool.close` (the batch ended, or was
+interrupted) removes every container; requests still in flight fail with :class:`AdapterError`.
+
+The pool's directory is held by a lease named like it (``leases/<pool id>.lease``), so a gc
+leaves it alone while the batch runs and removes it if the process was killed; containers carry
+the owner label of :mod:`~theoryx.adapters.local.adapter`, whose sweep removes those of a dead
+process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import queue
+import secrets
+import shutil
+import stat
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from theoryx.adapters.base import CONTAINER_INPUTS_DIR, Captures, ExecRequest, Outcome
+from theoryx.adapters.local import docker_client
+from theoryx.adapters.local.docker_client import Attached, mapped
+from theoryx.core.ids import new_execution_id
+from theoryx.errors import AdapterError, TheoryxError
+from theoryx.store.home import Home
+from theoryx.store.leases import Lease
+
+if TYPE_CHECKING:
+    from theoryx.adapters.local.adapter import LocalAdapter, Options
+    from theoryx.adapters.local.images import ImageInfo
+
+REQUESTS_DIR = "/theoryx/requests"
+"""Where a worker finds its requests' directories (read-write mount)."""
+LABEL_WORKER = "theoryx.worker"
+LINE_LIMIT = 1 << 20
+"""The longest stdout line a worker may send (an answer is a few dozen bytes)."""
+PENDING_LIMIT = 64 << 10
+"""stderr written while no request is in flight, kept for the next request (head only)."""
+CLOSE_WAIT_S = 30.0
+_EXITED_WAIT_S = 10.0
+_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the reader saw on a worker's stdout: a ``response`` (the parsed line), a
+    ``protocol`` violation (``detail`` says which), or the ``eof`` of its streams."""
+
+    kind: str
+    body: dict[str, Any] = field(default_factory=dict)
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Served:
+    """How one request ended, before it became an :class:`Outcome`."""
+
+    exit_code: int
+    timed_out: bool = False
+    oom_killed: bool = False
+    note: str = ""          # a line theoryx adds to the request's stderr (why the worker died)
+
+
+def _excerpt(data: bytes, limit: int = 120) -> str:
+    text = data.decode("utf-8", "replace")
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+class Worker:
+    """One long-lived container serving requests one at a time (see the module docstring)."""
+
+    def __init__(self, pool: WorkerPool, key: str, number: int, max_requests: int) -> None:
+        self.pool, self.key, self.number, self.max_requests = pool, key, number, max_requests
+        self.name = f"theoryx-w-{pool.id}-{number}"
+        self.root = pool.root / f"w{number}"
+        self.container_id = ""
+        self.served = 0
+        self.dead = False
+        self.answers: queue.Queue[Answer] = queue.Queue()
+        self._attached: Attached | None = None
+        self._reader: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._capture: Captures | None = None
+        self._pending = bytearray()
+        self._serving = False
+
+    # -- paths -------------------------------------------------------------------------------
+
+    @property
+    def inputs(self) -> Path:
+        return self.root / "inputs"
+
+    @property
+    def requests(self) -> Path:
+        return self.root / "requests"
+
+    @property
+    def done(self) -> Path:
+        return self.root / "done"
+
+    # -- life --------------------------------------------------------------------------------
+
+    def start(self, adapter: LocalAdapter, request: ExecRequest, image: str, opts: Options) -> None:
+        """Create, attach and start the container; on any failure nothing is left behind."""
+        from theoryx.adapters.local import adapter as local
+
+        for d in (self.root, self.inputs, self.requests, self.done):
+            d.mkdir(mode=0o755)
+            os.chmod(d, 0o755)
+        spec = request.spec
+
+        def bind(source: Path, target: str, read_only: bool) -> dict[str, Any]:
+            return {"Type": "bind", "Source": str(source.resolve()), "Target": target, "ReadOnly": read_only}
+
+        mounts = [bind(self.inputs, CONTAINER_INPUTS_DIR, True), bind(self.requests, REQUESTS_DIR, False)]
+        host = local.host_config(adapter.client, spec, opts, mounts)
+        assert spec.worker is not None
+        env = {"HOME": "/tmp", **spec.env, "THEORYX_WORKER": spec.worker.protocol, "THEORYX_REF": str(spec.ref),
+               "THEORYX_STREAM": "0", **dict(request.secrets)}
+        labels = {local.LABEL_MANAGED: "1", local.LABEL_OWNER: local.owner_label(), local.LABEL_REF: str(spec.ref),
+                  LABEL_WORKER: self.pool.id}
+        # detach=False with stdin_open: the engine attaches stdin with StdinOnce, so the worker's
+        # stdin ends when theoryx's connection does (also when theoryx is killed).
+        config = {"image": image, "command": None if spec.command is None else list(spec.command),
+                  "user": local.container_user(), "environment": env, "labels": labels, "host_config": host,
+                  "name": self.name, "detach": False, "stdin_open": True, "tty": False}
+        client = adapter.client
+        try:
+            with mapped(f"creating a worker container for {spec.ref}"):
+                self.container_id = str(client.api.create_container(**config)["Id"])
+            self._attached = docker_client.attach_stdio(client, self.container_id)
+            self._reader = threading.Thread(target=self._read, name=f"theoryx-worker-{self.number}", daemon=True)
+            self._reader.start()
+            with mapped(f"starting a worker container for {spec.ref}"):
+                client.api.start(self.container_id)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Remove the container (killing it) and, unless a request is being collected (its logs
+        are still read), the worker's directories. Idempotent; never raises for a container
+        already gone."""
+        self.dead = True
+        from theoryx.adapters.local import adapter as local
+
+        with contextlib.suppress(TheoryxError):
+            local.remove(self.pool.client, self.container_id or self.name)
+        if self._attached is not None:
+            self._attached.close()
+        if self._reader is not None and self._reader is not threading.current_thread():
+            self._reader.join(5.0)
+        with self._lock:
+            self._capture = None        # the request thread that set it closes it
+            if self._serving:
+                return
+        _remove_tree(self.root)
+
+    # -- the reader thread -------------------------------------------------------------------
+
+    def _read(self) -> None:
+        """Split the container's output: stdout into answers, stderr into the request in flight."""
+        assert self._attached is not None
+        line = bytearray()
+        broken = False
+        try:
+            for stream, data in self._attached.frames():
+                if stream == "stderr":
+                    self._stderr(data)
+                    continue
+                if broken:
+                    continue
+                line += data
+                while (end := line.find(b"\n")) >= 0:
+                    self._line(bytes(line[:end]))
+                    del line[:end + 1]
+                if len(line) > LINE_LIMIT:
+                    self.answers.put(Answer("protocol", detail=f"a stdout line longer than {LINE_LIMIT} bytes"))
+                    broken = True
+                    line.clear()
+            if line.strip() and not broken:
+                self.answers.put(Answer("protocol", detail=f"an unterminated stdout line {_excerpt(bytes(line))}"))
+        finally:
+            self.answers.put(Answer("eof"))
+
+    def _line(self, raw: bytes) -> None:
+        if not raw.strip():
+            return
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            self.answers.put(Answer("protocol", detail=f"a stdout line that is not JSON: {_excerpt(raw)}"))
+            return
+        if not isinstance(body, dict):
+            self.answers.put(Answer("protocol", detail=f"a stdout line that is not a JSON object: {_excerpt(raw)}"))
+            return
+        self.answers.put(Answer("response", body))
+
+    def _stderr(self, data: bytes) -> None:
+        with self._lock:
+            if self._capture is None:
+                room = PENDING_LIMIT - len(self._pending)
+                if room > 0:
+                    self._pending += data[:room]
+                return
+            with contextlib.suppress(Exception):    # a capture failing (full disk) loses log bytes only
+                self._capture.write("stderr", data)
+
+    # -- one request -------------------------------------------------------------------------
+
+    def serve(self, request: ExecRequest, timeout: float) -> tuple[Served, dict[str, int], int]:
+        """Run one request; ``(how it ended, log bytes dropped, duration ms)``. Its outputs and
+        result are left in ``request.workspace`` (only on an answer). A worker that did not
+        answer is stopped (:attr:`dead`)."""
+        ws = request.workspace
+        token = secrets.token_hex(12)
+        here = self.requests / token
+        seq = self.served + 1
+        with self._lock:
+            self._serving = True
+        captures: Captures | None = None
+        try:
+            self._prepare(here, request)
+            captures = Captures(request)
+            t0 = time.monotonic()
+            with self._lock:
+                if self._pending:
+                    captures.write("stderr", bytes(self._pending))
+                    self._pending.clear()
+                self._capture = captures
+            where = f"{REQUESTS_DIR}/{token}"
+            line = {
+                "id": seq, "inputs_path": f"{where}/inputs.json", "outputs_dir": f"{where}/outputs",
+                "result_path": f"{where}/result/result.json", "stdout_path": f"{where}/stdout.log",
+                "stderr_path": f"{where}/stderr.log", "write_prefix": request.write_prefix,
+                "seed": request.seed, "execution_id": request.execution_id, "ref": str(request.spec.ref),
+            }
+            assert self._attached is not None
+            with contextlib.suppress(OSError):          # gone: its end of stream says why
+                self._attached.send((json.dumps(line, sort_keys=True) + "\n").encode())
+            served = self._await(seq, timeout)
+            duration_ms = int((time.monotonic() - t0) * 1000)
+            with self._lock:
+                self._capture = None
+            _seal(here)
+            for name in ("stdout", "stderr"):          # after the stream's bytes: a crash's last words
+                _copy_log(here / f"{name}.log", captures, name)
+            if served.note:
+                captures.write("stderr", f"[theoryx: {served.note}]\n".encode())
+            if not self.dead:
+                self.served = seq
+                self._claim(here, token, ws)
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            with self._lock:
+                self._capture = None
+                self._serving = False
+            dropped = captures.close() if captures is not None else {}
+            if self.dead:
+                _remove_tree(self.root)
+            else:
+                self._unlink_inputs()
+                _remove_tree(here)
+                _remove_tree(self.done / token)
+        return served, dropped, duration_ms
+
+    def _await(self, seq: int, timeout: float) -> Served:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                answer = self.answers.get(timeout=max(deadline - time.monotonic(), 0.0))
+            except queue.Empty:
+                self.stop()
+                return Served(137, timed_out=True)
+            if answer.kind == "eof":
+                return self._exited(seq)
+            if answer.kind == "protocol":
+                self.stop()
+                return Served(1, note=f"worker protocol error: {answer.detail}; the worker was stopped")
+            body = answer.body
+            if body.get("id") != seq:
+                self.stop()
+                return Served(1, note=f"worker protocol error: an answer with id {body.get('id')!r} while request "
+                                      f"{seq} was in flight; the worker was stopped")
+            code = body.get("exit_code")
+            if isinstance(code, bool) or not isinstance(code, int):
+                self.stop()
+                return Served(1, note=f"worker protocol error: exit_code must be an integer, got {code!r}; "
+                                      "the worker was stopped")
+            error = body.get("error")
+            note = f"worker: {' '.join(str(error).split())[:2000]}" if error not in (None, "") and code != 0 else ""
+            return Served(code, note=note)
+
+    def _exited(self, seq: int) -> Served:
+        """The worker's streams ended before it answered: how did the container end?"""
+        if self.pool.closed:
+            self.stop()
+            raise AdapterError("the batch was stopped while this request was running: its worker was removed")
+        client = self.pool.client
+        state: dict[str, Any] = {}
+        with contextlib.suppress(Exception):
+            client.api.wait(self.container_id, timeout=_EXITED_WAIT_S)
+        with contextlib.suppress(Exception):
+            state = client.api.inspect_container(self.container_id)["State"]
+        self.stop()
+        oom = bool(state.get("OOMKilled"))
+        code = int(state.get("ExitCode", -1) or 0)
+        what = "was killed for exceeding its memory limit" if oom else f"exited with code {code}"
+        return Served(code if code != 0 else 1, oom_killed=oom,
+                      note=f"the worker {what} before answering request {seq}; it was replaced")
+
+    # -- directories -------------------------------------------------------------------------
+
+    def _prepare(self, here: Path, request: ExecRequest) -> None:
+        """The request's directory and its attachments (the only ones in the inputs mount)."""
+        ws = request.workspace
+        here.mkdir(mode=0o755)
+        os.chmod(here, 0o755)
+        shutil.copyfile(ws.inputs_json, here / "inputs.json")
+        os.chmod(here / "inputs.json", 0o644)
+        for log in ("stdout.log", "stderr.log"):
+            (here / log).touch(0o644)
+        writable = [here / "outputs", here / "result", here / "stdout.log", here / "stderr.log"]
+        for d in writable[:2]:
+            d.mkdir(mode=0o755)
+            os.chmod(d, 0o755)
+        if os.geteuid() == 0:
+            from theoryx.adapters.local.adapter import CONTAINER_UID
+
+            for p in writable:
+                os.chown(p, CONTAINER_UID, CONTAINER_UID)
+        for top in ws.inputs.iterdir() if ws.inputs.is_dir() else ():
+            dest = self.inputs / top.name
+            dest.mkdir(mode=0o755)
+            os.chmod(dest, 0o755)
+            for f in top.iterdir():
+                os.link(f, dest / f.name)
+
+    def _unlink_inputs(self) -> None:
+        for entry in list(self.inputs.iterdir()) if self.inputs.is_dir() else ():
+            _remove_tree(entry)
+
+    def _claim(self, here: Path, token: str, ws: Any) -> None:
+        """Move the answered (and sealed) request's directory out of the container's view and make
+        its ``outputs``/``result`` the run's."""
+        moved = self.done / token
+        try:
+            os.rename(here, moved)          # the entry itself: a link stays a link
+        except FileNotFoundError:
+            return
+        if not stat.S_ISDIR(os.lstat(moved).st_mode):
+            return
+        for name, target in (("outputs", ws.outputs), ("result", ws.result_dir)):
+            source = moved / name
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISDIR(os.lstat(source).st_mode):
+                    os.rmdir(target)                    # empty: made by the miss for a one-shot run
+                    os.rename(source, target)
+                    if not stat.S_ISDIR(os.lstat(target).st_mode):   # swapped in the meantime
+                        _remove_tree(target)
+                        target.mkdir()
+
+
+class WorkerPool:
+    """A batch's persistent workers on the local engine; see the module docstring. Thread-safe:
+    the batch's threads call :meth:`execute` concurrently."""
+
+    def __init__(self, home: Home, jobs: int) -> None:
+        self.home, self.jobs = home, max(1, jobs)
+        self.id = new_execution_id()
+        self.root = home.work / self.id
+        self.client: Any = None
+        self.closed = False
+        self._cond = threading.Condition()
+        self._idle: dict[str, list[Worker]] = {}
+        self._all: set[Worker] = set()
+        self._busy = 0
+        self._numbers = 0
+        self._images: dict[str, ImageInfo] = {}
+        self._image_lock = threading.Lock()
+        self._lease: Lease | None = None
+        self.started = 0            # workers started so far (tests, benchmarks)
+
+    # -- the adapter's entry -----------------------------------------------------------------
+
+    def execute(self, adapter: LocalAdapter, request: ExecRequest, opts: Options) -> Outcome:
+        """Serve ``request`` on a worker of its image and resource class (started if none is
+        idle) and report it as a one-shot container would."""
+        with self._cond:
+            if self.closed:
+                raise _stopped()
+            self._busy += 1
+        try:
+            self._open(adapter)
+            info = self._image(adapter, request)
+            key = self._key(request, info.name, opts)
+            worker = self._take(key, adapter, request, info.name, opts)
+            try:
+                served, dropped, duration_ms = worker.serve(request, opts.timeout)
+            except OSError as exc:
+                if self.closed:
+                    raise _stopped() from exc
+                raise AdapterError(f"worker {worker.name}: could not hand over request "
+                                   f"{request.execution_id}: {exc}") from exc
+            finally:
+                self._give_back(worker)
+            from theoryx.adapters.local.adapter import _seconds
+
+            meta = {"timeout_s": _seconds(opts.timeout), "image": info.name, "image_id": info.id,
+                    "image_built": info.built, "network": opts.network, "worker": worker.name,
+                    "worker_request": worker.served if not served.timed_out else worker.served + 1}
+            return Outcome(served.exit_code, served.timed_out, served.oom_killed, duration_ms, meta, dropped)
+        finally:
+            with self._cond:
+                self._busy -= 1
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        """Stop and remove every worker, wait (bounded) for requests in flight to fail, then
+        remove the pool's directory and release its lease. Idempotent."""
+        with self._cond:
+            if self.closed:
+                return
+            self.closed = True
+            workers = list(self._all)
+            self._all.clear()
+            self._idle.clear()
+        stoppers = [threading.Thread(target=w.stop, name="theoryx-worker-stop") for w in workers]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join()
+        with self._cond:
+            self._cond.wait_for(lambda: self._busy == 0, timeout=CLOSE_WAIT_S)
+        _remove_tree(self.root)
+        if self._lease is not None:
+            self._lease.release()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def connect(self) -> Any:
+        """The batch's engine client: connected, and containers of dead runs swept, once (each
+        miss of a one-shot run does both; a batch of thousands need not)."""
+        with self._cond:
+            if self.client is None:
+                from theoryx.adapters.local.adapter import remove_leftovers
+
+                client = docker_client.connect()
+                remove_leftovers(client)
+                self.client = client
+            return self.client
+
+    def _open(self, adapter: LocalAdapter) -> None:
+        """The engine client and the pool's leased directory, on first use."""
+        with self._cond:
+            if self.client is None:
+                self.client = adapter.client
+            if self._lease is not None:
+                return
+            self.home.leases.mkdir(parents=True, exist_ok=True)
+            self._lease = Lease(self.home.leases, self.id)
+            self.root.mkdir(parents=True, mode=0o700)
+
+    def _image(self, adapter: LocalAdapter, request: ExecRequest) -> ImageInfo:
+        from theoryx.adapters.local.images import ImageInfo
+
+        if request.image is not None:
+            return ImageInfo(request.image, "")
+        spec = request.spec
+        which = f"{spec.ref}\0{spec.source}"
+        with self._image_lock:            # one build even when every thread asks at once
+            info = self._images.get(which)
+            if info is None:
+                info = self._images[which] = adapter.image(spec)
+        return info
+
+    @staticmethod
+    def _key(request: ExecRequest, image: str, opts: Options) -> str:
+        """The image and resource class a worker serves: everything its container was created
+        with (secret values only as a digest, and only in memory)."""
+        spec = request.spec
+        secret = hashlib.sha256(json.dumps(sorted(request.secrets.items())).encode()).hexdigest()
+        return json.dumps({"ref": str(spec.ref), "image": image, "command": spec.command, "env": spec.env,
+                           "runtime": spec.runtime.to_dict(), "network": opts.network, "secrets": secret,
+                           "worker": None if spec.worker is None else spec.worker.to_dict()}, sort_keys=True)
+
+    def _take(self, key: str, adapter: LocalAdapter, request: ExecRequest, image: str, opts: Options) -> Worker:
+        with self._cond:
+            if self.closed:
+                raise _stopped()
+            idle = self._idle.get(key)
+            if idle:
+                return idle.pop()
+            self._numbers += 1
+            number = self._numbers
+        assert request.spec.worker is not None
+        worker = Worker(self, key, number, request.spec.worker.max_requests)
+        worker.start(adapter, request, image, opts)
+        with self._cond:
+            self.started += 1
+            if not self.closed:
+                self._all.add(worker)
+                return worker
+        worker.stop()
+        raise _stopped()
+
+    def _give_back(self, worker: Worker) -> None:
+        """Idle again, or retired: dead, recycled after ``max_requests``, or the pool closed."""
+        with self._cond:
+            keep = not (worker.dead or self.closed or worker.served >= worker.max_requests)
+            if keep:
+                self._idle.setdefault(worker.key, []).append(worker)
+                return
+            self._all.discard(worker)
+        worker.stop()
+
+
+def _stopped() -> AdapterError:
+    return AdapterError("the batch was stopped while this request was running: its worker was removed")
+
+
+def _copy_log(path: Path, captures: Captures, stream: str) -> None:
+    """Append a request's log file to its capture: only a regular file, never through a link, and
+    no more than its size when opened (a worker still writing to it cannot make this endless)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return
+        left = st.st_size
+        while left > 0 and (chunk := os.read(fd, min(_CHUNK, left))):
+            captures.write(stream, chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+
+
+def _seal(top: Path) -> None:
+    """When theoryx runs as root: hand a request's tree back to root and take write permission on
+    its directories from everyone else, each directory *before* it is listed, so the worker —
+    still running, as uid 10001 without capabilities — can neither add, rename nor replace
+    anything in it from then on. Set-id files keep their owner (a chown would clear the bits that
+    output ingestion must see and reject). Nothing is followed."""
+    if os.geteuid() != 0:
+        return
+    stack = [top]
+    while stack:
+        directory = stack.pop()
+        try:
+            st = os.lstat(directory)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            continue
+        os.chown(directory, 0, 0, follow_symlinks=False)
+        os.chmod(directory, stat.S_IMODE(st.st_mode) & ~0o022 | 0o700)
+        with os.scandir(directory) as it:
+            entries = list(it)
+        for entry in entries:
+            est = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(est.st_mode):
+                stack.append(Path(entry.path))
+            elif not (est.st_mode & 0o6000 and not stat.S_ISLNK(est.st_mode)):
+                os.chown(entry.path, 0, 0, follow_symlinks=False)
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove ``path`` (a tree, a file or a link; never followed), read-only parts included."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return
+
+    def onerror(func: Callable[..., Any], p: str, _exc: Any) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(p), 0o700)
+            if os.path.isdir(p) and not os.path.islink(p):
+                os.chmod(p, 0o700)
+        with contextlib.suppress(FileNotFoundError):
+            func(p)
+
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(path, onerror=onerror)
