@@ -15,7 +15,7 @@ import theoryx
 from cas import Store
 from theoryx.budget import ledger, plans
 from theoryx.errors import BudgetExceeded, PriceUnknown, ProcessorFailed
-from theoryx.store import executions
+from theoryx.store import executions, receipts
 
 
 def events(home: Path, key: str = "p") -> list[dict[str, object]]:
@@ -23,7 +23,10 @@ def events(home: Path, key: str = "p") -> list[dict[str, object]]:
 
 
 def receipt(home: Path, res: theoryx.RunResult) -> dict[str, object]:
-    body: dict[str, object] = json.loads(Store(home / "cas-v1").read(res.record.receipt_cid or ""))
+    if res.record.receipt_cid is None:       # a hit's receipt is derived from its record, not stored
+        derived: dict[str, object] = json.loads(receipts.receipt_bytes(res.record))
+        return derived
+    body: dict[str, object] = json.loads(Store(home / "cas-v1").read(res.record.receipt_cid))
     return body
 
 

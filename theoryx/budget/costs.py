@@ -29,11 +29,14 @@ A part that cannot be bounded (no price for the model, no output bound, an unkno
 listed in :attr:`Estimate.unknown` and estimated as 0: a plan with a limit refuses the run
 (``ERR_PRICE_UNKNOWN``), a tracking plan admits it with a note.
 
-Actual cost: the processor's ``cost_usd`` from ``THEORYX_RESULT`` when it reported a number;
-otherwise, if it ran, ``fixed`` + ``per_second`` × seconds and, for an LLM processor, its
-reported usage × prices. Plus compute seconds (the adapter's ``compute_seconds`` in the outcome's
-meta, else the execution's duration) × rates where the adapter bills compute. A run that never
-started costs 0.
+Actual cost: the processor's ``cost_usd`` from ``THEORYX_RESULT`` when it reported one;
+otherwise, if it ran, ``fixed`` + ``per_second`` × seconds (at most the timeout, as estimated)
+and, for an LLM processor, its reported usage × prices. Plus compute seconds (the adapter's
+``compute_seconds`` in the outcome's meta, else the execution's duration) × rates where the
+adapter bills compute. A run that never started costs 0. What the processor reports is checked
+(:func:`~theoryx.budget.money.check_reported`: a finite, non-negative number of at most $10,000;
+token counts that are non-negative integers); a refused report is :attr:`Cost.refused` and its
+part is left out (the run is then charged its reservation, :mod:`theoryx.budget.charging`).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from decimal import Decimal
 from pathlib import PurePosixPath
 from typing import Any
 
-from theoryx.budget.money import ceil_micros, decimal_usd, reported_micros
+from theoryx.budget.money import MAX_REPORTED_MICROS, ceil_micros, check_reported, decimal_usd, dollars
 from theoryx.budget.pricing import ModelPrice, Rates, model_price
 from theoryx.spec.model import ProcessorSpec
 
@@ -69,11 +72,15 @@ class Estimate:
 
 @dataclass(frozen=True)
 class Cost:
-    """An actual cost and how it was made up (``notes`` say what was missing)."""
+    """An actual cost and how it was made up (``notes`` say what was missing). ``refused`` says
+    why the processor's report (``cost_usd``, or the token ``usage`` it is priced from) was
+    refused; its part is then missing from ``parts`` and ``micros``, and the charge is the
+    reservation (:meth:`theoryx.budget.charging.Charging.settle`)."""
 
     micros: int
     parts: dict[str, int]
     notes: tuple[str, ...] = ()
+    refused: str | None = None
 
 
 @dataclass
@@ -168,7 +175,10 @@ def llm_estimate(spec: ProcessorSpec, inputs: Any, rates: Rates) -> tuple[Decima
     if problem is not None:
         return Decimal(0), problem
     max_tokens = body.get("max_tokens")
-    output = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else price.max_output_tokens
+    # Only a positive integer bounds the reply (``true`` is not 1); anything else leaves the
+    # model's own maximum as the bound.
+    given = isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens > 0
+    output = max_tokens if given else price.max_output_tokens
     if output is None:
         return Decimal(0), f"no max_tokens in the inputs and no max_output_tokens known for {model!r}"
     return prompt * price.input_per_token + output * price.output_per_token + images * price.per_image, None
@@ -203,44 +213,64 @@ def estimate(spec: ProcessorSpec, inputs: Any, *, bills_compute: bool, rates: Ra
     return Estimate(sum(parts.values()), parts, tuple(unknown))
 
 
-def _usage_cost(spec: ProcessorSpec, inputs: Any, usage: Any, rates: Rates) -> tuple[Decimal, str | None]:
+def _usage_cost(spec: ProcessorSpec, inputs: Any, usage: Any,
+                rates: Rates) -> tuple[Decimal, str | None, str | None]:
+    """``(dollars, note, refused)``: the cost of the reported token usage; a note when there is
+    none to price; why the usage is refused when its counts are not non-negative integers or
+    price above :data:`~theoryx.budget.money.MAX_REPORTED_MICROS`."""
     tokens = usage if isinstance(usage, dict) else {}
     prompt, completion = tokens.get("prompt_tokens"), tokens.get("completion_tokens")
-    if not isinstance(prompt, int) or not isinstance(completion, int):
-        return Decimal(0), "the processor reported neither cost_usd nor token usage"
+    if prompt is None or completion is None:
+        return Decimal(0), "the processor reported neither cost_usd nor token usage", None
+    for name, count in (("prompt_tokens", prompt), ("completion_tokens", completion)):
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            return Decimal(0), None, f"usage.{name} {str(count)[:40]!r} is not a non-negative integer"
     model = model_of(spec, inputs)
     price = model_price(model, rates) if model else None
     if price is None:
-        return Decimal(0), f"the processor reported no cost_usd and model {model!r} has no price"
-    return prompt * price.input_per_token + completion * price.output_per_token, None
+        return Decimal(0), f"the processor reported no cost_usd and model {model!r} has no price", None
+    usd = prompt * price.input_per_token + completion * price.output_per_token
+    if usd * 1_000_000 > MAX_REPORTED_MICROS:
+        return Decimal(0), None, (f"usage of {prompt} prompt and {completion} completion tokens prices at "
+                                  f"more than the {dollars(MAX_REPORTED_MICROS)} one execution may report")
+    return usd, None, None
 
 
 def actual(spec: ProcessorSpec, inputs: Any, result: dict[str, Any], duration_ms: int | None, *,
-           bills_compute: bool, rates: Rates, compute_seconds: Any = None, sandbox: bool = False) -> Cost:
+           bills_compute: bool, rates: Rates, compute_seconds: Any = None, sandbox: bool = False,
+           timeout: Decimal | None = None) -> Cost:
     """What the execution cost. ``duration_ms`` None: it never started (cost 0). ``result`` is
-    the processor's ``THEORYX_RESULT`` (``cost_usd``, ``usage``); ``compute_seconds`` what the
-    adapter says it billed (else the duration)."""
+    the processor's ``THEORYX_RESULT`` (``cost_usd``, ``usage``), checked
+    (:func:`~theoryx.budget.money.check_reported`; a refusal is :attr:`Cost.refused`);
+    ``compute_seconds`` what the adapter says it billed (else the duration). ``timeout``, the
+    limit the adapter enforced, caps the seconds ``per_second_usd`` is charged for, as it capped
+    the estimate: the duration also counts the adapter's own start and stop."""
     if duration_ms is None:
         return Cost(0, {})
     seconds = Decimal(max(duration_ms, 0)) / 1000
     parts: dict[str, int] = {}
     notes: list[str] = []
-    reported = reported_micros(result.get("cost_usd"))
-    if reported is not None:
-        parts["reported"] = reported
+    refused: str | None = None
+    reported = check_reported(result.get("cost_usd"))
+    if reported.refused is not None:
+        refused = f"cost_usd {reported.refused}"
+    elif reported.micros is not None:
+        parts["reported"] = reported.micros
     else:
         block = _cost_block(spec)
         if "usd" in block:
             parts["fixed"] = ceil_micros(_usd(block, "usd"))
         if "per_second_usd" in block:
-            parts["per_second"] = ceil_micros(_usd(block, "per_second_usd") * seconds)
+            ran = seconds if timeout is None else min(seconds, timeout)
+            parts["per_second"] = ceil_micros(_usd(block, "per_second_usd") * ran)
         if block.get("llm"):
-            usd, note = _usage_cost(spec, inputs, result.get("usage"), rates)
-            parts["llm"] = ceil_micros(usd)
+            usd, note, refused = _usage_cost(spec, inputs, result.get("usage"), rates)
+            if refused is None:
+                parts["llm"] = ceil_micros(usd)
             notes += [note] if note else []
     if bills_compute:
         rate = rates.per_second(spec.runtime.cpu, spec.runtime.memory, spec.runtime.gpu, sandbox=sandbox)
         billed = decimal_usd(compute_seconds)
         parts["compute"] = ceil_micros((rate or Decimal(0)) * (seconds if billed is None else billed))
         notes += [] if rate is not None else [f"no compute rate for GPU {spec.runtime.gpu!r}"]
-    return Cost(sum(parts.values()), parts, tuple(notes))
+    return Cost(sum(parts.values()), parts, tuple(notes), refused)

@@ -12,8 +12,12 @@ naming the owner's lease file). Every reservation ends exactly once, keyed by ex
   drops ``flock`` locks of a dead process, even after ``kill -9``). Nothing is charged: what a
   killed run cost is unknown, and until reconciled its reservation keeps counting (fail closed).
 
-The actual cost may exceed the estimate only if a processor reports more than its declared worst
-case; the ledger records the truth, so ``remaining`` may then go negative.
+The actual cost may exceed the reservation only where theoryx does not decide it: a processor
+reporting more than its spec's worst case (up to the $10,000 one execution may report), compute
+a platform billed beyond the timeout and margin. The ledger records the truth — the ``settle``
+event charges the reservation and an ``overrun`` event the rest — so ``remaining`` may then go
+negative, and every later admission is refused. Hence ``spent + reserved`` exceeds the limit by
+no more than the recorded overruns (unless ``set-limit`` lowered the limit below it).
 Cache hits append a ``hit`` event (cost 0, saved = the producer's cost). Plan keys: a letter or
 digit, then up to 127 of letters, digits and ``. _ - : @ +``.
 """
@@ -81,6 +85,7 @@ class Plan:
             "plan": self.key, "limit_micros": t.limit_micros, "spent_micros": t.spent_micros,
             "reserved_micros": t.reserved_micros, "remaining_micros": self.remaining_micros,
             "executions": t.executions, "cache_hits": t.hits, "saved_micros": t.saved_micros,
+            "overruns": t.overruns, "overrun_micros": t.overrun_micros,
             "events": t.events, "head": t.head, "created_ms": self.created_ms,
         }
 
@@ -225,11 +230,16 @@ def reserve(db: Database, key: str, execution_id: str, amount_micros: int, *, le
 
 
 def settle(db: Database, execution_id: str, amount_micros: int, *, status: str,
-           parts: Mapping[str, int] | None = None) -> Plan | None:
+           parts: Mapping[str, int] | None = None, refused: str | None = None) -> Plan | None:
     """Charge ``amount_micros`` and release the reservation of ``execution_id``. Idempotent:
     without an open reservation (already settled, or released by reconcile) nothing happens and
     None is returned. ``parts`` (how the amount is made up: ``compute`` apart from ``llm``,
-    ``reported``...) goes on the event as ``cost`` when given, as the estimate's on ``reserve``."""
+    ``reported``...) goes on the event as ``cost`` when given, as the estimate's on ``reserve``;
+    ``refused`` (why the processor's reported cost was refused) as ``refused``.
+
+    The ``settle`` event charges at most the reservation; an amount above it is charged by an
+    ``overrun`` event for the difference, appended in the same transaction, so that no charge
+    beyond a reservation is ever silent (:mod:`theoryx.budget.ledger`)."""
 
     def fn(t: _Txn) -> Plan | None:
         r = t.reservation(execution_id)
@@ -238,9 +248,16 @@ def settle(db: Database, execution_id: str, amount_micros: int, *, status: str,
         plan = t.plan(r.plan)
         if plan is None:
             raise _not_found(r.plan)
-        extra = {"cost": dict(sorted(parts.items()))} if parts else {}
-        plan = t.append(plan, "settle", execution_id=execution_id, amount_micros=amount_micros,
+        extra: dict[str, Any] = {"cost": dict(sorted(parts.items()))} if parts else {}
+        if refused is not None:
+            extra["refused"] = refused
+        plan = t.append(plan, "settle", execution_id=execution_id,
+                        amount_micros=min(amount_micros, r.amount_micros),
                         released_micros=r.amount_micros, status=status, **extra)
+        if amount_micros > r.amount_micros:
+            plan = t.append(plan, "overrun", execution_id=execution_id,
+                            amount_micros=amount_micros - r.amount_micros, cost_micros=amount_micros,
+                            reserved_micros=r.amount_micros)
         t.close(r)
         return plan
 
