@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from modal._utils.name_utils import check_tag_dict
 from modal_testing import add_spec
 from theoryx_testing import REPO
 
@@ -75,8 +76,9 @@ def test_the_contract_holds_in_the_sandbox(registry: Path, home: Path, emulator:
     assert create["block_network"] is True and create["timeout"] == 60 + SANDBOX_MARGIN_S
     assert create["workdir"] == "/app" and create["gpu"] is None
     tags = create["tags"]
-    assert tags["theoryx.managed"] == "1" and tags["theoryx.ref"] == "test/probe@1"
-    assert tags["theoryx.execution"] == res.record.execution_id and tags["theoryx.owner"].count("/") == 3
+    assert tags["theoryx.managed"] == "1" and tags["theoryx.ref"] == "test-probe-1"
+    assert tags["theoryx.execution"] == res.record.execution_id and tags["theoryx.owner"] == modal_adapter.owner_tag()
+    check_tag_dict(tags)          # the SDK's own rule for tag keys and values
     (mount,) = create["volumes"].items()
     assert mount[0] == CAS_MOUNT and mount[1].is_read_only and mount[1].name == "theoryx-cas"
     image = create["image"]
@@ -350,14 +352,13 @@ def test_gib_attachment_and_output_travel_without_being_held_in_memory(registry:
 
 
 def test_leftovers_of_dead_owners_are_terminated(registry: Path, home: Path, emulator: Any) -> None:
-    from theoryx.adapters.local.adapter import owner_label
     from theoryx.adapters.modal import boundary
     from theoryx.adapters.modal.boundary import ImageRecipe, SandboxRequest
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    alive_label = owner_label()
-    dead_label = owner_label(os.getpid()).rsplit("/", 2)[0] + f"/{dead.pid}/1"
+    alive_label = modal_adapter.owner_tag()
+    dead_label = modal_adapter.owner_tag(dead.pid)
     stage = registry / "processors" / "test" / "probe"
     recipe = ImageRecipe(dockerfile=str(stage / "Dockerfile"), context_dir=str(stage),
                          build_args={"BASE_IMAGE": os.environ["THEORYX_BASE_IMAGE"]})

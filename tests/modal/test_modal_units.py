@@ -467,3 +467,32 @@ def test_a_kill_with_the_sandbox_alive_is_oom_only_when_the_cgroup_counted_one(
     out = b"" if after < 0 else b"oom_kill=%d\n" % after
     monkeypatch.setattr(sandbox_mod, "_helper", lambda *a, **k: (0, out, b""))
     assert sandbox_mod._verdict(object(), plan(False), 137, False, before)[2] is oom  # type: ignore[arg-type]
+
+
+# -- tags and names ----------------------------------------------------------------------------
+
+
+def test_tags_and_names_keep_to_modals_rules(tmp_path: Path) -> None:
+    from modal._utils.name_utils import check_object_name, check_tag_dict
+
+    tags = {modal.TAG_MANAGED: "1", modal.TAG_OWNER: modal.owner_tag(), modal.TAG_REF: modal.tag_value("llm/litellm@1"),
+            modal.TAG_EXECUTION: modal.tag_value("01m8q2ckc7hfzvhvh9w4kpp97y")}
+    print(tags)
+    check_tag_dict(tags)
+    assert modal.tag_value("x" * 100) == "x" * 63 and modal.tag_value("") == "-"
+    for stub in ("my app/v1", "_x", "a" * 80, "..."):
+        name = modal.app_name(make_spec(tmp_path / stub.replace("/", "_"), "FROM a\n",
+                                        adapter={"modal": {"stub_name": stub}}))
+        check_object_name(name, "App")
+
+
+def test_an_owner_tag_is_gone_with_its_process_on_this_host_only() -> None:
+    import subprocess
+    import sys
+
+    assert not modal.owner_tag_gone(modal.owner_tag())
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert modal.owner_tag_gone(modal.owner_tag(dead.pid))
+    other_host = "000000000000." + modal.owner_tag(dead.pid).split(".", 1)[1]
+    assert not modal.owner_tag_gone(other_host) and not modal.owner_tag_gone("garbage")

@@ -26,9 +26,10 @@ why ``modal`` results are keyed apart (environment class ``modal``, see below).
   count it supports (:data:`GPU_TYPES`; anything else is :class:`ModalGpuUnsupported` before
   anything is written); ``block_network`` unless ``runtime.network``; the Sandbox's lifetime is
   the processor's timeout plus :data:`~theoryx.adapters.modal.sandbox.SANDBOX_MARGIN_S`.
-- **tags**: ``theoryx.managed=1``, the owner process (host/boot id/pid/start time, as ``local``'s
-  label), the execution id and the ref. Sandboxes whose owner process is gone are terminated when
-  the next modal adapter of this host is created (once per process).
+- **tags**: ``theoryx.managed=1``, the owner process (:func:`owner_tag`: digests of ``local``'s
+  host/boot id label, the pid and its start time, in the characters Modal allows in tags), the
+  execution id and the ref. Sandboxes whose owner process is gone are terminated when the next
+  modal adapter of this host is created (once per process).
 - **billing**: ``bills_compute``; ``compute_rates = "sandbox"`` (Modal's Sandbox CPU and memory
   rates, :mod:`theoryx.budget.pricing`); the Outcome's ``meta`` says ``compute_seconds`` (the
   Sandbox's measured lifetime), ``cpu``, ``memory_mib`` and ``gpu``. A plan reserves the worst
@@ -51,10 +52,12 @@ run computes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -89,6 +92,7 @@ TAG_MANAGED = "theoryx.managed"
 TAG_OWNER = "theoryx.owner"
 TAG_EXECUTION = "theoryx.execution"
 TAG_REF = "theoryx.ref"
+_NOT_IN_TAGS = re.compile(r"[^A-Za-z0-9._-]")
 
 # modal.com/docs/guide/gpu: the `gpu` values Modal supports and how many of each one container
 # may have ("B200, H200, H100, A100, L4, T4 and L40S instances support up to 8 GPUs ... A10
@@ -156,9 +160,44 @@ class Options:
 
 
 def app_name(spec: ProcessorSpec) -> str:
-    """The Modal app: the spec's ``adapter.modal.stub_name``, else ``theoryx-<ns>-<name>``."""
+    """The Modal app: the spec's ``adapter.modal.stub_name``, else ``theoryx-<ns>-<name>``, in
+    the characters Modal allows in a name (alphanumerics, ``-``, ``_``, ``.``; starting with an
+    alphanumeric; shorter than 64)."""
     raw = spec.modal_stub or f"theoryx-{spec.ref.ns}-{spec.ref.name}"
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-")[:64] or "theoryx"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", raw).lstrip("-._")[:63].rstrip("-._") or "theoryx"
+
+
+def tag_value(text: str) -> str:
+    """``text`` as a Modal tag value: alphanumerics, ``-``, ``_`` and ``.``, at most 63 of them
+    (the SDK's rule for tags, ``modal._utils.name_utils.check_tag_dict``)."""
+    return _NOT_IN_TAGS.sub("-", text)[:63] or "-"
+
+
+def _digest12(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def owner_tag(pid: int | None = None) -> str:
+    """The owner of a Sandbox as a tag value: ``<host digest>.<boot id prefix>.<pid>.<start
+    ticks>`` (:func:`theoryx.adapters.local.adapter.owner_label`'s parts, in tag characters)."""
+    from theoryx.adapters.local.adapter import owner_label
+
+    host, boot, pid_s, ticks = owner_label(pid).split("/")
+    return tag_value(f"{_digest12(host)}.{boot.replace('-', '')[:12]}.{pid_s}.{ticks}")
+
+
+def owner_tag_gone(tag: str) -> bool:
+    """True when ``tag`` (:func:`owner_tag`) names a process of this host that no longer runs;
+    Sandboxes of other hosts are never judged."""
+    from theoryx.adapters.local.adapter import owner_gone, owner_label
+
+    parts = tag.split(".")
+    if len(parts) != 4 or parts[0] != _digest12(socket.gethostname()):
+        return False
+    host, boot, _, _ = owner_label().split("/")
+    if parts[1] != boot.replace("-", "")[:12]:
+        return boot != "unknown"             # this host rebooted since: its processes are gone
+    return owner_gone(f"{host}/{boot}/{parts[2]}/{parts[3]}")
 
 
 def _link_or_copy(src: str, dst: str) -> str:
@@ -325,11 +364,9 @@ _leftovers_checked = False
 
 def remove_leftovers() -> list[str]:
     """Terminate theoryx's Sandboxes whose owner process (on this host) is gone; their ids."""
-    from theoryx.adapters.local.adapter import owner_gone
-
     gone = []
     for sb, tags in boundary.tagged({TAG_MANAGED: "1"}):
-        if owner_gone(tags.get(TAG_OWNER, "")):
+        if owner_tag_gone(tags.get(TAG_OWNER, "")):
             try:
                 boundary.terminate(sb)
             except ModalError as exc:      # racing another cleaner, or already gone
@@ -388,8 +425,8 @@ class ModalAdapter:
                 app_name=app_name(spec), image=recipe, command=sandbox.IDLE, cpu=rt.cpu, memory_mib=rt.memory,
                 gpu=gpu, timeout_s=lifetime, block_network=not rt.network, workdir=cwd,
                 volumes={blobs.CAS_MOUNT: (volume, True)},
-                tags={TAG_MANAGED: "1", TAG_OWNER: _owner(), TAG_EXECUTION: request.execution_id,
-                      TAG_REF: str(spec.ref)}),
+                tags={TAG_MANAGED: "1", TAG_OWNER: owner_tag(), TAG_EXECUTION: tag_value(request.execution_id),
+                      TAG_REF: tag_value(str(spec.ref))}),
             command=tuple(command), cwd=cwd, timeout=opts.timeout, inputs_blob=inputs_blob,
             attachments=placed, gpu=gpu is not None)
         notices.progress(f"theoryx: running {spec.ref} in a Modal Sandbox (app {plan.sandbox.app_name}; "
@@ -402,12 +439,6 @@ class ModalAdapter:
             "volume": volume, "uploaded_blobs": ensured.uploaded, "uploaded_bytes": ensured.uploaded_bytes,
         }
         return Outcome(ran.exit_code, ran.timed_out, ran.oom_killed, ran.duration_ms, meta, ran.log_dropped)
-
-
-def _owner() -> str:
-    from theoryx.adapters.local.adapter import owner_label
-
-    return owner_label()
 
 
 def _seconds(value: float) -> int | float:
@@ -423,4 +454,5 @@ def create(*, stores: Stores | None = None, build: bool = False, **_: Any) -> Mo
     return ModalAdapter(stores, build)
 
 
-__all__ = ["GPU_TYPES", "OPTIONS", "ModalAdapter", "Options", "create", "modal_gpu"]
+__all__ = ["GPU_TYPES", "OPTIONS", "ModalAdapter", "Options", "create", "modal_gpu", "owner_tag", "owner_tag_gone",
+           "tag_value"]
