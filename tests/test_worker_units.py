@@ -1,0 +1,161 @@
+"""Units of the local adapter's persistent workers (theoryx/adapters/local/workers.py) that need no
+engine: splitting a worker's output into answers and per-request stderr, and claiming a request's
+directory without following anything the worker may have put there."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from theoryx.adapters.local import workers
+from theoryx.adapters.local.workers import Worker
+
+
+class FakeAttached:
+    def __init__(self, frames: list[tuple[str, bytes]]) -> None:
+        self._frames = frames
+
+    def frames(self) -> Iterator[tuple[str, bytes]]:
+        yield from self._frames
+
+
+class FakeCapture:
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+
+    def write(self, stream: str, data: bytes) -> None:
+        self.data[stream] += data
+
+
+def worker(tmp_path: Path, frames: list[tuple[str, bytes]] = ()) -> Worker:  # type: ignore[assignment]
+    pool = SimpleNamespace(id="pool", root=tmp_path / "pool")
+    w = Worker(pool, "key", 1, 10)  # type: ignore[arg-type]
+    w._attached = FakeAttached(list(frames))  # type: ignore[assignment]
+    return w
+
+
+def answers(w: Worker) -> list[Any]:
+    out = []
+    while not w.answers.empty():
+        a = w.answers.get()
+        out.append(a.body if a.kind == "response" else (a.kind, a.detail[:40]))
+    return out
+
+
+def test_stdout_lines_are_answers_split_across_frames_and_stderr_goes_to_the_request(tmp_path: Path) -> None:
+    w = worker(tmp_path, [("stderr", b"before any request\n"), ("stdout", b'{"id": 1, "exit'),
+                          ("stdout", b'_code": 0}\n\n{"id": 2, "exit_code": 3}\n'), ("stderr", b"late\n")])
+    w._read()
+    assert answers(w) == [{"id": 1, "exit_code": 0}, {"id": 2, "exit_code": 3}, ("eof", "")]
+    assert bytes(w._pending) == b"before any request\nlate\n"       # kept for the next request
+    capture = FakeCapture()
+    w2 = worker(tmp_path, [("stderr", b"in flight\n")])
+    w2._capture = capture  # type: ignore[assignment]
+    w2._read()
+    assert capture.data["stderr"] == b"in flight\n" and not w2._pending
+
+
+@pytest.mark.parametrize(("frames", "says"), [
+    ([("stdout", b"hello\n")], "a stdout line that is not JSON"),
+    ([("stdout", b"[1, 2]\n")], "a stdout line that is not a JSON obj"),
+    ([("stdout", b'{"id": 1')], "an unterminated stdout line"),
+    ([("stdout", b"x" * (workers.LINE_LIMIT + 1))], "a stdout line longer than"),
+])
+def test_anything_else_on_stdout_is_a_protocol_error(tmp_path: Path, frames: list[tuple[str, bytes]],
+                                                     says: str) -> None:
+    w = worker(tmp_path, frames)
+    w._read()
+    got = answers(w)
+    assert got[0][0] == "protocol" and got[0][1].startswith(says[:40]) and got[-1] == ("eof", ""), got
+
+
+def test_pending_stderr_between_requests_is_bounded(tmp_path: Path) -> None:
+    w = worker(tmp_path, [("stderr", b"x" * (workers.PENDING_LIMIT * 3))])
+    w._read()
+    assert len(w._pending) == workers.PENDING_LIMIT
+
+
+def request_dir(root: Path) -> Path:
+    here = root / "requests" / "tok"
+    for d in ("outputs", "result"):
+        (here / d).mkdir(parents=True)
+    return here
+
+
+def workspace(root: Path) -> Any:
+    ws = SimpleNamespace(outputs=root / "ws" / "outputs", result_dir=root / "ws" / "result")
+    ws.outputs.mkdir(parents=True)
+    ws.result_dir.mkdir()
+    return ws
+
+
+def test_claim_moves_the_request_directory_out_and_makes_its_outputs_the_runs(tmp_path: Path) -> None:
+    w = worker(tmp_path)
+    w.done.mkdir(parents=True)
+    here = request_dir(w.root)
+    (here / "outputs" / "a.txt").write_text("a")
+    (here / "result" / "result.json").write_text("{}")
+    ws = workspace(tmp_path)
+    w._claim(here, "tok", ws)
+    assert (ws.outputs / "a.txt").read_text() == "a" and (ws.result_dir / "result.json").exists()
+    assert not here.exists()
+
+
+def test_claim_follows_no_link_the_worker_put_in_place_of_a_directory(tmp_path: Path) -> None:
+    secret = tmp_path / "host" / "outputs"
+    secret.mkdir(parents=True)
+    (secret / "private.key").write_text("host secret")
+    w = worker(tmp_path)
+    w.done.mkdir(parents=True)
+    here = request_dir(w.root)
+    os.rmdir(here / "outputs")
+    os.symlink(secret, here / "outputs")                     # outputs -> a host directory
+    ws = workspace(tmp_path)
+    w._claim(here, "tok", ws)
+    assert list(ws.outputs.iterdir()) == [] and (secret / "private.key").exists()
+    # The whole request directory replaced by a link: nothing is claimed, the target untouched.
+    other = worker(tmp_path / "second")
+    other.done.mkdir(parents=True)
+    (other.requests).mkdir(parents=True)
+    os.symlink(secret.parent, other.requests / "tok")
+    ws2 = workspace(tmp_path / "second")
+    other._claim(other.requests / "tok", "tok", ws2)
+    assert list(ws2.outputs.iterdir()) == [] and (secret / "private.key").exists()
+
+
+def test_a_log_is_read_only_as_a_regular_file_and_only_up_to_its_size(tmp_path: Path) -> None:
+    capture = FakeCapture()
+    log = tmp_path / "stdout.log"
+    log.write_bytes(b"printed\n")
+    workers._copy_log(log, capture, "stdout")  # type: ignore[arg-type]
+    os.symlink(tmp_path / "stdout.log", tmp_path / "stderr.log")
+    workers._copy_log(tmp_path / "stderr.log", capture, "stderr")  # type: ignore[arg-type]
+    os.mkfifo(tmp_path / "fifo.log")
+    workers._copy_log(tmp_path / "fifo.log", capture, "stderr")  # type: ignore[arg-type]
+    assert capture.data == {"stdout": b"printed\n", "stderr": b""}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="sealing hands files back to root")
+def test_seal_takes_the_worker_s_write_access_before_listing_each_directory(tmp_path: Path) -> None:
+    top = tmp_path / "req"
+    (top / "outputs" / "deep").mkdir(parents=True)
+    (top / "outputs" / "deep" / "f.txt").write_text("x")
+    setid = top / "outputs" / "setuid"
+    setid.write_text("x")
+    for p in (top, top / "outputs", top / "outputs" / "deep", top / "outputs" / "deep" / "f.txt", setid):
+        os.chown(p, 10001, 10001)
+    os.chmod(top / "outputs" / "deep", 0o777)
+    os.chmod(setid, 0o4755)
+    workers._seal(top)
+    for d in (top, top / "outputs", top / "outputs" / "deep"):
+        st = d.stat()
+        assert st.st_uid == 0 and not st.st_mode & 0o022, (d, oct(st.st_mode))
+    assert (top / "outputs" / "deep" / "f.txt").stat().st_uid == 0
+    assert setid.stat().st_uid == 10001 and setid.stat().st_mode & stat.S_ISUID   # ingest must see it
+
