@@ -134,8 +134,6 @@ def test_a_1000_dollar_report_under_a_1_dollar_reservation_is_an_explicit_overru
           f"events {[e['kind'] for e in events(home)]}, remaining {p.remaining_micros}")
 
 
-@pytest.mark.xfail(strict=True, reason="needs pipeline/miss.py to copy run.charging.overrun_micros into the "
-                                       "record (see the report of issue 10, defect 5); remove this mark then")
 def test_the_overrun_is_on_the_execution_record_and_the_json_envelope(home: Path, reg: Path) -> None:
     limited(home, reg)
     res = report(home, reg, 1, '{"cost_usd": 1000}')

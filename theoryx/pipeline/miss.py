@@ -74,12 +74,13 @@ def execute(run: RunState, prep: Prepared, *, cache_write: bool = True) -> RunRe
     except BaseException:
         cost = run.charging.settle_after_failure(spec, prep.inputs, adapter, outcome, result)
         if cost is not None:
-            run.record = run.record.with_(cost_micros=cost)
+            run.record = run.record.with_(cost_micros=cost, overrun_micros=run.charging.overrun_micros)
         raise
     finally:
         remove_tree(ws.root)
     cost = run.charging.settle(spec, prep.inputs, adapter, outcome, result, status="success")
-    rec = run.record.with_(cost_micros=cost, outputs=manifest.outputs, manifest_cid=manifest.cid)
+    rec = run.record.with_(cost_micros=cost, overrun_micros=run.charging.overrun_micros, outputs=manifest.outputs,
+                           manifest_cid=manifest.cid)
     now = now_ms()
     entry = ActionResult(
         memo_key=action.memo_key, action_cid=action_blob.cid, manifest_cid=manifest.cid,

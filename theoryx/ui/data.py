@@ -507,7 +507,7 @@ def plan_detail(stores: Stores, memo: Memo, key: str, page: int) -> PlanDetail:
             s = v = 0
             for _, event in ledger.events(stores.db, key, txn):
                 at = int(event.get("at_ms", 0))
-                if event.get("kind") == "settle":
+                if event.get("kind") in ("settle", "overrun"):
                     s += int(event.get("amount_micros", 0))
                     spent.append((at, float(s)))
                 elif event.get("kind") == "hit":
