@@ -223,11 +223,11 @@ def test_breaking_off_a_batch_in_python_removes_its_workers(tmp_path: Path, wreg
     assert owned_containers(docker_client) == []
 
 
-def _wait_for(predicate: Any, timeout: float, what: str) -> None:
+def _wait_for(predicate: Any, timeout: float, what: str, show: Any = None) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what}" + (f": {show()}" if show else ""))
         time.sleep(0.2)
 
 
@@ -268,6 +268,7 @@ def test_workers_of_a_killed_theoryx_stop_and_are_swept(tmp_path: Path, wregistr
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     # Their stdin ended with theoryx's connection (StdinOnce): they exit on their own.
-    _wait_for(lambda: set(states()) == {"exited"}, 30, "the orphaned workers to exit")
+    _wait_for(lambda: set(states()) == {"exited"}, 60, "the orphaned workers to exit",
+              lambda: [(c["Names"], c["State"], c["Status"]) for c in owned_containers(docker_client, {proc.pid})])
     removed = remove_leftovers(docker_client)                 # what the next local run does first
     assert len(removed) >= 2 and owned_containers(docker_client, {proc.pid}) == []
