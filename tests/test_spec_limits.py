@@ -74,7 +74,10 @@ except TheoryxError as exc:
 except MemoryError:
     outcome = {"ok": False, "code": "MemoryError", "message": ""}
 outcome["seconds"] = time.monotonic() - t0
-outcome["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM is this process image's own peak; ru_maxrss would carry over the peak of the forking
+# parent (a large pytest process) across exec.
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+outcome["peak_mib"] = int(hwm.split()[1]) / 1024
 print(json.dumps(outcome))
 """
 
