@@ -223,3 +223,16 @@ def test_no_option_of_any_adapter_touches_another_sandbox_switch() -> None:
     assert [o.sandbox for o in LOCAL.options if o.sandbox] == ["runtime.network"]
     assert MODAL.names == ("timeout",) and MOCK.names == ("cost_usd", "exit_code", "timeout")
     print(json.dumps({s.adapter: s.names for s in (LOCAL, MODAL, MOCK)}))
+
+
+def test_bad_options_are_refused_on_a_cache_hit_too(tmp_path: Path) -> None:
+    from theoryx_testing import HELLO, REGISTRY
+
+    import theoryx
+    from theoryx.errors import AdapterOptionsError
+
+    home = tmp_path / "home"
+    assert theoryx.run("llm/litellm@1", inputs=HELLO, adapter="mock", home=home, registry=str(REGISTRY)).cache == "miss"
+    with pytest.raises(AdapterOptionsError):
+        theoryx.run("llm/litellm@1", inputs=HELLO, adapter="mock", home=home, registry=str(REGISTRY),
+                    adapter_options={"cost_usd": "abc"})

@@ -102,6 +102,8 @@ def prepare(stores: Stores, req: RunRequest, execution_id: str, resolutions: Res
     proc = (resolutions.get(stores, req.registry, req.ref, env_class) if resolutions is not None
             else resolve(stores, req.registry, req.ref, env_class))
     spec = proc.spec
+    if req.adapter_options:  # checked on hits too, before anything else happens (adapter code loads only then)
+        adapters.check_options(req.adapter, req.adapter_options, spec)
     hashed = attachments.hash_files(dict(req.attachments))
     used: set[str] = set()
     inputs = attachments.rewrite(req.inputs, hashed, used)
