@@ -136,3 +136,16 @@ def test_registry_cli_ls_show_validate(tmp_path: Path) -> None:
     write_spec(tmp_path, GOOD.replace("memory: 128", "memory: x"))
     out = r.invoke(cli, [*base, "registry", "validate"])
     assert out.exit_code == 1 and "INVALID  t/echo@1" in out.stdout
+
+
+def test_a_timeout_over_a_week_is_refused_naming_the_field() -> None:
+    from theoryx.errors import SpecError
+    from theoryx.spec.model import MAX_TIMEOUT_S, ProcessorSpec
+
+    base = {"ref": "t/x@1", "image": {"ref": "example.invalid/x@sha256:" + "0" * 64}, "inputs": {"type": "object"},
+            "outputs": [{"path": "o.txt", "mime": "text/plain"}]}
+    src = Path("x@1.yaml")
+    longest = ProcessorSpec.from_mapping({**base, "runtime": {"timeout": MAX_TIMEOUT_S}}, src)
+    assert longest.runtime.timeout == MAX_TIMEOUT_S
+    with pytest.raises(SpecError, match=r"runtime\.timeout"):
+        ProcessorSpec.from_mapping({**base, "runtime": {"timeout": 10**30}}, src)

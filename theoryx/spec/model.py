@@ -30,6 +30,10 @@ WORKER_PROTOCOLS = ("jsonl",)
 MAX_WORKER_REQUESTS = 1_000_000_000
 
 
+MAX_TIMEOUT_S = 7 * 24 * 3600
+"""The longest ``runtime.timeout`` a spec may ask for (adapter options cap theirs the same way)."""
+
+
 @dataclass(frozen=True)
 class Runtime:
     """Resources and sandbox switches. ``memory`` in MiB, ``timeout`` in seconds."""
@@ -294,13 +298,16 @@ class _Parser:
         d = self.mapping(v, "runtime")
         self.strict(d, {"cpu", "memory", "timeout", "gpu", "network", "pids", "tmpfs"}, "runtime")
         r = Runtime()
+        timeout = int(self.number(d.get("timeout", r.timeout), "runtime.timeout", integer=True))
+        if timeout > MAX_TIMEOUT_S:
+            raise self.fail("runtime.timeout", f"must be at most {MAX_TIMEOUT_S} seconds (one week)")
         gpu = d.get("gpu")
         if gpu is not None and (not isinstance(gpu, (str, int)) or isinstance(gpu, bool)):
             raise self.fail("runtime.gpu", "must be a GPU type or count (e.g. 'A10G' or 1), or null")
         return Runtime(
             cpu=self.number(d.get("cpu", r.cpu), "runtime.cpu", integer=False),
             memory=int(self.number(d.get("memory", r.memory), "runtime.memory", integer=True)),
-            timeout=int(self.number(d.get("timeout", r.timeout), "runtime.timeout", integer=True)),
+            timeout=timeout,
             gpu=None if gpu is None else str(gpu),
             network=self.flag(d.get("network", r.network), "runtime.network"),
             pids=int(self.number(d.get("pids", r.pids), "runtime.pids", integer=True)),
