@@ -196,7 +196,13 @@ class Workers(Protocol):
     :func:`theoryx.adapters.workers` and closed when the batch ends or is interrupted. An adapter
     that recognises its own kind in ``ExecRequest.workers`` may serve a request from a long-lived
     processor (for specs that declare ``worker``) instead of starting one per run; any other adapter
-    ignores it. The result keys and is recorded exactly as a one-shot run's."""
+    ignores it. The result keys and is recorded exactly as a one-shot run's.
+
+    ``in_flight``: how many items the batch may keep in flight. The adapter bounds its containers
+    itself (``jobs`` of them), so the batch can prepare, ingest and record other items while the
+    containers work."""
+
+    in_flight: int
 
     def close(self) -> None:
         """Stop and remove every worker; requests still running fail. Idempotent."""

@@ -144,7 +144,8 @@ class Session:
             finally:
                 scope.close()
 
-        runner = Batch(lambda req: self.submit(req, scope=scope), template, jobs=jobs,
+        runner = Batch(lambda req: self.submit(req, scope=scope), template,
+                       jobs=jobs if workers is None else workers.in_flight,
                        ordered=ordered, fail_fast=fail_fast, tick=scope.recorder.flush_if_due, on_close=close)
         if batch is not None:
             batch.append(runner)

@@ -448,12 +448,18 @@ class LocalAdapter:
 
     def execute(self, request: ExecRequest) -> Outcome:
         opts = Options.parse(request.spec, request.options)
-        pool = request.workers
-        if pool is not None and request.spec.worker is not None and request.stream is None:
-            from theoryx.adapters.local.workers import WorkerPool
+        from theoryx.adapters.local.workers import WorkerPool
 
-            if isinstance(pool, WorkerPool):   # a persistent worker serves it (workers.py)
-                return pool.execute(self, request, opts)
+        pool = request.workers
+        if isinstance(pool, WorkerPool):       # in a batch
+            if request.spec.worker is not None and request.stream is None:
+                return pool.execute(self, request, opts)      # a persistent worker serves it
+            with pool.one_shot():              # at most `jobs` containers, whatever is in flight
+                return self._one_shot(request, opts)
+        return self._one_shot(request, opts)
+
+    def _one_shot(self, request: ExecRequest, opts: Options) -> Outcome:
+        """One container for this run: create, run, remove."""
         info = self.image(request.spec) if request.image is None else images.ImageInfo(request.image, "")
         prepare_dirs(request)
         config = container_config(self.client, request, info.name, opts)

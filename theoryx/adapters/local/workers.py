@@ -48,7 +48,7 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +72,10 @@ LINE_LIMIT = 1 << 20
 """The longest stdout line a worker may send (an answer is a few dozen bytes)."""
 PENDING_LIMIT = 64 << 10
 """stderr written while no request is in flight, kept for the next request (head only)."""
+PIPELINE = 4
+"""Items a batch keeps in flight per container: while ``jobs`` containers work, the batch's other
+threads prepare, ingest and record (theoryx's share of a small item is larger than the worker's:
+measured on ``llm/litellm@1``, about 40 ms against 10 ms)."""
 CLOSE_WAIT_S = 30.0
 _EXITED_WAIT_S = 10.0
 _CHUNK = 1 << 16
@@ -405,6 +409,8 @@ class WorkerPool:
 
     def __init__(self, home: Home, jobs: int) -> None:
         self.home, self.jobs = home, max(1, jobs)
+        self.in_flight = PIPELINE * self.jobs
+        self._one_shot = threading.BoundedSemaphore(self.jobs)
         self.id = new_execution_id()
         self.root = home.work / self.id
         self.client: Any = None
@@ -412,6 +418,7 @@ class WorkerPool:
         self._cond = threading.Condition()
         self._idle: dict[str, list[Worker]] = {}
         self._all: set[Worker] = set()
+        self._live: dict[str, int] = {}     # workers started and not yet retired, per key
         self._busy = 0
         self._numbers = 0
         self._images: dict[str, ImageInfo] = {}
@@ -453,6 +460,14 @@ class WorkerPool:
                 self._busy -= 1
                 self._cond.notify_all()
 
+    @contextlib.contextmanager
+    def one_shot(self) -> Iterator[None]:
+        """Hold one of ``jobs`` slots while a one-shot container runs in this batch (a spec
+        without ``worker``, or a streamed run): the batch keeps :attr:`in_flight` items going,
+        but never more than ``jobs`` containers."""
+        with self._one_shot:
+            yield
+
     def close(self) -> None:
         """Stop and remove every worker, wait (bounded) for requests in flight to fail, then
         remove the pool's directory and release its lease. Idempotent."""
@@ -463,6 +478,7 @@ class WorkerPool:
             workers = list(self._all)
             self._all.clear()
             self._idle.clear()
+            self._cond.notify_all()         # threads waiting for a worker give up
         stoppers = [threading.Thread(target=w.stop, name="theoryx-worker-stop") for w in workers]
         for t in stoppers:
             t.start()
@@ -523,24 +539,41 @@ class WorkerPool:
                            "worker": None if spec.worker is None else spec.worker.to_dict()}, sort_keys=True)
 
     def _take(self, key: str, adapter: LocalAdapter, request: ExecRequest, image: str, opts: Options) -> Worker:
+        """An idle worker of ``key``; else a new one while there are fewer than ``jobs``; else
+        wait for one to be given back (the wait does not count against the request's timeout)."""
         with self._cond:
-            if self.closed:
-                raise _stopped()
-            idle = self._idle.get(key)
-            if idle:
-                return idle.pop()
+            while True:
+                if self.closed:
+                    raise _stopped()
+                idle = self._idle.get(key)
+                if idle:
+                    return idle.pop()
+                if self._live.get(key, 0) < self.jobs:
+                    break
+                self._cond.wait()
+            self._live[key] = self._live.get(key, 0) + 1
             self._numbers += 1
             number = self._numbers
         assert request.spec.worker is not None
         worker = Worker(self, key, number, request.spec.worker.max_requests)
-        worker.start(adapter, request, image, opts)
+        try:
+            worker.start(adapter, request, image, opts)
+        except BaseException:
+            self._retired(key)
+            raise
         with self._cond:
             self.started += 1
             if not self.closed:
                 self._all.add(worker)
                 return worker
+        self._retired(key)
         worker.stop()
         raise _stopped()
+
+    def _retired(self, key: str) -> None:
+        with self._cond:
+            self._live[key] -= 1
+            self._cond.notify_all()
 
     def _give_back(self, worker: Worker) -> None:
         """Idle again, or retired: dead, recycled after ``max_requests``, or the pool closed."""
@@ -548,9 +581,11 @@ class WorkerPool:
             keep = not (worker.dead or self.closed or worker.served >= worker.max_requests)
             if keep:
                 self._idle.setdefault(worker.key, []).append(worker)
+                self._cond.notify_all()
                 return
             self._all.discard(worker)
         worker.stop()
+        self._retired(worker.key)
 
 
 def _stopped() -> AdapterError:

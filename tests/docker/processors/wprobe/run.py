@@ -20,6 +20,7 @@ def handle(env):
     mode = inputs.get("mode", "echo")
     print(f"stderr of {inputs.get('value')}", file=sys.stderr, flush=True)
     print(f"stdout of {inputs.get('value')}")
+    started = time.time()
     body = {"mode": mode, "value": inputs.get("value"), "pid": os.getpid(), "host": socket.gethostname(),
             "inputs_seen": sorted(os.listdir("/artifacts/inputs")) if os.path.isdir("/artifacts/inputs") else []}
     if mode == "crash":
@@ -49,6 +50,8 @@ def handle(env):
     for name in inputs.get("files", []):
         with open(os.path.join(out, name), "w") as f:
             f.write(f"{name} of {inputs.get('value')}\n")
+    if mode != "stateful":
+        body["window"] = [started, time.time()]
     with open(os.path.join(out, "out.json"), "w") as f:
         json.dump(body, f, sort_keys=True)
     PREVIOUS = out
