@@ -12,27 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from theoryx_testing import REGISTRY, REPO
+from theoryx_testing import COSTLY, COSTLY_REF, REGISTRY, REPO
 
 import theoryx
 from theoryx.store import executions
 from theoryx.store.handle import open_stores
-
-COSTLY_REF = "test/costly@1"
-COSTLY = f"""\
-ref: test/costly@1
-description: A processor that declares a fixed cost, for budget tests.
-image:
-  ref: example.invalid/costly@sha256:{"0" * 64}
-runtime: {{timeout: 60}}
-cost: {{usd: 0.25}}
-inputs:
-  type: object
-  properties:
-    i: {{type: integer}}
-outputs:
-  - {{path: out.txt, mime: text/plain}}
-"""
 
 
 def msg(text: str) -> dict[str, Any]:

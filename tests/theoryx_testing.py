@@ -13,6 +13,23 @@ REPO = Path(__file__).resolve().parent.parent
 REGISTRY = REPO / "registry"
 HELLO = {"messages": [{"role": "user", "content": "Hello"}]}
 
+COSTLY_REF = "test/costly@1"
+COSTLY = f"""\
+ref: test/costly@1
+description: A processor that declares a fixed cost, for budget tests.
+image:
+  ref: example.invalid/costly@sha256:{"0" * 64}
+runtime: {{timeout: 60}}
+cost: {{usd: 0.25}}
+inputs:
+  type: object
+  properties:
+    i: {{type: integer}}
+outputs:
+  - {{path: out.txt, mime: text/plain}}
+"""
+"""A mock-run processor that declares a fixed cost of $0.25, for budget tests."""
+
 
 class Cli:
     """``theoryx`` through click's CliRunner with a fixed home and registry."""

@@ -8,27 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from theoryx_testing import REPO
+from theoryx_testing import COSTLY, COSTLY_REF, REPO
 
 import theoryx as theoryx_api
 from theoryx.store.db import Database, open_db
 
-COSTLY_REF = "test/costly@1"
-ESTIMATE = 250_000          # micro-USD: the spec's fixed cost.usd below
-COSTLY = f"""\
-ref: test/costly@1
-description: A processor that declares a fixed cost, for budget tests.
-image:
-  ref: example.invalid/costly@sha256:{"0" * 64}
-runtime: {{timeout: 60}}
-cost: {{usd: 0.25}}
-inputs:
-  type: object
-  properties:
-    i: {{type: integer}}
-outputs:
-  - {{path: out.txt, mime: text/plain}}
-"""
+ESTIMATE = 250_000          # micro-USD: the spec's fixed cost.usd
 
 
 def make_registry(root: Path) -> Path:
