@@ -11,10 +11,13 @@ in for the model; the containers reach it on the host network. Two batches of *d
                memo keys are the same as the workers' (the worker mode is not part of the key);
                the homes are separate so that both sides execute.
 
-Reported per side: items, wall time, items/s, and per item the time inside the container
-(``Outcome.duration_ms``, the action result's ``duration_ms``: for a worker, request sent to
-answer received) and theoryx's own overhead (the execution's ``duration_ms`` minus that). The
-image is built (or found) before timing starts. Needs a running engine and the base image
+Reported per side: items, wall time, items/s (and, measured separately, the time to the first
+result — container start-up and, for LiteLLM, its import — and the rate after it), and per item:
+the time inside the container (the action result's ``duration_ms``: for a worker, request sent to
+answer received), theoryx's own CPU (user + system time of this process divided by the items) and
+the run time outside the container (the execution's ``duration_ms`` minus the former: theoryx's
+work, fsyncs included, plus waiting for a free container). The image is built (or found) before
+timing starts. Needs a running engine and the base image
 (``make docker``).
 
     python bench/bench_workers.py [--items 1000] [--oneshot-items 100] [--jobs N]
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -63,14 +67,18 @@ def batch(home: Path, registry: Path, work: list[dict[str, Any]], jobs: int) -> 
     from theoryx.pipeline.session import Session
     from theoryx.store import action_cache
 
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
-    results = []
+    results, first = [], 0.0
     with Session(home, registry=str(registry)) as session:
         for r in session.map(REF, work, jobs=jobs, adapter="local", adapter_options=HOST_NET):
             if not r.ok:
                 raise SystemExit(f"item {r.item.line} failed: {r.error}")
+            first = first or time.perf_counter() - t0
             results.append(r.result)
         wall = time.perf_counter() - t0
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_ms = ((cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)) * 1000 / len(results)
         inside, overhead = [], []
         for res in results:
             assert res is not None and res.cache == "miss"
@@ -78,15 +86,18 @@ def batch(home: Path, registry: Path, work: list[dict[str, Any]], jobs: int) -> 
             assert entry is not None
             inside.append(entry.duration_ms)
             overhead.append(res.record.duration_ms - entry.duration_ms)
-    return {"n": len(results), "wall": wall, "rate": len(results) / wall, "keys": [r.memo_key for r in results],
-            "inside_ms": statistics.median(inside), "overhead_ms": statistics.median(overhead),
-            "overhead_mean_ms": statistics.fmean(overhead)}
+    n = len(results)
+    return {"n": n, "wall": wall, "rate": n / wall, "keys": [r.memo_key for r in results], "first": first,
+            "after_first": (n - 1) / (wall - first) if n > 1 else 0.0, "cpu_ms": cpu_ms,
+            "inside_ms": statistics.median(inside), "outside_ms": statistics.median(overhead)}
 
 
 def show(name: str, r: dict[str, Any]) -> None:
-    print(f"{name:<9} {r['n']:>5} items  {r['wall']:8.2f} s  {r['rate']:7.2f} items/s  "
-          f"per item: in container {r['inside_ms']:.0f} ms (median), theoryx {r['overhead_ms']:.0f} ms "
-          f"(median; mean {r['overhead_mean_ms']:.0f} ms)")
+    print(f"{name:<9} {r['n']:>5} items  {r['wall']:7.2f} s  {r['rate']:7.2f} items/s  (first result after "
+          f"{r['first']:.1f} s, then {r['after_first']:.1f} items/s)\n"
+          f"{'':<9} per item: in the container {r['inside_ms']:.0f} ms (median); theoryx CPU {r['cpu_ms']:.1f} ms "
+          f"(user+sys of this process / items); run time outside the container {r['outside_ms']:.0f} ms "
+          "(median; includes waiting for a free container)")
 
 
 def main() -> int:
