@@ -10,12 +10,14 @@ container (``host``) and process that served it. After every test no container o
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -79,16 +81,35 @@ def run_map(home: Path, registry: Path, ref: str, items: list[dict[str, Any]], *
         return list(session.map(ref, items, adapter="local", **kw))
 
 
-def worker_creations(client: Any, since: float, ref: str) -> tuple[int, int]:
-    """``(worker containers, one-shot containers)`` this process created for ``ref`` since ``since``."""
-    from theoryx.adapters.local.adapter import owner_label
+class Creations:
+    """Containers this process creates for ``ref`` while the block runs, from the engine's live
+    event stream (its history keeps only the last few hundred events: on an engine shared with
+    other tests, earlier ones are gone by the time a batch ends)."""
 
-    events = client.events(since=int(since) - 1, until=int(time.time()) + 1, decode=True,
-                           filters={"type": "container", "event": "create", "label": f"theoryx.ref={ref}"})
-    labels = [e["Actor"]["Attributes"] for e in events]
-    labels = [a for a in labels if a.get("theoryx.owner") == owner_label()]
-    workers = sum(1 for a in labels if "theoryx.worker" in a)
-    return workers, len(labels) - workers
+    def __init__(self, client: Any, ref: str) -> None:
+        from theoryx.adapters.local.adapter import owner_label
+
+        self.owner = owner_label()
+        self.labels: list[dict[str, str]] = []
+        self._stream = client.events(decode=True, filters={"type": "container", "event": "create",
+                                                            "label": f"theoryx.ref={ref}"})
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(Exception):           # ends when the stream is closed
+            for event in self._stream:
+                attributes = event["Actor"]["Attributes"]
+                if attributes.get("theoryx.owner") == self.owner:
+                    self.labels.append(attributes)
+
+    def counts(self) -> tuple[int, int]:
+        """``(worker containers, one-shot containers)`` created so far (events settle first)."""
+        time.sleep(1.0)
+        self._stream.close()
+        self._thread.join(5)
+        workers = sum(1 for a in self.labels if "theoryx.worker" in a)
+        return workers, len(self.labels) - workers
 
 
 def probe(home: Path, r: ItemResult) -> dict[str, Any]:
@@ -104,10 +125,10 @@ def by_value(results: list[ItemResult]) -> dict[Any, ItemResult]:
 def test_worker_results_key_and_hit_like_one_shot_runs(tmp_path: Path, docker_client: Any) -> None:
     docs = texts(tmp_path, 6)
     home, other = tmp_path / "home", tmp_path / "other"
-    t0 = time.time()
+    created = Creations(docker_client, TEXTSTATS)
     batch = run_map(home, REGISTRY, TEXTSTATS, [stats_item(p) for p in docs[:4]], jobs=2)
     assert all(r.ok and r.result is not None and r.result.cache == "miss" for r in batch), batch
-    workers, oneshots = worker_creations(docker_client, t0, TEXTSTATS)
+    workers, oneshots = created.counts()
     assert 1 <= workers <= 2 and oneshots == 0, f"{workers} worker and {oneshots} one-shot containers for 4 items"
 
     # A worker's result answers a one-shot `run` of the same inputs: same memo key, same outputs.
@@ -141,7 +162,7 @@ def test_a_crash_timeout_oom_or_protocol_error_fails_that_request_alone(
         tmp_path: Path, wregistry: Path, docker_client: Any) -> None:
     """One worker (jobs=1; the batch keeps a few items in flight, so the order in which they
     reach it is not the items' order): four kinds of failure replace it, a clean failure keeps it."""
-    t0 = time.time()
+    created = Creations(docker_client, "test/wprobe@1")
     modes = [("echo", 1), ("crash", None), ("echo", 2), ("sleep", None), ("echo", 3), ("oom", None),
              ("echo", 4), ("fail", None), ("echo", 5), ("garbage", None), ("echo", 6)]
     items = [{"inputs": {"mode": m, "value": v if v is not None else m}} for m, v in modes]
@@ -158,8 +179,9 @@ def test_a_crash_timeout_oom_or_protocol_error_fails_that_request_alone(
     assert "mode failed with 7" in fail.message                        # the answer's "error"
     assert garbage is not None and "protocol error" in garbage.message and "not JSON" in garbage.message, garbage
     # Replaced after a crash, a timeout, an OOM kill and a protocol error; kept after a clean failure.
-    workers, oneshots = worker_creations(docker_client, t0, "test/wprobe@1")
-    assert (workers, oneshots) == (5, 0), (workers, oneshots)
+    workers, oneshots = created.counts()
+    assert (workers, oneshots) == (5, 0), (workers, oneshots, [(r.item.inputs, r.error and r.error.message)
+                                                               for r in results])
     hosts = {probe(home, got[v])["host"] for v in range(1, 7)}
     assert len(hosts) <= 5
     print(f"11 requests, 4 fatal failures: {workers} worker containers; echo items served by {len(hosts)}")
@@ -179,14 +201,14 @@ def test_max_requests_recycles_workers(tmp_path: Path, wregistry: Path) -> None:
 def test_a_spec_without_worker_still_runs_one_container_per_item_at_most_jobs_at_once(
         tmp_path: Path, wregistry: Path, docker_client: Any) -> None:
     """The batch keeps more items in flight than ``jobs``; one-shot containers stay at ``jobs``."""
-    t0 = time.time()
+    created = Creations(docker_client, "test/woneshot@1")
     home = tmp_path / "home"
     results = run_map(home, wregistry, "test/woneshot@1",
                       [{"inputs": {"mode": "sleep", "seconds": 0.5, "value": i}} for i in range(4)], jobs=1)
     windows = sorted(probe(home, r)["window"] for r in results)
     overlaps = [(a, b) for a, b in itertools.pairwise(windows) if b[0] < a[1]]
     assert not overlaps, windows
-    assert worker_creations(docker_client, t0, "test/woneshot@1") == (0, 4)
+    assert created.counts() == (0, 4)
     print(f"4 one-shot containers, jobs=1: none overlapped ({len(windows)} windows)")
 
 
