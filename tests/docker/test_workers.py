@@ -159,9 +159,12 @@ def test_worker_results_key_and_hit_like_one_shot_runs(tmp_path: Path, docker_cl
 
 @pytest.mark.slow
 def test_a_crash_timeout_oom_or_protocol_error_fails_that_request_alone(
-        tmp_path: Path, wregistry: Path, docker_client: Any) -> None:
-    """One worker (jobs=1; the batch keeps a few items in flight, so the order in which they
-    reach it is not the items' order): four kinds of failure replace it, a clean failure keeps it."""
+        tmp_path: Path, wregistry: Path, docker_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One worker, one item in flight (so that the items reach it in their order): four kinds of
+    failure replace it, a clean failure keeps it."""
+    from theoryx.adapters.local import workers
+
+    monkeypatch.setattr(workers, "PIPELINE", 1)
     created = Creations(docker_client, "test/wprobe@1")
     modes = [("echo", 1), ("crash", None), ("echo", 2), ("sleep", None), ("echo", 3), ("oom", None),
              ("echo", 4), ("fail", None), ("echo", 5), ("garbage", None), ("echo", 6)]
@@ -179,12 +182,12 @@ def test_a_crash_timeout_oom_or_protocol_error_fails_that_request_alone(
     assert "mode failed with 7" in fail.message                        # the answer's "error"
     assert garbage is not None and "protocol error" in garbage.message and "not JSON" in garbage.message, garbage
     # Replaced after a crash, a timeout, an OOM kill and a protocol error; kept after a clean failure.
-    workers, oneshots = created.counts()
-    assert (workers, oneshots) == (5, 0), (workers, oneshots, [(r.item.inputs, r.error and r.error.message)
-                                                               for r in results])
-    hosts = {probe(home, got[v])["host"] for v in range(1, 7)}
-    assert len(hosts) <= 5
-    print(f"11 requests, 4 fatal failures: {workers} worker containers; echo items served by {len(hosts)}")
+    hosts = {v: probe(home, got[v])["host"] for v in range(1, 7)}
+    served = {v: probe(home, got[v])["served"] for v in range(1, 7)}
+    assert hosts[1] != hosts[2] != hosts[3] != hosts[4] and hosts[4] == hosts[5] != hosts[6], hosts
+    assert served[4] + 2 == served[5], served
+    assert created.counts() == (5, 0)
+    print(f"11 requests, 4 fatal failures: 5 worker containers; requests served per echo item: {served}")
 
 
 def test_max_requests_recycles_workers(tmp_path: Path, wregistry: Path) -> None:
