@@ -25,17 +25,15 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cas import CasError
 from theoryx.core import syncpoints
 from theoryx.core.ids import new_execution_id
 from theoryx.errors import StoreError, StoreFull, TheoryxError
 from theoryx.pipeline import hit, record, writeprefix
-from theoryx.pipeline.batch import Batch, BatchScope, Item, ItemResult
 from theoryx.pipeline.lookup import lookup
 from theoryx.pipeline.prepare import Prepared, Resolutions, prepare
-from theoryx.pipeline.recorder import GroupRecorder
 from theoryx.pipeline.request import DEFAULT_ADAPTER, RunRequest, StreamFn
 from theoryx.pipeline.result import Output, RunResult
 from theoryx.pipeline.running import RunState
@@ -43,6 +41,9 @@ from theoryx.store import receipts
 from theoryx.store.flights import Flight
 from theoryx.store.handle import Stores, open_stores, store_error
 from theoryx.store.leases import Lease
+
+if TYPE_CHECKING:
+    from theoryx.pipeline.batch import Batch, BatchScope, Item, ItemResult
 
 
 class Session:
@@ -127,6 +128,9 @@ class Session:
         first. ``batch``, if given, receives the :class:`Batch` so a caller can ``cancel()`` it.
         """
         template = self._defaults(RunRequest.of(ref, **options))
+        from theoryx.pipeline.batch import Batch, BatchScope  # batches only: a single hit stays lean
+        from theoryx.pipeline.recorder import GroupRecorder
+
         scope = BatchScope(Resolutions(), lambda: Lease(self.stores.home.leases, new_execution_id()),
                            GroupRecorder(self.stores.db))
         jobs = jobs or os.cpu_count() or 1
