@@ -33,6 +33,7 @@ test-fast: install
 # Everything: lint, types, Docker engine + base image, the whole suite.
 test: install docker
 	bash scripts/chromium-up.sh
+	bash scripts/tools-up.sh
 	$(BIN)/ruff check cas theoryx tests bench
 	$(BIN)/mypy
 	bash scripts/nginx-up.sh
