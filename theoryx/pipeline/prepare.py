@@ -7,7 +7,6 @@ cache in the database may be filled (a parsed spec is not a result).
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +78,8 @@ class Resolutions:
 
     def __init__(self) -> None:
         self._memo: dict[tuple[str | None, str, str], Processor] = {}
+        import threading  # batches only: a single run never loads it
+
         self._lock = threading.Lock()
 
     def get(self, stores: Stores, registry: str | None, ref: str, env_class: str) -> Processor:

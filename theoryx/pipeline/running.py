@@ -5,17 +5,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from cas import BlobNotFound
 from theoryx.budget.charging import Charging
 from theoryx.core.ids import new_execution_id
 from theoryx.errors import StoreError
-from theoryx.pipeline.recorder import GroupRecorder
 from theoryx.pipeline.request import RunRequest
 from theoryx.store.executions import ExecutionRecord
 from theoryx.store.handle import Stores
 from theoryx.store.leases import Lease
+
+if TYPE_CHECKING:
+    from theoryx.pipeline.recorder import GroupRecorder
 
 T = TypeVar("T")
 
