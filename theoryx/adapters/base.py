@@ -20,8 +20,11 @@ Contract inside the container (world paths, never host paths):
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Mapping
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -361,3 +364,23 @@ def timeout_value(spec: ProcessorSpec, options: Mapping[str, Any]) -> float:
     """The wall-clock timeout in seconds: the validated ``timeout`` option, else the spec's
     ``runtime.timeout``."""
     return float(options.get("timeout", spec.runtime.timeout))
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while a container or Sandbox is being removed, then raise
+    KeyboardInterrupt if one came: removal is never cut short, the interrupt is never lost. Only
+    the main thread handles signals; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: pending.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if pending:
+        raise KeyboardInterrupt

@@ -62,6 +62,7 @@ from theoryx.adapters.base import (
     Option,
     OptionSchema,
     Outcome,
+    interrupts_deferred,
     timeout_value,
 )
 from theoryx.adapters.local import docker_client, images
@@ -380,22 +381,6 @@ def _terminate_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-@contextlib.contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM while a container is being removed; raise KeyboardInterrupt after."""
-    if not _main_thread():
-        yield
-        return
-    pending: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, _frame: pending.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if pending:
-        raise KeyboardInterrupt
 
 
 def _wait(client: Any, container_id: str, timeout: float) -> bool:
@@ -420,7 +405,7 @@ def _wait(client: Any, container_id: str, timeout: float) -> bool:
 
 def remove(client: Any, container_id: str) -> None:
     """Remove the container (killing it if it runs); a container already gone is fine."""
-    with _interrupts_deferred(), mapped("removing the container"):
+    with interrupts_deferred(), mapped("removing the container"):
         try:
             client.api.remove_container(container_id, force=True)
         except Exception as exc:

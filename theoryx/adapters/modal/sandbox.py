@@ -44,14 +44,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from theoryx.adapters.base import CONTAINER_RESULT, Captures, ExecRequest
+from theoryx.adapters.base import CONTAINER_RESULT, Captures, ExecRequest, interrupts_deferred
 from theoryx.adapters.modal import boundary, outputs
 from theoryx.errors import ModalError, ModalSandboxError, TheoryxError
 
@@ -207,23 +206,6 @@ def _tail(data: bytes, limit: int = 2000) -> str:
     return data.decode("utf-8", "replace").strip()[-limit:]
 
 
-@contextlib.contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM while the Sandbox is being terminated; raise KeyboardInterrupt after
-    (only the main thread handles signals)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, _frame: pending.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if pending:
-        raise KeyboardInterrupt
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -238,10 +220,10 @@ def run(plan: Plan, request: ExecRequest, secrets: Sequence[modal.Secret]) -> Ra
     try:
         ran = _run(sb, plan, request, secrets)
     except BaseException:
-        with contextlib.suppress(TheoryxError), _interrupts_deferred():
+        with contextlib.suppress(TheoryxError), interrupts_deferred():
             boundary.terminate(sb)
         raise
-    with _interrupts_deferred():
+    with interrupts_deferred():
         boundary.terminate(sb)
     lifetime = min(time.monotonic() - born, float(plan.sandbox.timeout_s))
     return Ran(ran.exit_code, ran.timed_out, ran.oom_killed, ran.duration_ms, lifetime, ran.log_dropped, ran.notes)
