@@ -7,9 +7,12 @@ Every path the store builds comes from a cid that passed :func:`check_cid`, so a
 from __future__ import annotations
 
 import re
-from typing import TypeGuard
 
 from cas.errors import InvalidCid
+
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
+if TYPE_CHECKING:
+    from typing import TypeGuard
 
 PREFIX = "b3:"
 HEX_LENGTH = 64

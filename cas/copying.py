@@ -17,12 +17,15 @@ import errno
 import mmap
 import os
 import stat
-from typing import BinaryIO
 
 import blake3
 
 from cas.hashing import CHUNK_SIZE, new_hasher
 from cas.writeback import Writeback
+
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 PIPELINE_MIN_SIZE = 8 << 20
 """Regular files at least this large take the copy_file_range pipeline."""

@@ -14,12 +14,15 @@ import mmap
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO
 
 import blake3
 
 from cas.blob import Blob
 from cas.cid import cid_from_hex
+
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 CHUNK_SIZE = 1 << 20
 """Buffer size for streaming reads and writes."""

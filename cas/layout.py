@@ -21,9 +21,10 @@ from pathlib import Path
 from cas.blob import Blob
 from cas.cid import PREFIX, hex_of
 
-_SHARD = re.compile(r"[0-9a-f]{2}")
-_REST = re.compile(r"[0-9a-f]{62}")
-_QUARANTINED = re.compile(r"([0-9a-f]{64})\.[0-9]+")
+_SHARD = r"[0-9a-f]{2}"
+_REST = r"[0-9a-f]{62}"
+_QUARANTINED = r"([0-9a-f]{64})\.[0-9]+"
+# Patterns are compiled on first use (re caches them): only scans need them, a cache hit never does.
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,7 @@ class Layout:
     def scan_quarantine(self) -> Iterator[tuple[str, Path]]:
         """Yield ``(cid, path)`` of every quarantined file, in name order."""
         for entry in _sorted_entries(self.quarantine_dir):
-            found = _QUARANTINED.fullmatch(entry.name)
+            found = re.fullmatch(_QUARANTINED, entry.name)
             if found and entry.is_file(follow_symlinks=False):
                 yield PREFIX + found.group(1), Path(entry.path)
 
@@ -70,15 +71,19 @@ class Layout:
 
     def blob_path(self, cid: str) -> Path:
         """Return where the blob ``cid`` lives; raise :class:`~cas.errors.InvalidCid` if malformed."""
+        return Path(self.blob_fspath(cid))
+
+    def blob_fspath(self, cid: str) -> str:
+        """:meth:`blob_path` as a string (one format, no path parsing: a hit checks several)."""
         digest = hex_of(cid)
-        return self.blobs_dir / digest[:2] / digest[2:]
+        return f"{self.root}/blobs/{digest[:2]}/{digest[2:]}"
 
     def scan_blobs(self) -> Iterator[Blob]:
         """Yield every published blob, in cid order; entries removed meanwhile are skipped."""
         for shard in _sorted_entries(self.blobs_dir):
-            if _SHARD.fullmatch(shard.name) and shard.is_dir(follow_symlinks=False):
+            if re.fullmatch(_SHARD, shard.name) and shard.is_dir(follow_symlinks=False):
                 for entry in _sorted_entries(Path(shard.path)):
-                    if _REST.fullmatch(entry.name):
+                    if re.fullmatch(_REST, entry.name):
                         blob = _blob_of(PREFIX + shard.name + entry.name, entry)
                         if blob is not None:
                             yield blob
@@ -88,10 +93,10 @@ class Layout:
         collector) and no :class:`Blob` (names that passed the scan's pattern are valid cids,
         and a million blobs make checking them twice show)."""
         for shard in _sorted_entries(self.blobs_dir):
-            if _SHARD.fullmatch(shard.name) and shard.is_dir(follow_symlinks=False):
+            if re.fullmatch(_SHARD, shard.name) and shard.is_dir(follow_symlinks=False):
                 prefix = PREFIX + shard.name
                 for entry in _sorted_entries(Path(shard.path)):
-                    if _REST.fullmatch(entry.name):
+                    if re.fullmatch(_REST, entry.name):
                         try:
                             st = entry.stat(follow_symlinks=False)
                         except FileNotFoundError:
@@ -102,16 +107,16 @@ class Layout:
     def shards(self) -> list[str]:
         """The shard directories' names (two hex digits), sorted."""
         return [e.name for e in _sorted_entries(self.blobs_dir)
-                if _SHARD.fullmatch(e.name) and e.is_dir(follow_symlinks=False)]
+                if re.fullmatch(_SHARD, e.name) and e.is_dir(follow_symlinks=False)]
 
     def scan_shard(self, shard: str) -> Iterator[tuple[str, Path]]:
         """Yield ``(cid, path)`` for every blob name in one shard, unsorted and without a stat."""
-        if _SHARD.fullmatch(shard) is None:
+        if re.fullmatch(_SHARD, shard) is None:
             return
         try:
             with os.scandir(self.blobs_dir / shard) as entries:
                 for entry in entries:
-                    if _REST.fullmatch(entry.name):
+                    if re.fullmatch(_REST, entry.name):
                         yield PREFIX + shard + entry.name, Path(entry.path)
         except (FileNotFoundError, NotADirectoryError):
             return
@@ -119,9 +124,9 @@ class Layout:
     def scan_trash(self) -> Iterator[str]:
         """Yield the cids of the withdrawn blobs under :attr:`trash_dir`, in cid order."""
         for shard in _sorted_entries(self.trash_dir):
-            if _SHARD.fullmatch(shard.name) and shard.is_dir(follow_symlinks=False):
+            if re.fullmatch(_SHARD, shard.name) and shard.is_dir(follow_symlinks=False):
                 for entry in _sorted_entries(Path(shard.path)):
-                    if _REST.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                    if re.fullmatch(_REST, entry.name) and entry.is_file(follow_symlinks=False):
                         yield PREFIX + shard.name + entry.name
 
     def scan_temps(self) -> Iterator[Path]:

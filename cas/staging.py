@@ -23,9 +23,12 @@ import os
 import stat
 from pathlib import Path
 from types import TracebackType
-from typing import Self
 
 from cas.errors import CasError
+
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
+if TYPE_CHECKING:
+    from typing import Self
 
 TEMP_SUFFIX = ".tmp"
 BLOB_MODE = 0o444
@@ -143,8 +146,9 @@ def seal(fd: int, *, fsync: bool) -> None:
         os.fsync(fd)
 
 
-def publish(temp: Path, dest: Path, *, fsync: bool, aux_dir: Path | None = None) -> None:
+def publish(temp: Path, dest: str | Path, *, fsync: bool, aux_dir: Path | None = None) -> bool:
     """Make the sealed file ``temp`` visible at ``dest`` atomically; ``temp`` itself remains.
+    Returns True if an existing blob was kept (nothing of ``temp`` was published).
 
     An existing ``dest`` of ``temp``'s size counts as success and gets its mtime refreshed; one
     of another size is damaged and is replaced. If ``dest`` vanishes between the two (a
@@ -162,28 +166,27 @@ def publish(temp: Path, dest: Path, *, fsync: bool, aux_dir: Path | None = None)
             os.link(temp, dest)
         except FileExistsError:
             if _keep_existing(temp, dest):
-                return
+                return True
             # Withdrawn between our link and our look at it, or damaged: replace, atomically.
-            _replace(temp, dest, aux_dir or temp.parent, fsync=fsync)
-            return
+            _replace(temp, Path(dest), aux_dir or temp.parent, fsync=fsync)
+            return False
         except FileNotFoundError:
             if not os.path.lexists(temp):
                 raise CasError(f"could not publish {dest}: its temp file {temp} was removed while it was "
                                f"written (a cleanup that ignored the writer's lock?)") from None
-            make_dirs(dest.parent, fsync=fsync)
+            make_dirs(Path(dest).parent, fsync=fsync)
         except OSError as exc:
             if exc.errno not in _NO_HARDLINKS:
                 raise
-            _publish_by_rename(temp, dest, fsync=fsync)
-            return
+            return _publish_by_rename(temp, Path(dest), fsync=fsync)
         else:
             if fsync:
-                fsync_dir(dest.parent)
-            return
+                fsync_dir(os.path.dirname(dest))
+            return False
     raise CasError(f"could not publish {dest}: its directory kept disappearing")
 
 
-def _keep_existing(temp: Path, dest: Path) -> bool:
+def _keep_existing(temp: Path, dest: str | Path) -> bool:
     """True if ``dest`` exists with ``temp``'s size (its mtime now refreshed): nothing to write."""
     try:
         existing = os.stat(dest)
@@ -218,20 +221,21 @@ def _replace(temp: Path, dest: Path, aux_dir: Path, *, fsync: bool) -> None:
         fsync_dir(dest.parent)
 
 
-def _publish_by_rename(temp: Path, dest: Path, *, fsync: bool) -> None:
+def _publish_by_rename(temp: Path, dest: Path, *, fsync: bool) -> bool:
     """Publish on a filesystem without hard links.
 
     Replacing a blob that appeared meanwhile is harmless: both files hold the same bytes.
     """
     if freshen(dest):
-        return
+        return True
     make_dirs(dest.parent, fsync=fsync)
     os.replace(temp, dest)
     if fsync:
         fsync_dir(dest.parent)
+    return False
 
 
-def freshen(path: Path) -> bool:
+def freshen(path: str | Path) -> bool:
     """Set ``path``'s mtime to now; False if it does not exist.
 
     A file we may not touch (another user's) still counts as present.
@@ -243,6 +247,25 @@ def freshen(path: Path) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def flush_existing(path: str) -> None:
+    """Flush the file at ``path`` (data and size) and its directory entry to disk: a blob a
+    durable write found already stored that may not be durable yet (see
+    :meth:`cas.Store.deferred`). Cheap when it is already durable (no data to write). A blob
+    gone meanwhile is left to whoever looks for it next."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        _fdatasync(fd)
+    finally:
+        os.close(fd)
+    fsync_dir(os.path.dirname(path))
+
+
+_fdatasync = getattr(os, "fdatasync", os.fsync)  # data and size, not the refreshed mtime
 
 
 def make_dirs(path: Path, *, fsync: bool) -> None:
@@ -282,7 +305,7 @@ def inherit_mode(path: Path) -> None:
         pass
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_dir(path: str | Path) -> None:
     """Flush the entries of directory ``path`` to disk."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:

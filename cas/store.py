@@ -2,8 +2,10 @@
 
 Writes follow one path (see :mod:`cas.staging`): a private temp file in ``tmp/``, hashed while
 it is written, sealed read-only, fsynced, then hard-linked into ``blobs/``. Whatever moment a
-process dies at, ``blobs/`` only ever holds complete blobs. The store keeps no state in memory,
-so any number of threads and processes may share one root.
+process dies at, ``blobs/`` only ever holds complete blobs. Inside :meth:`Store.deferred`, a
+thread's writes skip their fsyncs and :meth:`Store.sync` makes them all durable at once
+(:mod:`cas.syncing`). The store keeps no state in memory but that durability bookkeeping, so any
+number of threads and processes may share one root.
 
 Reads that hand bytes out check them against the cid (:meth:`Store.read`,
 :meth:`Store.open_verified`, :meth:`Store.check`, ``link_to(..., verify=True)``). A blob found
@@ -15,6 +17,7 @@ file stays for inspection until :meth:`Store.drop_quarantined` removes it.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import errno
 import fcntl
@@ -24,7 +27,6 @@ import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 from cas.blob import Blob
 from cas.cid import cid_from_hex
@@ -35,6 +37,7 @@ from cas.layout import Layout
 from cas.staging import (
     BLOB_MODE,
     TempFile,
+    flush_existing,
     freshen,
     make_dirs,
     publish,
@@ -42,6 +45,18 @@ from cas.staging import (
     seal,
     temp_name,
 )
+
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
+    from cas.syncing import Deferral, Deferrals, SyncGroup
+
+DEDUP_FIRST_SIZE = 1 << 20
+"""A file moved in that is at most this large is hashed in place first: if its bytes are already
+stored it is just removed (hashing it twice otherwise costs little at this size)."""
+
+_INIT_LOCK = _thread.allocate_lock()  # the builtin lock: `threading` stays unimported on a hit
 
 _LINK_FALLBACK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 
@@ -59,7 +74,13 @@ class Store:
 
     def __init__(self, root: Path, *, fsync: bool = True) -> None:
         self._layout = Layout(Path(root).absolute())
+        self._tmp = self._layout.tmp_dir   # built once: every write needs it
         self._fsync = fsync
+        # Deferred durability (see deferred()): created on first use, so a store that never
+        # defers (a cache hit) loads neither threading nor ctypes.
+        self._deferrals: Deferrals | None = None
+        self._group: SyncGroup | None = None
+        self._can_defer: bool | None = None   # syncfs here, on a filesystem it flushes (looked up once)
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -68,6 +89,124 @@ class Store:
     def root(self) -> Path:
         """The store's root directory (absolute)."""
         return self._layout.root
+
+    # -- durability ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Within the block, blobs written by the calling thread are published without their
+        own fsyncs (file and directory); the thread then owes a sync, which :meth:`sync` pays
+        (one ``syncfs`` of the store's filesystem, shared with concurrent callers: see
+        :mod:`cas.syncing`). A write that finds its blob already present owes one too: that
+        copy may be another deferred writer's, not yet synced.
+
+        The caller calls :meth:`sync` before it commits anything that names these blobs;
+        leaving the outermost block syncs whatever is still owed, also when it is left by an
+        exception (so that a record of the failure, committed afterwards, names durable blobs;
+        a failure of that sync is then not raised, so as not to mask the exception).
+
+        Blocks nest; other threads are unaffected. A store without fsync, a platform without
+        ``syncfs``, a filesystem whose ``syncfs`` is not known to flush (FUSE, network), or a
+        machine holding much dirty data when the outermost block begins (see
+        :func:`cas.syncing.worth_deferring`) does not defer: every write is durable when it
+        returns, as outside the block. A process killed inside the block still never leaves a
+        partial blob: only a power failure can lose the unsynced blobs, and then nothing that
+        was committed after a :meth:`sync` names them.
+        """
+        deferral = self._deferral_state()
+        if deferral is None:
+            yield
+            return
+        if deferral.depth == 0:
+            from cas import syncing
+
+            deferral.active = syncing.worth_deferring()
+        deferral.depth += 1
+        try:
+            yield
+        except BaseException:
+            if deferral.depth == 1:
+                with contextlib.suppress(OSError):
+                    self.sync()
+            raise
+        else:
+            if deferral.depth == 1:
+                self.sync()
+        finally:
+            deferral.depth -= 1
+            if deferral.depth == 0:
+                deferral.active = False
+                if deferral.owed:  # its sync failed: nothing is owed any more, nor known durable
+                    deferral.owed = False
+                    assert self._group is not None
+                    self._group.owe(-1)
+
+    def sync(self) -> None:
+        """Make durable every blob the calling thread wrote (or found present) in a
+        :meth:`deferred` block since its last sync; nothing to do when it owes none. Raises
+        ``OSError`` if the filesystem reports a failure (the blobs may then not be durable)."""
+        deferrals = self._deferrals
+        if deferrals is None:
+            return
+        deferral = deferrals.current
+        if not deferral.owed:
+            return
+        assert self._group is not None
+        self._group.sync()
+        deferral.owed = False
+        self._group.owe(-1)
+
+    def _deferral_state(self) -> Deferral | None:
+        """The calling thread's deferral, creating the machinery on first use; None when this
+        store never defers (no fsync to save, no ``syncfs``, or a filesystem whose ``syncfs`` is
+        not known to flush: see :data:`cas.syncing.SYNCFS_FILESYSTEMS`)."""
+        if not self._fsync or self._can_defer is False:
+            return None
+        from cas import syncing
+
+        if self._can_defer is None:
+            self._can_defer = syncing.can_defer(self._layout.root)
+            if not self._can_defer:
+                return None
+        if self._deferrals is None:
+            with _INIT_LOCK:
+                if self._deferrals is None:
+                    self._group = syncing.SyncGroup(self._sync_dir)
+                    self._deferrals = syncing.Deferrals()
+        return self._deferrals.current
+
+    def _sync_dir(self) -> Path:
+        """A directory on the filesystem the blobs live on (for ``syncfs``)."""
+        blobs = self._layout.blobs_dir
+        return blobs if os.path.isdir(blobs) else self._layout.root
+
+    def _durable_now(self) -> bool:
+        """Whether a write must fsync as it publishes: a durable store outside a deferred block.
+        Inside one, the write is owed to the next :meth:`sync` instead (recorded here)."""
+        if not self._fsync:
+            return False
+        deferrals = self._deferrals
+        if deferrals is None:
+            return True
+        deferral = deferrals.current
+        if not deferral.active:
+            return True
+        if not deferral.owed:
+            deferral.owed = True
+            assert self._group is not None
+            self._group.owe(1)
+        return False
+
+    def _found(self, path: str) -> None:
+        """A durable write (not deferred) found its blob already present at ``path``. If a
+        thread of this process has deferred writes not yet synced, that copy may be one of
+        them: flush it, so that what the caller commits next never names a blob a power failure
+        could lose. (Another process's deferred write found present is not detected: that
+        window, until the writer's sync, is the one every store had between a blob's link and
+        its directory's fsync.)"""
+        group = self._group
+        if group is not None and group.owing:
+            flush_existing(path)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -79,8 +218,12 @@ class Store:
         data = bytes(data)
         blob = Blob(cid_of_bytes(data), len(data))
         if self._present(blob):
+            # The copy found may be another thread's deferred write, not durable yet: owed to
+            # this thread's sync when it defers too, else flushed if need be.
+            if self._durable_now():
+                self._found(self.fspath(blob.cid))
             return blob
-        with TempFile.create(self._layout.tmp_dir) as temp:
+        with TempFile.create(self._tmp) as temp:
             write_all(temp.fd, data)
             self._commit(temp, blob.cid)
         return blob
@@ -101,7 +244,7 @@ class Store:
         directory).
         """
         if move:
-            return self._move_in(Path(path))
+            return self._move_in(path if isinstance(path, Path) else Path(path))
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             return self._ingest_fd(fd)
@@ -113,17 +256,49 @@ class Store:
 
         The bytes are hashed while they are copied; the stream is not closed.
         """
-        with TempFile.create(self._layout.tmp_dir) as temp:
+        with TempFile.create(self._tmp) as temp:
             hexdigest, size = stream_and_hash(fileobj, temp.fd, writeback=self._fsync)
             blob = Blob(cid_from_hex(hexdigest), size)
             self._commit(temp, blob.cid)
         return blob
+
+    def put_chunks(self, chunks: Iterator[bytes], expect: Blob) -> Blob:
+        """Store the bytes ``chunks`` yields as the blob ``expect``, for bytes from an untrusted
+        source (a download): they are hashed once, while they are written to the temp file, and
+        published only if they are exactly ``expect.size`` bytes hashing to ``expect.cid``.
+        Otherwise :class:`~cas.errors.CorruptBlob` (or :class:`~cas.errors.CasError` as soon as
+        a chunk takes them past ``expect.size``: the rest is not read) and nothing of them stays:
+        the temp file is removed, as it is when ``chunks`` raises. Returns ``expect``."""
+        from cas.errors import CasError
+        from cas.hashing import new_hasher
+        from cas.writeback import Writeback
+
+        hasher = new_hasher(threads=False)
+        size = 0
+        with TempFile.create(self._tmp) as temp:
+            hints = Writeback(temp.fd, enabled=self._fsync)
+            for chunk in chunks:
+                size += len(chunk)
+                if size > expect.size:
+                    raise CasError(f"blob {expect.cid}: more than the {expect.size} bytes expected")
+                hasher.update(chunk)
+                write_all(temp.fd, chunk)
+                hints.wrote(len(chunk))
+            actual = cid_from_hex(hasher.hexdigest())
+            if actual != expect.cid or size != expect.size:
+                raise CorruptBlob(expect.cid, actual)
+            self._commit(temp, expect.cid)
+        return expect
 
     # -- reading ---------------------------------------------------------------------------
 
     def path(self, cid: str) -> Path:
         """Return where blob ``cid`` lives (it may not exist). The file must never be written."""
         return self._layout.blob_path(cid)
+
+    def fspath(self, cid: str) -> str:
+        """:meth:`path` as a string (cheaper where many blobs are checked, as a cache hit does)."""
+        return self._layout.blob_fspath(cid)
 
     def exists(self, cid: str) -> bool:
         """Return True if blob ``cid`` is in the store (its content is not checked)."""
@@ -315,7 +490,7 @@ class Store:
         trash = self._layout.trash_path(cid)
         if not os.path.lexists(trash):
             return False
-        publish(trash, self.path(cid), fsync=self._fsync, aux_dir=self._layout.tmp_dir)
+        publish(trash, self.path(cid), fsync=self._fsync, aux_dir=self._tmp)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(trash)
         return True
@@ -408,18 +583,21 @@ class Store:
         collector's grace period protects it). A copy of another size is damaged: False, and
         the write that follows replaces it."""
         try:
-            st = os.stat(self.path(blob.cid))
+            st = os.stat(path := self.fspath(blob.cid))
         except (FileNotFoundError, NotADirectoryError):
             return False
-        return st.st_size == blob.size and freshen(self.path(blob.cid))
+        return st.st_size == blob.size and freshen(path)
 
     def _commit(self, temp: TempFile, cid: str) -> None:
-        seal(temp.fd, fsync=self._fsync)
-        publish(temp.path, self.path(cid), fsync=self._fsync, aux_dir=self._layout.tmp_dir)
+        durable = self._durable_now()
+        seal(temp.fd, fsync=durable)
+        dest = self.fspath(cid)
+        if publish(temp.path, dest, fsync=durable, aux_dir=self._tmp) and durable:
+            self._found(dest)
 
     def _ingest_fd(self, src: int) -> Blob:
         """Copy an open file into the store, hashing the bytes written."""
-        with TempFile.create(self._layout.tmp_dir) as temp:
+        with TempFile.create(self._tmp) as temp:
             hexdigest, size = copy_and_hash(src, temp.fd, writeback=self._fsync)
             blob = Blob(cid_from_hex(hexdigest), size)
             self._commit(temp, blob.cid)
@@ -443,10 +621,17 @@ class Store:
                 return self._copy_then_unlink(path)  # someone else holds a lock on it: copy
             if (held.st_dev, held.st_ino) != (st.st_dev, st.st_ino) or held.st_nlink != 1:
                 return self._copy_then_unlink(path)
-            make_dirs(self._layout.tmp_dir, fsync=False)
-            temp = temp_name(self._layout.tmp_dir)
+            if held.st_size <= DEDUP_FIRST_SIZE:
+                found = self._consume_if_present(path, fd, held)
+                if found is not None:
+                    return found
+            temp = temp_name(self._tmp)
             try:
-                os.rename(path, temp)
+                try:
+                    os.rename(path, temp)
+                except FileNotFoundError:  # tmp/ not created yet (or removed): once, not per file
+                    make_dirs(self._tmp, fsync=False)
+                    os.rename(path, temp)
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
                     raise
@@ -466,6 +651,24 @@ class Store:
         finally:
             os.close(fd)
 
+    def _consume_if_present(self, path: Path, fd: int, held: os.stat_result) -> Blob | None:
+        """For a small file to move in (open as ``fd``, ``held`` its stat): if its bytes are
+        already stored, remove it and return the blob; else None (nothing changed). Hashing it
+        where it is first spares the rename into ``tmp/``, the seal and the link attempt that
+        a duplicate (a log or an output seen before) would otherwise cost."""
+        hexdigest, size = hash_fd(fd)
+        os.lseek(fd, 0, os.SEEK_SET)  # the general path may copy from fd's offset
+        after = os.fstat(fd)
+        if (after.st_size, after.st_mtime_ns) != (held.st_size, held.st_mtime_ns):
+            return None  # written meanwhile: the general path copes with that
+        blob = Blob(cid_from_hex(hexdigest), size)
+        if not self._present(blob):
+            return None
+        if self._durable_now():
+            self._found(self.fspath(blob.cid))
+        os.unlink(path)
+        return blob
+
     def _adopt(self, temp: Path, fd: int) -> Blob:
         """Publish the file renamed to ``temp`` (open as ``fd``) in place, or copy it if that is
         not safe."""
@@ -481,10 +684,13 @@ class Store:
         if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
             os.lseek(fd, 0, os.SEEK_SET)
             return self._ingest_fd(fd)  # written through an open descriptor meanwhile
-        if self._fsync:
+        durable = self._durable_now()
+        if durable:
             os.fsync(fd)
         blob = Blob(cid_from_hex(hexdigest), size)
-        publish(temp, self.path(blob.cid), fsync=self._fsync, aux_dir=self._layout.tmp_dir)
+        dest = self.fspath(blob.cid)
+        if publish(temp, dest, fsync=durable, aux_dir=self._tmp) and durable:
+            self._found(dest)
         return blob
 
     def _copy_then_unlink(self, path: Path) -> Blob:
