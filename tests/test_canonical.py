@@ -68,3 +68,29 @@ def test_an_action_built_twice_from_one_spec_has_one_key_and_the_spec_digest_of_
     first, second = build(spec, **kw), build(spec, **kw)  # type: ignore[arg-type]
     assert first.memo_key == second.memo_key == digest(canonical_bytes(first.body))
     assert first.body["spec_digest"] == canonical_digest(spec.execution_fields())
+
+
+def test_actions_sharing_image_and_env_objects_encode_exactly_as_whole_bodies() -> None:
+    """A batch's items share the resolved image/env dicts, encoded once: every item's bytes must
+    still be the RFC 8785 encoding of its whole body, whatever the keys (astral, BMP, ASCII)."""
+    from theoryx_testing import REGISTRY
+
+    from theoryx.core.canonical import canonical_bytes, digest
+    from theoryx.pipeline.action import build
+    from theoryx.spec.refs import Ref
+    from theoryx.spec.registry import Registry
+
+    spec = Registry.from_option(str(REGISTRY)).load(Ref.parse("llm/litellm@1"))
+    image = {"kind": "mock", "\U0001f600": 1, "\uff61": 2, "é": [1.5, None]}
+    env = {"class": "mock", "Z": "z"}
+    keys = set()
+    for i in range(5):
+        action = build(spec, image=image, env=env, inputs={"n": i, "\U0001f600": "x", "\ue000": i},
+                       write_prefix="/artifacts/o/", seed=i)
+        assert action.data == canonical_bytes(action.body)
+        assert action.memo_key == digest(action.data)
+        keys.add(action.memo_key)
+    assert len(keys) == 5
+    same = build(spec, image=dict(image), env=dict(env), inputs={"n": 4, "\U0001f600": "x", "\ue000": 4},
+                 write_prefix="/artifacts/o/", seed=4)
+    assert same.memo_key in keys, "equal content in other objects keys the same"

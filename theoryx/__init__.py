@@ -11,12 +11,15 @@ Public surface (imported lazily so that ``import theoryx`` stays cheap)::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
+
 
 __version__ = "0.1.0"
 __all__ = ["Output", "RunRequest", "RunResult", "Session", "TheoryxError", "__version__", "run"]
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from theoryx.errors import TheoryxError
     from theoryx.pipeline.request import RunRequest
     from theoryx.pipeline.result import Output, RunResult

@@ -42,7 +42,8 @@ TheoryxError                       ERR_THEORYX
 │   ├── ExecutionTimeout           ERR_TIMEOUT
 │   ├── OutOfMemory                ERR_OOM
 │   ├── OutputRejected             ERR_OUTPUT_REJECTED
-│   └── OutputMissing              ERR_OUTPUT_MISSING
+│   ├── OutputMissing              ERR_OUTPUT_MISSING
+│   └── ExecutionCancelled         ERR_CANCELLED        (a batch was interrupted: its container was stopped)
 ├── BudgetError                    ERR_BUDGET
 │   ├── BudgetExceeded             ERR_BUDGET_EXCEEDED
 │   ├── PlanNotFound               ERR_PLAN_NOT_FOUND
@@ -368,3 +369,11 @@ class ModalSandboxError(ModalError):
     back (a malformed output archive)."""
 
     code = "ERR_MODAL_SANDBOX"
+
+
+class ExecutionCancelled(ExecutionError):
+    """The run's batch was cancelled (Ctrl-C on ``theoryx map``) while the processor ran: its
+    container was stopped (SIGTERM, then SIGKILL after a grace period) and removed; nothing it
+    produced is kept or cached."""
+
+    code = "ERR_CANCELLED"

@@ -204,3 +204,20 @@ def _wait(cond: object, timeout: float = 30) -> None:
     while not cond():  # type: ignore[operator]
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.005)
+
+
+def test_a_lease_writes_a_cid_added_again_once(tmp_path: Path) -> None:
+    """A batch leases the same blobs for every item: the lease file must not grow with the items."""
+    from theoryx.store import leases
+
+    cids = [f"b3:{i:064x}" for i in range(6)]
+    with leases.Lease(tmp_path, "owner") as lease:
+        for _ in range(10_000):
+            lease.add(cids)
+        lease.add([f"b3:{7:064x}"])
+        lines = lease.path.read_text().splitlines()
+        print(f"10,000 adds of the same 6 cids: {len(lines)} lines")
+        assert sorted(lines) == sorted([*cids, f"b3:{7:064x}"])
+        held = {path: found for path, _, found in leases.leased_cids(tmp_path)}
+        assert held[lease.path] == {*cids, f"b3:{7:064x}"}, "gc sees every cid"
+    assert not lease.path.exists()

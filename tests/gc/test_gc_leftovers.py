@@ -11,7 +11,7 @@ import signal
 import time
 from pathlib import Path
 
-from gc_support import stores
+from gc_support import inputs, stores
 from test_gc_races import writer
 from theoryx_testing import Cli
 
@@ -27,7 +27,11 @@ def test_a_killed_runs_workspace_is_reported_then_removed_and_a_live_ones_never(
     stores(home)
     sync = tmp_path / "sync"
     sync.mkdir()
-    killed = writer(home, sync, "killed mid-execution", "before_execute")
+    # An attachment, so that the workspace holds bytes (the mock's own workspace is empty dirs).
+    doc = tmp_path / "doc.txt"
+    doc.write_bytes(b"an attachment of the run that gets killed")
+    attach = {"messages": inputs("killed mid-execution")["messages"], "attachments": [{"$attach": "doc"}]}
+    killed = writer(home, sync, "", "before_execute", "--inputs-json", json.dumps(attach), "--attach", f"doc={doc}")
     killed.reached("before_execute")
     [dead] = workspaces(home)
     os.kill(killed.popen.pid, signal.SIGKILL)

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import blake3
+
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_SAFE_INT = 2**53 - 1
 _ESCAPES = {i: f"\\u{i:04x}" for i in range(0x20)}
@@ -91,7 +94,10 @@ def _encode(value: Any, out: list[str]) -> None:
         if not all(isinstance(k, str) for k in value):
             raise CanonicalizationError("object keys must be strings")
         out.append("{")
-        for i, key in enumerate(sorted(value, key=lambda k: k.encode("utf-16-be", "surrogatepass"))):
+        # ASCII keys sort the same by UTF-16 code units and by code points (str's own order).
+        keys = sorted(value) if all(k.isascii() for k in value) else \
+            sorted(value, key=lambda k: k.encode("utf-16-be", "surrogatepass"))
+        for i, key in enumerate(keys):
             if i:
                 out.append(",")
             out.append(_string(key))

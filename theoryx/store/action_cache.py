@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+from dataclasses import dataclass
 
 import lmdb
 
 from cas import Store
 from theoryx.store.db import Database, pack, unpack
 
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
+if TYPE_CHECKING:
+    from typing import Any, Literal
+    Unchanged = Literal["deleted", "changed", "absent"]
+
 TABLE = "ac"
 
-Unchanged = Literal["deleted", "changed", "absent"]
 """What :func:`delete_unchanged_in` did: deleted the entry, left it (it changed since it was
 read), or found nothing to delete."""
 
@@ -93,7 +96,10 @@ class ActionResult:
         )
 
     def used_at(self, ms: int) -> ActionResult:
-        return replace(self, last_used_ms=ms)
+        """This entry, last used at ``ms`` (a copy, without re-running ``__init__``)."""
+        new = object.__new__(ActionResult)
+        vars(new).update(vars(self), last_used_ms=ms)
+        return new
 
 
 def get(db: Database, memo_key: str) -> ActionResult | None:
@@ -112,12 +118,16 @@ def lookup(db: Database, cas: Store, memo_key: str) -> ActionResult | None:
     cheap; every read of the bytes (``cat``, ``export``, ``Output.bytes``) hashes them.
     """
     result = get(db, memo_key)
-    if result is None:
-        return None
+    return None if result is None else validated(cas, result)
+
+
+def validated(cas: Store, result: ActionResult) -> ActionResult | None:
+    """``result`` (an entry just read with :func:`get`) if its blobs pass :func:`lookup`'s
+    checks, else None; a damaged output is quarantined as there."""
     sizes = {o.cid: o.size for o in result.outputs}
     for cid in result.blobs():
         try:
-            st = os.stat(cas.path(cid))
+            st = os.stat(cas.fspath(cid))
         except (FileNotFoundError, NotADirectoryError):
             return None
         if cid in sizes and st.st_size != sizes[cid]:

@@ -23,6 +23,7 @@ table             owner                                        holds
 ``ledger``        :mod:`theoryx.budget.ledger`                 ``<plan>/<seq>`` -> event
 ``pins``          :mod:`theoryx.store.pins`                    execution id -> pin
 ``audits``        :mod:`theoryx.provenance.audit_records`      ``<execution>/<audit>`` -> record
+``counters``      :mod:`theoryx.store.executions`              counts and sums over the records
 ================  ===========================================  ===============================
 
 :data:`OWNERS` is that table in code; ``tests/test_table_ownership.py`` enforces it.
@@ -33,20 +34,24 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import lmdb
 import msgpack
 
 from theoryx.errors import StoreError
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+    T = TypeVar("T")
 
-NAMES = ("ac", "executions", "paths", "specs", "plans", "ledger", "reservations", "pins", "audits")
+
+NAMES = ("ac", "executions", "paths", "specs", "plans", "ledger", "reservations", "pins", "audits", "counters")
 OWNERS: dict[str, str] = {
     "ac": "theoryx.store.action_cache",
     "executions": "theoryx.store.executions",
     "paths": "theoryx.store.executions",
+    "counters": "theoryx.store.executions",
     "specs": "theoryx.spec.registry",
     "plans": "theoryx.budget.plans",
     "reservations": "theoryx.budget.plans",

@@ -3,14 +3,18 @@
 A record also updates the ``paths`` database so that a world path of an output resolves to the
 newest execution that produced it.
 
-This module owns the ``executions`` and ``paths`` tables (:data:`theoryx.store.db.OWNERS`).
+The ``counters`` table holds counts and sums over the records (:func:`counts`), maintained in
+the transaction of every write or deletion of a record, so ``theoryx stats`` reads them instead of
+every record.
+
+This module owns the ``executions``, ``paths`` and ``counters`` tables
+(:data:`theoryx.store.db.OWNERS`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
-from typing import Any
+from dataclasses import MISSING, dataclass, field, fields
 
 import lmdb
 
@@ -18,6 +22,12 @@ from theoryx.errors import NotFound
 from theoryx.store import action_cache
 from theoryx.store.action_cache import ActionResult, OutputEntry
 from theoryx.store.db import Database, pack, unpack
+
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from theoryx.store.listing import Counts, Page, PathEntry
 
 
 @dataclass(frozen=True)
@@ -56,17 +66,27 @@ class ExecutionRecord:
     log_truncated: dict[str, int] | None = None   # stream -> bytes the log bound dropped (limits.log_bytes)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """Every field, as plain JSON-like values (a copy: changing it changes no record)."""
+        d = {name: _copied(getattr(self, name)) for name in _FIELDS}
         d["outputs"] = [o.to_dict() for o in self.outputs]
         d["input_cids"] = list(self.input_cids)
         return d
 
     def to_stored(self) -> dict[str, Any]:
         """:meth:`to_dict` without the fields that hold their default (``from_dict`` restores
-        them): what the ``executions`` table stores, so a hit's record stays under 1 KiB."""
-        full = self.to_dict()
-        kept = {f.name: full[f.name] for f in fields(self) if f.name in _REQUIRED or full[f.name] != _DEFAULTS[f.name]}
-        return {k: _packed_cids(v) for k, v in kept.items()}
+        them), cids packed as raw bytes: what the ``executions`` table stores, so a hit's record
+        stays under 1 KiB. Built field by field (no intermediate copy): a batch stores thousands
+        per second."""
+        values = vars(self)
+        stored: dict[str, Any] = {}
+        for name in _FIELDS:
+            value = values[name]
+            if name in _REQUIRED or value != _DEFAULTS[name]:
+                if name == "outputs":
+                    stored[name] = [_packed_cids(o.to_dict()) for o in value]
+                else:
+                    stored[name] = _packed_cids(value)
+        return stored
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ExecutionRecord:
@@ -78,7 +98,14 @@ class ExecutionRecord:
         return cls(**kw)
 
     def with_(self, **changes: Any) -> ExecutionRecord:
-        return replace(self, **changes)
+        """A copy with ``changes`` (as :func:`dataclasses.replace`, without re-running
+        ``__init__``: a run replaces its record at every step, a batch at thousands per second)."""
+        unknown = changes.keys() - _FIELD_SET
+        if unknown:
+            raise TypeError(f"ExecutionRecord has no field(s) {sorted(unknown)}")
+        new = object.__new__(ExecutionRecord)
+        vars(new).update(vars(self), **changes)
+        return new
 
     def blobs(self) -> list[str]:
         """Every cid the record names."""
@@ -88,6 +115,15 @@ class ExecutionRecord:
         return cids
 
 
+def _copied(value: Any) -> Any:
+    """A deep copy of a JSON-like value (dicts, lists, tuples as lists, scalars)."""
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_copied(v) for v in value]
+    return value
+
+
 def _packed_cids(value: Any) -> Any:
     """Cids as their 32 raw bytes (msgpack bin) instead of 67 characters: a record is mostly cids."""
     if isinstance(value, str) and len(value) == 67 and value.startswith("b3:"):
@@ -95,7 +131,7 @@ def _packed_cids(value: Any) -> Any:
             return bytes.fromhex(value[3:])
         except ValueError:
             return value
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [_packed_cids(v) for v in value]
     if isinstance(value, dict):
         return {k: _packed_cids(v) for k, v in value.items()}
@@ -116,13 +152,13 @@ def _default(f: Any) -> Any:
     if f.default is not MISSING:
         return f.default
     if f.default_factory is not MISSING:
-        value = f.default_factory()
-        return list(value) if isinstance(value, tuple) else value
+        return f.default_factory()
     return MISSING
 
 
+_FIELDS = tuple(f.name for f in fields(ExecutionRecord))
+_FIELD_SET = frozenset(_FIELDS)
 _DEFAULTS = {f.name: _default(f) for f in fields(ExecutionRecord)}
-_DEFAULTS.update({"outputs": [], "input_cids": []})
 _REQUIRED = frozenset(name for name, value in _DEFAULTS.items() if value is MISSING)
 
 
@@ -143,21 +179,84 @@ class Recording:
 
 
 def record_many(db: Database, recordings: list[Recording]) -> None:
-    """Store several records (each as :func:`record` would) in one transaction and one sync."""
+    """Store several records (each as :func:`record` would) in one transaction and one sync;
+    the maintained :func:`counts` change in the same transaction."""
 
     def fn(txn: Any) -> None:
+        counters = _counters_in(txn, db)
         for r in recordings:
             rec = r.rec
-            txn.put(rec.execution_id.encode(), pack(rec.to_stored()), db=db.dbs["executions"])
+            key = rec.execution_id.encode()
+            if counters is not None:
+                replaced = txn.get(key, db=db.dbs["executions"])
+                if replaced is not None:
+                    _count(counters, unpack(bytes(replaced)), -1)
+                _count(counters, {"status": rec.status, "cache": rec.cache, "cost_micros": rec.cost_micros,
+                                  "saved_micros": rec.saved_micros}, +1)
+            txn.put(key, pack(rec.to_stored()), db=db.dbs["executions"])
             if r.paths and rec.status == "success":
                 for o in rec.outputs:
                     value = {"cid": o.cid, "size": o.size, "mime": o.mime, "execution_id": rec.execution_id}
                     txn.put(o.path.encode(), pack(value), db=db.dbs["paths"])
             if r.cache_entry is not None:
                 action_cache.put_in(txn, db, r.cache_entry)
+        if counters is not None:
+            txn.put(_COUNTERS_KEY, pack(counters), db=db.dbs["counters"])
 
     if recordings:
         db.write(fn)
+
+
+_COUNTERS_KEY = b"executions"
+_COUNTER_NAMES = ("total", "hits", "misses", "failures", "spent_micros", "saved_micros")
+
+
+def _counters_in(txn: Any, db: Database) -> dict[str, int] | None:
+    """The maintained counters, or None while they are unknown (a home they were never computed
+    for: :func:`counts` computes them on first use; until then writers leave them absent)."""
+    raw = txn.get(_COUNTERS_KEY, db=db.dbs["counters"])
+    if raw is None:
+        return None
+    value = unpack(bytes(raw))
+    return {name: int(value.get(name, 0)) for name in _COUNTER_NAMES} if isinstance(value, dict) else None
+
+
+def _count(counters: dict[str, int], stored: dict[str, Any], sign: int) -> None:
+    """Add (``sign`` +1) or take away (-1) one record, given as stored or as its fields."""
+    counters["total"] += sign
+    if stored.get("status") != "success":
+        counters["failures"] += sign
+    elif stored.get("cache") == "hit":
+        counters["hits"] += sign
+    else:
+        counters["misses"] += sign
+    counters["spent_micros"] += sign * int(stored.get("cost_micros") or 0)
+    counters["saved_micros"] += sign * int(stored.get("saved_micros") or 0)
+
+
+def counts(db: Database) -> Counts:
+    """How many records there are by outcome, and the money they spent and saved: read from the
+    maintained counters. They are computed by one scan, in a write transaction (so no record
+    lands meanwhile), when they are absent, or when their total disagrees with the number of
+    records (a home that a theoryx without counters wrote to since)."""
+    from theoryx.store.listing import Counts
+
+    def read(txn: Any) -> dict[str, int] | None:
+        counters = _counters_in(txn, db)
+        entries = int(txn.stat(db.dbs["executions"])["entries"])
+        return counters if counters is not None and counters["total"] == entries else None
+
+    def recount(txn: Any) -> dict[str, int]:
+        counters = dict.fromkeys(_COUNTER_NAMES, 0)
+        for _, raw in txn.cursor(db=db.dbs["executions"]):
+            _count(counters, unpack(bytes(raw)), +1)
+        txn.put(_COUNTERS_KEY, pack(counters), db=db.dbs["counters"])
+        return counters
+
+    counters = db.read(read)
+    if counters is None:
+        counters = db.write(recount)
+    return Counts(**counters)
 
 
 def get(db: Database, execution_id: str) -> ExecutionRecord:
@@ -189,15 +288,6 @@ def latest(db: Database) -> Iterator[ExecutionRecord]:
         before = chunk.next_before
 
 
-@dataclass(frozen=True)
-class Page:
-    """One page of records, newest first (:func:`page`)."""
-
-    records: tuple[ExecutionRecord, ...]
-    next_before: str | None   # ``before`` of the next page: the last id read; None when none is older
-    scanned: int              # records read for this page, matching or not
-
-
 def page(db: Database, *, before: str | None = None, limit: int = 50,
          match: Callable[[ExecutionRecord], bool] | None = None, scan_budget: int = 10_000) -> Page:
     """Up to ``limit`` records whose ids sort below ``before`` (None: from the newest), newest
@@ -209,6 +299,8 @@ def page(db: Database, *, before: str | None = None, limit: int = 50,
     page rather than walking the whole table. ``next_before`` continues the walk where it stopped
     (the last id read, matching or not); it is None when no older record exists.
     """
+    from theoryx.store.listing import Page  # listing values stay off the hit path
+
     budget = limit if match is None else max(limit, scan_budget)
 
     def walk(txn: lmdb.Transaction) -> Page:
@@ -262,6 +354,10 @@ def drop_in(txn: lmdb.Transaction, db: Database, execution_id: str) -> bool:
     if raw is None:
         return False
     txn.delete(key, db=db.dbs["executions"])
+    counters = _counters_in(txn, db)
+    if counters is not None:
+        _count(counters, unpack(bytes(raw)), -1)
+        txn.put(_COUNTERS_KEY, pack(counters), db=db.dbs["counters"])
     for out in unpack(bytes(raw)).get("outputs") or ():
         path = str(out.get("path", "")).encode()
         held = txn.get(path, db=db.dbs["paths"]) if path else None
@@ -270,30 +366,18 @@ def drop_in(txn: lmdb.Transaction, db: Database, execution_id: str) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class PathEntry:
-    """What a world path resolves to: the output blob of the newest execution that produced it."""
-
-    path: str
-    cid: str
-    size: int
-    mime: str
-    execution_id: str | None
-
-    @classmethod
-    def from_value(cls, path: str, value: dict[str, Any]) -> PathEntry:
-        return cls(path, str(value.get("cid", "")), int(value.get("size", 0)), str(value.get("mime", "")),
-                   value.get("execution_id"))
-
-
 def world_path(db: Database, path: str) -> PathEntry | None:
     """What the world path ``path`` resolves to, or None if no execution produced it."""
+    from theoryx.store.listing import PathEntry
+
     value = db.get("paths", path)
     return None if value is None else PathEntry.from_value(path, value)
 
 
 def world_paths(db: Database) -> Iterator[PathEntry]:
     """Every world path in path order; values that are not maps (damage) are skipped."""
+    from theoryx.store.listing import PathEntry
+
     for path, value in db.items("paths"):
         if isinstance(value, dict):
             yield PathEntry.from_value(path, value)

@@ -12,13 +12,18 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+_SEEN_MAX = 65_536
+"""How many recently added cids a lease remembers, to skip writing them again (~8 MiB at most)."""
+
 
 class Lease:
     """A held lease. Use as a context manager; ``add`` appends cids durably enough for gc
     (gc and the owner are on the same machine, so the page cache is the truth)."""
 
     def __init__(self, directory: Path, owner: str) -> None:
+        self.owner = owner
         self.path = directory / f"{owner}.lease"
+        self._seen: set[str] = set()
         # Locked under a private name, then renamed: a lease file is never visible unheld.
         temp = directory / f".{owner}.{os.getpid()}.tmp"
         self._fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC, 0o644)
@@ -32,9 +37,17 @@ class Lease:
             temp.unlink(missing_ok=True)
 
     def add(self, cids: Iterable[str]) -> None:
-        data = "".join(f"{c}\n" for c in cids)
-        if data:
-            os.write(self._fd, data.encode())
+        """Append ``cids`` not appended lately (a batch's items lease the same spec, context
+        and attachment blobs again and again: a file of 1,000,000 identical items leases a
+        handful of cids, not millions). Lines already written stay until the lease is released."""
+        seen = self._seen
+        fresh = [c for c in cids if c not in seen]
+        if not fresh:
+            return
+        if len(seen) >= _SEEN_MAX:        # bounded memory: forgetting only means writing a line again
+            seen.clear()
+        seen.update(fresh)
+        os.write(self._fd, "".join(f"{c}\n" for c in fresh).encode())
 
     def release(self) -> None:
         if self._fd >= 0:

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -83,18 +84,35 @@ def remove_workspace(leftover: Leftover, home: Home) -> bool:
     never reused, so that cannot happen, but removing a live workspace must be impossible)."""
     if is_held(home.leases / f"{leftover.path.name}.lease"):
         return False
+    if not os.path.lexists(leftover.path):
+        return False
+    remove_tree(leftover.path)
+    return True
+
+
+def remove_tree(path: Path) -> None:
+    """Remove ``path`` (a tree, a file or a link; never followed), read-only parts included (a
+    container may leave them); already gone is fine. Workspaces of runs, batches and workers all
+    go this way."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return
 
     def onerror(func: Callable[..., Any], p: str, _exc: Any) -> None:
-        os.chmod(os.path.dirname(p), 0o700)
-        if os.path.isdir(p) and not os.path.islink(p):
-            os.chmod(p, 0o700)
-        func(p)
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(p), 0o700)
+            if os.path.isdir(p) and not os.path.islink(p):
+                os.chmod(p, 0o700)
+        with contextlib.suppress(FileNotFoundError):
+            func(p)
 
-    try:
-        shutil.rmtree(leftover.path, onerror=onerror)
-    except FileNotFoundError:
-        return False
-    return True
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(path, onerror=onerror)
 
 
 def _measure(top: Path) -> tuple[int, float]:

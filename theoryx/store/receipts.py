@@ -18,12 +18,15 @@ and the theoryx version.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from cas import Store, cid_of_bytes
 from theoryx import __version__
 from theoryx.store.action_cache import OutputEntry
 from theoryx.store.executions import ExecutionRecord
+
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
+if TYPE_CHECKING:
+    from typing import Any
 
 EXECUTION_ROOT = "/artifacts/execution/"
 

@@ -1,5 +1,8 @@
 """``theoryx du`` and ``theoryx stats``: what the store holds and what the cache earned.
 
+The database's figures come from counters maintained with every record
+(:func:`theoryx.store.executions.counts`); the usage figures walk the disk.
+
 ``du`` walks the disk (blobs, temp files, withdrawn and quarantined blobs, workspaces of killed runs
 and lease temp files, the database file); ``stats`` adds the
 database's view: cache entries, execution records by outcome, the hit rate (hits over hits and
@@ -99,18 +102,10 @@ def usage(stores: Stores) -> Usage:
 def stats(stores: Stores) -> Stats:
     """:func:`usage` plus the counts and sums of the database."""
     db = stores.db
-    out = Stats(usage(stores), cache_entries=action_cache.count(db), pins=pins.count(db))
-    for rec in executions.records(db):
-        out.executions += 1
-        if rec.status != "success":
-            out.failures += 1
-        elif rec.cache == "hit":
-            out.hits += 1
-        else:
-            out.misses += 1
-        out.spent_micros += int(rec.cost_micros or 0)
-        out.saved_micros += int(rec.saved_micros or 0)
-    return out
+    c = executions.counts(db)     # maintained: no record is read
+    return Stats(usage(stores), cache_entries=action_cache.count(db), pins=pins.count(db), executions=c.total,
+                 hits=c.hits, misses=c.misses, failures=c.failures, spent_micros=c.spent_micros,
+                 saved_micros=c.saved_micros)
 
 
 def _size(path: os.PathLike[str] | str) -> int:
