@@ -102,6 +102,26 @@ def test_a_silent_stream_can_leave_no_file(tmp_path: Path) -> None:
     assert cap.close().size == 0 and not (tmp_path / "quiet.log").exists()
 
 
+def test_a_capture_that_never_reached_its_tail_removes_no_ring_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closing costs no filesystem call for a ring that was never created (most logs are short)."""
+    removed: list[str] = []
+    real_unlink = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        removed.append(self.name)
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    short = LogCapture(tmp_path / "short.log", 100, ())
+    short.write(b"well within the head")
+    short.close()
+    long = LogCapture(tmp_path / "long.log", 10, ())
+    long.write(b"x" * 50)
+    long.close()
+    assert removed == ["long.log.tail"] and not (tmp_path / "long.log.tail").exists()
+
+
 def test_store_log_streams_and_scrubs(tmp_path: Path) -> None:
     cas = Store(tmp_path / "cas", fsync=False)
     secret = "hunter2-and-more"

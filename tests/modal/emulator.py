@@ -16,12 +16,20 @@ Objects it returns are the SDK's own where they are plain values (``modal.volume
 and its errors are the SDK's exceptions (``modal.exception.*``).
 
 What it does not emulate: Modal's image builder (Docker builds the same Dockerfile, with the
-network disabled and the local base image), gVisor, GPUs (a GPU request is refused), Modal's own
-environment variables. Two switches choose the answers to questions Modal's docs leave open:
-``run_as_root`` (False, the default, runs the image's ``USER``; True runs as root, as third parties
-report Sandboxes do) and ``kill_ends_sandbox`` (False: a process SIGKILLed by the kernel's OOM
-killer just exits 137; True: the whole Sandbox ends under it, as a container-level memory kill
-would).
+network disabled and the local base image), gVisor, GPUs (a GPU request is refused). Switches
+choose the answers to questions Modal's docs leave open:
+
+- ``run_as_root`` (False, the default, runs the image's ``USER``; True runs as root, as third
+  parties report Sandboxes do);
+- ``kill_ends_sandbox`` (False: a process SIGKILLed by the kernel's OOM killer just exits 137;
+  True: the whole Sandbox ends under it, as a container-level memory kill would);
+- ``inject_env`` (empty: Modal adds no variable to a Sandbox's processes; else these variables are
+  in every process's environment, overriding the image's values of the same names, as Modal's own
+  ``MODAL_*``, thread counts or a ``/pkg`` path would be);
+- ``requires_python`` (None: a Sandbox's image needs no Python; ``"build"``: the image builder
+  runs ``python -m pip`` on top of the image, as Modal's builders up to 2024.10 do, and a failed
+  build raises what the SDK raises, ``ImageBuildError`` without the log; ``"start"``: a Sandbox
+  whose image has no ``python`` on PATH ends as soon as it starts).
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ REAL: dict[str, Any] = {
     "Image.from_registry": modal.Image.from_registry,
     "Image.dockerfile_commands": modal.Image.dockerfile_commands,
     "Image.entrypoint": modal.Image.entrypoint,
+    "Image.build": modal.Image.build,
     "Secret.from_dict": modal.Secret.from_dict,
     "Volume.from_name": modal.Volume.from_name,
     "Volume.read_only": modal.Volume.read_only,
@@ -109,11 +118,14 @@ class Emulator:
 
     current: Emulator | None = None
 
-    def __init__(self, root: Path, client: Any, *, run_as_root: bool = False, kill_ends_sandbox: bool = False) -> None:
+    def __init__(self, root: Path, client: Any, *, run_as_root: bool = False, kill_ends_sandbox: bool = False,
+                 inject_env: dict[str, str] | None = None, requires_python: str | None = None) -> None:
         self.root = root
         self.client = client
         self.run_as_root = run_as_root
         self.kill_ends_sandbox = kill_ends_sandbox
+        self.inject_env = dict(inject_env or {})
+        self.requires_python = requires_python
         self.lock = threading.Lock()
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.uploads: list[tuple[str, str, int]] = []       # (volume, path, size)
@@ -193,6 +205,7 @@ class Image:
         self.dockerfile, self.context_dir, self.build_args = dockerfile, context_dir, build_args
         self.registry, self.force_build, self.lines = registry, force_build, lines
         self.object_id: str | None = None
+        self.tag: str | None = None            # the local image, once built
 
     @staticmethod
     @conforms("Image.from_dockerfile")
@@ -220,8 +233,21 @@ class Image:
         return Image(self.dockerfile, self.context_dir, self.build_args, self.registry, self.force_build,
                      (*self.lines, f"ENTRYPOINT {json.dumps(list(a['entrypoint_commands']))}"))
 
-    def build(self, emu: Emulator) -> str:
-        """The local image's tag, built when missing (or when ``force_build``)."""
+    @conforms("Image.build")
+    def build(self, *args: Any, **kwargs: Any) -> Image:
+        """Modal's eager build: the image is built now, and a Sandbox created with it later does
+        not build it again."""
+        _defaults("Image.build", self, *args, **kwargs)
+        self.local_tag(_emu())
+        return self
+
+    def local_tag(self, emu: Emulator) -> str:
+        """The local image's tag, built when missing (or when ``force_build``), once per object."""
+        if self.tag is None:
+            self.tag = self._build(emu)
+        return self.tag
+
+    def _build(self, emu: Emulator) -> str:
         if self.dockerfile is None:
             text = f"FROM {self.registry}\n"
             context = emu.root / "registry-context"
@@ -229,7 +255,10 @@ class Image:
         else:
             text = Path(self.dockerfile).read_text()
             context = Path(self.context_dir or ".")
-        text = text.rstrip("\n") + "\n" + "".join(line + "\n" for line in self.lines)
+        lines = self.lines
+        if emu.requires_python == "build":      # what Modal's builders up to 2024.10 add, offline
+            lines = (*lines, "RUN python -m pip --version")
+        text = text.rstrip("\n") + "\n" + "".join(line + "\n" for line in lines)
         h = hashlib.sha256(text.encode() + json.dumps(self.build_args, sort_keys=True).encode())
         for path in sorted(p for p in context.rglob("*") if p.is_file()):
             h.update(str(path.relative_to(context)).encode() + b"\0" + path.read_bytes())
@@ -247,8 +276,11 @@ class Image:
             try:
                 emu.client.images.build(path=str(context), dockerfile=name, tag=tag, buildargs=self.build_args,
                                         network_mode="none", pull=False, rm=True, forcerm=True)
-            except Exception as exc:    # what Modal raises for a failed build
-                raise modal.exception.ImageBuildError(f"emulated build failed: {exc}", "im-emulator") from exc
+            except Exception as exc:    # what the SDK raises for a failed build: no log, an id
+                image_id = "im-emu-" + tag[-16:]
+                raise modal.exception.ImageBuildError(
+                    f"Image build for {image_id} failed.\nView the build logs:\n  modal image logs {image_id}",
+                    image_id) from exc
             finally:
                 (context / name).unlink(missing_ok=True)
             emu.builds += 1
@@ -445,7 +477,7 @@ class Sandbox:
         if a["gpu"] is not None:
             raise modal.exception.InvalidError("the emulator has no GPUs")
         image: Image = a["image"]
-        tag = image.build(emu)
+        tag = image.local_tag(emu)
         cpu, memory = a["cpu"], a["memory"]
         cpu_limit = cpu[1] if isinstance(cpu, tuple) else None
         mem_limit = memory[1] if isinstance(memory, tuple) else None
@@ -456,7 +488,7 @@ class Sandbox:
             mounts=mounts, network_mode="none" if a["block_network"] else "bridge",
             mem_limit=f"{mem_limit}m" if mem_limit else None, memswap_limit=f"{mem_limit}m" if mem_limit else None,
             nano_cpus=int(cpu_limit * 1e9) if cpu_limit else None)
-        env = dict(a["env"] or {})
+        env = {**emu.inject_env, **(a["env"] or {})}
         for s in a["secrets"] or ():
             env.update({k: v for k, v in s.values.items() if v is not None})
         container = api.create_container(
@@ -466,7 +498,17 @@ class Sandbox:
         sb = Sandbox(emu, container["Id"], dict(a["tags"] or {}), a)
         with emu.lock:
             emu.sandboxes.append(sb)
+        if emu.requires_python == "start" and not sb._has_python():
+            api.kill(container["Id"])
+            api.wait(container["Id"], timeout=30)
+            sb._end("exited")
         return sb
+
+    def _has_python(self) -> bool:
+        api = self.emu.client.api
+        probe = api.exec_create(self.container_id, ["/bin/sh", "-c", "command -v python"])["Id"]
+        api.exec_start(probe)
+        return api.exec_inspect(probe).get("ExitCode") == 0
 
     def _end(self, why: str) -> None:
         """End the Sandbox once; a second caller waits until the first has removed it."""

@@ -26,7 +26,7 @@ import theoryx
 from cas import Store
 from theoryx.adapters.modal import adapter as modal_adapter
 from theoryx.adapters.modal.blobs import CAS_MOUNT, BlobVolume
-from theoryx.adapters.modal.sandbox import IDLE, SANDBOX_MARGIN_S
+from theoryx.adapters.modal.sandbox import ENV_STAGE1, IDLE, IMAGE_ENV, SANDBOX_MARGIN_S
 from theoryx.errors import (
     ExecutionTimeout,
     OutOfMemory,
@@ -50,6 +50,11 @@ def fails(registry: Path, home: Path, inputs: dict[str, Any], ref: str = "test/p
 
 def log(home: Path, cid: str | None) -> bytes:
     return Store(home / "cas-v1").read(cid) if cid else b""
+
+
+def processor_execs(emulator: Any) -> list[dict[str, Any]]:
+    """The processor's execs (through the environment-setting wrapper), not theoryx's helpers."""
+    return [c for c in emulator.called("Sandbox.exec") if c["args"][2:3] == (ENV_STAGE1,)]
 
 
 def test_the_contract_holds_in_the_sandbox(registry: Path, home: Path, emulator: Any, tmp_path: Path) -> None:
@@ -82,11 +87,15 @@ def test_the_contract_holds_in_the_sandbox(registry: Path, home: Path, emulator:
     (mount,) = create["volumes"].items()
     assert mount[0] == CAS_MOUNT and mount[1].is_read_only and mount[1].name == "theoryx-cas"
     image = create["image"]
-    assert image.lines == ("USER root", "RUN mkdir -p /artifacts /theoryx && chmod 1777 /artifacts /theoryx",
-                           "USER 10001:10001", "ENTRYPOINT []")
-    processor = [c for c in emulator.called("Sandbox.exec") if c["args"][:1] == ("python3",)]
+    assert image.lines[:2] == ("USER root", "RUN mkdir -p /artifacts /theoryx && chmod 1777 /artifacts /theoryx")
+    assert image.lines[2].startswith('RUN ["/bin/sh", "-c", "unset ') and IMAGE_ENV in image.lines[2]
+    assert image.lines[3:] == ("USER 10001:10001", "ENTRYPOINT []")
+    (built,) = emulator.called("Image.build")
+    assert built["self"] is image and built["app"].name == "theoryx-test-probe", "built before the Sandbox"
+    processor = processor_execs(emulator)
     assert len(processor) == 1 and processor[0]["workdir"] == "/app" and processor[0]["secrets"] == []
-    assert processor[0]["env"]["HOME"] == "/tmp" and processor[0]["text"] is False
+    assert processor[0]["args"][-3:] == ("--", "python3", "/app/run.py") and "HOME=/tmp" in processor[0]["args"]
+    assert processor[0]["env"] is None and processor[0]["text"] is False
     assert len(emulator.called("Sandbox.terminate")) >= 1 and emulator.sandboxes == []
 
 
@@ -205,7 +214,7 @@ def test_secret_reaches_only_the_processor_and_is_scrubbed(registry: Path, home:
     assert value.encode() not in b"".join(streamed)
     (create,) = emulator.called("Sandbox.create")
     assert not create.get("secrets") and not create.get("env"), "the Sandbox itself holds no secret"
-    processor = [c for c in emulator.called("Sandbox.exec") if c["args"][:1] == ("python3",)]
+    processor = processor_execs(emulator)
     assert [s.values for s in processor[0]["secrets"]] == [{"PROBE_SECRET": value}]
     assert value not in json.dumps({k: str(v) for k, v in processor[0].items() if k != "secrets"})
 

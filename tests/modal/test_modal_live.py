@@ -85,3 +85,26 @@ def test_failures_on_modal_map_as_documented(tmp_path: Path, home: Path, ref: st
         run(registry, home, ref, inputs)
     print(f"{ref} {inputs['mode']}: {info.value.code}: {info.value.message}")
     assert isinstance(info.value, expected)
+
+
+def test_the_open_questions_on_modal(tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prints Modal's answers to what its docs leave open; whichever they are, the run is handled:
+    the processor's environment is exactly the image's ENV, the contract and the secrets; an image
+    without Python runs or fails with an error naming Python; the build is recorded apart."""
+    from test_modal_open_questions import nopython, settle_event
+
+    from theoryx.errors import ImageBuildError, ModalSandboxError
+
+    registry = make_registry(tmp_path / "registry")
+    monkeypatch.setenv("PROBE_SECRET", "live-secret")
+    res = run(registry, home, "test/secret@1", {"mode": "environ"}, plan="live-q")
+    env = res.output("out.json").json()["env"]
+    print(f"the processor's environment on Modal: {sorted(env)}")
+    assert not any(name.startswith("MODAL_") for name in env) and env["HOME"] == "/tmp" and "PROBE_SECRET" in env
+    print(f"billing: {settle_event(home, 'live-q').get('billing')}")
+    try:
+        body = run(registry, home, nopython(registry), {}).output("out.json").json()
+        print(f"an image without Python runs on Modal: {body}")
+    except (ImageBuildError, ModalSandboxError) as exc:
+        print(f"an image without Python does not run on Modal: {exc.code}: {exc.message}")
+        assert "Python" in exc.message or "python" in exc.message

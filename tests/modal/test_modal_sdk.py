@@ -97,6 +97,28 @@ def test_the_sandbox_is_created_with_real_objects_and_arguments_that_bind(
     assert recorded["lookup"] == {"name": "theoryx-data-textstats", "create_if_missing": True}
 
 
+def test_the_image_is_built_in_the_app_before_the_sandbox_is_created(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recorded: dict[str, Any]) -> None:
+    """``Image.build(app=)`` is its own step (bound to the real signature); the Sandbox is then
+    created with the image it returned."""
+    spec, recipe = textstats(tmp_path, monkeypatch)
+    real = modal.Image.build
+    built: list[dict[str, Any]] = []
+
+    def build(self: modal.Image, *args: Any, **kwargs: Any) -> modal.Image:
+        built.append(bind(real, self, *args, **kwargs))
+        return self
+
+    monkeypatch.setattr(modal.Image, "build", build)
+    req = SandboxRequest(
+        app_name=modal_adapter.app_name(spec), image=recipe, command=sandbox.IDLE, cpu=1.0, memory_mib=256, gpu=None,
+        timeout_s=660, block_network=True, workdir="/", volumes={}, tags={})
+    image = boundary.build_image(req)
+    (call,) = built
+    assert call["self"] is image and isinstance(call["app"], modal.App) and call["app"].name == "theoryx-data-textstats"
+    assert boundary.create_sandbox(req, image) == "sandbox" and recorded["create"]["image"] is image
+
+
 def test_the_image_is_the_staged_dockerfile_with_the_lines_and_an_empty_entrypoint(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _, recipe = textstats(tmp_path, monkeypatch)
@@ -191,6 +213,8 @@ def test_listing_tagged_sandboxes_binds(monkeypatch: pytest.MonkeyPatch) -> None
     (modal.exception.ServiceError("unavailable"), ModalUnreachable, "unreachable"),
     (modal.exception.ConnectionError("reset"), ModalUnreachable, "unreachable"),
     (modal.exception.ImageBuildError("step 3 failed", "im-1"), ImageBuildError, "could not build"),
+    (modal.exception.ImageBuildError("Image build for im-1 failed.\nView the build logs:\n  modal image logs im-1",
+                                     "im-1"), ImageBuildError, "failed. View the build logs: modal image logs im-1"),
     (modal.exception.ResourceExhaustedError("quota"), ModalError, "quota"),
     (modal.exception.InvalidError("gpu"), ModalError, "refused the request"),
     (modal.exception.NotFoundError("app"), ModalError, "no such object"),

@@ -4,6 +4,7 @@ check, environment class, the blob volume's bookkeeping, the output tree, comput
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
 import tarfile
@@ -78,7 +79,7 @@ def test_staged_context_is_what_the_image_identity_hashes(tmp_path: Path) -> Non
     stage = tmp_path / "stage"
     recipe = modal.image_recipe(spec, stage, tmp_path / "vendor", force=True)
     assert recipe.context_dir == str(stage) and recipe.dockerfile == str(stage / "Dockerfile")
-    assert recipe.force_build and recipe.build_args == {} and recipe.extra_commands == ()
+    assert recipe.force_build and recipe.build_args == {} and recipe.extra_commands == (modal.record_env_command(spec),)
     staged = {str(p.relative_to(stage)) for p in stage.rglob("*")}
     assert staged == set(context_manifest(folder).files) | {"vendor", "vendor/" + modal.VENDOR_PLACEHOLDER}
     assert context_manifest(stage).files == context_manifest(folder).files
@@ -117,16 +118,70 @@ def test_a_local_only_base_image_is_refused(tmp_path: Path, monkeypatch: pytest.
     assert not (tmp_path / "stage").exists()
 
 
+MKDIRS = "RUN mkdir -p /artifacts /theoryx && chmod 1777 /artifacts /theoryx"
+
+
 @pytest.mark.parametrize(("dockerfile", "lines"), [
-    ("FROM a\nUSER 10001:10001\n", ("USER root", "RUN mkdir -p /artifacts /theoryx && chmod 1777 /artifacts /theoryx",
-                                      "USER 10001:10001")),
-    ("FROM a\nUSER app\nFROM b\n", ()),
-    ("FROM a\nUSER ${U}\n", ()),
-    ("FROM a\n", ()),
+    ("FROM a\nUSER 10001:10001\n", ("USER root", MKDIRS, "RECORD", "USER 10001:10001")),
+    ("FROM a\nUSER app\nFROM b\n", ("RECORD",)),
+    ("FROM a\nUSER ${U}\n", ("USER root", MKDIRS, "RECORD", "USER ${U}")),
+    ("FROM a\n", ("RECORD",)),
 ])
 def test_a_user_in_the_last_stage_gets_the_directories_made_as_root(tmp_path: Path, dockerfile: str,
                                                                     lines: tuple[str, ...]) -> None:
-    assert modal.extra_commands(make_spec(tmp_path, dockerfile)) == lines
+    """The environment is recorded as root when the last stage sets USER (restored as written,
+    a variable too: the same scope expands it), else as the image's user."""
+    spec = make_spec(tmp_path, dockerfile)
+    record = modal.record_env_command(spec)
+    assert modal.extra_commands(spec) == tuple(record if line == "RECORD" else line for line in lines)
+
+
+def test_a_registry_image_gets_its_environment_recorded_too(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, None, command=["run"])
+    recipe = modal.image_recipe(spec, tmp_path / "stage", tmp_path / "vendor", force=False)
+    assert recipe.extra_commands == (modal.record_env_command(spec),)
+
+
+def test_the_recorded_environment_leaves_out_what_a_build_step_adds(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build step sees the image's ENV plus the last stage's ARGs, theoryx's build args, proxy
+    args and what the builder's container and shell set; the last stage's own ENV always stays."""
+    monkeypatch.setenv("THEORYX_BASE_IMAGE", "python:3.11-slim")
+    spec = make_spec(tmp_path, 'ARG BASE_IMAGE=x\nARG EARLY=1\nFROM ${BASE_IMAGE}\nARG VERSION=2 EXTRA\n'
+                               'ENV HOME=/srv A="x y" \\\n    http_proxy=http://p\nENV LEGACY some value\nARG A\n')
+    noise = modal.build_noise(spec)
+    print(noise)
+    assert {"VERSION", "EXTRA", "BASE_IMAGE", "HOSTNAME", "PWD", "SHLVL", "_", "HTTP_PROXY"} <= set(noise)
+    assert not {"HOME", "A", "http_proxy", "LEGACY", "EARLY"} & set(noise), "declared by ENV, or not in the stage"
+    assert modal.env_names(spec, "ENV") == {"HOME", "A", "http_proxy", "LEGACY"}
+    assert modal.shell_noise(spec) == ("_", "SHLVL", "PWD", "OLDPWD")
+    assert modal.shell_noise(make_spec(tmp_path / "pwd", "FROM a\nENV PWD=/x\n")) == ("_", "SHLVL", "OLDPWD")
+    line = modal.record_env_command(spec)
+    argv = json.loads(line.removeprefix("RUN "))
+    assert argv[:2] == ["/bin/sh", "-c"], "exec form: whatever SHELL the Dockerfile sets"
+    assert argv[2].startswith("unset " + " ".join(noise) + ";") and f"export -p > {sandbox_mod.IMAGE_ENV}" in argv[2]
+
+
+def test_the_processor_exec_carries_names_not_secret_values(tmp_path: Path) -> None:
+    from theoryx.adapters.base import ExecRequest, Workspace
+
+    spec = make_spec(tmp_path, "FROM a\n", command=["python3", "run.py"], secrets=["API_KEY"], env={"MODE": "x y"})
+    request = ExecRequest(spec=spec, action={}, inputs={}, workspace=Workspace(tmp_path / "ws"),
+                          execution_id="01exec", write_prefix="/artifacts/outputs/", seed=3,
+                          secrets={"API_KEY": "s3cr3t-value"}, options={}, stream=None)
+    argv = sandbox_mod.processor_argv(plan(False), request)
+    print(argv[3:])
+    assert argv[:5] == ["/bin/sh", "-c", sandbox_mod.ENV_STAGE1, "theoryx-env", sandbox_mod.ENV_STAGE2]
+    assert argv[5:9] == ["1", "API_KEY", sandbox_mod.IMAGE_ENV, str(len(request.env()) + 1)]
+    assignments = argv[9:9 + len(request.env()) + 1]
+    assert assignments[0] == "HOME=/tmp" and "MODE=x y" in assignments and "THEORYX_SEED=3" in assignments
+    assert argv[9 + len(assignments):] == ["-u", "_", "-u", "SHLVL", "-u", "PWD", "-u", "OLDPWD", "--", "run"]
+    assert not any("s3cr3t" in a for a in argv), "a secret's value is never on a command line"
+
+
+def test_a_program_whose_name_has_an_equals_sign_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="contains '='"):
+        modal.command_and_cwd(make_spec(tmp_path, "FROM a\n", command=["/opt/a=b/run"]))
 
 
 def test_vendored_requirements_are_staged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -207,6 +262,13 @@ def test_modal_runs_are_keyed_apart_from_local_ones(tmp_path: Path) -> None:
                            write_prefix="/artifacts/outputs/", seed=0, salt="").memo_key
     print(keys)
     assert keys["local"] != keys["modal"]
+    # the runner that gives the processor exactly the image's ENV is revision 2: no result of the
+    # earlier runner (its processes saw Modal's variables) answers a run of this one
+    image, _ = image_identity(spec, "modal")
+    earlier = {k: v for k, v in env_identity("modal").items() if k != "revision"}
+    old_key = build(spec, image=image, env=earlier, inputs={"x": 1}, write_prefix="/artifacts/outputs/", seed=0,
+                    salt="").memo_key
+    assert env_identity("modal")["revision"] == "2" and old_key != keys["modal"]
 
 
 # -- the blob volume ---------------------------------------------------------------------------
@@ -425,6 +487,27 @@ def test_sandboxes_bill_at_their_own_cpu_and_memory_rates() -> None:
     print(f"1 core + 1 GiB per second: function {function}, sandbox {box}, with an H100 {gpu}")
     assert box == Decimal("0.00003942") + Decimal("0.00000672") and function is not None and box > function
     assert gpu == box + Decimal("0.001097") and rates.gpu("B200+:2") == (2, Decimal("0.001736"))
+
+
+def test_sandbox_rates_name_their_source_and_are_overridden_like_the_other_rates(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Sandbox rates come from third-party pages (the constant says which and when); like
+    every rate, rates.json in the home overrides them, then THEORYX_RATES."""
+    from theoryx.budget import pricing
+
+    source = pricing.MODAL_SANDBOX_RATES_SOURCE
+    assert "modal.com/pricing" in source and "2026-11-30" in source and "sandbox_cpu_core_second_usd" in source
+    assert all(str(rate) in source for rate in (pricing.MODAL_SANDBOX_CPU_CORE_SECOND,
+                                                pricing.MODAL_SANDBOX_MEMORY_GIB_SECOND))
+    monkeypatch.delenv(pricing.RATES_ENV, raising=False)
+    (tmp_path / pricing.RATES_FILE).write_text(json.dumps({"sandbox_cpu_core_second_usd": "0.00005",
+                                                           "sandbox_memory_gib_second_usd": "0.00001"}))
+    rates = pricing.load_rates(tmp_path)
+    assert rates.per_second(2.0, 2048, None, sandbox=True) == Decimal("0.00012")
+    monkeypatch.setenv(pricing.RATES_ENV, json.dumps({"sandbox_cpu_core_second_usd": "0.00004"}))
+    rates = pricing.load_rates(tmp_path)
+    assert (rates.sandbox_cpu_core_second, rates.sandbox_memory_gib_second) == (Decimal("0.00004"), Decimal("0.00001"))
+    assert rates.per_second(2.0, 2048, None) == pricing.Rates().per_second(2.0, 2048, None), "Functions untouched"
 
 
 # -- verdicts ----------------------------------------------------------------------------------

@@ -10,12 +10,14 @@ anything.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from theoryx.errors import UsageError
 
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from typing import Any
 
     from theoryx.adapters.base import Adapter, Workers
     from theoryx.spec.model import ProcessorSpec

@@ -21,6 +21,7 @@ Contract inside the container (world paths, never host paths):
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import signal
 import threading
@@ -384,3 +385,62 @@ def interrupts_deferred() -> Iterator[None]:
             signal.signal(sig, handler)
     if pending:
         raise KeyboardInterrupt
+
+
+class Cancellation:
+    """What stops a batch's executions when the batch is cancelled (Ctrl-C on ``theoryx map``).
+
+    An adapter that starts something stoppable (a container) registers a ``stop`` callback for it
+    under :data:`CANCELLATION`'s current value and unregisters it when it is over. :meth:`cancel`
+    calls every registered callback once, each on a thread of its own (it may be called from a signal
+    handler, and stopping a container takes up to its grace period); anything registered after
+    that is stopped at once. Callbacks must be safe to call when what they stop has already
+    ended, and never raise."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stops: dict[str, Callable[[], None]] = {}
+        self._cancelled = False
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def register(self, key: str, stop: Callable[[], None]) -> None:
+        with self._lock:
+            if not self._cancelled:
+                self._stops[key] = stop
+                return
+        stop()
+
+    def unregister(self, key: str) -> None:
+        with self._lock:
+            self._stops.pop(key, None)
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._cancelled:
+                return
+            self._cancelled = True
+            stops, self._stops = list(self._stops.values()), {}
+        for stop in stops:       # at once: each may wait out its container's grace period
+            threading.Thread(target=stop, name="theoryx-cancel", daemon=True).start()
+
+
+CANCELLATION: contextvars.ContextVar[Cancellation | None] = contextvars.ContextVar("theoryx_cancellation",
+                                                                                  default=None)
+"""The cancellation of the batch whose item this thread is executing (None outside batches):
+set by :class:`theoryx.pipeline.batch.Batch` around each miss it hands to its pool."""
+
+
+def billed(exc: BaseException, outcome: Outcome) -> None:
+    """Attach to ``exc`` (an adapter's failure after something billable ran, e.g. a Modal Sandbox
+    that existed for some seconds) the ``outcome`` a failed run is settled on: the pipeline
+    charges what it says (:func:`billed_outcome`) instead of nothing."""
+    exc.theoryx_outcome = outcome  # type: ignore[attr-defined]
+
+
+def billed_outcome(exc: BaseException) -> Outcome | None:
+    """The outcome :func:`billed` attached to ``exc``, if any."""
+    found = getattr(exc, "theoryx_outcome", None)
+    return found if isinstance(found, Outcome) else None

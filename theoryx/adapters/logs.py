@@ -195,7 +195,8 @@ class LogCapture:
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        self._ring_path.unlink(missing_ok=True)
+        if self._ring_fd is not None:  # the ring file exists only once the tail was written to
+            self._ring_path.unlink(missing_ok=True)
         self._closed = Captured(self._size, self._head, self._size - self._head - self._ring_len)
 
     # -- internals -----------------------------------------------------------------------------

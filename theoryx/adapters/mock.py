@@ -11,14 +11,25 @@ cannot be interrupted, so a ``mock.py`` that overran it is reported as timed out
 
 What ``ctx.stream`` writes and the traceback of a failing ``mock.py`` go through the run's log
 captures (:class:`~theoryx.adapters.base.Captures`): scrubbed, bounded by ``limits.log_bytes``.
+
+Running in-process, the mock needs less of the workspace than a container (:attr:`MockAdapter.in_process`):
+the executor creates only its root, ``outputs/`` and the attachments under ``inputs/``; the
+inputs come as a value and the result goes back with the :class:`MockOutcome`. A ``mock.py``
+that reaches for ``ctx.workspace`` gets the whole container layout (``inputs/``, ``result/``,
+``inputs.json``), laid out on that first use; a result file it writes there is read as a
+container's would be. Every run executes ``mock.py`` afresh as a new module (its compiled code is
+kept while the file is unchanged), so no state carries over from one run to the next.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import os
+import threading
 import time
 import traceback
+import types
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +44,6 @@ from theoryx.adapters.base import (
     Workspace,
     timeout_value,
 )
-from theoryx.errors import AdapterError
 
 MAX_COST_USD = 1_000_000
 """The largest simulated cost: far above any test's plan, far below what money arithmetic caps."""
@@ -46,23 +56,49 @@ OPTIONS = OptionSchema("mock", (
 
 
 @dataclass(frozen=True)
+class MockOutcome(Outcome):
+    """An :class:`Outcome` that carries the processor's result (``usage``, ``cost_usd``,
+    ``meta``): the bytes its result file would hold, read by the executor under the same rules.
+    None when the ``mock.py`` returned none: then the executor reads the workspace's result
+    file, which a ``mock.py`` may have written through ``ctx.workspace``."""
+
+    result: bytes | None = None
+
+
+def lay_out(ws: Workspace, inputs: Mapping[str, Any]) -> None:
+    """Complete ``ws`` to the layout a container sees: ``inputs/``, ``result/`` and the rewritten
+    inputs in ``inputs.json``. Idempotent."""
+    for d in (ws.inputs, ws.result_dir):
+        d.mkdir(exist_ok=True)
+    if not ws.inputs_json.exists():
+        ws.inputs_json.write_text(json.dumps(inputs, sort_keys=True))
+
+
+@dataclass(frozen=True)
 class MockContext:
     """What a ``mock.py`` sees besides its inputs and output directory."""
 
     seed: int
     execution_id: str
     ref: str
-    workspace: Workspace
     request: ExecRequest
     captures: Captures
+
+    @property
+    def workspace(self) -> Workspace:
+        """The run's workspace, completed to a container's layout on first use (see the module
+        docstring)."""
+        lay_out(self.request.workspace, self.request.inputs)
+        return self.request.workspace
 
     def stream(self, text: str | bytes) -> None:
         """Write ``text`` to the run's stdout (and live to the user with ``--stream``)."""
         self.captures.write("stdout", text if isinstance(text, bytes) else text.encode())
 
     def resolve(self, world_path: str) -> Path:
-        """Host path of an input world path ``/artifacts/inputs/<cid>/<file>``."""
-        return self.workspace.resolve(world_path)
+        """Host path of an input world path ``/artifacts/inputs/<cid>/<file>`` (the executor
+        materialised every attachment the action references)."""
+        return self.request.workspace.resolve(world_path)
 
 
 def _placeholders(req: ExecRequest) -> dict[str, Any]:
@@ -77,12 +113,27 @@ def _placeholders(req: ExecRequest) -> dict[str, Any]:
     return {}
 
 
+_compiled: dict[Path, tuple[tuple[int, int, int], types.CodeType]] = {}
+_compiled_lock = threading.Lock()
+
+
 def _load(path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(f"theoryx_mock_{abs(hash(path))}", path)
-    if spec is None or spec.loader is None:
-        raise AdapterError(f"cannot load mock processor {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """Execute ``mock.py`` at ``path`` as a new module (fresh globals every run). Its compiled
+    code is reused while the file keeps its inode, size and mtime. Errors (a missing file, a
+    syntax error) propagate: the caller reports them as the processor's failure."""
+    st = os.stat(path)
+    stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+    with _compiled_lock:
+        known = _compiled.get(path)
+    if known is None or known[0] != stamp:
+        code = compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+        with _compiled_lock:
+            _compiled[path] = (stamp, code)
+    else:
+        code = known[1]
+    module = types.ModuleType(f"theoryx_mock_{abs(hash(path))}")
+    module.__file__ = str(path)
+    exec(code, module.__dict__)
     return module
 
 
@@ -92,6 +143,8 @@ class MockAdapter:
     name = "mock"
     env_class = "mock"
     bills_compute = False
+    in_process = True
+    """The executor lays out only what an in-process run uses (see the module docstring)."""
 
     def execute(self, request: ExecRequest) -> Outcome:
         ws = request.workspace
@@ -104,8 +157,7 @@ class MockAdapter:
         try:
             try:
                 if mock_py.is_file():
-                    ctx = MockContext(request.seed, request.execution_id, str(request.spec.ref), ws, request,
-                                      captures)
+                    ctx = MockContext(request.seed, request.execution_id, str(request.spec.ref), request, captures)
                     result = _load(mock_py).run(dict(request.inputs), ws.outputs, ctx) or {}
                 else:
                     result = _placeholders(request)
@@ -118,12 +170,11 @@ class MockAdapter:
             dropped = captures.close()
         if "cost_usd" in opts:
             result["cost_usd"] = float(opts["cost_usd"])
-        if result:
-            ws.result.write_text(json.dumps(result, sort_keys=True))
         elapsed = time.monotonic() - t0
         timed_out = "timeout" in opts and elapsed > timeout_value(request.spec, opts)
-        return Outcome(exit_code, timed_out, duration_ms=int(elapsed * 1000), log_dropped=dropped,
-                       meta={"timeout_s": opts["timeout"]} if "timeout" in opts else {})
+        return MockOutcome(exit_code, timed_out, duration_ms=int(elapsed * 1000), log_dropped=dropped,
+                           meta={"timeout_s": opts["timeout"]} if "timeout" in opts else {},
+                           result=json.dumps(result, sort_keys=True).encode() if result else None)
 
 
 def create(**_: Any) -> MockAdapter:

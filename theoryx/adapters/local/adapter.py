@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from theoryx.adapters.base import (
+    CANCELLATION,
     CONTAINER_INPUTS_DIR,
     CONTAINER_INPUTS_JSON,
     CONTAINER_RESULT_DIR,
@@ -69,7 +70,7 @@ from theoryx.adapters.local import docker_client, images
 from theoryx.adapters.local.docker_client import mapped, translate
 from theoryx.adapters.logs import Scrubber as Scrubber  # re-exported: tests reach it here
 from theoryx.core import notices
-from theoryx.errors import AdapterError, TheoryxError
+from theoryx.errors import AdapterError, ExecutionCancelled, TheoryxError
 from theoryx.spec.model import ProcessorSpec
 from theoryx.store.handle import Stores
 from theoryx.store.home import Home, default_home
@@ -86,6 +87,8 @@ OPTIONS = OptionSchema("local", (
            sandbox="runtime.network", closed=("none",)),
 ))
 _KILL_GRACE_S = 30.0
+_STOP_GRACE_S = 10
+"""Seconds a container of a cancelled batch gets between SIGTERM and SIGKILL (``docker stop``)."""
 _LOG_DRAIN_S = 10.0
 
 
@@ -403,6 +406,14 @@ def _wait(client: Any, container_id: str, timeout: float) -> bool:
     return True
 
 
+def _stop(client: Any, container_id: str) -> None:
+    """Stop a running container cleanly (SIGTERM, SIGKILL after :data:`_STOP_GRACE_S`), for a
+    cancelled batch; a container already gone or stopped is fine, and nothing is raised (the
+    thread running it reports the outcome)."""
+    with contextlib.suppress(Exception):
+        client.api.stop(container_id, timeout=_STOP_GRACE_S)
+
+
 def remove(client: Any, container_id: str) -> None:
     """Remove the container (killing it if it runs); a container already gone is fine."""
     with interrupts_deferred(), mapped("removing the container"):
@@ -448,14 +459,31 @@ class LocalAdapter:
         info = self.image(request.spec) if request.image is None else images.ImageInfo(request.image, "")
         prepare_dirs(request)
         config = container_config(self.client, request, info.name, opts)
+        cancellation = CANCELLATION.get()           # set when this run is an item of a batch
+        if cancellation is not None and cancellation.cancelled:
+            raise ExecutionCancelled(f"the batch was cancelled before {request.spec.ref} started")
         with _terminate_interrupts():
             container_id = self._create(config)
+            stopped = threading.Event()
+
+            def stop() -> None:
+                stopped.set()
+                _stop(self.client, container_id)
+
+            if cancellation is not None:
+                cancellation.register(container_id, stop)
             try:
                 outcome = self._run(container_id, request, opts)
+                if stopped.is_set():
+                    raise ExecutionCancelled(f"the batch was cancelled: the container of {request.spec.ref} "
+                                             f"was stopped after {outcome.duration_ms} ms")
             except BaseException:
                 with contextlib.suppress(TheoryxError):   # the first error is the one to report
                     remove(self.client, container_id)
                 raise
+            finally:
+                if cancellation is not None:
+                    cancellation.unregister(container_id)
             remove(self.client, container_id)
         reclaim_dirs(request)
         meta = {**outcome.meta, "image": info.name, "image_id": info.id, "image_built": info.built,

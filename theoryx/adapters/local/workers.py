@@ -44,11 +44,10 @@ import json
 import os
 import queue
 import secrets
-import shutil
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +59,7 @@ from theoryx.core.ids import new_execution_id
 from theoryx.errors import AdapterError, TheoryxError
 from theoryx.store.home import Home
 from theoryx.store.leases import Lease
+from theoryx.store.leftovers import remove_tree
 
 if TYPE_CHECKING:
     from theoryx.adapters.local.adapter import LocalAdapter, Options
@@ -194,7 +194,7 @@ class Worker:
             self._capture = None        # the request thread that set it closes it
             if self._serving:
                 return
-        _remove_tree(self.root)
+        remove_tree(self.root)
 
     # -- the reader thread -------------------------------------------------------------------
 
@@ -299,11 +299,11 @@ class Worker:
                 self._serving = False
             dropped = captures.close() if captures is not None else {}
             if self.dead:
-                _remove_tree(self.root)
+                remove_tree(self.root)
             else:
                 self._unlink_inputs()
-                _remove_tree(here)
-                _remove_tree(self.done / token)
+                remove_tree(here)
+                remove_tree(self.done / token)
         return served, dropped, duration_ms
 
     def _await(self, seq: int, timeout: float) -> Served:
@@ -380,7 +380,7 @@ class Worker:
 
     def _unlink_inputs(self) -> None:
         for entry in list(self.inputs.iterdir()) if self.inputs.is_dir() else ():
-            _remove_tree(entry)
+            remove_tree(entry)
 
     def _claim(self, here: Path, token: str, ws: Any) -> None:
         """Move the answered (and sealed) request's directory out of the container's view and make
@@ -399,7 +399,7 @@ class Worker:
                     os.rmdir(target)                    # empty: made by the miss for a one-shot run
                     os.rename(source, target)
                     if not stat.S_ISDIR(os.lstat(target).st_mode):   # swapped in the meantime
-                        _remove_tree(target)
+                        remove_tree(target)
                         target.mkdir()
 
 
@@ -486,7 +486,7 @@ class WorkerPool:
             t.join()
         with self._cond:
             self._cond.wait_for(lambda: self._busy == 0, timeout=CLOSE_WAIT_S)
-        _remove_tree(self.root)
+        remove_tree(self.root)
         if self._lease is not None:
             self._lease.release()
 
@@ -640,24 +640,3 @@ def _seal(top: Path) -> None:
                 os.chown(entry.path, 0, 0, follow_symlinks=False)
 
 
-def _remove_tree(path: Path) -> None:
-    """Remove ``path`` (a tree, a file or a link; never followed), read-only parts included."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISDIR(st.st_mode):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        return
-
-    def onerror(func: Callable[..., Any], p: str, _exc: Any) -> None:
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(p), 0o700)
-            if os.path.isdir(p) and not os.path.islink(p):
-                os.chmod(p, 0o700)
-        with contextlib.suppress(FileNotFoundError):
-            func(p)
-
-    with contextlib.suppress(FileNotFoundError):
-        shutil.rmtree(path, onerror=onerror)

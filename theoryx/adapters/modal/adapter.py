@@ -13,10 +13,12 @@ why ``modal`` results are keyed apart (environment class ``modal``, see below).
   none), with :func:`theoryx.spec.context.build_args`. Refused before anything is sent: a context
   holding symbolic links (Modal's builder follows them, so the image would not be the one hashed),
   ``ADD`` of local files (Modal does not upload ``ADD`` sources), a ``BASE_IMAGE`` that only
-  exists locally (``theoryx/...``). When the last stage sets ``USER``, three lines are appended:
-  ``USER root``, ``RUN mkdir -p /artifacts /theoryx && chmod 1777 ...``, ``USER <it>``, so that the
-  Sandbox can be prepared whether Modal honours ``USER`` or not (its docs do not say). The image's
-  entrypoint is emptied. A pinned ``image.ref`` is pulled by Modal. ``--build`` forces a rebuild.
+  exists locally (``theoryx/...``). A last build step records the image's own environment
+  (:func:`record_env_command`), which the processor's exec restores into an otherwise empty one.
+  When the last stage sets ``USER``, that step runs as root between ``USER root``, ``RUN mkdir -p
+  /artifacts /theoryx && chmod 1777 ...`` and ``USER <it>``, so that the Sandbox can be prepared
+  whether Modal honours ``USER`` or not (its docs do not say). The image's entrypoint is emptied. A
+  pinned ``image.ref`` is pulled by Modal (with the recording step). ``--build`` forces a rebuild.
 - **command**: the spec's ``command`` (after the Dockerfile's exec-form ``ENTRYPOINT``, as Docker
   would), else the Dockerfile's ``CMD``; in the Dockerfile's ``WORKDIR``.
 - **inputs**: the attachments and ``inputs.json`` are blobs on the Volume (uploaded when missing,
@@ -32,15 +34,18 @@ why ``modal`` results are keyed apart (environment class ``modal``, see below).
   modal adapter of this host is created (once per process).
 - **billing**: ``bills_compute``; ``compute_rates = "sandbox"`` (Modal's Sandbox CPU and memory
   rates, :mod:`theoryx.budget.pricing`); the Outcome's ``meta`` says ``compute_seconds`` (the
-  Sandbox's measured lifetime), ``cpu``, ``memory_mib`` and ``gpu``. A plan reserves the worst
-  case: (timeout + :attr:`ModalAdapter.billing_margin_s`) x rates.
+  Sandbox's measured lifetime), ``cpu``, ``memory_mib``, ``gpu``, ``image_build_s`` and ``billing``
+  (the basis, :data:`~theoryx.adapters.modal.sandbox.BILLING`, with the milliseconds measured; the
+  plan's ``settle`` event records it): the image build is measured apart and not charged. A plan
+  reserves the worst case: (timeout + :attr:`ModalAdapter.billing_margin_s`) x rates.
 
 **Environment class ``modal``**: a Modal run is not the run ``local`` makes. Inside the Sandbox
 the root filesystem is writable, there is no tmpfs size, pids limit, dropped capabilities or
 no-new-privileges, the user may be root (Modal's docs do not say whether ``USER`` is honoured), the
 inputs are links into a read-only Volume (the directories holding them lose their write bits,
-which root ignores) and Modal may add its own environment variables. So ``modal`` results never
-answer ``local`` runs nor the reverse (:data:`theoryx.adapters._ENV_CLASS`).
+which root ignores), and the processor's environment lacks what Docker adds (``HOSTNAME``) while
+keeping nothing Modal adds. So ``modal`` results never answer ``local`` runs nor the reverse
+(:data:`theoryx.adapters._ENV_CLASS`).
 
 Credentials are checked before ``modal`` is even imported (:class:`ModalCredentialsMissing`, within
 milliseconds). Adapter options (:data:`OPTIONS`; ``--adapter-opts-json``, never in the memo key):
@@ -56,6 +61,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import threading
@@ -70,6 +76,7 @@ from theoryx.adapters.base import (
     OptionSchema,
     Outcome,
     Workspace,
+    billed,
     timeout_value,
 )
 from theoryx.adapters.modal import blobs, boundary, sandbox
@@ -87,6 +94,16 @@ VENDOR_PLACEHOLDER = ".theoryx-vendor"
 LOCAL_ONLY_BASES: tuple[str, ...] = ("theoryx/",)
 """``BASE_IMAGE`` prefixes of images that exist only on this host (scripts/base-image.sh), which
 Modal's builder cannot pull. Tests running the emulator on local Docker empty it."""
+
+BUILD_NOISE: tuple[str, ...] = ("HOSTNAME", "HOME", "PWD", "OLDPWD", "SHLVL", "_")
+"""Variables a Docker-style build container or its shell sets in a build step, which are not the
+image's ``ENV`` (``HOME`` is set by the contract anyway)."""
+PROXY_ARGS: tuple[str, ...] = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
+                               "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
+"""Docker's predefined build arguments, which a builder may pass without an ``ARG``."""
+SHELL_NOISE: tuple[str, ...] = ("_", "SHLVL", "PWD", "OLDPWD")
+"""Variables ``/bin/sh`` (dash, bash, busybox ash) adds to the environment of what it runs."""
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 TAG_MANAGED = "theoryx.managed"
 TAG_OWNER = "theoryx.owner"
@@ -252,22 +269,73 @@ def stage_context(spec: ProcessorSpec, dest: Path, vendor_root: Path) -> None:
         shutil.copytree(vendor, dest / images.VENDOR_DIR, symlinks=True, copy_function=_link_or_copy)
 
 
-def extra_commands(spec: ProcessorSpec) -> tuple[str, ...]:
-    """Dockerfile lines appended to the image: when its last stage sets ``USER`` (a literal),
-    ``/artifacts`` and ``/theoryx`` are made as root and the user restored, so the Sandbox can be
-    prepared whether Modal runs as that user or as root."""
+def _last_stage(spec: ProcessorSpec) -> list[tuple[str, str]]:
+    """The instructions of the Dockerfile's last stage (after its last ``FROM``); none for a
+    pinned registry image."""
     dockerfile = spec.dockerfile_path
     if dockerfile is None:
-        return ()
-    user = None
+        return []
+    stage: list[tuple[str, str]] = []
     for keyword, arg in _instructions(dockerfile.read_text()):
-        if keyword == "FROM":
-            user = None
-        elif keyword == "USER":
-            user = arg
-    if user is None or "$" in user:
-        return ()
-    return ("USER root", "RUN mkdir -p /artifacts /theoryx && chmod 1777 /artifacts /theoryx", f"USER {user}")
+        stage = [] if keyword == "FROM" else [*stage, (keyword, arg)]
+    return stage
+
+
+def _declared(keyword: str, arg: str) -> list[str]:
+    """The variable names an ``ENV`` or ``ARG`` instruction declares (``ENV A=1 B="x y"``, the
+    legacy ``ENV A value``, ``ARG A B=1``)."""
+    try:
+        words = shlex.split(arg)
+    except ValueError:
+        words = arg.split()
+    if keyword == "ENV" and words and "=" not in words[0]:
+        words = words[:1]
+    return [w.split("=", 1)[0] for w in words if _IDENTIFIER.fullmatch(w.split("=", 1)[0])]
+
+
+def env_names(spec: ProcessorSpec, keyword: str) -> set[str]:
+    """The names the last stage declares with ``keyword`` (``ENV`` or ``ARG``)."""
+    return {n for k, arg in _last_stage(spec) if k == keyword for n in _declared(k, arg)}
+
+
+def build_noise(spec: ProcessorSpec) -> tuple[str, ...]:
+    """What a build step's environment holds besides the image's ``ENV``, to leave out of the
+    recorded environment: :data:`BUILD_NOISE`, the predefined proxy arguments, the last stage's
+    ``ARG`` names and theoryx's build arguments; except the names the last stage sets with ``ENV``."""
+    declared = env_names(spec, "ENV")
+    names = {*BUILD_NOISE, *PROXY_ARGS, *env_names(spec, "ARG"), *build_args(spec)}
+    return tuple(sorted(n for n in names if n not in declared and _IDENTIFIER.fullmatch(n)))
+
+
+def shell_noise(spec: ProcessorSpec) -> tuple[str, ...]:
+    """The variables a shell adds to what it runs (:data:`SHELL_NOISE`) that the processor's
+    environment loses: all but those the last stage sets with ``ENV``."""
+    declared = env_names(spec, "ENV")
+    return tuple(n for n in SHELL_NOISE if n not in declared)
+
+
+def record_env_command(spec: ProcessorSpec) -> str:
+    """The build step that records the image's own environment in
+    :data:`~theoryx.adapters.modal.sandbox.IMAGE_ENV`: ``export -p`` of the image's ``/bin/sh``
+    (exec form, whatever the Dockerfile's ``SHELL``), less :func:`build_noise`. A build user
+    that cannot write it leaves no record, which the Sandbox's setup reports."""
+    target = sandbox.IMAGE_ENV
+    script = (f"unset {' '.join(build_noise(spec))}; umask 022; "
+              f"{{ mkdir -p {os.path.dirname(target)} && export -p > {target}; }} 2>/dev/null || true")
+    return "RUN " + json.dumps(["/bin/sh", "-c", script])
+
+
+def extra_commands(spec: ProcessorSpec) -> tuple[str, ...]:
+    """Dockerfile lines appended to the image: the step that records its environment
+    (:func:`record_env_command`), run as root when the last stage sets ``USER``, which also makes
+    ``/artifacts`` and ``/theoryx`` (so the Sandbox can be prepared whether Modal runs as that user
+    or as root), then restores that ``USER`` as written."""
+    record = record_env_command(spec)
+    users = [arg for keyword, arg in _last_stage(spec) if keyword == "USER"]
+    if not users:
+        return (record,)
+    return ("USER root", "RUN mkdir -p /artifacts /theoryx && chmod 1777 /artifacts /theoryx", record,
+            f"USER {users[-1]}")
 
 
 def _check_add(spec: ProcessorSpec) -> None:
@@ -284,7 +352,7 @@ def image_recipe(spec: ProcessorSpec, staging: Path, vendor_root: Path, force: b
     """How Modal gets ``spec``'s image; :class:`ImageNotFound` for a local-only base image,
     :class:`ModalError` for a context Modal would build differently (see the module docstring)."""
     if spec.image.ref is not None:
-        return ImageRecipe(registry_ref=spec.image.ref, force_build=force)
+        return ImageRecipe(registry_ref=spec.image.ref, force_build=force, extra_commands=extra_commands(spec))
     args = build_args(spec)
     base = args.get("BASE_IMAGE", "")
     if LOCAL_ONLY_BASES and base.startswith(LOCAL_ONLY_BASES):
@@ -331,6 +399,9 @@ def command_and_cwd(spec: ProcessorSpec) -> tuple[list[str], str]:
     if not command:
         raise UsageError(f"processor {spec.ref} has no command: set `command` in its spec "
                          "(the modal adapter cannot read a prebuilt image's CMD)")
+    if "=" in command[0]:      # the processor is exec'd through `env`, which reads it as a variable
+        raise UsageError(f"processor {spec.ref}: the modal adapter cannot run a program whose name contains "
+                         f"'=' ({command[0]!r}); name it by a path without '='")
     return command, cwd
 
 
@@ -428,17 +499,33 @@ class ModalAdapter:
                 tags={TAG_MANAGED: "1", TAG_OWNER: owner_tag(), TAG_EXECUTION: tag_value(request.execution_id),
                       TAG_REF: tag_value(str(spec.ref))}),
             command=tuple(command), cwd=cwd, timeout=opts.timeout, inputs_blob=inputs_blob,
-            attachments=placed, gpu=gpu is not None)
+            attachments=placed, gpu=gpu is not None, env_drop=shell_noise(spec))
         notices.progress(f"theoryx: running {spec.ref} in a Modal Sandbox (app {plan.sandbox.app_name}; "
                          "the first run of an image builds it there)")
         secrets = [boundary.secret(request.secrets)] if request.secrets else []
-        ran = sandbox.run(plan, request, secrets)
-        meta = {
-            "compute_seconds": round(ran.lifetime_s, 3), "cpu": rt.cpu, "memory_mib": rt.memory, "gpu": gpu,
-            "app": plan.sandbox.app_name, "timeout_s": _seconds(opts.timeout), "sandbox_timeout_s": lifetime,
-            "volume": volume, "uploaded_blobs": ensured.uploaded, "uploaded_bytes": ensured.uploaded_bytes,
-        }
-        return Outcome(ran.exit_code, ran.timed_out, ran.oom_killed, ran.duration_ms, meta, ran.log_dropped)
+
+        def meta(lifetime_s: float, image_build_s: float) -> dict[str, Any]:
+            lifetime_ms = round(lifetime_s * 1000)
+            return {
+                "compute_seconds": lifetime_ms / 1000, "cpu": rt.cpu, "memory_mib": rt.memory, "gpu": gpu,
+                "app": plan.sandbox.app_name, "timeout_s": _seconds(opts.timeout), "sandbox_timeout_s": lifetime,
+                "volume": volume, "uploaded_blobs": ensured.uploaded, "uploaded_bytes": ensured.uploaded_bytes,
+                "image_build_s": round(image_build_s, 3),
+                # the basis of the charge, for the plan's settle event: compute = the Sandbox's measured
+                # lifetime; the image build is not charged (measured apart, never inside the lifetime)
+                "billing": {**sandbox.BILLING, "compute_ms": lifetime_ms,
+                            "image_build_ms": round(image_build_s * 1000)},
+            }
+
+        try:
+            ran = sandbox.run(plan, request, secrets)
+        except BaseException as exc:
+            lived = getattr(exc, "sandbox_lifetime_s", None)
+            if lived is not None:      # a Sandbox existed: Modal bills it, so the failed run is charged
+                billed(exc, Outcome(-1, False, False, round(lived * 1000), meta(lived, exc.image_build_s)))  # type: ignore[attr-defined]
+            raise
+        return Outcome(ran.exit_code, ran.timed_out, ran.oom_killed, ran.duration_ms,
+                       meta(ran.lifetime_s, ran.image_build_s), ran.log_dropped)
 
 
 def _seconds(value: float) -> int | float:

@@ -18,7 +18,9 @@ What is called (``modal`` >= 1.5, the floor in pyproject.toml: ``tags=`` on
 - ``App.lookup(name, create_if_missing=True)``: the app a Sandbox belongs to (one per processor,
   the spec's ``adapter.modal.stub_name``);
 - ``Image.from_dockerfile(...)`` / ``Image.from_registry(...)``, ``.dockerfile_commands(...)``,
-  ``.entrypoint([])``: the processor's image with an empty entrypoint;
+  ``.entrypoint([])``: the processor's image with an empty entrypoint; ``.build(app=)``: built
+  before the Sandbox is created (its own step: its time is measured apart, and a failed build
+  creates no Sandbox);
 - ``Volume.from_name(name, create_if_missing=True)``, ``.listdir(path)``,
   ``.batch_upload(force=True)``, ``.read_only()``: the content-addressed blob volume;
 - ``Secret.from_dict(...)``: the secret values, for the processor's process only;
@@ -173,7 +175,9 @@ def translate(exc: BaseException, what: str) -> TheoryxError:
         return ModalAuthError(f"Modal rejected the credentials while {what}: {text} "
                               "(run `modal token new`, or check MODAL_TOKEN_ID/MODAL_TOKEN_SECRET)")
     if isinstance(exc, mx.ImageBuildError):
-        return ImageBuildError(f"Modal could not build the image while {what}: {text}")
+        # all its lines: the SDK's message says how to see the build's log (`modal image logs <id>`)
+        whole = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())[:1000] or text
+        return ImageBuildError(f"Modal could not build the image while {what}: {whole}")
     # ServiceError is gRPC's "unavailable" / "deadline exceeded": the service, not the request
     if isinstance(exc, mx.ConnectionError | mx.ClientClosed | mx.ServiceError | mx.TimeoutError
                   | ConnectionError | TimeoutError):
@@ -272,9 +276,19 @@ def secret(values: Mapping[str, str]) -> modal.Secret:
         return modal.Secret.from_dict(env)
 
 
-def create_sandbox(req: SandboxRequest) -> modal.Sandbox:
-    """Create (and so schedule) the Sandbox of ``req``; the image is built first when Modal
-    has not built it yet."""
+def build_image(req: SandboxRequest) -> modal.Image:
+    """The image of ``req``, built by Modal in ``req``'s app now (``Image.build``; Modal returns
+    its cached image when it has one), so that no build happens inside ``Sandbox.create``."""
+    img = image(req.image)
+    owner = app(req.app_name)
+    with mapped(f"building it in the Modal app {req.app_name}"):
+        return img.build(app=owner)
+
+
+def create_sandbox(req: SandboxRequest, img: modal.Image | None = None) -> modal.Sandbox:
+    """Create (and so schedule) the Sandbox of ``req`` with the image ``img`` (from
+    :func:`build_image`; when None, ``req``'s image, which Modal then builds first if it has not
+    yet)."""
     _import_modal()
     import modal
 
@@ -283,7 +297,8 @@ def create_sandbox(req: SandboxRequest) -> modal.Sandbox:
         vol = volume(name)
         with mapped(f"mounting the Modal volume {name}"):
             mounts[path] = vol.read_only() if read_only else vol
-    img = image(req.image)
+    if img is None:
+        img = image(req.image)
     owner = app(req.app_name)
     with mapped(f"creating a Modal Sandbox in app {req.app_name}"):
         return modal.Sandbox.create(
@@ -370,6 +385,6 @@ def tagged(tags: Mapping[str, str]) -> list[tuple[modal.Sandbox, dict[str, str]]
 
 
 __all__ = ["CREDENTIALS_HINT", "NOT_INSTALLED_HINT", "ImageRecipe", "SandboxRequest", "app", "blob_size",
-           "chunks", "create_sandbox", "exec_bytes", "forget", "image", "mapped", "poll",
+           "build_image", "chunks", "create_sandbox", "exec_bytes", "forget", "image", "mapped", "poll",
            "require_credentials", "require_modal", "secret", "tagged", "terminate", "token_configured",
            "translate", "upload", "volume", "wait"]

@@ -9,10 +9,14 @@ The Sandbox's main process is an idle loop (:data:`IDLE`); everything else runs 
    blob is there; drop the write bits of ``/artifacts/inputs``; print the container's OOM-kill
    count;
 2. **the processor**: the spec's command (as Docker would run the image), in the Dockerfile's
-   ``WORKDIR``, with the contract environment (``request.env()``, ``HOME=/tmp`` unless the spec
-   sets it) and the secrets through a ``modal.Secret`` given to this exec only. stdout and stderr
-   are read as they come into the run's log captures (scrubbed, bounded, forwarded live under
-   ``--stream``). A watchdog terminates the whole Sandbox at ``timeout``;
+   ``WORKDIR``, in an environment theoryx sets completely (:func:`processor_argv`): exactly the
+   image's own ``ENV`` (recorded when the image was built, :data:`IMAGE_ENV`), then ``HOME=/tmp``
+   and the contract variables (``request.env()``), then the secrets, which reach this exec only,
+   through a ``modal.Secret``, and are carried over by name. Whatever Modal adds to a Sandbox's
+   processes (``MODAL_*``, thread counts, a ``/pkg`` path; its docs do not list them) never
+   reaches the processor, and neither does a value Modal changes. stdout and stderr are read as
+   they come into the run's log captures (scrubbed, bounded, forwarded live under ``--stream``).
+   A watchdog terminates the whole Sandbox at ``timeout``;
 3. **the verdict** (see below), then ``/theoryx/result/result.json`` (a regular file, its first
    MiB) and, after a success, the write prefix as a tar stream (:mod:`.outputs`);
 4. **terminate** the Sandbox, whatever happened (also on Ctrl-C).
@@ -35,9 +39,19 @@ Verdict, from what Modal documents and what it does not:
   says both: theoryx never re-runs it (an LLM call must not be paid twice);
 - anything else: the exit code; non-zero is ``ERR_PROCESSOR_FAILED``.
 
-Billed compute is the Sandbox's measured lifetime: from ``Sandbox.create`` returning (the image
-is built by then; whether Modal bills image builds its docs do not say, and they are not
-counted) to ``terminate`` returning, capped at the Sandbox's timeout, after which Modal ends it.
+Before the Sandbox exists, its image is built (``Image.build``, a no-op when Modal has it cached)
+so that a build never overlaps the Sandbox's life and its duration is measured on its own. A
+failed build is :class:`ImageBuildError` before any Sandbox is created; its message says that
+Modal's image builders up to 2024.10 need ``python`` and ``pip`` in the image (:data:`PYTHON_HINT`).
+A Sandbox that ends before theoryx could prepare it is :class:`ModalSandboxError` saying Modal may
+need Python in the image (its docs do not say whether a Sandbox does); theoryx itself needs only
+``/bin/sh``, ``env``, ``mkdir``, ``ln``, ``head`` and ``tar``, so an image without Python works
+wherever Modal does not require it.
+
+Billed compute is the Sandbox's measured lifetime: from the call to ``Sandbox.create`` (the image
+already built) to ``terminate`` returning, capped at the Sandbox's timeout, after which Modal ends
+it. Whether Modal bills image builds, its docs do not say: builds are not charged, and
+:attr:`Ran.image_build_s` says how long the build step took (:data:`BILLING` names the basis).
 """
 
 from __future__ import annotations
@@ -50,9 +64,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from theoryx.adapters.base import CONTAINER_RESULT, Captures, ExecRequest, interrupts_deferred
+from theoryx.adapters.base import CANCELLATION, CONTAINER_RESULT, Captures, ExecRequest, interrupts_deferred
 from theoryx.adapters.modal import boundary, outputs
-from theoryx.errors import ModalError, ModalSandboxError, TheoryxError
+from theoryx.errors import ExecutionCancelled, ImageBuildError, ModalError, ModalSandboxError, TheoryxError
 
 if TYPE_CHECKING:
     import modal
@@ -66,6 +80,23 @@ SMALL_LIMIT = 1 << 20         # what theoryx reads of a helper exec's stdout/std
 RESULT_LIMIT = 1 << 20        # THEORYX_RESULT: its first MiB (+1 byte, so a longer one is invalid JSON)
 DRAIN_S = 10.0
 OOM_UNKNOWN = -1
+IMAGE_ENV = "/.theoryx/image-env.sh"
+"""The image's own environment, recorded when Modal built the image: ``export -p`` of the image's
+``/bin/sh`` in a last build step (:func:`theoryx.adapters.modal.adapter.record_env_command`), which
+the processor's exec sources into an otherwise empty environment (:func:`processor_argv`)."""
+BILLING = {"compute": "sandbox-lifetime", "image_build": "not-charged"}
+"""The basis of what a run on Modal is charged (:func:`theoryx.adapters.modal.adapter` puts it, with
+the measured milliseconds, in the Outcome's ``meta["billing"]``, which the plan's ``settle`` event
+records): compute is the Sandbox's measured lifetime at the Sandbox rates; an image build is not
+charged (Modal's docs do not say whether builds are billed, nor at what rate)."""
+PYTHON_HINT = (
+    "Modal's image builders up to version 2024.10 install Modal's client with `python -m pip` on top of "
+    "the image, so an image without `python` and pip on PATH fails there (theoryx itself needs no Python "
+    "in the image): select image builder 2025.06 or later in the Modal workspace's settings, or add Python "
+    "to the image")
+"""Appended to a failed build's message: the one documented way an image without Python fails on
+Modal (``modal._image._Image._registry_setup_commands`` in the SDK; its docs say Functions need
+``python``, and say nothing of Sandboxes)."""
 
 # How many times the container's memory cgroup OOM-killed a process (cgroup v2, else v1); nothing
 # when neither file is readable (the answer is then "unknown").
@@ -78,12 +109,15 @@ for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; 
 done
 exit 0
 """
-# POSIX sh; $1 the write prefix, $2 the inputs.json blob, then (cid, name, blob) triples.
+# POSIX sh; $1 the write prefix, $2 the inputs.json blob, then (cid, name, blob) triples. Exit 4:
+# the image's environment was not recorded at build; 5: no `env` command in the image.
 SETUP = r"""
 set -eu
 prefix=$1 inputs=$2
 shift 2
 umask 022
+[ -r """ + IMAGE_ENV + r""" ] || { echo "theoryx: """ + IMAGE_ENV + r""" is missing" >&2; exit 4; }
+command -v env >/dev/null 2>&1 || { echo "theoryx: the image has no env command" >&2; exit 5; }
 mkdir -p /artifacts/inputs /theoryx/result "$prefix"
 [ -f "$inputs" ] || { echo "theoryx: blob $inputs is not on the mounted volume" >&2; exit 3; }
 ln -sf "$inputs" /theoryx/inputs.json
@@ -101,6 +135,57 @@ f=$1
 if [ -f "$f" ] && [ ! -L "$f" ]; then exec head -c "$2" "$f"; fi
 exit 0
 """
+# The processor's exec, in two POSIX sh stages that never put a secret's value on a command line.
+# Stage 1 runs with whatever environment Modal gives the exec (the secrets included): $1 stage 2's
+# script, $2 the number of secret names, the names; it quotes the values of those that are set
+# into `export NAME='value'` lines and hands them on stdin (a here-document: a pipe, or with bash a
+# file in the Sandbox's /tmp when they exceed a pipe's buffer) to stage 2, started by `env -i`
+# with an empty environment. Stage 2: $1 the recorded image environment, $2 the number of
+# NAME=VALUE assignments (HOME and the contract variables), the assignments, then `env`'s
+# arguments: `-u NAME` for what a shell adds by itself (PWD, SHLVL, _), `--` and the command. It
+# sources the image's environment, exports the assignments, then the secrets (so the secrets win,
+# then the contract, then the image, as under `local`), and execs the command through `env` with
+# stdin at end of file (a `local` container has no stdin either).
+ENV_STAGE1 = r"""
+s2=$1 n=$2
+shift 2
+sq="'"
+q() {
+  r= v=$1
+  while :; do
+    case $v in
+      *"$sq"*) r="$r${v%%"$sq"*}'\\''"; v=${v#*"$sq"} ;;
+      *) printf "'%s%s'" "$r" "$v"; return ;;
+    esac
+  done
+}
+snap=
+while [ "$n" -gt 0 ]; do
+  eval "isset=\${$1+x}"
+  if [ "$isset" = x ]; then
+    eval "v=\${$1}"
+    snap="${snap}export $1=$(q "$v")
+"
+  fi
+  shift
+  n=$((n - 1))
+done
+exec env -i /bin/sh -c "$s2" theoryx-env "$@" <<THEORYX_SECRETS
+$snap
+THEORYX_SECRETS
+"""
+ENV_STAGE2 = r"""
+s=
+while IFS= read -r l || [ -n "$l" ]; do s="$s$l
+"; done
+unset PWD
+. "$1"
+n=$2
+shift 2
+while [ "$n" -gt 0 ]; do export "$1"; shift; n=$((n - 1)); done
+eval "$s"
+exec env "$@" </dev/null
+"""
 # exit 91: the prefix became a link; 92: it is gone (no outputs)
 OUTPUTS = r"""
 p=${1%/}
@@ -114,7 +199,9 @@ cd "$p" && exec tar -cf - .
 class Plan:
     """Everything one execution needs besides the :class:`ExecRequest`: the Sandbox, the
     processor's command and working directory, its wall-clock timeout, the mounted paths of the
-    inputs JSON and of each attachment (``(cid, name, blob path)``), and whether it has a GPU."""
+    inputs JSON and of each attachment (``(cid, name, blob path)``), whether it has a GPU, and the
+    variables a shell adds by itself that the processor's environment loses (:data:`SHELL_NOISE`
+    less those the image's last stage sets with ``ENV``)."""
 
     sandbox: boundary.SandboxRequest
     command: tuple[str, ...]
@@ -123,6 +210,7 @@ class Plan:
     inputs_blob: str
     attachments: tuple[tuple[str, str, str], ...]
     gpu: bool
+    env_drop: tuple[str, ...] = ("_", "SHLVL", "PWD", "OLDPWD")
 
 
 @dataclass(frozen=True)
@@ -137,6 +225,21 @@ class Ran:
     lifetime_s: float
     log_dropped: Mapping[str, int]
     notes: tuple[str, ...] = ()
+    image_build_s: float = 0.0          # the build step (Image.build), never part of lifetime_s
+
+
+def processor_argv(plan: Plan, request: ExecRequest) -> list[str]:
+    """The processor's exec: :data:`ENV_STAGE1` and :data:`ENV_STAGE2` around ``plan.command``, so
+    that it runs with exactly the image's recorded ``ENV``, ``HOME=/tmp`` and ``request.env()``
+    over it, and the secrets over those (by name: their values come from the exec's
+    ``modal.Secret``). Every name is a shell identifier (the spec's rule for secrets and ``env``);
+    the command's first word has no ``=`` (:func:`theoryx.adapters.modal.adapter.command_and_cwd`
+    refuses it: ``env`` would read it as a variable)."""
+    assignments = [f"{k}={v}" for k, v in {"HOME": "/tmp", **request.env()}.items()]
+    names = sorted(request.secrets)
+    drop = [arg for name in plan.env_drop for arg in ("-u", name)]
+    return ["/bin/sh", "-c", ENV_STAGE1, "theoryx-env", ENV_STAGE2, str(len(names)), *names,
+            IMAGE_ENV, str(len(assignments)), *assignments, *drop, "--", *plan.command]
 
 
 def sandbox_timeout(timeout: float) -> int:
@@ -176,21 +279,38 @@ class _Reader(threading.Thread):
 def _helper(sb: modal.Sandbox, what: str, argv: Sequence[str], *, timeout: int = SETUP_TIMEOUT_S,
             limit: int = SMALL_LIMIT) -> tuple[int, bytes, bytes]:
     """Run a helper command (POSIX sh) in the Sandbox: ``(status, stdout, stderr)``, each stream
-    cut at ``limit``. A helper that cannot even start is :class:`ModalSandboxError`."""
+    cut at ``limit``. A helper that cannot start or finish is :class:`ModalSandboxError`
+    (:func:`_cannot`)."""
     try:
         proc = boundary.exec_bytes(sb, argv, timeout=timeout)
+        readers = [_Reader(proc.stdout, "stdout", limit=limit), _Reader(proc.stderr, "stderr", limit=limit)]
+        for r in readers:
+            r.start()
+        status = boundary.wait(proc)
     except TheoryxError as exc:
         if type(exc) is ModalError:
-            raise ModalSandboxError(f"theoryx could not {what} in the Modal Sandbox: {exc.message} (the image "
-                                    "needs /bin/sh with mkdir, ln, head and tar)") from exc
+            raise ModalSandboxError(_cannot(sb, what, exc.message)) from exc
         raise
-    readers = [_Reader(proc.stdout, "stdout", limit=limit), _Reader(proc.stderr, "stderr", limit=limit)]
-    for r in readers:
-        r.start()
-    status = boundary.wait(proc)
     for r in readers:
         r.join(DRAIN_S)
     return status, bytes(readers[0].data), bytes(readers[1].data)
+
+
+def _cannot(sb: modal.Sandbox, what: str, message: str) -> str:
+    """Why theoryx could not ``what`` in the Sandbox. When the Sandbox has already ended, the
+    likeliest reason is one Modal's docs leave open: whether a Sandbox's image needs Python
+    (theoryx's own commands do not)."""
+    try:
+        ended = boundary.poll(sb)
+    except TheoryxError:
+        ended = None
+    if ended is not None:
+        return (f"the Modal Sandbox ended (status {ended}) before theoryx could {what}: {message}. Modal may "
+                "require Python in a Sandbox's image (its docs require `python` for Functions and say nothing "
+                "for Sandboxes; theoryx needs only /bin/sh, env, mkdir, ln, head and tar): if the image has no "
+                "`python` on PATH, add it, else see the Sandbox's logs on Modal")
+    return (f"theoryx could not {what} in the Modal Sandbox: {message} (the image needs /bin/sh with env, "
+            "mkdir, ln, head and tar)")
 
 
 def _oom_count(out: bytes) -> int:
@@ -214,19 +334,57 @@ def _tail(data: bytes, limit: int = 2000) -> str:
 def run(plan: Plan, request: ExecRequest, secrets: Sequence[modal.Secret]) -> Ran:
     """Execute ``plan`` (see the module docstring). Raises theoryx errors for infrastructure
     failures only; a processor that failed, timed out or was OOM-killed is reported in the
-    returned :class:`Ran` with its logs captured. The Sandbox is terminated before returning."""
-    sb = boundary.create_sandbox(plan.sandbox)
-    born = time.monotonic()
+    returned :class:`Ran` with its logs captured. The image is built first (a failed build is
+    :class:`ImageBuildError` with :data:`PYTHON_HINT`, and no Sandbox is created); the Sandbox's
+    lifetime counts from the call that creates it. The Sandbox is terminated before returning."""
+    started = time.monotonic()
     try:
-        ran = _run(sb, plan, request, secrets)
-    except BaseException:
+        image = boundary.build_image(plan.sandbox)
+    except ImageBuildError as exc:
+        raise ImageBuildError(f"{exc.message} ({PYTHON_HINT})") from exc
+    cancellation = CANCELLATION.get()       # set when this run is an item of a batch
+    if cancellation is not None and cancellation.cancelled:
+        raise ExecutionCancelled(f"the batch was cancelled before {request.spec.ref} started")
+    born = time.monotonic()
+    sb = boundary.create_sandbox(plan.sandbox, image)
+    stopped = threading.Event()
+
+    def stop() -> None:           # the batch was cancelled (Ctrl-C): end the Sandbox now
+        stopped.set()
+        with contextlib.suppress(Exception):
+            boundary.terminate(sb)
+
+    key = f"modal-sandbox-{id(sb)}"
+    if cancellation is not None:
+        cancellation.register(key, stop)
+    try:
+        try:
+            ran = _run(sb, plan, request, secrets)
+        except TheoryxError as exc:
+            if stopped.is_set():
+                raise ExecutionCancelled(f"the batch was cancelled: the Modal Sandbox of {request.spec.ref} "
+                                         "was terminated") from exc
+            raise
+        if stopped.is_set():
+            raise ExecutionCancelled(f"the batch was cancelled: the Modal Sandbox of {request.spec.ref} "
+                                     f"was terminated after {ran.duration_ms} ms")
+    except BaseException as exc:
+        if cancellation is not None:
+            cancellation.unregister(key)
         with contextlib.suppress(TheoryxError), interrupts_deferred():
             boundary.terminate(sb)
+        # Modal bills the Sandbox for the time it existed, whatever went wrong in it: the adapter
+        # turns these into the outcome the failed run is settled on.
+        exc.sandbox_lifetime_s = min(time.monotonic() - born, float(plan.sandbox.timeout_s))  # type: ignore[attr-defined]
+        exc.image_build_s = born - started  # type: ignore[attr-defined]
         raise
+    if cancellation is not None:
+        cancellation.unregister(key)
     with interrupts_deferred():
         boundary.terminate(sb)
     lifetime = min(time.monotonic() - born, float(plan.sandbox.timeout_s))
-    return Ran(ran.exit_code, ran.timed_out, ran.oom_killed, ran.duration_ms, lifetime, ran.log_dropped, ran.notes)
+    return Ran(ran.exit_code, ran.timed_out, ran.oom_killed, ran.duration_ms, lifetime, ran.log_dropped, ran.notes,
+               image_build_s=born - started)
 
 
 def _run(sb: modal.Sandbox, plan: Plan, request: ExecRequest, secrets: Sequence[modal.Secret]) -> Ran:
@@ -235,7 +393,11 @@ def _run(sb: modal.Sandbox, plan: Plan, request: ExecRequest, secrets: Sequence[
                                ["/bin/sh", "-c", SETUP, "theoryx-setup", request.write_prefix, plan.inputs_blob,
                                 *triples])
     if status != 0:
-        hint = ("the image's user could not create /artifacts or /theoryx" if b"ermission denied" in err
+        hint = ("the image's environment was not recorded when Modal built it: the build ran as a user that "
+                f"cannot write {IMAGE_ENV} (a registry image, or a USER inherited from the base image, that is "
+                "not root); set USER in the last stage of the Dockerfile" if status == 4
+                else "the image needs an env command (coreutils or busybox)" if status == 5
+                else "the image's user could not create /artifacts or /theoryx" if b"ermission denied" in err
                 else "the image needs /bin/sh with mkdir and ln")
         raise ModalSandboxError(f"theoryx could not prepare the processor's directories in the Modal Sandbox "
                                 f"(exit {status}: {hint}):\n{_tail(err)}")
@@ -288,10 +450,9 @@ def _verdict(sb: modal.Sandbox, plan: Plan, status: int, timed_out: bool,
 
 def _processor(sb: modal.Sandbox, plan: Plan, request: ExecRequest, secrets: Sequence[modal.Secret],
                captures: Captures) -> tuple[int, bool, int]:
-    """Run the processor: ``(status, timed out, wall time in ms)``."""
-    env = {"HOME": "/tmp", **request.env()}
+    """Run the processor (:func:`processor_argv`): ``(status, timed out, wall time in ms)``."""
     proc: ContainerProcess[bytes] = boundary.exec_bytes(
-        sb, plan.command, workdir=plan.cwd, env=env, secrets=secrets,
+        sb, processor_argv(plan, request), workdir=plan.cwd, secrets=secrets,
         timeout=math.ceil(plan.timeout) + EXEC_GRACE_S)
     t0 = time.monotonic()
     lock = threading.Lock()
@@ -372,5 +533,6 @@ def _read_outputs(sb: modal.Sandbox, request: ExecRequest) -> None:
                                 f"{status}; the image needs tar):\n{_tail(bytes(errors.data))}")
 
 
-__all__ = ["IDLE", "SANDBOX_MARGIN_S", "Plan", "Ran", "run", "sandbox_timeout"]
+__all__ = ["BILLING", "IDLE", "IMAGE_ENV", "PYTHON_HINT", "SANDBOX_MARGIN_S", "Plan", "Ran", "processor_argv", "run",
+           "sandbox_timeout"]
 
