@@ -15,13 +15,13 @@ it only narrows which signatures are tried with a key.
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from theoryx.core.b64 import Base64Error, canonical_b64decode
 from theoryx.errors import ReceiptError, SignatureInvalid
 from theoryx.provenance.keys import keyid
 
@@ -34,19 +34,10 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 
 def b64decode(text: Any, what: str) -> bytes:
     """Standard or URL-safe base64, padded or not, in canonical form only; else :class:`ReceiptError`."""
-    if not isinstance(text, str):
-        raise ReceiptError(f"{what} must be a base64 string")
-    core = text.rstrip("=")
-    padded = core + "=" * (-len(core) % 4)
-    urlsafe = "-" in core or "_" in core
     try:
-        data = base64.b64decode(padded, altchars=b"-_" if urlsafe else None, validate=True)
-    except (binascii.Error, ValueError):
-        raise ReceiptError(f"{what} is not valid base64") from None
-    again = (base64.urlsafe_b64encode if urlsafe else base64.b64encode)(data).decode().rstrip("=")
-    if again != core or text not in (core, padded):
-        raise ReceiptError(f"{what} is not canonical base64")
-    return data
+        return canonical_b64decode(text)
+    except Base64Error as exc:
+        raise ReceiptError(f"{what} {exc.reason}") from None
 
 
 @dataclass(frozen=True)

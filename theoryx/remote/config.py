@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from theoryx.errors import RemoteConfigError
+
+TYPE_CHECKING = False  # typing stays unimported at run time (every local miss reads this module)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 CONFIG_FILE = "remote.json"
 ENV_URL = "THEORYX_REMOTE"
@@ -199,9 +202,17 @@ def _resolve(base: Path, value: str) -> Path:
     return p if p.is_absolute() else base / p
 
 
+def default_signing_key_path() -> Path:
+    """``theoryx keygen``'s default key, ``$XDG_CONFIG_HOME/theoryx/signing.key`` (default
+    ``~/.config/...``): :func:`theoryx.provenance.keys.default_path`, written out because that
+    module loads cryptography's PEM machinery (~20 ms) and a remote hit needs none of it (the
+    tests check that both agree)."""
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".config"
+    return base / "theoryx" / "signing.key"
+
+
 def _default_signing_key() -> Path | None:
     """The default key of ``theoryx keygen`` when it exists (used only if upload is enabled)."""
-    from theoryx.provenance.keys import default_path
-
-    path = default_path()
+    path = default_signing_key_path()
     return path if path.exists() else None

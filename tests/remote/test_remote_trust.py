@@ -1,0 +1,150 @@
+"""The team cache's own, cheap reading of keys and DSSE envelopes (theoryx.remote.trust) agrees
+with theoryx.provenance.keys and theoryx.provenance.dsse on every input, valid or not."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from theoryx.errors import RemoteRejected, SigningKeyError, TheoryxError
+from theoryx.provenance import dsse, keys
+from theoryx.remote import config, trust
+
+TYPE = "application/vnd.theoryx.ac+json"
+
+
+@pytest.fixture
+def keypair(tmp_path: Path) -> Path:
+    path = tmp_path / "k.key"
+    keys.generate(path)
+    return path
+
+
+def test_keys_in_the_fixed_encodings_are_read_without_the_pem_parser(keypair: Path) -> None:
+    public = keys.load_public(keys.public_path(keypair)).public_bytes_raw()
+    assert trust.raw_public_key(keys.public_path(keypair).read_bytes()) == public
+    assert trust.raw_public_key(keypair.read_bytes()) == public  # the private key's public half
+    assert trust.load_public(keypair).public_bytes_raw() == public
+    assert trust.keyid(public) == keys.keyid(keys.load_public(keypair))
+
+
+def test_other_files_go_through_the_full_parser_and_fail_as_it_does(tmp_path: Path, keypair: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    ec_pem = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    (tmp_path / "ec.pub").write_bytes(ec_pem)
+    assert trust.raw_public_key(ec_pem) is None
+    with pytest.raises(SigningKeyError, match="not an ed25519 key"):
+        trust.load_public(tmp_path / "ec.pub")
+    (tmp_path / "junk.pub").write_bytes(b"-----BEGIN PUBLIC KEY-----\nnot base64!\n-----END PUBLIC KEY-----\n")
+    with pytest.raises(SigningKeyError, match="not a PEM public key"):
+        trust.load_public(tmp_path / "junk.pub")
+    with pytest.raises(SigningKeyError, match="cannot read key file"):
+        trust.load_public(tmp_path / "missing.pub")
+    # A valid key with Windows line ends: not the fixed form, but cryptography reads it.
+    crlf = tmp_path / "crlf.pub"
+    crlf.write_bytes(keys.public_path(keypair).read_bytes().replace(b"\n", b"\r\n"))
+    assert trust.load_public(crlf).public_bytes_raw() == keys.load_public(keypair).public_bytes_raw()
+
+
+def envelopes(key: Path, other: Path) -> dict[str, Any]:
+    """Envelopes, good and bad, as JSON-ready dicts."""
+    priv = keys.load_private(key)
+    good = dsse.sign(b'{"v": 1}', TYPE, priv).to_json()
+    other_signed = dsse.sign(b'{"v": 1}', TYPE, keys.load_private(other)).to_json()
+
+    def edit(**changes: Any) -> dict[str, Any]:
+        return {**json.loads(json.dumps(good)), **changes}
+
+    sig = good["signatures"][0]
+    flipped = bytearray(base64.b64decode(sig["sig"]))
+    flipped[0] ^= 1
+    raw_sig = base64.b64decode(sig["sig"])
+    return {
+        "good": good,
+        "no keyid": edit(signatures=[{"sig": sig["sig"]}]),
+        "empty keyid": edit(signatures=[{"keyid": "", "sig": sig["sig"]}]),
+        "urlsafe unpadded": edit(signatures=[{"keyid": sig["keyid"],
+                                              "sig": base64.urlsafe_b64encode(raw_sig).decode().rstrip("=")}]),
+        "two signatures, the second good": edit(signatures=[other_signed["signatures"][0], sig]),
+        "other key": other_signed,
+        "wrong keyid": edit(signatures=[{"keyid": "ab" * 32, "sig": sig["sig"]}]),
+        "flipped signature": edit(signatures=[{"keyid": sig["keyid"], "sig": base64.b64encode(flipped).decode()}]),
+        "payload changed": edit(payload=base64.b64encode(b'{"v": 2}').decode()),
+        "type changed": edit(payloadType="application/other"),
+        "payload not base64": edit(payload="%%%"),
+        "payload not canonical": edit(payload=good["payload"] + "=="),
+        "payload not a string": edit(payload=5),
+        "no signatures": edit(signatures=[]),
+        "signature not an object": edit(signatures=["x"]),
+        "keyid not a string": edit(signatures=[{"keyid": 5, "sig": sig["sig"]}]),
+        "sig missing": edit(signatures=[{"keyid": sig["keyid"]}]),
+        "not an object": [good],
+        "no payloadType": {k: v for k, v in good.items() if k != "payloadType"},
+    }
+
+
+def dsse_accepts(envelope: Any, pubs: list[Any]) -> bytes | None:
+    """What theoryx.provenance.dsse makes of it (the reference)."""
+    try:
+        parsed = dsse.Envelope.from_json(envelope)
+    except TheoryxError:
+        return None
+    if parsed.payload_type != TYPE:
+        return None
+    for key in pubs:
+        try:
+            dsse.verify(parsed, key)
+            return parsed.payload
+        except TheoryxError:
+            continue
+    return None
+
+
+def test_envelopes_are_accepted_and_refused_exactly_as_dsse_does(tmp_path: Path, keypair: Path) -> None:
+    other = tmp_path / "other.key"
+    keys.generate(other)
+    trusted = [keys.load_public(keypair)]
+    cases = envelopes(keypair, other)
+    for name, envelope in cases.items():
+        expected = dsse_accepts(envelope, trusted)
+        try:
+            got: bytes | None = trust.verified(json.dumps(envelope).encode(), TYPE, trusted)
+        except RemoteRejected:
+            got = None
+        assert got == expected, name
+    assert dsse_accepts(cases["good"], trusted) == b'{"v": 1}'
+    assert dsse_accepts(cases["two signatures, the second good"], trusted) == b'{"v": 1}'
+    assert dsse_accepts(cases["flipped signature"], trusted) is None
+
+
+def test_refusals_say_why(keypair: Path) -> None:
+    trusted = [keys.load_public(keypair)]
+    with pytest.raises(RemoteRejected, match="not JSON"):
+        trust.verified(b"{", TYPE, trusted)
+    good = dsse.sign(b"{}", TYPE, keys.load_private(keypair)).to_json()
+    with pytest.raises(RemoteRejected, match="no trusted key is configured"):
+        trust.verified(json.dumps(good).encode(), TYPE, [])
+    with pytest.raises(RemoteRejected, match=r"is not application/vnd\.theoryx\.ac"):
+        trust.verified(json.dumps({**good, "payloadType": "x/y"}).encode(), TYPE, trusted)
+    stranger = dsse.sign(b"{}", TYPE, keys.load_private(keypair))
+    with pytest.raises(RemoteRejected, match=r"not signed by a trusted key \(signed by [0-9a-f]{16}\)"):
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        trust.verified(json.dumps(stranger.to_json()).encode(), TYPE, [Ed25519PrivateKey.generate().public_key()])
+
+
+def test_the_default_signing_key_is_where_keygen_puts_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert config.default_signing_key_path() == keys.default_path()
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert config.default_signing_key_path() == keys.default_path()
+    assert os.fspath(config.default_signing_key_path()).endswith("/.config/theoryx/signing.key")
