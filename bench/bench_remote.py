@@ -1,16 +1,26 @@
-"""The team cache on a loopback nginx (WebDAV): a remote hit against a local hit, and a 1 GiB
-blob uploaded and downloaded against ``curl`` PUT/GET of the same file to the same server.
+"""The team cache on a loopback nginx (WebDAV): a remote hit against a local hit and the round
+trip of a trivial GET, and a 1 GiB blob uploaded and downloaded against ``curl`` PUT/GET of the
+same file to the same server. Every reference is measured in the same run, interleaved with
+what it is compared to; each figure is given as best and median.
 
-1. Hit latency, whole ``theoryx run`` processes (the CLI's fast path), medians of N: a *remote
-   hit* (a fresh home each time: fetch the signed entry, verify it, download its blobs in
-   parallel, hashed, record the hit) and a *local hit* (the same home again). The requests a
-   remote hit makes are counted in nginx's access log; one round trip is the median of N small
-   GETs on a warm client. Target: remote <= local + 3 round trips + transfer.
-2. Throughput: upload (HEAD + PUT, streamed from the blob's file) and download (GET, hashed while
-   written into an empty CAS, fsynced, published only if it matches) of one 1 GiB blob, and
-   ``curl -T`` / ``curl -o`` of the same file; best of R, interleaved. Target: >= 0.7x curl.
+1. Hit latency (target: remote hit <= local hit + 3 round trips + the transfer):
+   - one round trip: ``curl -w %{time_total}`` of a small GET (connection included), and a GET
+     on a warm obstore client (what a remote hit pays per request once connected);
+   - in one process (``Session.run``, imports and the HTTP client warm): a remote hit (a fresh
+     home: fetch the signed entry, verify it, store its blobs durably, record the hit) and then
+     a local hit of the same run;
+   - whole ``theoryx run`` processes (the CLI's fast path), the same pair. The requests a
+     remote hit makes are counted in nginx's access log.
+2. Throughput (target: >= 0.7x curl): upload (HEAD + PUT, streamed from the blob's file) and
+   download (GET, hashed while written into an empty CAS, fsynced, published only if it matches
+   its cid) of one blob, and ``curl -T`` / ``curl -o`` of the same file; ``--rounds`` rounds,
+   interleaved. ``curl -o`` then ``fsync`` (same durability as the CAS) is shown too.
 
-Needs nginx (scripts/nginx-up.sh). Usage: python bench/bench_remote.py [--runs 10] [--gib 1] [--rounds 2]
+``--code DIR`` runs another checkout's theoryx (e.g. an older commit unpacked with ``git
+archive``) under the same method, for before/after figures.
+
+Needs nginx (scripts/nginx-up.sh) and curl.
+Usage: python bench/bench_remote.py [--runs 10] [--gib 1] [--rounds 3] [--skip-throughput] [--code DIR]
 """
 
 from __future__ import annotations
@@ -45,6 +55,8 @@ def run(inputs, outdir, ctx):
     (outdir / "out.txt").write_text("echo: " + inputs.get("text", ""))
     return {}
 """
+CODE: Path = REPO
+"""The checkout whose theoryx is measured (``--code``)."""
 
 
 def registry(root: Path) -> Path:
@@ -55,14 +67,51 @@ def registry(root: Path) -> Path:
     return root
 
 
+def ms(values: list[float]) -> str:
+    return f"best {min(values) * 1000:7.2f} ms, median {statistics.median(values) * 1000:7.2f} ms"
+
+
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, dict[str, object]]:
     t0 = time.perf_counter()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     return time.perf_counter() - t0, json.loads(out.stdout)
 
 
-def log_lines(server: Nginx) -> int:
-    return len((server.dir / "access.log").read_text().splitlines())
+def log_lines(server: Nginx) -> list[str]:
+    """nginx's access log once it has settled (a line is written as a request is finalised,
+    which may be just after the client has its answer)."""
+    path = server.dir / "access.log"
+    lines: list[str] = []
+    quiet = time.monotonic()
+    while time.monotonic() - quiet < 0.2:
+        now = path.read_text().splitlines() if path.exists() else []
+        if len(now) != len(lines):
+            lines, quiet = now, time.monotonic()
+        time.sleep(0.01)
+    return lines
+
+
+def round_trips(server: Nginx, runs: int) -> tuple[list[float], list[float]]:
+    """A trivial GET (a 404 of an entry path): curl's time_total, and a warm obstore client's."""
+    from theoryx.remote import config, layout
+    from theoryx.remote.client import RemoteStore
+
+    path = layout.entry_path("b3:" + "0" * 64)
+    curl = []
+    for _ in range(max(runs, 20)):
+        out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{time_total}", server.ro_url + path],
+                             capture_output=True, text=True, check=True)
+        curl.append(float(out.stdout))
+    conf = config.load(Path(tempfile.gettempdir()), server.ro_url, env={})
+    assert conf is not None
+    store = RemoteStore(conf, {})
+    store.get_small(path, 1 << 20)
+    warm = []
+    for _ in range(max(runs, 20)):
+        t0 = time.perf_counter()
+        store.get_small(path, 1 << 20)
+        warm.append(time.perf_counter() - t0)
+    return curl, warm
 
 
 def hits(server: Nginx, work: Path, runs: int) -> None:
@@ -71,63 +120,60 @@ def hits(server: Nginx, work: Path, runs: int) -> None:
     reg = registry(work / "registry")
     key = work / "alice.key"
     keys.generate(key)
-    env = dict(os.environ, THEORYX_REGISTRY=str(reg), THEORYX_REMOTE_USER=USER, THEORYX_REMOTE_PASSWORD=PASSWORD)
-    args = [sys.executable, "-m", "theoryx", "run", "--json", "--adapter", "mock", "--ref", "bench/echo@1",
+    env = dict(os.environ, THEORYX_REGISTRY=str(reg), THEORYX_REMOTE_USER=USER, THEORYX_REMOTE_PASSWORD=PASSWORD,
+               PYTHONPATH=os.pathsep.join([str(CODE), os.environ.get("PYTHONPATH", "")]))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    # -P: not the current directory first on sys.path, so that --code decides which theoryx runs
+    args = [sys.executable, "-P", "-m", "theoryx", "run", "--json", "--adapter", "mock", "--ref", "bench/echo@1",
             "--inputs-json", json.dumps({"text": "bench"})]
     alice = work / "alice"
     alice.mkdir()
     (alice / "remote.json").write_text(json.dumps({"url": server.url, "upload": True, "signing_key": str(key)}))
-    _, first = timed([*args[:3], "--home", str(alice), *args[3:]], env)
+    _, first = timed([*args[:4], "--home", str(alice), *args[4:]], env)
     assert first["cache"] == "miss"
+    log_lines(server)
     remote_t, local_t, requests = [], [], []
     for i in range(runs):
         bob = work / f"bob{i}"
         bob.mkdir()
         (bob / "remote.json").write_text(json.dumps({"url": server.ro_url, "trusted_keys": [str(key) + ".pub"]}))
-        cmd = [*args[:3], "--home", str(bob), *args[3:]]
+        cmd = [*args[:4], "--home", str(bob), *args[4:]]
         # Warm the home first (its spec cache, its database) with another input: a local miss
         # and a remote miss (404), so that both measured runs find the same warm home.
         warm = [*cmd[:-1], json.dumps({"text": f"warm {i}"})]
         assert timed(warm, env)[1]["cache"] == "miss"
-        before = log_lines(server)
+        before = len(log_lines(server))
         t, body = timed(cmd, env)
         assert body["cache"] == "remote", body
-        requests.append(log_lines(server) - before)
+        requests.append(log_lines(server)[before:])
         remote_t.append(t)
         t, body = timed(cmd, env)
         assert body["cache"] == "hit", body
         local_t.append(t)
-    from theoryx.remote import cache, config, layout
-
-    conf = config.load(alice)
-    assert conf is not None
-    store = cache.store_for(conf)
-    rtts = []
-    for _ in range(max(runs, 20)):
-        t0 = time.perf_counter()
-        store.get_small(layout.entry_path("b3:" + "0" * 64), 1 << 20)
-        rtts.append(time.perf_counter() - t0)
-    rtt = statistics.median(rtts)
-    r, loc = statistics.median(remote_t), statistics.median(local_t)
-    inproc = in_process(work, reg, key, server, runs)
-    print(f"local hit (whole process)  : median {loc * 1000:7.1f} ms")
-    print(f"remote hit (whole process) : median {r * 1000:7.1f} ms   requests {statistics.median(requests):.0f} "
-          "(1 entry GET, then the missing blobs' GETs in parallel: 2 sequential waves)")
-    print(f"one round trip (small GET) : median {rtt * 1000:7.2f} ms")
-    print(f"remote - local             : {(r - loc) * 1000:7.1f} ms = {(r - loc) / rtt:.1f} round trips "
-          f"(target: <= 3 round trips + transfer + opening the client)")
-    print(f"in one process (imports and client warm): remote hit {inproc[0] * 1000:.1f} ms, local hit "
-          f"{inproc[1] * 1000:.1f} ms: remote - local = {(inproc[0] - inproc[1]) * 1000:.1f} ms = "
-          f"{(inproc[0] - inproc[1]) / rtt:.1f} round trips")
+    curl_rtt, warm_rtt = round_trips(server, runs)
+    in_remote, in_local = in_process(work, reg, key, server, runs)
+    rtt = statistics.median(curl_rtt)
+    print(f"one round trip, curl small GET (time_total)  : {ms(curl_rtt)}")
+    print(f"one round trip, warm obstore client GET      : {ms(warm_rtt)}")
+    print(f"requests per remote hit: {len(requests[-1])}: {[r.split(chr(34))[1] for r in requests[-1]]}")
+    for name, remote, local in (("in one process (Session.run)", in_remote, in_local),
+                                ("whole `theoryx run` process", remote_t, local_t)):
+        print(f"{name}:")
+        print(f"  local hit  : {ms(local)}")
+        print(f"  remote hit : {ms(remote)}")
+        best = min(remote) - min(local)
+        med = statistics.median(remote) - statistics.median(local)
+        print(f"  remote - local: best {best * 1000:6.2f} ms = {best / rtt:5.1f} round trips, median "
+              f"{med * 1000:6.2f} ms = {med / rtt:5.1f} round trips (target: <= 3 round trips + transfer)")
 
 
-def in_process(work: Path, reg: Path, key: Path, server: Nginx, runs: int) -> tuple[float, float]:
-    """Median remote hit and local hit through one Session each, after a warm-up run in the same
+def in_process(work: Path, reg: Path, key: Path, server: Nginx, runs: int) -> tuple[list[float], list[float]]:
+    """Remote hits and local hits through one Session each, after a warm-up run in the same
     process: what the remote adds once imports and the HTTP client are warm."""
     import theoryx
 
     remote_t, local_t = [], []
-    for i in range(runs):
+    for i in range(max(runs, 20)):
         home = work / f"inproc{i}"
         home.mkdir()
         (home / "remote.json").write_text(json.dumps({"url": server.ro_url, "trusted_keys": [str(key) + ".pub"]}))
@@ -139,7 +185,7 @@ def in_process(work: Path, reg: Path, key: Path, server: Nginx, runs: int) -> tu
             t0 = time.perf_counter()
             assert s.run("bench/echo@1", inputs={"text": "bench"}, adapter="mock").cache == "hit"
             local_t.append(time.perf_counter() - t0)
-    return statistics.median(remote_t), statistics.median(local_t)
+    return remote_t, local_t
 
 
 def throughput(server: Nginx, work: Path, gib: float, rounds: int) -> None:
@@ -164,27 +210,39 @@ def throughput(server: Nginx, work: Path, gib: float, rounds: int) -> None:
     path = layout.blob_path(blob.cid)
     auth = f"{USER}:{PASSWORD}"
     ours_up, ours_down, curl_up, curl_down, curl_sync = [], [], [], [], []
-    for i in range(rounds):
-        # ours: HEAD then PUT (the blob is absent: removed before each round)
+
+    def settle() -> None:
+        os.sync()  # no step inherits the previous one's dirty pages
+        time.sleep(0.5)
+
+    def our_upload(i: int) -> None:  # HEAD then PUT (the blob is absent: removed before)
         (server.root / path).unlink(missing_ok=True)
+        settle()
         t0 = time.perf_counter()
         assert remote.size(path) is None
         remote.upload(path, home, blob.cid)
         ours_up.append(time.perf_counter() - t0)
-        # curl PUT of the same file to the same server
+
+    def curl_upload(i: int) -> None:
+        settle()
         t0 = time.perf_counter()
         subprocess.run(["curl", "-sf", "-o", "/dev/null", "-u", auth, "-T", str(src), f"{server.url}curl-{i}.bin"],
                        check=True)
         curl_up.append(time.perf_counter() - t0)
-        # ours: GET into an empty CAS, hashed while written, fsynced, checked against the cid
+
+    def our_download(i: int) -> None:  # into an empty CAS, hashed while written, fsynced, checked
         dest = Store(work / f"b-cas-{i}")
+        settle()
         t0 = time.perf_counter()
         got = remote.download(path, blob.cid, dest, blob.size)
         ours_down.append(time.perf_counter() - t0)
         assert got == blob
         shutil.rmtree(work / f"b-cas-{i}")
-        # curl GET into a file on the same disk, then (timed apart) an fsync of that file: the
-        # CAS makes every blob durable before it names it, curl does not.
+
+    def curl_download(i: int) -> None:
+        # into a file on the same disk, then (timed apart) an fsync of that file: the CAS makes
+        # every blob durable before it names it, curl does not.
+        settle()
         t0 = time.perf_counter()
         subprocess.run(["curl", "-sf", "-o", str(work / "curl-down.bin"), f"{server.url}curl-{i}.bin"], check=True)
         curl_down.append(time.perf_counter() - t0)
@@ -193,31 +251,54 @@ def throughput(server: Nginx, work: Path, gib: float, rounds: int) -> None:
         os.close(fd)
         curl_sync.append(time.perf_counter() - t0)
         (work / "curl-down.bin").unlink()
+
+    for i in range(rounds):
+        # theoryx first in even rounds, curl first in odd ones: neither always inherits the
+        # disk's state after the other.
+        first, second = (our_upload, curl_upload) if i % 2 == 0 else (curl_upload, our_upload)
+        first(i)
+        second(i)
+        first, second = (our_download, curl_download) if i % 2 == 0 else (curl_download, our_download)
+        first(i)
+        second(i)
         (server.root / f"curl-{i}.bin").unlink()
     mib = size / (1 << 20)
-    up, cu, down, cd = min(ours_up), min(curl_up), min(ours_down), min(curl_down)
-    print(f"{gib:g} GiB upload    : theoryx {up:6.2f} s ({mib / up:6.0f} MiB/s)   curl -T {cu:6.2f} s "
-          f"({mib / cu:6.0f} MiB/s)   speed ratio {cu / up:.2f}x (target >= 0.7x)")
-    cs = min(curl_sync)
-    print(f"{gib:g} GiB download  : theoryx {down:6.2f} s ({mib / down:6.0f} MiB/s)   curl -o {cd:6.2f} s "
-          f"({mib / cd:6.0f} MiB/s)   speed ratio {cd / down:.2f}x (target >= 0.7x)")
-    print(f"{gib:g} GiB download, both durable: curl -o + fsync {cs:6.2f} s ({mib / cs:6.0f} MiB/s)   speed ratio "
-          f"{cs / down:.2f}x (theoryx hashes twice, writes into the CAS and fsyncs before publishing)")
+
+    def line(what: str, ours: list[float], ref: list[float], ref_name: str) -> None:
+        b, m = min(ours), statistics.median(ours)
+        rb, rm = min(ref), statistics.median(ref)
+        print(f"{gib:g} GiB {what}: theoryx best {b:5.2f} s ({mib / b:5.0f} MiB/s) median {m:5.2f} s | {ref_name} "
+              f"best {rb:5.2f} s median {rm:5.2f} s | speed ratio best {rb / b:.2f}x, median {rm / m:.2f}x")
+
+    line("upload  ", ours_up, curl_up, "curl -T")
+    line("download", ours_down, curl_down, "curl -o")
+    line("download", ours_down, curl_sync, "curl -o + fsync")
+    print(f"rounds: theoryx up {[round(x, 2) for x in ours_up]}, curl -T {[round(x, 2) for x in curl_up]}, "
+          f"theoryx down {[round(x, 2) for x in ours_down]}, curl -o {[round(x, 2) for x in curl_down]}")
 
 
 def main() -> None:
+    global CODE
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--gib", type=float, default=1.0)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-hits", action="store_true")
+    parser.add_argument("--code", type=Path, default=REPO, help="the checkout whose theoryx is measured")
     args = parser.parse_args()
+    CODE = args.code.resolve()
+    sys.path.insert(0, str(CODE))
+    import theoryx.remote.client
+
+    print(f"theoryx from {Path(theoryx.remote.client.__file__).parent.parent.parent}")
     with tempfile.TemporaryDirectory(prefix="bench-remote-") as tmp:
         work = Path(tmp)
         server = Nginx(work / "nginx")
         server.start()
         try:
-            hits(server, work, args.runs)
+            if not args.skip_hits:
+                hits(server, work, args.runs)
             if not args.skip_throughput:
                 throughput(server, work, args.gib, args.rounds)
         finally:

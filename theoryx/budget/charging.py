@@ -21,13 +21,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from theoryx.core.notices import note, warning
 from theoryx.spec.model import ProcessorSpec
 from theoryx.store.handle import Stores
 
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
+
 if TYPE_CHECKING:
+    from typing import Any
+
     from theoryx.adapters.base import Adapter, Outcome
     from theoryx.budget.costs import Estimate
     from theoryx.budget.pricing import Rates
@@ -121,7 +124,7 @@ class Charging:
         # the parts (compute apart from what the processor reported or its LLM usage cost) go
         # on the ledger's settle event
         settled = plans.settle(self.stores.db, self.execution_id, charged, status=status, parts=cost.parts,
-                               refused=cost.refused)
+                               refused=cost.refused, billing=None if outcome is None else outcome.meta.get("billing"))
         self.reserved = False
         for why in cost.notes:
             note(f"plan {self.plan!r}: {why}")

@@ -230,12 +230,14 @@ def reserve(db: Database, key: str, execution_id: str, amount_micros: int, *, le
 
 
 def settle(db: Database, execution_id: str, amount_micros: int, *, status: str,
-           parts: Mapping[str, int] | None = None, refused: str | None = None) -> Plan | None:
+           parts: Mapping[str, int] | None = None, refused: str | None = None,
+           billing: Mapping[str, Any] | None = None) -> Plan | None:
     """Charge ``amount_micros`` and release the reservation of ``execution_id``. Idempotent:
     without an open reservation (already settled, or released by reconcile) nothing happens and
     None is returned. ``parts`` (how the amount is made up: ``compute`` apart from ``llm``,
     ``reported``...) goes on the event as ``cost`` when given, as the estimate's on ``reserve``;
-    ``refused`` (why the processor's reported cost was refused) as ``refused``.
+    ``refused`` (why the processor's reported cost was refused) as ``refused``; ``billing`` (the
+    adapter's basis for billed compute, e.g. the modal adapter's) as ``billing``.
 
     The ``settle`` event charges at most the reservation; an amount above it is charged by an
     ``overrun`` event for the difference, appended in the same transaction, so that no charge
@@ -251,6 +253,8 @@ def settle(db: Database, execution_id: str, amount_micros: int, *, status: str,
         extra: dict[str, Any] = {"cost": dict(sorted(parts.items()))} if parts else {}
         if refused is not None:
             extra["refused"] = refused
+        if billing:
+            extra["billing"] = dict(sorted(billing.items()))
         plan = t.append(plan, "settle", execution_id=execution_id,
                         amount_micros=min(amount_micros, r.amount_micros),
                         released_micros=r.amount_micros, status=status, **extra)

@@ -49,6 +49,13 @@ MODAL_MEMORY_GIB_SECOND = Decimal("0.00000222")
 # Sandboxes: the CPU and memory rates of modal.com/pricing's Sandbox line (3x the Functions').
 MODAL_SANDBOX_CPU_CORE_SECOND = Decimal("0.00003942")
 MODAL_SANDBOX_MEMORY_GIB_SECOND = Decimal("0.00000672")
+MODAL_SANDBOX_RATES_SOURCE = (
+    "third-party pages quoting modal.com/pricing (not read by theoryx: no network where it was written), "
+    "recorded 2026-11-30: CPU $0.00003942/core/s (e.g. https://www.beam.cloud/blog/modal-pricing-explained, "
+    "'verified June 27, 2026'); memory $0.00000672/GiB/s ('verified 2026-06-18'), where other pages quote "
+    "$0.00000667 (checked 2026-09-13): the higher is kept, so estimates stay worst cases. Override with "
+    "sandbox_cpu_core_second_usd / sandbox_memory_gib_second_usd in rates.json or THEORYX_RATES")
+"""Where the Sandbox rates above come from, and when they were taken (BUILD.md section 9, modal)."""
 MODAL_GPU_SECOND = {
     "B200": Decimal("0.001736"), "H200": Decimal("0.001261"), "H100": Decimal("0.001097"),
     "A100-80GB": Decimal("0.000694"), "A100-40GB": Decimal("0.000583"), "A100": Decimal("0.000583"),

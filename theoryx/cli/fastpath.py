@@ -12,9 +12,12 @@ messages. Tests check that both paths print identical bytes.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from theoryx.cli.options import BY_FLAG, GROUP_OPTIONS, RUN_OPTIONS, Option, defaults
+
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _split(arg: str) -> tuple[str, str | None]:

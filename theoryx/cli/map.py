@@ -135,7 +135,14 @@ class Progress:
 @with_options(MAP_OPTIONS)
 @click.pass_obj
 def map_(state: State, /, **v: Any) -> None:
-    """Run a processor over every item of a JSON Lines file; each item is its own cached run."""
+    """Run a processor over every item of a JSON Lines file; each item is its own cached run.
+
+    One output line per item (its line number, id and the `run --json` envelope), in input order
+    unless --unordered. Exit 0 when every item succeeded, 1 when any failed. Ctrl-C: nothing more
+    is admitted, running containers (local) and Sandboxes (modal) are stopped and their items end
+    with ERR_CANCELLED, what finished is kept, and the summary is printed (exit 130); a second
+    Ctrl-C stops at once.
+    """
     from theoryx.cli import notices
     from theoryx.pipeline.session import Session
 

@@ -10,11 +10,14 @@ prefix), never from literals repeated here. Imports no click.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from theoryx.adapters import NAMES as ADAPTER_NAMES
 from theoryx.pipeline.request import DEFAULT_ADAPTER
 from theoryx.pipeline.writeprefix import DEFAULT as DEFAULT_WRITE_PREFIX
+
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass(frozen=True)

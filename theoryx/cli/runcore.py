@@ -10,13 +10,16 @@ import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from theoryx.cli import messages, notices
 from theoryx.errors import InputsError, InputsJsonError, TheoryxError, UsageError
 from theoryx.pipeline.request import MAX_INPUT_DEPTH, RunRequest, StreamFn, check_depth
 from theoryx.pipeline.result import RunResult
 from theoryx.pipeline.session import Session
+
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
+if TYPE_CHECKING:
+    from typing import Any
 
 SHOW_LIMIT = 4096
 
@@ -30,12 +33,15 @@ def parse_json(text: str, what: str) -> Any:
         raise ValueError(f"{const} is not valid JSON")
 
     def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        obj: dict[str, Any] = {}
-        for key, item in pairs:
-            if key in obj:
+        obj = dict(pairs)                    # built in C; a duplicate shows as a shorter dict
+        if len(obj) == len(pairs):
+            return obj
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
                 raise InputsError(f"{what} names the key {key!r} twice in one object "
                                   "(I-JSON forbids duplicate keys: which value was meant?)")
-            obj[key] = item
+            seen.add(key)
         return obj
 
     try:

@@ -9,10 +9,13 @@ secret values, plan, host paths, timestamps or adapter options).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from theoryx.core.canonical import Encoded, canonical_bytes, digest
 from theoryx.spec.model import ProcessorSpec
+
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
+if TYPE_CHECKING:
+    from typing import Any
 
 KEY_VERSION = 1
 
@@ -47,6 +50,7 @@ def build(
 ) -> Action:
     """Assemble the action for one run (see the module docstring for what goes in)."""
     fields, encoded, spec_digest = _spec_part(spec)
+    shared = _shared_part(image, env)
     body = {
         "v": KEY_VERSION,
         "salt": salt,
@@ -59,8 +63,28 @@ def build(
         "write_prefix": write_prefix,
         "seed": seed,
     }
-    data = canonical_bytes({**body, "spec": encoded})  # the same bytes as encoding ``body`` whole
+    # The same bytes as encoding ``body`` whole (tests check it): the parts a batch's items share
+    # (spec, image, env) are encoded once.
+    data = canonical_bytes({**body, "spec": encoded, "image": shared[0], "env": shared[1]})
     return Action(body, data, digest(data))
+
+
+_SHARED_PARTS: dict[tuple[int, int], tuple[dict[str, Any], dict[str, str], Encoded, Encoded]] = {}
+
+
+def _shared_part(image: dict[str, Any], env: dict[str, str]) -> tuple[Encoded, Encoded]:
+    """The canonical forms of ``image`` and ``env``, computed once per pair of objects (a
+    batch's items share a resolved processor's; the identity check makes a reused ``id``
+    harmless). The values must not be mutated after use, as for every action part."""
+    key = (id(image), id(env))
+    found = _SHARED_PARTS.get(key)
+    if found is not None and found[0] is image and found[1] is env:
+        return found[2], found[3]
+    part = (image, env, Encoded.of(image), Encoded.of(env))
+    if len(_SHARED_PARTS) >= 64:
+        _SHARED_PARTS.clear()
+    _SHARED_PARTS[key] = part
+    return part[2], part[3]
 
 
 _SPEC_PARTS: dict[int, tuple[ProcessorSpec, dict[str, Any], Encoded, str]] = {}

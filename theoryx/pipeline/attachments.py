@@ -12,10 +12,13 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cas import BlobNotFound, Store, hash_file
 from theoryx.errors import AttachmentError, AttachmentNotFound, StoreFull
+
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
+if TYPE_CHECKING:
+    from typing import Any
 
 INPUTS_ROOT = "/artifacts/inputs/"
 

@@ -20,14 +20,19 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from theoryx.adapters.base import CANCELLATION, Cancellation
 from theoryx.errors import TheoryxError
 from theoryx.pipeline.prepare import Resolutions
 from theoryx.pipeline.recorder import GroupRecorder
 from theoryx.pipeline.request import RunRequest
 from theoryx.pipeline.result import RunResult
 from theoryx.store.leases import Lease
+from theoryx.store.leftovers import remove_tree
+
+if TYPE_CHECKING:
+    from theoryx.pipeline.session import Pending
 
 
 @dataclass(frozen=True)
@@ -79,8 +84,9 @@ class BatchScope:
     and held until the batch is over, so gc keeps everything the batch touches), and the group
     recorder of its hits."""
 
-    def __init__(self, resolutions: Resolutions, new_lease: Callable[[], Lease], recorder: GroupRecorder) -> None:
-        self.resolutions, self.recorder = resolutions, recorder
+    def __init__(self, resolutions: Resolutions, new_lease: Callable[[], Lease], recorder: GroupRecorder,
+                 work: Path | None = None) -> None:
+        self.resolutions, self.recorder, self.work = resolutions, recorder, work
         self._new_lease = new_lease
         self._lease: Lease | None = None
         self._lock = threading.Lock()
@@ -93,71 +99,108 @@ class BatchScope:
             return self._lease
 
     def close(self) -> None:
-        """Commit the last group of hit records, then release the lease."""
+        """Commit the last group of hit records, remove the batch's workspace directory
+        (``<work>/<lease owner>``, which its misses' workspaces were in), then release the lease."""
         try:
             self.recorder.flush()
         finally:
             with self._lock:
                 if self._lease is not None:
-                    self._lease.release()
+                    try:
+                        if self.work is not None:
+                            remove_tree(self.work / self._lease.owner)   # absent if no item missed
+                    finally:
+                        self._lease.release()
 
 
 class Batch:
-    """One :meth:`Session.map` call. ``submit`` runs one request (the session's door); ``tick``
-    is called while results are awaited, ``on_close`` once the batch is over."""
+    """One :meth:`Session.map` call. ``begin`` prepares and looks up one request (the session's
+    door, :meth:`Session.begin`): a hit comes back answered, anything else as a
+    :class:`~theoryx.pipeline.session.Pending` run that the pool finishes. ``tick`` is called
+    while results are awaited, ``on_close`` once the batch is over."""
 
-    def __init__(self, submit: Callable[[RunRequest], RunResult], template: RunRequest, *, jobs: int,
+    def __init__(self, begin: Callable[[RunRequest], RunResult | Pending], template: RunRequest, *, jobs: int,
                  ordered: bool, fail_fast: bool, window: int | None = None,
                  tick: Callable[[], None] | None = None, on_close: Callable[[], None] | None = None) -> None:
         if jobs < 1:
             raise ValueError("jobs must be at least 1")
-        self.submit, self.template, self.jobs = submit, template, jobs
+        self.begin, self.template, self.jobs = begin, template, jobs
         self.ordered, self.fail_fast = ordered, fail_fast
         self.tick, self.on_close = tick, on_close
         self.window = window or max(4 * jobs, 16)
         self.cancelled = threading.Event()
+        self.cancellation = Cancellation()
 
     def cancel(self) -> None:
-        """Admit nothing more; queued items are dropped, items in flight finish."""
+        """Admit nothing more; queued items are dropped; the containers of items in flight are
+        stopped (their items fail with ``ERR_CANCELLED``); what finished is recorded. Safe to
+        call from a signal handler."""
         self.cancelled.set()
+        self.cancellation.cancel()
 
-    def _one(self, item: Item) -> ItemResult:
+    def _begin(self, item: Item) -> ItemResult | Pending:
+        """On the batch's own thread: an item's result if it is known without executing (a hit,
+        or a failure before execution), else its pending run."""
         if item.error is not None:
             return ItemResult(item, error=item.error)
         req = replace(self.template, inputs=item.inputs, attachments=dict(item.attachments))
         try:
-            return ItemResult(item, result=self.submit(req))
+            begun = self.begin(req)
         except TheoryxError as exc:
             return ItemResult(item, error=exc)
+        return ItemResult(item, result=begun) if isinstance(begun, RunResult) else begun
+
+    def _finish(self, item: Item, pending: Pending) -> ItemResult:
+        """On a pool thread: the team cache, the flight, the miss (which the adapter stops if
+        the batch is cancelled meanwhile: :data:`~theoryx.adapters.base.CANCELLATION`)."""
+        token = CANCELLATION.set(self.cancellation)
+        try:
+            return ItemResult(item, result=pending.finish())
+        except TheoryxError as exc:
+            return ItemResult(item, error=exc)
+        finally:
+            CANCELLATION.reset(token)
 
     def run(self, items: Iterable[Item | Mapping[str, Any]]) -> Iterator[ItemResult]:
         """Yield every item's result (in input order unless ``ordered`` is False). Stops early on
         ``fail_fast`` after the first failure, or when cancelled; results of items that finished
-        are always yielded."""
+        are always yielded.
+
+        Items are prepared and looked up on this thread, in order: hits are answered here, with
+        no thread hand-off; only misses go to the pool of ``jobs`` threads. At most ``window``
+        items are between admission and being yielded (the reorder buffer and the queue)."""
         source = (as_item(v, n) for n, v in enumerate(items, start=1))
-        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="theoryx-map")
-        pending: dict[Future[ItemResult], int] = {}
+        pool: ThreadPoolExecutor | None = None      # created for the first miss: a batch of hits needs none
+        pending: dict[Future[ItemResult], tuple[int, Pending]] = {}   # a miss in the pool: seq, run
         done: dict[int, ItemResult] = {}
         next_seq, submitted, exhausted, stop = 0, 0, False, False
         try:
             while True:
-                while not (exhausted or stop or self.cancelled.is_set()) and submitted - next_seq < self.window \
-                        and len(pending) < self.window:
+                ready: list[tuple[int, ItemResult]] = []
+                if not (exhausted or stop or self.cancelled.is_set()) and submitted - next_seq < self.window:
                     try:
                         item = next(source)
                     except StopIteration:
                         exhausted = True
-                        break
-                    pending[pool.submit(self._one, item)] = submitted
-                    submitted += 1
-                if not pending:
+                        continue
+                    seq, submitted = submitted, submitted + 1
+                    begun = self._begin(item)
+                    if isinstance(begun, ItemResult):
+                        ready.append((seq, begun))
+                    else:
+                        if pool is None:
+                            pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="theoryx-map")
+                        pending[pool.submit(self._finish, item, begun)] = (seq, begun)
+                    if pending and seq % 8 == 0:     # results of misses as they come, without waiting
+                        ready += [(pending.pop(f)[0], f.result()) for f in [f for f in pending if f.done()]]
+                elif pending:
+                    finished, _ = wait(list(pending), timeout=0.25, return_when=FIRST_COMPLETED)
+                    if self.tick is not None:
+                        self.tick()
+                    ready += [(pending.pop(f)[0], f.result()) for f in finished]
+                else:
                     break
-                finished, _ = wait(list(pending), timeout=0.25, return_when=FIRST_COMPLETED)
-                if self.tick is not None:
-                    self.tick()
-                for fut in finished:
-                    seq = pending.pop(fut)
-                    res = fut.result()
+                for seq, res in ready:
                     if self.fail_fast and not res.ok:
                         stop = True
                     if self.ordered:
@@ -170,13 +213,17 @@ class Batch:
                     next_seq += 1
                 if (stop or self.cancelled.is_set()) and pending:
                     for fut in list(pending):
-                        if fut.cancel():
-                            pending.pop(fut)
+                        if fut.cancel():      # still queued: dropped, nothing executed or recorded
+                            pending.pop(fut)[1].close()
             if self.ordered:  # after a stop: whatever finished, in order, gaps skipped
                 for seq in sorted(done):
                     yield done[seq]
         finally:
-            self.cancelled.set()
-            pool.shutdown(wait=True, cancel_futures=True)
+            self.cancelled.set()      # not cancel(): a batch that ends lets nothing be stopped
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+            for fut, (_, run) in pending.items():
+                if fut.cancelled():           # dropped by the shutdown: never started
+                    run.close()
             if self.on_close is not None:
                 self.on_close()

@@ -16,6 +16,6 @@ def lookup(stores: Stores, lease: Lease, memo_key: str) -> ActionResult | None:
     if entry is None:
         return None
     lease.add(entry.blobs())
-    result = action_cache.lookup(stores.db, stores.cas, memo_key)
+    result = action_cache.validated(stores.cas, entry)
     syncpoints.point("after_lookup")
     return result

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
-from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 from typing import Any
 
+from cas import cid_of_bytes
 from theoryx import adapters
-from theoryx.adapters.base import ExecRequest, Outcome, Workspace
+from theoryx.adapters.base import Adapter, ExecRequest, Outcome, Workspace, billed_outcome
 from theoryx.adapters.logs import store_log, tail
 from theoryx.core import syncpoints
 from theoryx.errors import ExecutionTimeout, InputsError, OutOfMemory, ProcessorFailed, SecretsMissing
@@ -28,6 +26,7 @@ from theoryx.pipeline.result import RunResult
 from theoryx.pipeline.running import RunState, now_ms
 from theoryx.spec.model import ProcessorSpec
 from theoryx.store.action_cache import ActionResult
+from theoryx.store.leftovers import remove_tree
 
 RESULT_LIMIT = 1 << 20  # the processor's THEORYX_RESULT file
 
@@ -36,24 +35,35 @@ def execute(run: RunState, prep: Prepared, *, cache_write: bool = True) -> RunRe
     """Run ``prep`` on the request's adapter and record it. With ``cache_write`` False (audits)
     the cache entry is left alone. Raises the step's :class:`TheoryxError`; the plan is settled
     (or its reservation released) whatever happens once it was admitted."""
-    stores, req, lease = run.stores, run.request, run.lease
-    spec, action = prep.spec, prep.action
+    stores, req, spec = run.stores, run.request, prep.spec
     validate(spec, prep.inputs)
     adapters.check_options(req.adapter, req.adapter_options, spec)   # before anything is written
     adapter = adapters.get(req.adapter, stores=stores, build=req.build, workers=req.workers)
     env = secrets(spec, req.adapter)
+    # The run's blobs are stored without a fsync each: record.success makes them durable with one
+    # sync before the record and the cache entry that name them commit (on a failure, leaving the
+    # block does, before the failure is recorded).
+    with stores.cas.deferred():
+        return _run(run, prep, adapter, env, cache_write=cache_write)
+
+
+def _run(run: RunState, prep: Prepared, adapter: Adapter, env: dict[str, str], *, cache_write: bool) -> RunResult:
+    """:func:`execute` once the request is checked: store, admit, execute, ingest, settle, record."""
+    stores, req, lease = run.stores, run.request, run.lease
+    spec, action = prep.spec, prep.action
     # Leased before they are written: gc roots.
-    lease.add([action.memo_key, prep.context.cid, *(cid for cid, _ in prep.sources)])
+    context = prep.context.data   # encoded once: its cid is the hash of these bytes
+    lease.add([action.memo_key, cid_of_bytes(context), *(cid for cid, _ in prep.sources)])
     attachments.store_files(prep.sources, stores.cas)
     action_blob = stores.cas.put_bytes(action.data)
-    stores.cas.put_bytes(prep.context.data)
+    stores.cas.put_bytes(context)
     run.record = run.record.with_(cache="miss", action_cid=action_blob.cid)
     run.charging.admit(spec, prep.inputs, adapter, lease.path.absolute())
-    ws = Workspace(stores.home.work / run.execution_id)
+    ws = Workspace(run.workspace)
     outcome: Outcome | None = None
     result: dict[str, Any] = {}
     try:
-        materialise(run, ws, prep)
+        materialise(run, ws, prep, in_process=bool(getattr(adapter, "in_process", False)))
         syncpoints.point("before_execute")
         outcome = adapter.execute(ExecRequest(
             spec=spec, action=action.body, inputs=prep.inputs, workspace=ws,
@@ -65,14 +75,16 @@ def execute(run: RunState, prep: Prepared, *, cache_write: bool = True) -> RunRe
         lease.add(c for c in (stdout, stderr) if c)
         run.record = run.record.with_(stdout_cid=stdout, stderr_cid=stderr, exit_code=outcome.exit_code,
                                       log_truncated=dict(outcome.log_dropped) or None)
-        result = read_result(ws)
+        result = _result(outcome, ws)
         run.record = run.record.with_(usage=result.get("usage") or {})
         check(run, outcome, spec)
         manifest = ingest(ws.outputs, spec, run.record.write_prefix or "", stores.cas)
         lease.add([manifest.cid, *(o.cid for o in manifest.outputs)])
         syncpoints.point("after_ingest")
-    except BaseException:
-        cost = run.charging.settle_after_failure(spec, prep.inputs, adapter, outcome, result)
+    except BaseException as exc:
+        # An adapter that failed after something billable ran says what ran (adapters.base.billed).
+        billed = outcome if outcome is not None else billed_outcome(exc)
+        cost = run.charging.settle_after_failure(spec, prep.inputs, adapter, billed, result)
         if cost is not None:
             run.record = run.record.with_(cost_micros=cost, overrun_micros=run.charging.overrun_micros)
         raise
@@ -115,15 +127,26 @@ def secrets(spec: ProcessorSpec, adapter: str) -> dict[str, str]:
     return {n: os.environ[n] for n in spec.secrets}
 
 
-def materialise(run: RunState, ws: Workspace, prep: Prepared) -> None:
+def materialise(run: RunState, ws: Workspace, prep: Prepared, *, in_process: bool = False) -> None:
     """The workspace: only the attachments the action references, hard-linked from the CAS
     (read-only) and hashed there (a corrupt blob is quarantined: ERR_CORRUPT_BLOB), and the
-    rewritten inputs."""
+    rewritten inputs. For an ``in_process`` adapter (the mock: it takes the inputs as a value and
+    hands its result back with its outcome) only the root, ``outputs/`` and the attachments:
+    each directory costs a create and a remove on the run's critical path."""
     from cas import CorruptBlob
     from theoryx.store.handle import store_error
 
-    for d in (ws.root, ws.inputs, ws.outputs, ws.result_dir):
-        d.mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(ws.root, 0o777)
+    except FileNotFoundError:  # no work-v1/ yet
+        ws.root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        pass
+    os.mkdir(ws.outputs, 0o777)
+    if not in_process:
+        os.mkdir(ws.result_dir, 0o777)
+    if prep.attachments or not in_process:
+        os.mkdir(ws.inputs, 0o777)
     for att in prep.attachments:
         dest = ws.inputs / att.cid / att.filename
         dest.parent.mkdir(exist_ok=True)
@@ -131,7 +154,17 @@ def materialise(run: RunState, ws: Workspace, prep: Prepared) -> None:
             run.leased(att.cid, partial(run.stores.cas.link_to, att.cid, dest, verify=True))
         except CorruptBlob as exc:
             raise store_error(exc, f"attachment {att.filename} ({att.cid})") from None
-    ws.inputs_json.write_text(json.dumps(prep.inputs, sort_keys=True))
+    if not in_process:
+        ws.inputs_json.write_text(json.dumps(prep.inputs, sort_keys=True))
+
+
+def _result(outcome: Outcome, ws: Workspace) -> dict[str, Any]:
+    """The processor's result: handed back with the outcome by an in-process adapter (as the bytes
+    a result file would hold), else read from the workspace (:func:`read_result`)."""
+    handed = getattr(outcome, "result", None)
+    if isinstance(handed, bytes):
+        return parse_result(handed)
+    return read_result(ws)
 
 
 def read_result(ws: Workspace) -> dict[str, Any]:
@@ -145,11 +178,18 @@ def read_result(ws: Workspace) -> dict[str, Any]:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return {}
-        value = json.loads(os.read(fd, RESULT_LIMIT))
-    except ValueError:
-        return {}
+        data = os.read(fd, RESULT_LIMIT)
     finally:
         os.close(fd)
+    return parse_result(data)
+
+
+def parse_result(data: bytes) -> dict[str, Any]:
+    """A result file's content: a JSON object within :data:`RESULT_LIMIT` bytes, else ``{}``."""
+    try:
+        value = json.loads(data[:RESULT_LIMIT])
+    except ValueError:
+        return {}
     return value if isinstance(value, dict) else {}
 
 
@@ -168,18 +208,3 @@ def check(run: RunState, outcome: Outcome, spec: ProcessorSpec) -> None:
             f"processor {spec.ref} was killed for exceeding its memory limit ({spec.runtime.memory} MiB){suffix}"
         )
     raise ProcessorFailed(f"processor {spec.ref} failed with exit code {outcome.exit_code}{suffix}")
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a workspace, including read-only files and directories left by a container."""
-    if not path.exists():
-        return
-
-    def onerror(func: Callable[..., Any], p: str, _exc: Any) -> None:
-        os.chmod(os.path.dirname(p), 0o700)
-        if os.path.isdir(p):
-            os.chmod(p, 0o700)
-        func(p)
-
-    shutil.rmtree(path, onerror=onerror)
-

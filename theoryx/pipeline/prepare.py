@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from theoryx import adapters
 from theoryx.core import notices
@@ -24,6 +23,10 @@ from theoryx.spec.model import ProcessorSpec
 from theoryx.spec.refs import Ref
 from theoryx.spec.registry import Registry
 from theoryx.store.handle import Stores
+
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,11 @@ def success(run: RunState, rec: ExecutionRecord, cache_entry: ActionResult | Non
     if rec.cache != "hit":
         rec = receipts.write(rec, stores.cas)
         run.lease.add(c for c in (rec.index_cid, rec.receipt_cid) if c)
+        stores.cas.sync()  # blobs the miss stored without their own fsync (cas.Store.deferred)
     syncpoints.point("before_record")
     recording = executions.Recording(rec, cache_entry, run.record_paths)
-    if run.recorder is not None and rec.cache == "hit":
+    if run.recorder is not None and rec.cache == "hit" and rec.remote_url is None:
+        # (a remote hit commits at once: its record carries the entry just fetched)
         run.recorder.add(recording)
     else:
         executions.record_many(stores.db, [recording])

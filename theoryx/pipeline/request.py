@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from theoryx.errors import InputsError
 from theoryx.pipeline import writeprefix
 
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
+
 if TYPE_CHECKING:
+    from typing import Any
+
     from theoryx.adapters.base import Workers
 
 StreamFn = Callable[[str, bytes], None]

@@ -12,7 +12,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
 
 from cas import CasError, Store
 from theoryx.errors import NotFound, StoreError
@@ -21,7 +20,10 @@ from theoryx.store.action_cache import OutputEntry
 from theoryx.store.executions import ExecutionRecord
 from theoryx.store.handle import store_error
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO, TypeVar
+    T = TypeVar("T")
 
 
 @dataclass(frozen=True)

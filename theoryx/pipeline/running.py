@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from pathlib import Path
 
 from cas import BlobNotFound
 from theoryx.budget.charging import Charging
@@ -16,32 +15,40 @@ from theoryx.store.executions import ExecutionRecord
 from theoryx.store.handle import Stores
 from theoryx.store.leases import Lease
 
-if TYPE_CHECKING:
-    from theoryx.pipeline.recorder import GroupRecorder
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from typing import TypeVar
+    T = TypeVar("T")
+    from theoryx.pipeline.recorder import GroupRecorder
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-@dataclass
 class RunState:
-    """Mutable by design (it is the run in progress, not a value): each step replaces
-    ``record`` with a new frozen :class:`ExecutionRecord` naming what it learnt. ``record_paths``
-    is False for replays, which must not move what a world path resolves to."""
+    """Mutable by design (it is the run in progress, not a value, so a plain class rather than a
+    frozen dataclass): each step replaces ``record`` with a new frozen :class:`ExecutionRecord`
+    naming what it learnt. ``record_paths`` is False for replays, which must not move what a world
+    path resolves to."""
 
-    stores: Stores
-    request: RunRequest
-    lease: Lease
-    execution_id: str
-    record: ExecutionRecord
-    charging: Charging
-    record_paths: bool = True
-    t0: float = field(default_factory=time.monotonic)
-    shared_lease: bool = False
-    recorder: GroupRecorder | None = None
+    __slots__ = ("charging", "execution_id", "lease", "record", "record_paths", "recorder", "request",
+                 "shared_lease", "stores", "t0")
+
+    def __init__(self, stores: Stores, request: RunRequest, lease: Lease, execution_id: str, record: ExecutionRecord,
+                 charging: Charging, record_paths: bool = True, *, shared_lease: bool = False,
+                 recorder: GroupRecorder | None = None) -> None:
+        self.stores = stores
+        self.request = request
+        self.lease = lease
+        self.execution_id = execution_id
+        self.record = record
+        self.charging = charging
+        self.record_paths = record_paths
+        self.t0 = time.monotonic()
+        self.shared_lease = shared_lease
+        self.recorder = recorder
 
     @classmethod
     def start(cls, stores: Stores, req: RunRequest, *, record_paths: bool = True, lease: Lease | None = None,
@@ -56,6 +63,14 @@ class RunState:
         charging = Charging(stores, req.plan, execution_id, req.adapter_options)
         return cls(stores, req, held, execution_id, record, charging, record_paths, shared_lease=not own,
                    recorder=recorder)
+
+    @property
+    def workspace(self) -> Path:
+        """Where this run's workspace goes: ``work-v1/<execution id>``, or for a run sharing its
+        batch's lease ``work-v1/<lease owner>/<execution id>`` — gc keeps a workspace whose
+        top-level name is a held lease (:func:`theoryx.store.leftovers.abandoned_workspaces`)."""
+        work = self.stores.home.work
+        return work / self.lease.owner / self.execution_id if self.shared_lease else work / self.execution_id
 
     def elapsed_ms(self) -> int:
         return int((time.monotonic() - self.t0) * 1000)

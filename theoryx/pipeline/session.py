@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
 
 from cas import CasError
 from theoryx.core import syncpoints
@@ -38,11 +37,16 @@ from theoryx.pipeline.request import DEFAULT_ADAPTER, RunRequest, StreamFn
 from theoryx.pipeline.result import Output, RunResult
 from theoryx.pipeline.running import RunState
 from theoryx.store import receipts
-from theoryx.store.flights import Flight
 from theoryx.store.handle import Stores, open_stores, store_error
 from theoryx.store.leases import Lease
 
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
+
 if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
+
     from theoryx.pipeline.batch import Batch, BatchScope, Item, ItemResult
 
 
@@ -99,15 +103,31 @@ class Session:
         """Run a request: prepare, look up, then answer the hit or execute the miss; record.
         ``scope`` is what the runs of one batch share: resolved specs and image identities, one
         lease, and a recorder that commits hit records in groups."""
+        begun = self.begin(req, scope=scope)
+        return begun if isinstance(begun, RunResult) else begun.finish()
+
+    def begin(self, req: RunRequest, *, scope: BatchScope | None = None) -> RunResult | Pending:
+        """The first half of :meth:`submit`: prepare the request and look it up in the local
+        action cache. A hit is answered and recorded at once; anything else comes back as a
+        :class:`Pending` run whose :meth:`Pending.finish` continues from the prepared request (the
+        team cache, the flight, the miss). A batch calls this on its own thread and hands only
+        pending runs to its pool, so a cached item never waits for a thread. A failure is
+        recorded and raised, as by :meth:`submit`."""
         req = self._defaults(req)
         if scope is None:
             run = RunState.start(self.stores, req)
         else:
             run = RunState.start(self.stores, req, lease=scope.lease, recorder=scope.recorder)
+        resolutions = scope.resolutions if scope is not None else None
         try:
-            return _guarded(run, lambda: _run(run, scope.resolutions if scope is not None else None))
-        finally:
+            begun = _guarded(run, lambda: _begin(run, resolutions))
+        except BaseException:
             run.close()
+            raise
+        if isinstance(begun, RunResult):
+            run.close()
+            return begun
+        return Pending(run, begun)
 
     def map(
         self,
@@ -132,7 +152,7 @@ class Session:
         from theoryx.pipeline.recorder import GroupRecorder
 
         scope = BatchScope(Resolutions(), lambda: Lease(self.stores.home.leases, new_execution_id()),
-                           GroupRecorder(self.stores.db))
+                           GroupRecorder(self.stores.db), work=self.stores.home.work)
         jobs = jobs or os.cpu_count() or 1
         # Persistent workers (specs that declare `worker`, on local): created idle, closed with the batch.
         from theoryx import adapters
@@ -148,7 +168,7 @@ class Session:
             finally:
                 scope.close()
 
-        runner = Batch(lambda req: self.submit(req, scope=scope), template,
+        runner = Batch(lambda req: self.begin(req, scope=scope), template,
                        jobs=jobs if workers is None else workers.in_flight,
                        ordered=ordered, fail_fast=fail_fast, tick=scope.recorder.flush_if_due, on_close=close)
         if batch is not None:
@@ -233,7 +253,34 @@ def run(ref: str, *, home: str | Path | None = None, **options: Any) -> RunResul
         return session.run(ref, **options)
 
 
-def _run(run: RunState, resolutions: Resolutions | None = None) -> RunResult:
+class Pending:
+    """A run prepared and looked up locally without a hit (:meth:`Session.begin`). Call
+    :meth:`finish` once, on any thread, to continue it; or :meth:`close` to drop it unfinished
+    (a cancelled batch item: nothing executed and nothing is recorded)."""
+
+    __slots__ = ("_run", "prepared")
+
+    def __init__(self, run: RunState, prepared: Prepared) -> None:
+        self._run, self.prepared = run, prepared
+
+    @property
+    def execution_id(self) -> str:
+        return self._run.execution_id
+
+    def finish(self) -> RunResult:
+        """The team cache, then the flight and the miss; recorded like :meth:`Session.submit`."""
+        run = self._run
+        try:
+            return _guarded(run, lambda: _finish(run, self.prepared))
+        finally:
+            run.close()
+
+    def close(self) -> None:
+        self._run.close()
+
+
+def _begin(run: RunState, resolutions: Resolutions | None) -> RunResult | Prepared:
+    """Prepare and look up: the hit's answer, or the prepared request a miss continues from."""
     req = run.request
     if req.plan is not None:
         from theoryx.budget.plans import check_key
@@ -243,22 +290,29 @@ def _run(run: RunState, resolutions: Resolutions | None = None) -> RunResult:
     _adopt(run, prep)
     syncpoints.point("after_prepare")
     if req.no_cache:
-        return _shared(run, _execute(run, prep, cache_write=True), _team_cache(run))
+        return prep
     found = lookup(run.stores, run.lease, prep.memo_key)
-    if found is not None:
-        return hit.answer(run, found)
+    return prep if found is None else hit.answer(run, found)
+
+
+def _finish(run: RunState, prep: Prepared) -> RunResult:
+    """After a local miss (or with ``no_cache``): the team cache, the flight, the execution."""
+    if run.request.no_cache:
+        return _shared(run, _execute(run, prep, cache_write=True), _team_cache(run))
     # A local miss asks the team cache, if one is configured (theoryx.remote; imported only
     # here, so a local hit never loads it): a verified remote result is a hit.
     team = _team_cache(run)
     if team is not None:
         from theoryx.remote import cache as remote_cache
 
-        if remote_cache.fetch(run.stores, prep.memo_key, team, lease=run.lease) is not None:
-            found = lookup(run.stores, run.lease, prep.memo_key)
-            if found is not None:
-                return hit.answer(run, found, remote_url=team.url)
+        # Verified, its blobs durable and leased: the hit's record commits the entry with it.
+        fetched = remote_cache.fetch(run.stores, prep.memo_key, team, lease=run.lease, commit=False)
+        if fetched is not None:
+            return hit.answer(run, fetched, remote_url=team.url)
     # A miss: one flight per memo key. Identical runs wait here for the one executing, then
     # answer from its result; if it failed or died, the next one in line executes.
+    from theoryx.store.flights import Flight  # a miss only: a hit never waits for a flight
+
     with Flight(run.stores.home.root, prep.memo_key):
         syncpoints.point("in_flight")
         found = lookup(run.stores, run.lease, prep.memo_key)
@@ -304,13 +358,12 @@ def _adopt(run: RunState, prep: Prepared) -> None:
     run.lease.add(prep.input_cids)
 
 
-def _guarded(run: RunState, body: Any) -> RunResult:
+def _guarded(run: RunState, body: Callable[[], T]) -> T:
     """Run ``body``; a failure is recorded and re-raised with the execution id on it. A full
     disk (anywhere in the run) becomes :class:`StoreFull`, a store error :class:`StoreError`."""
     try:
         try:
-            result: RunResult = body()
-            return result
+            return body()
         except TheoryxError:
             raise
         except Exception as exc:

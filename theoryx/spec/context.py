@@ -12,12 +12,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import blake3
 
 from theoryx.core.canonical import canonical_bytes, digest
 from theoryx.spec.model import ProcessorSpec
+
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
+if TYPE_CHECKING:
+    from typing import Any
 
 _ALWAYS_EXCLUDED_DIRS = {"__pycache__", "vendor", ".git"}
 BASE_IMAGE_ENV = "THEORYX_BASE_IMAGE"
@@ -123,4 +126,8 @@ def env_identity(env_class: str) -> dict[str, str]:
     """The execution environment class: mock results never share keys with container ones."""
     if env_class == "mock":
         return {"class": "mock"}
+    if env_class == "modal":
+        # revision 2: the processor runs with exactly the image's ENV, the contract and the secrets
+        # (BUILD.md section 9); results of the earlier runner never answer these runs
+        return {"class": env_class, "platform": platform_name(), "revision": "2"}
     return {"class": env_class, "platform": platform_name()}

@@ -14,10 +14,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from theoryx.errors import SpecError
 from theoryx.spec.refs import Ref
+
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
+if TYPE_CHECKING:
+    from typing import Any
 
 _SECRET = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _PINNED = re.compile(r"^[^\s@]+@sha256:[0-9a-f]{64}$")

@@ -33,7 +33,6 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import blake3
 
@@ -41,6 +40,10 @@ from theoryx.errors import ProcessorNotFound, SpecError
 from theoryx.spec.model import ProcessorSpec
 from theoryx.spec.refs import Ref
 from theoryx.store.db import Database
+
+TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
+if TYPE_CHECKING:
+    from typing import Any
 
 # "2": entries cached before anchors and aliases were refused must not be served again.
 SPEC_CACHE_VERSION = "2"
