@@ -80,3 +80,25 @@ def test_a_batch_commits_hit_records_in_groups(tmp_path: Path, monkeypatch: obje
     assert sum(commits) == 40 and len(commits) < 40, commits      # grouped, none lost
     db = open_stores(home).db
     assert all(executions.find(db, r.result.execution_id) is not None for r in results if r.result)
+
+
+def test_a_stored_record_reads_back_as_the_same_record(tmp_path: Path) -> None:
+    """``to_stored`` packs the digest fields, outputs' and inputs' cids as raw bytes and leaves
+    every other value as it is: reading it back gives the record that was stored, field for field
+    (a usage value that looks like a cid stays a string; a malformed digest is stored as given)."""
+    from theoryx.store.action_cache import OutputEntry
+    from theoryx.store.db import unpack
+
+    cid = "b3:" + "ab" * 32
+    rec = executions.ExecutionRecord.begun("01j0000000000000000000000a", "x/y@1", "mock", plan="p", seed=7,
+                                           started_ms=5)
+    assert rec == executions.ExecutionRecord(execution_id="01j0000000000000000000000a", ref="x/y@1",
+                                             adapter="mock", status="error", plan="p", seed=7, started_ms=5)
+    rec = rec.with_(status="success", cache="miss", memo_key=cid, action_cid=cid, spec_digest="b3:not-hex",
+                    outputs=(OutputEntry("/artifacts/o.txt", cid, 3, "text/plain"),), input_cids=(cid,),
+                    usage={"note": cid, "tokens": 3}, error=None, stdout_cid=cid)
+    stored = rec.to_stored()
+    assert stored["memo_key"] == bytes.fromhex("ab" * 32) and stored["spec_digest"] == "b3:not-hex"
+    assert stored["outputs"][0]["cid"] == bytes.fromhex("ab" * 32) and stored["usage"]["note"] == cid
+    back = executions.ExecutionRecord.from_dict(unpack(pack(stored)))
+    assert back == rec

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from theoryx import errors
@@ -37,6 +39,23 @@ def test_execution_ids_sort_by_time() -> None:
     b = ids.new_execution_id(1_700_000_000_001)
     assert a < b and len(a) == 26 and ids.is_execution_id(a)
     assert ids.timestamp_ms(a) == 1_700_000_000_000
+
+
+def test_execution_ids_are_the_ulid_layout_of_time_and_randomness(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The id is the 130-bit value (ms << 80 | 80 random bits) in Crockford base32, most
+    significant first: checked against a plain digit-by-digit encoding, edge values included."""
+    alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
+
+    def reference(ms: int, rnd: bytes) -> str:
+        value = (ms << 80) | int.from_bytes(rnd, "big")
+        return "".join(alphabet[(value >> (5 * i)) & 31] for i in reversed(range(26)))
+
+    cases = [(0, b"\0" * 10), (2**48 - 1, b"\xff" * 10), (1_700_000_000_000, bytes(range(10)))]
+    cases += [(int.from_bytes(os.urandom(6), "big"), os.urandom(10)) for _ in range(2000)]
+    for ms, rnd in cases:
+        monkeypatch.setattr(ids.os, "urandom", lambda n, rnd=rnd: rnd)
+        made = ids.new_execution_id(ms)
+        assert made == reference(ms, rnd) and ids.timestamp_ms(made) == ms
 
 
 def test_canonical_bytes_are_rfc8785() -> None:

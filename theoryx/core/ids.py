@@ -14,11 +14,14 @@ def new_execution_id(now_ms: int | None = None) -> str:
     """48 bits of milliseconds then 80 random bits; lexical order = time order (to the ms)."""
     ms = int(time.time() * 1000) if now_ms is None else now_ms
     value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    # 26 characters of 5 bits = 130 bits: 13 pairs of characters, 10 bits each (a batch makes
+    # thousands of ids per second)
+    pairs = _PAIRS
+    return "".join([pairs[(value >> shift) & 1023] for shift in _SHIFTS])
+
+
+_PAIRS = tuple(a + b for a in _ALPHABET for b in _ALPHABET)
+_SHIFTS = tuple(range(120, -1, -10))
 
 
 def is_execution_id(text: str) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -143,7 +143,7 @@ class Batch:
         or a failure before execution), else its pending run."""
         if item.error is not None:
             return ItemResult(item, error=item.error)
-        req = replace(self.template, inputs=item.inputs, attachments=dict(item.attachments))
+        req = self.template.for_item(item.inputs, dict(item.attachments))
         try:
             begun = self.begin(req)
         except TheoryxError as exc:

@@ -101,7 +101,8 @@ def prepare(stores: Stores, req: RunRequest, execution_id: str, resolutions: Res
     inputs errors; never writes a blob."""
     env_class = adapters.env_class(req.adapter)
     check_depth(req.inputs)
-    check_depth(dict(req.adapter_options), "adapter_options")
+    if req.adapter_options:
+        check_depth(dict(req.adapter_options), "adapter_options")
     prefix = writeprefix.expand(req.write_prefix, execution_id)
     proc = (resolutions.get(stores, req.registry, req.ref, env_class) if resolutions is not None
             else resolve(stores, req.registry, req.ref, env_class))

@@ -58,8 +58,8 @@ class RunState:
         execution_id = new_execution_id()
         own = lease is None
         held = Lease(stores.home.leases, execution_id) if lease is None else lease
-        record = ExecutionRecord(execution_id=execution_id, ref=req.ref, adapter=req.adapter, status="error",
-                                 plan=req.plan, seed=req.seed, started_ms=now_ms())
+        record = ExecutionRecord.begun(execution_id, req.ref, req.adapter, plan=req.plan, seed=req.seed,
+                                       started_ms=now_ms())
         charging = Charging(stores, req.plan, execution_id, req.adapter_options)
         return cls(stores, req, held, execution_id, record, charging, record_paths, shared_lease=not own,
                    recorder=recorder)

@@ -82,10 +82,15 @@ class ExecutionRecord:
         for name in _FIELDS:
             value = values[name]
             if name in _REQUIRED or value != _DEFAULTS[name]:
-                if name == "outputs":
-                    stored[name] = [_packed_cids(o.to_dict()) for o in value]
+                if name in _CID_FIELDS:
+                    stored[name] = _packed_cid(value)
+                elif name == "outputs":
+                    stored[name] = [{"path": o.path, "cid": _packed_cid(o.cid), "size_bytes": o.size, "mime": o.mime}
+                                    for o in value]
+                elif name == "input_cids":
+                    stored[name] = [_packed_cid(c) for c in value]
                 else:
-                    stored[name] = _packed_cids(value)
+                    stored[name] = value   # packed at once by the caller: no copy needed
         return stored
 
     @classmethod
@@ -96,6 +101,17 @@ class ExecutionRecord:
         kw["outputs"] = tuple(OutputEntry.from_dict(o) for o in d.get("outputs", ()))
         kw["input_cids"] = tuple(d.get("input_cids", ()))
         return cls(**kw)
+
+    @classmethod
+    def begun(cls, execution_id: str, ref: str, adapter: str, *, plan: str | None, seed: int,
+              started_ms: int) -> ExecutionRecord:
+        """The record of a run that just started: status ``error`` until a step says otherwise,
+        every other field at its default (as the constructor would make it, without running
+        ``__init__``: a batch starts thousands of runs per second)."""
+        new = object.__new__(ExecutionRecord)
+        vars(new).update(_STARTED, execution_id=execution_id, ref=ref, adapter=adapter, status="error", plan=plan,
+                         seed=seed, started_ms=started_ms, usage={})
+        return new
 
     def with_(self, **changes: Any) -> ExecutionRecord:
         """A copy with ``changes`` (as :func:`dataclasses.replace`, without re-running
@@ -124,17 +140,15 @@ def _copied(value: Any) -> Any:
     return value
 
 
-def _packed_cids(value: Any) -> Any:
-    """Cids as their 32 raw bytes (msgpack bin) instead of 67 characters: a record is mostly cids."""
+def _packed_cid(value: Any) -> Any:
+    """A cid as its 32 raw bytes (msgpack bin) instead of 67 characters: a record is mostly
+    cids. Anything else (None, a malformed value) is stored as it is; :func:`_unpacked_cids`
+    turns every 32-byte value back into its cid, wherever it is in a stored record."""
     if isinstance(value, str) and len(value) == 67 and value.startswith("b3:"):
         try:
             return bytes.fromhex(value[3:])
         except ValueError:
             return value
-    if isinstance(value, list | tuple):
-        return [_packed_cids(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _packed_cids(v) for k, v in value.items()}
     return value
 
 
@@ -157,9 +171,13 @@ def _default(f: Any) -> Any:
 
 
 _FIELDS = tuple(f.name for f in fields(ExecutionRecord))
+_CID_FIELDS = frozenset({"memo_key", "action_cid", "spec_digest", "env_fingerprint", "manifest_cid", "index_cid",
+                         "receipt_cid", "stdout_cid", "stderr_cid"})
+"""The fields that hold one digest each (``b3:`` + 64 hex), stored as raw bytes."""
 _FIELD_SET = frozenset(_FIELDS)
 _DEFAULTS = {f.name: _default(f) for f in fields(ExecutionRecord)}
 _REQUIRED = frozenset(name for name, value in _DEFAULTS.items() if value is MISSING)
+_STARTED = {name: value for name, value in _DEFAULTS.items() if value is not MISSING}
 
 
 def record(db: Database, rec: ExecutionRecord, *, cache_entry: ActionResult | None = None,
