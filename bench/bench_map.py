@@ -7,8 +7,9 @@
 - misses: N distinct mock items in a fresh home: items/s;
 - stream: a file of N identical items (one miss, then hits), run with ``--quiet --out``: peak
   resident memory of the process (``ru_maxrss``), which must not grow with N;
-- references: ``python -c pass`` and a plain JSON Lines parse of the same file (``json.loads``
-  per line) from the same interpreter.
+- references: ``python -c pass``, a plain JSON Lines parse of the same file (``json.loads``
+  per line) and the floor of a cached item (``bench/map_floor.py``: the bare library calls a hit
+  needs) from the same interpreter.
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ def main() -> None:
         print(f"{args.hits} misses then the same {args.hits} cached: {args.hits / first:8.1f} items/s (misses), "
               f"{args.hits / cached:8.1f} items/s (hits); JSON Lines parse of the file {args.hits / parse:9.0f} "
               f"lines/s -> hits at {parse / cached:.3f}x the parse rate")
+        floor = subprocess.run([sys.executable, str(REPO / "bench" / "map_floor.py"), str(hits)], check=True,
+                               capture_output=True, text=True).stdout.strip()
+        floor_rate = float(floor.split()[1])
+        print(f"  reference, the bare library calls of a hit (bench/map_floor.py, in-process, no start-up): "
+              f"{floor} -> theoryx map's hits at {args.hits / cached / floor_rate:.2f}x the floor")
         misses = items_file(root / "misses.jsonl", args.misses)
         seconds, _ = timed_map(root / "h2", misses, *jobs)
         print(f"{args.misses} distinct mock misses: {args.misses / seconds:8.1f} items/s")
