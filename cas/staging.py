@@ -12,6 +12,12 @@ Publishing always converges: if the blob at the destination vanishes between our
 link and our attempt to freshen it (a collector withdrawing it), or holds the wrong number of
 bytes (a damaged copy), the temp is linked under a second temp name and renamed over the
 destination, which replaces whatever is there in one atomic step.
+
+Small blobs written from memory use an *unnamed* temp file where Linux offers one
+(``O_TMPFILE``, :func:`open_anonymous`): it has no name until it is linked into ``blobs/``
+(:func:`publish_anonymous`), so there is nothing to lock against a collector, nothing to remove
+afterwards, and a process killed before the link leaves nothing at all. Elsewhere they take the
+named path above.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ BLOB_MODE = 0o444
 
 _ATTEMPTS = 8
 _NO_HARDLINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
+_O_TMPFILE: int = getattr(os, "O_TMPFILE", 0)
+_NO_TMPFILE = frozenset({errno.EOPNOTSUPP, errno.ENOTSUP, errno.EISDIR, errno.EINVAL})
 
 
 class TempFile:
@@ -146,6 +154,77 @@ def seal(fd: int, *, fsync: bool) -> None:
         os.fsync(fd)
 
 
+def open_anonymous(tmp_dir: Path) -> int | None:
+    """A new unnamed file (``O_TMPFILE``) on ``tmp_dir``'s filesystem, open read-write, for
+    :func:`publish_anonymous`; ``tmp_dir`` is created if needed. None where there is no such
+    file: not Linux, a filesystem or kernel without ``O_TMPFILE``, or no ``/proc/self/fd`` (the
+    only way to link it without privileges). Close it whatever happens: unlinked, it vanishes."""
+    if not _O_TMPFILE or not _proc_fd():
+        return None
+    flags = _O_TMPFILE | os.O_RDWR | os.O_CLOEXEC
+    for attempt in range(2):
+        try:
+            return os.open(tmp_dir, flags, 0o600)
+        except FileNotFoundError:
+            if attempt:
+                raise
+            make_dirs(tmp_dir, fsync=False)
+        except OSError as exc:
+            if exc.errno in _NO_TMPFILE:
+                return None
+            raise
+    return None  # not reached: the second attempt returns or raises
+
+
+_PROC_FD: list[bool] = []
+
+
+def _proc_fd() -> bool:
+    """Whether ``/proc/self/fd`` is there (looked up once per process)."""
+    if not _PROC_FD:
+        _PROC_FD.append(os.path.isdir("/proc/self/fd"))
+    return _PROC_FD[0]
+
+
+def _link_anonymous(fd: int, dest: str) -> None:
+    """Give the unnamed file open as ``fd`` the absolute name ``dest``: ``linkat`` of its
+    ``/proc/self/fd`` entry, following that link. ``dst_dir_fd`` only makes CPython call
+    ``linkat`` (with ``AT_SYMLINK_FOLLOW``) instead of ``link``; ``linkat`` ignores it for an
+    absolute ``dest``."""
+    os.link(f"/proc/self/fd/{fd}", dest, dst_dir_fd=fd, follow_symlinks=True)
+
+
+def publish_anonymous(fd: int, size: int, dest: str, *, fsync: bool, aux_dir: Path) -> bool | None:
+    """:func:`publish` for the sealed unnamed file open as ``fd`` (from :func:`open_anonymous`,
+    ``size`` bytes) at the absolute path ``dest``: True if an existing blob of that size was kept
+    (its mtime refreshed), False if the file was published; None if this filesystem cannot link
+    it (no hard links): nothing was published, the caller writes a named temp file instead. A
+    damaged copy (another size) or one withdrawn meanwhile is replaced atomically through a
+    second name in ``aux_dir``, as :func:`publish` does. With ``fsync``, the new directory entry
+    (and any directory created for it) is flushed to disk."""
+    if not os.path.isabs(dest):
+        raise ValueError(f"not an absolute path: {dest}")
+    for _ in range(_ATTEMPTS):
+        try:
+            _link_anonymous(fd, dest)
+        except FileExistsError:
+            if _keep_existing_size(dest, size):
+                return True
+            _replace(f"/proc/self/fd/{fd}", Path(dest), aux_dir, fsync=fsync, anonymous=fd)
+            return False
+        except FileNotFoundError:
+            make_dirs(os.path.dirname(dest), fsync=fsync)
+        except OSError as exc:
+            if exc.errno in _NO_HARDLINKS or exc.errno == errno.EXDEV:
+                return None
+            raise
+        else:
+            if fsync:
+                fsync_dir(os.path.dirname(dest))
+            return False
+    raise CasError(f"could not publish {dest}: its directory kept disappearing")
+
+
 def publish(temp: Path, dest: str | Path, *, fsync: bool, aux_dir: Path | None = None) -> bool:
     """Make the sealed file ``temp`` visible at ``dest`` atomically; ``temp`` itself remains.
     Returns True if an existing blob was kept (nothing of ``temp`` was published).
@@ -189,24 +268,40 @@ def publish(temp: Path, dest: str | Path, *, fsync: bool, aux_dir: Path | None =
 def _keep_existing(temp: Path, dest: str | Path) -> bool:
     """True if ``dest`` exists with ``temp``'s size (its mtime now refreshed): nothing to write."""
     try:
-        existing = os.stat(dest)
         size = os.stat(temp).st_size
     except FileNotFoundError:
-        return False  # dest withdrawn meanwhile (or temp gone, which _replace reports)
+        return False  # temp gone, which _replace reports
+    return _keep_existing_size(dest, size)
+
+
+def _keep_existing_size(dest: str | Path, size: int) -> bool:
+    """True if ``dest`` exists with ``size`` bytes (its mtime now refreshed): nothing to write."""
+    try:
+        existing = os.stat(dest)
+    except FileNotFoundError:
+        return False  # dest withdrawn meanwhile
     return existing.st_size == size and freshen(dest)
 
 
-def _replace(temp: Path, dest: Path, aux_dir: Path, *, fsync: bool) -> None:
-    """Rename a second link of ``temp`` over ``dest`` (same bytes, or a damaged copy's place)."""
+def _replace(temp: Path | str, dest: Path, aux_dir: Path, *, fsync: bool, anonymous: int | None = None) -> None:
+    """Rename a second link of ``temp`` over ``dest`` (same bytes, or a damaged copy's place).
+    ``anonymous``: ``temp`` is the ``/proc/self/fd`` entry of that unnamed file's descriptor."""
     aux = temp_name(aux_dir)
+
+    def link() -> None:
+        if anonymous is None:
+            os.link(temp, aux)
+        else:
+            _link_anonymous(anonymous, str(aux))
+
     try:
-        os.link(temp, aux)
+        link()
     except FileNotFoundError:
         if not os.path.lexists(temp):
             raise CasError(f"could not publish {dest}: its temp file {temp} was removed while it was "
                            f"written (a cleanup that ignored the writer's lock?)") from None
         make_dirs(aux_dir, fsync=False)
-        os.link(temp, aux)
+        link()
     try:
         try:
             os.rename(aux, dest)
@@ -268,25 +363,34 @@ def flush_existing(path: str) -> None:
 _fdatasync = getattr(os, "fdatasync", os.fsync)  # data and size, not the refreshed mtime
 
 
-def make_dirs(path: Path, *, fsync: bool) -> None:
+def make_dirs(path: Path | str, *, fsync: bool) -> None:
     """Create ``path`` and missing parents; with ``fsync``, flush each new entry to disk.
 
     A new directory takes its permissions from its parent, whatever the umask: the owner's
     ``rwx``, the parent's group bits and set-group-id bit, and nothing for others. A store under
     a private directory stays private; one under a group-shared directory (``chmod 2770``)
-    stays shared with that group; no store directory is ever open to every local user.
+    stays shared with that group; no store directory is ever open to every local user. (The
+    directory is created with those bits, and changed only when the umask took some away: a
+    shard directory of a new store costs one ``mkdir`` and two ``stat`` calls.)
     """
+    path = os.fspath(path)
+    parent = os.path.dirname(path)
     try:
-        os.mkdir(path, 0o700)
+        wanted = 0o700 | (os.stat(parent).st_mode & DIR_MODE_MASK)
+        os.mkdir(path, wanted & 0o777)
     except FileExistsError:
         return
     except FileNotFoundError:
-        make_dirs(path.parent, fsync=fsync)
+        make_dirs(parent, fsync=fsync)
         make_dirs(path, fsync=fsync)
         return
-    inherit_mode(path)
+    try:
+        if stat.S_IMODE(os.stat(path).st_mode) != wanted:
+            os.chmod(path, wanted)
+    except FileNotFoundError:
+        pass
     if fsync:
-        fsync_dir(path.parent)
+        fsync_dir(parent)
 
 
 DIR_MODE_MASK = 0o2070

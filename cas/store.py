@@ -39,8 +39,11 @@ from cas.staging import (
     TempFile,
     flush_existing,
     freshen,
+    fsync_dir,
     make_dirs,
+    open_anonymous,
     publish,
+    publish_anonymous,
     remove_if_abandoned,
     seal,
     temp_name,
@@ -48,6 +51,7 @@ from cas.staging import (
 
 TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import BinaryIO
 
     from cas.syncing import Deferral, Deferrals, SyncGroup
@@ -81,6 +85,7 @@ class Store:
         self._deferrals: Deferrals | None = None
         self._group: SyncGroup | None = None
         self._can_defer: bool | None = None   # syncfs here, on a filesystem it flushes (looked up once)
+        self._anonymous = True   # unnamed temp files (O_TMPFILE) work here, until one fails
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -208,6 +213,37 @@ class Store:
         if group is not None and group.owing:
             flush_existing(path)
 
+    def ensure_durable(self, cids: Iterable[str]) -> list[str]:
+        """Of ``cids``, return those absent from the store (in order, without repeats), and make
+        sure each present one is durable before the caller commits anything that names it: the
+        copy found may be another thread's or another process's deferred write (see
+        :meth:`deferred`), published but not synced yet. Inside a :meth:`deferred` block that
+        defers, the calling thread then owes a sync (one ``syncfs`` covers every writer's data,
+        paid by :meth:`sync` or on leaving the block); elsewhere each present blob is flushed
+        now, its data and its directory entries (the shard's and the shard directory's own),
+        which costs little for a blob that is durable already.
+
+        For a caller that needs blobs and writes only the missing ones (a download): what it
+        writes itself is covered as any write. A present blob is neither read nor rehashed
+        (:meth:`check` does that) nor freshened: protect it from a collector by other means (a
+        lease) before calling this.
+        """
+        absent: list[str] = []
+        present: list[str] = []
+        for cid in dict.fromkeys(cids):
+            path = self.fspath(cid)
+            try:
+                st = os.stat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                absent.append(cid)
+                continue
+            (present if stat.S_ISREG(st.st_mode) else absent).append(path)
+        if present and self._durable_now():
+            for path in present:
+                flush_existing(path)
+            fsync_dir(self._layout.blobs_dir)
+        return absent
+
     # -- writing ---------------------------------------------------------------------------
 
     def put_bytes(self, data: bytes) -> Blob:
@@ -223,10 +259,35 @@ class Store:
             if self._durable_now():
                 self._found(self.fspath(blob.cid))
             return blob
+        if self._anonymous and self._put_anonymous(data, blob.cid):
+            return blob
         with TempFile.create(self._tmp) as temp:
             write_all(temp.fd, data)
             self._commit(temp, blob.cid)
         return blob
+
+    def _put_anonymous(self, data: bytes, cid: str) -> bool:
+        """Write ``data`` (hashing to ``cid``) through an unnamed temp file and publish it; False
+        (nothing published, and never tried again by this store) where there is no such file
+        or it cannot be linked: the caller takes the named path."""
+        fd = open_anonymous(self._tmp)
+        if fd is None:
+            self._anonymous = False
+            return False
+        try:
+            write_all(fd, data)
+            durable = self._durable_now()
+            seal(fd, fsync=durable)
+            dest = self.fspath(cid)
+            kept = publish_anonymous(fd, len(data), dest, fsync=durable, aux_dir=self._tmp)
+        finally:
+            os.close(fd)
+        if kept is None:
+            self._anonymous = False
+            return False
+        if kept and durable:
+            self._found(dest)
+        return True
 
     def put_file(self, path: Path, *, move: bool = False) -> Blob:
         """Store the content of the file at ``path`` (symlinks followed) and return its identity.

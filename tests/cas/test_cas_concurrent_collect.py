@@ -46,7 +46,7 @@ def test_a_writer_whose_new_temp_name_is_removed_before_it_locks_it_takes_anothe
         real_flock(fd, op)
 
     monkeypatch.setattr(staging.fcntl, "flock", collector_first)
-    blob = store.put_bytes(b"written anyway")
+    blob = store.put_stream(io.BytesIO(b"written anyway"))  # a named temp file (put_bytes has none)
     assert removed and store.read(blob.cid) == b"written anyway"
     assert list(store.tmp_files()) == []
 

@@ -193,3 +193,36 @@ def test_put_file_killed_at_an_arbitrary_moment_leaves_nothing_or_a_whole_blob(t
     if store.exists(content.cid):
         assert store.verify(content.cid)
     shutil.rmtree(tmp_path)
+
+
+STALL_BEFORE_LINKING_UNNAMED = r"""
+import sys, time
+from pathlib import Path
+import cas.store
+from cas import Store
+
+def stall(fd, size, dest, **kw):  # the bytes are in the unnamed file, not linked anywhere yet
+    print("started", flush=True)
+    time.sleep(600)
+
+cas.store.publish_anonymous = stall
+Store(Path(sys.argv[1])).put_bytes(b"small blob, written whole, never named" * 100)
+print("finished", flush=True)
+"""
+
+
+def test_put_bytes_killed_before_linking_its_unnamed_file_leaves_nothing_at_all(tmp_path: Path) -> None:
+    from cas.staging import open_anonymous
+
+    store = Store(tmp_path / "cas-v1")
+    probe = open_anonymous(store.root / "tmp")
+    if probe is None:
+        pytest.skip("no unnamed temp files (O_TMPFILE) here: put_bytes takes the named path")
+    os.close(probe)
+    child = _spawn(STALL_BEFORE_LINKING_UNNAMED, store.root)
+    _wait_for_line(child, b"started\n")
+    _kill(child)
+
+    assert list(store.iter_blobs()) == []
+    assert _files_under(store.root / "blobs") == []
+    assert list(store.tmp_files()) == [], "an unnamed temp file has no name to leave behind"

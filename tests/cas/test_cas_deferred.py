@@ -290,3 +290,77 @@ def test_the_filesystem_type_is_the_innermost_and_last_mount() -> None:
 
 def test_the_filesystem_of_a_store_not_created_yet_is_its_nearest_existing_parents(tmp_path: Path) -> None:
     assert syncing.filesystem_type(tmp_path / "not" / "yet") == syncing.filesystem_type(tmp_path) is not None
+
+
+# -- blobs found present (ensure_durable) ---------------------------------------------------------
+
+
+def test_ensure_durable_answers_the_absent_cids_in_order_without_repeats(store: Store) -> None:
+    here = store.put_bytes(b"here").cid
+    gone, lost = cid_of_bytes(b"gone"), cid_of_bytes(b"lost")
+    assert store.ensure_durable([gone, here, lost, gone, here]) == [gone, lost]
+    assert store.ensure_durable([]) == []
+
+
+def test_outside_a_block_blobs_found_present_are_flushed_whoever_wrote_them(store: Store, counts: Counts) -> None:
+    """This process owes no sync: the copies may still be another process's unsynced deferred
+    writes, which nothing here can tell. Each is flushed with its directory, then the shards'
+    parent once."""
+    cids = [store.put_bytes(b"one").cid, store.put_bytes(b"two").cid]
+    before = counts.fsyncs
+    assert store.ensure_durable([*cids, cid_of_bytes(b"absent")]) == [cid_of_bytes(b"absent")]
+    assert counts.fsyncs - before == 2 * 2 + 1 and counts.syncs == 0
+    before = counts.fsyncs
+    assert store.ensure_durable([cid_of_bytes(b"absent")]) == [cid_of_bytes(b"absent")]
+    assert counts.fsyncs == before, "nothing present: nothing to flush"
+
+
+def test_in_a_block_blobs_found_present_are_owed_the_blocks_sync(store: Store, counts: Counts) -> None:
+    cids = [store.put_bytes(b"one").cid, store.put_bytes(b"two").cid]
+    before = counts.fsyncs
+    with store.deferred():
+        assert store.ensure_durable(cids) == []
+        assert counts.syncs == 0
+    assert counts.syncs == 1 and counts.fsyncs == before
+
+
+def test_in_a_block_that_does_not_defer_blobs_found_present_are_flushed(
+        store: Store, counts: Counts, monkeypatch: pytest.MonkeyPatch) -> None:
+    cid = store.put_bytes(b"one").cid
+    monkeypatch.setattr(syncing, "dirty_bytes", lambda: syncing.DIRTY_LIMIT + 1)
+    before = counts.fsyncs
+    with store.deferred():
+        assert store.ensure_durable([cid]) == []
+        assert counts.fsyncs - before == 3
+    assert counts.syncs == 0
+
+
+def test_ensure_durable_in_a_store_without_fsync_flushes_nothing(tmp_path: Path, counts: Counts) -> None:
+    store = Store(tmp_path / "fast", fsync=False)
+    cid = store.put_bytes(b"scratch").cid
+    assert store.ensure_durable([cid]) == []
+    assert counts.syncs == 0 and counts.fsyncs == 0
+
+
+def test_ensure_durable_flushes_another_threads_unsynced_blob_in_its_own_block(store: Store, counts: Counts) -> None:
+    """A deferring writer has published the blob and not synced yet; a reader in its own block
+    that finds it owes a sync, which covers the other writer's data (syncfs)."""
+    written, release = threading.Event(), threading.Event()
+
+    def deferring() -> None:
+        with store.deferred():
+            store.put_bytes(b"shared bytes")
+            written.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=deferring)
+    thread.start()
+    try:
+        assert written.wait(10)
+        with store.deferred():
+            assert store.ensure_durable([cid_of_bytes(b"shared bytes")]) == []
+            store.sync()
+            assert counts.syncs == 1, "the reader's own sync, before it commits anything"
+    finally:
+        release.set()
+        thread.join()

@@ -1,0 +1,160 @@
+"""``put_bytes`` writes through an unnamed temp file (``O_TMPFILE``) where Linux offers one: no
+name in ``tmp/`` to lock, remove or leave behind, published by ``linkat`` of its descriptor, with
+the same guarantees as the named path (sealed read-only, fsynced before it is linked when the
+store is durable, an existing copy kept or a damaged one replaced), and the named path where it
+is not available."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+import cas.staging as staging
+from cas import Store, cid_of_bytes
+
+
+def _unnamed_files_here(store: Store) -> bool:
+    fd = staging.open_anonymous(store.root / "tmp")
+    if fd is None:
+        return False
+    os.close(fd)
+    return True
+
+
+@pytest.fixture
+def unnamed(store: Store) -> Store:
+    if not _unnamed_files_here(store):
+        pytest.skip("no unnamed temp files (O_TMPFILE) on this platform or filesystem")
+    return store
+
+
+def test_put_bytes_never_names_a_temp_file(unnamed: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_names(tmp_dir: Path) -> Path:
+        raise AssertionError("put_bytes took a named temp file")
+
+    monkeypatch.setattr(staging, "temp_name", no_names)
+    blob = unnamed.put_bytes(b"small, from memory")
+    assert unnamed.read(blob.cid) == b"small, from memory"
+    assert stat.S_IMODE(unnamed.path(blob.cid).stat().st_mode) == 0o444
+    assert unnamed.put_bytes(b"small, from memory") == blob  # present: kept
+    assert list(unnamed.tmp_files()) == []
+
+
+def test_a_durable_put_bytes_fsyncs_the_file_before_linking_it_and_then_its_directory(
+        unnamed: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[str] = []
+    real_fsync, real_link = os.fsync, os.link
+
+    def fsync(fd: int) -> None:
+        events.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    def link(*args: object, **kw: object) -> None:
+        events.append("link")
+        real_link(*args, **kw)  # type: ignore[arg-type]
+
+    unnamed.put_bytes(b"first, creating the directories")
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "link", link)
+    unnamed.put_bytes(b"x" * 100)
+    # (a new shard directory adds a failed link, its mkdir and its parent's fsync in between)
+    assert events[0] == "file" and events[-2:] == ["link", "dir"], events
+
+
+def test_a_copy_of_the_wrong_size_is_replaced_through_a_second_name(unnamed: Store) -> None:
+    data = b"the whole blob" * 10
+    blob = unnamed.put_bytes(data)
+    path = unnamed.path(blob.cid)
+    os.chmod(path, 0o644)
+    path.write_bytes(b"short")
+    os.chmod(path, 0o444)
+    # The look before writing sees the damage; the link then finds the damaged copy in place.
+    assert unnamed.put_bytes(data) == blob
+    assert unnamed.read(blob.cid) == data
+    assert list(unnamed.tmp_files()) == []
+
+
+def test_a_blob_published_by_someone_else_meanwhile_is_kept(unnamed: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = b"written twice at once"
+    other = Store(unnamed.root)
+    other._anonymous = False
+    theirs: list[int] = []
+
+    def racing(fd: int, size: int, dest: str, **kw: bool | Path) -> bool | None:
+        blob = other.put_bytes(data)   # the other writer wins the race to the name
+        theirs.append(other.path(blob.cid).stat().st_ino)
+        return staging.publish_anonymous(fd, size, dest, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("cas.store.publish_anonymous", racing)
+    blob = unnamed.put_bytes(data)
+    assert unnamed.read(blob.cid) == data
+    assert [unnamed.path(blob.cid).stat().st_ino] == theirs, "the copy found was kept, not replaced"
+    assert list(unnamed.tmp_files()) == []
+
+
+def test_where_there_are_no_unnamed_files_put_bytes_takes_the_named_path(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(staging, "_O_TMPFILE", 0)
+    blob = store.put_bytes(b"named then")
+    assert store.read(blob.cid) == b"named then" and not store._anonymous
+    assert list(store.tmp_files()) == []
+
+
+@pytest.mark.parametrize("code", [errno.EOPNOTSUPP, errno.EISDIR])
+def test_a_filesystem_refusing_unnamed_files_is_not_asked_again(
+        store: Store, monkeypatch: pytest.MonkeyPatch, code: int) -> None:
+    real_open, asked = os.open, []
+
+    def refusing(path: object, flags: int, *args: object, **kw: object) -> int:
+        if staging._O_TMPFILE and flags & staging._O_TMPFILE == staging._O_TMPFILE:
+            asked.append(path)
+            raise OSError(code, os.strerror(code))
+        return real_open(path, flags, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", refusing)
+    for n in range(3):
+        blob = store.put_bytes(b"blob %d" % n)
+        assert store.read(blob.cid) == b"blob %d" % n
+    assert len(asked) <= 1
+    assert list(store.tmp_files()) == []
+
+
+def test_a_filesystem_that_cannot_link_the_unnamed_file_gets_the_named_path(
+        unnamed: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_link = os.link
+
+    def no_linkat(src: object, dst: object, **kw: object) -> None:
+        if str(src).startswith("/proc/self/fd/"):
+            raise OSError(errno.EPERM, "no hard links here")
+        real_link(src, dst, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "link", no_linkat)
+    data = b"published by the named path"
+    blob = unnamed.put_bytes(data)
+    assert unnamed.read(blob.cid) == data and not unnamed._anonymous
+    assert cid_of_bytes(data) == blob.cid
+    assert list(unnamed.tmp_files()) == []
+
+
+def test_a_new_shard_directory_inherits_its_parents_group_bits_whatever_the_umask(tmp_path: Path) -> None:
+    root = tmp_path / "shared"
+    root.mkdir()
+    os.chmod(root, 0o2770)
+    store = Store(root / "cas-v1")
+    old = os.umask(0o077)
+    try:
+        blob = store.put_bytes(b"group-shared")
+    finally:
+        os.umask(old)
+    for d in (store.root, store.root / "blobs", store.path(blob.cid).parent):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o2770, d
+    old = os.umask(0o022)
+    try:
+        second = store.put_bytes(b"group-shared too")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(store.path(second.cid).parent.stat().st_mode) == 0o2770
