@@ -226,3 +226,63 @@ def test_a_remote_hit_commits_its_entry_with_its_record_in_one_transaction(
     monkeypatch.undo()
     again = bob.run("once")
     assert again.cache == "hit", "the entry is in bob's local cache"
+
+
+@pytest.mark.parametrize("deferring", [True, False], ids=["one-sync", "fsync-each"])
+def test_a_remote_hit_writes_only_the_blobs_it_lacks_and_makes_those_found_durable_before_its_record(
+        nginx: Nginx, teammates: tuple[Teammate, Teammate], keypairs: dict[str, KeyPair],
+        counter: Path, writer_env: None, monkeypatch: pytest.MonkeyPatch, deferring: bool) -> None:
+    """A blob bob already has (here his own copy of the output, as another thread or process may
+    just have written it, unsynced) is neither fetched nor written again; it is made durable —
+    covered by the entry's one filesystem sync, or flushed itself where the store does not defer
+    — before the transaction that names it. The blobs written are durable by then too."""
+    import cas.store
+    from cas import Store, syncing
+    from theoryx.store.db import Database
+    from theoryx.store.handle import open_stores
+
+    alice, bob = pair(nginx, teammates, keypairs)
+    a = alice.run("shared")
+    bob.run("warm-up")
+    mine = a.output("out.txt").cid
+    assert open_stores(bob.home).cas.put_bytes(b"echo: shared").cid == mine
+    events: list[tuple[str, str]] = []
+    real_put, real_sync, real_write, real_flush = Store.put_bytes, syncing.sync_filesystem, Database.write, \
+        cas.store.flush_existing
+
+    def put_bytes(self: Store, data: bytes) -> object:
+        blob = real_put(self, data)
+        events.append(("put", blob.cid))
+        return blob
+
+    def sync(path: Path) -> None:
+        real_sync(path)
+        events.append(("syncfs", ""))
+
+    def flush(path: str) -> None:
+        real_flush(path)
+        events.append(("flush", path))
+
+    def write(self: Database, fn: object) -> object:
+        events.append(("commit", ""))
+        return real_write(self, fn)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Store, "put_bytes", put_bytes)
+    monkeypatch.setattr(syncing, "sync_filesystem", sync)
+    monkeypatch.setattr(syncing, "dirty_bytes", lambda: 0 if deferring else syncing.DIRTY_LIMIT + 1)
+    monkeypatch.setattr(cas.store, "flush_existing", flush)
+    monkeypatch.setattr(Database, "write", write)
+    b = bob.run("shared")
+    print(f"bob's remote hit: {events}")
+    assert b.cache == "remote" and executions(counter) == 2
+    envelope = json.loads((nginx.root / layout.entry_path(a.memo_key)).read_text())
+    needed = layout.decode(base64.b64decode(envelope["payload"]), a.memo_key).blobs()
+    written = [cid for what, cid in events if what == "put"]
+    assert mine in needed and mine not in written
+    assert sorted(written) == sorted(c for c in needed if c != mine)
+    commit = events.index(("commit", ""))
+    if deferring and syncing.can_defer(open_stores(bob.home).cas.root):
+        assert events[commit - 1] == ("syncfs", ""), "one sync, after the writes, before the commit"
+    else:
+        assert ("flush", str(open_stores(bob.home).cas.path(mine))) in events[:commit]
+    assert b.output("out.txt").text() == "echo: shared"

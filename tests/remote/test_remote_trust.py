@@ -148,3 +148,36 @@ def test_the_default_signing_key_is_where_keygen_puts_it(monkeypatch: pytest.Mon
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert config.default_signing_key_path() == keys.default_path()
     assert os.fspath(config.default_signing_key_path()).endswith("/.config/theoryx/signing.key")
+
+
+def test_the_fast_base64_check_accepts_only_what_the_canonical_one_accepts_with_the_same_bytes() -> None:
+    from theoryx.core.b64 import Base64Error, canonical_b64decode
+    from theoryx.remote.layout import standard_b64decode
+
+    texts: list[object] = [5, None, b"QUJD", "", "=", "==", "QQ", "QQ=", "QQ==", "QR==", "QQ===", "Q Q==", "QQ==\n",
+                           "QUJD", "QUJD\n", "QU JD", "QUJD=", "-_-_", "+/+/", "+/+", "é===", "QUJ\u00e9", "QU\x00JD"]
+    for n in range(0, 40):
+        data = bytes(range(n))
+        texts += [base64.b64encode(data).decode(), base64.urlsafe_b64encode(data).decode(),
+                  base64.b64encode(data).decode().rstrip("=")]
+    for text in texts:
+        fast = standard_b64decode(text)
+        try:
+            reference: bytes | None = canonical_b64decode(text)
+        except Base64Error:
+            reference = None
+        if fast is not None:
+            assert fast == reference, text
+    for n in range(0, 40):  # what theoryx writes takes the fast path
+        assert standard_b64decode(base64.b64encode(bytes(range(n))).decode()) == bytes(range(n))
+
+
+def test_a_trusted_key_file_changed_in_place_is_read_again(tmp_path: Path, keypair: Path) -> None:
+    path = tmp_path / "trusted.pub"
+    path.write_bytes(keys.public_path(keypair).read_bytes())
+    first = trust.load_public(path).public_bytes_raw()
+    assert trust.load_public(path).public_bytes_raw() == first
+    other = tmp_path / "other.key"
+    keys.generate(other)
+    path.write_bytes(keys.public_path(other).read_bytes())   # same size, same name, new key
+    assert trust.load_public(path).public_bytes_raw() == keys.load_public(other).public_bytes_raw() != first

@@ -52,6 +52,31 @@ def test_remote_json_is_checked_key_by_key(tmp_path: Path) -> None:
             config.load(tmp_path, None, env={})
 
 
+def test_a_remembered_configuration_follows_the_file_and_the_default_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """config.load remembers what it parsed; any change to what the result depends on is seen at
+    the next load: the file rewritten in place (same size), the default signing key appearing."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    path = tmp_path / "remote.json"
+    path.write_text(json.dumps({"url": "file:///a", "trusted_keys": ["one.pub"]}))
+    first = config.load(tmp_path, None, env={})
+    assert first is not None and first.trusted_keys == (tmp_path / "one.pub",) and first.signing_key is None
+    assert config.load(tmp_path, None, env={}) is first
+    path.write_text(json.dumps({"url": "file:///a", "trusted_keys": ["two.pub"]}))
+    second = config.load(tmp_path, None, env={})
+    assert second is not None and second.trusted_keys == (tmp_path / "two.pub",)
+    key = config.default_signing_key_path()
+    key.parent.mkdir(parents=True)
+    key.write_text("not read here")
+    third = config.load(tmp_path, None, env={})
+    assert third is not None and third.signing_key == key
+    path.write_text("{")
+    with pytest.raises(RemoteConfigError, match="not valid JSON"):
+        config.load(tmp_path, None, env={})
+    path.unlink()
+    assert config.load(tmp_path, None, env={}) is None
+
+
 def test_the_layout_is_versioned_and_sharded() -> None:
     cid = "b3:" + "ab" * 32
     assert layout.blob_path(cid) == "cas-v1/ab/" + "ab" * 31

@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-    from cas import Store
     from theoryx.remote.client import RemoteStore
     from theoryx.store.leases import Lease
 
@@ -137,42 +136,38 @@ def _fetch(stores: Stores, memo_key: str, config: RemoteConfig, lease: Lease | N
     if lease is not None:
         lease.add(needed)
     cas = stores.cas
-    small = {c: payload.inline[c] for c in needed if c in payload.inline}
-    missing = [c for c in needed if c not in small and not cas.exists(c)]
-    sizes = payload.sizes()
+    # One durability point for the whole entry: what is written here skips its own fsyncs and
+    # one sync covers it all on leaving the block, before the caller commits the entry.
+    with cas.deferred():
+        # Blobs already here are neither fetched nor written again; each is made durable (the
+        # copy found may be another thread's or process's unsynced write) like those written.
+        absent = cas.ensure_durable(needed)
+        small = {c: payload.inline[c] for c in absent if c in payload.inline}
+        missing = [c for c in absent if c not in small]
+        sizes = payload.sizes()
 
-    def get(cid: str) -> bytes | None:
-        # A small blob comes back in memory, checked; a large one streams into the CAS here.
-        path = layout.blob_path(cid)
-        data = remote.get_blob(path, cid, sizes.get(cid))
-        if data is None:
-            remote.download(path, cid, cas, sizes.get(cid))
-        return data
+        def get(cid: str) -> bytes | None:
+            # A small blob comes back in memory, checked; a large one streams into the CAS here.
+            path = layout.blob_path(cid)
+            data = remote.get_blob(path, cid, sizes.get(cid))
+            if data is None:
+                remote.download(path, cid, cas, sizes.get(cid))
+            return data
 
-    for cid, data in zip(missing, _parallel(config.concurrency, missing, get), strict=True):
-        if data is not None:
-            small[cid] = data
-    if payload.receipt_cid and payload.receipt is not None:
-        rc = payload.receipt_cid
-        receipt = _json(small[rc] if rc in small else cas.read(rc))
-        if receipt != payload.receipt:
-            raise RemoteRejected("the receipt blob differs from the signed receipt")
-    _store_durably(cas, small.values())
+        for cid, data in zip(missing, _parallel(config.concurrency, missing, get), strict=True):
+            if data is not None:
+                small[cid] = data
+        if payload.receipt_cid and payload.receipt is not None:
+            rc = payload.receipt_cid
+            receipt = _json(small[rc] if rc in small else cas.read(rc))
+            if receipt != payload.receipt:
+                raise RemoteRejected("the receipt blob differs from the signed receipt")
+        for data in small.values():  # checked against their cids (layout.decode, get_blob)
+            cas.put_bytes(data)
     entry = payload.entry.used_at(int(time.time() * 1000))
     if commit:
         action_cache.put(stores.db, entry)
     return entry
-
-
-def _store_durably(cas: Store, blobs: Iterable[bytes]) -> None:
-    """Put ``blobs`` (checked bytes) into the CAS, all durable when this returns, before the
-    entry that names them is committed: written without a fsync each and made durable by one
-    filesystem sync on leaving the block (``cas.Store.deferred``; where the store cannot defer,
-    each is fsynced as it is published). A blob found already stored is handed over too: the
-    copy found may be another thread's deferred write, not durable yet, which the block covers."""
-    with cas.deferred():
-        for data in blobs:
-            cas.put_bytes(data)
 
 
 def _json(data: bytes) -> Any:

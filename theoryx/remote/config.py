@@ -139,13 +139,40 @@ def check_url(url: str, where: str) -> str:
     return url.strip().rstrip("/")
 
 
+_LOADED: dict[tuple[object, ...], RemoteConfig | None] = {}
+_LOADED_MAX = 64
+
+
 def load(home_root: Path, remote: str | None = None, env: Mapping[str, str] | None = None) -> RemoteConfig | None:
     """The team cache configuration for the home at ``home_root``, or None when no URL is set
     anywhere. ``remote`` is the run's own URL (``--remote``). Reads one small JSON file at most;
-    raises :class:`RemoteConfigError` naming the setting at fault."""
+    raises :class:`RemoteConfigError` naming the setting at fault.
+
+    Every local miss asks, so a result is remembered by everything it depends on — the file's
+    bytes (read every time), ``remote``, the URL variable, the variables that locate ``~`` and
+    the default signing key, and whether that key exists — and parsed again only when one of
+    them changes."""
     env = os.environ if env is None else env
-    path = home_root / CONFIG_FILE
-    data = _read(path)
+    path = os.path.join(home_root, CONFIG_FILE)
+    text = _read_bytes(path)
+    default_key = _default_key_fspath()
+    key = (os.fspath(home_root), remote, env.get(ENV_URL), text, default_key, os.path.exists(default_key),
+           os.environ.get("HOME"))
+    try:
+        return _LOADED[key]
+    except KeyError:
+        pass
+    loaded = _parse(Path(home_root), Path(path), text, remote, env, Path(default_key))
+    if len(_LOADED) >= _LOADED_MAX:
+        _LOADED.clear()
+    _LOADED[key] = loaded
+    return loaded
+
+
+def _parse(home_root: Path, path: Path, text: bytes | None, remote: str | None, env: Mapping[str, str],
+           default_key: Path) -> RemoteConfig | None:
+    """:func:`load` once the file is read (``text``: None when there is none)."""
+    data = _decode(path, text)
     if remote:
         url, source = remote, "remote"
     elif env.get(ENV_URL):
@@ -176,20 +203,35 @@ def load(home_root: Path, remote: str | None = None, env: Mapping[str, str] | No
     timeouts = Timeouts.from_json(data["timeouts"], where) if "timeouts" in data else Timeouts()
     return RemoteConfig(
         url=url, source=source, trusted_keys=tuple(_resolve(home_root, k) for k in keys), upload=upload,
-        signing_key=_resolve(home_root, signing) if signing else _default_signing_key(),
-        timeouts=timeouts, concurrency=concurrency, config_file=path if path.exists() else None,
+        signing_key=_resolve(home_root, signing) if signing else (default_key if default_key.exists() else None),
+        timeouts=timeouts, concurrency=concurrency, config_file=path if text is not None else None,
     )
 
 
-def _read(path: Path) -> dict[str, Any]:
+def _read_bytes(path: str) -> bytes | None:
+    """The bytes of the file at ``path``, or None if there is none."""
     try:
-        text = path.read_text()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        return {}
+        return None
     except OSError as exc:
         raise RemoteConfigError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        data = json.loads(text)
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    except OSError as exc:
+        raise RemoteConfigError(f"cannot read {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def _decode(path: Path, text: bytes | None) -> dict[str, Any]:
+    if text is None:
+        return {}
+    try:
+        data = json.loads(text.decode())
     except ValueError as exc:
         raise RemoteConfigError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -207,12 +249,12 @@ def default_signing_key_path() -> Path:
     ``~/.config/...``): :func:`theoryx.provenance.keys.default_path`, written out because that
     module loads cryptography's PEM machinery (~20 ms) and a remote hit needs none of it (the
     tests check that both agree)."""
+    return Path(_default_key_fspath())
+
+
+def _default_key_fspath() -> str:
+    """:func:`default_signing_key_path` as a string, without pathlib (looked up at every load)."""
     xdg = os.environ.get("XDG_CONFIG_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".config"
-    return base / "theoryx" / "signing.key"
+    base = os.path.expanduser(xdg) if xdg else os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "theoryx", "signing.key")
 
-
-def _default_signing_key() -> Path | None:
-    """The default key of ``theoryx keygen`` when it exists (used only if upload is enabled)."""
-    path = default_signing_key_path()
-    return path if path.exists() else None

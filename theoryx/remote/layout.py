@@ -116,6 +116,21 @@ def inline_choice(sizes: Mapping[str, int]) -> list[str]:
     return chosen
 
 
+def standard_b64decode(text: object) -> bytes | None:
+    """The bytes of ``text`` if it is exactly their padded standard base64 (the one canonical
+    form of the standard alphabet with padding); None for any other text. What this accepts,
+    :func:`theoryx.core.b64.canonical_b64decode` accepts with the same bytes: it is that check
+    without the regular expression that ``validate=True`` runs over the text (a character outside
+    the alphabet, which the lenient decoder skips, makes the text differ from the re-encoding)."""
+    if not isinstance(text, str):
+        return None
+    try:
+        data = binascii.a2b_base64(text)
+    except (binascii.Error, ValueError):
+        return None
+    return data if binascii.b2a_base64(data, newline=False) == text.encode() else None
+
+
 def decode(data: bytes, memo_key: str) -> Payload:
     """The payload of a *verified* envelope found under ``memo_key``'s path, after checking that
     it is about that key and is coherent; :class:`RemoteRejected` says what is wrong. A valid
@@ -165,11 +180,8 @@ def _inline(value: Any, blobs: set[str]) -> dict[str, bytes]:
     for cid, text in value.items():
         if cid not in blobs:
             raise RemoteRejected(f"the payload holds an inline blob {cid!r} that its entry does not name")
-        try:
-            data = base64.b64decode(text, validate=True) if isinstance(text, str) else None
-        except (binascii.Error, ValueError):
-            data = None
-        if data is None or base64.b64encode(data).decode() != text:
+        data = standard_b64decode(text)
+        if data is None:
             raise RemoteRejected(f"the payload's inline blob {cid} is not canonical base64")
         actual = cid_of_bytes(data)
         if actual != cid:

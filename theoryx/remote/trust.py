@@ -18,6 +18,7 @@ from pathlib import Path
 
 from theoryx.core.b64 import Base64Error, canonical_b64decode
 from theoryx.errors import RemoteConfigError, RemoteRejected, SigningKeyError
+from theoryx.remote.layout import standard_b64decode
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -62,13 +63,23 @@ def raw_public_key(data: bytes) -> bytes | None:
     return None
 
 
+_PARSED: dict[bytes, Ed25519PublicKey] = {}
+"""Keys already decoded, by the bytes of their PEM file (a file is read at every lookup; its
+key is decoded again only when those bytes change). Bounded by :data:`_PARSED_MAX`."""
+_PARSED_MAX = 64
+
+
 def load_public(path: Path) -> Ed25519PublicKey:
     """The ed25519 public key in the PEM file ``path`` (a private key file gives its public
     half); :class:`SigningKeyError` if there is none, as :func:`theoryx.provenance.keys.load_public`."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as exc:
         raise SigningKeyError(f"cannot read key file {path}: {exc.strerror}") from None
+    key = _PARSED.get(data)
+    if key is not None:
+        return key
     raw = raw_public_key(data)
     if raw is None:
         from theoryx.provenance import keys
@@ -76,7 +87,11 @@ def load_public(path: Path) -> Ed25519PublicKey:
         return keys.load_public(path)
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    return Ed25519PublicKey.from_public_bytes(raw)
+    key = Ed25519PublicKey.from_public_bytes(raw)
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    _PARSED[data] = key
+    return key
 
 
 def trusted_keys(config: RemoteConfig) -> list[Ed25519PublicKey]:
@@ -94,18 +109,33 @@ def trusted_keys(config: RemoteConfig) -> list[Ed25519PublicKey]:
     return out
 
 
+_KEYIDS: dict[bytes, str] = {}
+
+
 def keyid(raw: bytes) -> str:
     """The key id of the raw public key ``raw``: hex SHA-256, as ``theoryx.provenance.keys``."""
+    found = _KEYIDS.get(raw)
+    if found is not None:
+        return found
     from cryptography.hazmat.primitives import hashes  # loaded with ed25519 already; hashlib is not
 
     digest = hashes.Hash(hashes.SHA256())
     digest.update(raw)
-    return digest.finalize().hex()
+    kid = digest.finalize().hex()
+    if len(_KEYIDS) >= _PARSED_MAX:
+        _KEYIDS.clear()
+    _KEYIDS[raw] = kid
+    return kid
 
 
 def _b64(text: Any, what: str) -> bytes:
     """Canonical standard or URL-safe base64, padded or not, as
-    :func:`theoryx.provenance.dsse.b64decode` accepts; else :class:`RemoteRejected`."""
+    :func:`theoryx.provenance.dsse.b64decode` accepts; else :class:`RemoteRejected`. The form
+    theoryx writes (standard alphabet, padded) is recognised first, by decoding and encoding
+    again (:func:`standard_b64decode`); any other text takes the general check."""
+    data = standard_b64decode(text)
+    if data is not None:
+        return data
     try:
         return canonical_b64decode(text)
     except Base64Error as exc:
