@@ -123,22 +123,37 @@ filesystem may answer ``syncfs`` without doing anything, a network one may not f
 server — a store does not defer: it fsyncs each blob as it always did."""
 
 _MOUNTINFO = "/proc/self/mountinfo"
+_TYPES: dict[int, str | None] = {}   # st_dev -> filesystem type, as found in _MOUNTINFO
 
 
 def filesystem_type(path: Path) -> str | None:
     """The type of the filesystem holding ``path`` (``ext4``, ``fuse.sshfs``, ...) from
     ``/proc/self/mountinfo``, or None if that cannot be told. ``path`` need not exist: its
-    nearest existing ancestor is looked up."""
-    where = Path(path)
-    while not where.exists() and where != where.parent:
-        where = where.parent
+    nearest existing ancestor is looked up. Remembered per filesystem (its device number):
+    reading the mount table costs ~0.2 ms where there are many mounts, and every store opened
+    in a process (one per home) asks once."""
+    where = os.fspath(path)
+    while True:
+        try:
+            dev = os.stat(where).st_dev
+            break
+        except (FileNotFoundError, NotADirectoryError):
+            parent = os.path.dirname(where)
+            if parent == where:
+                return None
+            where = parent
+        except OSError:
+            return None
+    if dev in _TYPES:
+        return _TYPES[dev]
     real = os.path.realpath(where)
     try:
         with open(_MOUNTINFO, encoding="utf-8", errors="surrogateescape") as f:
             lines = f.read().splitlines()
     except OSError:
         return None
-    return mount_type(real, lines)
+    found = _TYPES[dev] = mount_type(real, lines)
+    return found
 
 
 def mount_type(real: str, mountinfo: list[str]) -> str | None:

@@ -364,3 +364,18 @@ def test_ensure_durable_flushes_another_threads_unsynced_blob_in_its_own_block(s
     finally:
         release.set()
         thread.join()
+
+
+def test_the_filesystem_type_is_looked_up_once_per_filesystem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = syncing.filesystem_type(tmp_path)
+    reads: list[str] = []
+    real_open = open
+
+    def counting_open(path: object, *args: object, **kw: object) -> object:
+        reads.append(str(path))
+        return real_open(path, *args, **kw)  # type: ignore[call-overload]
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    (tmp_path / "a").mkdir()
+    assert syncing.filesystem_type(tmp_path / "a" / "store") == first
+    assert syncing._MOUNTINFO not in reads, "the mount table was read again for the same filesystem"

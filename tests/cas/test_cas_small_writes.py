@@ -158,3 +158,94 @@ def test_a_new_shard_directory_inherits_its_parents_group_bits_whatever_the_umas
     finally:
         os.umask(old)
     assert stat.S_IMODE(store.path(second.cid).parent.stat().st_mode) == 0o2770
+
+
+# -- put_many -------------------------------------------------------------------------------------
+
+
+class Flushes:
+    """What a store asked of the disk, in order: ("file", fd's path-less kind) fsyncs, ("dir",
+    path) fsyncs of directories, ("link", name) publications, ("syncfs", "")."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def of(self, kind: str) -> list[str]:
+        return [what for k, what in self.events if k == kind]
+
+
+@pytest.fixture
+def flushes(monkeypatch: pytest.MonkeyPatch) -> Flushes:
+    from cas import syncing
+
+    seen = Flushes()
+    real_fsync, real_link, real_sync = os.fsync, os.link, syncing.sync_filesystem
+
+    def fsync(fd: int) -> None:
+        st = os.fstat(fd)
+        seen.events.append(("dir", os.readlink(f"/proc/self/fd/{fd}")) if stat.S_ISDIR(st.st_mode)
+                           else ("file", str(st.st_ino)))
+        real_fsync(fd)
+
+    def link(src: object, dst: object, **kw: object) -> None:
+        real_link(src, dst, **kw)  # type: ignore[arg-type]
+        seen.events.append(("link", str(os.stat(dst).st_ino)))  # type: ignore[arg-type]
+
+    def sync(path: Path) -> None:
+        seen.events.append(("syncfs", ""))
+        real_sync(path)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "link", link)
+    monkeypatch.setattr(syncing, "sync_filesystem", sync)
+    monkeypatch.setattr(syncing, "dirty_bytes", lambda: 0)
+    return seen
+
+
+def _batch(n: int) -> list[bytes]:
+    return [b"small blob %d " % i * (i + 1) for i in range(n)]
+
+
+def test_put_many_stores_what_put_bytes_stores(store: Store) -> None:
+    items = [*_batch(5), _batch(1)[0]]
+    blobs = store.put_many(items)
+    assert blobs == [Store(store.root).put_bytes(data) for data in items]
+    assert [store.read(b.cid) for b in blobs] == items
+    assert store.put_many([]) == []
+    assert list(store.tmp_files()) == []
+
+
+def test_put_many_fsyncs_each_file_before_its_link_and_each_new_directory_entry_once_at_the_end(
+        unnamed: Store, flushes: Flushes) -> None:
+    unnamed.put_bytes(b"the store and its blobs directory exist")
+    flushes.events.clear()
+    blobs = unnamed.put_many(_batch(6))
+    links = flushes.of("link")
+    assert len(links) == 6
+    for inode in links:  # each file flushed before it got its name
+        assert flushes.events.index(("file", inode)) < flushes.events.index(("link", inode))
+    last_link = max(i for i, (kind, _) in enumerate(flushes.events) if kind == "link")
+    dirs = flushes.of("dir")
+    shards = {str(unnamed.path(b.cid).parent) for b in blobs}
+    assert set(dirs) == shards | {str(unnamed.root / "blobs")} and len(dirs) == len(set(dirs))
+    assert all(kind != "dir" for kind, _ in flushes.events[:last_link]), "a directory flushed between blobs"
+    assert dirs[-1] == str(unnamed.root / "blobs")
+    print(f"6 new blobs: {len(flushes.of('file'))} file fsyncs, {len(dirs)} directory fsyncs")
+
+
+def test_put_many_in_a_deferring_block_flushes_nothing_until_the_sync(unnamed: Store, flushes: Flushes) -> None:
+    unnamed.put_bytes(b"first")
+    flushes.events.clear()
+    with unnamed.deferred():
+        unnamed.put_many(_batch(4))
+        assert flushes.of("file") == [] and flushes.of("dir") == []
+    assert flushes.of("syncfs") == [""]
+
+
+def test_put_many_into_a_new_store_and_over_present_blobs(tmp_path: Path, flushes: Flushes) -> None:
+    store = Store(tmp_path / "new" / "cas-v1")
+    items = _batch(3)
+    assert [store.read(b.cid) for b in store.put_many(items)] == items
+    flushes.events.clear()
+    assert [b.cid for b in store.put_many(items)] == [cid_of_bytes(d) for d in items]
+    assert flushes.of("link") == [] and flushes.of("file") == [], "present blobs are not written again"

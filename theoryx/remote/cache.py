@@ -162,8 +162,7 @@ def _fetch(stores: Stores, memo_key: str, config: RemoteConfig, lease: Lease | N
             receipt = _json(small[rc] if rc in small else cas.read(rc))
             if receipt != payload.receipt:
                 raise RemoteRejected("the receipt blob differs from the signed receipt")
-        for data in small.values():  # checked against their cids (layout.decode, get_blob)
-            cas.put_bytes(data)
+        cas.put_many(small.values())  # checked against their cids (layout.decode, get_blob)
     entry = payload.entry.used_at(int(time.time() * 1000))
     if commit:
         action_cache.put(stores.db, entry)
