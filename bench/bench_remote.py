@@ -20,7 +20,11 @@ what it is compared to; each figure is given as best and median.
 archive``) under the same method, for before/after figures.
 
 Needs nginx (scripts/nginx-up.sh) and curl.
-Usage: python bench/bench_remote.py [--runs 10] [--gib 1] [--rounds 3] [--skip-throughput] [--code DIR]
+In-process hits also report how many flushes a remote hit made (per-file fsyncs, or one
+``syncfs`` where the store defers: it does not while the machine holds much dirty data, which
+changes the figure), and with ``--phases`` the time of each of its parts.
+
+Usage: python bench/bench_remote.py [--runs 10] [--gib 1] [--rounds 3] [--skip-throughput] [--phases] [--code DIR]
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "remote")]
@@ -114,7 +119,7 @@ def round_trips(server: Nginx, runs: int) -> tuple[list[float], list[float]]:
     return curl, warm
 
 
-def hits(server: Nginx, work: Path, runs: int) -> None:
+def hits(server: Nginx, work: Path, runs: int, phases: bool = False) -> None:
     from theoryx.provenance import keys
 
     reg = registry(work / "registry")
@@ -151,7 +156,7 @@ def hits(server: Nginx, work: Path, runs: int) -> None:
         assert body["cache"] == "hit", body
         local_t.append(t)
     curl_rtt, warm_rtt = round_trips(server, runs)
-    in_remote, in_local = in_process(work, reg, key, server, runs)
+    in_remote, in_local, spy = in_process(work, reg, key, server, runs, phases)
     rtt = statistics.median(curl_rtt)
     print(f"one round trip, curl small GET (time_total)  : {ms(curl_rtt)}")
     print(f"one round trip, warm obstore client GET      : {ms(warm_rtt)}")
@@ -165,13 +170,97 @@ def hits(server: Nginx, work: Path, runs: int) -> None:
         med = statistics.median(remote) - statistics.median(local)
         print(f"  remote - local: best {best * 1000:6.2f} ms = {best / rtt:5.1f} round trips, median "
               f"{med * 1000:6.2f} ms = {med / rtt:5.1f} round trips (target: <= 3 round trips + transfer)")
+        if remote is in_remote:
+            spy.report()
 
 
-def in_process(work: Path, reg: Path, key: Path, server: Nginx, runs: int) -> tuple[list[float], list[float]]:
+class Phases:
+    """Where an in-process remote hit's time goes (``--phases``): the functions of the hit that
+    exist in the measured checkout (an older one may lack some) are wrapped, each call timed
+    while a remote hit runs; and the flushes counted (per-file fsyncs and filesystem syncs: a
+    store defers its fsyncs to one ``syncfs`` only while the machine holds little dirty data)."""
+
+    SPOTS = (  # (module, attribute, label)
+        ("theoryx.remote.cache", "configured", "read remote.json"),
+        ("theoryx.remote.client:RemoteStore", "get_small", "GET the entry"),
+        ("theoryx.remote.trust", "trusted_keys", "load trusted keys"),
+        ("theoryx.remote.trust", "verified", "check the signature"),
+        ("theoryx.remote.layout", "decode", "decode, check inline blobs"),
+        ("cas.store:Store", "ensure_durable", "blobs found present"),
+        ("cas.store:Store", "put_many", "write the blobs"),
+        ("cas.store:Store", "put_bytes", "write a blob"),
+        ("cas.store:Store", "sync", "sync (syncfs)"),
+        ("theoryx.pipeline.hit", "answer", "record the hit"),
+    )
+
+    def __init__(self, enabled: bool) -> None:
+        import importlib
+
+        from cas import syncing
+
+        self.on = False
+        self.times: dict[str, list[float]] = {}
+        self.flushes = {"fsync": 0, "syncfs": 0}
+        self.hits = 0
+        wraps: list[tuple[object, str, str]] = []
+        if enabled:
+            for where, name, label in self.SPOTS:
+                module, _, cls = where.partition(":")
+                owner: object = importlib.import_module(module)
+                owner = getattr(owner, cls) if cls else owner
+                if hasattr(owner, name):
+                    wraps.append((owner, name, label))
+        for owner, name, label in wraps:
+            setattr(owner, name, self._timed(getattr(owner, name), label))
+        from cas import staging
+
+        real_fsync, real_fdatasync, real_sync = os.fsync, os.fdatasync, syncing.sync_filesystem
+
+        def fsync(fd: int) -> None:
+            self.flushes["fsync"] += self.on
+            real_fsync(fd)
+
+        def fdatasync(fd: int) -> None:
+            self.flushes["fsync"] += self.on
+            real_fdatasync(fd)
+
+        def sync(path: Path) -> None:
+            self.flushes["syncfs"] += self.on
+            real_sync(path)
+
+        os.fsync, os.fdatasync = fsync, fdatasync
+        if hasattr(staging, "_fdatasync"):
+            staging._fdatasync = fdatasync
+        syncing.sync_filesystem = sync
+
+    def _timed(self, fn: Any, label: str) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if self.on:
+                    self.times.setdefault(label, []).append(time.perf_counter() - t0)
+        return timed
+
+    def report(self) -> None:
+        print(f"  flushes per remote hit: {self.flushes['fsync'] / self.hits:.1f} fsync/fdatasync, "
+              f"{self.flushes['syncfs'] / self.hits:.1f} syncfs")
+        for _, _, label in self.SPOTS:
+            if label in self.times:
+                v = self.times[label]
+                print(f"    {label:28s} {len(v) / self.hits:3.1f} calls/hit, per hit: best "
+                      f"{min(v) * len(v) / self.hits * 1000:6.3f} ms, median "
+                      f"{statistics.median(v) * len(v) / self.hits * 1000:6.3f} ms")
+
+
+def in_process(work: Path, reg: Path, key: Path, server: Nginx, runs: int,
+               phases: bool = False) -> tuple[list[float], list[float], Phases]:
     """Remote hits and local hits through one Session each, after a warm-up run in the same
     process: what the remote adds once imports and the HTTP client are warm."""
     import theoryx
 
+    spy = Phases(phases)
     remote_t, local_t = [], []
     for i in range(max(runs, 20)):
         home = work / f"inproc{i}"
@@ -179,13 +268,16 @@ def in_process(work: Path, reg: Path, key: Path, server: Nginx, runs: int) -> tu
         (home / "remote.json").write_text(json.dumps({"url": server.ro_url, "trusted_keys": [str(key) + ".pub"]}))
         with theoryx.Session(home, registry=str(reg)) as s:
             s.run("bench/echo@1", inputs={"text": f"warm {i}"}, adapter="mock")
+            spy.on = True
             t0 = time.perf_counter()
             assert s.run("bench/echo@1", inputs={"text": "bench"}, adapter="mock").cache == "remote"
             remote_t.append(time.perf_counter() - t0)
+            spy.on = False
+            spy.hits += 1
             t0 = time.perf_counter()
             assert s.run("bench/echo@1", inputs={"text": "bench"}, adapter="mock").cache == "hit"
             local_t.append(time.perf_counter() - t0)
-    return remote_t, local_t
+    return remote_t, local_t, spy
 
 
 def throughput(server: Nginx, work: Path, gib: float, rounds: int) -> None:
@@ -285,6 +377,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-hits", action="store_true")
+    parser.add_argument("--phases", action="store_true", help="time the parts of an in-process remote hit")
     parser.add_argument("--code", type=Path, default=REPO, help="the checkout whose theoryx is measured")
     args = parser.parse_args()
     CODE = args.code.resolve()
@@ -298,7 +391,7 @@ def main() -> None:
         server.start()
         try:
             if not args.skip_hits:
-                hits(server, work, args.runs)
+                hits(server, work, args.runs, args.phases)
             if not args.skip_throughput:
                 throughput(server, work, args.gib, args.rounds)
         finally:

@@ -1,11 +1,14 @@
 """The store: immutable blobs named by cid under one root directory.
 
-Writes follow one path (see :mod:`cas.staging`): a private temp file in ``tmp/``, hashed while
-it is written, sealed read-only, fsynced, then hard-linked into ``blobs/``. Whatever moment a
-process dies at, ``blobs/`` only ever holds complete blobs. Inside :meth:`Store.deferred`, a
-thread's writes skip their fsyncs and :meth:`Store.sync` makes them all durable at once
-(:mod:`cas.syncing`). The store keeps no state in memory but that durability bookkeeping, so any
-number of threads and processes may share one root.
+Writes follow one path (see :mod:`cas.staging`): a private temp file in ``tmp/`` (unnamed,
+``O_TMPFILE``, for bytes from memory where Linux offers it), hashed while it is written, sealed
+read-only, fsynced, then hard-linked into ``blobs/``. Whatever moment a process dies at,
+``blobs/`` only ever holds complete blobs. Inside :meth:`Store.deferred`, a thread's writes skip
+their fsyncs and :meth:`Store.sync` makes them all durable at once (:mod:`cas.syncing`);
+:meth:`Store.put_many` groups the directory flushes of a batch where the store does not defer;
+:meth:`Store.ensure_durable` covers blobs a caller finds already stored, possibly by another
+writer that has not synced them yet. The store keeps no state in memory but that durability
+bookkeeping, so any number of threads and processes may share one root.
 
 Reads that hand bytes out check them against the cid (:meth:`Store.read`,
 :meth:`Store.open_verified`, :meth:`Store.check`, ``link_to(..., verify=True)``). A blob found

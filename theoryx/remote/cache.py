@@ -3,7 +3,9 @@
 ``fetch`` runs on a local miss: read the signed entry for the memo key, accept it only if a
 trusted key signed it and it is about that key, take the blobs it carries inline and download
 every other blob it names that the local CAS lacks (in parallel, each checked against its cid
-before it is published), make them durable, then put the entry into the local action cache, so
+before it is published), make them durable — those written and those found already stored,
+which may be another writer's unsynced copies (``cas.Store.ensure_durable``), all under one
+filesystem sync where the store defers — then put the entry into the local action cache, so
 later hits are local. A result of small blobs costs one request. ``publish`` runs after a
 successful miss when this client may upload: HEAD each blob, PUT the missing ones, then PUT the
 signed entry (carrying the smallest blobs inline), last, so that no entry on the remote ever
