@@ -275,7 +275,10 @@ class Store:
         and fewer flushes where the store fsyncs as it writes: each blob's file is still fsynced
         before it is linked, but the directories that received new entries (the shards, then
         their parent for the shards made) are flushed once each at the end instead of after
-        every blob: a batch of N new small blobs costs about N + 1 journal commits, not 3N."""
+        every blob: a batch of N new small blobs costs about N + 1 journal commits, not 3N.
+
+        A blob found already stored is made durable as :meth:`ensure_durable` does (the copy
+        may be another process's deferred write), not only when this process owes a sync."""
         if not self._durable_now() or not self._anonymous:
             return [self.put_bytes(data) for data in items]
         dirs: dict[str, None] = {}   # directories to flush before returning, in order
@@ -284,12 +287,15 @@ class Store:
             data = bytes(data)
             blob = Blob(cid_of_bytes(data), len(data))
             if self._present(blob):
-                self._found(self.fspath(blob.cid))
+                flush_existing(self.fspath(blob.cid))
+                dirs[str(self._layout.blobs_dir)] = None
             elif not self._put_anonymous(data, blob.cid, dirs):
                 self.put_bytes(data)   # the named path, durable on its own
             out.append(blob)
         if dirs:
-            dirs[str(self._layout.blobs_dir)] = None   # new shards' entries (cheap if there are none)
+            blobs_dir = str(self._layout.blobs_dir)   # new shards' entries (cheap if there are none)
+            dirs.pop(blobs_dir, None)
+            dirs[blobs_dir] = None
             for directory in dirs:
                 fsync_dir(directory)
         return out
@@ -319,9 +325,12 @@ class Store:
         if kept is None:
             self._anonymous = False
             return False
-        if kept and durable:
-            self._found(dest)
-        elif dirs is not None:
+        if dirs is None:
+            if kept and durable:
+                self._found(dest)
+        elif kept:
+            flush_existing(dest)   # found published meanwhile: as put_many treats blobs found
+        else:
             dirs[shard] = None
         return True
 

@@ -242,10 +242,24 @@ def test_put_many_in_a_deferring_block_flushes_nothing_until_the_sync(unnamed: S
     assert flushes.of("syncfs") == [""]
 
 
-def test_put_many_into_a_new_store_and_over_present_blobs(tmp_path: Path, flushes: Flushes) -> None:
+def test_put_many_into_a_new_store_and_over_present_blobs(
+        tmp_path: Path, flushes: Flushes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blobs found present are not written again, and are flushed whoever wrote them (another
+    process's deferred write may not be durable yet), as Store.ensure_durable does."""
     store = Store(tmp_path / "new" / "cas-v1")
     items = _batch(3)
     assert [store.read(b.cid) for b in store.put_many(items)] == items
+    datasynced: list[str] = []
+    real = staging._fdatasync
+
+    def fdatasync(fd: int) -> None:
+        datasynced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(staging, "_fdatasync", fdatasync)
     flushes.events.clear()
-    assert [b.cid for b in store.put_many(items)] == [cid_of_bytes(d) for d in items]
+    blobs = store.put_many(items)
+    assert [b.cid for b in blobs] == [cid_of_bytes(d) for d in items]
     assert flushes.of("link") == [] and flushes.of("file") == [], "present blobs are not written again"
+    assert datasynced == [str(store.path(b.cid)) for b in blobs]
+    assert flushes.of("dir")[-1] == str(store.root / "blobs")
