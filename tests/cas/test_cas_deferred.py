@@ -4,6 +4,7 @@ anything names them. What is counted here: fsync calls and filesystem syncs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -133,13 +134,15 @@ def test_other_threads_are_not_deferred(store: Store, counts: Counts) -> None:
         assert counts.fsyncs >= 2, "the other thread's write fsynced as it was published"
 
 
-def test_a_durable_write_that_finds_another_threads_unsynced_blob_flushes_it(store: Store, counts: Counts) -> None:
-    written = threading.Event()
-    release = threading.Event()
+@contextlib.contextmanager
+def unsynced_by_another_thread(store: Store, data: bytes) -> Iterator[None]:
+    """Within the block, another thread has published ``data`` in a deferring block of its own
+    and not synced it yet."""
+    written, release = threading.Event(), threading.Event()
 
     def deferring() -> None:
         with store.deferred():
-            store.put_bytes(b"shared bytes")
+            store.put_bytes(data)
             written.set()
             release.wait(10)
 
@@ -147,12 +150,17 @@ def test_a_durable_write_that_finds_another_threads_unsynced_blob_flushes_it(sto
     thread.start()
     try:
         assert written.wait(10)
-        before = counts.fsyncs
-        store.put_bytes(b"shared bytes")   # present, but not durable yet: flushed with its directory
-        assert counts.fsyncs == before + 2
+        yield
     finally:
         release.set()
         thread.join()
+
+
+def test_a_durable_write_that_finds_another_threads_unsynced_blob_flushes_it(store: Store, counts: Counts) -> None:
+    with unsynced_by_another_thread(store, b"shared bytes"):
+        before = counts.fsyncs
+        store.put_bytes(b"shared bytes")   # present, but not durable yet: flushed with its directory
+        assert counts.fsyncs == before + 2
     before = counts.fsyncs
     store.put_bytes(b"shared bytes")       # nobody owes a sync now: trusted as it was before
     assert counts.fsyncs == before
@@ -345,25 +353,10 @@ def test_ensure_durable_in_a_store_without_fsync_flushes_nothing(tmp_path: Path,
 def test_ensure_durable_flushes_another_threads_unsynced_blob_in_its_own_block(store: Store, counts: Counts) -> None:
     """A deferring writer has published the blob and not synced yet; a reader in its own block
     that finds it owes a sync, which covers the other writer's data (syncfs)."""
-    written, release = threading.Event(), threading.Event()
-
-    def deferring() -> None:
-        with store.deferred():
-            store.put_bytes(b"shared bytes")
-            written.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=deferring)
-    thread.start()
-    try:
-        assert written.wait(10)
-        with store.deferred():
-            assert store.ensure_durable([cid_of_bytes(b"shared bytes")]) == []
-            store.sync()
-            assert counts.syncs == 1, "the reader's own sync, before it commits anything"
-    finally:
-        release.set()
-        thread.join()
+    with unsynced_by_another_thread(store, b"shared bytes"), store.deferred():
+        assert store.ensure_durable([cid_of_bytes(b"shared bytes")]) == []
+        store.sync()
+        assert counts.syncs == 1, "the reader's own sync, before it commits anything"
 
 
 def test_the_filesystem_type_is_looked_up_once_per_filesystem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
