@@ -7,6 +7,13 @@ The encoder is written here (stdlib only) because it runs on every cache hit and
 byte-for-byte against ``rfc8785.dumps`` on generated values. Rules (RFC 8785 §3.2): object keys
 sorted by UTF-16 code units, strings escaped as ECMAScript ``JSON.stringify`` does, numbers
 formatted as ECMAScript ``Number.prototype.toString``, integers limited to ±(2**53 - 1).
+
+Two encoders give the same text. :func:`_encode` is the reference, pure Python. The fast path
+(:func:`_plain` then the C encoder of the ``json`` module, ``_json.make_encoder``) is taken only
+when one pass over the value proves that the C encoder's text is the RFC 8785 text (see
+:func:`_plain` for the argument); otherwise the reference encoder runs, so a value without a
+canonical form gets its error (a lone surrogate in a string passes either encoder and is refused
+by the same UTF-8 encoding after both). Tests compare the two on generated values.
 """
 
 from __future__ import annotations
@@ -19,6 +26,12 @@ import blake3
 TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
 if TYPE_CHECKING:
     from typing import Any
+
+try:  # CPython's C accelerator of ``json`` (without it, only the reference encoder runs)
+    from _json import encode_basestring as _c_string
+    from _json import make_encoder as _make_c_encoder
+except ImportError:  # pragma: no cover - other interpreters
+    _c_string = _make_c_encoder = None  # type: ignore[assignment,misc]
 
 MAX_SAFE_INT = 2**53 - 1
 _ESCAPES = {i: f"\\u{i:04x}" for i in range(0x20)}
@@ -70,9 +83,7 @@ class Encoded:
 
     @classmethod
     def of(cls, value: Any) -> Encoded:
-        out: list[str] = []
-        _encode(value, out)
-        return cls("".join(out))
+        return cls(_text(value))
 
 
 def _encode(value: Any, out: list[str]) -> None:
@@ -117,12 +128,110 @@ def _encode(value: Any, out: list[str]) -> None:
         raise CanonicalizationError(f"{type(value).__name__} is not a JSON value")
 
 
-def canonical_bytes(value: Any) -> bytes:
-    """RFC 8785 bytes of a JSON value; :class:`CanonicalizationError` if it has none."""
+_SLOW = object()  # what _plain answers for a value the fast path must not encode
+
+
+def _plain(value: Any, parts: list[Encoded]) -> Any:
+    r"""``value``, or a copy of it with integral floats as ints, if the C encoder's text of it is
+    its RFC 8785 text (each :class:`Encoded` in it is appended to ``parts`` where it occurs,
+    for :func:`_splice`); else ``_SLOW``.
+
+    The argument, type by type (exact types only: a subclass may override what either encoder
+    calls, so it takes the reference encoder). ``str``: both escape exactly ``"``, ``\`` and
+    U+0000-U+001F (``\b \f \n \r \t``, others as lowercase ``\u00xx``) and nothing else; a lone
+    surrogate passes both and fails the same UTF-8 encoding afterwards. ``None``, ``bool``: the
+    same words. ``int`` within ±(2**53-1): the same digits. ``float``: Python's ``repr`` and
+    ECMAScript agree on a finite non-integral ``x`` with ``1e-4 <= |x|`` (such ``x`` is below
+    2**52, so neither uses an exponent, and both give the shortest round-trip digits); an integral
+    ``|x| <= 2**53-1`` is written as ``int(x)`` (ECMAScript writes its exact integer, ``-0.0`` as
+    ``0``); any other float takes the reference encoder. ``list``, ``tuple``: both write arrays
+    of the items in order. ``dict``: keys must be ``str`` without a character from U+D800 up,
+    for which code point order is UTF-16 code unit order (RFC 8785's); the C encoder sorts
+    (key, value) pairs, which distinct keys order alone. Both write the same separators.
+    :class:`Encoded`: the C encoder calls ``id`` on it (its ``default``) and writes that number,
+    replaced by the part's text afterwards."""
+    t = type(value)
+    if t is dict or t is list or t is tuple:
+        is_dict = t is dict
+        copy: Any = None
+        for key, item in value.items() if is_dict else enumerate(value):
+            if is_dict and (type(key) is not str or not (key.isascii() or max(key) < "\ud800")):
+                return _SLOW
+            t = type(item)
+            if t is str or t is bool or item is None or (t is int and -MAX_SAFE_INT <= item <= MAX_SAFE_INT):
+                continue
+            if t is Encoded:  # inline: an action's parts are values of its top-level object
+                parts.append(item)
+                continue
+            new = _plain(item, parts)
+            if new is not item:
+                if new is _SLOW:
+                    return _SLOW
+                if copy is None:
+                    copy = dict(value) if is_dict else list(value)
+                copy[key] = new
+        return value if copy is None else copy
+    if t is str or t is bool or value is None:
+        return value
+    if t is int:
+        return value if -MAX_SAFE_INT <= value <= MAX_SAFE_INT else _SLOW
+    if t is float:
+        size = abs(value)
+        if size < 1e16:  # also excludes NaN and infinities
+            if value % 1:
+                return value if size >= 1e-4 else _SLOW
+            if size <= MAX_SAFE_INT:
+                return int(value)
+        return _SLOW
+    if t is Encoded:
+        parts.append(value)
+        return value
+    return _SLOW
+
+
+def _splice(text: str, parts: list[Encoded]) -> str | None:
+    """``text`` with the number written for each :class:`Encoded` of ``parts`` (its ``id``; the
+    list holds an object once per occurrence) replaced by its text; ``None`` if a number also
+    occurs elsewhere (in a string, another number or a part's text), where replacing could change
+    other bytes. Each count is taken on the text being replaced in, so every replaced occurrence
+    is one written for that part (the numbers written are delimited by punctuation, never parts
+    of longer digit runs)."""
+    by_id = {id(part): part for part in parts}
+    for key, part in by_id.items():
+        pieces = text.split(str(key))
+        if len(pieces) - 1 != (1 if len(by_id) == len(parts) else sum(p is part for p in parts)):
+            return None
+        text = part.text.join(pieces)
+    return text
+
+
+_C_ENCODE = None if _make_c_encoder is None else \
+    _make_c_encoder(None, id, _c_string, None, ":", ",", True, False, False)
+
+
+def _text(value: Any) -> str:
+    """The RFC 8785 text of ``value`` (which may hold lone surrogates, refused when encoded to
+    UTF-8): the fast path when :func:`_plain` allows it, else the reference encoder."""
+    if _C_ENCODE is not None:
+        parts: list[Encoded] = []
+        try:
+            plain = _plain(value, parts)
+            if plain is not _SLOW:
+                text = "".join(_C_ENCODE(plain, 0))
+                spliced = _splice(text, parts) if parts else text
+                if spliced is not None:
+                    return spliced
+        except RecursionError:  # too deep for the walk: the reference encoder decides
+            pass
     out: list[str] = []
     _encode(value, out)
+    return "".join(out)
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """RFC 8785 bytes of a JSON value; :class:`CanonicalizationError` if it has none."""
     try:
-        return "".join(out).encode("utf-8")
+        return _text(value).encode("utf-8")
     except UnicodeEncodeError as exc:
         raise CanonicalizationError("strings must not contain lone surrogates") from exc
 
