@@ -9,11 +9,13 @@ sorted by UTF-16 code units, strings escaped as ECMAScript ``JSON.stringify`` do
 formatted as ECMAScript ``Number.prototype.toString``, integers limited to ±(2**53 - 1).
 
 Two encoders give the same text. :func:`_encode` is the reference, pure Python. The fast path
-(:func:`_plain` then the C encoder of the ``json`` module, ``_json.make_encoder``) is taken only
-when one pass over the value proves that the C encoder's text is the RFC 8785 text (see
-:func:`_plain` for the argument); otherwise the reference encoder runs, so a value without a
-canonical form gets its error (a lone surrogate in a string passes either encoder and is refused
-by the same UTF-8 encoding after both). Tests compare the two on generated values.
+(:func:`_plain` then the C encoder of the ``json`` module, ``_json.make_encoder``; around it
+:func:`_object` for an action's top-level object, whose spec, image and env are pre-encoded
+:class:`Encoded` parts) is taken only when one pass over the value proves that the C encoder's
+text is the RFC 8785 text (see :func:`_plain` for the argument); otherwise the reference
+encoder runs, so a value without a canonical form gets its error (a lone surrogate in a string
+passes either encoder and is refused by the same UTF-8 encoding after both). Tests compare the
+two on generated values.
 """
 
 from __future__ import annotations
@@ -131,10 +133,9 @@ def _encode(value: Any, out: list[str]) -> None:
 _SLOW = object()  # what _plain answers for a value the fast path must not encode
 
 
-def _plain(value: Any, parts: list[Encoded]) -> Any:
+def _plain(value: Any) -> Any:
     r"""``value``, or a copy of it with integral floats as ints, if the C encoder's text of it is
-    its RFC 8785 text (each :class:`Encoded` in it is appended to ``parts`` where it occurs,
-    for :func:`_splice`); else ``_SLOW``.
+    its RFC 8785 text; else ``_SLOW``.
 
     The argument, type by type (exact types only: a subclass may override what either encoder
     calls, so it takes the reference encoder). ``str``: both escape exactly ``"``, ``\`` and
@@ -148,8 +149,8 @@ def _plain(value: Any, parts: list[Encoded]) -> Any:
     of the items in order. ``dict``: keys must be ``str`` without a character from U+D800 up,
     for which code point order is UTF-16 code unit order (RFC 8785's); the C encoder sorts
     (key, value) pairs, which distinct keys order alone. Both write the same separators.
-    :class:`Encoded`: the C encoder calls ``id`` on it (its ``default``) and writes that number,
-    replaced by the part's text afterwards."""
+    :class:`Encoded` (which the C encoder cannot write) takes the reference encoder here; see
+    :func:`_object` for the parts of an action."""
     t = type(value)
     if t is dict or t is list or t is tuple:
         is_dict = t is dict
@@ -160,10 +161,7 @@ def _plain(value: Any, parts: list[Encoded]) -> Any:
             t = type(item)
             if t is str or t is bool or item is None or (t is int and -MAX_SAFE_INT <= item <= MAX_SAFE_INT):
                 continue
-            if t is Encoded:  # inline: an action's parts are values of its top-level object
-                parts.append(item)
-                continue
-            new = _plain(item, parts)
+            new = _plain(item)
             if new is not item:
                 if new is _SLOW:
                     return _SLOW
@@ -183,44 +181,72 @@ def _plain(value: Any, parts: list[Encoded]) -> Any:
             if size <= MAX_SAFE_INT:
                 return int(value)
         return _SLOW
-    if t is Encoded:
-        parts.append(value)
-        return value
     return _SLOW
 
 
-def _splice(text: str, parts: list[Encoded]) -> str | None:
-    """``text`` with the number written for each :class:`Encoded` of ``parts`` (its ``id``; the
-    list holds an object once per occurrence) replaced by its text; ``None`` if a number also
-    occurs elsewhere (in a string, another number or a part's text), where replacing could change
-    other bytes. Each count is taken on the text being replaced in, so every replaced occurrence
-    is one written for that part (the numbers written are delimited by punctuation, never parts
-    of longer digit runs)."""
-    by_id = {id(part): part for part in parts}
-    for key, part in by_id.items():
-        pieces = text.split(str(key))
-        if len(pieces) - 1 != (1 if len(by_id) == len(parts) else sum(p is part for p in parts)):
+def _fast(value: Any) -> str | None:
+    """The RFC 8785 text of ``value`` by the C encoder, or ``None`` where :func:`_plain` refuses."""
+    plain = _plain(value)
+    return None if plain is _SLOW or _C_ENCODE is None else "".join(_C_ENCODE(plain, 0))
+
+
+def _object(value: dict[Any, Any]) -> str | None:
+    """The RFC 8785 text of an object whose values include :class:`Encoded` parts (an action's
+    pre-image), or ``None`` where the reference encoder must run. Keys pass :func:`_plain`'s
+    test, so ``sorted`` gives RFC 8785's order; keys and strings are escaped by the C encoder's
+    string function (the same as the reference's); parts are written verbatim and integers
+    within the range as ``str`` gives them, as the reference does; other values take
+    :func:`_fast`."""
+    for key in value:
+        if type(key) is not str or not (key.isascii() or max(key) < "\ud800"):
             return None
-        text = part.text.join(pieces)
-    return text
+    members = []
+    for key in sorted(value):
+        item = value[key]
+        t = type(item)
+        if t is Encoded:
+            text = item.text
+        elif t is str:
+            text = _c_string(item)
+        elif t is int and -MAX_SAFE_INT <= item <= MAX_SAFE_INT:
+            text = str(item)
+        else:
+            found = _fast(item)
+            if found is None:
+                return None
+            text = found
+        name = _NAMES.get(key)
+        if name is None:
+            if len(_NAMES) >= 1024:
+                _NAMES.clear()
+            name = _NAMES[key] = _c_string(key) + ":"
+        members.append(name + text)
+    return "{" + ",".join(members) + "}"
+
+
+_NAMES: dict[str, str] = {}  # key -> its text and ":" (an action's keys, written on every hit)
+
+
+def _not_plain(value: Any) -> Any:
+    """The C encoder's ``default``: never called, as :func:`_plain` lets only JSON types through."""
+    raise TypeError(f"{type(value).__name__} reached the C encoder")
 
 
 _C_ENCODE = None if _make_c_encoder is None else \
-    _make_c_encoder(None, id, _c_string, None, ":", ",", True, False, False)
+    _make_c_encoder(None, _not_plain, _c_string, None, ":", ",", True, False, False)
 
 
 def _text(value: Any) -> str:
     """The RFC 8785 text of ``value`` (which may hold lone surrogates, refused when encoded to
-    UTF-8): the fast path when :func:`_plain` allows it, else the reference encoder."""
+    UTF-8): the fast path where it applies, else the reference encoder."""
     if _C_ENCODE is not None:
-        parts: list[Encoded] = []
         try:
-            plain = _plain(value, parts)
-            if plain is not _SLOW:
-                text = "".join(_C_ENCODE(plain, 0))
-                spliced = _splice(text, parts) if parts else text
-                if spliced is not None:
-                    return spliced
+            if type(value) is dict and Encoded in map(type, value.values()):
+                text = _object(value)
+            else:
+                text = _fast(value)
+            if text is not None:
+                return text
         except RecursionError:  # too deep for the walk: the reference encoder decides
             pass
     out: list[str] = []
