@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 from theoryx.adapters.base import CANCELLATION, Cancellation
 from theoryx.errors import TheoryxError
 from theoryx.pipeline.prepare import Resolutions
-from theoryx.pipeline.reaper import Reaper
 from theoryx.pipeline.recorder import GroupRecorder
 from theoryx.pipeline.request import RunRequest
 from theoryx.pipeline.result import RunResult
@@ -82,12 +81,12 @@ def as_item(value: Item | Mapping[str, Any], line: int) -> Item:
 
 class BatchScope:
     """What the runs of one batch share: resolved processors, one lease (taken by the first run
-    and held until the batch is over, so gc keeps everything the batch touches), the group
-    recorder of its hits and the reaper of its misses' workspaces."""
+    and held until the batch is over, so gc keeps everything the batch touches), and the group
+    recorder of its hits."""
 
     def __init__(self, resolutions: Resolutions, new_lease: Callable[[], Lease], recorder: GroupRecorder,
-                 work: Path | None = None, reaper: Reaper | None = None) -> None:
-        self.resolutions, self.recorder, self.work, self.reaper = resolutions, recorder, work, reaper
+                 work: Path | None = None) -> None:
+        self.resolutions, self.recorder, self.work = resolutions, recorder, work
         self._new_lease = new_lease
         self._lease: Lease | None = None
         self._lock = threading.Lock()
@@ -100,12 +99,9 @@ class BatchScope:
             return self._lease
 
     def close(self) -> None:
-        """Wait for the reaper, commit the last group of hit records, remove the batch's workspace
-        directory (``<work>/<lease owner>``, which its misses' workspaces were in), then release
-        the lease."""
+        """Commit the last group of hit records, remove the batch's workspace directory
+        (``<work>/<lease owner>``, which its misses' workspaces were in), then release the lease."""
         try:
-            if self.reaper is not None:
-                self.reaper.close()
             self.recorder.flush()
         finally:
             with self._lock:

@@ -26,6 +26,7 @@ from theoryx.pipeline.result import RunResult
 from theoryx.pipeline.running import RunState, now_ms
 from theoryx.spec.model import ProcessorSpec
 from theoryx.store.action_cache import ActionResult
+from theoryx.store.leftovers import remove_tree
 
 RESULT_LIMIT = 1 << 20  # the processor's THEORYX_RESULT file
 
@@ -88,7 +89,7 @@ def _run(run: RunState, prep: Prepared, adapter: Adapter, env: dict[str, str], *
             run.record = run.record.with_(cost_micros=cost, overrun_micros=run.charging.overrun_micros)
         raise
     finally:
-        run.discard_workspace(ws.root)
+        remove_tree(ws.root)
     cost = run.charging.settle(spec, prep.inputs, adapter, outcome, result, status="success")
     rec = run.record.with_(cost_micros=cost, overrun_micros=run.charging.overrun_micros, outputs=manifest.outputs,
                            manifest_cid=manifest.cid)

@@ -20,7 +20,6 @@ TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
 if TYPE_CHECKING:
     from typing import TypeVar
     T = TypeVar("T")
-    from theoryx.pipeline.reaper import Reaper
     from theoryx.pipeline.recorder import GroupRecorder
 
 
@@ -34,12 +33,12 @@ class RunState:
     naming what it learnt. ``record_paths`` is False for replays, which must not move what a world
     path resolves to."""
 
-    __slots__ = ("charging", "execution_id", "lease", "reaper", "record", "record_paths", "recorder", "request",
+    __slots__ = ("charging", "execution_id", "lease", "record", "record_paths", "recorder", "request",
                  "shared_lease", "stores", "t0")
 
     def __init__(self, stores: Stores, request: RunRequest, lease: Lease, execution_id: str, record: ExecutionRecord,
                  charging: Charging, record_paths: bool = True, *, shared_lease: bool = False,
-                 recorder: GroupRecorder | None = None, reaper: Reaper | None = None) -> None:
+                 recorder: GroupRecorder | None = None) -> None:
         self.stores = stores
         self.request = request
         self.lease = lease
@@ -50,14 +49,12 @@ class RunState:
         self.t0 = time.monotonic()
         self.shared_lease = shared_lease
         self.recorder = recorder
-        self.reaper = reaper
 
     @classmethod
     def start(cls, stores: Stores, req: RunRequest, *, record_paths: bool = True, lease: Lease | None = None,
-              recorder: GroupRecorder | None = None, reaper: Reaper | None = None) -> RunState:
+              recorder: GroupRecorder | None = None) -> RunState:
         """A new execution id, its lease (held until :meth:`close`; or ``lease``, shared by a
-        batch and held by it) and an empty error record. ``recorder`` groups hit records, ``reaper``
-        removes the workspaces of misses (a batch's; otherwise the run removes its own)."""
+        batch and held by it) and an empty error record. ``recorder`` groups hit records."""
         execution_id = new_execution_id()
         own = lease is None
         held = Lease(stores.home.leases, execution_id) if lease is None else lease
@@ -65,7 +62,7 @@ class RunState:
                                        started_ms=now_ms())
         charging = Charging(stores, req.plan, execution_id, req.adapter_options)
         return cls(stores, req, held, execution_id, record, charging, record_paths, shared_lease=not own,
-                   recorder=recorder, reaper=reaper)
+                   recorder=recorder)
 
     @property
     def workspace(self) -> Path:
@@ -74,15 +71,6 @@ class RunState:
         top-level name is a held lease (:func:`theoryx.store.leftovers.abandoned_workspaces`)."""
         work = self.stores.home.work
         return work / self.lease.owner / self.execution_id if self.shared_lease else work / self.execution_id
-
-    def discard_workspace(self, path: Path) -> None:
-        """Remove this run's workspace ``path``: at once, or through the batch's reaper."""
-        if self.reaper is not None:
-            self.reaper.discard(path)
-        else:
-            from theoryx.store.leftovers import remove_tree
-
-            remove_tree(path)
 
     def elapsed_ms(self) -> int:
         return int((time.monotonic() - self.t0) * 1000)

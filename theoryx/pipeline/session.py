@@ -117,7 +117,7 @@ class Session:
         if scope is None:
             run = RunState.start(self.stores, req)
         else:
-            run = RunState.start(self.stores, req, lease=scope.lease, recorder=scope.recorder, reaper=scope.reaper)
+            run = RunState.start(self.stores, req, lease=scope.lease, recorder=scope.recorder)
         resolutions = scope.resolutions if scope is not None else None
         try:
             begun = _guarded(run, lambda: _begin(run, resolutions))
@@ -149,11 +149,10 @@ class Session:
         """
         template = self._defaults(RunRequest.of(ref, **options))
         from theoryx.pipeline.batch import Batch, BatchScope  # batches only: a single hit stays lean
-        from theoryx.pipeline.reaper import Reaper
         from theoryx.pipeline.recorder import GroupRecorder
 
         scope = BatchScope(Resolutions(), lambda: Lease(self.stores.home.leases, new_execution_id()),
-                           GroupRecorder(self.stores.db), work=self.stores.home.work, reaper=Reaper())
+                           GroupRecorder(self.stores.db), work=self.stores.home.work)
         jobs = jobs or os.cpu_count() or 1
         # Persistent workers (specs that declare `worker`, on local): created idle, closed with the batch.
         from theoryx import adapters
