@@ -38,38 +38,12 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
-if TYPE_CHECKING:
-    from typing import Any
-
-
-def _load_syncfs() -> Callable[[int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes  # loaded by the first deferred write only: a cache hit never needs it
-
-    try:
-        func = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):
-        return None
-    func.argtypes = [ctypes.c_int]
-    func.restype = ctypes.c_int
-    return func
-
-
-_UNLOADED: Any = object()
-_syncfs: Any = _UNLOADED
-_load_lock = threading.Lock()
+from cas import libc
 
 
 def syncfs() -> Callable[[int], int] | None:
     """The C library's ``syncfs``, or None where there is none (then nothing defers)."""
-    global _syncfs
-    if _syncfs is _UNLOADED:
-        with _load_lock:
-            if _syncfs is _UNLOADED:
-                _syncfs = _load_syncfs()
-    return _syncfs  # type: ignore[no-any-return]
+    return libc.function("syncfs", ("c_int",), "c_int")  # type: ignore[no-any-return]
 
 
 DIRTY_LIMIT = 4 << 20

@@ -9,12 +9,9 @@ ignored, because the ``fsync`` that follows is what guarantees durability.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 
-TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
-if TYPE_CHECKING:
-    from typing import Any
+from cas import libc
 
 WRITEBACK_EVERY = 16 << 20
 """Bytes written between two writeback requests."""
@@ -22,29 +19,9 @@ WRITEBACK_EVERY = 16 << 20
 _SYNC_FILE_RANGE_WRITE = 2
 
 
-def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes  # loaded on the first large write only: small writes stay cheap to start
-
-    try:
-        func = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    func.restype = ctypes.c_int
-    return func
-
-
-_UNLOADED: Any = object()
-_sync_file_range: Any = _UNLOADED
-
-
 def _hint_function() -> Callable[[int, int, int, int], int] | None:
-    global _sync_file_range
-    if _sync_file_range is _UNLOADED:
-        _sync_file_range = _load_sync_file_range()
-    return _sync_file_range  # type: ignore[no-any-return]
+    return libc.function("sync_file_range", ("c_int", "c_int64", "c_int64", "c_uint"),  # type: ignore[no-any-return]
+                         "c_int")
 
 
 class Writeback:
