@@ -6,15 +6,15 @@ one (a cache hit) never loads it.
 
 from __future__ import annotations
 
+import _thread
 import sys
-import threading
 
 TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
 if TYPE_CHECKING:
     from typing import Any
 
 _loaded: dict[str, Any] = {}
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()  # not `threading`: a cache hit never loads it
 
 
 def function(name: str, argtypes: tuple[str, ...], restype: str) -> Any:

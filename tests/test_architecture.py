@@ -343,6 +343,8 @@ def test_a_hit_path_module_loads_no_heavy_library_at_import(module: str) -> None
     assert heavy == [], f"{module} loads {heavy} at import"
     # typing costs ~5 ms of a ~85 ms hit: annotations only, under ``if TYPE_CHECKING:``
     assert "typing" not in loaded, f"{module} imports typing at run time"
+    # threading (~1.5 ms) is for batches and team caches; a single hit takes _thread locks
+    assert "threading" not in loaded, f"{module} imports threading at run time"
     tops = {m.split(".")[0] for m in loaded}
     third_party = {t for t in tops - set(sys.stdlib_module_names) - {"cas", ROOT}
                    if t != "cython_runtime" and not t.startswith("_cython_")}
