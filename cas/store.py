@@ -240,7 +240,10 @@ class Store:
             except (FileNotFoundError, NotADirectoryError):
                 absent.append(cid)
                 continue
-            (present if stat.S_ISREG(st.st_mode) else absent).append(path)
+            if stat.S_ISREG(st.st_mode):
+                present.append(path)
+            else:                       # not a blob (a damaged store): fetched again like an absent one
+                absent.append(cid)
         if present and self._durable_now():
             for path in present:
                 flush_existing(path)

@@ -310,6 +310,14 @@ def test_ensure_durable_answers_the_absent_cids_in_order_without_repeats(store: 
     assert store.ensure_durable([]) == []
 
 
+def test_ensure_durable_answers_a_cid_whose_path_is_not_a_file_as_absent(store: Store) -> None:
+    """A damaged store (a directory where a blob should be): the cid is to be fetched again,
+    and the answer holds cids only, never paths."""
+    odd = cid_of_bytes(b"odd")
+    os.makedirs(store.fspath(odd))
+    assert store.ensure_durable([odd]) == [odd]
+
+
 def test_outside_a_block_blobs_found_present_are_flushed_whoever_wrote_them(store: Store, counts: Counts) -> None:
     """This process owes no sync: the copies may still be another process's unsynced deferred
     writes, which nothing here can tell. Each is flushed with its directory, then the shards'

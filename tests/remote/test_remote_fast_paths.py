@@ -200,6 +200,27 @@ def test_parallel_keeps_the_order_and_stops_taking_items_after_an_error() -> Non
     assert not [t for t in threading.enumerate() if t.name == "theoryx-remote"], "a worker was left running"
 
 
+def test_parallel_lets_an_interrupt_of_the_calling_thread_through_even_after_a_helper_failed() -> None:
+    """A helper's error recorded first must not replace a Ctrl-C in the calling thread (the fetch
+    swallows ordinary errors and goes on locally; an interrupt must stop the run)."""
+    import threading
+
+    caller_started, helper_failed = threading.Event(), threading.Event()
+
+    def fn(item: str) -> int:
+        if threading.current_thread().name == "theoryx-remote":
+            assert caller_started.wait(10)     # both threads hold an item before anything fails
+            helper_failed.set()
+            raise ValueError("a helper's error")
+        caller_started.set()
+        assert helper_failed.wait(10)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cache._parallel(2, ["a", "b"], fn)
+    assert not [t for t in threading.enumerate() if t.name == "theoryx-remote"], "a worker was left running"
+
+
 def test_a_remote_hit_commits_its_entry_with_its_record_in_one_transaction(
         nginx: Nginx, teammates: tuple[Teammate, Teammate], keypairs: dict[str, KeyPair],
         counter: Path, writer_env: None, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -213,7 +213,8 @@ def _parallel(workers: int, items: Sequence[str], fn: Callable[[str], T]) -> lis
                 return
             try:
                 results[n] = fn(items[n])
-            except BaseException as exc:  # raised by the caller below, after the others stop
+            except Exception as exc:  # raised by the caller below, after the others stop (a Ctrl-C
+                # in the calling thread propagates as it is: the `finally` stops and joins the helpers)
                 with lock:
                     errors.append(exc)
 
