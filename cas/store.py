@@ -292,7 +292,7 @@ class Store:
             if self._present(blob):
                 flush_existing(self.fspath(blob.cid))
                 dirs[str(self._layout.blobs_dir)] = None
-            elif not self._put_anonymous(data, blob.cid, dirs):
+            elif not (self._anonymous and self._put_anonymous(data, blob.cid, dirs)):
                 self.put_bytes(data)   # the named path, durable on its own
             out.append(blob)
         if dirs:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
     from typing import Any, TypeVar
 
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from theoryx.remote.client import RemoteStore
     from theoryx.store.leases import Lease
@@ -138,8 +138,10 @@ def _fetch(stores: Stores, memo_key: str, config: RemoteConfig, lease: Lease | N
     if lease is not None:
         lease.add(needed)
     cas = stores.cas
-    # One durability point for the whole entry: what is written here skips its own fsyncs and
-    # one sync covers it all on leaving the block, before the caller commits the entry.
+    # One durability point for the entry's small blobs: what this thread writes skips its own
+    # fsyncs and one sync covers it on leaving the block, before the caller commits the entry. A
+    # large blob streamed on a helper thread of `_parallel` is fsynced as it is published
+    # (deferral is per thread): durable either way.
     with cas.deferred():
         # Blobs already here are neither fetched nor written again; each is made durable (the
         # copy found may be another thread's or process's unsynced write) like those written.
@@ -178,14 +180,6 @@ def _json(data: bytes) -> Any:
         return json.loads(data)
     except ValueError:
         raise RemoteRejected("not JSON") from None
-
-
-def trusted_keys(config: RemoteConfig) -> list[Ed25519PublicKey]:
-    """The configured trusted public keys, plus this client's own signing key's public half.
-    An unreadable key file is :class:`theoryx.errors.RemoteConfigError`."""
-    from theoryx.remote import trust
-
-    return trust.trusted_keys(config)
 
 
 def _parallel(workers: int, items: Sequence[str], fn: Callable[[str], T]) -> list[T]:
