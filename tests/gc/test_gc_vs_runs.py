@@ -126,3 +126,37 @@ def test_a_blob_a_run_in_flight_wrote_before_leasing_it_survives_grace_0(home: P
     print(f"in flight: kept {report.kept_leased.count}, reclaimed {report.reclaimed.count}; "
           f"after the run: reclaimed {after.reclaimed.count}")
     assert not stores.cas.exists(written.cid) and after.reclaimed.count == 1
+
+
+def test_a_cid_another_thread_is_leasing_counts_as_leased_only_once_it_is_in_the_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch's threads share one lease. While one thread is still writing a cid's line, another
+    adding the same cid must wait for that line (gc reads the file), not return at once."""
+    import threading
+
+    from theoryx.store import leases
+
+    cid = "b3:" + "ab" * 32
+    writing, release = threading.Event(), threading.Event()
+    real_write = leases.os.write
+
+    def slow_write(fd: int, data: bytes) -> int:
+        writing.set()
+        assert release.wait(10)
+        return real_write(fd, data)
+
+    lease = leases.Lease(tmp_path, "owner")
+    monkeypatch.setattr(leases.os, "write", slow_write)
+    first = threading.Thread(target=lease.add, args=([cid],))
+    first.start()
+    assert writing.wait(10)
+    monkeypatch.setattr(leases.os, "write", real_write)
+    second = threading.Thread(target=lease.add, args=([cid],))
+    second.start()
+    second.join(0.3)
+    assert second.is_alive(), "the second add returned before the first one's line was written"
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert lease.path.read_text() == f"{cid}\n"
+    lease.release()

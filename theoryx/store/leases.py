@@ -7,6 +7,7 @@ process that is gone (the kernel drops flocks when a process dies, even on ``kil
 
 from __future__ import annotations
 
+import _thread
 import fcntl
 import os
 from collections.abc import Iterable, Iterator
@@ -24,6 +25,7 @@ class Lease:
         self.owner = owner
         self.path = directory / f"{owner}.lease"
         self._seen: set[str] = set()
+        self._lock = _thread.allocate_lock()   # not `threading`: a single hit never loads it
         # Locked under a private name, then renamed: a lease file is never visible unheld.
         temp = directory / f".{owner}.{os.getpid()}.tmp"
         self._fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC, 0o644)
@@ -40,14 +42,17 @@ class Lease:
         """Append ``cids`` not appended lately (a batch's items lease the same spec, context
         and attachment blobs again and again: a file of 1,000,000 identical items leases a
         handful of cids, not millions). Lines already written stay until the lease is released."""
-        seen = self._seen
-        fresh = [c for c in cids if c not in seen]
-        if not fresh:
-            return
-        if len(seen) >= _SEEN_MAX:        # bounded memory: forgetting only means writing a line again
-            seen.clear()
-        seen.update(fresh)
-        os.write(self._fd, "".join(f"{c}\n" for c in fresh).encode())
+        # Under the lock, and remembered only once written: a batch's threads share one lease,
+        # and a thread that finds a cid remembered must find it in the file too (gc reads that).
+        with self._lock:
+            seen = self._seen
+            fresh = [c for c in cids if c not in seen]
+            if not fresh:
+                return
+            os.write(self._fd, "".join(f"{c}\n" for c in fresh).encode())
+            if len(seen) >= _SEEN_MAX:    # bounded memory: forgetting only means writing a line again
+                seen.clear()
+            seen.update(fresh)
 
     def release(self) -> None:
         if self._fd >= 0:
