@@ -105,3 +105,30 @@ def test_ctrl_c_of_theoryx_map_stops_one_shot_containers(tmp_path: Path, registr
     assert plans.reservations(db) == [], "every admitted item was settled"
     recorded = {r.execution_id: r.status for r in executions.records(db)}
     assert all(recorded.get(g["execution_id"]) == "success" for g in done), "what finished is recorded"
+
+
+def test_a_cancel_between_create_and_start_stops_the_container_at_once(
+        tmp_path: Path, registry: Path, docker_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window the cancellation's stop cannot cover by itself: the container exists (so the
+    stop is registered) but has not started (so `docker stop` does nothing). It must not start and
+    run to its 45 s sleep: the item ends with ERR_CANCELLED at once and nothing is left."""
+    from theoryx.adapters.local.adapter import LocalAdapter
+
+    home = tmp_path / "home"
+    holder: list[Batch] = []
+    real_create = LocalAdapter._create
+
+    def create_then_cancel(self: LocalAdapter, config: dict[str, Any]) -> str:
+        container_id = real_create(self, config)
+        holder[0].cancel()           # after the "cancelled already?" check, before the stop is registered
+        return container_id
+
+    monkeypatch.setattr(LocalAdapter, "_create", create_then_cancel)
+    t0 = time.monotonic()
+    with Session(home, registry=str(registry)) as session:
+        got = list(session.map("test/probe@1", [{"inputs": {"mode": "sleep", "seconds": 45, "value": -1}}],
+                               jobs=1, adapter="local", batch=holder))
+    elapsed = time.monotonic() - t0
+    assert [r.error.code if r.error else "ok" for r in got] == ["ERR_CANCELLED"]
+    assert elapsed < 30, f"the container ran its sleep ({elapsed:.1f} s)"
+    assert owned_containers(docker_client) == []

@@ -473,13 +473,16 @@ class LocalAdapter:
             if cancellation is not None:
                 cancellation.register(container_id, stop)
             try:
-                outcome = self._run(container_id, request, opts)
+                outcome = self._run(container_id, request, opts, stopped)
                 if stopped.is_set():
                     raise ExecutionCancelled(f"the batch was cancelled: the container of {request.spec.ref} "
                                              f"was stopped after {outcome.duration_ms} ms")
-            except BaseException:
+            except BaseException as exc:
                 with contextlib.suppress(TheoryxError):   # the first error is the one to report
                     remove(self.client, container_id)
+                if stopped.is_set() and isinstance(exc, TheoryxError) and not isinstance(exc, ExecutionCancelled):
+                    # an engine error caused by the stop (a stopped container's logs or state)
+                    raise ExecutionCancelled(f"the batch was cancelled while {request.spec.ref} ran") from exc
                 raise
             finally:
                 if cancellation is not None:
@@ -501,15 +504,22 @@ class LocalAdapter:
                 remove(self.client, config["name"])
             raise
 
-    def _run(self, container_id: str, request: ExecRequest, opts: Options) -> Outcome:
-        """Attach, start, wait (killing at the timeout), collect logs and state."""
+    def _run(self, container_id: str, request: ExecRequest, opts: Options,
+             stopped: threading.Event | None = None) -> Outcome:
+        """Attach, start, wait (killing at the timeout), collect logs and state. ``stopped`` is
+        set by a batch's cancellation: a container stopped before it started would run anyway
+        (stopping a created container does nothing), so it is checked around the start."""
         api = self.client.api
         with mapped("attaching to the container"):
             frames = api.attach(container_id, stdout=True, stderr=True, stream=True, logs=True, demux=True)
         pump = LogPump(frames, request).start()
         try:
+            if stopped is not None and stopped.is_set():
+                raise ExecutionCancelled(f"the batch was cancelled before {request.spec.ref} started")
             with mapped(f"starting the container for {request.spec.ref}"):
                 api.start(container_id)
+            if stopped is not None and stopped.is_set():   # stopped between the check and the start
+                _stop(self.client, container_id)
             t0 = time.monotonic()
             timed_out = _wait(self.client, container_id, opts.timeout)
             duration_ms = int((time.monotonic() - t0) * 1000)
