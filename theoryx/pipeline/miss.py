@@ -12,7 +12,6 @@ import stat
 from functools import partial
 from typing import Any
 
-from cas import cid_of_bytes
 from theoryx import adapters
 from theoryx.adapters.base import Adapter, ExecRequest, Outcome, Workspace, billed_outcome
 from theoryx.adapters.logs import store_log, tail
@@ -52,11 +51,10 @@ def _run(run: RunState, prep: Prepared, adapter: Adapter, env: dict[str, str], *
     stores, req, lease = run.stores, run.request, run.lease
     spec, action = prep.spec, prep.action
     # Leased before they are written: gc roots.
-    context = prep.context.data   # encoded once: its cid is the hash of these bytes
-    lease.add([action.memo_key, cid_of_bytes(context), *(cid for cid, _ in prep.sources)])
+    lease.add([action.memo_key, prep.context.cid, *(cid for cid, _ in prep.sources)])
     attachments.store_files(prep.sources, stores.cas)
     action_blob = stores.cas.put_bytes(action.data)
-    stores.cas.put_bytes(context)
+    stores.cas.put_bytes(prep.context.data)
     run.record = run.record.with_(cache="miss", action_cid=action_blob.cid)
     run.charging.admit(spec, prep.inputs, adapter, lease.path.absolute())
     ws = Workspace(run.workspace)

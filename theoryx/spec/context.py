@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import blake3
@@ -28,15 +29,17 @@ BASE_IMAGE_ENV = "THEORYX_BASE_IMAGE"
 
 @dataclass(frozen=True)
 class ContextManifest:
-    """The files of a build context: ``{relpath: {"cid", "size", "exec"}}`` and its digest."""
+    """The files of a build context: ``{relpath: {"cid", "size", "exec"}}`` and its digest.
+    ``data`` and ``cid`` are computed once per manifest (a batch's misses share one); ``files``
+    must not be changed after they are read."""
 
     files: dict[str, dict[str, Any]]
 
-    @property
+    @cached_property
     def data(self) -> bytes:
         return canonical_bytes({"files": self.files})
 
-    @property
+    @cached_property
     def cid(self) -> str:
         return digest(self.data)
 
