@@ -135,11 +135,9 @@ def materialise(run: RunState, ws: Workspace, prep: Prepared, *, in_process: boo
     from theoryx.store.handle import store_error
 
     try:
-        os.mkdir(ws.root, 0o777)
+        os.mkdir(ws.root, 0o777)   # a fresh execution id: the workspace never exists already
     except FileNotFoundError:  # no work-v1/ yet
         ws.root.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        pass
     os.mkdir(ws.outputs, 0o777)
     if not in_process:
         os.mkdir(ws.result_dir, 0o777)

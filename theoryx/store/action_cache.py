@@ -23,11 +23,10 @@ TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
 if TYPE_CHECKING:
     from typing import Any, Literal
     Unchanged = Literal["deleted", "changed", "absent"]
+    """What :func:`delete_unchanged_in` did: deleted the entry, left it (it changed since it was
+    read), or found nothing to delete."""
 
 TABLE = "ac"
-
-"""What :func:`delete_unchanged_in` did: deleted the entry, left it (it changed since it was
-read), or found nothing to delete."""
 
 
 @dataclass(frozen=True)
