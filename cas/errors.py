@@ -41,6 +41,17 @@ class CorruptBlob(CasError):
         self.actual = actual
 
 
+class OversizedBlob(CorruptBlob):
+    """More bytes were given for blob ``cid`` than its stated ``size`` (so they are not it; the
+    rest was not read, so what they hash to is unknown)."""
+
+    def __init__(self, cid: str, size: int) -> None:
+        CasError.__init__(self, f"corrupt blob: more than the {size} bytes stated for {cid}")
+        self.cid = cid
+        self.actual = ""
+        self.size = size
+
+
 class InvalidCid(CasError):
     """``value`` is not ``b3:`` followed by 64 lowercase hex digits."""
 

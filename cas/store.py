@@ -375,10 +375,10 @@ class Store:
         """Store the bytes ``chunks`` yields as the blob ``expect``, for bytes from an untrusted
         source (a download): they are hashed once, while they are written to the temp file, and
         published only if they are exactly ``expect.size`` bytes hashing to ``expect.cid``.
-        Otherwise :class:`~cas.errors.CorruptBlob` (or :class:`~cas.errors.CasError` as soon as
+        Otherwise :class:`~cas.errors.CorruptBlob` (:class:`~cas.errors.OversizedBlob` as soon as
         a chunk takes them past ``expect.size``: the rest is not read) and nothing of them stays:
         the temp file is removed, as it is when ``chunks`` raises. Returns ``expect``."""
-        from cas.errors import CasError
+        from cas.errors import OversizedBlob
         from cas.hashing import new_hasher
         from cas.writeback import Writeback
 
@@ -389,7 +389,7 @@ class Store:
             for chunk in chunks:
                 size += len(chunk)
                 if size > expect.size:
-                    raise CasError(f"blob {expect.cid}: more than the {expect.size} bytes expected")
+                    raise OversizedBlob(expect.cid, expect.size)
                 hasher.update(chunk)
                 write_all(temp.fd, chunk)
                 hints.wrote(len(chunk))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cas import Blob, CasError, CorruptBlob, Store, cid_of_bytes
+from cas import Blob, CorruptBlob, Store, cid_of_bytes
 
 
 def chunks_of(data: bytes, size: int) -> Iterator[bytes]:
@@ -65,7 +65,7 @@ def test_more_bytes_than_expected_stop_the_stream_at_once(store: Store) -> None:
             pulled.append(1)
             yield data[:4096]
 
-    with pytest.raises(CasError, match="more than the 10000 bytes"):
+    with pytest.raises(CorruptBlob, match="more than the 10000 bytes"):
         store.put_chunks(endless(), expect)
     assert len(pulled) == 3  # the chunk that went past the size was the last one read
     assert list(store.iter_blobs()) == [] and list(store.tmp_files()) == []

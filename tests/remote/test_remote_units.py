@@ -184,3 +184,32 @@ def test_the_cli_prints_a_remote_hit_and_a_local_hit_never_loads_obstore(
     assert "Cache: hit" in second.stdout, second.stdout + second.stderr
     assert "OBSTORE=False" in second.stderr, second.stderr
     assert executions(counter) == 1
+
+
+@pytest.mark.parametrize("local_fault", [False, True])
+def test_a_download_blames_the_remote_only_for_bytes_that_are_not_the_blob(
+        tmp_path: Path, local_fault: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bytes that do not hash to the cid (or are too many): RemoteRejected. A fault of the local
+    store while writing them: that store error, as it is, not "the remote blob does not match"."""
+    from cas import CasError, Store, cid_of_bytes
+    from theoryx.errors import RemoteRejected
+    from theoryx.remote.client import RemoteStore
+    from theoryx.remote.config import RemoteConfig
+
+    served = tmp_path / "remote"
+    (served / "cas-v1").mkdir(parents=True)
+    data = b"the blob's bytes"
+    cid = cid_of_bytes(data)
+    (served / "cas-v1" / "blob").write_bytes(data if local_fault else b"x" * len(data))   # same size, other bytes
+    store = Store(tmp_path / "local")
+    if local_fault:
+        def broken(*args: object, **kwargs: object) -> None:
+            raise CasError("the temp directory kept disappearing")
+
+        monkeypatch.setattr(store, "put_chunks", broken)
+    remote = RemoteStore(RemoteConfig(url=served.as_uri(), source="test"))
+    expected = CasError if local_fault else RemoteRejected
+    with pytest.raises(expected) as raised:
+        remote.download("cas-v1/blob", cid, store, len(data))
+    assert local_fault == (not isinstance(raised.value, RemoteRejected))
+    assert list(store.iter_blobs()) == []

@@ -30,7 +30,7 @@ import _thread
 import os
 
 from cas import Blob, Store, cid_of_bytes
-from cas.errors import CasError
+from cas.errors import CasError, CorruptBlob
 from theoryx.errors import RemoteConfigError, RemoteError, RemoteRejected
 from theoryx.remote.config import CREDENTIAL_ENV, ENV_PASSWORD, ENV_TOKEN, ENV_USER, RemoteConfig
 
@@ -250,9 +250,9 @@ class RemoteStore:
                 return cas.put_chunks(iter(chunks), Blob(cid, announced))
         except FileNotFoundError:
             raise RemoteRejected(f"remote blob {cid} is missing (the entry names it)") from None
-        except CasError as exc:  # the bytes are not the blob: cas kept nothing of them
+        except CorruptBlob as exc:  # the bytes are not the blob: cas kept nothing of them
             raise RemoteRejected(f"remote blob {cid} does not match its cid ({exc}): rejected") from None
-        except RemoteError:
+        except (RemoteError, CasError):  # a local store fault is not the remote's: reported as it is
             raise
         except Exception as exc:
             raise self._error("GET", path, exc) from None
