@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from theoryx.core.frozen import replaced
 from theoryx.errors import InputsError
 from theoryx.pipeline import writeprefix
 
@@ -78,6 +79,4 @@ class RunRequest:
     def for_item(self, inputs: Any, attachments: Mapping[str, Path]) -> RunRequest:
         """This request with other ``inputs`` and ``attachments`` (as :func:`dataclasses.replace`,
         without re-running ``__init__``: a batch makes one per item, thousands per second)."""
-        new = object.__new__(RunRequest)
-        vars(new).update(vars(self), inputs=inputs, attachments=attachments)
-        return new
+        return replaced(self, {"inputs": inputs, "attachments": attachments})

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import lmdb
 
 from cas import Store
+from theoryx.core.frozen import replaced
 from theoryx.store.db import Database, pack, unpack
 
 TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
@@ -96,9 +97,7 @@ class ActionResult:
 
     def used_at(self, ms: int) -> ActionResult:
         """This entry, last used at ``ms`` (a copy, without re-running ``__init__``)."""
-        new = object.__new__(ActionResult)
-        vars(new).update(vars(self), last_used_ms=ms)
-        return new
+        return replaced(self, {"last_used_ms": ms})
 
 
 def get(db: Database, memo_key: str) -> ActionResult | None:

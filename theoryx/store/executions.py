@@ -18,6 +18,7 @@ from dataclasses import MISSING, dataclass, field, fields
 
 import lmdb
 
+from theoryx.core.frozen import built, replaced
 from theoryx.errors import NotFound
 from theoryx.store import action_cache
 from theoryx.store.action_cache import ActionResult, OutputEntry
@@ -108,10 +109,9 @@ class ExecutionRecord:
         """The record of a run that just started: status ``error`` until a step says otherwise,
         every other field at its default (as the constructor would make it, without running
         ``__init__``: a batch starts thousands of runs per second)."""
-        new = object.__new__(ExecutionRecord)
-        vars(new).update(_STARTED, execution_id=execution_id, ref=ref, adapter=adapter, status="error", plan=plan,
-                         seed=seed, started_ms=started_ms, usage={})
-        return new
+        return built(ExecutionRecord, {**_STARTED, "execution_id": execution_id, "ref": ref, "adapter": adapter,
+                                       "status": "error", "plan": plan, "seed": seed, "started_ms": started_ms,
+                                       "usage": {}})
 
     def with_(self, **changes: Any) -> ExecutionRecord:
         """A copy with ``changes`` (as :func:`dataclasses.replace`, without re-running
@@ -119,9 +119,7 @@ class ExecutionRecord:
         unknown = changes.keys() - _FIELD_SET
         if unknown:
             raise TypeError(f"ExecutionRecord has no field(s) {sorted(unknown)}")
-        new = object.__new__(ExecutionRecord)
-        vars(new).update(vars(self), **changes)
-        return new
+        return replaced(self, changes)
 
     def blobs(self) -> list[str]:
         """Every cid the record names."""
