@@ -282,22 +282,74 @@ def _wait_for(predicate: Any, timeout: float, what: str, show: Any = None) -> No
 
 
 @pytest.mark.slow
-def test_ctrl_c_of_theoryx_map_leaves_no_worker(tmp_path: Path, wregistry: Path, docker_client: Any) -> None:
+def test_ctrl_c_of_theoryx_map_stops_the_workers_requests(tmp_path: Path, wregistry: Path, docker_client: Any) -> None:
+    """45 s sleeps (the spec's timeout is 60 s) on two workers. Once both workers serve one,
+    Ctrl-C: the workers are stopped (not waited for), their requests and the items waiting for a
+    worker end with ERR_CANCELLED, and no container, workspace, lease or reservation is left."""
     items = tmp_path / "items.jsonl"
-    items.write_text("".join(json.dumps({"inputs": {"mode": "sleep", "seconds": 2, "value": i}}) + "\n"
+    items.write_text("".join(json.dumps({"inputs": {"mode": "sleep", "seconds": 45, "value": i}}) + "\n"
                              for i in range(50)))
     home = tmp_path / "home"
-    proc = spawn_cli(["map", "--ref", "test/wprobe@1", "--items", str(items), "--adapter", "local", "--jobs", "2",
-                      "--quiet"], cli_env(home, wregistry), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    errors = tmp_path / "stderr.txt"
+    with errors.open("wb") as stderr:
+        proc = spawn_cli(["map", "--ref", "test/wprobe@1", "--items", str(items), "--adapter", "local", "--jobs", "2",
+                          "--plan", "p"], cli_env(home, wregistry), stdout=subprocess.PIPE, stderr=stderr)
+    assert proc.stdout is not None
     _wait_for(lambda: len(owned_containers(docker_client, {proc.pid})) == 2, 120, "two workers")
+    time.sleep(3.0)                         # both workers started and serve a sleep by now
+    t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err.decode()
-    lines = [json.loads(line) for line in out.decode().splitlines()]
-    assert lines and len(lines) < 50 and all(line["status"] == "success" for line in lines)
+    out = proc.stdout.read()
+    proc.wait(timeout=120)
+    err = errors.read_bytes().decode()
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 130, err
+    got = [json.loads(line) for line in out.decode().splitlines()]
+    codes = [(g.get("error") or {}).get("code") for g in got]
+    print(f"stopped {elapsed:.1f} s after Ctrl-C: {codes}")
+    assert 2 <= len(got) < 50 and set(codes) == {"ERR_CANCELLED"}, got
+    assert elapsed < 25, "the workers' requests were stopped, not waited for (each sleeps 45 s)"
+    assert "interrupted:" in err and "Traceback" not in err
     assert owned_containers(docker_client, {proc.pid}) == []
     assert not list((home / "work-v1").iterdir()) and not list((home / "leases").glob("*.lease"))
-    print(f"interrupted after {len(lines)} items; no container, workspace or lease left")
+    from theoryx.budget import plans
+    from theoryx.store import executions
+    from theoryx.store.handle import open_stores
+
+    db = open_stores(home).db
+    assert plans.reservations(db) == [], "every admitted item was settled"
+    statuses = {r.execution_id: r.status for r in executions.records(db)}
+    assert all(statuses.get(g["execution_id"], "failed") != "success" for g in got), statuses
+
+
+@pytest.mark.slow
+def test_cancelling_a_batch_in_python_stops_its_workers_requests(tmp_path: Path, wregistry: Path,
+                                                                  docker_client: Any) -> None:
+    """Batch.cancel() while two workers serve 45 s sleeps: every item in flight ends with
+    ERR_CANCELLED within the grace period and the pool is gone."""
+    from theoryx.pipeline.batch import Batch
+
+    holder: list[Batch] = []
+    cancelled_at: list[float] = []
+    items = [{"inputs": {"mode": "sleep", "seconds": 45, "value": i}} for i in range(30)]
+    with Session(tmp_path / "home", registry=str(wregistry)) as session:
+        results = session.map("test/wprobe@1", items, jobs=2, adapter="local", batch=holder)
+
+        def cancel_soon() -> None:
+            _wait_for(lambda: len([c for c in owned_containers(docker_client) if c["State"] == "running"]) == 2,
+                      120, "two running workers")
+            time.sleep(1.0)
+            cancelled_at.append(time.monotonic())
+            holder[0].cancel()
+
+        threading.Thread(target=cancel_soon, daemon=True).start()
+        got = list(results)
+    elapsed = time.monotonic() - cancelled_at[0]
+    codes = [r.error.code if r.error else "ok" for r in got]
+    print(f"cancelled after {elapsed:.1f} s: {codes}")
+    assert 2 <= len(codes) < 30 and set(codes) == {"ERR_CANCELLED"}, codes
+    assert elapsed < 25
+    assert owned_containers(docker_client) == []
 
 
 @pytest.mark.slow

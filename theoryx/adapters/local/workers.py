@@ -30,6 +30,11 @@ only that request fails, with the Outcome a one-shot container would have given
 ``max_requests`` answers a worker is recycled. :meth:`WorkerPool.close` (the batch ended, or was
 interrupted) removes every container; requests still in flight fail with :class:`AdapterError`.
 
+A batch cancelled (Ctrl-C) stops, as it stops one-shot containers, the worker of every request in
+flight (SIGTERM, SIGKILL after the grace period; :class:`~theoryx.adapters.base.Cancellation`):
+that request fails with :class:`ExecutionCancelled` unless its answer arrived first, and a request
+waiting for a worker gives up with the same error without being sent.
+
 The pool's directory is held by a lease named like it (``leases/<pool id>.lease``), so a gc
 leaves it alone while the batch runs and removes it if the process was killed; containers carry
 the owner label of :mod:`~theoryx.adapters.local.adapter`, whose sweep removes those of a dead
@@ -52,11 +57,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from theoryx.adapters.base import CONTAINER_INPUTS_DIR, Captures, ExecRequest, Outcome
+from theoryx.adapters.base import CANCELLATION, CONTAINER_INPUTS_DIR, Cancellation, Captures, ExecRequest, Outcome
 from theoryx.adapters.local import docker_client
 from theoryx.adapters.local.docker_client import Attached, mapped
 from theoryx.core.ids import new_execution_id
-from theoryx.errors import AdapterError, TheoryxError
+from theoryx.errors import AdapterError, ExecutionCancelled, TheoryxError
 from theoryx.store.home import Home
 from theoryx.store.leases import Lease
 from theoryx.store.leftovers import remove_tree
@@ -78,6 +83,8 @@ threads prepare, ingest and record (theoryx's share of a small item is larger th
 measured on ``llm/litellm@1``, about 40 ms against 10 ms)."""
 CLOSE_WAIT_S = 30.0
 _EXITED_WAIT_S = 10.0
+_CANCEL_POLL_S = 0.25
+"""How often a request waiting for a worker looks whether its batch was cancelled."""
 _CHUNK = 1 << 16
 
 
@@ -116,6 +123,7 @@ class Worker:
         self.container_id = ""
         self.served = 0
         self.dead = False
+        self.interrupted = False    # stopped by the batch's cancellation: never given work again
         self.answers: queue.Queue[Answer] = queue.Queue()
         self._attached: Attached | None = None
         self._reader: threading.Thread | None = None
@@ -176,6 +184,16 @@ class Worker:
         except BaseException:
             self.stop()
             raise
+
+    def interrupt(self) -> None:
+        """Stop the container cleanly for a cancelled batch (SIGTERM, SIGKILL after the grace
+        period): the request in flight, unless already answered, ends with
+        :class:`ExecutionCancelled`. A :class:`~theoryx.adapters.base.Cancellation` callback: safe
+        to call on a container already gone, never raises."""
+        self.interrupted = True
+        from theoryx.adapters.local import adapter as local
+
+        local._stop(self.pool.client, self.container_id or self.name)
 
     def stop(self) -> None:
         """Remove the container (killing it) and, unless a request is being collected (its logs
@@ -335,6 +353,9 @@ class Worker:
 
     def _exited(self, seq: int) -> Served:
         """The worker's streams ended before it answered: how did the container end?"""
+        if self.interrupted:
+            self.stop()
+            raise ExecutionCancelled(f"the batch was cancelled: the worker serving request {seq} was stopped")
         if self.pool.closed:
             self.stop()
             raise AdapterError("the batch was stopped while this request was running: its worker was removed")
@@ -430,7 +451,9 @@ class WorkerPool:
 
     def execute(self, adapter: LocalAdapter, request: ExecRequest, opts: Options) -> Outcome:
         """Serve ``request`` on a worker of its image and resource class (started if none is
-        idle) and report it as a one-shot container would."""
+        idle) and report it as a one-shot container would. In a cancelled batch it raises
+        :class:`ExecutionCancelled` (see the module docstring)."""
+        cancellation = CANCELLATION.get()          # set when this run is an item of a batch
         with self._cond:
             if self.closed:
                 raise _stopped()
@@ -439,15 +462,25 @@ class WorkerPool:
             self._open(adapter)
             info = self._image(adapter, request)
             key = self._key(request, info.name, opts)
-            worker = self._take(key, adapter, request, info.name, opts)
+            worker = self._take(key, adapter, request, info.name, opts, cancellation)
+            handle = f"{worker.name}/{request.execution_id}"
             try:
+                if cancellation is not None:
+                    cancellation.register(handle, worker.interrupt)   # cancelled already: stopped now
+                if worker.interrupted:
+                    raise ExecutionCancelled(f"the batch was cancelled before {request.spec.ref} was sent "
+                                             "to a worker")
                 served, dropped, duration_ms = worker.serve(request, opts.timeout)
             except OSError as exc:
+                if worker.interrupted:
+                    raise ExecutionCancelled(f"the batch was cancelled while {request.spec.ref} ran") from exc
                 if self.closed:
                     raise _stopped() from exc
                 raise AdapterError(f"worker {worker.name}: could not hand over request "
                                    f"{request.execution_id}: {exc}") from exc
             finally:
+                if cancellation is not None:
+                    cancellation.unregister(handle)
                 self._give_back(worker)
             from theoryx.adapters.local.adapter import _seconds
 
@@ -538,19 +571,23 @@ class WorkerPool:
                            "runtime": spec.runtime.to_dict(), "network": opts.network, "secrets": secret,
                            "worker": None if spec.worker is None else spec.worker.to_dict()}, sort_keys=True)
 
-    def _take(self, key: str, adapter: LocalAdapter, request: ExecRequest, image: str, opts: Options) -> Worker:
+    def _take(self, key: str, adapter: LocalAdapter, request: ExecRequest, image: str, opts: Options,
+              cancellation: Cancellation | None = None) -> Worker:
         """An idle worker of ``key``; else a new one while there are fewer than ``jobs``; else
-        wait for one to be given back (the wait does not count against the request's timeout)."""
+        wait for one to be given back (the wait does not count against the request's timeout).
+        Raises :class:`ExecutionCancelled` once ``cancellation`` is cancelled."""
         with self._cond:
             while True:
                 if self.closed:
                     raise _stopped()
+                if cancellation is not None and cancellation.cancelled:
+                    raise ExecutionCancelled(f"the batch was cancelled before {request.spec.ref} got a worker")
                 idle = self._idle.get(key)
                 if idle:
                     return idle.pop()
                 if self._live.get(key, 0) < self.jobs:
                     break
-                self._cond.wait()
+                self._cond.wait(None if cancellation is None else _CANCEL_POLL_S)
             self._live[key] = self._live.get(key, 0) + 1
             self._numbers += 1
             number = self._numbers
@@ -578,7 +615,7 @@ class WorkerPool:
     def _give_back(self, worker: Worker) -> None:
         """Idle again, or retired: dead, recycled after ``max_requests``, or the pool closed."""
         with self._cond:
-            keep = not (worker.dead or self.closed or worker.served >= worker.max_requests)
+            keep = not (worker.dead or worker.interrupted or self.closed or worker.served >= worker.max_requests)
             if keep:
                 self._idle.setdefault(worker.key, []).append(worker)
                 self._cond.notify_all()
