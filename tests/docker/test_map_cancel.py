@@ -8,26 +8,17 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from docker_testing import cli_env, owned_containers, spawn_cli
+from docker_testing import cancel_when_running, cli_env, owned_containers, spawn_cli, wait_for
 
 from theoryx.pipeline.batch import Batch
 from theoryx.pipeline.session import Session
 
 pytestmark = pytest.mark.docker
-
-
-def _wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.mark.slow
@@ -36,17 +27,9 @@ def test_cancelling_a_batch_stops_its_running_containers(tmp_path: Path, registr
     home = tmp_path / "home"
     holder: list[Batch] = []
     items = [{"inputs": {"mode": "sleep", "seconds": 45, "value": i}} for i in range(40)]
-    cancelled_at: list[float] = []
     with Session(home, registry=str(registry)) as session:
         results = session.map("test/probe@1", items, jobs=2, adapter="local", batch=holder)
-
-        def cancel_soon() -> None:
-            _wait_for(lambda: len([c for c in owned_containers(docker_client) if c["State"] == "running"]) == 2,
-                      240, "two running containers")
-            cancelled_at.append(time.monotonic())
-            holder[0].cancel()
-
-        threading.Thread(target=cancel_soon, daemon=True).start()
+        cancelled_at = cancel_when_running(docker_client, holder, 2)
         got = list(results)
     elapsed = time.monotonic() - cancelled_at[0]
     codes = [r.error.code if r.error else "ok" for r in got]
@@ -77,7 +60,7 @@ def test_ctrl_c_of_theoryx_map_stops_one_shot_containers(tmp_path: Path, registr
     assert proc.stdout is not None
     first = [json.loads(proc.stdout.readline()) for _ in range(2)]   # blocks until both are out
     assert [(g["line"], g["status"]) for g in first] == [(1, "success"), (2, "success")]
-    _wait_for(lambda: len([c for c in owned_containers(docker_client, {proc.pid}) if c["State"] == "running"]) == 2,
+    wait_for(lambda: len([c for c in owned_containers(docker_client, {proc.pid}) if c["State"] == "running"]) == 2,
               240, "two sleeping containers")
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)

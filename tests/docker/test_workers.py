@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from docker_testing import cli_env, owned_containers, spawn_cli
+from docker_testing import cancel_when_running, cli_env, owned_containers, spawn_cli, wait_for
 from theoryx_testing import REGISTRY, output
 
 import theoryx
@@ -273,14 +273,6 @@ def test_breaking_off_a_batch_in_python_removes_its_workers(tmp_path: Path, wreg
     assert owned_containers(docker_client) == []
 
 
-def _wait_for(predicate: Any, timeout: float, what: str, show: Any = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}" + (f": {show()}" if show else ""))
-        time.sleep(0.2)
-
-
 @pytest.mark.slow
 def test_ctrl_c_of_theoryx_map_stops_the_workers_requests(tmp_path: Path, wregistry: Path, docker_client: Any) -> None:
     """45 s sleeps (the spec's timeout is 60 s) on two workers. Once both workers serve one,
@@ -295,7 +287,7 @@ def test_ctrl_c_of_theoryx_map_stops_the_workers_requests(tmp_path: Path, wregis
         proc = spawn_cli(["map", "--ref", "test/wprobe@1", "--items", str(items), "--adapter", "local", "--jobs", "2",
                           "--plan", "p"], cli_env(home, wregistry), stdout=subprocess.PIPE, stderr=stderr)
     assert proc.stdout is not None
-    _wait_for(lambda: len(owned_containers(docker_client, {proc.pid})) == 2, 120, "two workers")
+    wait_for(lambda: len(owned_containers(docker_client, {proc.pid})) == 2, 120, "two workers")
     time.sleep(3.0)                         # both workers started and serve a sleep by now
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
@@ -330,19 +322,10 @@ def test_cancelling_a_batch_in_python_stops_its_workers_requests(tmp_path: Path,
     from theoryx.pipeline.batch import Batch
 
     holder: list[Batch] = []
-    cancelled_at: list[float] = []
     items = [{"inputs": {"mode": "sleep", "seconds": 45, "value": i}} for i in range(30)]
     with Session(tmp_path / "home", registry=str(wregistry)) as session:
         results = session.map("test/wprobe@1", items, jobs=2, adapter="local", batch=holder)
-
-        def cancel_soon() -> None:
-            _wait_for(lambda: len([c for c in owned_containers(docker_client) if c["State"] == "running"]) == 2,
-                      120, "two running workers")
-            time.sleep(1.0)
-            cancelled_at.append(time.monotonic())
-            holder[0].cancel()
-
-        threading.Thread(target=cancel_soon, daemon=True).start()
+        cancelled_at = cancel_when_running(docker_client, holder, 2, 1.0)
         got = list(results)
     elapsed = time.monotonic() - cancelled_at[0]
     codes = [r.error.code if r.error else "ok" for r in got]
@@ -366,11 +349,11 @@ def test_workers_of_a_killed_theoryx_stop_and_are_swept(tmp_path: Path, wregistr
     def states() -> list[str]:
         return [c["State"] for c in owned_containers(docker_client, {proc.pid})]
 
-    _wait_for(lambda: states() == ["running", "running"], 120, "two running workers")
+    wait_for(lambda: states() == ["running", "running"], 120, "two running workers")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     # Their stdin ended with theoryx's connection (StdinOnce): they exit on their own.
-    _wait_for(lambda: set(states()) == {"exited"}, 60, "the orphaned workers to exit",
+    wait_for(lambda: set(states()) == {"exited"}, 60, "the orphaned workers to exit",
               lambda: [(c["Names"], c["State"], c["Status"]) for c in owned_containers(docker_client, {proc.pid})])
     removed = remove_leftovers(docker_client)                 # what the next local run does first
     assert len(removed) >= 2 and owned_containers(docker_client, {proc.pid}) == []
