@@ -16,7 +16,8 @@ def success(run: RunState, rec: ExecutionRecord, cache_entry: ActionResult | Non
     """Record a success: for a miss, write the receipt and output index, then the record (and
     ``cache_entry``) in one transaction; for a hit, the record alone — its receipt and index are
     derived from it (:mod:`theoryx.store.receipts`) —, through the batch's group recorder if
-    there is one. Returns the result the caller gets back."""
+    there is one (:mod:`theoryx.pipeline.recorder`: hits in groups, misses durable at once but
+    sharing their commit with the batch's other misses). Returns the result the caller gets back."""
     stores = run.stores
     rec = rec.with_(status="success", duration_ms=run.elapsed_ms())
     if rec.cache != "hit":
@@ -25,11 +26,14 @@ def success(run: RunState, rec: ExecutionRecord, cache_entry: ActionResult | Non
         stores.cas.sync()  # blobs the miss stored without their own fsync (cas.Store.deferred)
     syncpoints.point("before_record")
     recording = executions.Recording(rec, cache_entry, run.record_paths)
-    if run.recorder is not None and rec.cache == "hit" and rec.remote_url is None:
-        # (a remote hit commits at once: its record carries the entry just fetched)
-        run.recorder.add(recording)
-    else:
+    if run.recorder is None:
         executions.record_many(stores.db, [recording])
+    elif rec.cache == "hit" and rec.remote_url is None:
+        run.recorder.add(recording)            # may wait for the group's commit
+    else:
+        # a miss, or a remote hit (its record carries the entry just fetched): durable now, in
+        # one transaction with the batch's other items finishing meanwhile
+        run.recorder.commit(recording)
     run.record = rec
     return RunResult.of(rec, stores.cas)
 
