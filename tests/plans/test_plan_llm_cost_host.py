@@ -24,13 +24,13 @@ from theoryx_testing import REGISTRY
 import theoryx
 from cas import Store
 from theoryx import adapters
-from theoryx.adapters.base import ExecRequest, Outcome
+from theoryx.adapters.base import AdapterBase, ExecRequest, Outcome
 from theoryx.budget import ledger, money, plans, pricing
 
 RUN_PY = REGISTRY / "processors" / "llm" / "litellm" / "run.py"
 
 
-class HostAdapter:
+class HostAdapter(AdapterBase):
     """Runs the processor's ``run.py`` on the host with the contract variables pointing into the
     workspace (a stand-in for the container adapters: same contract, host paths)."""
 

@@ -127,7 +127,10 @@ class Outcome:
     """What happened. ``exit_code`` 0 with neither flag set is success. Logs are in the
     workspace's ``stdout.log``/``stderr.log`` (scrubbed and bounded by a
     :class:`~theoryx.adapters.logs.LogCapture`); ``log_dropped`` says how many bytes of each
-    stream the bound dropped (only streams that lost some). Outputs are in ``workspace.outputs``."""
+    stream the bound dropped (only streams that lost some). Outputs are in ``workspace.outputs``.
+    ``result`` is for an :attr:`~Adapter.in_process` adapter that hands the processor's result back
+    as a value: the bytes its ``THEORYX_RESULT`` file would hold, read under the same rules; None
+    (every container adapter) means the executor reads the workspace's result file."""
 
     exit_code: int
     timed_out: bool = False
@@ -135,6 +138,7 @@ class Outcome:
     duration_ms: int = 0
     meta: Mapping[str, Any] = field(default_factory=dict)   # e.g. image id, container platform
     log_dropped: Mapping[str, int] = field(default_factory=dict)
+    result: bytes | None = None
 
     @property
     def ok(self) -> bool:
@@ -215,15 +219,32 @@ class Workers(Protocol):
 
 class Adapter(Protocol):
     """An execution backend. ``env_class`` enters the memo key: results of different classes
-    never answer each other (``mock`` vs ``container``)."""
+    never answer each other (``mock`` vs ``container``). ``bills_compute``: the run is charged for
+    its compute time, reserved as (timeout + ``billing_margin_s``) x the rates, at Modal's Sandbox
+    rates when ``compute_rates`` is ``"sandbox"``. ``in_process``: the processor runs inside
+    theoryx and takes its inputs as a value, so the executor lays out only the workspace's root,
+    ``outputs/`` and attachments. :class:`AdapterBase` gives the defaults."""
 
     name: str
     env_class: str
     bills_compute: bool
+    compute_rates: str
+    billing_margin_s: int
+    in_process: bool
 
     def execute(self, request: ExecRequest) -> Outcome:
         """Run the processor; raise theoryx errors only for infrastructure failures."""
         ...
+
+
+class AdapterBase:
+    """The defaults of :class:`Adapter`'s declarations for an adapter class to inherit: not
+    billed for compute, no margin, not in-process."""
+
+    bills_compute = False
+    compute_rates = ""
+    billing_margin_s = 0
+    in_process = False
 
 
 # -- options -----------------------------------------------------------------------------------

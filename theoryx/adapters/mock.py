@@ -14,7 +14,9 @@ captures (:class:`~theoryx.adapters.base.Captures`): scrubbed, bounded by ``limi
 
 Running in-process, the mock needs less of the workspace than a container (:attr:`MockAdapter.in_process`):
 the executor creates only its root, ``outputs/`` and the attachments under ``inputs/``; the
-inputs come as a value and the result goes back with the :class:`MockOutcome`. A ``mock.py``
+inputs come as a value and the result goes back with the outcome (:attr:`Outcome.result`: the
+bytes the result file would hold; None when ``mock.py`` returned none, and then the executor
+reads the workspace's result file). A ``mock.py``
 that reaches for ``ctx.workspace`` gets the whole container layout (``inputs/``, ``result/``,
 ``inputs.json``), laid out on that first use; a result file it writes there is read as a
 container's would be. Every run executes ``mock.py`` afresh as a new module (its compiled code is
@@ -36,6 +38,7 @@ from typing import Any
 
 from theoryx.adapters.base import (
     MAX_TIMEOUT_S,
+    AdapterBase,
     Captures,
     ExecRequest,
     Option,
@@ -53,16 +56,6 @@ OPTIONS = OptionSchema("mock", (
     Option("exit_code", "integer", "a simulated exit code", minimum=0, maximum=255),
     Option("timeout", "number", "the wall-clock timeout in seconds", positive=True, maximum=MAX_TIMEOUT_S),
 ))
-
-
-@dataclass(frozen=True)
-class MockOutcome(Outcome):
-    """An :class:`Outcome` that carries the processor's result (``usage``, ``cost_usd``,
-    ``meta``): the bytes its result file would hold, read by the executor under the same rules.
-    None when the ``mock.py`` returned none: then the executor reads the workspace's result
-    file, which a ``mock.py`` may have written through ``ctx.workspace``."""
-
-    result: bytes | None = None
 
 
 def lay_out(ws: Workspace, inputs: Mapping[str, Any]) -> None:
@@ -137,12 +130,11 @@ def _load(path: Path) -> Any:
     return module
 
 
-class MockAdapter:
+class MockAdapter(AdapterBase):
     """Runs ``mock.py`` (or writes placeholders) in-process."""
 
     name = "mock"
     env_class = "mock"
-    bills_compute = False
     in_process = True
     """The executor lays out only what an in-process run uses (see the module docstring)."""
 
@@ -172,7 +164,7 @@ class MockAdapter:
             result["cost_usd"] = float(opts["cost_usd"])
         elapsed = time.monotonic() - t0
         timed_out = "timeout" in opts and elapsed > timeout_value(request.spec, opts)
-        return MockOutcome(exit_code, timed_out, duration_ms=int(elapsed * 1000), log_dropped=dropped,
+        return Outcome(exit_code, timed_out, duration_ms=int(elapsed * 1000), log_dropped=dropped,
                            meta={"timeout_s": opts["timeout"]} if "timeout" in opts else {},
                            result=json.dumps(result, sort_keys=True).encode() if result else None)
 

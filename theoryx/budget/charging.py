@@ -95,7 +95,7 @@ class Charging:
 
         return costs.estimate(spec, inputs, bills_compute=adapter.bills_compute, rates=self.rates(),
                               timeout=costs.timeout_of(spec, self.adapter_options),
-                              margin_s=int(getattr(adapter, "billing_margin_s", 0)), sandbox=_sandbox(adapter))
+                              margin_s=adapter.billing_margin_s, sandbox=_sandbox(adapter))
 
     def settle(self, spec: ProcessorSpec, inputs: Any, adapter: Adapter, outcome: Outcome | None,
                result: Mapping[str, Any], *, status: str) -> int:
@@ -149,4 +149,4 @@ class Charging:
 
 def _sandbox(adapter: Adapter) -> bool:
     """Whether ``adapter`` bills compute at Modal's Sandbox rates (its ``compute_rates``)."""
-    return getattr(adapter, "compute_rates", "") == "sandbox"
+    return adapter.compute_rates == "sandbox"

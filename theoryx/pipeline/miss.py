@@ -61,7 +61,7 @@ def _run(run: RunState, prep: Prepared, adapter: Adapter, env: dict[str, str], *
     outcome: Outcome | None = None
     result: dict[str, Any] = {}
     try:
-        materialise(run, ws, prep, in_process=bool(getattr(adapter, "in_process", False)))
+        materialise(run, ws, prep, in_process=adapter.in_process)
         syncpoints.point("before_execute")
         outcome = adapter.execute(ExecRequest(
             spec=spec, action=action.body, inputs=prep.inputs, workspace=ws,
@@ -157,10 +157,7 @@ def materialise(run: RunState, ws: Workspace, prep: Prepared, *, in_process: boo
 def _result(outcome: Outcome, ws: Workspace) -> dict[str, Any]:
     """The processor's result: handed back with the outcome by an in-process adapter (as the bytes
     a result file would hold), else read from the workspace (:func:`read_result`)."""
-    handed = getattr(outcome, "result", None)
-    if isinstance(handed, bytes):
-        return parse_result(handed)
-    return read_result(ws)
+    return read_result(ws) if outcome.result is None else parse_result(outcome.result)
 
 
 def read_result(ws: Workspace) -> dict[str, Any]:

@@ -58,6 +58,7 @@ from theoryx.adapters.base import (
     CONTAINER_INPUTS_JSON,
     CONTAINER_RESULT_DIR,
     MAX_TIMEOUT_S,
+    AdapterBase,
     Captures,
     ExecRequest,
     Option,
@@ -424,12 +425,11 @@ def remove(client: Any, container_id: str) -> None:
                 raise
 
 
-class LocalAdapter:
+class LocalAdapter(AdapterBase):
     """Runs processors in containers on the local engine; see the module docstring."""
 
     name = "local"
     env_class = "container"
-    bills_compute = False
 
     def __init__(self, client: Any, stores: Stores | None, build: bool = False) -> None:
         self.client = client

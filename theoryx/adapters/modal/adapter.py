@@ -71,6 +71,7 @@ from pathlib import Path
 from typing import Any
 
 from theoryx.adapters.base import (
+    AdapterBase,
     ExecRequest,
     Option,
     OptionSchema,
@@ -461,7 +462,7 @@ def _remove_leftovers_once() -> None:
 # -- the adapter -------------------------------------------------------------------------------
 
 
-class ModalAdapter:
+class ModalAdapter(AdapterBase):
     """Runs processors in Modal Sandboxes; see the module docstring. Thread-safe: a batch of runs
     may share one process (each run has its own workspace, Sandbox and log captures; the blob
     volume's bookkeeping is locked)."""
