@@ -1,9 +1,11 @@
-"""The team cache's own, cheap reading of keys and DSSE envelopes (theoryx.remote.trust) agrees
-with theoryx.provenance.keys and theoryx.provenance.dsse on every input, valid or not."""
+"""Keys and DSSE envelopes as the team cache reads them: the cheap reading of keys in their fixed
+encodings (theoryx.provenance.keys) agrees with cryptography's full parser, and the check of an
+entry (theoryx.remote.trust) accepts and refuses exactly what theoryx.provenance.dsse does, saying why."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -27,10 +29,31 @@ def keypair(tmp_path: Path) -> Path:
 
 def test_keys_in_the_fixed_encodings_are_read_without_the_pem_parser(keypair: Path) -> None:
     public = keys.load_public(keys.public_path(keypair)).public_bytes_raw()
-    assert trust.raw_public_key(keys.public_path(keypair).read_bytes()) == public
-    assert trust.raw_public_key(keypair.read_bytes()) == public  # the private key's public half
-    assert trust.load_public(keypair).public_bytes_raw() == public
-    assert trust.keyid(public) == keys.keyid(keys.load_public(keypair))
+    assert keys.raw_public_key(keys.public_path(keypair).read_bytes()) == public
+    assert keys.raw_public_key(keypair.read_bytes()) == public  # the private key's public half
+    assert keys.load_public(keypair).public_bytes_raw() == public
+    assert keys.keyid(keys.load_public(keypair)) == hashlib.sha256(public).hexdigest()
+
+
+def test_reading_a_key_and_checking_an_entry_leave_the_pem_parser_unimported(keypair: Path) -> None:
+    """What a remote hit loads: cryptography's ed25519 (with its own ``_serialization`` enums), not
+    the PEM parser (``serialization``, ~10 ms)."""
+    import subprocess
+    import sys
+
+    good = json.dumps(dsse.sign(b'{"v": 1}', TYPE, keys.load_private(keypair)).to_json())
+    code = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from theoryx.remote import trust\n"
+        "from theoryx.provenance import keys\n"
+        "k = keys.load_public(Path(sys.argv[1]))\n"
+        "assert trust.verified(sys.argv[2].encode(), sys.argv[3], [k]) == b'{\"v\": 1}'\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.endswith('.serialization') or '.ssh' in m)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(keys.public_path(keypair)), good, TYPE],
+                         capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == [], out
 
 
 def test_other_files_go_through_the_full_parser_and_fail_as_it_does(tmp_path: Path, keypair: Path) -> None:
@@ -40,18 +63,18 @@ def test_other_files_go_through_the_full_parser_and_fail_as_it_does(tmp_path: Pa
     ec_pem = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     (tmp_path / "ec.pub").write_bytes(ec_pem)
-    assert trust.raw_public_key(ec_pem) is None
+    assert keys.raw_public_key(ec_pem) is None
     with pytest.raises(SigningKeyError, match="not an ed25519 key"):
-        trust.load_public(tmp_path / "ec.pub")
+        keys.load_public(tmp_path / "ec.pub")
     (tmp_path / "junk.pub").write_bytes(b"-----BEGIN PUBLIC KEY-----\nnot base64!\n-----END PUBLIC KEY-----\n")
     with pytest.raises(SigningKeyError, match="not a PEM public key"):
-        trust.load_public(tmp_path / "junk.pub")
+        keys.load_public(tmp_path / "junk.pub")
     with pytest.raises(SigningKeyError, match="cannot read key file"):
-        trust.load_public(tmp_path / "missing.pub")
+        keys.load_public(tmp_path / "missing.pub")
     # A valid key with Windows line ends: not the fixed form, but cryptography reads it.
     crlf = tmp_path / "crlf.pub"
     crlf.write_bytes(keys.public_path(keypair).read_bytes().replace(b"\n", b"\r\n"))
-    assert trust.load_public(crlf).public_bytes_raw() == keys.load_public(keypair).public_bytes_raw()
+    assert keys.load_public(crlf).public_bytes_raw() == keys.load_public(keypair).public_bytes_raw()
 
 
 def envelopes(key: Path, other: Path) -> dict[str, Any]:
@@ -151,8 +174,7 @@ def test_the_default_signing_key_is_where_keygen_puts_it(monkeypatch: pytest.Mon
 
 
 def test_the_fast_base64_check_accepts_only_what_the_canonical_one_accepts_with_the_same_bytes() -> None:
-    from theoryx.core.b64 import Base64Error, canonical_b64decode
-    from theoryx.remote.layout import standard_b64decode
+    from theoryx.core.b64 import Base64Error, canonical_b64decode, standard_b64decode
 
     texts: list[object] = [5, None, b"QUJD", "", "=", "==", "QQ", "QQ=", "QQ==", "QR==", "QQ===", "Q Q==", "QQ==\n",
                            "QUJD", "QUJD\n", "QU JD", "QUJD=", "-_-_", "+/+/", "+/+", "é===", "QUJ\u00e9", "QU\x00JD"]
@@ -175,9 +197,9 @@ def test_the_fast_base64_check_accepts_only_what_the_canonical_one_accepts_with_
 def test_a_trusted_key_file_changed_in_place_is_read_again(tmp_path: Path, keypair: Path) -> None:
     path = tmp_path / "trusted.pub"
     path.write_bytes(keys.public_path(keypair).read_bytes())
-    first = trust.load_public(path).public_bytes_raw()
-    assert trust.load_public(path).public_bytes_raw() == first
+    first = keys.load_public(path).public_bytes_raw()
+    assert keys.load_public(path).public_bytes_raw() == first
     other = tmp_path / "other.key"
     keys.generate(other)
     path.write_bytes(keys.public_path(other).read_bytes())   # same size, same name, new key
-    assert trust.load_public(path).public_bytes_raw() == keys.load_public(other).public_bytes_raw() != first
+    assert keys.load_public(path).public_bytes_raw() == keys.load_public(other).public_bytes_raw() != first

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from theoryx.core.b64 import Base64Error, canonical_b64decode
 from theoryx.errors import ReceiptError, SignatureInvalid
 from theoryx.provenance.keys import keyid
+
+TYPE_CHECKING = False  # typing and the key classes stay unimported at run time (a remote hit)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -37,7 +39,7 @@ def b64decode(text: Any, what: str) -> bytes:
     try:
         return canonical_b64decode(text)
     except Base64Error as exc:
-        raise ReceiptError(f"{what} {exc.reason}") from None
+        raise ReceiptError(f"not a DSSE envelope: {what} {exc.reason}") from None
 
 
 @dataclass(frozen=True)
@@ -68,14 +70,14 @@ class Envelope:
             raise ReceiptError("not a DSSE envelope: payloadType must be a string")
         sigs = d.get("signatures")
         if not isinstance(sigs, list) or not sigs:
-            raise ReceiptError("DSSE envelope: signatures must be a non-empty list")
+            raise ReceiptError("not a DSSE envelope: signatures must be a non-empty list")
         parsed = []
         for i, s in enumerate(sigs):
             if not isinstance(s, dict):
-                raise ReceiptError(f"DSSE envelope: signatures[{i}] must be an object")
+                raise ReceiptError(f"not a DSSE envelope: signatures[{i}] must be an object")
             kid = s.get("keyid", "")
             if not isinstance(kid, str):
-                raise ReceiptError(f"DSSE envelope: signatures[{i}].keyid must be a string")
+                raise ReceiptError(f"not a DSSE envelope: signatures[{i}].keyid must be a string")
             parsed.append(Signature(kid, b64decode(s.get("sig"), f"signatures[{i}].sig")))
         return cls(b64decode(d.get("payload"), "payload"), d["payloadType"], tuple(parsed))
 
@@ -93,6 +95,8 @@ def verify(envelope: Envelope, key: Ed25519PublicKey) -> None:
     if not candidates:
         named = ", ".join(s.keyid for s in envelope.signatures)
         raise SignatureInvalid(f"no signature is by key {kid} (signed by: {named})")
+    from cryptography.exceptions import InvalidSignature
+
     message = pae(envelope.payload_type, envelope.payload)
     for s in candidates:
         try:

@@ -4,19 +4,32 @@ A private key is an unencrypted PKCS#8 PEM file of mode 0600; its public key sit
 ``<file>.pub`` (SubjectPublicKeyInfo PEM). A key's id is the hex SHA-256 of its 32 raw public
 bytes. The default key lives in ``$XDG_CONFIG_HOME/theoryx/signing.key`` (not in the cache
 directory, which may be deleted at any time).
+
+Reading a key is cheap where it can be (a remote hit reads the trusted keys): a PEM file holding
+exactly an ed25519 ``SubjectPublicKeyInfo`` (what :func:`generate` writes as ``<key>.pub``) or an
+unencrypted PKCS#8 v1 ed25519 private key is decoded here, its DER compared byte for byte with
+the only encoding RFC 8410 allows for the 32-byte key (:func:`raw_public_key`); every other file
+goes through cryptography's full PEM parser (``serialization``: ~10 ms to import, imported only
+then), which says what is wrong with it. Public keys are remembered by the bytes of their file.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
-import hashlib
 import os
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from theoryx.errors import SigningKeyError, UsageError
+
+SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
+"""DER of an ed25519 SubjectPublicKeyInfo up to its 32 key bytes (RFC 8410, section 4)."""
+PKCS8_PREFIX = bytes.fromhex("302e020100300506032b657004220420")
+"""DER of an ed25519 PKCS#8 v1 private key up to its 32-byte seed (RFC 8410, section 7)."""
+_REMEMBERED = 64
 
 
 def default_path() -> Path:
@@ -30,9 +43,24 @@ def public_path(private: Path) -> Path:
     return private.with_name(private.name + ".pub")
 
 
+_KEYIDS: dict[bytes, str] = {}
+
+
 def keyid(key: Ed25519PublicKey) -> str:
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()
+    """The key's id: the hex SHA-256 of its 32 raw public bytes."""
+    raw = key.public_bytes_raw()
+    found = _KEYIDS.get(raw)
+    if found is not None:
+        return found
+    from cryptography.hazmat.primitives import hashes  # loaded with ed25519 already; hashlib is not
+
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(raw)
+    kid = digest.finalize().hex()
+    if len(_KEYIDS) >= _REMEMBERED:
+        _KEYIDS.clear()
+    _KEYIDS[raw] = kid
+    return kid
 
 
 def _write_new(path: Path, data: bytes, mode: int) -> None:
@@ -57,6 +85,8 @@ def generate(path: Path, *, force: bool = False) -> str:
     if existing and not force:
         raise UsageError(f"{existing[0]} exists; refusing to overwrite a key (use force=True)", option="force")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    from cryptography.hazmat.primitives import serialization
+
     key = Ed25519PrivateKey.generate()
     private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
@@ -79,6 +109,8 @@ def _read(path: Path) -> bytes:
 
 def load_private(path: Path) -> Ed25519PrivateKey:
     """An ed25519 private key from a PEM file; :class:`SigningKeyError` otherwise."""
+    from cryptography.hazmat.primitives import serialization
+
     try:
         key = serialization.load_pem_private_key(_read(path), password=None)
     except (ValueError, TypeError) as exc:
@@ -88,15 +120,60 @@ def load_private(path: Path) -> Ed25519PrivateKey:
     return key
 
 
-def load_public(path: Path) -> Ed25519PublicKey:
-    """An ed25519 public key from a PEM file (a private key file gives its public half)."""
-    data = _read(path)
-    if b"PRIVATE KEY" in data:
-        return load_private(path).public_key()
+def _pem_body(data: bytes, label: bytes) -> bytes | None:
+    """The DER inside ``data`` if it is exactly one PEM block labelled ``label`` in canonical
+    base64; None for anything else (then the full parser decides)."""
+    lines = data.strip().splitlines()
+    if len(lines) < 3 or lines[0] != b"-----BEGIN " + label + b"-----" or lines[-1] != b"-----END " + label + b"-----":
+        return None
+    body = b"".join(lines[1:-1])
     try:
-        key = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError) as exc:
-        raise SigningKeyError(f"{path} is not a PEM public key: {exc}") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise SigningKeyError(f"{path} holds a {type(key).__name__}, not an ed25519 key")
+        der = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return der if base64.b64encode(der) == body else None
+
+
+def raw_public_key(data: bytes) -> bytes | None:
+    """The 32 raw bytes of the ed25519 public key in PEM ``data`` (its own, or a private key's
+    public half), when ``data`` is in one of the two fixed encodings; None otherwise."""
+    der = _pem_body(data, b"PUBLIC KEY")
+    if der is not None:
+        return der[len(SPKI_PREFIX):] if len(der) == len(SPKI_PREFIX) + 32 and der.startswith(SPKI_PREFIX) else None
+    der = _pem_body(data, b"PRIVATE KEY")
+    if der is not None and len(der) == len(PKCS8_PREFIX) + 32 and der.startswith(PKCS8_PREFIX):
+        return Ed25519PrivateKey.from_private_bytes(der[len(PKCS8_PREFIX):]).public_key().public_bytes_raw()
+    return None
+
+
+_PUBLIC: dict[bytes, Ed25519PublicKey] = {}
+"""Public keys already decoded, by the bytes of their PEM file (a file is read at every call;
+its key is decoded again only when those bytes change)."""
+
+
+def load_public(path: Path) -> Ed25519PublicKey:
+    """An ed25519 public key from a PEM file (a private key file gives its public half);
+    :class:`SigningKeyError` if there is none."""
+    data = _read(path)
+    key = _PUBLIC.get(data)
+    if key is not None:
+        return key
+    raw = raw_public_key(data)
+    if raw is not None:
+        key = Ed25519PublicKey.from_public_bytes(raw)
+    elif b"PRIVATE KEY" in data:
+        key = load_private(path).public_key()
+    else:
+        from cryptography.hazmat.primitives import serialization
+
+        try:
+            parsed = serialization.load_pem_public_key(data)
+        except (ValueError, TypeError) as exc:
+            raise SigningKeyError(f"{path} is not a PEM public key: {exc}") from None
+        if not isinstance(parsed, Ed25519PublicKey):
+            raise SigningKeyError(f"{path} holds a {type(parsed).__name__}, not an ed25519 key")
+        key = parsed
+    if len(_PUBLIC) >= _REMEMBERED:
+        _PUBLIC.clear()
+    _PUBLIC[data] = key
     return key

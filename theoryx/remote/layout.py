@@ -25,11 +25,11 @@ reader that ignores the key (an older one) downloads them. A new layout gets new
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from dataclasses import dataclass, field
 
 from cas import cid_of_bytes, is_cid
+from theoryx.core.b64 import standard_b64decode
 from theoryx.core.canonical import canonical_bytes
 from theoryx.errors import RemoteRejected
 from theoryx.store.action_cache import ActionResult
@@ -114,21 +114,6 @@ def inline_choice(sizes: Mapping[str, int]) -> list[str]:
         chosen.append(cid)
         total += size
     return chosen
-
-
-def standard_b64decode(text: object) -> bytes | None:
-    """The bytes of ``text`` if it is exactly their padded standard base64 (the one canonical
-    form of the standard alphabet with padding); None for any other text. What this accepts,
-    :func:`theoryx.core.b64.canonical_b64decode` accepts with the same bytes: it is that check
-    without the regular expression that ``validate=True`` runs over the text (a character outside
-    the alphabet, which the lenient decoder skips, makes the text differ from the re-encoding)."""
-    if not isinstance(text, str):
-        return None
-    try:
-        data = binascii.a2b_base64(text)
-    except (binascii.Error, ValueError):
-        return None
-    return data if binascii.b2a_base64(data, newline=False) == text.encode() else None
 
 
 def decode(data: bytes, memo_key: str) -> Payload:
