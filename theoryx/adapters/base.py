@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from theoryx.adapters.logs import LogCapture
-from theoryx.errors import AdapterOptionsError
+from theoryx.errors import AdapterOptionsError, ExecutionCancelled
 from theoryx.spec.model import ProcessorSpec
 
 CONTAINER_INPUTS_DIR = "/artifacts/inputs"
@@ -452,6 +452,37 @@ CANCELLATION: contextvars.ContextVar[Cancellation | None] = contextvars.ContextV
                                                                                   default=None)
 """The cancellation of the batch whose item this thread is executing (None outside batches):
 set by :class:`theoryx.pipeline.batch.Batch` around each miss it hands to its pool."""
+
+
+def check_cancelled(what: str) -> None:
+    """Raise :class:`ExecutionCancelled` if the batch whose item this thread executes was
+    cancelled: an adapter calls it before it starts ``what`` (a container, a Sandbox)."""
+    cancellation = CANCELLATION.get()
+    if cancellation is not None and cancellation.cancelled:
+        raise ExecutionCancelled(f"the batch was cancelled before {what} started")
+
+
+@contextlib.contextmanager
+def stoppable(key: str, stop: Callable[[], None]) -> Iterator[threading.Event]:
+    """While the block runs, ``stop`` (safe to call on something already ended, never raising)
+    is what the batch's cancellation calls to stop ``key``; yields an event that is set once it
+    did, so the adapter can report :class:`ExecutionCancelled` instead of the failure the stop
+    caused. Outside a batch nothing is registered and the event is never set; in a batch already
+    cancelled, ``stop`` is called at once."""
+    cancellation = CANCELLATION.get()
+    stopped = threading.Event()
+
+    def fire() -> None:
+        stopped.set()
+        stop()
+
+    if cancellation is not None:
+        cancellation.register(key, fire)
+    try:
+        yield stopped
+    finally:
+        if cancellation is not None:
+            cancellation.unregister(key)
 
 
 def billed(exc: BaseException, outcome: Outcome) -> None:

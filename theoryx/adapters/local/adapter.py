@@ -49,11 +49,11 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from theoryx.adapters.base import (
-    CANCELLATION,
     CONTAINER_INPUTS_DIR,
     CONTAINER_INPUTS_JSON,
     CONTAINER_RESULT_DIR,
@@ -64,7 +64,9 @@ from theoryx.adapters.base import (
     Option,
     OptionSchema,
     Outcome,
+    check_cancelled,
     interrupts_deferred,
+    stoppable,
     timeout_value,
 )
 from theoryx.adapters.local import docker_client, images
@@ -459,34 +461,22 @@ class LocalAdapter(AdapterBase):
         info = self.image(request.spec) if request.image is None else images.ImageInfo(request.image, "")
         prepare_dirs(request)
         config = container_config(self.client, request, info.name, opts)
-        cancellation = CANCELLATION.get()           # set when this run is an item of a batch
-        if cancellation is not None and cancellation.cancelled:
-            raise ExecutionCancelled(f"the batch was cancelled before {request.spec.ref} started")
+        check_cancelled(f"the container of {request.spec.ref}")     # an item of a cancelled batch
         with _terminate_interrupts():
             container_id = self._create(config)
-            stopped = threading.Event()
-
-            def stop() -> None:
-                stopped.set()
-                _stop(self.client, container_id)
-
-            if cancellation is not None:
-                cancellation.register(container_id, stop)
-            try:
-                outcome = self._run(container_id, request, opts, stopped)
-                if stopped.is_set():
-                    raise ExecutionCancelled(f"the batch was cancelled: the container of {request.spec.ref} "
-                                             f"was stopped after {outcome.duration_ms} ms")
-            except BaseException as exc:
-                with contextlib.suppress(TheoryxError):   # the first error is the one to report
-                    remove(self.client, container_id)
-                if stopped.is_set() and isinstance(exc, TheoryxError) and not isinstance(exc, ExecutionCancelled):
-                    # an engine error caused by the stop (a stopped container's logs or state)
-                    raise ExecutionCancelled(f"the batch was cancelled while {request.spec.ref} ran") from exc
-                raise
-            finally:
-                if cancellation is not None:
-                    cancellation.unregister(container_id)
+            with stoppable(container_id, partial(_stop, self.client, container_id)) as stopped:
+                try:
+                    outcome = self._run(container_id, request, opts, stopped)
+                    if stopped.is_set():
+                        raise ExecutionCancelled(f"the batch was cancelled: the container of {request.spec.ref} "
+                                                 f"was stopped after {outcome.duration_ms} ms")
+                except BaseException as exc:
+                    with contextlib.suppress(TheoryxError):   # the first error is the one to report
+                        remove(self.client, container_id)
+                    if stopped.is_set() and isinstance(exc, TheoryxError) and not isinstance(exc, ExecutionCancelled):
+                        # an engine error caused by the stop (a stopped container's logs or state)
+                        raise ExecutionCancelled(f"the batch was cancelled while {request.spec.ref} ran") from exc
+                    raise
             remove(self.client, container_id)
         reclaim_dirs(request)
         meta = {**outcome.meta, "image": info.name, "image_id": info.id, "image_built": info.built,

@@ -57,7 +57,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from theoryx.adapters.base import CANCELLATION, CONTAINER_INPUTS_DIR, Cancellation, Captures, ExecRequest, Outcome
+from theoryx.adapters.base import (
+    CANCELLATION,
+    CONTAINER_INPUTS_DIR,
+    Cancellation,
+    Captures,
+    ExecRequest,
+    Outcome,
+    stoppable,
+)
 from theoryx.adapters.local import docker_client
 from theoryx.adapters.local.docker_client import Attached, mapped
 from theoryx.core.ids import new_execution_id
@@ -463,14 +471,12 @@ class WorkerPool:
             info = self._image(adapter, request)
             key = self._key(request, info.name, opts)
             worker = self._take(key, adapter, request, info.name, opts, cancellation)
-            handle = f"{worker.name}/{request.execution_id}"
             try:
-                if cancellation is not None:
-                    cancellation.register(handle, worker.interrupt)   # cancelled already: stopped now
-                if worker.interrupted:
-                    raise ExecutionCancelled(f"the batch was cancelled before {request.spec.ref} was sent "
-                                             "to a worker")
-                served, dropped, duration_ms = worker.serve(request, opts.timeout)
+                with stoppable(f"{worker.name}/{request.execution_id}", worker.interrupt):  # cancelled: now
+                    if worker.interrupted:
+                        raise ExecutionCancelled(f"the batch was cancelled before {request.spec.ref} was sent "
+                                                 "to a worker")
+                    served, dropped, duration_ms = worker.serve(request, opts.timeout)
             except OSError as exc:
                 if worker.interrupted:
                     raise ExecutionCancelled(f"the batch was cancelled while {request.spec.ref} ran") from exc
@@ -479,8 +485,6 @@ class WorkerPool:
                 raise AdapterError(f"worker {worker.name}: could not hand over request "
                                    f"{request.execution_id}: {exc}") from exc
             finally:
-                if cancellation is not None:
-                    cancellation.unregister(handle)
                 self._give_back(worker)
             from theoryx.adapters.local.adapter import _seconds
 

@@ -64,7 +64,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from theoryx.adapters.base import CANCELLATION, CONTAINER_RESULT, Captures, ExecRequest, interrupts_deferred
+from theoryx.adapters.base import (
+    CONTAINER_RESULT,
+    Captures,
+    ExecRequest,
+    check_cancelled,
+    interrupts_deferred,
+    stoppable,
+)
 from theoryx.adapters.modal import boundary, outputs
 from theoryx.errors import ExecutionCancelled, ImageBuildError, ModalError, ModalSandboxError, TheoryxError
 
@@ -342,35 +349,27 @@ def run(plan: Plan, request: ExecRequest, secrets: Sequence[modal.Secret]) -> Ra
         image = boundary.build_image(plan.sandbox)
     except ImageBuildError as exc:
         raise ImageBuildError(f"{exc.message} ({PYTHON_HINT})") from exc
-    cancellation = CANCELLATION.get()       # set when this run is an item of a batch
-    if cancellation is not None and cancellation.cancelled:
-        raise ExecutionCancelled(f"the batch was cancelled before {request.spec.ref} started")
+    check_cancelled(f"the Modal Sandbox of {request.spec.ref}")   # an item of a cancelled batch
     born = time.monotonic()
     sb = boundary.create_sandbox(plan.sandbox, image)
-    stopped = threading.Event()
 
     def stop() -> None:           # the batch was cancelled (Ctrl-C): end the Sandbox now
-        stopped.set()
         with contextlib.suppress(Exception):
             boundary.terminate(sb)
 
-    key = f"modal-sandbox-{id(sb)}"
-    if cancellation is not None:
-        cancellation.register(key, stop)
     try:
-        try:
-            ran = _run(sb, plan, request, secrets)
-        except TheoryxError as exc:
+        with stoppable(f"modal-sandbox-{id(sb)}", stop) as stopped:
+            try:
+                ran = _run(sb, plan, request, secrets)
+            except TheoryxError as exc:
+                if stopped.is_set():
+                    raise ExecutionCancelled(f"the batch was cancelled: the Modal Sandbox of {request.spec.ref} "
+                                             "was terminated") from exc
+                raise
             if stopped.is_set():
                 raise ExecutionCancelled(f"the batch was cancelled: the Modal Sandbox of {request.spec.ref} "
-                                         "was terminated") from exc
-            raise
-        if stopped.is_set():
-            raise ExecutionCancelled(f"the batch was cancelled: the Modal Sandbox of {request.spec.ref} "
-                                     f"was terminated after {ran.duration_ms} ms")
+                                         f"was terminated after {ran.duration_ms} ms")
     except BaseException as exc:
-        if cancellation is not None:
-            cancellation.unregister(key)
         with contextlib.suppress(TheoryxError), interrupts_deferred():
             boundary.terminate(sb)
         # Modal bills the Sandbox for the time it existed, whatever went wrong in it: the adapter
@@ -378,8 +377,6 @@ def run(plan: Plan, request: ExecRequest, secrets: Sequence[modal.Secret]) -> Ra
         exc.sandbox_lifetime_s = min(time.monotonic() - born, float(plan.sandbox.timeout_s))  # type: ignore[attr-defined]
         exc.image_build_s = born - started  # type: ignore[attr-defined]
         raise
-    if cancellation is not None:
-        cancellation.unregister(key)
     with interrupts_deferred():
         boundary.terminate(sb)
     lifetime = min(time.monotonic() - born, float(plan.sandbox.timeout_s))
