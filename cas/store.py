@@ -5,10 +5,12 @@ Writes follow one path (see :mod:`cas.staging`): a private temp file in ``tmp/``
 read-only, fsynced, then hard-linked into ``blobs/``. Whatever moment a process dies at,
 ``blobs/`` only ever holds complete blobs. Inside :meth:`Store.deferred`, a thread's writes skip
 their fsyncs and :meth:`Store.sync` makes them all durable at once (:mod:`cas.syncing`);
-:meth:`Store.put_many` groups the directory flushes of a batch where the store does not defer;
-:meth:`Store.ensure_durable` covers blobs a caller finds already stored, possibly by another
-writer that has not synced them yet. The store keeps no state in memory but that durability
-bookkeeping, so any number of threads and processes may share one root.
+:meth:`Store.put_many` groups the directory flushes of a batch where the store does not defer.
+A blob a write finds already stored may be any writer's deferred write, not synced yet: one rule
+covers it wherever it is found (a write, :meth:`Store.put_many`, :meth:`Store.ensure_durable`):
+inside a deferring block the thread owes the block's sync; elsewhere that copy is flushed at
+once, its data and its directory entries (``Store._flush_found``). The store keeps no state in
+memory but that durability bookkeeping, so any number of threads and processes may share one root.
 
 Reads that hand bytes out check them against the cid (:meth:`Store.read`,
 :meth:`Store.open_verified`, :meth:`Store.check`, ``link_to(..., verify=True)``). A blob found
@@ -205,16 +207,16 @@ class Store:
             self._group.owe(1)
         return False
 
-    def _found(self, path: str) -> None:
-        """A durable write (not deferred) found its blob already present at ``path``. If a
-        thread of this process has deferred writes not yet synced, that copy may be one of
-        them: flush it, so that what the caller commits next never names a blob a power failure
-        could lose. (Another process's deferred write found present is not detected: that
-        window, until the writer's sync, is the one every store had between a blob's link and
-        its directory's fsync.)"""
-        group = self._group
-        if group is not None and group.owing:
+    def _flush_found(self, paths: list[str]) -> None:
+        """Blobs a durable write (not deferred) found already stored at ``paths``: each copy
+        may be a deferred write of any thread or process, published but not synced, so its data
+        and its shard's entry are flushed, then the shards' own entries, before the caller
+        commits anything that names them. Cheap for blobs that are durable already (nothing
+        to write)."""
+        for path in paths:
             flush_existing(path)
+        if paths:
+            fsync_dir(self._layout.blobs_dir)
 
     def ensure_durable(self, cids: Iterable[str]) -> list[str]:
         """Of ``cids``, return those absent from the store (in order, without repeats), and make
@@ -245,9 +247,7 @@ class Store:
             else:                       # not a blob (a damaged store): fetched again like an absent one
                 absent.append(cid)
         if present and self._durable_now():
-            for path in present:
-                flush_existing(path)
-            fsync_dir(self._layout.blobs_dir)
+            self._flush_found(present)
         return absent
 
     # -- writing ---------------------------------------------------------------------------
@@ -263,7 +263,7 @@ class Store:
             # The copy found may be another thread's deferred write, not durable yet: owed to
             # this thread's sync when it defers too, else flushed if need be.
             if self._durable_now():
-                self._found(self.fspath(blob.cid))
+                self._flush_found([self.fspath(blob.cid)])
             return blob
         if self._anonymous and self._put_anonymous(data, blob.cid):
             return blob
@@ -280,19 +280,18 @@ class Store:
         their parent for the shards made) are flushed once each at the end instead of after
         every blob: a batch of N new small blobs costs about N + 1 journal commits, not 3N.
 
-        A blob found already stored is made durable as :meth:`ensure_durable` does (the copy
-        may be another process's deferred write), not only when this process owes a sync."""
+        A blob found already stored is flushed by the one rule (see the module docstring)."""
         if not self._durable_now() or not self._anonymous:
             return [self.put_bytes(data) for data in items]
         dirs: dict[str, None] = {}   # directories to flush before returning, in order
+        found: list[str] = []        # blobs found stored: flushed by the one rule at the end
         out = []
         for data in items:
             data = bytes(data)
             blob = Blob(cid_of_bytes(data), len(data))
             if self._present(blob):
-                flush_existing(self.fspath(blob.cid))
-                dirs[str(self._layout.blobs_dir)] = None
-            elif not (self._anonymous and self._put_anonymous(data, blob.cid, dirs)):
+                found.append(self.fspath(blob.cid))
+            elif not (self._anonymous and self._put_anonymous(data, blob.cid, dirs, found)):
                 self.put_bytes(data)   # the named path, durable on its own
             out.append(blob)
         if dirs:
@@ -301,15 +300,18 @@ class Store:
             dirs[blobs_dir] = None
             for directory in dirs:
                 fsync_dir(directory)
+        self._flush_found(found)
         return out
 
-    def _put_anonymous(self, data: bytes, cid: str, dirs: dict[str, None] | None = None) -> bool:
+    def _put_anonymous(self, data: bytes, cid: str, dirs: dict[str, None] | None = None,
+                       found: list[str] | None = None) -> bool:
         """Write ``data`` (hashing to ``cid``) through an unnamed temp file and publish it; False
         (nothing published) where there is no such file or it cannot be linked (then never
         tried again by this store): the caller takes the named path. With ``dirs`` (a durable
         store, outside a deferring block: see :meth:`put_many`), the file is fsynced before it
-        is linked and the directories to flush are added to ``dirs`` instead of being flushed;
-        False as well (nothing written) when the blobs directory itself is still to be made."""
+        is linked and the directories to flush are added to ``dirs`` instead of being flushed
+        (and a blob found published meanwhile to ``found``); False as well (nothing written) when
+        the blobs directory itself is still to be made."""
         dest = self.fspath(cid)
         shard = os.path.dirname(dest)
         if dirs is not None and not os.path.isdir(os.path.dirname(shard)):
@@ -330,9 +332,10 @@ class Store:
             return False
         if dirs is None:
             if kept and durable:
-                self._found(dest)
+                self._flush_found([dest])
         elif kept:
-            flush_existing(dest)   # found published meanwhile: as put_many treats blobs found
+            assert found is not None
+            found.append(dest)      # published meanwhile: as put_many treats blobs found
         else:
             dirs[shard] = None
         return True
@@ -702,7 +705,7 @@ class Store:
         seal(temp.fd, fsync=durable)
         dest = self.fspath(cid)
         if publish(temp.path, dest, fsync=durable, aux_dir=self._tmp) and durable:
-            self._found(dest)
+            self._flush_found([dest])
 
     def _ingest_fd(self, src: int) -> Blob:
         """Copy an open file into the store, hashing the bytes written."""
@@ -774,7 +777,7 @@ class Store:
         if not self._present(blob):
             return None
         if self._durable_now():
-            self._found(self.fspath(blob.cid))
+            self._flush_found([self.fspath(blob.cid)])
         os.unlink(path)
         return blob
 
@@ -799,7 +802,7 @@ class Store:
         blob = Blob(cid_from_hex(hexdigest), size)
         dest = self.fspath(blob.cid)
         if publish(temp, dest, fsync=durable, aux_dir=self._tmp) and durable:
-            self._found(dest)
+            self._flush_found([dest])
         return blob
 
     def _copy_then_unlink(self, path: Path) -> Blob:
