@@ -4,6 +4,7 @@ directory without following anything the worker may have put there."""
 
 from __future__ import annotations
 
+import collections
 import os
 import stat
 from collections.abc import Iterator
@@ -159,3 +160,43 @@ def test_seal_takes_the_worker_s_write_access_before_listing_each_directory(tmp_
     assert (top / "outputs" / "deep" / "f.txt").stat().st_uid == 0
     assert setid.stat().st_uid == 10001 and setid.stat().st_mode & stat.S_ISUID   # ingest must see it
 
+
+
+def test_waiting_requests_get_workers_in_the_order_they_asked(tmp_path: Path) -> None:
+    """With every worker busy, requests queue for the next one given back: first come, first
+    served (a batch's early items must not wait behind later ones: its output is in order)."""
+    import threading
+    import time
+
+    from theoryx.store.home import Home
+
+    pool = workers.WorkerPool(Home(tmp_path / "home"), jobs=1)
+    key = "k"
+    pool._live[key] = 1                      # the one worker of this key is busy
+    got: list[tuple[int, object]] = []
+
+    def take(n: int) -> None:
+        got.append((n, pool._take(key, None, None, "image", None)))  # type: ignore[arg-type]
+
+    threads = []
+    for n in range(4):
+        t = threading.Thread(target=take, args=(n,), daemon=True)
+        t.start()
+        threads.append(t)
+        deadline = time.monotonic() + 5
+        while len(pool._queues.get(key, ())) < n + 1:      # n+1 requests queued, in this order
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+    for n in range(4):
+        w = SimpleNamespace(key=key, dead=False, interrupted=False, served=0, max_requests=10, number=n)
+        pool._give_back(w)  # type: ignore[arg-type]
+        deadline = time.monotonic() + 5
+        while len(got) < n + 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        time.sleep(0.05)                     # no second request may take it meanwhile
+        assert [who for who, _ in got] == list(range(n + 1))
+        assert got[n][1] is w
+    for t in threads:
+        t.join(5)
+    assert pool._queues[key] == collections.deque()

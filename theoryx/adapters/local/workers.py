@@ -43,6 +43,7 @@ process.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
@@ -446,6 +447,7 @@ class WorkerPool:
         self.closed = False
         self._cond = threading.Condition()
         self._idle: dict[str, list[Worker]] = {}
+        self._queues: dict[str, collections.deque[object]] = {}   # requests waiting, per key, in order
         self._all: set[Worker] = set()
         self._live: dict[str, int] = {}     # workers started and not yet retired, per key
         self._busy = 0
@@ -579,19 +581,29 @@ class WorkerPool:
               cancellation: Cancellation | None = None) -> Worker:
         """An idle worker of ``key``; else a new one while there are fewer than ``jobs``; else
         wait for one to be given back (the wait does not count against the request's timeout).
+        Requests of one key are served in the order they asked (first come, first served: in a
+        batch whose output is in input order, an early item never waits behind later ones).
         Raises :class:`ExecutionCancelled` once ``cancellation`` is cancelled."""
         with self._cond:
-            while True:
-                if self.closed:
-                    raise _stopped()
-                if cancellation is not None and cancellation.cancelled:
-                    raise ExecutionCancelled(f"the batch was cancelled before {request.spec.ref} got a worker")
-                idle = self._idle.get(key)
-                if idle:
-                    return idle.pop()
-                if self._live.get(key, 0) < self.jobs:
-                    break
-                self._cond.wait(None if cancellation is None else _CANCEL_POLL_S)
+            queue = self._queues.setdefault(key, collections.deque())
+            ticket = object()
+            queue.append(ticket)
+            try:
+                while True:
+                    if self.closed:
+                        raise _stopped()
+                    if cancellation is not None and cancellation.cancelled:
+                        raise ExecutionCancelled(f"the batch was cancelled before {request.spec.ref} got a worker")
+                    if queue[0] is ticket:
+                        idle = self._idle.get(key)
+                        if idle:
+                            return idle.pop()
+                        if self._live.get(key, 0) < self.jobs:
+                            break
+                    self._cond.wait(None if cancellation is None else _CANCEL_POLL_S)
+            finally:
+                queue.remove(ticket)
+                self._cond.notify_all()         # the next in line looks again
             self._live[key] = self._live.get(key, 0) + 1
             self._numbers += 1
             number = self._numbers
