@@ -158,3 +158,66 @@ def test_cli_without_engine_prints_the_error_and_the_mock_hint(registry: Path, h
     assert proc.returncode == 1
     assert err.decode().startswith("Error: Docker daemon not running or not installed")
     assert b"--adapter mock" in err
+
+
+@pytest.mark.docker
+def test_image_prune_removes_only_stale_images_of_its_registry(tmp_path: Path, registry: Path, home: Path,
+                                                               docker_client: Any) -> None:
+    """A processor's folder is edited, so its spec builds a new image: `prune` removes the old
+    one and keeps the current one, `--dry-run` only says so, `--all` removes the current one too,
+    and images of processors outside the registry are never touched. The processor lives in a
+    registry of its own (a copy of the probe, changed so that its images are its own)."""
+    import shutil
+
+    own = tmp_path / "own-registry"
+    pdir = own / "processors" / "test"
+    shutil.copytree(Path(__file__).parent / "processors" / "probe", pdir / "probe",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (pdir / "prunable@1.yaml").write_text(
+        "ref: test/prunable@1\nimage: {dockerfile: probe/Dockerfile}\ncommand: [python3, /app/run.py]\n"
+        "runtime: {memory: 256, timeout: 60}\ninputs: {type: object}\noutputs: []\n")
+    run_py = pdir / "probe" / "run.py"
+    run_py.write_text(run_py.read_text() + f"\n# prune test {tmp_path.name}: version 1\n")
+    cli = Cli(home, own)
+    other = Cli(home, registry)("image", "build", "test/probe@1", "--json")   # another registry's
+    assert other.exit_code == 0, other.output
+    first = json.loads(cli("image", "build", "test/prunable@1", "--json").stdout)["image"]
+    run_py.write_text(run_py.read_text().replace("version 1", "version 2"))
+    second = json.loads(cli("image", "build", "test/prunable@1", "--json").stdout)["image"]
+    assert first != second
+
+    def tags() -> set[str]:
+        return {t for img in docker_client.images.list(filters={"label": "theoryx.identity"}) for t in img.tags}
+
+    dry = cli("image", "prune", "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    body = json.loads(dry.stdout)
+    assert [r["tags"] for r in body["removed"]] == [[first]] and body["dry_run"] is True
+    assert first in tags(), "a dry run removes nothing"
+    kept = {t: r["why"] for r in body["kept"] for t in r["tags"]}
+    assert kept[second] == "current" and kept[json.loads(other.stdout)["image"]] == "not a processor of this registry"
+
+    done = cli("image", "prune")
+    assert done.exit_code == 0, done.output
+    assert done.stdout.startswith(f"Removed {first} (test/prunable@1, ") and "Removed 1 image(s)" in done.stdout
+    assert first not in tags() and second in tags() and json.loads(other.stdout)["image"] in tags()
+    again = cli("image", "prune")
+    assert "Removed 0 image(s)" in again.stdout
+
+    everything = cli("image", "prune", "--all", "--json")
+    assert [r["tags"] for r in json.loads(everything.stdout)["removed"]] == [[second]]
+    assert second not in tags() and json.loads(other.stdout)["image"] in tags()
+
+
+def test_image_commands_without_engine_say_so_without_a_traceback(registry: Path, home: Path, tmp_path: Path) -> None:
+    env = cli_env(home, registry, DOCKER_HOST=f"unix://{tmp_path}/no-such.sock")
+    for args in (["image", "prune"], ["image", "prune", "--dry-run", "--json"], ["image", "ls"]):
+        proc = subprocess.run([sys.executable, "-m", "theoryx", *args], env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert proc.stderr.startswith("Error: Docker daemon not running or not installed"), (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        if "--json" in args:              # the error's envelope on stdout, its stable code
+            assert json.loads(proc.stdout)["error"]["code"] == "ERR_DOCKER_UNAVAILABLE"
+        else:
+            assert proc.stdout == ""

@@ -88,9 +88,9 @@ def translate(exc: Exception, what: str, not_found: type[TheoryxError] = Adapter
     import requests.exceptions
 
     if isinstance(exc, docker.errors.NotFound | docker.errors.ImageNotFound):
-        return not_found(f"{what}: {_explanation(exc)}")
+        return not_found(f"{what}: {explanation(exc)}")
     if isinstance(exc, docker.errors.APIError):
-        return AdapterError(f"Docker engine error while {what}: {_explanation(exc)}")
+        return AdapterError(f"Docker engine error while {what}: {explanation(exc)}")
     if isinstance(exc, requests.exceptions.ConnectionError | ConnectionError):
         return unavailable(f"connection lost while {what}: {_first_line(exc)}")
     if isinstance(exc, requests.exceptions.Timeout | TimeoutError):
@@ -141,9 +141,11 @@ def require_image(client: Any, name: str, fix: str) -> Any:
     return image
 
 
-def _explanation(exc: Any) -> str:
+def explanation(exc: Any) -> str:
+    """The engine's one-line reason for ``exc`` (its explanation, else its text)."""
     text = getattr(exc, "explanation", None) or str(exc)
     return _first_line(text)
+
 
 
 def _first_line(value: object) -> str:

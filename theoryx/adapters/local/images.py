@@ -47,6 +47,7 @@ from typing import Any
 
 import blake3
 
+from theoryx.adapters.local import docker_client
 from theoryx.adapters.local.docker_client import find_image, mapped, require_image, translate
 from theoryx.core.canonical import canonical_digest
 from theoryx.errors import AdapterError, ImageBuildError, ImageNotFound
@@ -394,3 +395,64 @@ def list_images(client: Any) -> list[dict[str, Any]]:
             "size": int(img.attrs.get("Size") or 0),
         })
     return sorted(rows, key=lambda r: (r["ref"], r["created"]))
+
+
+# -- pruning -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What :func:`prune` did (or, with ``dry_run``, would do), each image as a row of
+    :func:`list_images` with a ``why``: ``removed`` (or to remove), ``kept`` (current, or not a
+    processor of the registry it was given) and ``failed`` (the engine refused: in use by a
+    container, or gone meanwhile)."""
+
+    removed: tuple[dict[str, Any], ...]
+    kept: tuple[dict[str, Any], ...]
+    failed: tuple[dict[str, Any], ...]
+
+
+def prune(client: Any, specs: dict[str, ProcessorSpec | None], *, everything: bool = False,
+          dry_run: bool = False) -> Pruned:
+    """Remove the images theoryx built for the processors in ``specs`` (ref -> spec; None for a
+    spec that cannot be read) that they would no longer run: built from another build context,
+    base image or vendoring than the spec's current one. With ``everything``, their current
+    images go too (the next run rebuilds them). Images of refs not in ``specs`` (another
+    registry's), and every image of a ref whose spec cannot be read or whose base image is
+    missing (its current image cannot be told), are kept. Cached results never depend on an
+    image being present: a run whose image was removed rebuilds it from the same context."""
+    current: dict[str, str | None] = {}
+    for ref, spec in specs.items():
+        if spec is None or spec.image.ref is not None:
+            current[ref] = None
+            continue
+        try:
+            current[ref] = image_tag(spec, resolve_bases(client, spec))
+        except ImageNotFound:
+            current[ref] = None
+    removed, kept, failed = [], [], []
+    for row in list_images(client):
+        ref = row["ref"]
+        if ref not in current:
+            kept.append({**row, "why": "not a processor of this registry"})
+            continue
+        tag = current[ref]
+        if tag is None:
+            kept.append({**row, "why": "its current image cannot be told (spec or base image missing)"})
+            continue
+        if tag in row["tags"] and not everything:
+            kept.append({**row, "why": "current"})
+            continue
+        why = "current (--all)" if tag in row["tags"] else "stale: not the image its spec builds now"
+        if dry_run:
+            removed.append({**row, "why": why})
+            continue
+        try:
+            client.images.remove(row["id"], force=False, noprune=False)
+        except Exception as exc:
+            if not (docker_client.is_conflict(exc) or docker_client.is_missing(exc)):
+                raise translate(exc, f"removing image {row['id'][7:19]}") from exc
+            failed.append({**row, "why": docker_client.explanation(exc)})   # in use, or gone meanwhile
+            continue
+        removed.append({**row, "why": why})
+    return Pruned(tuple(removed), tuple(kept), tuple(failed))
