@@ -69,14 +69,14 @@ def status(state: State, url: str | None, as_json: bool) -> None:
     """Reachability, credentials (present or not), trusted keys and whether this client uploads.
     Exit 1 if the remote cannot be reached or its configuration is unusable."""
     from theoryx.provenance import keys
-    from theoryx.remote import cache, layout
+    from theoryx.remote import cache, layout, trust
 
     config = _config(state, url)
     info: dict[str, Any] = {"remote": config.url, "source": config.source, "scheme": config.scheme,
                             "credentials": config.credential_names(),
                             "timeouts": vars(config.timeouts), "concurrency": config.concurrency}
-    trusted = [{"path": str(p), "keyid": keys.keyid(k)} for p, k in zip(config.trusted_keys, _trusted(config),
-                                                                           strict=True)]
+    trusted = [{"path": str(p), "keyid": keys.keyid(k)}
+               for p, k in zip(config.trusted_keys, trust.configured_keys(config), strict=True)]
     info["trusted_keys"] = trusted
     problem: str | None = None
     try:
@@ -110,19 +110,6 @@ def status(state: State, url: str | None, as_json: bool) -> None:
             click.echo(f"problem: {problem}")
     if problem:
         raise click.exceptions.Exit(1)
-
-
-def _trusted(config: Any) -> list[Any]:
-    from theoryx.errors import SigningKeyError
-    from theoryx.provenance import keys
-
-    out = []
-    for path in config.trusted_keys:
-        try:
-            out.append(keys.load_public(path))
-        except SigningKeyError as exc:
-            raise RemoteConfigError(f"trusted key: {exc.message}") from None
-    return out
 
 
 COMMANDS = [remote]

@@ -21,18 +21,28 @@ if TYPE_CHECKING:
     from theoryx.remote.config import RemoteConfig
 
 
-def trusted_keys(config: RemoteConfig) -> list[Ed25519PublicKey]:
-    """The configured trusted public keys, plus this client's own signing key's public half.
-    An unreadable key file is :class:`theoryx.errors.RemoteConfigError`."""
+def configured_keys(config: RemoteConfig) -> list[Ed25519PublicKey]:
+    """The keys of ``config.trusted_keys``, in their order; an unreadable key file is
+    :class:`theoryx.errors.RemoteConfigError`."""
     out = []
-    paths = list(config.trusted_keys) + ([config.signing_key] if config.signing_key else [])
-    for path in paths:
+    for path in config.trusted_keys:
         try:
             out.append(keys.load_public(path))
         except SigningKeyError as exc:
-            if path == config.signing_key and path not in config.trusted_keys:
-                continue  # an unusable signing key is reported when uploading, not here
             raise RemoteConfigError(f"trusted key: {exc.message}") from None
+    return out
+
+
+def trusted_keys(config: RemoteConfig) -> list[Ed25519PublicKey]:
+    """The configured trusted public keys (:func:`configured_keys`), plus this client's own
+    signing key's public half when it can be read (an unusable signing key is reported when
+    uploading, not here)."""
+    out = configured_keys(config)
+    if config.signing_key is not None and config.signing_key not in config.trusted_keys:
+        try:
+            out.append(keys.load_public(config.signing_key))
+        except SigningKeyError:
+            pass
     return out
 
 

@@ -409,7 +409,7 @@ def _wait(client: Any, container_id: str, timeout: float) -> bool:
     return True
 
 
-def _stop(client: Any, container_id: str) -> None:
+def stop_gracefully(client: Any, container_id: str) -> None:
     """Stop a running container cleanly (SIGTERM, SIGKILL after :data:`_STOP_GRACE_S`), for a
     cancelled batch; a container already gone or stopped is fine, and nothing is raised (the
     thread running it reports the outcome)."""
@@ -464,7 +464,7 @@ class LocalAdapter(AdapterBase):
         check_cancelled(f"the container of {request.spec.ref}")     # an item of a cancelled batch
         with _terminate_interrupts():
             container_id = self._create(config)
-            with stoppable(container_id, partial(_stop, self.client, container_id)) as stopped:
+            with stoppable(container_id, partial(stop_gracefully, self.client, container_id)) as stopped:
                 try:
                     outcome = self._run(container_id, request, opts, stopped)
                     if stopped.is_set():
@@ -509,7 +509,7 @@ class LocalAdapter(AdapterBase):
             with mapped(f"starting the container for {request.spec.ref}"):
                 api.start(container_id)
             if stopped is not None and stopped.is_set():   # stopped between the check and the start
-                _stop(self.client, container_id)
+                stop_gracefully(self.client, container_id)
             t0 = time.monotonic()
             timed_out = _wait(self.client, container_id, opts.timeout)
             duration_ms = int((time.monotonic() - t0) * 1000)

@@ -202,7 +202,7 @@ class Worker:
         self.interrupted = True
         from theoryx.adapters.local import adapter as local
 
-        local._stop(self.pool.client, self.container_id or self.name)
+        local.stop_gracefully(self.pool.client, self.container_id or self.name)
 
     def stop(self) -> None:
         """Remove the container (killing it) and, unless a request is being collected (its logs
