@@ -24,7 +24,7 @@ from theoryx_testing import REPO
 
 import theoryx
 from cas import Store
-from theoryx.adapters.logs import MASK, LogCapture, Scrubber, marker, store_log
+from theoryx.adapters.logs import MASK, SMALL_LOG, LogCapture, Scrubber, marker, store_log
 from theoryx.errors import SpecError
 from theoryx.spec.model import DEFAULT_LOG_BYTES, ProcessorSpec
 
@@ -126,11 +126,41 @@ def test_store_log_streams_and_scrubs(tmp_path: Path) -> None:
     cas = Store(tmp_path / "cas", fsync=False)
     secret = "hunter2-and-more"
     log = tmp_path / "stdout.log"
-    body = (b"a" * (1 << 20 - 3) + secret.encode()) * 3           # the secret straddles 1 MiB reads
+    body = (b"a" * ((1 << 20) - 3) + secret.encode()) * 3         # the secret straddles 1 MiB reads
+    assert len(body) > SMALL_LOG
     log.write_bytes(body)
     cid = store_log(log, cas, [secret])
     assert cid is not None and cas.read(cid) == body.replace(secret.encode(), MASK)
     assert not log.exists() and store_log(log, cas, [secret]) is None
+    assert not list(tmp_path.glob("*.scrubbed"))
+
+
+@pytest.mark.parametrize("size", [0, 10, SMALL_LOG - 20, SMALL_LOG + 100])
+def test_store_log_scrubs_small_logs_in_memory_and_large_ones_through_a_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    import builtins
+
+    cas = Store(tmp_path / "cas", fsync=False)
+    secret = "hunter2-and-more"
+    log = tmp_path / "stderr.log"
+    body = (b"b" * size + secret.encode() + b"\n")[-size:] if size else b""
+    if size > SMALL_LOG:   # a secret across the end of the first read (SMALL_LOG + 1 bytes)
+        body = b"b" * (SMALL_LOG - 5) + secret.encode() + b"c" * (size - SMALL_LOG + 5 - len(secret))
+    assert len(body) == size
+    log.write_bytes(body)
+    written: list[str] = []
+    real_open = builtins.open
+
+    def spy(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if "w" in mode:
+            written.append(Path(file).name)
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", spy)
+    cid = store_log(log, cas, [secret])
+    assert cid is not None and cas.read(cid) == body.replace(secret.encode(), MASK)
+    assert not log.exists()
+    assert written == (["stderr.log.scrubbed"] if size > SMALL_LOG else [])
 
 
 def test_scrubber_flush_returns_the_held_partial_match() -> None:

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from theoryx_testing import REPO
 
-from theoryx.store.flights import DIRNAME, Flight
+from theoryx.store import flights
+from theoryx.store.flights import Flight
 
 SPEC = """\
 ref: test/slow@1
@@ -90,17 +91,30 @@ def test_eight_identical_concurrent_runs_execute_once_and_pay_once(tmp_path: Pat
     assert len({r["memo_key"] for r in results}) == 1
     assert len({json.dumps(r["outputs"]) for r in results}) == 1
     assert plan_spent(home, registry, "team") == 1_000_000
-    assert not any((home / DIRNAME).iterdir())  # no lock file outlives its flight
+    assert not flights.held(home, str(results[0]["memo_key"]))  # no flight outlives its run
+
+
+@pytest.mark.slow
+def memo_key(tmp_path: Path, registry: Path) -> str:
+    """The memo key of ``spawn``'s run, from the same run in a home of its own (keys do not
+    depend on the home)."""
+    key: str = finish(spawn(tmp_path / "home-for-the-key", registry, seconds=0))["memo_key"]  # type: ignore[assignment]
+    return key
+
+
+def wait_for_flight(home: Path, key: str) -> None:
+    deadline = time.monotonic() + 30
+    while not flights.held(home, key):
+        assert time.monotonic() < deadline, "the first run never took its flight"
+        time.sleep(0.05)
 
 
 @pytest.mark.slow
 def test_a_waiter_takes_over_when_the_executing_process_dies(tmp_path: Path, registry: Path) -> None:
     home = tmp_path / "home"
+    key = memo_key(tmp_path, registry)
     first = spawn(home, registry, seconds=60)
-    deadline = time.monotonic() + 30
-    while not (home / DIRNAME).is_dir() or not any((home / DIRNAME).iterdir()):
-        assert time.monotonic() < deadline, "the first run never took its flight"
-        time.sleep(0.05)
+    wait_for_flight(home, key)
     waiter = spawn(home, registry, seconds=0.2)
     time.sleep(1.0)
     assert waiter.poll() is None  # it waits for the flight in the air
@@ -113,11 +127,9 @@ def test_a_waiter_takes_over_when_the_executing_process_dies(tmp_path: Path, reg
 @pytest.mark.slow
 def test_no_cache_never_waits_for_a_flight(tmp_path: Path, registry: Path) -> None:
     home = tmp_path / "home"
+    key = memo_key(tmp_path, registry)
     first = spawn(home, registry, seconds=30)
-    deadline = time.monotonic() + 30
-    while not (home / DIRNAME).is_dir() or not any((home / DIRNAME).iterdir()):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for_flight(home, key)
     t0 = time.monotonic()
     body = finish(spawn(home, registry, "--no-cache", seconds=0.1))
     assert body["cache"] == "miss"
@@ -147,8 +159,45 @@ def test_a_flight_excludes_a_second_holder_and_leaves_no_file(tmp_path: Path) ->
         pass
 
 
-def test_release_unlinks_so_the_directory_stays_empty(tmp_path: Path) -> None:
+@pytest.mark.skipif(not flights.OFD_LOCKS, reason="flights are files of their own without OFD locks")
+def test_a_flight_creates_and_removes_no_file(tmp_path: Path) -> None:
+    key = "b3:" + "c" * 64
+    with Flight(tmp_path, key):
+        pass                                       # the lock file is made once
+    lock = tmp_path / flights.DIRNAME / flights.LOCK_FILE
+    assert sorted(tmp_path.rglob("*")) == [lock.parent, lock]
+    inode = lock.stat().st_ino
     for _ in range(3):
-        with Flight(tmp_path, "b3:" + "c" * 64):
-            assert len(list((tmp_path / DIRNAME).iterdir())) == 1
-    assert list((tmp_path / DIRNAME).iterdir()) == []
+        assert not flights.held(tmp_path, key)
+        with Flight(tmp_path, key):
+            assert flights.held(tmp_path, key)
+            assert sorted(tmp_path.rglob("*")) == [lock.parent, lock]
+    assert not flights.held(tmp_path, key)
+    assert lock.stat().st_ino == inode             # the same file throughout
+
+
+def test_a_flight_is_held_across_processes_and_dropped_when_its_holder_dies(tmp_path: Path) -> None:
+    key = "b3:" + "d" * 64
+    code = ("import sys, time; from pathlib import Path; from theoryx.store.flights import Flight; "
+            f"f = Flight(Path({str(tmp_path)!r}), {key!r}); f.acquire(); print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert flights.held(tmp_path, key)
+        assert not flights.held(tmp_path, "b3:" + "e" * 64)       # another key is free
+        with Flight(tmp_path, "b3:" + "e" * 64):
+            pass
+        holder.kill()
+        holder.wait(timeout=30)
+        t0 = time.monotonic()
+        with Flight(tmp_path, key):                                  # the kernel dropped it
+            assert time.monotonic() - t0 < 5
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+
+
+def test_offsets_are_60_bits_of_the_key() -> None:
+    assert flights.offset("b3:" + "f" * 64) == (1 << 60) - 1
+    assert flights.offset("b3:" + "0" * 64) == 0
+    assert 0 <= flights.offset("not a hex key") < (1 << 60)

@@ -44,22 +44,41 @@ def scrub(data: bytes, secrets: Iterable[str]) -> bytes:
     return data
 
 
+SMALL_LOG = 1 << 20
+"""A log at most this large is scrubbed in memory and stored from there: no scrubbed copy is
+written beside it, so no file is created and removed for it (on an ext4 without a journal each
+file removed makes every file created in the next minute slower: see BENCHMARKS.md)."""
+
+
 def store_log(path: Path, cas: Store, secrets: Iterable[str]) -> str | None:
     """Store the log file at ``path`` (scrubbed) and return its cid; None when absent.
 
-    Streams: the file is never read whole (with secrets it is scrubbed chunk by chunk into a
-    sibling file first). The file is consumed (moved into the CAS)."""
-    if not path.exists():
-        return None
+    The file is consumed (moved into the CAS, or removed once its bytes are stored). Without
+    secrets it is moved in as it is; with secrets a log of at most :data:`SMALL_LOG` bytes is
+    scrubbed in memory, a larger one streamed (never read whole) through a scrubbed sibling
+    file."""
     values = [s for s in secrets if len(s) >= MIN_SECRET]
     if not values:
+        if not path.exists():
+            return None
         return cas.put_file(path, move=True).cid
-    scrubbed = path.with_name(path.name + ".scrubbed")
-    scrubber = Scrubber(values)
-    with open(path, "rb") as src, open(scrubbed, "wb") as dst:
-        while chunk := src.read(_COPY_CHUNK):
-            dst.write(scrubber.feed(chunk))
-        dst.write(scrubber.flush())
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as src:
+        data = src.read(SMALL_LOG + 1)
+        if len(data) <= SMALL_LOG:
+            cid = cas.put_bytes(scrub(data, values)).cid
+            os.unlink(path)
+            return cid
+        scrubbed = path.with_name(path.name + ".scrubbed")
+        scrubber = Scrubber(values)
+        with open(scrubbed, "wb") as dst:
+            dst.write(scrubber.feed(data))
+            while chunk := src.read(_COPY_CHUNK):
+                dst.write(scrubber.feed(chunk))
+            dst.write(scrubber.flush())
     os.unlink(path)
     return cas.put_file(scrubbed, move=True).cid
 
