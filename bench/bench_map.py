@@ -1,6 +1,6 @@
 """``theoryx map`` throughput and memory, against references measured in the same run.
 
-    python bench/bench_map.py [--hits 10000] [--misses 2000] [--stream 200000]
+    python bench/bench_map.py [--hits 10000] [--misses 2000] [--stream 200000] [--settle 75]
 
 - hits: N distinct items run once (misses, mock adapter), then the same N again through
   ``theoryx map``: items/s of the all-cached batch;
@@ -62,6 +62,11 @@ def main() -> None:
     parser.add_argument("--misses", type=int, default=2_000)
     parser.add_argument("--stream", type=int, default=200_000)
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
+                        help="wait this long before the first batch and before the misses (whose "
+                             "figure the hits phase's removed workspaces would otherwise lower on an "
+                             "ext4 without a journal: see bench/bench_inode_churn.py); 75 on this "
+                             "project's benchmark machine")
     args = parser.parse_args()
     jobs = ("--jobs", str(args.jobs))
     t0 = time.perf_counter()
@@ -71,6 +76,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         hits = items_file(root / "hits.jsonl", args.hits)
+        time.sleep(args.settle)
         first, _ = timed_map(root / "h1", hits, *jobs)
         cached, _ = timed_map(root / "h1", hits, *jobs)
         parse = reference_parse(hits)
@@ -83,6 +89,7 @@ def main() -> None:
         print(f"  reference, the bare library calls of a hit (bench/map_floor.py, in-process, no start-up): "
               f"{floor} -> theoryx map's hits at {args.hits / cached / floor_rate:.2f}x the floor")
         misses = items_file(root / "misses.jsonl", args.misses)
+        time.sleep(args.settle)
         seconds, _ = timed_map(root / "h2", misses, *jobs)
         print(f"{args.misses} distinct mock misses: {args.misses / seconds:8.1f} items/s")
         for n in (args.stream // 10, args.stream):

@@ -20,7 +20,7 @@ work, fsyncs included, plus waiting for a free container). The image is built (o
 timing starts. Needs a running engine and the base image
 (``make docker``).
 
-    python bench/bench_workers.py [--items 1000] [--oneshot-items 100] [--jobs N]
+    python bench/bench_workers.py [--items 1000] [--oneshot-items 100] [--jobs N] [--settle 75]
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ def batch(home: Path, registry: Path, work: list[dict[str, Any]], jobs: int) -> 
             inside.append(entry.duration_ms)
             overhead.append(res.record.duration_ms - entry.duration_ms)
     n = len(results)
-    return {"n": n, "wall": wall, "rate": n / wall, "keys": [r.memo_key for r in results], "first": first,
+    keys = [r.memo_key for r in results if r is not None]
+    return {"n": n, "wall": wall, "rate": n / wall, "keys": keys, "first": first,
             "after_first": (n - 1) / (wall - first) if n > 1 else 0.0, "cpu_ms": cpu_ms,
             "inside_ms": statistics.median(inside), "outside_ms": statistics.median(overhead)}
 
@@ -105,6 +106,10 @@ def main() -> int:
     ap.add_argument("--items", type=int, default=1000)
     ap.add_argument("--oneshot-items", type=int, default=100)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
+                    help="wait this long before timing: on an ext4 without a journal the files removed in "
+                         "the last minute (a previous benchmark's homes) slow down every file created "
+                         "(bench/bench_inode_churn.py); 75 on this project's benchmark machine")
     args = ap.parse_args()
     os.environ.setdefault("THEORYX_BASE_IMAGE", "theoryx/python-base:bookworm")
     os.environ["OPENAI_API_KEY"] = "sk-bench-" + os.urandom(6).hex()
@@ -116,6 +121,7 @@ def main() -> int:
         url = server.stdout.readline().split()[-1]
         with tempfile.TemporaryDirectory(prefix="theoryx-bench-workers-") as tmp:
             root = Path(tmp)
+            time.sleep(args.settle)
             t0 = time.perf_counter()
             theoryx.run(REF, inputs=items(1, "warm", url)[0]["inputs"], adapter="local", home=root / "warm",
                         registry=str(REPO / "registry"), adapter_options=HOST_NET)
