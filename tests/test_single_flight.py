@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from theoryx_testing import REPO
@@ -201,3 +202,23 @@ def test_offsets_are_60_bits_of_the_key() -> None:
     assert flights.offset("b3:" + "f" * 64) == (1 << 60) - 1
     assert flights.offset("b3:" + "0" * 64) == 0
     assert 0 <= flights.offset("not a hex key") < (1 << 60)
+
+
+@pytest.mark.skipif(not flights.OFD_LOCKS, reason="flights are files of their own without OFD locks")
+def test_an_unwritable_lock_file_is_a_clear_store_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from theoryx.errors import StoreError
+
+    with Flight(tmp_path, "b3:" + "a" * 64):
+        pass
+    real_open = os.open
+
+    def denied(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if str(path).endswith(flights.LOCK_FILE):    # as for a group member the owner's umask locked out
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", denied)
+    with pytest.raises(StoreError) as caught:
+        Flight(tmp_path, "b3:" + "a" * 64).acquire()
+    assert caught.value.code == "ERR_STORE"
+    assert "umask 002" in caught.value.message and "chmod g+w" in caught.value.message

@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 from types import TracebackType
 
+from theoryx.errors import StoreError
 from theoryx.store.home import make_dir
 
 DIRNAME = "flight-v2"
@@ -101,10 +102,17 @@ class Flight:
 
     def _acquire_byte(self) -> None:
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
-        except FileNotFoundError:
-            make_dir(self.directory)  # private, or group-shared like the home
-            fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o666)  # the directory guards it
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+            except FileNotFoundError:
+                make_dir(self.directory)  # private, or group-shared like the home
+                fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o666)  # the directory guards it
+        except PermissionError as exc:
+            raise StoreError(
+                f"cannot open the single-flight lock file {self.path} for writing ({exc.strerror}): in a home "
+                f"shared by a group, every member needs a group-writable umask (umask 002) so that the files "
+                f"theoryx creates there stay writable for the others (BUILD.md, Permissions); the file's "
+                f"owner can fix this one with: chmod g+w {self.path}") from None
         try:
             assert _OFD_SETLKW is not None
             fcntl.fcntl(fd, _OFD_SETLKW, struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, offset(self.memo_key), 1, 0))
