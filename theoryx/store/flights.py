@@ -48,14 +48,14 @@ OFD_LOCKS = (sys.platform == "linux" and _OFD_SETLKW is not None and struct.calc
 
 
 def offset(memo_key: str) -> int:
-    """The byte of the lock file that stands for ``memo_key`` (60 bits of its hash)."""
-    digest = memo_key.rpartition(":")[2]
-    try:
-        return int(digest[:15], 16)
-    except ValueError:   # not a hex digest: any stable 60 bits of it
-        import hashlib
+    """The byte of the lock file that stands for ``memo_key`` (``b3:<64 hex>``): the first 60
+    bits of its hash."""
+    return int(memo_key.rpartition(":")[2][:15], 16)
 
-        return int.from_bytes(hashlib.blake2b(memo_key.encode(), digest_size=8).digest(), "big") >> 4
+
+def _byte_lock(memo_key: str) -> bytes:
+    """The ``struct flock`` asking for a write lock on ``memo_key``'s byte."""
+    return struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, offset(memo_key), 1, 0)
 
 
 def _legacy_name(memo_key: str) -> str:
@@ -73,8 +73,7 @@ def held(home: Path, memo_key: str) -> bool:
         return False
     try:
         assert _OFD_GETLK is not None
-        query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, offset(memo_key), 1, 0)
-        l_type = struct.unpack(_FLOCK, fcntl.fcntl(fd, _OFD_GETLK, query))[0]
+        l_type = struct.unpack(_FLOCK, fcntl.fcntl(fd, _OFD_GETLK, _byte_lock(memo_key)))[0]
         return bool(l_type != fcntl.F_UNLCK)
     finally:
         os.close(fd)
@@ -115,7 +114,7 @@ class Flight:
                 f"owner can fix this one with: chmod g+w {self.path}") from None
         try:
             assert _OFD_SETLKW is not None
-            fcntl.fcntl(fd, _OFD_SETLKW, struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, offset(self.memo_key), 1, 0))
+            fcntl.fcntl(fd, _OFD_SETLKW, _byte_lock(self.memo_key))
         except BaseException:
             os.close(fd)
             raise
