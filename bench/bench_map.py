@@ -2,9 +2,10 @@
 
     python bench/bench_map.py [--hits 10000] [--misses 2000] [--stream 200000] [--settle 75]
 
-- hits: N distinct items run once (misses, mock adapter), then the same N again through
-  ``theoryx map``: items/s of the all-cached batch;
-- misses: N distinct mock items in a fresh home: items/s;
+- misses: N distinct mock items in a fresh home, timed first (after ``--settle``): items/s;
+- hits: M distinct items run once (misses, mock adapter: the long-batch miss rate, which includes
+  what the batch's own removed workspaces cost), then the same M again through ``theoryx map``:
+  items/s of the all-cached batch;
 - stream: a file of N identical items (one miss, then hits), run with ``--quiet --out``: peak
   resident memory of the process (``ru_maxrss``), which must not grow with N;
 - references: ``python -c pass``, a plain JSON Lines parse of the same file (``json.loads``
@@ -63,9 +64,9 @@ def main() -> None:
     parser.add_argument("--stream", type=int, default=200_000)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
-                        help="wait this long before the first batch and before the misses (whose "
-                             "figure the hits phase's removed workspaces would otherwise lower on an "
-                             "ext4 without a journal: see bench/bench_inode_churn.py); 75 on this "
+                        help="wait this long before the misses and before the hits phase (files "
+                             "removed in the previous minute slow every file created on an ext4 "
+                             "without a journal: see bench/bench_inode_churn.py); 75 on this "
                              "project's benchmark machine")
     args = parser.parse_args()
     jobs = ("--jobs", str(args.jobs))
@@ -75,6 +76,13 @@ def main() -> None:
     print(f"python -c pass: {bare * 1000:.1f} ms")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        # Misses first: on a journal-less ext4 the hits phase's tens of thousands of removed
+        # workspace files would slow every file created in the next minutes (--settle does not
+        # cover the five minutes an inode table block stays dirty).
+        misses = items_file(root / "misses.jsonl", args.misses)
+        time.sleep(args.settle)
+        seconds, _ = timed_map(root / "h2", misses, *jobs)
+        print(f"{args.misses} distinct mock misses (fresh home): {args.misses / seconds:8.1f} items/s")
         hits = items_file(root / "hits.jsonl", args.hits)
         time.sleep(args.settle)
         first, _ = timed_map(root / "h1", hits, *jobs)
@@ -88,10 +96,6 @@ def main() -> None:
         floor_rate = float(floor.split()[1])
         print(f"  reference, the bare library calls of a hit (bench/map_floor.py, in-process, no start-up): "
               f"{floor} -> theoryx map's hits at {args.hits / cached / floor_rate:.2f}x the floor")
-        misses = items_file(root / "misses.jsonl", args.misses)
-        time.sleep(args.settle)
-        seconds, _ = timed_map(root / "h2", misses, *jobs)
-        print(f"{args.misses} distinct mock misses: {args.misses / seconds:8.1f} items/s")
         for n in (args.stream // 10, args.stream):
             stream = items_file(root / f"stream{n}.jsonl", n, distinct=False)
             seconds, peak = timed_map(root / f"h3-{n}", stream, *jobs)
