@@ -98,6 +98,21 @@ def test_fail_fast_stops_at_the_first_failure(tmp_path: Path) -> None:
     assert len(lines(proc.stdout)) < 51
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_fail_fast_executes_nothing_after_the_first_failure(tmp_path: Path, jobs: int) -> None:
+    # Every item fails when executed; a pool thread that is free once the first has failed must
+    # not start a queued item (each would be a paid call): jobs 1 executes exactly one item, jobs N
+    # at most the N already running.
+    items = [{"inputs": msg(str(i))} for i in range(40)]
+    with theoryx.Session(tmp_path / "home", registry=str(REGISTRY)) as s:
+        results = list(s.map("llm/litellm@1", items, jobs=jobs, fail_fast=True, adapter="mock",
+                             adapter_options={"exit_code": 3}))
+    assert results and all(not r.ok for r in results)
+    executed = list(executions.latest(open_stores(tmp_path / "home").db))
+    assert len(executed) == len(results)
+    assert len(results) == 1 if jobs == 1 else 1 <= len(results) <= jobs
+
+
 def test_attach_paths_are_relative_to_the_items_file(tmp_path: Path) -> None:
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "a.txt").write_text("hello")

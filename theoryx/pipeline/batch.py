@@ -130,6 +130,7 @@ class Batch:
         self.window = window or max(4 * jobs, 16)
         self.cancelled = threading.Event()
         self.cancellation = Cancellation()
+        self._failed = threading.Event()   # an item failed (read by pool threads under fail_fast)
 
     def cancel(self) -> None:
         """Admit nothing more; queued items are dropped; the containers of items in flight are
@@ -150,16 +151,24 @@ class Batch:
             return ItemResult(item, error=exc)
         return ItemResult(item, result=begun) if isinstance(begun, RunResult) else begun
 
-    def _finish(self, item: Item, pending: Pending) -> ItemResult:
+    def _finish(self, item: Item, pending: Pending) -> ItemResult | None:
         """On a pool thread: the team cache, the flight, the miss (which the adapter stops if
-        the batch is cancelled meanwhile: :data:`~theoryx.adapters.base.CANCELLATION`)."""
+        the batch is cancelled meanwhile: :data:`~theoryx.adapters.base.CANCELLATION`). None,
+        with nothing executed, when ``fail_fast`` and an item has already failed: a pool thread
+        that picks up a queued item after a failure must not pay for it."""
+        if self.fail_fast and self._failed.is_set():
+            pending.close()
+            return None
         token = CANCELLATION.set(self.cancellation)
         try:
-            return ItemResult(item, result=pending.finish())
+            res = ItemResult(item, result=pending.finish())
         except TheoryxError as exc:
-            return ItemResult(item, error=exc)
+            res = ItemResult(item, error=exc)
         finally:
             CANCELLATION.reset(token)
+        if not res.ok:
+            self._failed.set()
+        return res
 
     def run(self, items: Iterable[Item | Mapping[str, Any]]) -> Iterator[ItemResult]:
         """Yield every item's result (in input order unless ``ordered`` is False). Stops early on
@@ -171,7 +180,7 @@ class Batch:
         items are between admission and being yielded (the reorder buffer and the queue)."""
         source = (as_item(v, n) for n, v in enumerate(items, start=1))
         pool: ThreadPoolExecutor | None = None      # created for the first miss: a batch of hits needs none
-        pending: dict[Future[ItemResult], tuple[int, Pending]] = {}   # a miss in the pool: seq, run
+        pending: dict[Future[ItemResult | None], tuple[int, Pending]] = {}   # a miss in the pool: seq, run
         done: dict[int, ItemResult] = {}
         next_seq, submitted, exhausted, stop = 0, 0, False, False
         try:
@@ -192,17 +201,18 @@ class Batch:
                             pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="theoryx-map")
                         pending[pool.submit(self._finish, item, begun)] = (seq, begun)
                     if pending and seq % 8 == 0:     # results of misses as they come, without waiting
-                        ready += [(pending.pop(f)[0], f.result()) for f in [f for f in pending if f.done()]]
+                        ready += _collect(pending, [f for f in pending if f.done()])
                 elif pending:
                     finished, _ = wait(list(pending), timeout=0.25, return_when=FIRST_COMPLETED)
                     if self.tick is not None:
                         self.tick()
-                    ready += [(pending.pop(f)[0], f.result()) for f in finished]
+                    ready += _collect(pending, finished)
                 else:
                     break
                 for seq, res in ready:
                     if self.fail_fast and not res.ok:
                         stop = True
+                        self._failed.set()
                     if self.ordered:
                         done[seq] = res
                     else:
@@ -227,3 +237,16 @@ class Batch:
                     run.close()
             if self.on_close is not None:
                 self.on_close()
+
+
+def _collect(pending: dict[Future[ItemResult | None], tuple[int, Pending]],
+             finished: Iterable[Future[ItemResult | None]]) -> list[tuple[int, ItemResult]]:
+    """The results of ``finished`` futures (removed from ``pending``) with their sequence
+    numbers; an item dropped unexecuted after a ``fail_fast`` failure has none and is skipped."""
+    out = []
+    for fut in finished:
+        seq = pending.pop(fut)[0]
+        res = fut.result()
+        if res is not None:
+            out.append((seq, res))
+    return out
