@@ -57,6 +57,17 @@ class Group(click.Group):
                     return super().invoke(ctx)
             except (TheoryxError, click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
                 raise
+            except KeyboardInterrupt:
+                from theoryx.cli.main import INTERRUPTED
+
+                click.echo("\nAborted!", err=True)
+                ctx.exit(INTERRUPTED)
+            except BrokenPipeError:
+                if not _stdout_gone():
+                    raise
+                from theoryx.cli.main import stdout_closed
+
+                ctx.exit(stdout_closed())
             except Exception as unexpected:  # never a traceback: a one-line ERR_INTERNAL (or full disk)
                 from theoryx.cli.runcore import as_theoryx_error
 
@@ -67,6 +78,19 @@ class Group(click.Group):
                                        "error": messages.to_dict(exc)}))
             click.echo(f"Error: {messages.message(exc)}", err=True)
             ctx.exit(exc.exit_code)
+
+
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe or socket whose reader has gone (a broken pipe elsewhere — a
+    container's socket, a worker's stdin — is not the user's ``| head`` and stays an error)."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -5,11 +5,14 @@ prints for it — in input order (``--unordered``: as items finish), on stdout o
 ``--out``. Progress on stderr (a rich bar on a terminal, a plain line every few seconds
 otherwise) and a summary at the end. Exit 0 when every item succeeded, 1 when any failed, 2 on
 usage errors, 130 when interrupted (Ctrl-C once: nothing more is admitted, items in flight
-finish and are recorded, the summary is printed; twice: stop at once).
+finish and are recorded, the summary is printed; twice: stop at once), 143 when stopped by
+SIGTERM (the same, gracefully). ``--out`` receives what finished when the batch ends, fails
+items or is interrupted, and is left as it was on an error that stops the batch.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -23,6 +26,7 @@ from typing import IO, Any
 import click
 
 from theoryx.cli.options import MAP_OPTIONS
+from theoryx.cli.output import OutputFile
 from theoryx.cli.run import with_options
 from theoryx.cli.runcore import parse_json
 from theoryx.cli.state import State
@@ -33,14 +37,22 @@ ITEM_KEYS = frozenset({"inputs", "attach", "id"})
 PLAIN_EVERY_S = 5.0
 
 
-def read_items(stream: IO[str], base: Path) -> Iterator[Item]:
-    """Items of a JSON Lines stream, lazily; ``attach`` paths relative to ``base``. A line that
-    is not a valid item becomes an item that fails with ``ERR_INPUTS`` naming its line; blank
-    lines are skipped (they still count for line numbers)."""
-    for n, line in enumerate(stream, start=1):
-        if not line.strip():
-            continue
+def read_items(stream: IO[bytes], base: Path) -> Iterator[Item]:
+    """Items of a JSON Lines byte stream (UTF-8, a leading byte-order mark allowed), lazily;
+    ``attach`` paths relative to ``base``. A line that is not a valid item — not UTF-8, not
+    JSON, not an item object — becomes an item that fails with ``ERR_INPUTS`` naming its line;
+    blank lines are skipped (they still count for line numbers)."""
+    for n, raw in enumerate(stream, start=1):
+        if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
         try:
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputsError(f"not UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the line)") \
+                    from None
+            if not line.strip():
+                continue
             value = parse_json(line, "the item")
             if not isinstance(value, dict):
                 raise InputsError("an item is a JSON object {\"inputs\": ..., \"attach\": ..., \"id\": ...}")
@@ -140,8 +152,9 @@ def map_(state: State, /, **v: Any) -> None:
     One output line per item (its line number, id and the `run --json` envelope), in input order
     unless --unordered. Exit 0 when every item succeeded, 1 when any failed. Ctrl-C: nothing more
     is admitted, running containers (local) and Sandboxes (modal) are stopped and their items end
-    with ERR_CANCELLED, what finished is kept, and the summary is printed (exit 130); a second
-    Ctrl-C stops at once.
+    with ERR_CANCELLED, what finished is kept, and the summary is printed (exit 130; SIGTERM the
+    same, exit 143); a second Ctrl-C stops at once. --out is replaced only when the batch ends
+    (or is interrupted); an error that stops the batch leaves it as it was.
     """
     from theoryx.cli import notices
     from theoryx.pipeline.session import Session
@@ -159,29 +172,40 @@ def map_(state: State, /, **v: Any) -> None:
 
     writeprefix.check(v["write_prefix"])
     if v["items"] == "-":
-        stream: IO[str] = sys.stdin
+        stream: IO[bytes] = sys.stdin.buffer
         base = Path.cwd()
     else:
         try:
-            stream = open(v["items"], encoding="utf-8")
+            if os.path.isdir(v["items"]):
+                raise IsADirectoryError(errno.EISDIR, "it is a directory")
+            stream = open(v["items"], "rb")
         except OSError as exc:
             raise UsageError(f"cannot read --items {v['items']}: {exc.strerror}") from None
         base = Path(v["items"]).resolve().parent
     out_path = Path(v["out"]) if v["out"] else None
-    out, tmp = _open_out(out_path)
+    try:
+        out = OutputFile(out_path) if out_path is not None else None
+    except BaseException:
+        if v["items"] != "-":
+            stream.close()
+        raise
+    sink: IO[str] = sys.stdout if out is None else out.stream   # type: ignore[assignment]
     tally = Tally()
-    progress = Progress(tally, v["quiet"], None if stream is sys.stdin else _count_items(Path(v["items"])))
+    progress = Progress(tally, v["quiet"], None if v["items"] == "-" else _count_items(Path(v["items"])))
     holder: list[Batch] = []
-    interrupted = False
+    stopped_by = 0      # the first SIGINT or SIGTERM: stop admitting; a second one: stop at once
 
-    def on_sigint(signum: int, frame: FrameType | None) -> None:
-        nonlocal interrupted
-        if interrupted or not holder:
-            raise KeyboardInterrupt
-        interrupted = True
-        holder[0].cancel()
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopped_by
+        first = not stopped_by
+        stopped_by = stopped_by or signum
+        if first and holder:
+            holder[0].cancel()
+            return
+        raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    keep = False        # what finished goes to --out on success, failed items and interruption, not on errors
     try:
         with notices.shown(), Session(home, registry=registry) as session:
             results = session.map(
@@ -191,19 +215,29 @@ def map_(state: State, /, **v: Any) -> None:
                 adapter_options=opts, build=v["build"])
             for r in results:
                 tally.add(r)
-                out.write(json.dumps(_cli_json(r)) + "\n")
-                if out_path is None:
-                    out.flush()
+                sink.write(json.dumps(_cli_json(r)) + "\n")
+                if out is None:
+                    sink.flush()
                 progress.update()
+        keep = True
+    except KeyboardInterrupt:
+        keep = True
+        stopped_by = stopped_by or signal.SIGINT
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         progress.close()
-        if stream is not sys.stdin:
+        if v["items"] != "-":
             stream.close()
-        _close_out(out, tmp, out_path)
+        if out is None:
+            sys.stdout.flush()
+        elif keep:
+            out.commit()
+        else:
+            out.abandon()
     if not v["quiet"]:
-        sys.stderr.write(f"theoryx map: {'interrupted: ' if interrupted else ''}{tally.line()}\n")
-    code = 130 if interrupted else (1 if tally.failed else 0)
+        sys.stderr.write(f"theoryx map: {'interrupted: ' if stopped_by else ''}{tally.line()}\n")
+    code = 128 + stopped_by if stopped_by else (1 if tally.failed else 0)
     if code:
         click.get_current_context().exit(code)
 
@@ -227,23 +261,6 @@ def _cli_json(r: ItemResult) -> dict[str, Any]:
     if r.error is not None:
         body["error"] = messages.to_dict(r.error)
     return body
-
-
-def _open_out(path: Path | None) -> tuple[IO[str], Path | None]:
-    if path is None:
-        return sys.stdout, None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    return open(tmp, "w", encoding="utf-8"), tmp
-
-
-def _close_out(out: IO[str], tmp: Path | None, path: Path | None) -> None:
-    """Flush; ``--out`` is renamed into place (with what finished), so it is never half-written."""
-    out.flush()
-    if tmp is None or path is None:
-        return
-    out.close()
-    os.replace(tmp, path)
 
 
 COMMANDS = [map_]

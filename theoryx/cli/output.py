@@ -1,24 +1,85 @@
-"""Shared CLI output helpers: showing outputs and writing files atomically."""
+"""Shared CLI output helpers: showing outputs and writing the files a user names.
+
+A file the CLI writes for the user (``--out``, ``--save-first``, ``--save-dir``) is either
+replaced whole or left as it was: a regular file, or one that does not exist yet, is written
+to a temp file beside it and renamed into place when complete (with the mode a new file gets
+under the umask, or the replaced file's own mode). Anything else that exists — ``/dev/null``, a
+FIFO, a terminal, a socket — is written through, as a shell redirection would; it is never
+replaced by a regular file. A directory, or a path that cannot be created, is a
+:class:`~theoryx.errors.UsageError` before anything is written.
+"""
 
 from __future__ import annotations
 
 import os
-import tempfile
+import stat
 from pathlib import Path
+from typing import IO
 
 from theoryx.budget.money import dollars
+from theoryx.errors import UsageError
 
-__all__ = ["atomic_write", "dollars"]
+__all__ = ["OutputFile", "atomic_write", "dollars"]
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+class OutputFile:
+    """One file the CLI writes for the user (see the module's contract). ``stream`` is open for
+    writing (text, or bytes with ``binary``); :meth:`commit` puts what was written in place,
+    :meth:`abandon` leaves the target as it was. ``what`` names the option in messages."""
+
+    def __init__(self, path: Path, *, what: str = "--out", binary: bool = False) -> None:
+        self.path = path
+        self.tmp: Path | None = None
+        mode = "wb" if binary else "w"
+        encoding = None if binary else "utf-8"
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            st = None
+        except OSError as exc:
+            raise UsageError(f"cannot write {what} {path}: {exc.strerror}") from None
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            raise UsageError(f"cannot write {what} {path}: it is a directory")
+        try:
+            if st is not None and not stat.S_ISREG(st.st_mode):
+                self.stream: IO[str] | IO[bytes] = open(path, mode, encoding=encoding)
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+            perm = stat.S_IMODE(st.st_mode) if st is not None else 0o666   # the umask applies to 0o666
+            fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, perm)
+            if st is not None:
+                os.fchmod(fd, perm)
+            self.stream = open(fd, mode, encoding=encoding)
+        except OSError as exc:
+            raise UsageError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
+
+    def commit(self) -> None:
+        """Flush and close; a temp file is renamed over the target (the target is complete)."""
+        try:
+            self.stream.close()
+            if self.tmp is not None:
+                os.replace(self.tmp, self.path)
+        except BaseException:
+            self.abandon()
+            raise
+
+    def abandon(self) -> None:
+        """Close and remove the temp file: the target keeps what it had. Idempotent."""
+        try:
+            self.stream.close()
+        except OSError:
+            pass
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path: Path, data: bytes, *, what: str = "--out") -> None:
+    """Write ``data`` to ``path`` whole (see the module's contract)."""
+    out = OutputFile(path, what=what, binary=True)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        out.stream.write(data)   # type: ignore[arg-type]
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        out.abandon()
         raise
+    out.commit()

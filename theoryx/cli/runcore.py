@@ -197,7 +197,7 @@ def save(result: RunResult, save_dir: str | None, save_first: str | None, regist
 
     if save_dir:
         for name in result.names():
-            atomic_write(Path(save_dir) / name, result.output(name).bytes())
+            atomic_write(Path(save_dir) / name, result.output(name).bytes(), what="--save-dir")
     if save_first:
         if not result.outputs:
             raise UsageError("--save-first: the run produced no outputs")
@@ -207,4 +207,4 @@ def save(result: RunResult, save_dir: str | None, save_first: str | None, regist
         spec = Registry.from_option(registry).load(Ref.parse(result.ref), session.stores.db)
         names = result.names()
         first = next((d.path for d in spec.outputs if d.path in names), names[0])
-        atomic_write(Path(save_first), result.output(first).bytes())
+        atomic_write(Path(save_first), result.output(first).bytes(), what="--save-first")

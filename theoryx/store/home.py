@@ -64,7 +64,19 @@ class Home:
 
     def ensure(self) -> Home:
         """Create the root (mode ``0700`` if theoryx creates it; an existing directory keeps its
-        mode), its tag and the directories every run needs (modes inherited from the root)."""
+        mode), its tag and the directories every run needs (modes inherited from the root).
+        Raises :class:`~theoryx.errors.StoreError` (``ERR_STORE``) naming the home when it cannot
+        be one (a file on its path, no permission, a read-only or virtual filesystem)."""
+        try:
+            return self._ensure()
+        except OSError as exc:
+            from theoryx.errors import StoreError
+
+            where = f" ({exc.filename})" if exc.filename and os.fspath(exc.filename) != os.fspath(self.root) else ""
+            raise StoreError(f"cannot use {self.root} as the theoryx home: {exc.strerror or exc}{where}; "
+                             "choose another with --home or THEORYX_HOME") from None
+
+    def _ensure(self) -> Home:
         if not (self.root / "CACHEDIR.TAG").exists():
             self.root.parent.mkdir(parents=True, exist_ok=True)
             try:

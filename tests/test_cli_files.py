@@ -1,0 +1,170 @@
+"""Files and streams the CLI writes and reads for the user: ``--out`` and ``--save-first`` never
+replace a device or FIFO and never lose an existing file to an error; items files in any bytes;
+a closed stdout; SIGTERM and a second Ctrl-C; a home that cannot be one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from test_map import lines, msg, slow_registry, tmap, write_items
+from theoryx_testing import REGISTRY, REPO, Cli, hello_args
+
+from theoryx.cli.output import OutputFile, atomic_write
+from theoryx.errors import UsageError
+
+MOCK = ("--adapter", "mock", "--ref", "llm/litellm@1")
+
+
+def two_items(tmp_path: Path) -> Path:
+    return write_items(tmp_path / "items.jsonl", [{"inputs": msg("a")}, {"inputs": msg("b")}])
+
+
+def test_out_through_a_symlink_to_dev_null_writes_through_and_keeps_the_device(tmp_path: Path) -> None:
+    link = tmp_path / "null"
+    link.symlink_to(os.devnull)
+    proc = tmap(tmp_path / "h", *MOCK, "--items", str(two_items(tmp_path)), "--out", str(link), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert link.is_symlink() and stat.S_ISCHR(os.stat(link).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h", "items.jsonl", "null"]   # no temp file
+
+
+def test_out_to_a_fifo_writes_every_line_through_and_leaves_the_fifo(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    proc = tmap(tmp_path / "h", *MOCK, "--items", str(two_items(tmp_path)), "--out", str(fifo), "--quiet")
+    if not got:     # nothing opened the FIFO (it was replaced): release the reader, then fail
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+    reader.join(timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert [o["status"] for o in lines(got[0].decode())] == ["success", "success"]
+
+
+def test_an_error_that_stops_the_batch_leaves_out_as_it_was(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    out = tmp_path / "res.jsonl"
+    out.write_text("PRECIOUS\n")
+    proc = subprocess.run([sys.executable, "-m", "theoryx", "--home", str(tmp_path / "afile" / "home"), "map", *MOCK,
+                           "--items", str(two_items(tmp_path)), "--out", str(out)], cwd=REPO, capture_output=True,
+                          text=True, env=dict(os.environ, THEORYX_REGISTRY=str(REGISTRY)), timeout=120)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.startswith("Error: cannot use ") and "theoryx home" in proc.stderr, proc.stderr
+    assert out.read_text() == "PRECIOUS\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "items.jsonl", "res.jsonl"]
+
+
+@pytest.mark.parametrize("target, message", [("afile/x", "Not a directory"), ("dir", "is a directory")])
+def test_out_that_cannot_be_written_is_a_usage_error(tmp_path: Path, target: str, message: str) -> None:
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "dir").mkdir()
+    cli = Cli(tmp_path / "h", REGISTRY)
+    res = cli("map", *MOCK, "--items", str(two_items(tmp_path)), "--out", str(tmp_path / target))
+    assert res.exit_code == 2 and message in res.stderr, res.output
+
+
+def test_output_file_modes_and_abandon(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        fresh = tmp_path / "fresh.txt"
+        atomic_write(fresh, b"x")
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o644 and fresh.read_bytes() == b"x"
+        kept = tmp_path / "kept.txt"
+        kept.write_text("old")
+        kept.chmod(0o640)
+        atomic_write(kept, b"new")
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o640 and kept.read_bytes() == b"new"
+        out = OutputFile(kept)
+        out.stream.write("half")    # type: ignore[arg-type]
+        out.abandon()
+        assert kept.read_bytes() == b"new"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh.txt", "kept.txt"]
+        with pytest.raises(UsageError, match="is a directory"):
+            OutputFile(tmp_path, what="--save-first")
+    finally:
+        os.umask(old)
+
+
+def test_save_first_to_a_symlinked_device_writes_through(tmp_path: Path) -> None:
+    link = tmp_path / "null"
+    link.symlink_to(os.devnull)
+    res = Cli(tmp_path / "h", REGISTRY)("run", *hello_args("--save-first", str(link)))
+    assert res.exit_code == 0, res.output
+    assert link.is_symlink() and stat.S_ISCHR(os.stat(link).st_mode)
+
+
+ITEM = b'{"inputs": {"messages": [{"role": "user", "content": "a"}]}}'
+
+
+@pytest.mark.parametrize("from_stdin", [False, True], ids=["file", "stdin"])
+def test_items_that_are_not_utf8_fail_alone_naming_their_line(tmp_path: Path, from_stdin: bool) -> None:
+    data = b"\xef\xbb\xbf" + ITEM + b"\r\n\xff\xfe{}\n" + ITEM.replace(b'"a"', b'"caf\xe9"') + b"\n\n" + \
+        ITEM.replace(b'"a"', b'"b"')
+    items = tmp_path / "items.jsonl"
+    items.write_bytes(data)
+    args = [sys.executable, "-m", "theoryx", "map", *MOCK, "--items", "-" if from_stdin else str(items)]
+    proc = subprocess.run(args, cwd=REPO, capture_output=True, input=data if from_stdin else None, timeout=120,
+                          env=dict(os.environ, THEORYX_HOME=str(tmp_path / "h"), THEORYX_REGISTRY=str(REGISTRY)))
+    assert proc.returncode == 1 and b"Traceback" not in proc.stderr and b"internal" not in proc.stderr
+    out = lines(proc.stdout.decode())
+    assert [(o["line"], o["status"]) for o in out] == [(1, "success"), (2, "error"), (3, "error"), (5, "success")]
+    assert out[1]["error"] == {"code": "ERR_INPUTS", "message": "line 2: not UTF-8 (byte 0xff at byte 1 of the line)"}
+    assert out[2]["error"]["message"].startswith("line 3: not UTF-8 (byte 0xe9 at byte 58 of the line)")
+
+
+def test_a_closed_stdout_ends_quietly_with_141(tmp_path: Path) -> None:
+    items = write_items(tmp_path / "items.jsonl", [{"inputs": msg("same")}] * 2000)   # far more than a pipe holds
+    env = dict(os.environ, THEORYX_HOME=str(tmp_path / "h"), THEORYX_REGISTRY=str(REGISTRY))
+    for args in (["map", *MOCK, "--items", str(items), "--quiet"],
+                 ["run", "--json", *hello_args()]):
+        proc = subprocess.Popen([sys.executable, "-m", "theoryx", *args], cwd=REPO, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.read(1)
+        proc.stdout.close()
+        err = proc.stderr.read()
+        proc.wait(timeout=120)
+        if args[0] == "map":
+            assert proc.returncode == 141, err
+        else:       # one small envelope: it may fit the pipe before it closes
+            assert proc.returncode in (0, 141), err
+        assert err == b"", err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signals, code", [((signal.SIGTERM,), 143), ((signal.SIGINT, signal.SIGINT), 130)],
+                         ids=["SIGTERM", "Ctrl-C twice"])
+def test_sigterm_and_a_second_ctrl_c_keep_what_finished(tmp_path: Path, signals: tuple[int, ...],
+                                                        code: int) -> None:
+    registry, home = slow_registry(tmp_path), tmp_path / "home"
+    items = write_items(tmp_path / "items.jsonl", [{"inputs": {"i": i}} for i in range(200)])
+    out = tmp_path / "out.jsonl"
+    env = dict(os.environ, THEORYX_HOME=str(home), THEORYX_REGISTRY=str(registry))
+    proc = subprocess.Popen([sys.executable, "-m", "theoryx", "map", "--adapter", "mock", "--ref", "test/slowish@1",
+                             "--items", str(items), "--jobs", "2", "--out", str(out)], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    for sig in signals:
+        proc.send_signal(sig)
+        time.sleep(0.05)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and "internal" not in err
+    done = lines(out.read_text())
+    assert 0 < len(done) < 200
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert json.loads(out.read_text().splitlines()[0])["line"] == 1
