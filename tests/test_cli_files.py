@@ -122,8 +122,8 @@ def test_items_that_are_not_utf8_fail_alone_naming_their_line(tmp_path: Path, fr
     assert proc.returncode == 1 and b"Traceback" not in proc.stderr and b"internal" not in proc.stderr
     out = lines(proc.stdout.decode())
     assert [(o["line"], o["status"]) for o in out] == [(1, "success"), (2, "error"), (3, "error"), (5, "success")]
-    assert out[1]["error"] == {"code": "ERR_INPUTS", "message": "line 2: not UTF-8 (byte 0xff at byte 1 of the line)"}
-    assert out[2]["error"]["message"].startswith("line 3: not UTF-8 (byte 0xe9 at byte 58 of the line)")
+    assert out[1]["error"] == {"code": "ERR_INPUTS", "message": "line 2: not UTF-8 (byte 0xff at byte 1)"}
+    assert out[2]["error"]["message"].startswith("line 3: not UTF-8 (byte 0xe9 at byte 58)")
 
 
 def test_a_closed_stdout_ends_quietly_with_141(tmp_path: Path) -> None:
@@ -168,3 +168,20 @@ def test_sigterm_and_a_second_ctrl_c_keep_what_finished(tmp_path: Path, signals:
     assert 0 < len(done) < 200
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert json.loads(out.read_text().splitlines()[0])["line"] == 1
+
+
+@pytest.mark.parametrize("from_stdin", [False, True], ids=["file", "stdin"])
+def test_inputs_file_that_is_not_utf8_is_err_inputs_json(tmp_path: Path, from_stdin: bool) -> None:
+    data = b'{"messages": [{"role": "user", "content": "caf\xe9"}]}'
+    path = tmp_path / "inputs.json"
+    path.write_bytes(data)
+    name = "-" if from_stdin else str(path)
+    proc = subprocess.run([sys.executable, "-m", "theoryx", "run", "--json", *MOCK, "--inputs-file", name], cwd=REPO,
+                          capture_output=True, input=data if from_stdin else None, timeout=120,
+                          env=dict(os.environ, THEORYX_HOME=str(tmp_path / "h"), THEORYX_REGISTRY=str(REGISTRY)))
+    assert proc.returncode == 2
+    assert json.loads(proc.stdout)["error"] == {"code": "ERR_INPUTS_JSON",
+                                                "message": f"--inputs-file {name} is not UTF-8 (byte 0xe9 at byte 47)"}
+    path.write_bytes(b"\xef\xbb\xbf" + data.replace(b"\xe9", b"e"))      # a byte-order mark is fine
+    ok = Cli(tmp_path / "h", REGISTRY)("run", "--json", *MOCK, "--inputs-file", str(path))
+    assert ok.exit_code == 0, ok.output

@@ -99,3 +99,18 @@ def test_pins_protect_until_unpinned(home: Path, cli: Cli) -> None:
     body = gc_json(cli)
     assert body["reclaimed"]["count"] >= len(live_cids(result) - {result.record.action_cid})
     assert not live_cids(result) & set(blob_files(home))
+
+
+def test_pinning_again_keeps_the_time_and_takes_a_new_note_and_a_bad_note_is_refused(home: Path, cli: Cli) -> None:
+    result = run(home)
+    assert cli("pin", result.execution_id, "--note", "first").exit_code == 0
+    first = cli("pins").stdout
+    assert cli("pin", result.execution_id, "--note", "second").exit_code == 0
+    assert cli("pin", result.execution_id).exit_code == 0          # no note: the note stays
+    again = cli("pins").stdout
+    assert "second" in again and "first" not in again
+    assert again.replace("second", "first") == first                # the pinned time is kept
+    for bad in ("a\udcffb", "two\nlines"):                          # \udcff: a byte that was not UTF-8 in argv
+        res = cli("pin", result.execution_id, "--note", bad)
+        assert res.exit_code == 2 and "--note must be printable UTF-8 text" in res.stderr
+    assert "second" in cli("pins").stdout

@@ -28,7 +28,7 @@ import click
 from theoryx.cli.options import MAP_OPTIONS
 from theoryx.cli.output import OutputFile
 from theoryx.cli.run import with_options
-from theoryx.cli.runcore import parse_json
+from theoryx.cli.runcore import parse_json, utf8_text
 from theoryx.cli.state import State
 from theoryx.errors import InputsError, TheoryxError, UsageError
 from theoryx.pipeline.batch import Batch, Item, ItemResult
@@ -43,14 +43,8 @@ def read_items(stream: IO[bytes], base: Path) -> Iterator[Item]:
     JSON, not an item object — becomes an item that fails with ``ERR_INPUTS`` naming its line;
     blank lines are skipped (they still count for line numbers)."""
     for n, raw in enumerate(stream, start=1):
-        if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
         try:
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputsError(f"not UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the line)") \
-                    from None
+            line = utf8_text(raw)      # a byte-order mark (the first line's) is dropped
             if not line.strip():
                 continue
             value = parse_json(line, "the item")

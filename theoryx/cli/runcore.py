@@ -58,15 +58,31 @@ def parse_json(text: str, what: str) -> Any:
     return value
 
 
+def utf8_text(raw: bytes) -> str:
+    """``raw`` decoded as UTF-8 (a leading byte-order mark dropped); :class:`InputsError`
+    ``not UTF-8 (byte 0x.. at byte N)`` naming the first bad byte (N counts from 1)."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputsError(f"not UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1})") from None
+
+
 def read_inputs(inputs_json: str | None, inputs_file: str | None) -> Any:
     if inputs_json is not None and inputs_file is not None:
         raise UsageError("give either --inputs-json or --inputs-file, not both")
     if inputs_file is not None:
+        what = f"--inputs-file {inputs_file}"
         try:
-            text = sys.stdin.read() if inputs_file == "-" else Path(inputs_file).read_text()
+            raw = sys.stdin.buffer.read() if inputs_file == "-" else Path(inputs_file).read_bytes()
         except OSError as exc:
-            raise UsageError(f"cannot read --inputs-file {inputs_file}: {exc.strerror}") from None
-        return parse_json(text, f"--inputs-file {inputs_file}")
+            raise UsageError(f"cannot read {what}: {exc.strerror}") from None
+        try:
+            text = utf8_text(raw)
+        except InputsError as exc:
+            raise InputsJsonError(f"{what} is {exc.message}") from None
+        return parse_json(text, what)
     return parse_json(inputs_json or "{}", "--inputs-json")
 
 

@@ -20,7 +20,7 @@ from theoryx.cli import messages
 from theoryx.cli.output import dollars
 from theoryx.cli.state import State
 from theoryx.core.durations import human_bytes, human_duration, parse_duration, parse_size
-from theoryx.errors import TheoryxError
+from theoryx.errors import TheoryxError, UsageError
 
 T = TypeVar("T")
 ProgressFn = Callable[[str, int, "int | None"], None]
@@ -190,6 +190,8 @@ def pin(state: State, execution: str, note: str) -> None:
     """Keep EXECUTION's blobs (and the record) whatever gc is asked to drop."""
     from theoryx.store import executions, pins
 
+    if not note.isprintable():     # also rejects bytes that were not UTF-8 (lone surrogates)
+        raise UsageError("--note must be printable UTF-8 text on one line")
     stores = state.stores()
     p = pins.pin(stores.db, execution, note)
     rec = executions.get(stores.db, p.execution_id)

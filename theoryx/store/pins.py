@@ -35,11 +35,15 @@ class Pin:
 
 
 def pin(db: Database, execution: str, note: str = "") -> Pin:
-    """Pin ``execution`` (an id or a unique prefix of one); pinning twice keeps the first time."""
+    """Pin ``execution`` (an id or a unique prefix of one); pinning twice keeps the first time,
+    and a new non-empty ``note`` replaces the old one."""
     rec = executions.get(db, execution)
     existing = db.get("pins", rec.execution_id)
     if existing is not None:
-        return Pin(rec.execution_id, int(existing["pinned_ms"]), str(existing.get("note", "")))
+        kept = Pin(rec.execution_id, int(existing["pinned_ms"]), note or str(existing.get("note", "")))
+        if note and note != existing.get("note"):
+            db.put("pins", rec.execution_id, {"pinned_ms": kept.pinned_ms, "note": note})
+        return kept
     value = Pin(rec.execution_id, int(time.time() * 1000), note)
     db.put("pins", rec.execution_id, {"pinned_ms": value.pinned_ms, "note": note})
     return value
