@@ -4,6 +4,7 @@ loads obstore, even with a remote configured."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from nginx_server import PASSWORD, USER, Nginx
 from notices_testing import captured_notices, texts
 from theoryx_testing import REPO
 
-from theoryx.errors import RemoteConfigError, RemoteRejected
+from theoryx.errors import RemoteConfigError, RemoteError, RemoteRejected
 from theoryx.remote import config, layout
 from theoryx.remote.client import RemoteStore, scrub
 
@@ -35,6 +36,9 @@ def test_the_url_comes_from_the_run_then_the_environment_then_remote_json(tmp_pa
     (f"http://{USER}:{PASSWORD}@127.0.0.1/x", "must not hold credentials"),
     ("https://host/x?sig=abc", "no query"),
     ("s3:///nobucket", "names no host or bucket"),
+    ("file:relative/dir", "absolute directory"),
+    ("file://", "absolute directory"),
+    ("file://otherhost/dir", "absolute directory"),
 ])
 def test_unusable_urls_are_refused_without_echoing_secrets(tmp_path: Path, url: str, says: str) -> None:
     with pytest.raises(RemoteConfigError) as err:
@@ -213,3 +217,21 @@ def test_a_download_blames_the_remote_only_for_bytes_that_are_not_the_blob(
         remote.download("cas-v1/blob", cid, store, len(data))
     assert local_fault == (not isinstance(raised.value, RemoteRejected))
     assert list(store.iter_blobs()) == []
+
+
+def test_a_file_remote_is_never_created_by_reading_or_a_status_check(tmp_path: Path) -> None:
+    """Like a bucket, a file remote's directory must exist: a status check or a lookup that
+    creates it would turn a typo into an empty team cache."""
+    missing = tmp_path / "typo" / "remote"
+    env = {"THEORYX_HOME": str(tmp_path / "home")}
+    proc = subprocess.run([sys.executable, "-m", "theoryx", "remote", "status", "--json", "--remote",
+                           missing.as_uri()], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **env})
+    assert proc.returncode == 1
+    body = json.loads(proc.stdout)
+    assert body["reachable"] is False and "does not exist (create it first)" in body["problem"]
+    assert not (tmp_path / "typo").exists()
+    with pytest.raises(RemoteError, match="does not exist"):
+        RemoteStore(config.RemoteConfig(url=missing.as_uri(), source="test"))
+    missing.mkdir(parents=True)
+    assert RemoteStore(config.RemoteConfig(url=missing.as_uri(), source="test")).size("ac-v1/none") is None

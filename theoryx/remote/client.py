@@ -151,8 +151,13 @@ class RemoteStore:
                 return GCSStore.from_url(url, client_options=options, retry_config=retry)
             if scheme == "az":
                 return AzureStore.from_url(url, client_options=options, retry_config=retry)
-            if scheme == "file":
-                return LocalStore.from_url(url + "/", mkdir=True)
+            if scheme == "file":     # like a bucket, the directory must exist: theoryx never creates it
+                directory = _file_directory(url)
+                if not os.path.isdir(directory):
+                    raise RemoteError(f"the remote directory {directory} does not exist (create it first)")
+                return LocalStore.from_url(url + "/", mkdir=False)
+        except RemoteError:
+            raise
         except Exception as exc:  # obstore's configuration errors: unknown bucket syntax and the like
             raise RemoteConfigError(f"cannot open the remote {url}: {describe(exc, self._env)}") from None
         raise RemoteConfigError(f"unsupported remote scheme {scheme!r}")
@@ -336,3 +341,10 @@ class _Prefetch:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(5)
+
+
+def _file_directory(url: str) -> str:
+    """The local directory of a ``file://`` URL (checked by :func:`theoryx.remote.config.check_url`)."""
+    from urllib.parse import unquote, urlsplit
+
+    return unquote(urlsplit(url).path)

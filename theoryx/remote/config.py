@@ -134,6 +134,9 @@ def check_url(url: str, where: str) -> str:
     if parts.query or parts.fragment:
         raise RemoteConfigError(f"{where}: the remote URL must have no query or fragment (tokens belong in "
                                 "the environment)")
+    if parts.scheme == "file" and (parts.netloc not in ("", "localhost") or not parts.path.startswith("/")):
+        raise RemoteConfigError(f"{where}: a file remote names an absolute directory on this machine "
+                                "(file:///path/to/dir)")
     if parts.scheme != "file" and not parts.netloc:
         raise RemoteConfigError(f"{where}: the remote URL names no host or bucket")
     return url.strip().rstrip("/")
