@@ -28,6 +28,7 @@ import errno
 import fcntl
 import io
 import os
+import shutil
 import stat
 import time
 from collections.abc import Iterator
@@ -563,11 +564,18 @@ class Store:
     # -- maintenance -----------------------------------------------------------------------
 
     def delete(self, cid: str) -> bool:
-        """Remove blob ``cid``; True if it was there. Links made by :meth:`link_to` survive."""
+        """Remove blob ``cid``; True if it was there. Links made by :meth:`link_to` survive.
+        Whatever else sits at the blob's path (a directory: damage, never a blob) is removed too
+        (True), so that the blob can be stored again."""
+        path = self.path(cid)
         try:
-            os.unlink(self.path(cid))
+            os.unlink(path)
         except (FileNotFoundError, NotADirectoryError):
             return False
+        except (IsADirectoryError, PermissionError):   # EISDIR on Linux, EPERM elsewhere for a directory
+            if not os.path.isdir(path) or os.path.islink(path):
+                raise
+            shutil.rmtree(path)
         return True
 
     # -- two-phase removal, for a garbage collector ------------------------------------------

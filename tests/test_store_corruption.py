@@ -183,3 +183,21 @@ def test_verify_reports_and_repair_clears_the_quarantine_and_du_counts_it(home: 
     assert repaired["clean"] and repaired["repaired"]["quarantined_removed"] == 1
     assert quarantined(home) == [] and json.loads(cli("du", "--json").stdout)["quarantined"]["count"] == 0
     assert cli.run_json(*hello_args())["cache"] == "miss"
+
+
+def test_a_directory_in_place_of_a_blob_is_corrupt_and_repair_removes_it(home: Path, cli: Cli) -> None:
+    body = cli.run_json(*hello_args())
+    cid = output_cid(body)
+    path = cas(home).path(cid)
+    os.chmod(path, 0o644)
+    path.unlink()
+    path.mkdir()
+    (path / "x").write_text("not a blob")
+    report = json.loads(cli("verify", "--json").stdout)
+    assert not report["clean"]
+    repaired = cli("verify", "--repair", "--json")
+    assert repaired.exit_code == 0, repaired.output
+    assert json.loads(repaired.stdout)["clean"] and not path.exists()
+    again = cli.run_json(*hello_args())
+    assert again["cache"] == "miss" and cas(home).read(cid) == GOOD
+    assert cas(home).delete(cid) and not cas(home).delete(cid)
