@@ -113,6 +113,36 @@ def test_fail_fast_executes_nothing_after_the_first_failure(tmp_path: Path, jobs
     assert len(results) == 1 if jobs == 1 else 1 <= len(results) <= jobs
 
 
+@pytest.mark.parametrize("options, code", [
+    ({"ref": "llm/litelm@1"}, "ERR_PROCESSOR_NOT_FOUND"),
+    ({"seed": 2**53}, "ERR_USAGE"),
+    ({"plan": "nope"}, "ERR_PLAN_NOT_FOUND"),
+    ({"plan": ""}, "ERR_PLAN_KEY"),
+    ({"adapter_options": {"exit_code": 300}}, "ERR_ADAPTER_OPTIONS"),
+], ids=["ref", "seed", "plan", "plan key", "adapter options"])
+def test_a_mistake_every_item_shares_fails_the_batch_once_before_any_item(
+        tmp_path: Path, options: dict[str, Any], code: str) -> None:
+    from theoryx.errors import TheoryxError
+
+    ref = options.pop("ref", "llm/litellm@1")
+    items = [{"inputs": msg(str(i))} for i in range(50)]
+    with theoryx.Session(tmp_path / "home", registry=str(REGISTRY)) as s:
+        with pytest.raises(TheoryxError) as raised:
+            list(s.map(ref, items, adapter="mock", **options))
+    assert raised.value.code == code
+    assert list(executions.latest(open_stores(tmp_path / "home").db)) == []
+
+
+def test_a_misspelt_ref_fails_map_once_and_leaves_out_alone(tmp_path: Path) -> None:
+    items = write_items(tmp_path / "items.jsonl", [{"inputs": msg(str(i))} for i in range(30)])
+    out = tmp_path / "out.jsonl"
+    out.write_text("kept\n")
+    proc = tmap(tmp_path / "h", "--adapter", "mock", "--ref", "llm/litelm@1", "--items", str(items), "--out", str(out))
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.startswith("Error: processor llm/litelm@1 not found") and proc.stderr.count("\n") == 1
+    assert out.read_text() == "kept\n"
+
+
 def test_attach_paths_are_relative_to_the_items_file(tmp_path: Path) -> None:
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "a.txt").write_text("hello")

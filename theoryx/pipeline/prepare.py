@@ -13,7 +13,7 @@ from pathlib import Path
 from theoryx import adapters
 from theoryx.core import notices
 from theoryx.core.canonical import CanonicalizationError
-from theoryx.errors import InputsError
+from theoryx.errors import InputsError, UsageError
 from theoryx.pipeline import attachments, writeprefix
 from theoryx.pipeline.action import Action, build
 from theoryx.pipeline.attachments import Attachment
@@ -96,10 +96,22 @@ class Resolutions:
         return found
 
 
+MAX_SEED = 2**53 - 1
+"""The largest seed magnitude: a seed is part of the memo key, whose canonical JSON (RFC 8785)
+holds only integers that a double represents exactly."""
+
+
+def check_seed(seed: int) -> None:
+    """:class:`~theoryx.errors.UsageError` unless ``-MAX_SEED <= seed <= MAX_SEED``."""
+    if not -MAX_SEED <= seed <= MAX_SEED:
+        raise UsageError(f"seed {seed} is out of range: a seed is an integer from -{MAX_SEED} to {MAX_SEED}")
+
+
 def prepare(stores: Stores, req: RunRequest, execution_id: str, resolutions: Resolutions | None = None) -> Prepared:
     """Resolve ``req`` into a :class:`Prepared` action. Raises usage, ref, spec, attachment and
     inputs errors; never writes a blob."""
     env_class = adapters.env_class(req.adapter)
+    check_seed(req.seed)
     check_depth(req.inputs)
     if req.adapter_options:
         check_depth(dict(req.adapter_options), "adapter_options")

@@ -148,14 +148,16 @@ class Session:
         first. ``batch``, if given, receives the :class:`Batch` so a caller can ``cancel()`` it.
         """
         template = self._defaults(RunRequest.of(ref, **options))
+        from theoryx import adapters
         from theoryx.pipeline.batch import Batch, BatchScope  # batches only: a single hit stays lean
         from theoryx.pipeline.recorder import GroupRecorder
 
-        scope = BatchScope(Resolutions(), lambda: Lease(self.stores.home.leases, new_execution_id()),
+        resolutions = Resolutions()
+        self._check_batch(template, resolutions)
+        scope = BatchScope(resolutions, lambda: Lease(self.stores.home.leases, new_execution_id()),
                            GroupRecorder(self.stores.db), work=self.stores.home.work)
         jobs = jobs or os.cpu_count() or 1
         # Persistent workers (specs that declare `worker`, on local): created idle, closed with the batch.
-        from theoryx import adapters
 
         workers = adapters.workers(template.adapter, stores=self.stores, jobs=jobs) \
             if template.adapter in adapters.NAMES else None
@@ -174,6 +176,22 @@ class Session:
         if batch is not None:
             batch.append(runner)
         return runner.run(items)
+
+    def _check_batch(self, template: RunRequest, resolutions: Resolutions) -> None:
+        """What every item of a batch shares, checked once before the first item, so that a
+        typo fails the batch at once instead of each item (3,000 failed records for a misspelt
+        ref): the ref and its spec, the adapter and its options, the seed, the plan."""
+        from theoryx import adapters
+        from theoryx.pipeline.prepare import check_seed
+
+        check_seed(template.seed)
+        if template.plan is not None:
+            from theoryx.budget.plans import get
+
+            get(self.stores.db, template.plan)
+        proc = resolutions.get(self.stores, template.registry, template.ref, adapters.env_class(template.adapter))
+        if template.adapter_options:
+            adapters.check_options(template.adapter, template.adapter_options, proc.spec)
 
     def replay(self, req: RunRequest, prep: Prepared) -> RunResult:
         """Execute an already prepared action again, bypassing the cache and leaving both the
