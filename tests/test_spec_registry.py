@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -149,3 +150,19 @@ def test_a_timeout_over_a_week_is_refused_naming_the_field() -> None:
     assert longest.runtime.timeout == MAX_TIMEOUT_S
     with pytest.raises(SpecError, match=r"runtime\.timeout"):
         ProcessorSpec.from_mapping({**base, "runtime": {"timeout": 10**30}}, src)
+
+
+@pytest.mark.parametrize("setting", ["{tmp}/missing", os.pathsep, "{tmp}/afile"], ids=["missing", "empty", "file"])
+def test_a_registry_setting_naming_no_directory_is_a_usage_error(tmp_path: Path, setting: str) -> None:
+    """A typo in --registry must not read as an empty registry ("0 valid, 0 invalid", exit 0)."""
+    from click.testing import CliRunner
+
+    from theoryx.cli.app import cli
+
+    (tmp_path / "afile").write_text("")
+    base = ["--home", str(tmp_path / "h"), "--registry", setting.format(tmp=tmp_path)]
+    for args in (["registry", "validate"], ["registry", "ls"], ["run", "--adapter", "mock", "--ref", "llm/litellm@1"]):
+        out = CliRunner().invoke(cli, [*base, *args])
+        assert out.exit_code == 2 and "Error: no registry: " in out.stderr, (args, out.output)
+    # a search path skips entries that do not exist, as PATH does
+    assert Registry.from_option(f"{tmp_path}/missing{os.pathsep}{REGISTRY}").roots[1] == REGISTRY

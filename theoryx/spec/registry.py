@@ -84,7 +84,18 @@ class Registry:
 
     @classmethod
     def from_option(cls, explicit: str | None = None) -> Registry:
-        return cls(search_path(explicit))
+        """The registries of ``--registry`` / ``THEORYX_REGISTRY`` (``os.pathsep``-separated;
+        entries that do not exist are skipped, as in ``PATH``), else ``./registry``, else the
+        installed one. :class:`~theoryx.errors.UsageError` when the setting names no existing
+        directory at all: a typo must not read as an empty registry."""
+        roots = search_path(explicit)
+        if not any(root.is_dir() for root in roots):
+            from theoryx.errors import UsageError
+
+            named = ", ".join(str(r) for r in roots) or "an empty list"
+            raise UsageError(f"no registry: {named} is not an existing directory (set --registry or "
+                             "THEORYX_REGISTRY to a registry directory)")
+        return cls(roots)
 
     def locate(self, ref: Ref) -> Path:
         """The YAML file for ``ref``; :class:`ProcessorNotFound` names every root searched."""
