@@ -161,3 +161,21 @@ def test_a_full_disk_is_err_store_full_and_leaves_the_store_clean(tmp_path: Path
                  json.dumps(HELLO))
     assert ok.returncode == 0 and json.loads(ok.stdout)["cache"] == "miss", ok.stderr
     print("disk-full runs: 1, tracebacks: 0, verify: clean")
+
+
+@pytest.mark.parametrize("args", [
+    ["verify", "--json", "--workers", "0"], ["ls", "--json", "--limit", "-1"], ["run", "--json", "--seed", "abc"],
+    ["gc", "--json", "--max-age"], ["run", "--json", "--nope"], ["--home", "{afile}", "du", "--json"],
+], ids=["range", "negative", "not an int", "missing value", "unknown option", "group option"])
+def test_usage_errors_click_catches_still_print_one_json_envelope(tmp_path: Path, args: list[str]) -> None:
+    (tmp_path / "afile").write_text("")
+    argv = [a.format(afile=tmp_path / "afile") for a in args]
+    proc = run_cli(tmp_path / "h", *argv)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1, proc.stdout
+    body = json.loads(lines[0])
+    assert body["status"] == "error" and body["error"]["code"] == "ERR_USAGE" and body["error"]["message"]
+    assert "Error: " in proc.stderr
+    plain = run_cli(tmp_path / "h", *[a for a in argv if a != "--json"])
+    assert plain.stdout == "" and plain.returncode == 2

@@ -49,12 +49,22 @@ class Group(click.Group):
         found = getattr(module, cmd_name.replace("-", "_"), None)
         return found if isinstance(found, click.Command) else None
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.UsageError as exc:    # the group's own options (--home a-file)
+            _usage_json(exc, "--json" in args)
+            raise
+
     def invoke(self, ctx: click.Context) -> Any:
         as_json = "--json" in [*getattr(ctx, "_protected_args", []), *ctx.args]
         try:
             try:
                 with notices.shown():
                     return super().invoke(ctx)
+            except click.exceptions.UsageError as exc:    # a command's options and arguments
+                _usage_json(exc, as_json)
+                raise
             except (TheoryxError, click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
                 raise
             except KeyboardInterrupt:
@@ -78,6 +88,17 @@ class Group(click.Group):
                                        "error": messages.to_dict(exc)}))
             click.echo(f"Error: {messages.message(exc)}", err=True)
             ctx.exit(exc.exit_code)
+
+
+def _usage_json(exc: click.exceptions.UsageError, as_json: bool) -> None:
+    """Under ``--json``, click's own usage errors (a bad or missing option value) print the
+    ``ERR_USAGE`` envelope on stdout too, as every other error does; click still explains on
+    stderr and exits 2."""
+    if as_json:
+        from theoryx.errors import UsageError
+
+        click.echo(json.dumps({"status": "error", "execution_id": None,
+                               "error": messages.to_dict(UsageError(exc.format_message()))}))
 
 
 def _stdout_gone() -> bool:
