@@ -185,3 +185,21 @@ def test_inputs_file_that_is_not_utf8_is_err_inputs_json(tmp_path: Path, from_st
     path.write_bytes(b"\xef\xbb\xbf" + data.replace(b"\xe9", b"e"))      # a byte-order mark is fine
     ok = Cli(tmp_path / "h", REGISTRY)("run", "--json", *MOCK, "--inputs-file", str(path))
     assert ok.exit_code == 0, ok.output
+
+
+@pytest.mark.parametrize("args", [
+    ["--home", "", "du"], ["run", "--home", "", *hello_args()], ["map", *MOCK, "--items", "{items}", "--home", ""],
+    ["map", *MOCK, "--items", "{items}", "--out", ""], ["run", *hello_args("--save-first", "")],
+], ids=["group --home", "run --home", "map --home", "map --out", "run --save-first"])
+def test_an_empty_path_option_is_refused_not_taken_as_the_current_directory(
+        tmp_path: Path, args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    items = two_items(tmp_path)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    argv = [a.replace("{items}", str(items)) for a in args]
+    proc = subprocess.run([sys.executable, "-m", "theoryx", *argv], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, THEORYX_HOME=str(tmp_path / "h"), THEORYX_REGISTRY=str(REGISTRY),
+                                   PYTHONPATH=str(REPO)))
+    assert proc.returncode == 2 and "must not be empty" in proc.stderr, proc.stderr
+    assert list(work.iterdir()) == [] and proc.stdout == ""

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from theoryx.cli import messages, notices
+from theoryx.cli.run import not_empty
 from theoryx.cli.state import State
 from theoryx.errors import TheoryxError
 
@@ -115,7 +116,7 @@ def _stdout_gone() -> bool:
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--home", envvar="THEORYX_HOME", type=click.Path(file_okay=False),
+@click.option("--home", envvar="THEORYX_HOME", type=click.Path(file_okay=False), callback=not_empty,
               help="Store directory (env THEORYX_HOME; default $XDG_CACHE_HOME/theoryx).")
 @click.option("--registry", envvar="THEORYX_REGISTRY",
               help="Registry directory (env THEORYX_REGISTRY; default ./registry, else the installed one).")

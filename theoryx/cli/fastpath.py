@@ -33,7 +33,7 @@ def _convert(o: Option, raw: str) -> Any:
         return int(raw, 10)
     if o.type == "choice" and raw not in o.choices:
         raise ValueError(raw)
-    if o.type in ("dir", "file") and os.path.exists(raw) and os.path.isdir(raw) != (o.type == "dir"):
+    if o.type in ("dir", "file") and (raw == "" or (os.path.exists(raw) and os.path.isdir(raw) != (o.type == "dir"))):
         raise ValueError(raw)
     return raw
 

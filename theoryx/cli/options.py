@@ -89,8 +89,8 @@ MAP_OPTIONS: tuple[Option, ...] = (
            "\"id\": LABEL} per line ('-' for stdin; attach paths relative to the file).", required=True,
            metavar="FILE|-"),
     Option("--jobs", "jobs", "Items in flight at once (default: the number of CPUs).", type="int"),
-    Option("--out", "out", "Write the result lines to FILE (atomically, at the end) instead of stdout.",
-           type="file"),
+    Option("--out", "out", "Write the result lines to FILE instead of stdout (a regular file is replaced "
+           "whole when the batch ends).", type="file"),
     Option("--unordered", "unordered", "Write results as items finish instead of in input order.", kind="flag"),
     Option("--fail-fast", "fail_fast", "Stop at the first failed item.", kind="flag"),
     Option("--quiet", "quiet", "No progress and no summary on stderr.", kind="flag"),

@@ -41,7 +41,17 @@ def click_option(o: Option) -> Callable[[F], F]:
     }
     if o.type in types:
         kw["type"] = types[o.type]
+    if o.type in ("dir", "file"):
+        kw["callback"] = not_empty
     return click.option(o.flag, o.dest, **kw)
+
+
+def not_empty(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A path option given as the empty string is refused (it would mean the current directory,
+    or quietly the default, never what was meant)."""
+    if value == "":
+        raise click.BadParameter("must not be empty", ctx=ctx, param=param)
+    return value
 
 
 def with_options(options: tuple[Option, ...]) -> Callable[[F], F]:
