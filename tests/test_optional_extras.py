@@ -22,7 +22,7 @@ from theoryx.adapters.modal import boundary
 from theoryx.budget import pricing
 from theoryx.errors import ModalError, ModalNotInstalled
 
-MODAL_MISSING = "Modal not available. Install 'modal' package and set MODAL_ENABLED=True"
+MODAL_MISSING = "Modal not available: install the 'modal' package (pip install 'theoryx[modal]')"
 
 
 def without(module: str, code: str) -> str:

@@ -90,3 +90,7 @@ def test_gc_speaks_plainly_and_draws_no_bar_off_a_terminal(home: Path, cli: Cli)
     first = res.stdout.splitlines()[0]
     assert first.startswith("gc (dry run: nothing was deleted): examined ")
     assert "would reclaim 2 blobs" in first
+    aged = cli("gc", "--dry-run", "--grace", "0", "--max-age", "0s", "--max-size", "0").stdout
+    assert ", would evict " in aged and ", would drop " in aged and "evicted" not in aged and "dropped" not in aged
+    done = cli("gc", "--grace", "0", "--max-age", "0s", "--max-size", "0").stdout
+    assert ", evicted " in done and ", dropped " in done and "would" not in done

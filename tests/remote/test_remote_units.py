@@ -160,6 +160,7 @@ def test_push_uploads_an_earlier_result_and_status_reports_the_setup(
     again = json.loads(runner.invoke(cli, [*base, "remote", "push", "--all", "--json"]).stdout)
     assert again["pushed"][0]["uploaded"] == 0  # every blob already there: HEAD, no PUT
     status = json.loads(runner.invoke(cli, [*base, "remote", "status", "--json"]).stdout)
+    assert status["status"] == "success" and "error" not in status
     assert status["reachable"] and status["upload"] and status["signing_key"] == keypairs["alice"].keyid
     assert [k["keyid"] for k in status["trusted_keys"]] == [keypairs["bob"].keyid]
     bob.configure(url=nginx.ro_url, trusted_keys=[str(keypairs["alice"].public)])
@@ -230,6 +231,7 @@ def test_a_file_remote_is_never_created_by_reading_or_a_status_check(tmp_path: P
     assert proc.returncode == 1
     body = json.loads(proc.stdout)
     assert body["reachable"] is False and "does not exist (create it first)" in body["problem"]
+    assert body["status"] == "error" and body["error"] == {"code": "ERR_REMOTE", "message": body["problem"]}
     assert not (tmp_path / "typo").exists()
     with pytest.raises(RemoteError, match="does not exist"):
         RemoteStore(config.RemoteConfig(url=missing.as_uri(), source="test"))

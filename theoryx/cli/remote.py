@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from theoryx.cli import messages
 from theoryx.cli.state import State
 from theoryx.errors import RemoteConfigError, RemoteError, UsageError
 
@@ -78,14 +79,14 @@ def status(state: State, url: str | None, as_json: bool) -> None:
     trusted = [{"path": str(p), "keyid": keys.keyid(k)}
                for p, k in zip(config.trusted_keys, trust.configured_keys(config), strict=True)]
     info["trusted_keys"] = trusted
-    problem: str | None = None
+    error: RemoteError | None = None
     try:
         key = cache.signing_key(config) if config.signing_key or config.upload else None
         info["signing_key"] = keys.keyid(key.public_key()) if key else None
     except RemoteError as exc:
         info["signing_key"] = None
         if config.upload:
-            problem = exc.message
+            error = exc
     info["upload"] = bool(config.upload and info["signing_key"])
     t0 = time.monotonic()
     try:
@@ -93,9 +94,13 @@ def status(state: State, url: str | None, as_json: bool) -> None:
         info["reachable"] = True
     except RemoteError as exc:
         info["reachable"] = False
-        problem = problem or exc.message
+        error = error or exc
     info["probe_ms"] = round((time.monotonic() - t0) * 1000, 1)
+    problem = error.message if error is not None else None
     info["problem"] = problem
+    info["status"] = "error" if error is not None else "success"
+    if error is not None:
+        info["error"] = messages.to_dict(error)
     if as_json:
         click.echo(json.dumps(info, sort_keys=True))
     else:

@@ -107,9 +107,11 @@ def gc(state: State, dry_run: bool, max_age: str | None, max_size: str | None, g
         evicted.append(f"{report.entries_evicted_by_age} unused for {human_duration(report.max_age_s)}")
     if report.max_size is not None:
         evicted.append(f"{report.entries_evicted_by_size} to fit {human_bytes(report.max_size)}")
-    click.echo(f"  cache entries: {_n(report.entries)}" + (f", evicted {', '.join(evicted)}" if evicted else ""))
+    evict = "would evict" if dry_run else "evicted"
+    click.echo(f"  cache entries: {_n(report.entries)}" + (f", {evict} {', '.join(evicted)}" if evicted else ""))
     if report.max_age_s is not None:
-        click.echo(f"  execution records: {_n(report.records)}, dropped {_n(report.records_dropped)}")
+        drop = "would drop" if dry_run else "dropped"
+        click.echo(f"  execution records: {_n(report.records)}, {drop} {_n(report.records_dropped)}")
     if report.fits is False:
         click.echo(f"  note: pinned, leased and young blobs keep the store above {human_bytes(report.max_size or 0)}")
     extras = [(report.temp_files.count, f"temp files {'to remove' if dry_run else 'removed'}: "

@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     import modal
     from modal.container_process import ContainerProcess
 
-NOT_INSTALLED_HINT = "Modal not available. Install 'modal' package and set MODAL_ENABLED=True"
+NOT_INSTALLED_HINT = "Modal not available: install the 'modal' package (pip install 'theoryx[modal]')"
 CREDENTIALS_HINT = "Modal credentials not configured: run `modal token new` or set MODAL_TOKEN_ID/MODAL_TOKEN_SECRET"
 
 
