@@ -143,6 +143,27 @@ def test_a_misspelt_ref_fails_map_once_and_leaves_out_alone(tmp_path: Path) -> N
     assert out.read_text() == "kept\n"
 
 
+def test_items_with_a_nameless_or_unhashable_attachment_or_an_object_id_fail_alone(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("hello")
+    os.mkfifo(tmp_path / "fifo")
+    content = [{"$attach": "x"}]
+    items = write_items(tmp_path / "items.jsonl", [
+        {"inputs": {"messages": [{"role": "user", "content": [{"$attach": ""}]}]}, "attach": {"": "a.txt"}},
+        {"inputs": {"messages": [{"role": "user", "content": content}]}, "attach": {"x": "fifo"}},
+        {"inputs": msg("a"), "id": {"nested": 1}},
+        {"inputs": msg("a"), "id": 7},
+    ])
+    proc = tmap(tmp_path / "h", "--adapter", "mock", "--ref", "llm/litellm@1", "--items", str(items), "--quiet")
+    out = lines(proc.stdout)
+    assert proc.returncode == 1
+    assert [(o["line"], o["status"], (o.get("error") or {}).get("code")) for o in out] == [
+        (1, "error", "ERR_ATTACHMENT"), (2, "error", "ERR_ATTACHMENT"), (3, "error", "ERR_INPUTS"),
+        (4, "success", None)]
+    assert "needs a name" in out[0]["error"]["message"]
+    assert "is not a regular file" in out[1]["error"]["message"]
+    assert out[2]["error"]["message"] == 'line 3: "id" is a label: a string or a number' and out[3]["id"] == "7"
+
+
 def test_attach_paths_are_relative_to_the_items_file(tmp_path: Path) -> None:
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "a.txt").write_text("hello")

@@ -57,6 +57,8 @@ def read_items(stream: IO[bytes], base: Path) -> Iterator[Item]:
             if not isinstance(attach, dict) or not all(isinstance(v, str) for v in attach.values()):
                 raise InputsError('"attach" maps attachment names to file paths (strings)')
             label = value.get("id")
+            if isinstance(label, (bool, dict, list)):
+                raise InputsError('"id" is a label: a string or a number')
             yield Item(line=n, inputs=value.get("inputs", {}), id=None if label is None else str(label),
                        attachments={k: (base / Path(v).expanduser()) for k, v in attach.items()})
         except TheoryxError as exc:

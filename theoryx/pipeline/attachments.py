@@ -66,10 +66,15 @@ def hash_files(options: dict[str, Path]) -> dict[str, Attachment]:
     file, :class:`AttachmentError` for one without a usable name."""
     out: dict[str, Attachment] = {}
     for name, path in options.items():
+        if not name:
+            raise AttachmentError(f"an attachment needs a name (the file {path} has none)")
         if path.is_dir():
             raise AttachmentError(f"attachment {name!r} is a directory, not a file: {path} "
                                   "(attach one file; archive a folder first)")
         if not path.is_file():
+            if path.exists():
+                raise AttachmentError(f"attachment {name!r} is not a regular file: {path} (a device, FIFO or "
+                                      "socket has no fixed bytes to hash)")
             raise AttachmentNotFound(f"Attachment file not found: {path}")
         filename = os.path.basename(path)
         if filename in ("", ".", ".."):
