@@ -3,17 +3,22 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv install demo docker test test-fast lint bench clean
+.PHONY: venv install install-run demo docker test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# theoryx and what its tests need (linters, type checker, Playwright, the optional extras).
 install: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 
-# Install and run a real processor on the mock adapter (no Docker needed).
-demo: install
+# theoryx alone (its required dependencies; no test toolchain).
+install-run: $(BIN)/python
+	$(BIN)/pip install -q -e .
+
+# Install theoryx and run a real processor on the mock adapter (no Docker needed).
+demo: install-run
 	$(BIN)/theoryx run --adapter mock --ref llm/litellm@1 \
 	  --inputs-json '{"messages":[{"role":"user","content":"Hello"}]}'
 
