@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import stat
 import subprocess
@@ -203,3 +204,28 @@ def test_an_empty_path_option_is_refused_not_taken_as_the_current_directory(
                                    PYTHONPATH=str(REPO)))
     assert proc.returncode == 2 and "must not be empty" in proc.stderr, proc.stderr
     assert list(work.iterdir()) == [] and proc.stdout == ""
+
+
+def test_ctrl_c_ends_a_batch_waiting_for_more_items_on_stdin(tmp_path: Path) -> None:
+    """The writer of the pipe is still there (another process group, a FIFO): one Ctrl-C ends the
+    batch at once with what finished (it used to wait for a line that never came)."""
+    env = dict(os.environ, THEORYX_HOME=str(tmp_path / "h"), THEORYX_REGISTRY=str(REGISTRY))
+    proc = subprocess.Popen([sys.executable, "-m", "theoryx", "map", *MOCK, "--items", "-"], cwd=REPO, env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(b"".join(json.dumps({"inputs": msg(t)}).encode() + b"\n" for t in "ab"))
+        proc.stdin.flush()
+        out: queue.Queue[bytes] = queue.Queue()
+        stdout = proc.stdout
+        threading.Thread(target=lambda: [out.put(line) for line in stdout], daemon=True).start()
+        # both misses are reported while the batch waits for a third item (they used to be held back)
+        got = [json.loads(out.get(timeout=60)) for _ in range(2)]
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        err = proc.stderr.read() if proc.stderr else b""
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert [g["status"] for g in got] == ["success", "success"] and out.empty()
+    assert b"interrupted: 2 items" in err and b"Fatal" not in err and b"Traceback" not in err

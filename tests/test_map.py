@@ -164,6 +164,26 @@ def test_items_with_a_nameless_or_unhashable_attachment_or_an_object_id_fail_alo
     assert out[2]["error"]["message"] == 'line 3: "id" is a label: a string or a number' and out[3]["id"] == "7"
 
 
+def test_a_source_with_nothing_yet_yields_none_and_finished_misses_are_reported_meanwhile(tmp_path: Path) -> None:
+    seen: list[Any] = []
+
+    def slow_source() -> Any:
+        yield {"inputs": msg("first")}
+        for _ in range(400):             # up to ~20 s: the first miss must be reported before the next item
+            if seen:
+                break
+            yield None
+        else:
+            raise AssertionError("the finished miss was held back until another item arrived")
+        yield None
+        yield {"inputs": msg("second")}
+
+    with theoryx.Session(tmp_path / "home", registry=str(REGISTRY)) as s:
+        for r in s.map("llm/litellm@1", slow_source(), jobs=1, adapter="mock"):
+            seen.append(r)
+    assert [(r.item.line, r.ok) for r in seen] == [(1, True), (2, True)]
+
+
 def test_attach_paths_are_relative_to_the_items_file(tmp_path: Path) -> None:
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "a.txt").write_text("hello")

@@ -15,10 +15,13 @@ from __future__ import annotations
 import errno
 import json
 import os
+import queue
 import signal
+import stat
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -37,12 +40,52 @@ ITEM_KEYS = frozenset({"inputs", "attach", "id"})
 PLAIN_EVERY_S = 5.0
 
 
-def read_items(stream: IO[bytes], base: Path) -> Iterator[Item]:
-    """Items of a JSON Lines byte stream (UTF-8, a leading byte-order mark allowed), lazily;
+def pumped(stream: IO[bytes], stop: threading.Event) -> Iterator[bytes | None]:
+    """The lines of a pipe or terminal, read on a daemon thread (at most 256 ahead), so that a
+    Ctrl-C (``stop`` set) ends the items even while no line arrives; a read error is raised here.
+    None every 0.1 s without a line: the batch reports finished items meanwhile."""
+    lines: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=256)
+
+    def pump() -> None:
+        # os.read on the descriptor, not the buffered stream: a daemon thread left blocked in a
+        # read must hold none of the stream's locks when the interpreter exits.
+        try:
+            fd, rest = stream.fileno(), b""
+            while chunk := os.read(fd, 1 << 16):
+                *complete, rest = (rest + chunk).split(b"\n")
+                for line in complete:
+                    lines.put(line + b"\n")
+            if rest:
+                lines.put(rest)
+            lines.put(None)
+        except BaseException as exc:  # handed to the reading thread
+            lines.put(exc)
+
+    threading.Thread(target=pump, name="theoryx-map-items", daemon=True).start()
+    while not stop.is_set():
+        try:
+            got = lines.get(timeout=0.1)
+        except queue.Empty:
+            yield None
+            continue
+        if got is None:
+            return
+        if isinstance(got, BaseException):
+            raise got
+        yield got
+
+
+def read_items(stream: Iterable[bytes | None], base: Path) -> Iterator[Item | None]:
+    """Items of JSON Lines (byte lines: UTF-8, a leading byte-order mark allowed), lazily;
     ``attach`` paths relative to ``base``. A line that is not a valid item — not UTF-8, not
     JSON, not an item object — becomes an item that fails with ``ERR_INPUTS`` naming its line;
-    blank lines are skipped (they still count for line numbers)."""
-    for n, raw in enumerate(stream, start=1):
+    blank lines are skipped (they still count for line numbers). None (no line yet) passes through."""
+    n = 0
+    for raw in stream:
+        if raw is None:         # no line yet (see :func:`pumped`)
+            yield None
+            continue
+        n += 1
         try:
             line = utf8_text(raw)      # a byte-order mark (the first line's) is dropped
             if not line.strip():
@@ -190,11 +233,14 @@ def map_(state: State, /, **v: Any) -> None:
     progress = Progress(tally, v["quiet"], None if v["items"] == "-" else _count_items(Path(v["items"])))
     holder: list[Batch] = []
     stopped_by = 0      # the first SIGINT or SIGTERM: stop admitting; a second one: stop at once
+    stop_reading = threading.Event()
+    lines: Iterable[bytes | None] = stream if _regular(stream) else pumped(stream, stop_reading)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         nonlocal stopped_by
         first = not stopped_by
         stopped_by = stopped_by or signum
+        stop_reading.set()
         if first and holder:
             holder[0].cancel()
             return
@@ -205,7 +251,7 @@ def map_(state: State, /, **v: Any) -> None:
     try:
         with notices.shown(), Session(home, registry=registry) as session:
             results = session.map(
-                v["ref"], read_items(stream, base), jobs=v["jobs"], ordered=not v["unordered"],
+                v["ref"], read_items(lines, base), jobs=v["jobs"], ordered=not v["unordered"],
                 fail_fast=v["fail_fast"], batch=holder, adapter=v["adapter"], plan=v["plan"],
                 write_prefix=v["write_prefix"], seed=v["seed"], salt=v["salt"], no_cache=v["no_cache"],
                 adapter_options=opts, build=v["build"])
@@ -236,6 +282,14 @@ def map_(state: State, /, **v: Any) -> None:
     code = 128 + stopped_by if stopped_by else (1 if tally.failed else 0)
     if code:
         click.get_current_context().exit(code)
+
+
+def _regular(stream: IO[bytes]) -> bool:
+    """Whether ``stream`` is a regular file (or in memory): its reads never wait for a writer."""
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError):      # no descriptor (io.UnsupportedOperation is both)
+        return True
 
 
 def _count_items(path: Path) -> int | None:

@@ -170,15 +170,17 @@ class Batch:
             self._failed.set()
         return res
 
-    def run(self, items: Iterable[Item | Mapping[str, Any]]) -> Iterator[ItemResult]:
+    def run(self, items: Iterable[Item | Mapping[str, Any] | None]) -> Iterator[ItemResult]:
         """Yield every item's result (in input order unless ``ordered`` is False). Stops early on
         ``fail_fast`` after the first failure, or when cancelled; results of items that finished
         are always yielded.
 
         Items are prepared and looked up on this thread, in order: hits are answered here, with
         no thread hand-off; only misses go to the pool of ``jobs`` threads. At most ``window``
-        items are between admission and being yielded (the reorder buffer and the queue)."""
-        source = (as_item(v, n) for n, v in enumerate(items, start=1))
+        items are between admission and being yielded (the reorder buffer and the queue).
+        ``items`` may yield None when no item is available yet (a slow pipe): finished misses
+        are then reported meanwhile instead of waiting for the next item."""
+        source = _numbered(items)
         pool: ThreadPoolExecutor | None = None      # created for the first miss: a batch of hits needs none
         pending: dict[Future[ItemResult | None], tuple[int, Pending]] = {}   # a miss in the pool: seq, run
         done: dict[int, ItemResult] = {}
@@ -192,16 +194,21 @@ class Batch:
                     except StopIteration:
                         exhausted = True
                         continue
-                    seq, submitted = submitted, submitted + 1
-                    begun = self._begin(item)
-                    if isinstance(begun, ItemResult):
-                        ready.append((seq, begun))
+                    if item is None:                 # none available yet: report what finished meanwhile
+                        if pending:
+                            finished, _ = wait(list(pending), timeout=0.05, return_when=FIRST_COMPLETED)
+                            ready += _collect(pending, finished)
                     else:
-                        if pool is None:
-                            pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="theoryx-map")
-                        pending[pool.submit(self._finish, item, begun)] = (seq, begun)
-                    if pending and seq % 8 == 0:     # results of misses as they come, without waiting
-                        ready += _collect(pending, [f for f in pending if f.done()])
+                        seq, submitted = submitted, submitted + 1
+                        begun = self._begin(item)
+                        if isinstance(begun, ItemResult):
+                            ready.append((seq, begun))
+                        else:
+                            if pool is None:
+                                pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="theoryx-map")
+                            pending[pool.submit(self._finish, item, begun)] = (seq, begun)
+                        if pending and seq % 8 == 0:     # results of misses as they come, without waiting
+                            ready += _collect(pending, [f for f in pending if f.done()])
                 elif pending:
                     finished, _ = wait(list(pending), timeout=0.25, return_when=FIRST_COMPLETED)
                     if self.tick is not None:
@@ -237,6 +244,18 @@ class Batch:
                     run.close()
             if self.on_close is not None:
                 self.on_close()
+
+
+def _numbered(items: Iterable[Item | Mapping[str, Any] | None]) -> Iterator[Item | None]:
+    """``items`` as :class:`Item` values numbered from 1 (a mapping's line); None passes through
+    unnumbered: a source that has no item available yet (a pipe whose writer is slow)."""
+    n = 0
+    for value in items:
+        if value is None:
+            yield None
+            continue
+        n += 1
+        yield as_item(value, n)
 
 
 def _collect(pending: dict[Future[ItemResult | None], tuple[int, Pending]],

@@ -132,7 +132,7 @@ class Session:
     def map(
         self,
         ref: str,
-        items: Iterable[Item | Mapping[str, Any]],
+        items: Iterable[Item | Mapping[str, Any] | None],
         *,
         jobs: int | None = None,
         ordered: bool = True,
@@ -142,7 +142,8 @@ class Session:
     ) -> Iterator[ItemResult]:
         """Run ``ref`` once per item and yield an :class:`ItemResult` per item, in input order
         (``ordered=False``: as they finish). ``items`` are :class:`Item` values or mappings
-        ``{"inputs": ..., "attachments": {name: path}, "id": label}``, read lazily. ``options``
+        ``{"inputs": ..., "attachments": {name: path}, "id": label}``, read lazily (a source that
+        has nothing yet may yield None: finished items are reported meanwhile). ``options``
         are :meth:`run`'s keywords, applied to every item; ``jobs`` items run at once (default:
         the number of CPUs). Failures are results, not exceptions; ``fail_fast`` stops at the
         first. ``batch``, if given, receives the :class:`Batch` so a caller can ``cancel()`` it.
