@@ -297,3 +297,31 @@ def test_garbage_is_reported_not_raised(cli: Cli, tmp_path: Path) -> None:
                  ' "subject": [1]}'):
         code, report = verify(cli, write(tmp_path / "g.json", data))
         assert code == 1 and not report["ok"], data
+
+
+def test_a_receipt_nested_too_deeply_fails_its_format_check(cli: Cli, tmp_path: Path) -> None:
+    deep = write(tmp_path / "deep.json", "[" * 200_000 + "]" * 200_000)
+    code, report = verify(cli, deep)
+    assert code == 1 and failed(report) == ["format: nested too deeply"]
+
+
+@pytest.mark.parametrize("args", [["receipt", "{id}", "--sign", ""], ["receipt", "{id}", "--out", ""],
+                                  ["keygen", "--out", ""], ["verify-receipt", ""], ["export", "{id}", ""],
+                                  ["ls", "--ref", ""], ["ls", "--plan", ""]],
+                         ids=["receipt --sign", "receipt --out", "keygen --out", "verify-receipt FILE", "export DIR",
+                              "ls --ref", "ls --plan"])
+def test_an_empty_value_is_refused_not_taken_as_absent(cli: Cli, args: list[str]) -> None:
+    """`receipt --sign ''` printed an unsigned receipt and exited 0."""
+    run = executed(cli)
+    res = cli(*[a.replace("{id}", run["execution_id"]) for a in args])
+    assert res.exit_code == 2 and "must not be empty" in res.stderr, res.output
+    assert res.stdout == ""
+
+
+@pytest.mark.parametrize("command", [["show", ""], ["logs", ""], ["receipt", ""], ["pin", ""], ["unpin", ""],
+                                     ["audit", ""], ["cat", "/artifacts/execution//determinism.json"]])
+def test_an_empty_execution_id_is_not_found(cli: Cli, command: list[str]) -> None:
+    executed(cli)
+    res = cli(*command)
+    assert res.exit_code in (1, 2) and "internal error" not in res.output, res.output
+    assert "execution ''" in res.stderr or "not found" in res.stderr, res.stderr

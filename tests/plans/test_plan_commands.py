@@ -161,3 +161,22 @@ def test_a_cost_above_the_estimate_is_charged_truthfully_as_an_overrun(pcli: Cli
     ledger = pcli("plan", "ledger", "p", "--verify")
     assert ledger.exit_code == 0
     assert "charge $0.050000 beyond its reservation $0.250000 (cost $0.300000)" in ledger.stdout
+
+
+@pytest.mark.parametrize("text", ["team\n", "team\r\n", "\nteam"])
+def test_a_plan_key_with_a_line_break_is_refused(text: str) -> None:
+    """`re.match(...$)` let 'team\\n' through: a second, unlimited plan beside 'team'."""
+    from theoryx.budget.plans import check_key
+    from theoryx.errors import PlanKeyError
+
+    with pytest.raises(PlanKeyError):
+        check_key(text)
+
+
+@pytest.mark.parametrize("text", ["\u0663", "1\u0660", "0.\u0665"])
+def test_an_amount_is_ascii_digits_only(text: str) -> None:
+    from theoryx.budget.money import parse_usd
+    from theoryx.errors import TheoryxError
+
+    with pytest.raises(TheoryxError):
+        parse_usd(text, "--limit-usd")

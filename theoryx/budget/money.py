@@ -26,7 +26,7 @@ MAX_MICROS = 2**53 - 1
 # eight H100s on Modal is about $760), far below MAX_MICROS: a report above it is a bug or a lie,
 # and charging it would wreck the plan's totals (1e308 once charged $9,007,199,254).
 MAX_REPORTED_MICROS = 10_000 * MICROS_PER_USD
-_AMOUNT = re.compile(r"^\$?(\d+)?(?:\.(\d*))?$")
+_AMOUNT = re.compile(r"^\$?([0-9]+)?(?:\.([0-9]*))?\Z")
 
 
 def parse_usd(text: str, what: str = "amount") -> int:

@@ -39,7 +39,7 @@ from theoryx.store.db import Database, pack, unpack
 from theoryx.store.leases import is_held
 
 T = TypeVar("T")
-_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$")
+_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}\Z")
 
 
 def check_key(key: str) -> str:

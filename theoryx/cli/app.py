@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from theoryx.cli import messages, notices
-from theoryx.cli.run import not_empty
+from theoryx.cli.options import not_empty
 from theoryx.cli.state import State
 from theoryx.errors import TheoryxError
 

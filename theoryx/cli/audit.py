@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from theoryx.cli.options import not_empty
 from theoryx.cli.output import atomic_write
 from theoryx.cli.state import State
 from theoryx.errors import TheoryxError, UsageError
@@ -61,8 +62,8 @@ def _echo_audit(rec: Any) -> None:
 @click.option("--current", is_flag=True, help="If the processor changed, audit against the current spec.")
 @click.option("--sample", "sample_n", type=click.IntRange(min=1), metavar="N",
               help="Audit N random action cache entries instead of one execution.")
-@click.option("--ref", help="With --sample: only entries of this ref.")
-@click.option("--plan", metavar="KEY", help="Budget plan charged for the re-executions.")
+@click.option("--ref", callback=not_empty, help="With --sample: only entries of this ref.")
+@click.option("--plan", metavar="KEY", callback=not_empty, help="Budget plan charged for the re-executions.")
 @click.option("--build", is_flag=True, help="Rebuild the image before re-executing (local adapter).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
@@ -137,9 +138,9 @@ def explain(state: State, a: str, b: str, as_json: bool) -> None:
 @click.argument("execution")
 @click.option("--format", "fmt", type=click.Choice(["theoryx", "in-toto"]), default="theoryx", show_default=True,
               help="theoryx: determinism.json; in-toto: an in-toto Statement v1 with SLSA provenance v1.")
-@click.option("--sign", "sign_key", type=click.Path(dir_okay=False), metavar="KEYFILE",
+@click.option("--sign", "sign_key", callback=not_empty, type=click.Path(dir_okay=False), metavar="KEYFILE",
               help="Wrap the receipt in a DSSE envelope signed with this ed25519 key (see `theoryx keygen`).")
-@click.option("--out", type=click.Path(dir_okay=False), help="Write to FILE instead of stdout.")
+@click.option("--out", callback=not_empty, type=click.Path(dir_okay=False), help="Write to FILE instead of stdout.")
 @click.pass_obj
 def receipt(state: State, execution: str, fmt: str, sign_key: str | None, out: str | None) -> None:
     """Print an execution's receipt, portable and optionally signed."""
@@ -155,7 +156,7 @@ def receipt(state: State, execution: str, fmt: str, sign_key: str | None, out: s
 
 
 @click.command()
-@click.option("--out", type=click.Path(dir_okay=False), help="Private key file (default: "
+@click.option("--out", callback=not_empty, type=click.Path(dir_okay=False), help="Private key file (default: "
               "$XDG_CONFIG_HOME/theoryx/signing.key); the public key goes to FILE.pub.")
 @click.option("--force", is_flag=True, help="Replace an existing key.")
 def keygen(out: str | None, force: bool) -> None:
@@ -170,8 +171,8 @@ def keygen(out: str | None, force: bool) -> None:
 
 
 @click.command(name="verify-receipt")
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--key", type=click.Path(dir_okay=False), metavar="PUB",
+@click.argument("file", callback=not_empty, type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--key", callback=not_empty, type=click.Path(dir_okay=False), metavar="PUB",
               help="Public key to check the signature with (default: the default key's .pub).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from theoryx.cli.options import not_empty
 from theoryx.cli.output import dollars
 from theoryx.cli.state import State
 from theoryx.errors import NotFound, UsageError
@@ -90,8 +91,8 @@ def show(state: State, execution: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--ref", help="Only executions of this ref.")
-@click.option("--plan", help="Only executions charged to this plan.")
+@click.option("--ref", callback=not_empty, help="Only executions of this ref.")
+@click.option("--plan", callback=not_empty, help="Only executions charged to this plan.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of records.")
 @click.pass_obj
@@ -120,7 +121,7 @@ def ls(state: State, ref: str | None, plan: str | None, limit: int, as_json: boo
 
 @click.command()
 @click.argument("execution")
-@click.argument("directory", type=click.Path(file_okay=False))
+@click.argument("directory", callback=not_empty, type=click.Path(file_okay=False))
 @click.pass_obj
 def export(state: State, execution: str, directory: str) -> None:
     """Write an execution's outputs (by path below the write prefix), receipt, index, action and

@@ -103,6 +103,16 @@ GROUP_OPTIONS: dict[str, tuple[str, str]] = {
 }
 
 
+def not_empty(ctx: Any, param: Any, value: Any) -> Any:
+    """A click callback: a path or key option given as the empty string is refused (it would mean
+    the current directory, or quietly the default, never what was meant)."""
+    if value == "":
+        import click
+
+        raise click.BadParameter("must not be empty", ctx=ctx, param=param)
+    return value
+
+
 def defaults() -> dict[str, Any]:
     """Every dest with the value it has when its option is not given (env vars not applied)."""
     return {o.dest: o.initial for o in RUN_OPTIONS}

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from theoryx.cli.options import RUN_OPTIONS, Option
+from theoryx.cli.options import RUN_OPTIONS, Option, not_empty
 from theoryx.cli.runcore import run_command
 from theoryx.cli.state import State
 
@@ -45,13 +45,6 @@ def click_option(o: Option) -> Callable[[F], F]:
         kw["callback"] = not_empty
     return click.option(o.flag, o.dest, **kw)
 
-
-def not_empty(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-    """A path option given as the empty string is refused (it would mean the current directory,
-    or quietly the default, never what was meant)."""
-    if value == "":
-        raise click.BadParameter("must not be empty", ctx=ctx, param=param)
-    return value
 
 
 def with_options(options: tuple[Option, ...]) -> Callable[[F], F]:

@@ -108,15 +108,15 @@ class _Verifier:
     def run(self, data: bytes) -> Verification:
         try:
             doc = json.loads(data)
-        except ValueError as exc:
-            self.v.add("format", "failed", f"not JSON: {exc}")
+        except (ValueError, RecursionError) as exc:
+            self.v.add("format", "failed", f"not JSON: {exc}" if isinstance(exc, ValueError) else "nested too deeply")
             return self.v
         try:
             payload, doc = self.unwrap(doc, data)
             self.check(doc, payload)
         except ReceiptError as exc:
             self.v.add("format", "failed", exc.message)
-        except (AttributeError, TypeError, KeyError) as exc:
+        except (AttributeError, TypeError, KeyError, RecursionError) as exc:
             self.v.add("format", "failed", f"malformed receipt ({type(exc).__name__}: {exc})")
         return self.v
 
@@ -136,7 +136,7 @@ class _Verifier:
             raise ReceiptError(f"unsupported payloadType {envelope.payload_type!r}")
         try:
             return envelope.payload, json.loads(envelope.payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ReceiptError("the signed payload is not JSON") from None
 
     def signature(self, envelope: dsse.Envelope) -> None:

@@ -22,8 +22,8 @@ TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
 if TYPE_CHECKING:
     from typing import Any
 
-_SECRET = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-_PINNED = re.compile(r"^[^\s@]+@sha256:[0-9a-f]{64}$")
+_SECRET = re.compile(r"^[A-Z_][A-Z0-9_]*\Z")
+_PINNED = re.compile(r"^[^\s@]+@sha256:[0-9a-f]{64}\Z")
 _TOP = {
     "ref", "description", "image", "command", "runtime", "adapter", "secrets", "inputs",
     "outputs", "limits", "cost", "stochastic", "env", "worker",

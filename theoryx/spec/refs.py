@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from theoryx.errors import RefError
 
-_REF = re.compile(r"^([a-z0-9][a-z0-9._-]*)/([a-z0-9][a-z0-9._-]*)@([A-Za-z0-9][A-Za-z0-9._-]*)$")
+_REF = re.compile(r"^([a-z0-9][a-z0-9._-]*)/([a-z0-9][a-z0-9._-]*)@([A-Za-z0-9][A-Za-z0-9._-]*)\Z")
 
 
 @dataclass(frozen=True, order=True)

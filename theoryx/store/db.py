@@ -89,7 +89,10 @@ class Database:
         self.dbs = {name: self.env.open_db(name.encode()) for name in NAMES}
 
     def get(self, name: str, key: str) -> Any | None:
-        """The unpacked value under ``key`` in database ``name``, or None."""
+        """The unpacked value under ``key`` in database ``name``, or None (also for the empty
+        key, which LMDB cannot hold: a user's empty id or path is simply not found)."""
+        if not key:
+            return None
         with self.env.begin(db=self.dbs[name]) as txn:
             raw = txn.get(key.encode())
         return None if raw is None else unpack(raw)
@@ -101,6 +104,8 @@ class Database:
         self.write(fn)
 
     def delete(self, name: str, key: str) -> bool:
+        if not key:
+            return False
         return self.write(lambda txn: bool(txn.delete(key.encode(), db=self.dbs[name])))
 
     def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:

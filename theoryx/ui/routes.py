@@ -40,7 +40,7 @@ MAX_TARGET = 4096
 MAX_PAGE_DIGITS = 12
 """A page number with more digits is past the last page of any store (a 404, not a parse)."""
 FILE_NAMES = ("determinism.json", "outputs.json", "stdout.log", "stderr.log", "action.json")
-_FILTER_TEXT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+/-]{0,199}$")
+_FILTER_TEXT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+/-]{0,199}\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".svg": "image/svg+xml", ".txt": "text/plain; charset=utf-8"}
