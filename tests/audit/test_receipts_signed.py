@@ -325,3 +325,67 @@ def test_an_empty_execution_id_is_not_found(cli: Cli, command: list[str]) -> Non
     res = cli(*command)
     assert res.exit_code in (1, 2) and "internal error" not in res.output, res.output
     assert "execution ''" in res.stderr or "not found" in res.stderr, res.stderr
+
+
+FOREIGN_ID = "01m8t5pk1bj2qgdp6jbkgrt7b0"   # an execution this store never had
+
+
+def test_a_receipt_edited_to_name_other_blobs_of_the_store_fails_its_outputs_check(cli: Cli, tmp_path: Path) -> None:
+    """Both outputs of the run exist in the store; swapping them (and the id, so the record check
+    is skipped) must not verify: the manifest, bound to the memo key by the cache, lists them."""
+    run = executed(cli)
+    doc = json.loads(cli("receipt", run["execution_id"]).stdout)
+    doc["execution_id"] = FOREIGN_ID
+    honest = write(tmp_path / "honest.json", json.dumps(doc))
+    code, report = verify(cli, honest)
+    assert code == 0 and [c["status"] for c in report["checks"] if c["name"] == "outputs"] == ["ok"], report
+    (a, b) = (doc["outputs"][0], doc["outputs"][1])
+    a["cid"], b["cid"], a["size_bytes"], b["size_bytes"] = b["cid"], a["cid"], b["size_bytes"], a["size_bytes"]
+    doc["output_cids"] = {o["path"]: o["cid"] for o in doc["outputs"]}
+    code, report = verify(cli, write(tmp_path / "swapped.json", json.dumps(doc)))
+    assert code == 1 and [f.split(":")[0] for f in failed(report)] == ["outputs"], report
+    del doc["outputs"][1]
+    doc["output_cids"] = {o["path"]: o["cid"] for o in doc["outputs"]}
+    assert verify(cli, write(tmp_path / "dropped.json", json.dumps(doc)))[0] == 1
+
+
+def test_an_unsigned_receipt_nothing_in_the_store_binds_fails(cli: Cli, tmp_path: Path) -> None:
+    from theoryx.store import action_cache
+    from theoryx.store.handle import open_stores
+
+    run = executed(cli)
+    doc = json.loads(cli("receipt", run["execution_id"]).stdout)
+    doc["execution_id"] = FOREIGN_ID
+    action_cache.delete(open_stores(cli.home).db, run["memo_key"])
+    code, report = verify(cli, write(tmp_path / "unbound.json", json.dumps(doc)))
+    assert code == 1 and any(f.startswith("outputs: nothing binds manifest") for f in failed(report)), report
+
+
+def test_an_in_toto_statement_with_swapped_subjects_fails(cli: Cli, tmp_path: Path) -> None:
+    run = executed(cli)
+    stmt = json.loads(cli("receipt", run["execution_id"], "--format", "in-toto").stdout)
+    stmt["predicate"]["runDetails"]["metadata"]["invocationId"] = FOREIGN_ID
+    code, report = verify(cli, write(tmp_path / "honest.json", json.dumps(stmt)))
+    assert code == 0, report
+    s0, s1 = stmt["subject"][0], stmt["subject"][1]
+    s0["digest"], s1["digest"] = s1["digest"], s0["digest"]
+    code, report = verify(cli, write(tmp_path / "swapped.json", json.dumps(stmt)))
+    assert code == 1 and [f.split(":")[0] for f in failed(report)] == ["outputs"], report
+
+
+def test_a_signed_receipt_is_vouched_for_by_its_signature_when_the_store_no_longer_binds_it(
+        cli: Cli, tmp_path: Path) -> None:
+    from theoryx.store import action_cache, executions
+    from theoryx.store.handle import open_stores
+
+    run = executed(cli)
+    key, pub = keypair(cli, tmp_path, "mine")
+    signed = tmp_path / "s.json"
+    assert cli("receipt", run["execution_id"], "--sign", str(key), "--out", str(signed)).exit_code == 0
+    db = open_stores(cli.home).db
+    action_cache.delete(db, run["memo_key"])
+    db.write(lambda txn: executions.drop_in(txn, db, run["execution_id"]))
+    code, report = verify(cli, signed, "--key", str(pub))
+    assert code == 0, report
+    outputs = [c for c in report["checks"] if c["name"] == "outputs"]
+    assert [c["status"] for c in outputs] == ["skipped"] and "signature vouches" in outputs[0]["detail"]

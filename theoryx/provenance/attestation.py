@@ -11,8 +11,11 @@ Verification runs every check and reports each (``ok``, ``failed`` or ``skipped`
 unsigned one given ``--key`` fails), ``format``, one ``blob`` check per theoryx digest (present,
 rehashes to its cid, matching size and sha256), ``memo key`` (the stored action pre-image is
 canonical, hashes to the memo key and its spec digest recomputes), ``parameters`` (what the
-receipt claims ran is what the pre-image says) and ``record`` (the receipt matches what this
-store recorded for the execution; skipped when the store has no such execution).
+receipt claims ran is what the pre-image says), ``outputs`` (the outputs are the receipt's
+manifest's, and this store's record of the execution or its action cache entry for the memo key
+binds that manifest to the memo key; skipped when instead a verified signature vouches for it,
+failed otherwise) and ``record`` (the receipt matches what this store recorded for the
+execution; skipped when the store has no such execution).
 """
 
 from __future__ import annotations
@@ -210,6 +213,43 @@ class _Verifier:
                    f"differ from the action pre-image at {', '.join(bad)}" if bad
                    else "what the receipt says ran is what the action pre-image says")
 
+    def outputs(self, memo_key: Any, manifest_cid: Any, claimed: dict[str, Any], execution_id: Any) -> None:
+        """The outputs the receipt claims are its manifest's, and something binds that manifest
+        to the memo key: this store's record of the execution, else its action cache entry for
+        the memo key, else a verified signature. Without any of them the claim is unproven: a
+        receipt edited to name other blobs of the store must not pass."""
+        try:
+            manifest = json.loads(self.stores.cas.read(str(manifest_cid)))
+            listed = {str(o["path"]): str(o["cid"]) for o in manifest["outputs"]}
+        except (CasError, ValueError, TypeError, KeyError, RecursionError) as exc:
+            self.v.add("outputs", "failed", f"the output manifest {manifest_cid} cannot be read: {exc}")
+            return
+        if listed != claimed:
+            wrong = sorted(set(listed.items()) ^ set(claimed.items()))
+            self.v.add("outputs", "failed", f"differ from the output manifest {manifest_cid} at "
+                                            f"{', '.join(sorted({p for p, _ in wrong}))[:300]}")
+            return
+        try:
+            rec: ExecutionRecord | None = executions.get(self.stores.db, str(execution_id))
+        except NotFound:
+            rec = None
+        if rec is not None and rec.memo_key == memo_key and rec.manifest_cid == manifest_cid:
+            self.v.add("outputs", "ok", f"the manifest {manifest_cid} of execution {rec.execution_id}")
+            return
+        from theoryx.store import action_cache
+
+        entry = action_cache.get(self.stores.db, str(memo_key)) if is_cid(str(memo_key)) else None
+        if entry is not None and entry.manifest_cid == manifest_cid:
+            self.v.add("outputs", "ok", f"the action cache's result for {memo_key} (manifest {manifest_cid})")
+        elif any(c.name == "signature" and c.status == "ok" for c in self.v.checks):
+            self.v.add("outputs", "skipped", "nothing in this store binds them to the memo key; the verified "
+                                             "signature vouches for them")
+        else:
+            held = f"a different result (manifest {entry.manifest_cid})" if entry is not None else "no result"
+            self.v.add("outputs", "failed", f"nothing binds manifest {manifest_cid} to memo key {memo_key}: this "
+                                            f"store has no execution {execution_id}, its action cache holds {held} "
+                                            "for the memo key, and the receipt is not signed by a trusted key")
+
     def record(self, execution_id: Any, compare: Any) -> None:
         try:
             rec = executions.get(self.stores.db, str(execution_id))
@@ -247,6 +287,13 @@ class _Verifier:
                 "ref": body.get("ref"), "inputs": body.get("inputs"), "seed": body.get("seed"),
                 "writePrefix": body.get("write_prefix"), "salt": body.get("salt")})
         invocation = (rd.get("metadata") or {}).get("invocationId")
+        manifest = next((r for r in rd.get("byproducts") or [] if r.get("name") == "manifest.json"), None)
+        claimed = {str(s.get("name")): f"b3:{(s.get('digest') or {}).get('blake3')}" for s in doc.get("subject") or []}
+        if manifest is None:
+            self.v.add("outputs", "failed", "the statement names no manifest.json byproduct")
+        else:
+            self.outputs(internal.get("memoKey"), f"b3:{(manifest.get('digest') or {}).get('blake3')}", claimed,
+                         invocation)
         self.record(invocation, lambda rec: (intoto.statement(self.stores, rec), doc))
 
     def theoryx(self, doc: dict[str, Any], payload: bytes) -> None:
@@ -266,6 +313,12 @@ class _Verifier:
             claimed["input_cids"] = sorted(doc.get("input_cids") or [])
             actual["input_cids"] = sorted({a["cid"] for _, a in intoto.artifact_uses(body.get("inputs"))})
             self.parameters(claimed, actual)
+
+        claimed = {str(o.get("path")): str(o.get("cid")) for o in doc.get("outputs") or []}
+        if doc.get("output_cids") != claimed:
+            self.v.add("outputs", "failed", "output_cids and outputs name different blobs")
+        else:
+            self.outputs(doc.get("memo_key"), doc.get("manifest_cid"), claimed, doc.get("execution_id"))
 
         def compare(rec: ExecutionRecord) -> Any:
             stored = receipts.receipt_bytes(rec) if receipts.derived(rec) else None
