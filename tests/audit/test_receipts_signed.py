@@ -389,3 +389,17 @@ def test_a_signed_receipt_is_vouched_for_by_its_signature_when_the_store_no_long
     assert code == 0, report
     outputs = [c for c in report["checks"] if c["name"] == "outputs"]
     assert [c["status"] for c in outputs] == ["skipped"] and "signature vouches" in outputs[0]["detail"]
+
+
+def test_keygen_force_that_cannot_write_keeps_the_old_pair_and_says_why(cli: Cli, tmp_path: Path) -> None:
+    key, pub = keypair(cli, tmp_path, "kept")
+    before = key.read_bytes()
+    pub.unlink()
+    pub.mkdir()                                     # the new public key cannot go there
+    res = cli("keygen", "--out", str(key), "--force")
+    assert res.exit_code == 2 and "is a directory" in res.stderr, res.output
+    assert key.read_bytes() == before               # was: deleted before the new pair failed to write
+    (tmp_path / "afile").write_text("")
+    res = cli("keygen", "--out", str(tmp_path / "afile" / "k"))
+    assert res.exit_code == 1 and "cannot write the key pair" in res.stderr and "internal" not in res.output
+    assert sorted(p.name for p in key.parent.iterdir()) == ["kept.key", "kept.key.pub"]   # no temp files

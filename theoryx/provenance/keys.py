@@ -79,12 +79,17 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
 
 def generate(path: Path, *, force: bool = False) -> str:
     """Write a new private key to ``path`` (0600) and its public key to ``path.pub``; return the
-    key id. :class:`UsageError` if either exists and ``force`` is not given."""
+    key id. :class:`UsageError` if either exists and ``force`` is not given, or is a directory.
+    Both files are written beside their targets first and renamed into place only once both
+    are complete, so a failure (no space, a bad path) leaves any old key pair as it was;
+    :class:`SigningKeyError` names what could not be written."""
     pub_path = public_path(path)
-    existing = [p for p in (path, pub_path) if p.exists()]
+    existing = [p for p in (path, pub_path) if os.path.lexists(p)]
     if existing and not force:
         raise UsageError(f"{existing[0]} exists; refusing to overwrite a key (use force=True)", option="force")
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for p in (path, pub_path):
+        if p.is_dir():
+            raise UsageError(f"{p} is a directory; a key file goes there")
     from cryptography.hazmat.primitives import serialization
 
     key = Ed25519PrivateKey.generate()
@@ -92,11 +97,20 @@ def generate(path: Path, *, force: bool = False) -> str:
                                     serialization.NoEncryption())
     public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
                                                serialization.PublicFormat.SubjectPublicKeyInfo)
-    for p in existing:
-        with contextlib.suppress(FileNotFoundError):
-            p.unlink()
-    _write_new(path, private_pem, 0o600)
-    _write_new(pub_path, public_pem, 0o644)
+    written: list[tuple[Path, Path]] = []
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for target, data, mode in ((path, private_pem, 0o600), (pub_path, public_pem, 0o644)):
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+            _write_new(tmp, data, mode)
+            written.append((tmp, target))
+        for tmp, target in written:
+            os.replace(tmp, target)
+    except OSError as exc:
+        for tmp, _ in written:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        raise SigningKeyError(f"cannot write the key pair {path}: {exc.strerror or exc}") from None
     return keyid(key.public_key())
 
 
