@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
+import pytest
 from theoryx_testing import Cli, hello_args
 
 
@@ -76,3 +78,28 @@ def test_logs_prints_captured_output(cli: Cli) -> None:
     body = cli.run_json(*hello_args())
     assert cli("logs", body["execution_id"]).stdout == "Mock response to 1 messages"
     assert cli("logs", "--stderr", body["execution_id"]).stdout == ""
+
+
+def test_export_to_paths_that_cannot_be_directories_is_a_usage_error_and_leaves_nothing(
+        cli: Cli, tmp_path: Path) -> None:
+    body = cli.run_json(*hello_args())
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "dangle").symlink_to(tmp_path / "nowhere" / "x")
+    for target in (tmp_path / "afile" / "sub", tmp_path / "dangle", tmp_path / ("a" * 300)):
+        res = cli("export", body["execution_id"], str(target))
+        assert res.exit_code == 2 and "cannot export to" in res.stderr, res.output
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_export_into_an_empty_current_directory_keeps_it(cli: Cli, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    body = cli.run_json(*hello_args())
+    here = tmp_path / "here"
+    here.mkdir()
+    here.chmod(0o751)
+    monkeypatch.chdir(here)
+    res = cli("export", body["execution_id"], ".")
+    assert res.exit_code == 0, res.output
+    assert (here / "determinism.json").is_file() and (here / "outputs").is_dir()
+    assert stat.S_IMODE(here.stat().st_mode) == 0o751      # the directory itself was kept, not replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here", "home"]

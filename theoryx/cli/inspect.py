@@ -133,10 +133,17 @@ def export(state: State, execution: str, directory: str) -> None:
     if rec.status != "success":
         raise UsageError(f"execution {rec.execution_id} did not succeed; nothing to export")
     dest = Path(directory)
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise UsageError(f"{dest} exists and is not an empty directory")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    into_existing = False
+    try:
+        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+            raise UsageError(f"{dest} exists and is not an empty directory")
+        into_existing = dest.is_dir()
+        parent = Path(os.path.abspath(dest)).parent
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{Path(os.path.abspath(dest)).name}.", dir=parent))
+    except OSError as exc:
+        raise UsageError(f"cannot export to {dest}: {exc.strerror or exc}") from None
+    moved: list[Path] = []
     try:
         prefix = rec.write_prefix or ""
         for o in rec.outputs:
@@ -144,11 +151,22 @@ def export(state: State, execution: str, directory: str) -> None:
             _copy_blob(stores, o.cid, tmp / "outputs" / rel)
         for path, cid in receipts.execution_files(rec, stores.cas).items():
             _copy_blob(stores, cid, tmp / path.rsplit("/", 1)[1])
-        if dest.exists():
-            dest.rmdir()
-        os.replace(tmp, dest)
-    except BaseException:
+        if into_existing:    # an empty directory keeps its mode and owner: the files move into it
+            for entry in sorted(tmp.iterdir()):
+                os.rename(entry, dest / entry.name)
+                moved.append(dest / entry.name)
+            tmp.rmdir()
+        else:
+            os.replace(tmp, dest)
+    except BaseException as exc:
+        for done in moved:
+            if done.is_dir():
+                shutil.rmtree(done, ignore_errors=True)
+            else:
+                done.unlink(missing_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise UsageError(f"cannot export to {dest}: {exc.strerror or exc}") from None
         raise
     click.echo(f"Exported {len(rec.outputs)} output(s) of {rec.execution_id} to {dest}")
 
