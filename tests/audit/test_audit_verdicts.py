@@ -209,3 +209,23 @@ def test_audit_records_survive_and_list_in_order(cli: Cli, home: Path) -> None:
     assert len(recs) == 3 and [r.audit_id for r in recs] == sorted(r.audit_id for r in recs)
     assert all(r.verdict == "reproducible" and r.ref == "llm/litellm@1" for r in recs)
     assert HELLO  # the shared inputs are what the run used
+
+
+@pytest.mark.parametrize("args", [["--plan", "bad key"], ["--plan", "nope"], ["--registry", "{tmp}/nowhere"]],
+                         ids=["malformed plan key", "missing plan", "registry typo"])
+@pytest.mark.parametrize("sample", [False, True], ids=["one", "sample"])
+def test_a_setup_mistake_is_the_audit_s_error_and_records_nothing(cli: Cli, tmp_path: Path, args: list[str],
+                                                                   sample: bool) -> None:
+    from theoryx.store.handle import open_stores
+
+    run = cli.run_json(*hello_args())
+    db = open_stores(cli.home).db
+    before = (db.count("executions"), db.count("audits"))
+    opts = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    group = opts[:2] if opts[0] == "--registry" else []
+    rest = [] if group else opts
+    target = ["--sample", "2"] if sample else [run["execution_id"]]
+    res = cli(*group, "audit", *target, *rest, "--json")
+    assert res.exit_code == 2, res.output
+    assert (db.count("executions"), db.count("audits")) == before
+    assert "re-executed" not in res.output

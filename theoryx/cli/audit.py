@@ -78,10 +78,11 @@ def audit(state: State, execution: str | None, adapter: str | None, current: boo
     if ref and sample_n is None:
         raise UsageError("--ref only applies with --sample")
     opts = auditing.Options(adapter=adapter, current=current, registry=state.registry, plan=plan, build=build)
-    if sample_n is not None:
-        _sample(state, sample_n, ref, opts, as_json)
-        return
     try:
+        _check_setup(state, plan)
+        if sample_n is not None:
+            _sample(state, sample_n, ref, opts, as_json)
+            return
         rec = auditing.audit(state.stores(), execution or "", opts)
     except TheoryxError as exc:
         if as_json:
@@ -94,6 +95,19 @@ def audit(state: State, execution: str | None, adapter: str | None, current: boo
     else:
         _echo_audit(rec)
     sys.exit(AUDIT_EXIT[rec.verdict])
+
+
+def _check_setup(state: State, plan: str | None) -> None:
+    """What every re-execution of the audit shares, checked before any: a mistake there (a plan
+    key that is malformed or names no plan, a registry that is no directory) is the command's
+    error, not an ``unauditable`` verdict recorded on each execution audited."""
+    from theoryx.spec.registry import Registry
+
+    if plan is not None:
+        from theoryx.budget.plans import get
+
+        get(state.stores().db, plan)
+    Registry.from_option(state.registry)
 
 
 def _sample(state: State, n: int, ref: str | None, opts: Any, as_json: bool) -> None:
