@@ -116,10 +116,9 @@ def test_fail_fast_executes_nothing_after_the_first_failure(tmp_path: Path, jobs
 @pytest.mark.parametrize("options, code", [
     ({"ref": "llm/litelm@1"}, "ERR_PROCESSOR_NOT_FOUND"),
     ({"seed": 2**53}, "ERR_USAGE"),
-    ({"plan": "nope"}, "ERR_PLAN_NOT_FOUND"),
     ({"plan": ""}, "ERR_PLAN_KEY"),
     ({"adapter_options": {"exit_code": 300}}, "ERR_ADAPTER_OPTIONS"),
-], ids=["ref", "seed", "plan", "plan key", "adapter options"])
+], ids=["ref", "seed", "plan key", "adapter options"])
 def test_a_mistake_every_item_shares_fails_the_batch_once_before_any_item(
         tmp_path: Path, options: dict[str, Any], code: str) -> None:
     from theoryx.errors import TheoryxError

@@ -211,8 +211,8 @@ def test_audit_records_survive_and_list_in_order(cli: Cli, home: Path) -> None:
     assert HELLO  # the shared inputs are what the run used
 
 
-@pytest.mark.parametrize("args", [["--plan", "bad key"], ["--plan", "nope"], ["--registry", "{tmp}/nowhere"]],
-                         ids=["malformed plan key", "missing plan", "registry typo"])
+@pytest.mark.parametrize("args", [["--plan", "bad key"], ["--plan", "team\n"], ["--registry", "{tmp}/nowhere"]],
+                         ids=["malformed plan key", "plan key with a newline", "registry typo"])
 @pytest.mark.parametrize("sample", [False, True], ids=["one", "sample"])
 def test_a_setup_mistake_is_the_audit_s_error_and_records_nothing(cli: Cli, tmp_path: Path, args: list[str],
                                                                    sample: bool) -> None:

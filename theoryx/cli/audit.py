@@ -98,15 +98,15 @@ def audit(state: State, execution: str | None, adapter: str | None, current: boo
 
 
 def _check_setup(state: State, plan: str | None) -> None:
-    """What every re-execution of the audit shares, checked before any: a mistake there (a plan
-    key that is malformed or names no plan, a registry that is no directory) is the command's
+    """What every re-execution of the audit shares, checked before any: a mistake there (a
+    malformed plan key, a registry that is no directory) is the command's
     error, not an ``unauditable`` verdict recorded on each execution audited."""
     from theoryx.spec.registry import Registry
 
-    if plan is not None:
-        from theoryx.budget.plans import get
+    if plan is not None:     # a missing plan is created on first use, as for `run`
+        from theoryx.budget.plans import check_key
 
-        get(state.stores().db, plan)
+        check_key(plan)
     Registry.from_option(state.registry)
 
 

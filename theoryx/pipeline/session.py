@@ -181,15 +181,15 @@ class Session:
     def _check_batch(self, template: RunRequest, resolutions: Resolutions) -> None:
         """What every item of a batch shares, checked once before the first item, so that a
         typo fails the batch at once instead of each item (3,000 failed records for a misspelt
-        ref): the ref and its spec, the adapter and its options, the seed, the plan."""
+        ref): the ref and its spec, the adapter and its options, the seed, the plan key."""
         from theoryx import adapters
         from theoryx.pipeline.prepare import check_seed
 
         check_seed(template.seed)
-        if template.plan is not None:
-            from theoryx.budget.plans import get
+        if template.plan is not None:     # a missing plan is created on first use, without a limit
+            from theoryx.budget.plans import check_key
 
-            get(self.stores.db, template.plan)
+            check_key(template.plan)
         proc = resolutions.get(self.stores, template.registry, template.ref, adapters.env_class(template.adapter))
         if template.adapter_options:
             adapters.check_options(template.adapter, template.adapter_options, proc.spec)
