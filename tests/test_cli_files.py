@@ -229,3 +229,37 @@ def test_ctrl_c_ends_a_batch_waiting_for_more_items_on_stdin(tmp_path: Path) -> 
     assert proc.returncode == 130, err
     assert [g["status"] for g in got] == ["success", "success"] and out.empty()
     assert b"interrupted: 2 items" in err and b"Fatal" not in err and b"Traceback" not in err
+
+
+SLEEPY_MOCK = """\
+import time
+
+def run(inputs, outdir, ctx):
+    time.sleep(60)
+    return {}
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_run_json_still_prints_one_envelope_and_records_err_interrupted(tmp_path: Path) -> None:
+    from test_map import SLOW_SPEC
+
+    from theoryx.store import executions
+    from theoryx.store.handle import open_stores
+
+    registry = tmp_path / "registry"
+    (registry / "processors" / "test" / "slowish").mkdir(parents=True)
+    (registry / "processors" / "test" / "slowish@1.yaml").write_text(SLOW_SPEC.format(zeros="0" * 64))
+    (registry / "processors" / "test" / "slowish" / "mock.py").write_text(SLEEPY_MOCK)
+    env = dict(os.environ, THEORYX_HOME=str(tmp_path / "h"), THEORYX_REGISTRY=str(registry))
+    proc = subprocess.Popen([sys.executable, "-m", "theoryx", "run", "--json", "--adapter", "mock", "--ref",
+                             "test/slowish@1", "--inputs-json", "{}"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)                                   # started, and sleeping inside the processor
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    body = json.loads(out)                          # was: nothing on stdout
+    assert body["status"] == "error" and body["error"]["code"] == "ERR_INTERRUPTED" and body["execution_id"]
+    rec = executions.get(open_stores(tmp_path / "h").db, body["execution_id"])
+    assert rec.status == "error" and rec.error is not None and rec.error["code"] == "ERR_INTERRUPTED"

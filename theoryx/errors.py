@@ -59,6 +59,7 @@ TheoryxError                       ERR_THEORYX
 │   ├── RemoteConfigError          ERR_REMOTE_CONFIG    (a malformed remote URL or remote.json)
 │   └── RemoteRejected             ERR_REMOTE_REJECTED  (a remote entry or blob failed verification)
 ├── UiError                        ERR_UI               (`theoryx ui` cannot listen on the address asked)
+├── RunInterrupted                 ERR_INTERRUPTED      (Ctrl-C while a run was in flight; what its record says)
 └── InternalError                  ERR_INTERNAL         (a bug: the details went to a crash file)
 ```
 """
@@ -299,6 +300,20 @@ class StoreFull(StoreError):
     being written was removed; the store is consistent."""
 
     code = "ERR_STORE_FULL"
+
+
+class RunInterrupted(TheoryxError):
+    """A run stopped by Ctrl-C (``KeyboardInterrupt``) while in flight: its record's error (the
+    library re-raises the ``KeyboardInterrupt``, carrying this as :func:`interruption`)."""
+
+    code = "ERR_INTERRUPTED"
+    exit_code = 130
+
+
+def interruption(stop: BaseException) -> RunInterrupted:
+    """The :class:`RunInterrupted` a run attached to ``stop`` (naming its execution), or a new one."""
+    found = getattr(stop, "theoryx_error", None)
+    return found if isinstance(found, RunInterrupted) else RunInterrupted("interrupted")
 
 
 class InternalError(TheoryxError):

@@ -139,17 +139,26 @@ def _run(v: Mapping[str, Any]) -> int:
             raise
         except Exception as unexpected:  # a bug, or an OS error nothing mapped: no traceback
             raise as_theoryx_error(unexpected) from unexpected
+    except KeyboardInterrupt as stop:   # Ctrl-C: under --json the envelope still says what happened
+        from theoryx.errors import interruption
+
+        return _failed(v, interruption(stop))
     except TheoryxError as exc:
-        if v["as_json"]:
-            sys.stdout.write(json.dumps({"status": "error", "execution_id": exc.execution_id,
-                                         "error": messages.to_dict(exc)}) + "\n")
-            sys.stdout.flush()
-        sys.stderr.write(f"Error: {messages.message(exc)}\n")
-        sys.stderr.flush()
-        return exc.exit_code
+        return _failed(v, exc)
     sys.stdout.write(text)
     sys.stdout.flush()
     return 0
+
+
+def _failed(v: Mapping[str, Any], exc: TheoryxError) -> int:
+    """Report ``exc`` (its envelope on stdout under ``--json``, one line on stderr); its exit code."""
+    if v["as_json"]:
+        sys.stdout.write(json.dumps({"status": "error", "execution_id": exc.execution_id,
+                                     "error": messages.to_dict(exc)}) + "\n")
+        sys.stdout.flush()
+    sys.stderr.write(f"Error: {messages.message(exc)}\n")
+    sys.stderr.flush()
+    return exc.exit_code
 
 
 def as_theoryx_error(exc: Exception) -> TheoryxError:

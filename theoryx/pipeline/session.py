@@ -29,7 +29,7 @@ from types import TracebackType
 from cas import CasError
 from theoryx.core import syncpoints
 from theoryx.core.ids import new_execution_id
-from theoryx.errors import StoreError, StoreFull, TheoryxError
+from theoryx.errors import RunInterrupted, StoreError, StoreFull, TheoryxError
 from theoryx.pipeline import hit, record, writeprefix
 from theoryx.pipeline.lookup import lookup
 from theoryx.pipeline.prepare import Prepared, Resolutions, prepare
@@ -396,6 +396,9 @@ def _guarded(run: RunState, body: Callable[[], T]) -> T:
         exc.execution_id = run.execution_id
         record.failure(run, exc)
         raise
-    except KeyboardInterrupt:
-        record.failure(run, TheoryxError("interrupted"))
+    except KeyboardInterrupt as stop:
+        interrupted = RunInterrupted("interrupted while the run was in flight; nothing was cached")
+        interrupted.execution_id = run.execution_id
+        stop.theoryx_error = interrupted     # type: ignore[attr-defined]  # for the CLI's envelope
+        record.failure(run, interrupted)
         raise
