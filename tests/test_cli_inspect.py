@@ -103,3 +103,14 @@ def test_export_into_an_empty_current_directory_keeps_it(cli: Cli, tmp_path: Pat
     assert (here / "determinism.json").is_file() and (here / "outputs").is_dir()
     assert stat.S_IMODE(here.stat().st_mode) == 0o751      # the directory itself was kept, not replaced
     assert sorted(p.name for p in tmp_path.iterdir()) == ["here", "home"]
+
+
+def test_ids_in_either_case_and_ls_filters_that_cannot_match_are_refused(cli: Cli) -> None:
+    body = cli.run_json(*hello_args())
+    upper = body["execution_id"].upper()
+    assert cli("show", upper).exit_code == 0 and cli("show", upper[:10]).exit_code == 0
+    bad_plan = cli("ls", "--plan", "bad key!")
+    assert bad_plan.exit_code == 2 and "invalid plan key" in bad_plan.stderr
+    bad_ref = cli("ls", "--ref", "not a ref")
+    assert bad_ref.exit_code == 2 and "invalid processor ref" in bad_ref.stderr
+    assert body["execution_id"] in cli("ls", "--ref", "llm/litellm@1").stdout

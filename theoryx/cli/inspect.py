@@ -100,6 +100,14 @@ def ls(state: State, ref: str | None, plan: str | None, limit: int, as_json: boo
     """List executions, newest first."""
     from theoryx.store import executions
 
+    if plan is not None:
+        from theoryx.budget.plans import check_key
+
+        check_key(plan)
+    if ref is not None:
+        from theoryx.spec.refs import Ref
+
+        ref = str(Ref.parse(ref))
     rows = []
     for rec in executions.latest(state.stores().db):
         if (ref and rec.ref != ref) or (plan and rec.plan != plan):

@@ -276,8 +276,11 @@ def counts(db: Database) -> Counts:
 
 
 def get(db: Database, execution_id: str) -> ExecutionRecord:
-    """The record, or :class:`NotFound`. A unique prefix of an id is accepted."""
+    """The record, or :class:`NotFound`. A unique prefix of an id is accepted, in either case
+    (ids are lowercase Crockford base32, which is case-insensitive)."""
     raw = db.get("executions", execution_id)
+    if raw is None and execution_id != execution_id.lower():
+        return get(db, execution_id.lower())
     if raw is None:
         matches = [v for _, v in db.items("executions", prefix=execution_id)] if len(execution_id) >= 6 else []
         if len(matches) != 1:
