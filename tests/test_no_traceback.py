@@ -166,7 +166,8 @@ def test_a_full_disk_is_err_store_full_and_leaves_the_store_clean(tmp_path: Path
 @pytest.mark.parametrize("args", [
     ["verify", "--json", "--workers", "0"], ["ls", "--json", "--limit", "-1"], ["run", "--json", "--seed", "abc"],
     ["gc", "--json", "--max-age"], ["run", "--json", "--nope"], ["--home", "{afile}", "du", "--json"],
-], ids=["range", "negative", "not an int", "missing value", "unknown option", "group option"])
+    ["gc", "--json", "--grace", "x"],
+], ids=["range", "negative", "not an int", "missing value", "unknown option", "group option", "theoryx's own"])
 def test_usage_errors_click_catches_still_print_one_json_envelope(tmp_path: Path, args: list[str]) -> None:
     (tmp_path / "afile").write_text("")
     argv = [a.format(afile=tmp_path / "afile") for a in args]
@@ -176,6 +177,7 @@ def test_usage_errors_click_catches_still_print_one_json_envelope(tmp_path: Path
     assert len(lines) == 1, proc.stdout
     body = json.loads(lines[0])
     assert body["status"] == "error" and body["error"]["code"] == "ERR_USAGE" and body["error"]["message"]
+    assert set(body) == {"status", "execution_id", "error"}, body     # the envelope every command prints
     assert "Error: " in proc.stderr
     plain = run_cli(tmp_path / "h", *[a for a in argv if a != "--json"])
     assert plain.stdout == "" and plain.returncode == 2
