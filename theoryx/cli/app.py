@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from theoryx.cli import main as entry
 from theoryx.cli import messages, notices
 from theoryx.cli.options import not_empty
 from theoryx.cli.state import State
@@ -69,16 +70,11 @@ class Group(click.Group):
             except (TheoryxError, click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
                 raise
             except KeyboardInterrupt:
-                from theoryx.cli.main import INTERRUPTED
-
-                click.echo("\nAborted!", err=True)
-                ctx.exit(INTERRUPTED)
+                ctx.exit(entry.aborted())
             except BrokenPipeError:
-                if not _stdout_gone():
+                if not entry.stdout_gone():
                     raise
-                from theoryx.cli.main import stdout_closed
-
-                ctx.exit(stdout_closed())
+                ctx.exit(entry.stdout_closed())
             except Exception as unexpected:  # never a traceback: a one-line ERR_INTERNAL (or full disk)
                 from theoryx.cli.runcore import as_theoryx_error
 
@@ -100,19 +96,6 @@ def _usage_json(exc: click.exceptions.UsageError, as_json: bool) -> None:
 
         click.echo(json.dumps({"status": "error", "execution_id": None,
                                "error": messages.to_dict(UsageError(exc.format_message()))}))
-
-
-def _stdout_gone() -> bool:
-    """Whether stdout is a pipe or socket whose reader has gone (a broken pipe elsewhere — a
-    container's socket, a worker's stdin — is not the user's ``| head`` and stays an error)."""
-    import select
-
-    try:
-        poll = select.poll()
-        poll.register(sys.stdout.fileno(), select.POLLOUT)
-        return any(events & select.POLLERR for _, events in poll.poll(0))
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

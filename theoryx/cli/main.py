@@ -23,11 +23,16 @@ def main() -> None:
         code = _main()
         sys.stdout.flush()
     except KeyboardInterrupt:
-        sys.stderr.write("\nAborted!\n")  # as click says it
-        code = INTERRUPTED
+        code = aborted()
     except BrokenPipeError:
         code = stdout_closed()
     raise SystemExit(code)
+
+
+def aborted() -> int:
+    """After Ctrl-C: say so (as click does) and return :data:`INTERRUPTED`."""
+    sys.stderr.write("\nAborted!\n")
+    return INTERRUPTED
 
 
 def _main() -> int | str | None:
@@ -55,3 +60,16 @@ def stdout_closed() -> int:
     except (OSError, ValueError):
         pass
     return STDOUT_CLOSED
+
+
+def stdout_gone() -> bool:
+    """Whether stdout is a pipe or socket whose reader has gone (a broken pipe elsewhere — a
+    container's socket, a worker's stdin — is not the user's ``| head`` and stays an error)."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False

@@ -46,7 +46,6 @@ def click_option(o: Option) -> Callable[[F], F]:
     return click.option(o.flag, o.dest, **kw)
 
 
-
 def with_options(options: tuple[Option, ...]) -> Callable[[F], F]:
     """Decorate a command with the click options of ``options``, in that order."""
 

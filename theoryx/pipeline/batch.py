@@ -130,7 +130,7 @@ class Batch:
         self.window = window or max(4 * jobs, 16)
         self.cancelled = threading.Event()
         self.cancellation = Cancellation()
-        self._failed = threading.Event()   # an item failed (read by pool threads under fail_fast)
+        self._stop = threading.Event()   # fail_fast and an item failed: pool threads take no new item
 
     def cancel(self) -> None:
         """Admit nothing more; queued items are dropped; the containers of items in flight are
@@ -156,7 +156,7 @@ class Batch:
         the batch is cancelled meanwhile: :data:`~theoryx.adapters.base.CANCELLATION`). None,
         with nothing executed, when ``fail_fast`` and an item has already failed: a pool thread
         that picks up a queued item after a failure must not pay for it."""
-        if self.fail_fast and self._failed.is_set():
+        if self._stop.is_set():
             pending.close()
             return None
         token = CANCELLATION.set(self.cancellation)
@@ -166,8 +166,8 @@ class Batch:
             res = ItemResult(item, error=exc)
         finally:
             CANCELLATION.reset(token)
-        if not res.ok:
-            self._failed.set()
+        if self.fail_fast and not res.ok:
+            self._stop.set()
         return res
 
     def run(self, items: Iterable[Item | Mapping[str, Any] | None]) -> Iterator[ItemResult]:
@@ -184,11 +184,12 @@ class Batch:
         pool: ThreadPoolExecutor | None = None      # created for the first miss: a batch of hits needs none
         pending: dict[Future[ItemResult | None], tuple[int, Pending]] = {}   # a miss in the pool: seq, run
         done: dict[int, ItemResult] = {}
-        next_seq, submitted, exhausted, stop = 0, 0, False, False
+        next_seq, submitted, exhausted = 0, 0, False
         try:
             while True:
                 ready: list[tuple[int, ItemResult]] = []
-                if not (exhausted or stop or self.cancelled.is_set()) and submitted - next_seq < self.window:
+                stopping = self._stop.is_set() or self.cancelled.is_set()
+                if not (exhausted or stopping) and submitted - next_seq < self.window:
                     try:
                         item = next(source)
                     except StopIteration:
@@ -218,8 +219,7 @@ class Batch:
                     break
                 for seq, res in ready:
                     if self.fail_fast and not res.ok:
-                        stop = True
-                        self._failed.set()
+                        self._stop.set()
                     if self.ordered:
                         done[seq] = res
                     else:
@@ -228,7 +228,7 @@ class Batch:
                 while self.ordered and next_seq in done:
                     yield done.pop(next_seq)
                     next_seq += 1
-                if (stop or self.cancelled.is_set()) and pending:
+                if (self._stop.is_set() or self.cancelled.is_set()) and pending:
                     for fut in list(pending):
                         if fut.cancel():      # still queued: dropped, nothing executed or recorded
                             pending.pop(fut)[1].close()

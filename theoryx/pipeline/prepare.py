@@ -107,20 +107,32 @@ def check_seed(seed: int) -> None:
         raise UsageError(f"seed {seed} is out of range: a seed is an integer from -{MAX_SEED} to {MAX_SEED}")
 
 
+def processor(stores: Stores, req: RunRequest, resolutions: Resolutions | None = None) -> Processor:
+    """What every request for ``req``'s ref with ``req``'s settings shares, checked — the adapter,
+    the seed, the plan key, the spec, the adapter options against it — and the resolved
+    processor. :func:`prepare` runs it for each request; a batch also once before its first item
+    (``Session.map``), so that a mistake there fails the batch once, not every item."""
+    env_class = adapters.env_class(req.adapter)
+    check_seed(req.seed)
+    if req.plan is not None:     # the key only: a missing plan is created on first use
+        from theoryx.budget.plans import check_key
+
+        check_key(req.plan)
+    proc = (resolutions.get(stores, req.registry, req.ref, env_class) if resolutions is not None
+            else resolve(stores, req.registry, req.ref, env_class))
+    if req.adapter_options:  # checked on hits too, before anything else happens (adapter code loads only then)
+        check_depth(dict(req.adapter_options), "adapter_options")
+        adapters.check_options(req.adapter, req.adapter_options, proc.spec)
+    return proc
+
+
 def prepare(stores: Stores, req: RunRequest, execution_id: str, resolutions: Resolutions | None = None) -> Prepared:
     """Resolve ``req`` into a :class:`Prepared` action. Raises usage, ref, spec, attachment and
     inputs errors; never writes a blob."""
-    env_class = adapters.env_class(req.adapter)
-    check_seed(req.seed)
     check_depth(req.inputs)
-    if req.adapter_options:
-        check_depth(dict(req.adapter_options), "adapter_options")
+    proc = processor(stores, req, resolutions)
     prefix = writeprefix.expand(req.write_prefix, execution_id)
-    proc = (resolutions.get(stores, req.registry, req.ref, env_class) if resolutions is not None
-            else resolve(stores, req.registry, req.ref, env_class))
     spec = proc.spec
-    if req.adapter_options:  # checked on hits too, before anything else happens (adapter code loads only then)
-        adapters.check_options(req.adapter, req.adapter_options, spec)
     hashed = attachments.hash_files(dict(req.attachments))
     used: set[str] = set()
     inputs = attachments.rewrite(req.inputs, hashed, used)

@@ -32,7 +32,7 @@ from theoryx.core.ids import new_execution_id
 from theoryx.errors import RunInterrupted, StoreError, StoreFull, TheoryxError
 from theoryx.pipeline import hit, record, writeprefix
 from theoryx.pipeline.lookup import lookup
-from theoryx.pipeline.prepare import Prepared, Resolutions, prepare
+from theoryx.pipeline.prepare import Prepared, Resolutions, prepare, processor
 from theoryx.pipeline.request import DEFAULT_ADAPTER, RunRequest, StreamFn
 from theoryx.pipeline.result import Output, RunResult
 from theoryx.pipeline.running import RunState
@@ -154,12 +154,11 @@ class Session:
         from theoryx.pipeline.recorder import GroupRecorder
 
         resolutions = Resolutions()
-        self._check_batch(template, resolutions)
+        processor(self.stores, template, resolutions)   # a mistake every item shares fails here, once
         scope = BatchScope(resolutions, lambda: Lease(self.stores.home.leases, new_execution_id()),
                            GroupRecorder(self.stores.db), work=self.stores.home.work)
         jobs = jobs or os.cpu_count() or 1
         # Persistent workers (specs that declare `worker`, on local): created idle, closed with the batch.
-
         workers = adapters.workers(template.adapter, stores=self.stores, jobs=jobs) \
             if template.adapter in adapters.NAMES else None
         template = replace(template, workers=workers)
@@ -177,22 +176,6 @@ class Session:
         if batch is not None:
             batch.append(runner)
         return runner.run(items)
-
-    def _check_batch(self, template: RunRequest, resolutions: Resolutions) -> None:
-        """What every item of a batch shares, checked once before the first item, so that a
-        typo fails the batch at once instead of each item (3,000 failed records for a misspelt
-        ref): the ref and its spec, the adapter and its options, the seed, the plan key."""
-        from theoryx import adapters
-        from theoryx.pipeline.prepare import check_seed
-
-        check_seed(template.seed)
-        if template.plan is not None:     # a missing plan is created on first use, without a limit
-            from theoryx.budget.plans import check_key
-
-            check_key(template.plan)
-        proc = resolutions.get(self.stores, template.registry, template.ref, adapters.env_class(template.adapter))
-        if template.adapter_options:
-            adapters.check_options(template.adapter, template.adapter_options, proc.spec)
 
     def replay(self, req: RunRequest, prep: Prepared) -> RunResult:
         """Execute an already prepared action again, bypassing the cache and leaving both the
@@ -301,10 +284,6 @@ class Pending:
 def _begin(run: RunState, resolutions: Resolutions | None) -> RunResult | Prepared:
     """Prepare and look up: the hit's answer, or the prepared request a miss continues from."""
     req = run.request
-    if req.plan is not None:
-        from theoryx.budget.plans import check_key
-
-        check_key(req.plan)
     prep = prepare(run.stores, req, run.execution_id, resolutions)
     _adopt(run, prep)
     syncpoints.point("after_prepare")
