@@ -49,12 +49,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import docker
 import modal
 import modal.container_process
 import modal.exception
 import modal.io_streams
 import modal.volume
 import pytest
+
+STREAM_TIMEOUT_S = 600
 
 REAL: dict[str, Any] = {
     "App.lookup": modal.App.lookup,
@@ -125,6 +128,7 @@ class Emulator:
         self.run_as_root = run_as_root
         self.kill_ends_sandbox = kill_ends_sandbox
         self.inject_env = dict(inject_env or {})
+        self.cut_outputs: int | None = None     # end the outputs tar's stdout quietly after so many bytes
         self.requires_python = requires_python
         self.lock = threading.Lock()
         self.calls: list[tuple[str, dict[str, Any]]] = []
@@ -132,6 +136,9 @@ class Emulator:
         self.sandboxes: list[Sandbox] = []
         self.builds = 0
         self._build_lock = threading.Lock()
+        # exec streams wait as long as the process runs: the tests' client gives up on a read
+        # after 5 s, which under load cut a stream short (and a cut stream is an error below)
+        self.streams = docker.from_env(version=client.api.api_version, timeout=STREAM_TIMEOUT_S).api
         (root / "volumes").mkdir(parents=True, exist_ok=True)
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> Emulator:
@@ -159,6 +166,7 @@ class Emulator:
         """Remove every container still there."""
         for sb in list(self.sandboxes):
             sb._end("terminated")
+        self.streams.close()
 
 
 def _emu() -> Emulator:
@@ -367,17 +375,22 @@ class Upload:
 
 
 class Stream:
-    """One stream of an exec'd process: chunks as they come, through a bounded queue."""
+    """One stream of an exec'd process: chunks as they come, through a bounded queue. When the
+    engine's stream broke while the Sandbox still ran, iterating ends with the SDK's
+    ``ConnectionError``, as a dropped connection to Modal would, never as a quiet end."""
 
     def __init__(self, process: Process) -> None:
         self.process = process
         self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUE_CHUNKS)
+        self.broken: BaseException | None = None
 
     @conforms("Stream.__iter__")
     def __iter__(self) -> Iterator[bytes]:
         while True:
             chunk = self.queue.get()
             if chunk is None:
+                if self.broken is not None:
+                    raise modal.exception.ConnectionError(f"the emulated stream broke: {self.broken!r}")
                 return
             yield chunk
 
@@ -400,8 +413,9 @@ class Process:
         user = "0" if sandbox.emu.run_as_root else ""
         self.exec_id = api.exec_create(sandbox.container_id, argv, stdout=True, stderr=True, environment=env,
                                        workdir=workdir, user=user)["Id"]
-        frames = api.exec_start(self.exec_id, stream=True, demux=True)
+        frames = sandbox.emu.streams.exec_start(self.exec_id, stream=True, demux=True)
         self.stdout, self.stderr = Stream(self), Stream(self)
+        self.cut = sandbox.emu.cut_outputs if argv[3:4] == ["theoryx-outputs"] else None
         self.deadline_passed = False
         self._pump = threading.Thread(target=self._run, args=(frames,), daemon=True)
         self._pump.start()
@@ -413,14 +427,21 @@ class Process:
     def _run(self, frames: Any) -> None:
         try:
             for out, err in frames:
+                if out and self.cut is not None:    # a lost tail: the stream just ends early
+                    out = out[:max(self.cut, 0)]
+                    self.cut -= len(out)
                 if out and not self.stdout.put(out):
                     break
+                if self.cut == 0:
+                    self.stdout.put(None)
+                    self.cut = -1
                 if err and not self.stderr.put(err):
                     break
-        except Exception:   # the container went away under the stream
-            pass
+        except Exception as exc:
+            if self.sandbox.ended is None:      # else the container went away under the stream
+                self.stdout.broken = self.stderr.broken = exc
         finally:
-            for s in (self.stdout, self.stderr):
+            for s in (self.stdout, self.stderr) if self.cut != -1 else (self.stderr,):
                 s.put(None)
 
     def _deadline(self) -> None:

@@ -433,3 +433,18 @@ def test_a_spec_with_a_shorter_log_bound_stores_head_and_tail(registry: Path, ho
     assert b"".join(streamed) == whole, "--stream shows everything"
     assert res.record.log_truncated == dropped
     assert stdout == whole[:2048] + marker(dropped["stdout"], "stdout", 4096) + whole[-2048:]
+
+
+@pytest.mark.parametrize("cut", [0, 700])
+def test_an_output_stream_cut_short_fails_and_caches_nothing(registry: Path, home: Path, emulator: Any,
+                                                             cut: int) -> None:
+    """tar exits 0, but the stream back lost its tail (0: all of it; 700: inside the first
+    member): the run fails with ERR_MODAL_SANDBOX instead of succeeding with fewer outputs, and
+    nothing is cached, so the next run executes again and gets them all."""
+    emulator.cut_outputs = cut
+    err = fails(registry, home, {"mode": "hello"})
+    print(err.message)
+    assert err.code == "ERR_MODAL_SANDBOX" and "ended before the archive did" in err.message
+    emulator.cut_outputs = None
+    again = run(registry, home, {"mode": "hello"})
+    assert again.cache == "miss" and again.output("out.json").json()["uid"] != 0

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import stat
+import subprocess
 import tarfile
 import threading
 import time
@@ -465,8 +466,54 @@ def test_a_root_that_is_not_a_directory_is_rejected(tmp_path: Path) -> None:
                         tmp_path / "l")
 
 
-def test_an_empty_stream_is_no_outputs(tmp_path: Path) -> None:
-    assert outputs.extract(outputs.reader(iter([])), tmp_path, OutputLimits(), tmp_path / "l").files == 0
+def test_an_empty_stream_is_no_outputs_and_no_archive(tmp_path: Path) -> None:
+    done = outputs.extract(outputs.reader(iter([])), tmp_path, OutputLimits(), tmp_path / "l")
+    assert (done.files, done.complete) == (0, False)
+
+
+def two_files(tf: tarfile.TarFile) -> None:
+    add(tf, ".", tarfile.DIRTYPE, mode=0o755)
+    add(tf, "./a", data=b"a" * 700)
+    add(tf, "./b", data=b"\0" * 3000)      # zeros at the end of the last member's data
+
+
+def test_a_whole_archive_is_complete(tmp_path: Path) -> None:
+    whole = tar_of(two_files).getvalue()
+    chunks = [whole[i:i + 333] for i in range(0, len(whole), 333)]
+    done = outputs.extract(outputs.reader(iter(chunks)), tmp_path, OutputLimits(), tmp_path / "l")
+    assert (done.files, done.bytes, done.complete) == (2, 3700, True)
+
+
+def test_gnu_tars_own_stream_is_complete(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "x.txt").write_text("x" * 100_000)
+    (src / "y").write_bytes(b"")
+    data = subprocess.run(["tar", "-cf", "-", "."], cwd=src, capture_output=True, check=True).stdout
+    dest = tmp_path / "out"
+    dest.mkdir()
+    done = outputs.extract(outputs.reader(iter([data])), dest, OutputLimits(), tmp_path / "l")
+    assert (done.files, done.complete) == (2, True) and (dest / "d" / "x.txt").stat().st_size == 100_000
+
+
+@pytest.mark.parametrize("cut", ["after_a_member", "in_the_end_marker", "mid_member"])
+def test_a_stream_cut_short_is_incomplete(tmp_path: Path, cut: str) -> None:
+    whole = tar_of(two_files).getvalue()
+    end = 512 + 512 + 1024 + 512 + 3072      # root, a's header and data, b's header and data
+    at = {"after_a_member": end, "in_the_end_marker": end + 512, "mid_member": end - 1000}[cut]
+    assert whole[end:] == bytes(len(whole) - end)
+    try:
+        done = outputs.extract(outputs.reader(iter([whole[:at]])), tmp_path, OutputLimits(), tmp_path / "l")
+    except ModalSandboxError:
+        assert cut == "mid_member"        # tarfile's own "unexpected end of data"
+    else:
+        assert not done.complete and cut != "mid_member"
+
+
+def test_bytes_after_the_end_marker_make_it_incomplete(tmp_path: Path) -> None:
+    whole = tar_of(two_files).getvalue() + b"junk"
+    done = outputs.extract(outputs.reader(iter([whole])), tmp_path, OutputLimits(), tmp_path / "l")
+    assert done.files == 2 and not done.complete
 
 
 def test_the_chunk_reader_streams(tmp_path: Path) -> None:

@@ -38,14 +38,21 @@ from theoryx.spec.model import OutputLimits
 CHUNK = 1 << 20
 
 
+TAIL = 64 << 10       # the most a sound archive holds after its end marker (GNU tar pads to 10 KiB)
+END_MARKER = 2 * tarfile.BLOCKSIZE
+
+
 @dataclass(frozen=True)
 class Extracted:
-    """What :func:`extract` recreated: entries other than directories, their regular bytes, and
-    whether it stopped at a cap (the rest of the stream was left unread)."""
+    """What :func:`extract` recreated: entries other than directories, their regular bytes,
+    whether it stopped at a cap (the rest of the stream was left unread), and whether the
+    archive's end marker (two zero blocks) arrived: a stream cut short at a member boundary
+    reads as a smaller archive, so only ``complete`` tells a whole tree from a lost tail."""
 
     files: int
     bytes: int
     stopped: bool
+    complete: bool = True
 
 
 def reader(chunks: Iterable[bytes]) -> BinaryIO:
@@ -74,6 +81,40 @@ class ChunkReader(io.RawIOBase):
         buffer[:n] = self._buf[:n]
         self._buf = self._buf[n:]
         return n
+
+
+class _Tail(io.RawIOBase):
+    """A raw stream over ``inner`` that counts the bytes read and keeps the last :data:`TAIL`."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        super().__init__()
+        self._inner = inner
+        self.total = 0
+        self.tail = bytearray()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:   # type: ignore[override]
+        data = self._inner.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        self.total += n
+        self.tail += data
+        if len(self.tail) > 2 * TAIL:
+            del self.tail[:-TAIL]
+        return n
+
+    def ended_at(self, offset: int) -> bool:
+        """Whether the stream, read to its end from here, holds an end marker at ``offset`` and
+        nothing but zeros after it (reads at most :data:`TAIL` more bytes)."""
+        while self.total - offset <= TAIL:
+            if not self.read(CHUNK):
+                break
+        trailing = self.total - offset
+        if not END_MARKER <= trailing <= min(TAIL, len(self.tail)):
+            return False
+        return not any(self.tail[len(self.tail) - trailing:])
 
 
 def _clean(name: str) -> str:
@@ -123,7 +164,7 @@ def extract(stream: BinaryIO, dest: Path, limits: OutputLimits, links_dir: Path)
         return _extract(stream, dest, limits, links_dir)
     except tarfile.ReadError as exc:
         if "empty file" in str(exc):     # nothing archived: the script exited first (its status says why)
-            return Extracted(0, 0, False)
+            return Extracted(0, 0, False, complete=False)
         raise ModalSandboxError(f"malformed output archive from the Sandbox: {exc}") from exc
     except tarfile.TarError as exc:
         raise ModalSandboxError(f"malformed output archive from the Sandbox: {exc}") from exc
@@ -132,7 +173,8 @@ def extract(stream: BinaryIO, dest: Path, limits: OutputLimits, links_dir: Path)
 def _extract(stream: BinaryIO, dest: Path, limits: OutputLimits, links_dir: Path) -> Extracted:
     files = total = 0
     extracted: dict[str, Path] = {}
-    with tarfile.open(fileobj=stream, mode="r|") as archive:
+    counted = _Tail(stream)
+    with tarfile.open(fileobj=counted, mode="r|") as archive:
         for member in archive:
             rel = _clean(member.name)
             if not rel:
@@ -172,7 +214,8 @@ def _extract(stream: BinaryIO, dest: Path, limits: OutputLimits, links_dir: Path
                 os.mkfifo(path, 0o600)
             if files > limits.max_files:
                 return Extracted(files, total, True)
-    return Extracted(files, total, False)
+        end = archive.offset
+    return Extracted(files, total, False, complete=counted.ended_at(end))
 
 
 __all__ = ["ChunkReader", "Extracted", "extract", "reader"]

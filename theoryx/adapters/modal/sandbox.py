@@ -528,6 +528,10 @@ def _read_outputs(sb: modal.Sandbox, request: ExecRequest) -> None:
     if status not in (0, 1, 92):
         raise ModalSandboxError(f"theoryx could not read the outputs back from the Modal Sandbox (tar exit "
                                 f"{status}; the image needs tar):\n{_tail(bytes(errors.data))}")
+    if status != 92 and not done.complete:     # tar finished, yet its archive's end never arrived
+        raise ModalSandboxError("theoryx could not read the outputs back from the Modal Sandbox: the output "
+                                "stream ended before the archive did (a dropped connection?); nothing was "
+                                "cached: run it again")
 
 
 __all__ = ["BILLING", "IDLE", "IMAGE_ENV", "PYTHON_HINT", "SANDBOX_MARGIN_S", "Plan", "Ran", "processor_argv", "run",
