@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from theoryx_testing import Cli, hello_args
+from theoryx_testing import REGISTRY, Cli, hello_args
 
 
 def test_cat_resolves_every_kind_of_world_path(cli: Cli) -> None:
@@ -114,3 +114,24 @@ def test_ids_in_either_case_and_ls_filters_that_cannot_match_are_refused(cli: Cl
     bad_ref = cli("ls", "--ref", "not a ref")
     assert bad_ref.exit_code == 2 and "invalid processor ref" in bad_ref.stderr
     assert body["execution_id"] in cli("ls", "--ref", "llm/litellm@1").stdout
+
+
+READING = [("ls",), ("show", "01ABC"), ("cat", "/artifacts/outputs/a.txt"), ("logs", "01ABC"),
+           ("export", "01ABC", "out"), ("stats",), ("du",), ("gc", "--dry-run"), ("verify",), ("pins",),
+           ("unpin", "01ABC"), ("plan", "ls"), ("plan", "show", "p"), ("plan", "ledger", "p"),
+           ("receipt", "01ABC"), ("explain", "01ABC", "01ABD"), ("audit", "01ABC")]
+
+
+@pytest.mark.parametrize("argv", READING, ids=lambda a: " ".join(a[:2]))
+def test_a_reading_command_at_a_misspelt_home_creates_nothing(tmp_path: Path, argv: tuple[str, ...]) -> None:
+    """A typo in --home: every command that only reads says there is no home there, exit 1,
+    and leaves no directory behind (it used to create an empty home and list nothing)."""
+    typo = tmp_path / "hmoe"
+    cli = Cli(typo, REGISTRY)
+    res = cli(*(str(tmp_path / "out") if a == "out" else a for a in argv))
+    setup = 2 if argv[0] == "audit" else 1       # audit's setup mistakes exit 2
+    assert res.exit_code == setup and f"no theoryx home at {typo}" in res.stderr, res.output
+    assert not typo.exists() and not (tmp_path / "out").exists()
+    if "--json" not in argv and argv[0] in ("ls", "stats", "du", "show"):
+        body = json.loads(cli(*argv, "--json").stdout)
+        assert body["error"]["code"] == "ERR_NO_HOME"

@@ -125,7 +125,9 @@ def test_an_unexpected_exception_in_another_command_is_err_internal_too(
         raise RuntimeError("stats exploded")
 
     monkeypatch.setattr(stats, "usage", boom)
-    res = Cli(tmp_path / "home", REGISTRY)("du", "--json")
+    cli = Cli(tmp_path / "home", REGISTRY)
+    assert cli("plan", "create", "p", "--limit-usd", "1").exit_code == 0     # a home to read
+    res = cli("du", "--json")
     assert res.exit_code == 1
     assert json.loads(res.stdout)["error"]["code"] == "ERR_INTERNAL"
     assert res.stderr.startswith("Error: internal error (RuntimeError: stats exploded)")

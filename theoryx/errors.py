@@ -22,6 +22,7 @@ TheoryxError                       ERR_THEORYX
 ├── SecretsMissing                 ERR_SECRETS_MISSING
 ├── StoreError                     ERR_STORE            (CAS/LMDB trouble; wraps cas.CasError)
 │   ├── NotFound                   ERR_NOT_FOUND        (no such execution / world path / cid)
+│   │   └── NoHome                 ERR_NO_HOME          (a reading command pointed at no home)
 │   ├── StoreBusy                  ERR_STORE_BUSY       (another gc or verify holds the store's gc lock)
 │   ├── StoreFull                  ERR_STORE_FULL       (no space or quota left where the store writes)
 │   └── CorruptBlobError           ERR_CORRUPT_BLOB     (a blob's bytes do not match its cid: quarantined)
@@ -170,6 +171,13 @@ class StoreError(TheoryxError):
 
 class NotFound(StoreError):
     code = "ERR_NOT_FOUND"
+
+
+class NoHome(NotFound):
+    """A command that only reads a home was pointed at a directory that is none (a typo in
+    ``--home`` or ``THEORYX_HOME``, or nothing has run there yet); nothing was created."""
+
+    code = "ERR_NO_HOME"
 
 
 class StoreBusy(StoreError):

@@ -49,9 +49,16 @@ def test_creating_an_existing_plan_is_an_error(pcli: Cli) -> None:
 
 
 def test_unknown_plan_is_plan_not_found(pcli: Cli) -> None:
+    assert pcli("plan", "create", "other", "--limit-usd", "1").exit_code == 0
     res = pcli("plan", "show", "nope")
     assert res.exit_code == 1 and "no plan 'nope'" in res.stderr
     assert pcli("plan", "set-limit", "nope", "1").exit_code == 1
+
+
+def test_reading_a_home_that_is_none_creates_nothing(pcli: Cli) -> None:
+    res = pcli("plan", "show", "nope", "--json")
+    assert res.exit_code == 1 and json.loads(res.stdout)["error"]["code"] == "ERR_NO_HOME"
+    assert not pcli.home.exists()
 
 
 @pytest.mark.parametrize(("amount", "error"), [

@@ -83,7 +83,7 @@ def audit(state: State, execution: str | None, adapter: str | None, current: boo
         if sample_n is not None:
             _sample(state, sample_n, ref, opts, as_json)
             return
-        rec = auditing.audit(state.stores(), execution or "", opts)
+        rec = auditing.audit(state.stores(create=False), execution or "", opts)
     except TheoryxError as exc:
         if as_json:
             click.echo(json.dumps({"verdict": "unauditable", "execution_id": execution, "error": exc.to_dict()}))
@@ -113,7 +113,7 @@ def _check_setup(state: State, plan: str | None) -> None:
 def _sample(state: State, n: int, ref: str | None, opts: Any, as_json: bool) -> None:
     from theoryx.provenance import audit as auditing
 
-    recs = auditing.sample(state.stores(), n, ref=ref, opts=opts)
+    recs = auditing.sample(state.stores(create=False), n, ref=ref, opts=opts)
     counts = Counter(r.verdict for r in recs)
     code = 1 if counts["diverged"] else 2 if counts["unauditable"] else 0
     if as_json:
@@ -140,7 +140,7 @@ def explain(state: State, a: str, b: str, as_json: bool) -> None:
     stored action pre-images."""
     from theoryx.provenance.explain import explain as run_explain
 
-    result = run_explain(state.stores(), a, b)
+    result = run_explain(state.stores(create=False), a, b)
     if as_json:
         click.echo(json.dumps(result.to_dict(), sort_keys=True))
         return
@@ -160,7 +160,7 @@ def receipt(state: State, execution: str, fmt: str, sign_key: str | None, out: s
     """Print an execution's receipt, portable and optionally signed."""
     from theoryx.provenance.attestation import export
 
-    data = export(state.stores(), execution, fmt, Path(sign_key).expanduser() if sign_key else None)
+    data = export(state.stores(create=False), execution, fmt, Path(sign_key).expanduser() if sign_key else None)
     if out:
         atomic_write(Path(out), data)
         click.echo(f"Wrote {out}", err=True)

@@ -35,7 +35,7 @@ def cat(state: State, target: str) -> None:
     from theoryx.store.handle import store_error
     from theoryx.store.worldpaths import resolve
 
-    stores = state.stores()
+    stores = state.stores(create=False)
     cid = resolve(stores, target)
     try:
         blob = stores.cas.stat(cid)
@@ -59,7 +59,7 @@ def show(state: State, execution: str, as_json: bool) -> None:
     from theoryx.provenance import audit_records as audits
     from theoryx.store import executions, receipts
 
-    stores = state.stores()
+    stores = state.stores(create=False)
     rec = executions.get(stores.db, execution)
     audited = audits.for_execution(stores.db, rec.execution_id)
     if as_json:
@@ -109,7 +109,7 @@ def ls(state: State, ref: str | None, plan: str | None, limit: int, as_json: boo
 
         ref = str(Ref.parse(ref))
     rows = []
-    for rec in executions.latest(state.stores().db):
+    for rec in executions.latest(state.stores(create=False).db):
         if (ref and rec.ref != ref) or (plan and rec.plan != plan):
             continue
         rows.append(rec)
@@ -136,7 +136,7 @@ def export(state: State, execution: str, directory: str) -> None:
     logs into DIRECTORY, which must not exist or be empty. Written privately, then renamed."""
     from theoryx.store import executions, receipts
 
-    stores = state.stores()
+    stores = state.stores(create=False)
     rec = executions.get(stores.db, execution)
     if rec.status != "success":
         raise UsageError(f"execution {rec.execution_id} did not succeed; nothing to export")
@@ -207,7 +207,7 @@ def logs(state: State, execution: str, which: str | None) -> None:
     from theoryx.store import executions
     from theoryx.store.handle import store_error
 
-    stores = state.stores()
+    stores = state.stores(create=False)
     rec = executions.get(stores.db, execution)
     for name, cid in (("stdout", rec.stdout_cid), ("stderr", rec.stderr_cid)):
         if which and which != name:

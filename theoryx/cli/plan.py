@@ -76,7 +76,7 @@ def show(state: State, key: str, as_json: bool) -> None:
     overruns (charged beyond a reservation: part of spent)."""
     from theoryx.budget import plans
 
-    p = plans.get(state.stores().db, key)
+    p = plans.get(state.stores(create=False).db, key)
     if as_json:
         _echo_json(p.to_json())
     else:
@@ -90,7 +90,7 @@ def ls_cmd(state: State, as_json: bool) -> None:
     """List every plan."""
     from theoryx.budget import plans
 
-    all_plans = plans.all_plans(state.stores().db)
+    all_plans = plans.all_plans(state.stores(create=False).db)
     if as_json:
         _echo_json([p.to_json() for p in all_plans])
         return
@@ -113,7 +113,7 @@ def set_limit(state: State, key: str, limit: str, as_json: bool) -> None:
     """Set plan KEY's limit to LIMIT dollars, or remove it with `none`."""
     from theoryx.budget import plans
 
-    p = plans.set_limit(state.stores().db, key, _limit(limit, "limit"))
+    p = plans.set_limit(state.stores(create=False).db, key, _limit(limit, "limit"))
     if as_json:
         _echo_json(p.to_json())
         return
@@ -155,7 +155,7 @@ def ledger(state: State, key: str, as_json: bool, verify: bool) -> None:
     from theoryx.budget import ledger as ledger_mod
     from theoryx.budget import plans
 
-    db = state.stores().db
+    db = state.stores(create=False).db
     p = plans.get(db, key)
     events = [e for _, e in ledger_mod.events(db, p.key)]
     totals = None
@@ -187,7 +187,7 @@ def reconcile(state: State, key: str, as_json: bool) -> None:
     """Release reservations of plan KEY whose run is gone (killed before settling); never charges."""
     from theoryx.budget import plans
 
-    stores = state.stores()
+    stores = state.stores(create=False)
     done = plans.reconcile(stores.db, key, stores.home.leases)
     if as_json:
         _echo_json({

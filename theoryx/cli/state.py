@@ -9,13 +9,14 @@ from theoryx.store.handle import Stores, open_stores
 
 @dataclass
 class State:
-    """Global options; ``stores`` opens the home on first use."""
+    """Global options; ``stores`` opens the home on first use: commands that only read it pass
+    ``create=False`` and fail with ``ERR_NO_HOME`` where there is none."""
 
     home: str | None = None
     registry: str | None = None
     _stores: Stores | None = field(default=None, repr=False)
 
-    def stores(self) -> Stores:
+    def stores(self, *, create: bool = True) -> Stores:
         if self._stores is None:
-            self._stores = open_stores(self.home)
+            self._stores = open_stores(self.home, create=create)
         return self._stores

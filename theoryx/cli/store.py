@@ -89,7 +89,7 @@ def gc(state: State, dry_run: bool, max_age: str | None, max_size: str | None, g
         age_s = parse_duration(max_age) if max_age is not None else None
         size = parse_size(max_size) if max_size is not None else None
         with _progress() as progress:
-            return collect(state.stores(), dry_run=dry_run, grace_s=grace_s, max_age_s=age_s,
+            return collect(state.stores(create=False), dry_run=dry_run, grace_s=grace_s, max_age_s=age_s,
                            max_size=size, progress=progress)
 
     report = _guard(as_json, go)
@@ -139,7 +139,7 @@ def verify(state: State, repair: bool, workers: int | None, as_json: bool) -> No
 
     def go() -> Any:
         with _progress() as progress:
-            return run_verify(state.stores(), repair=repair, workers=workers, progress=progress)
+            return run_verify(state.stores(create=False), repair=repair, workers=workers, progress=progress)
 
     report = _guard(as_json, go)
     if as_json:
@@ -195,7 +195,7 @@ def pin(state: State, execution: str, note: str) -> None:
 
     if not note.isprintable():     # also rejects bytes that were not UTF-8 (lone surrogates)
         raise UsageError("--note must be printable UTF-8 text on one line")
-    stores = state.stores()
+    stores = state.stores(create=False)
     p = pins.pin(stores.db, execution, note)
     rec = executions.get(stores.db, p.execution_id)
     gone = sorted({c for c in rec.blobs() if not stores.cas.exists(c)})
@@ -212,7 +212,7 @@ def unpin(state: State, execution: str) -> None:
     """Let gc treat EXECUTION like any other again."""
     from theoryx.store import pins
 
-    click.echo(f"Unpinned {pins.unpin(state.stores().db, execution)}")
+    click.echo(f"Unpinned {pins.unpin(state.stores(create=False).db, execution)}")
 
 
 @click.command(name="pins")
@@ -224,7 +224,7 @@ def pins_cmd(state: State, as_json: bool) -> None:
 
     from theoryx.store import pins
 
-    rows = pins.pins(state.stores().db)
+    rows = pins.pins(state.stores(create=False).db)
     if as_json:
         click.echo(json.dumps([p.to_dict() for p in rows]))
         return
@@ -242,7 +242,7 @@ def du(state: State, as_json: bool) -> None:
     """Disk usage of the store: blobs, temp files, quarantine, leftovers of killed runs, the database."""
     from theoryx.store.stats import usage
 
-    u = usage(state.stores())
+    u = usage(state.stores(create=False))
     if as_json:
         click.echo(json.dumps(u.to_dict()))
         return
@@ -267,7 +267,7 @@ def stats(state: State, as_json: bool) -> None:
     """Store size, cache entries, executions, hit rate and the money hits saved."""
     from theoryx.store.stats import stats as compute
 
-    s = compute(state.stores())
+    s = compute(state.stores(create=False))
     if as_json:
         click.echo(json.dumps(s.to_dict()))
         return

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cas import BlobNotFound, CasError, CorruptBlob, Store
-from theoryx.errors import CorruptBlobError, NotFound, StoreError
+from theoryx.errors import CorruptBlobError, NoHome, NotFound, StoreError
 from theoryx.store.db import Database, open_db
 from theoryx.store.home import Home, default_home
 
@@ -21,9 +21,16 @@ class Stores:
     db: Database
 
 
-def open_stores(root: Path | str | None = None) -> Stores:
-    """Open (creating when needed) the home at ``root`` (default: :func:`default_home`)."""
-    home = Home(Path(root).expanduser() if root is not None else default_home()).ensure()
+def open_stores(root: Path | str | None = None, *, create: bool = True) -> Stores:
+    """Open the home at ``root`` (default: :func:`default_home`), creating it when needed; with
+    ``create=False`` a directory that is no home yet (no ``CACHEDIR.TAG``) raises
+    :class:`NoHome` (``ERR_NO_HOME``) and nothing is created, so a command that only reads never
+    leaves a home behind at a misspelt path."""
+    home = Home(Path(root).expanduser() if root is not None else default_home())
+    if not create and not home.exists():
+        raise NoHome(f"no theoryx home at {home.root}: nothing has run there (a typo in --home or "
+                     "THEORYX_HOME?); nothing was created")
+    home = home.ensure()
     return Stores(home, Store(home.cas), open_db(home.db))
 
 

@@ -62,6 +62,10 @@ class Home:
         """Host-installed Python requirements for image build contexts, by requirements digest."""
         return self.root / "vendor-v1"
 
+    def exists(self) -> bool:
+        """Whether the root is a home already (theoryx tagged it when it created it)."""
+        return (self.root / "CACHEDIR.TAG").is_file()
+
     def ensure(self) -> Home:
         """Create the root (mode ``0700`` if theoryx creates it; an existing directory keeps its
         mode), its tag and the directories every run needs (modes inherited from the root).
