@@ -93,3 +93,16 @@ def test_every_lazy_command_resolves_to_a_command_of_that_name() -> None:
         command = cli.get_command(ctx, name)
         assert command is not None and command.name == name, name
     assert cli.list_commands(ctx) == sorted(LAZY)
+
+
+def test_a_schemas_validator_is_built_once_and_never_shared_with_another_schema() -> None:
+    from theoryx.pipeline import miss
+
+    a = {"type": "object", "required": ["x"]}
+    b = {"type": "object", "required": ["y"]}
+    assert miss._validator(a) is miss._validator(a)
+    assert miss._validator(b) is not miss._validator(a)
+    assert not miss._validator(a).is_valid({"y": 1}) and miss._validator(b).is_valid({"y": 1})
+    same_id = {"type": "string"}                       # a new schema at a recycled address
+    miss._VALIDATORS[id(same_id)] = ({"type": "object"}, miss._validator(a))
+    assert miss._validator(same_id).is_valid("text")

@@ -102,11 +102,28 @@ def _run(run: RunState, prep: Prepared, adapter: Adapter, env: dict[str, str], *
     return success(run, rec, cache_entry=entry if cache_write else None)
 
 
-def validate(spec: ProcessorSpec, inputs: Any) -> None:
-    """Inputs against the spec's JSON Schema; the first violation, by its JSON pointer."""
+_VALIDATORS: dict[int, tuple[Any, Any]] = {}     # id(schema) -> (the schema, kept alive; its validator)
+_VALIDATORS_MAX = 64
+
+
+def _validator(schema: Any) -> Any:
+    """The Draft 2020-12 validator of ``schema``, built once per schema object (a batch's misses
+    share their spec's; building one costs as much as validating small inputs)."""
+    found = _VALIDATORS.get(id(schema))
+    if found is not None and found[0] is schema:
+        return found[1]
     import jsonschema
 
-    validator = jsonschema.Draft202012Validator(spec.inputs_schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    if len(_VALIDATORS) >= _VALIDATORS_MAX:
+        _VALIDATORS.clear()
+    _VALIDATORS[id(schema)] = (schema, validator)
+    return validator
+
+
+def validate(spec: ProcessorSpec, inputs: Any) -> None:
+    """Inputs against the spec's JSON Schema; the first violation, by its JSON pointer."""
+    validator = _validator(spec.inputs_schema)
     errors = sorted(validator.iter_errors(inputs), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
