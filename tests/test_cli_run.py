@@ -263,3 +263,28 @@ def test_stream_with_json_goes_to_stderr_and_a_hit_replays_it(cli: Cli) -> None:
     again = cli("run", "--stream", *hello_args())
     assert again.stdout.startswith("Mock response to 1 messages\n")
     assert "Cache: hit" in again.stdout
+
+
+@pytest.mark.parametrize("where", ["--ref", "--plan", "--adapter", "inputs"])
+def test_a_huge_value_is_echoed_clipped(cli: Cli, where: str) -> None:
+    """A 100,000-character value in an error comes back as its head, its length and its tail,
+    on stderr and in the --json envelope (it was echoed in full)."""
+    huge = "q" * 100_000
+    args = {"--ref": ["--adapter", "mock", "--ref", huge, "--inputs-json", "{}"],
+            "--plan": [*hello_args(), "--plan", huge],
+            "--adapter": ["--adapter", huge, "--ref", "llm/litellm@1", "--inputs-json", "{}"],
+            "inputs": ["--adapter", "mock", "--ref", "llm/litellm@1", "--inputs-json", json.dumps({"messages": huge})]}
+    res = cli("run", "--json", *args[where])
+    message = json.loads(res.stdout)["error"]["message"]
+    assert res.exit_code in (1, 2) and "[100000 characters]" in message and len(message) < 1000, message
+    assert "[100000 characters]" in res.stderr and len(res.stderr) < 1500
+
+
+def test_clipped_keeps_short_words_and_cuts_long_ones() -> None:
+    from theoryx.errors import TheoryxError, clipped
+
+    assert clipped("short 'value'") == "short 'value'"
+    long = "x" * 401
+    assert clipped(f"bad '{long}' here") == f"bad '{'x' * 159}…[401 characters]…{'x' * 39}' here"
+    assert clipped("y" * 400) == "y" * 400
+    assert TheoryxError("z" * 5000).message.count("z") == 200 and str(TheoryxError("z" * 5000)).endswith("z" * 40)

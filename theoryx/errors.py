@@ -67,11 +67,27 @@ TheoryxError                       ERR_THEORYX
 
 from __future__ import annotations
 
+import re
+
+CLIP_OVER = 400      # characters: a longer word in a message is shown as head…[length]…tail
+_WRAPPING = "'\"()[]{}<>,.:;"     # quotes and punctuation around a value: not counted in its length
+_LONG_WORD = re.compile(rf"\S{{{CLIP_OVER + 1},}}")
+
+
+def clipped(message: str) -> str:
+    """``message`` with every run of more than :data:`CLIP_OVER` non-space characters (a
+    100,000-character ref, key or input echoed back) cut to its first 160 and last 40
+    characters around ``…[N characters]…``; everything else unchanged."""
+    if len(message) <= CLIP_OVER:
+        return message
+    return _LONG_WORD.sub(lambda m: f"{m[0][:160]}…[{len(m[0].strip(_WRAPPING))} characters]…{m[0][-40:]}", message)
+
 
 class TheoryxError(Exception):
     """Base of every error theoryx raises on purpose.
 
-    ``message`` is neutral: it speaks to whoever called the library, so where it names one of
+    ``message`` is neutral: it speaks to whoever called the library (and :func:`clipped`: a
+    value of any length is echoed in at most a few hundred characters), so where it names one of
     the caller's settings it uses the Python parameter name (``write_prefix must end with /``,
     ``use force=True``, ``adapter='mock'``) and ``option`` says which parameter that is. Only
     the command line turns such names into its flags (:func:`theoryx.cli.messages.message`).
@@ -84,6 +100,7 @@ class TheoryxError(Exception):
     reported = False  # set by a CLI command that already printed this error's --json envelope
 
     def __init__(self, message: str, *, option: str | None = None) -> None:
+        message = clipped(message)
         super().__init__(message)
         self.message = message
         if option is not None:

@@ -19,7 +19,7 @@ from theoryx.cli import main as entry
 from theoryx.cli import messages, notices
 from theoryx.cli.options import not_empty
 from theoryx.cli.state import State
-from theoryx.errors import TheoryxError
+from theoryx.errors import TheoryxError, clipped
 
 # Command name -> module below theoryx.cli that defines it (as an attribute of that name, or in
 # its ``COMMANDS`` list). Modules are imported only when their command runs, so a cache hit
@@ -65,6 +65,7 @@ class Group(click.Group):
                 with notices.shown():
                     return super().invoke(ctx)
             except click.exceptions.UsageError as exc:    # a command's options and arguments
+                exc.message = clipped(exc.message)
                 _usage_json(exc, as_json)
                 raise
             except (TheoryxError, click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
