@@ -65,7 +65,7 @@ class Group(click.Group):
                 with notices.shown():
                     return super().invoke(ctx)
             except click.exceptions.UsageError as exc:    # a command's options and arguments
-                setattr(exc, "message", clipped(exc.message))    # Final in click's annotations only
+                exc.message = clipped(exc.message)  # type: ignore[misc]  # Final in click's annotations only
                 _usage_json(exc, as_json)
                 raise
             except (TheoryxError, click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
