@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -317,3 +318,122 @@ def test_a_remote_hit_writes_only_the_blobs_it_lacks_and_makes_those_found_durab
     else:
         assert ("flush", str(open_stores(bob.home).cas.path(mine))) in events[:commit]
     assert b.output("out.txt").text() == "echo: shared"
+
+
+def test_a_blob_whose_size_the_entry_does_not_state_is_refused_past_its_bound_unread(
+        nginx: Nginx, teammates: tuple[Teammate, Teammate], keypairs: dict[str, KeyPair],
+        counter: Path, writer_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whoever can write to the bucket swaps the manifest (its size is in no entry) for a huge
+    file: the reader refuses it from its announced length, reads none of it, and runs locally
+    (it used to download gigabytes to disk before the hash check rejected them)."""
+    from theoryx.store.handle import open_stores
+
+    alice, bob = pair(nginx, teammates, keypairs)
+    monkeypatch.setattr(layout, "INLINE_TOTAL", 0)      # the manifest travels as a blob, not inline
+    a = alice.run("swapped")
+    on_server = nginx.root / layout.blob_path(a.record.manifest_cid)
+    os.truncate(on_server, cache.UNSTATED_MAX + 1)         # sparse: no disk used on the server
+    with captured_notices() as records:
+        b = bob.run("swapped")
+    warnings = texts(records, "warning")
+    print("warnings:", warnings)
+    assert b.cache == "miss" and executions(counter) == 2
+    assert len(warnings) == 1 and f"more than the {cache.UNSTATED_MAX} it may have: not downloaded" in warnings[0]
+    stores = open_stores(bob.home)
+    assert list(stores.cas.tmp_files()) == []
+    assert sum(p.stat().st_size for p in bob.home.rglob("*") if p.is_file()) < 4 << 20
+
+
+def test_the_readers_own_attachments_and_action_are_never_downloaded(
+        nginx: Nginx, teammates: tuple[Teammate, Teammate], keypairs: dict[str, KeyPair],
+        counter: Path, writer_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The reader attached the same file itself and computed the same action pre-image: a hit
+    stores both from there. The server's copies are even corrupted here; the hit still holds."""
+    import theoryx
+
+    alice, bob = pair(nginx, teammates, keypairs)
+    doc = tmp_path / "doc.txt"
+    doc.write_bytes(os.urandom(3 << 20))
+    monkeypatch.setattr(layout, "INLINE_TOTAL", 0)
+
+    def run(who: Teammate) -> Any:
+        with theoryx.Session(who.home, registry=str(who.registry)) as s:
+            return s.run("test/echo@1", inputs={"text": "attached", "doc": {"$attach": "doc"}},
+                         attachments={"doc": str(doc)}, adapter="mock")
+
+    a = run(alice)
+    (input_cid,) = a.record.input_cids
+    for cid in (input_cid, a.memo_key):
+        (nginx.root / layout.blob_path(cid)).write_bytes(b"not the blob")
+    before = len(requests(nginx))
+    b = run(bob)
+    made = requests(nginx)[before:]
+    print("bob's requests:", made)
+    assert b.cache == "remote" and executions(counter) == 1
+    for cid in (input_cid, a.memo_key):
+        assert not any(layout.blob_path(cid) in line for line in made), made
+    stores = open_stores_of(bob)
+    assert stores.cas.read(input_cid) == doc.read_bytes() and stores.cas.exists(a.memo_key)
+
+
+def open_stores_of(who: Teammate) -> Any:
+    from theoryx.store.handle import open_stores
+
+    return open_stores(who.home)
+
+
+def test_a_cancelled_prefetch_ends_within_a_fraction_of_a_second_even_if_the_sender_stalls() -> None:
+    import threading
+    import time
+
+    from theoryx.remote import client
+
+    release = threading.Event()
+
+    def stalled() -> Any:
+        yield b"first"
+        release.wait(30)         # the sender stops sending
+        yield b"never"
+
+    cancel = threading.Event()
+    got: list[bytes] = []
+    with client._Prefetch(stalled(), cancel) as chunks:
+        threading.Timer(0.3, cancel.set).start()
+        t0 = time.monotonic()
+        with pytest.raises(client.Cancelled):
+            for chunk in chunks:
+                got.append(chunk)
+        took = time.monotonic() - t0
+    release.set()
+    assert got == [b"first"] and took < 1.5, took
+
+
+def test_parallel_cancels_the_helpers_when_the_calling_thread_is_interrupted_while_it_waits() -> None:
+    """The calling thread has finished its items and waits for a helper's long transfer when
+    Ctrl-C arrives: the helper is cancelled, joined, and then the interrupt goes on (it used to
+    wait for the whole transfer, or leave the helper and its temp file behind)."""
+    import signal
+    import threading
+    import time
+
+    seen_cancel: list[bool] = []
+    stopped, helper_busy = threading.Event(), threading.Event()
+
+    def fn(item: str) -> str:
+        if threading.current_thread().name == "theoryx-remote":
+            helper_busy.set()
+            seen_cancel.append(stopped.wait(30))      # a transfer that watches its cancel event
+        else:
+            assert helper_busy.wait(10)               # the calling thread's item is quick
+        return item
+
+    threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        cache._parallel(2, ["a", "b"], fn, stopped)
+    took = time.monotonic() - t0
+    assert seen_cancel == [True] and took < 5, took
+    deadline = time.monotonic() + 5         # the helper returned: its thread ends right after
+    while [t for t in threading.enumerate() if t.name == "theoryx-remote"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not [t for t in threading.enumerate() if t.name == "theoryx-remote"]

@@ -49,6 +49,7 @@ def test_unusable_urls_are_refused_without_echoing_secrets(tmp_path: Path, url: 
 def test_remote_json_is_checked_key_by_key(tmp_path: Path) -> None:
     for bad, says in [({"url": "file:///x", "uplaod": True}, "unknown key"),
                       ({"url": "file:///x", "timeouts": {"connect_s": 0}}, "above 0"),
+                      ({"url": "file:///x", "timeouts": {"transfer_s": 100000}}, "at most 86400"),
                       ({"url": "file:///x", "concurrency": 0}, "concurrency"),
                       ({"url": "file:///x", "trusted_keys": "a.pub"}, "trusted_keys")]:
         (tmp_path / "remote.json").write_text(json.dumps(bad))
@@ -96,6 +97,31 @@ def test_scrub_removes_every_credential_value() -> None:
     basic = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     text = scrub(f"failed with {PASSWORD}, header Basic {basic} and aws-secret-xyz", env)
     assert PASSWORD not in text and basic not in text and "aws-secret-xyz" not in text
+
+
+def test_a_credential_astride_the_cut_of_an_error_line_is_never_shown_in_part() -> None:
+    from theoryx.remote.client import describe
+
+    token = "supersecrettoken123"
+    env = {"THEORYX_REMOTE_TOKEN": token}
+    for at in (276, 285, 292):       # the token (from at + 7) straddles character 300 of the line
+        line = describe(RuntimeError("x" * at + f"Bearer {token} and more"), env)
+        assert token[:3] not in line and "Bearer *" in line, line
+        assert len(line) <= 300
+
+
+def test_a_map_obstore_still_holds_is_left_open_and_the_real_error_stays() -> None:
+    import mmap
+
+    from theoryx.remote.client import _release
+
+    mapped = mmap.mmap(-1, 4096)
+    held = memoryview(mapped)          # as obstore's abandoned request holds the buffer
+    _release(mapped)                   # no BufferError
+    assert not mapped.closed
+    held.release()
+    _release(mapped)
+    assert mapped.closed
 
 
 @pytest.mark.remote

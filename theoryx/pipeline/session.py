@@ -304,7 +304,9 @@ def _finish(run: RunState, prep: Prepared) -> RunResult:
         from theoryx.remote import cache as remote_cache
 
         # Verified, its blobs durable and leased: the hit's record commits the entry with it.
-        fetched = remote_cache.fetch(run.stores, prep.memo_key, team, lease=run.lease, commit=False)
+        # What this run holds already (its action pre-image, its attachments) is never downloaded.
+        local = remote_cache.Local(prep.action.data, prep.sources, prep.spec.limits.log_bytes)
+        fetched = remote_cache.fetch(run.stores, prep.memo_key, team, lease=run.lease, commit=False, local=local)
         if fetched is not None:
             return hit.answer(run, fetched, remote_url=team.url)
     # A miss: one flight per memo key. Identical runs wait here for the one executing, then

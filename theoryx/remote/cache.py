@@ -35,6 +35,7 @@ from theoryx.store.handle import Stores
 
 TYPE_CHECKING = False  # typing stays unimported at run time: a remote miss stays cheap
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Callable, Iterable, Sequence
     from typing import Any, TypeVar
 
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
 SKIP_AFTER_FAILURE_S = 60.0
 """After a remote fails (unreachable, timed out, refusing), this process skips it this long."""
 
-__all__ = ["Published", "RemoteConfig", "configured", "fetch", "publish"]
+__all__ = ["Local", "Published", "RemoteConfig", "configured", "fetch", "publish"]
 
 _lock = _thread.allocate_lock()  # `threading` is imported by the transfers that start threads
 _down_until: dict[str, float] = {}
@@ -96,18 +97,42 @@ def reset() -> None:
 # -- read ---------------------------------------------------------------------------------------
 
 
+UNSTATED_MAX = 4 * layout.MAX_ENTRY_BYTES
+"""The most a blob whose size the entry does not state may have (its manifest, its receipt, an
+input or action pre-image the reader lacks): they describe what the entry itself, at most
+:data:`~theoryx.remote.layout.MAX_ENTRY_BYTES`, lists. Logs are bounded by ``log_limit``."""
+LOG_SLACK = 4096
+"""A stored log is at most ``limits.log_bytes`` plus the marker line (theoryx.adapters.logs)."""
+
+
+@dataclass(frozen=True)
+class Local:
+    """What the run asking the team cache holds already: its action pre-image (whose cid is the
+    memo key), its attachments (``(cid, file)``, as ``Prepared.sources``) and its spec's
+    ``limits.log_bytes`` (the bound of a log it may download)."""
+
+    action: bytes
+    sources: tuple[tuple[str, Path], ...]
+    log_bytes: int
+
+
 def fetch(stores: Stores, memo_key: str, config: RemoteConfig, *, lease: Lease | None = None,
-          commit: bool = True) -> ActionResult | None:
+          commit: bool = True, local: Local | None = None) -> ActionResult | None:
     """The verified remote action result for ``memo_key``, with all its blobs durable in the
     local CAS and (with ``commit``) the entry in the local action cache; or None (absent,
     untrusted, tampered, or the remote failed: one warning notice then). ``commit=False`` is for a
     caller that commits the entry itself, with the record of the hit, in one transaction. Every
     cid is added to ``lease`` before it is downloaded or checked, as a miss does with what it
-    writes. Never raises for remote trouble."""
+    writes. The entry must name the memo key's own pre-image as its action (the action cid is
+    the memo key). What ``local`` holds is stored from there, never downloaded; a blob whose size
+    the entry does not state is refused past a bound (``local.log_bytes`` for logs, when given,
+    :data:`UNSTATED_MAX` for the rest) before its body is read. A Ctrl-C
+    during the downloads cancels them all and leaves nothing behind. Never raises for remote
+    trouble."""
     if _is_down(config):
         return None
     try:
-        return _fetch(stores, memo_key, config, lease, commit)
+        return _fetch(stores, memo_key, config, lease, commit, local)
     except RemoteRejected as exc:
         notices.warning(f"ignored 1 remote cache entry for {memo_key} from {config.url}: {exc.message}; "
                         "executing locally instead")
@@ -126,7 +151,7 @@ def _unexpected(exc: BaseException) -> str:
 
 
 def _fetch(stores: Stores, memo_key: str, config: RemoteConfig, lease: Lease | None,
-           commit: bool) -> ActionResult | None:
+           commit: bool, local: Local | None) -> ActionResult | None:
     remote = store_for(config)
     raw = remote.get_small(layout.entry_path(memo_key), layout.MAX_ENTRY_BYTES)
     if raw is None:
@@ -134,31 +159,45 @@ def _fetch(stores: Stores, memo_key: str, config: RemoteConfig, lease: Lease | N
     from theoryx.remote import trust  # cryptography: loaded only once there is an entry to check
 
     payload = layout.decode(trust.verified(raw, layout.PAYLOAD_TYPE, trust.trusted_keys(config)), memo_key)
+    if payload.entry.action_cid != memo_key:
+        raise RemoteRejected(f"the entry names the action pre-image {payload.entry.action_cid}, not the "
+                             "memo key's own")
     needed = payload.blobs()
     if lease is not None:
-        lease.add(needed)
+        lease.add(needed if local is None else [*needed, *(cid for cid, _ in local.sources)])
     cas = stores.cas
     # One durability point for the entry's small blobs: what this thread writes skips its own
     # fsyncs and one sync covers it on leaving the block, before the caller commits the entry. A
     # large blob streamed on a helper thread of `_parallel` is fsynced as it is published
     # (deferral is per thread): durable either way.
     with cas.deferred():
+        if local is not None:
+            from theoryx.pipeline.attachments import store_files
+
+            cas.put_bytes(local.action)
+            store_files(local.sources, cas)
         # Blobs already here are neither fetched nor written again; each is made durable (the
         # copy found may be another thread's or process's unsynced write) like those written.
         absent = cas.ensure_durable(needed)
         small = {c: payload.inline[c] for c in absent if c in payload.inline}
         missing = [c for c in absent if c not in small]
         sizes = payload.sizes()
+        logs = {c for c in (payload.entry.stdout_cid, payload.entry.stderr_cid) if c}
+        log_limit = UNSTATED_MAX if local is None else local.log_bytes + LOG_SLACK
+        import threading
+
+        cancel = threading.Event()      # set when the calling thread is interrupted
 
         def get(cid: str) -> bytes | None:
             # A small blob comes back in memory, checked; a large one streams into the CAS here.
             path = layout.blob_path(cid)
-            data = remote.get_blob(path, cid, sizes.get(cid))
+            limit = log_limit if cid in logs else UNSTATED_MAX
+            data = remote.get_blob(path, cid, sizes.get(cid), limit=limit)
             if data is None:
-                remote.download(path, cid, cas, sizes.get(cid))
+                remote.download(path, cid, cas, sizes.get(cid), limit=limit, cancel=cancel)
             return data
 
-        for cid, data in zip(missing, _parallel(config.concurrency, missing, get), strict=True):
+        for cid, data in zip(missing, _parallel(config.concurrency, missing, get, cancel), strict=True):
             if data is not None:
                 small[cid] = data
         if payload.receipt_cid and payload.receipt is not None:
@@ -182,11 +221,14 @@ def _json(data: bytes) -> Any:
         raise RemoteRejected("not JSON") from None
 
 
-def _parallel(workers: int, items: Sequence[str], fn: Callable[[str], T]) -> list[T]:
+def _parallel(workers: int, items: Sequence[str], fn: Callable[[str], T],
+              stopped: threading.Event | None = None) -> list[T]:
     """``fn`` over ``items``, in their order, on at most ``workers`` threads, the calling thread
     being one of them (a thread costs ~0.1 ms to start; on loopback a small GET ~0.25 ms). After
     an error no further item is started; the first error is raised once the running ones have
-    finished (nothing is left running in the background)."""
+    finished (nothing is left running in the background). When the calling thread is
+    interrupted (Ctrl-C, also while it waits for the others), ``stopped`` is set, which ``fn``'s
+    transfers watch to end early; the interrupt is raised once every helper has returned."""
     if not items:
         return []
     if len(items) == 1 or workers == 1:
@@ -195,7 +237,7 @@ def _parallel(workers: int, items: Sequence[str], fn: Callable[[str], T]) -> lis
 
     results: list[Any] = [None] * len(items)
     errors: list[BaseException] = []
-    stopped = threading.Event()  # the calling thread left early (an interrupt): take no more items
+    stopped = stopped or threading.Event()  # the calling thread left early: take no more items
     lock = threading.Lock()
     todo = iter(range(len(items)))
 
@@ -208,20 +250,42 @@ def _parallel(workers: int, items: Sequence[str], fn: Callable[[str], T]) -> lis
             try:
                 results[n] = fn(items[n])
             except Exception as exc:  # raised by the caller below, after the others stop (a Ctrl-C
-                # in the calling thread propagates as it is: the `finally` stops and joins the helpers)
+                # in the calling thread propagates as it is, once the helpers have returned)
                 with lock:
                     errors.append(exc)
 
-    helpers = [threading.Thread(target=work, name="theoryx-remote", daemon=True)
-               for _ in range(min(workers, len(items)) - 1)]
-    for t in helpers:
+    def helper(done: threading.Event) -> None:
+        try:
+            work()
+        finally:
+            done.set()
+
+    # Waited for through events, not Thread.join: a Ctrl-C that interrupts join() can mark a
+    # thread that still runs as stopped (CPython 3.11's bpo-45274 handling), and it would be left.
+    helpers = [threading.Event() for _ in range(min(workers, len(items)) - 1)]
+    threads = [threading.Thread(target=helper, args=(done,), name="theoryx-remote", daemon=True) for done in helpers]
+    for t in threads:
         t.start()
+    interrupted: BaseException | None = None
     try:
         work()
-    finally:
+    except BaseException as exc:    # KeyboardInterrupt, SystemExit: the helpers stop first
+        interrupted = exc
         stopped.set()
-        for t in helpers:
-            t.join()
+    for done in helpers:
+        while not done.is_set():
+            try:
+                done.wait()
+            except BaseException as exc:   # a Ctrl-C while waiting: cancel the helpers' transfers
+                interrupted = interrupted or exc
+                stopped.set()
+    try:
+        for t in threads:       # each has returned from its work: only its exit is left
+            t.join(1)
+    except BaseException as exc:
+        interrupted = interrupted or exc
+    if interrupted is not None:
+        raise interrupted
     if errors:
         raise errors[0]
     return results

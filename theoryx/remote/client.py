@@ -74,7 +74,7 @@ def scrub(text: str, env: Mapping[str, str] | None = None) -> str:
 def describe(exc: BaseException, env: Mapping[str, str] | None = None) -> str:
     """One scrubbed line for an obstore (or OS) error: its first line, without the debug dump."""
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return scrub(first[:300], env)
+    return scrub(first, env)[:300]     # scrubbed whole: a secret cut in two would not match
 
 
 def _basic(env: Mapping[str, str]) -> str | None:
@@ -210,12 +210,13 @@ class RemoteStore:
 
     # -- blobs -------------------------------------------------------------------------------
 
-    def get_blob(self, path: str, cid: str, size: int | None = None) -> bytes | None:
+    def get_blob(self, path: str, cid: str, size: int | None = None, *, limit: int | None = None) -> bytes | None:
         """The bytes of blob ``cid`` at ``path`` if it has at most :data:`SMALL_BLOB` of them:
         one GET, the bytes checked against ``cid`` (and ``size`` when given) before they are
-        returned, :class:`RemoteRejected` if they do not match. None for a larger blob (stated
-        by ``size``, or announced by the server, whose answer is then dropped unread): stream
-        it with :meth:`download`."""
+        returned, :class:`RemoteRejected` if they do not match or the server announces more
+        than ``limit`` bytes (the bound of a blob whose size the entry does not state). None for
+        a larger blob (stated by ``size``, or announced by the server, whose answer is then
+        dropped unread): stream it with :meth:`download`."""
         if size is not None and size > SMALL_BLOB:
             return None
         import obstore
@@ -223,8 +224,7 @@ class RemoteStore:
         try:
             result = obstore.get(self._small, path)
             announced = int(result.meta["size"])
-            if size is not None and announced != size:
-                raise RemoteRejected(f"remote blob {cid} is {announced} bytes, the entry says {size}")
+            _check_size(cid, announced, size, limit)
             if announced > SMALL_BLOB:
                 return None  # the unread answer is dropped (its connection closed)
             data = bytes(result.bytes())
@@ -240,18 +240,20 @@ class RemoteStore:
                                  f"hashing to {actual}): rejected")
         return data
 
-    def download(self, path: str, cid: str, cas: Store, size: int | None = None) -> Blob:
+    def download(self, path: str, cid: str, cas: Store, size: int | None = None, *, limit: int | None = None,
+                 cancel: threading.Event | None = None) -> Blob:
         """Stream the blob at ``path`` into ``cas``, hashing while it is written; publish it
-        only if its bytes hash to ``cid`` (and are ``size`` long when given). Otherwise
-        :class:`RemoteRejected`, and nothing of it stays in the store (the temp file goes)."""
+        only if its bytes hash to ``cid`` (and are ``size`` long when given, at most ``limit``
+        otherwise). Otherwise :class:`RemoteRejected`, and nothing of it stays in the store (the
+        temp file goes). Setting ``cancel`` ends the transfer within ~0.1 s, as a
+        :class:`RemoteError`, with nothing left in the store either."""
         import obstore
 
         try:
             result = obstore.get(self._bulk, path)
             announced = int(result.meta["size"])
-            if size is not None and announced != size:
-                raise RemoteRejected(f"remote blob {cid} is {announced} bytes, the entry says {size}")
-            with _Prefetch(iter(result.stream(min_chunk_size=TRANSFER_CHUNK))) as chunks:
+            _check_size(cid, announced, size, limit)
+            with _Prefetch(iter(result.stream(min_chunk_size=TRANSFER_CHUNK)), cancel) as chunks:
                 return cas.put_chunks(iter(chunks), Blob(cid, announced))
         except FileNotFoundError:
             raise RemoteRejected(f"remote blob {cid} is missing (the entry names it)") from None
@@ -259,6 +261,8 @@ class RemoteStore:
             raise RemoteRejected(f"remote blob {cid} does not match its cid ({exc}): rejected") from None
         except (RemoteError, CasError):  # a local store fault is not the remote's: reported as it is
             raise
+        except Cancelled:
+            raise RemoteError(f"remote {self.url}: GET {path} cancelled") from None
         except Exception as exc:
             raise self._error("GET", path, exc) from None
 
@@ -277,13 +281,43 @@ class RemoteStore:
                     else:
                         import mmap
 
-                        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                        try:
                             obstore.put(self._bulk, path, mapped, use_multipart=False)
+                        finally:
+                            _release(mapped)
                 else:
                     obstore.put(self._bulk, path, f, chunk_size=UPLOAD_PART, max_concurrency=4)
             return size
         except Exception as exc:
             raise self._error("PUT", path, exc) from None
+
+
+def _check_size(cid: str, announced: int, size: int | None, limit: int | None) -> None:
+    """:class:`RemoteRejected` unless the ``announced`` length is the ``size`` the entry states,
+    or, where it states none, at most ``limit`` (checked before a byte of the body is read)."""
+    if size is not None and announced != size:
+        raise RemoteRejected(f"remote blob {cid} is {announced} bytes, the entry says {size}")
+    if size is None and limit is not None and announced > limit:
+        raise RemoteRejected(f"remote blob {cid} is {announced} bytes, more than the {limit} it may have: "
+                             "not downloaded")
+
+
+class Cancelled(Exception):
+    """A transfer ended because its caller was interrupted (see :meth:`RemoteStore.download`)."""
+
+
+def _release(mapped: Any) -> None:
+    """Close ``mapped`` unless obstore still holds it (a request it gave up on, after a timeout,
+    can keep its buffer a while): then it is unmapped when that reference goes, and the error
+    being raised, if any, stays the one reported (not ``BufferError``)."""
+    try:
+        mapped.close()
+    except BufferError:
+        pass
+
+
+_NOTHING = object()
 
 
 class _Prefetch:
@@ -294,12 +328,13 @@ class _Prefetch:
     Iterate it; an error of the network side is raised by the iteration. Leaving its ``with``
     block (also early, when the consumer rejects the bytes) stops and joins the reader."""
 
-    def __init__(self, chunks: Iterator[Any]) -> None:
+    def __init__(self, chunks: Iterator[Any], cancel: threading.Event | None = None) -> None:
         import queue
         import threading
 
         self._queue: queue.Queue[Any] = queue.Queue(QUEUE_CHUNKS)
         self._stop = threading.Event()
+        self._cancel = cancel
         self._thread: threading.Thread = threading.Thread(target=self._produce, args=(chunks,),
                                                           name="theoryx-remote-get", daemon=True)
         self._thread.start()
@@ -326,8 +361,20 @@ class _Prefetch:
         return False
 
     def __iter__(self) -> Iterator[Any]:
+        from queue import Empty
+
         while True:
-            item = self._queue.get()
+            if self._cancel is None:
+                item = self._queue.get()
+            else:       # a stalled sender must not hold a cancelled consumer: look again every 0.1 s
+                try:
+                    item = self._queue.get(timeout=0.1)
+                except Empty:
+                    item = _NOTHING
+                if self._cancel.is_set():
+                    raise Cancelled("the transfer was cancelled")
+                if item is _NOTHING:
+                    continue
             if item is None:
                 return
             if isinstance(item, BaseException):

@@ -84,7 +84,8 @@ class Timeouts:
                 if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 5:
                     raise RemoteConfigError(f"{where}: timeouts.retries must be an integer from 0 to 5")
             elif not isinstance(v, int | float) or isinstance(v, bool) or not 0 < v <= 86400:
-                raise RemoteConfigError(f"{where}: timeouts.{k} must be a number of seconds above 0")
+                raise RemoteConfigError(f"{where}: timeouts.{k} must be a number of seconds above 0, "
+                                        "at most 86400 (a day)")
             values[k] = v
         return cls(**values)
 
