@@ -226,3 +226,31 @@ def test_an_attachment_withdrawn_by_gc_mid_run_is_reinstated(home: Path, tmp_pat
     cas = open_stores(home).cas
     assert withdrawn and cas.exists(withdrawn[0]) and list(cas.withdrawn()) == []
     assert result.cache == "miss"
+
+
+@pytest.mark.parametrize("usage", ["2**64", "-(2**63) - 1", "10**400", "nested(600)", "[1, 2]", "{'k': 'x' * 70000}"])
+def test_a_usage_the_record_cannot_hold_is_kept_as_nothing_and_the_run_recorded(
+        home: Path, tmp_path: Path, usage: str) -> None:
+    """A processor reporting a token count beyond 64 bits (or usage nested too deep to pack, or
+    too large) crashed the record with ERR_INTERNAL after the plan was charged, leaving no
+    execution; now the record keeps ``usage`` as {} and the charge is judged as before."""
+    from theoryx.store import executions
+    from theoryx.store.handle import open_stores
+
+    reg = _copy_registry(tmp_path / "reg")
+    mock = reg / "processors" / "llm" / "litellm" / "mock.py"
+    mock.write_text(mock.read_text().replace(
+        '    return {"usage": usage, "meta":',
+        "    def nested(n):\n        v = {}\n        for _ in range(n):\n            v = {'a': v}\n        return v\n"
+        f"    usage = {usage}\n"
+        '    return {"usage": usage, "meta":'))
+    result = run(home, registry=str(reg), plan="p")
+    stored = executions.get(open_stores(home).db, result.execution_id)
+    assert result.record.status == "success" and stored is not None and stored.usage == {} and result.record.usage == {}
+    assert run(home, registry=str(reg), plan="p").cache == "hit"
+
+
+def test_a_result_file_nested_too_deep_to_parse_is_no_result() -> None:
+    from theoryx.pipeline.miss import parse_result
+
+    assert parse_result(b"[" * 200_000) == {} and parse_result(b'{"usage": {"a": 1}}') == {"usage": {"a": 1}}

@@ -25,6 +25,7 @@ from theoryx.pipeline.result import RunResult
 from theoryx.pipeline.running import RunState, now_ms
 from theoryx.spec.model import ProcessorSpec
 from theoryx.store.action_cache import ActionResult
+from theoryx.store.db import pack
 from theoryx.store.leftovers import remove_tree
 
 RESULT_LIMIT = 1 << 20  # the processor's THEORYX_RESULT file
@@ -74,7 +75,7 @@ def _run(run: RunState, prep: Prepared, adapter: Adapter, env: dict[str, str], *
         run.record = run.record.with_(stdout_cid=stdout, stderr_cid=stderr, exit_code=outcome.exit_code,
                                       log_truncated=dict(outcome.log_dropped) or None)
         result = _result(outcome, ws)
-        run.record = run.record.with_(usage=result.get("usage") or {})
+        run.record = run.record.with_(usage=usage_of(result))
         check(run, outcome, spec)
         manifest = ingest(ws.outputs, spec, run.record.write_prefix or "", stores.cas)
         lease.add([manifest.cid, *(o.cid for o in manifest.outputs)])
@@ -194,11 +195,48 @@ def read_result(ws: Workspace) -> dict[str, Any]:
     return parse_result(data)
 
 
+USAGE_LIMIT = 64 << 10
+"""The most bytes of ``usage`` an execution record keeps (packed)."""
+USAGE_DEPTH = 16
+"""The deepest nesting of ``usage`` a record keeps (token counts are one or two levels deep)."""
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests lists and objects (a scalar: 0), without recursion."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        v, d = todo.pop()
+        deepest = max(deepest, d)
+        if isinstance(v, dict):
+            todo.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            todo.extend((x, d + 1) for x in v)
+        if deepest > USAGE_DEPTH:
+            break
+    return deepest
+
+
+def usage_of(result: dict[str, Any]) -> dict[str, Any]:
+    """The result's ``usage`` as the record and the cache entry keep it: a JSON object that packs
+    within :data:`USAGE_LIMIT` bytes. Anything else (a list, an integer beyond 64 bits, nesting
+    too deep to pack) is kept as ``{}``: the processor reported it, the budget judges it
+    (``theoryx.budget.costs`` refuses counts that are not sane), and it never fails the record.
+    Nested deeper than :data:`USAGE_DEPTH`, it is kept as ``{}`` too."""
+    usage = result.get("usage")
+    if not isinstance(usage, dict) or not usage or _depth(usage) > USAGE_DEPTH:
+        return {}
+    try:
+        packed = pack(usage)
+    except (OverflowError, ValueError, TypeError):
+        return {}
+    return usage if len(packed) <= USAGE_LIMIT else {}
+
+
 def parse_result(data: bytes) -> dict[str, Any]:
     """A result file's content: a JSON object within :data:`RESULT_LIMIT` bytes, else ``{}``."""
     try:
         value = json.loads(data[:RESULT_LIMIT])
-    except ValueError:
+    except (ValueError, RecursionError):        # not JSON, or nested too deep for the parser
         return {}
     return value if isinstance(value, dict) else {}
 
