@@ -434,3 +434,67 @@ def test_responses_are_frozen_values() -> None:
     r = Response(200, "text/plain")
     with pytest.raises(AttributeError):
         r.status = 500  # type: ignore[misc]
+
+
+NAMES_SPEC = """\
+ref: ui/names@1
+image: {ref: "example.invalid/names@sha256:%s"}
+runtime: {timeout: 60}
+inputs: {type: object}
+outputs:
+  - {path: "my file 100%%.bin", mime: application/octet-stream}
+  - {path: "notes 100%%.txt", mime: text/plain}
+""" % ("0" * 64)
+NAMES_MOCK = """\
+def run(inputs, outdir, ctx):
+    (outdir / "my file 100%.bin").write_bytes(bytes(range(256)))
+    (outdir / "notes 100%.txt").write_text("hello")
+    return {}
+"""
+
+
+def test_download_links_of_names_that_need_encoding_are_encoded_once(tmp_path: Path) -> None:
+    """Outputs named "my file 100%.bin" and "notes 100%.txt": every link to their bytes (the run
+    page's downloads, the output pages' downloads and the no-preview download) answers 200 with
+    those bytes (the output page's were encoded twice: %2520, %2525, and 404)."""
+    import theoryx
+
+    reg = tmp_path / "reg"
+    (reg / "processors" / "ui" / "names").mkdir(parents=True)
+    (reg / "processors" / "ui" / "names@1.yaml").write_text(NAMES_SPEC)
+    (reg / "processors" / "ui" / "names" / "mock.py").write_text(NAMES_MOCK)
+    home = tmp_path / "home"
+    with theoryx.Session(home, registry=str(reg)) as s:
+        eid = s.run("ui/names@1", inputs={}, adapter="mock").record.execution_id
+    app = App(open_stores(home))
+    pages = [get(app, f"/runs/{eid}")[1]] + [get(app, f"/runs/{eid}/outputs/{n}")[1]
+                                            for n in ("my%20file%20100%25.bin", "notes%20100%25.txt")]
+    links = {html_unescape(h) for page in pages for h in re.findall(r'(?:href|src)="(/runs/[^"]*/raw/[^"]*)"', page)}
+    assert len(links) >= 2 and all("%2520" not in h and "%2525" not in h for h in links), links
+    for link in links:
+        r = app.handle(link)
+        assert r.status == 200, (link, r.status)
+
+
+def html_unescape(text: str) -> str:
+    import html
+
+    return html.unescape(text)
+
+
+@pytest.mark.parametrize("bind", ["0.0.0.0", "::"])
+def test_listening_on_every_interface_still_refuses_other_names(site: Site, bind: str) -> None:
+    """DNS rebinding against `--host 0.0.0.0`: a Host header naming another domain is refused
+    (it was answered: the check was off for unspecified addresses); IP literals on the port,
+    localhost and this machine's names are answered."""
+    import socket
+
+    from theoryx.ui.server import allowed_hosts
+
+    app = App(open_stores(site.home), allowed_hosts=allowed_hosts(bind, 8765))
+    for host in ("attacker.example:8765", "attacker.example", "1.2.3.4:9999", "localhost.attacker.example:8765",
+                 "[::1]x:8765", "[not-an-ip]:8765"):
+        assert app.handle("/api/head", host).status == 421, host
+    for host in ("192.168.1.5:8765", "[fe80::1]:8765", "0.0.0.0:8765", "LOCALHOST:8765",
+                 f"{socket.gethostname()}:8765"):
+        assert app.handle("/api/head", host).status == 200, host

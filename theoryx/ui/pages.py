@@ -197,15 +197,17 @@ def runs_page(page: data.RunsPage, flying: tuple[data.InFlight, ...]) -> str:
 # -- one run ----------------------------------------------------------------------------------------
 
 
-def preview_block(p: data.Preview, raw_url: str, name: str) -> Markup:
+def preview_block(p: data.Preview, raw_path: str, name: str) -> Markup:
+    """The preview of an output; ``raw_path`` is the (not yet encoded) path its bytes are
+    served at, encoded here once."""
     note = html('<p class="note">{n}</p>', n=p.note) if p.note else ""
     if p.kind in ("text", "json"):
         return html('<pre class="preview {k}">{t}</pre>{n}', k=p.kind, t=p.text, n=note)
     if p.kind == "image":
-        return html('<img class="preview" src="{u}" alt="{a}">', u=raw_url, a=name)
+        return html('<img class="preview" src="{u}" alt="{a}">', u=url(raw_path), a=name)
     if p.kind == "download":
         return html('<p class="note">No preview for this type{n}: <a href="{u}">download</a>.</p>',
-                    u=url(raw_url.split("?")[0], {"download": 1}), n=f" ({p.note})" if p.note else "")
+                    u=url(raw_path, {"download": 1}), n=f" ({p.note})" if p.note else "")
     if p.kind == "absent":
         return html('<p class="note">{n}</p>', n=p.note)
     return html('<p class="warn">{n}</p>', n=p.note or p.kind)
@@ -265,12 +267,12 @@ def outputs_section(detail: data.RunDetail) -> Markup:
         return html('<p class="note">No outputs.</p>')
     items = []
     for o in detail.outputs:
-        page_url, raw_url = url(f"/runs/{eid}/outputs/{o.rel}"), url(f"/runs/{eid}/raw/{o.rel}")
+        page_url, raw_path = url(f"/runs/{eid}/outputs/{o.rel}"), f"/runs/{eid}/raw/{o.rel}"
         items.append(html(
             '<article class="output"><header><a class="path" href="{pu}">{rel}</a>'
             '<span class="meta">{size} · {mime} · {cid} · <a href="{du}">download</a></span></header>{pv}</article>',
             pu=page_url, rel=o.rel, size=human_bytes(o.entry.size), mime=o.entry.mime, cid=cid_text(o.entry.cid),
-            du=url(f"/runs/{eid}/raw/{o.rel}", {"download": 1}), pv=preview_block(o.preview, raw_url, o.rel)))
+            du=url(raw_path, {"download": 1}), pv=preview_block(o.preview, raw_path, o.rel)))
     return join(items)
 
 
@@ -378,7 +380,7 @@ def run_page(detail: data.RunDetail) -> str:
 
 def output_page(rec: ExecutionRecord, view: data.OutputView) -> str:
     eid = rec.execution_id
-    raw = url(f"/runs/{eid}/raw/{view.rel}")
+    raw = f"/runs/{eid}/raw/{view.rel}"
     pairs = [("World path", html("<code>{p}</code>", p=view.entry.path)),
              ("Cid", html("<code>{c}</code>", c=view.entry.cid)),
              ("Size", f"{human_bytes(view.entry.size)} ({view.entry.size:,} bytes)"), ("Type", view.entry.mime),

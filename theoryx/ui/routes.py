@@ -199,6 +199,24 @@ def blob_type(name: str, mime: str) -> tuple[str, bool]:
     return "application/octet-stream", False
 
 
+def host_allowed(host: str, allowed: frozenset[str]) -> bool:
+    """Whether a request's ``Host`` header is one of ``allowed`` (``theoryx.ui.server.allowed_hosts``:
+    ``name:port`` values, and ``*:port`` for any IP address literal on that port)."""
+    host = host.lower()
+    if host in allowed:
+        return True
+    name, sep, port = host.rpartition(":")
+    if not sep or f"*:{port}" not in allowed:
+        return False
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(name[1:-1] if name.startswith("[") and name.endswith("]") else name)
+    except ValueError:
+        return False
+    return True
+
+
 class App:
     """The read-only web app over one home: :meth:`handle` answers one request target."""
 
@@ -213,7 +231,7 @@ class App:
     def handle(self, target: str, host: str | None = None) -> Response:
         """The response to a GET of ``target``; never raises."""
         try:
-            if host is not None and self.allowed_hosts and host.lower() not in self.allowed_hosts:
+            if host is not None and self.allowed_hosts and not host_allowed(host, self.allowed_hosts):
                 raise HttpError(421, "Misdirected request",
                                 "this server answers only requests addressed to the host it listens on")
             if len(target) > MAX_TARGET:

@@ -139,15 +139,27 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+ANY_IP = "*"
+"""In :func:`allowed_hosts`: any IP address literal (with the port) is answered too."""
+
+
 def allowed_hosts(host: str, port: int) -> frozenset[str]:
-    """The ``Host`` header values this server answers: its address and loopback names, with the
-    port; empty (any) for an unspecified address such as ``0.0.0.0``, whose names it cannot know."""
+    """The ``Host`` header values this server answers, with the port: its address and loopback
+    names; for an unspecified address such as ``0.0.0.0`` (every interface, whose addresses may
+    change) any IP address literal (:data:`ANY_IP`), ``localhost`` and this machine's own names.
+    A name some other domain resolves to this machine is never among them (DNS rebinding)."""
+    import socket
+
     try:
-        if ipaddress.ip_address(host).is_unspecified:
-            return frozenset()
+        unspecified = ipaddress.ip_address(host).is_unspecified
     except ValueError:
-        pass
-    names = {host, "127.0.0.1", "localhost", "[::1]"} if is_loopback(host) else {host}
+        unspecified = False
+    if unspecified:
+        names = {ANY_IP, "localhost", socket.gethostname(), socket.getfqdn()}
+    elif is_loopback(host):
+        names = {host, "127.0.0.1", "localhost", "[::1]"}
+    else:
+        names = {host}
     names = {f"[{n}]" if ":" in n and not n.startswith("[") else n for n in names}
     return frozenset(f"{n}:{port}".lower() for n in names)
 
