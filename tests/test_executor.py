@@ -254,3 +254,20 @@ def test_a_result_file_nested_too_deep_to_parse_is_no_result() -> None:
     from theoryx.pipeline.miss import parse_result
 
     assert parse_result(b"[" * 200_000) == {} and parse_result(b'{"usage": {"a": 1}}') == {"usage": {"a": 1}}
+
+
+def test_a_failure_that_cannot_be_recorded_says_so_and_keeps_its_own_error(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from notices_testing import captured_notices, texts
+
+    from theoryx.store import executions
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OverflowError("Integer value out of range")
+
+    monkeypatch.setattr(executions, "record", broken)
+    with captured_notices() as records, pytest.raises(InputsError) as info:
+        run(home, {"nope": 1})
+    (warning,) = texts(records, "warning")
+    assert f"the failed execution {info.value.execution_id} could not be recorded" in warning
+    assert "OverflowError" in warning

@@ -357,3 +357,61 @@ def test_workers_of_a_killed_theoryx_stop_and_are_swept(tmp_path: Path, wregistr
               lambda: [(c["Names"], c["State"], c["Status"]) for c in owned_containers(docker_client, {proc.pid})])
     removed = remove_leftovers(docker_client)                 # what the next local run does first
     assert len(removed) >= 2 and owned_containers(docker_client, {proc.pid}) == []
+
+
+def test_a_worker_that_speaks_between_requests_is_replaced_before_the_next_is_sent(
+        tmp_path: Path, wregistry: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An answer to the next request sent before it (a guessable id), an answer given twice: the
+    worker is stopped before another request reaches it, and that request goes to a new worker
+    (the early answer used to be taken as the next request's, which succeeded with no outputs and
+    was cached so; a double answer failed the innocent next request). An exit_code no process can
+    have is a protocol error of its own request, which is recorded."""
+    from theoryx.adapters.local import workers
+    from theoryx.store import executions
+    from theoryx.store.handle import open_stores
+
+    monkeypatch.setattr(workers, "PIPELINE", 1)
+    modes = [("early", 1), ("echo", 2), ("double", 3), ("echo", 4), ("bigcode", 5), ("echo", 6)]
+    items = [{"inputs": {"mode": m, "value": v}} for m, v in modes]
+    home = tmp_path / "home"
+    results = run_map(home, wregistry, "test/wprobe@1", items)
+    codes = [r.error.code if r.error else "ok" for r in results]
+    assert codes == ["ok", "ok", "ok", "ok", "ERR_PROCESSOR_FAILED", "ok"], [r.error for r in results]
+    got = by_value(results)
+    for v in (1, 2, 3, 4, 6):
+        assert probe(home, got[v])["value"] == v           # every success has its own out.json
+    hosts = {v: probe(home, got[v])["host"] for v in (1, 2, 3, 4, 6)}
+    assert hosts[1] != hosts[2] and hosts[3] != hosts[4], hosts
+    big = got[5]
+    assert big.error is not None and "exit_code must be an integer from 0 to 255" in big.error.message
+    assert executions.get(open_stores(home).db, big.error.execution_id or "") is not None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ref", ["test/woneshot@1", "test/wprobe@1"])
+def test_fail_fast_starts_nothing_for_items_still_waiting_for_a_container(
+        tmp_path: Path, wregistry: Path, ref: str) -> None:
+    """--jobs 1 keeps 4 items in flight: after the first failure those still waiting for the one
+    container slot (or the one worker) end ERR_CANCELLED at once, and later items never start
+    (they used to run one after another, each in its own container)."""
+    from theoryx.store import executions
+    from theoryx.store.handle import open_stores
+
+    items = [{"inputs": {"mode": "fail", "value": 0}}] + [
+        {"inputs": {"mode": "sleep", "seconds": 2, "value": v}} for v in range(1, 6)]
+    home = tmp_path / "home"
+    results = run_map(home, wregistry, ref, items, fail_fast=True)
+    codes = [r.error.code if r.error else "ok" for r in results]
+    failed = results[0].error
+    assert failed is not None and failed.code == "ERR_PROCESSOR_FAILED", codes
+    rec = executions.get(open_stores(home).db, failed.execution_id or "")
+    assert rec is not None
+    failed_at = (rec.started_ms + rec.duration_ms) / 1000
+    # Which items' sleeps began after the failure was known (the items may reach the one slot in
+    # any order, so some may have run before it): at most one, which took the slot the failure
+    # freed before the batch drained.
+    after = [r for r in results if r.result is not None and probe(home, r)["window"][0] > failed_at]
+    print(ref, codes, f"{len(after)} started after the failure")
+    assert len(after) <= 1, codes
+    cancelled = [r.error for r in results if r.error is not None and r.error.code == "ERR_CANCELLED"]
+    assert cancelled and all("first failure (fail-fast)" in e.message for e in cancelled), cancelled

@@ -134,6 +134,19 @@ def test_an_llm_result_without_cost_is_priced_from_its_usage(llm: ProcessorSpec)
                                     + 2000 * micros_per_token("output_cost_per_token"))
 
 
+def test_usage_longer_than_the_max_tokens_asked_for_is_refused(llm: ProcessorSpec) -> None:
+    """No provider bills more completion tokens than the request allowed: a server claiming so
+    is refused (the run is then charged its reservation, the worst case), not priced."""
+    usage = {"prompt_tokens": 100, "completion_tokens": 100_000_000}
+    cost = costs.actual(llm, {"model": "gpt-4o-mini", "max_tokens": 100}, {"usage": usage}, 10,
+                        bills_compute=False, rates=pricing.Rates())
+    assert cost.micros == 0 and cost.refused is not None and "max_tokens 100" in cost.refused
+    within = costs.actual(llm, {"model": "gpt-4o-mini", "max_tokens": 100},
+                          {"usage": {"prompt_tokens": 100, "completion_tokens": 100}}, 10,
+                          bills_compute=False, rates=pricing.Rates())
+    assert within.refused is None and within.micros > 0
+
+
 def test_rates_are_overridable_by_file_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "rates.json").write_text(json.dumps({"cpu_core_second_usd": "0.001", "gpu_second_usd": {"t4": 1}}))
     monkeypatch.setenv("THEORYX_RATES", json.dumps({"memory_gib_second_usd": 0.5}))

@@ -124,6 +124,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Scenari
             status=401, error_message=f"Incorrect API key provided: {API_KEY}."), _minimal())
         started["429"] = _start(root, "429", FakeOpenAI(status=429), _minimal())
         started["500"] = _start(root, "500", FakeOpenAI(status=500), _minimal(), stream=True)
+        started["hostile"] = _start(root, "hostile", FakeOpenAI(
+            reply_text=f"your key is {API_KEY} \ud800 lone", model=f"echo-{API_KEY}",
+            completion_tokens=100_000_000), _minimal(max_tokens=64))
+        started["drip"] = _start(root, "drip", FakeOpenAI(reply_text="a b c d e f g h i j k l m n o p",
+                                                          chunk_delay=1.0),
+                                 _minimal("openai/fake-local-model", request_timeout=3), stream=True)
         yield started
     finally:
         for scenario in started.values():
@@ -487,3 +493,27 @@ def test_litellm_is_not_imported_by_the_helpers() -> None:
     source = RUN_PY.read_text()
     top_level = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
     assert not [line for line in top_level if "litellm" in line or "openai" in line]
+
+
+def test_a_hostile_servers_answer_is_stored_safe_and_not_priced(runs: dict[str, Scenario]) -> None:
+    """The server echoes the API key in its text and model name, sends a lone surrogate and
+    claims 100M completion tokens for max_tokens 64: the run succeeds (exit 0, it did answer),
+    the key is *** in every output, the surrogate is U+FFFD, and the usage is not priced (it
+    used to crash on the surrogate, store the key, and charge $75 of invented tokens)."""
+    run = runs["hostile"].run()
+    assert run.exit_code == 0, run.stderr
+    text = run.text("text/response.txt")
+    assert API_KEY not in text and "your key is *** \ufffd lone" == text
+    for path in ("metadata.json",):
+        assert API_KEY not in run.text(path), run.text(path)
+    meta = run.json("metadata.json")
+    assert meta["cost_usd"] is None and "more than the max_tokens 64" in meta["cost_note"]
+    assert API_KEY not in json.dumps(run.result) and run.result["cost_usd"] is None
+
+
+def test_request_timeout_bounds_a_server_that_drips_its_answer(runs: dict[str, Scenario]) -> None:
+    """One chunk a second, request_timeout 3: cut off after ~3 s with exit 3 (every single read
+    was within the HTTP client's timeout, so it used to run to the end, or to the adapter's)."""
+    run = runs["drip"].run()
+    assert run.exit_code == 3, run.stderr
+    assert "timed out" in run.stderr and "request_timeout (3 s)" in run.stderr, run.stderr

@@ -422,10 +422,21 @@ class Cancellation:
         self._lock = threading.Lock()
         self._stops: dict[str, Callable[[], None]] = {}
         self._cancelled = False
+        self._draining = False
 
     @property
     def cancelled(self) -> bool:
         return self._cancelled
+
+    @property
+    def draining(self) -> bool:
+        """Nothing new may start (``--fail-fast`` after a failure); what runs finishes."""
+        return self._draining
+
+    def drain(self) -> None:
+        """Let what runs finish and start nothing more: an item still waiting for a container or
+        a worker ends with :class:`ExecutionCancelled` (:func:`check_cancelled`)."""
+        self._draining = True
 
     def register(self, key: str, stop: Callable[[], None]) -> None:
         with self._lock:
@@ -456,10 +467,13 @@ set by :class:`theoryx.pipeline.batch.Batch` around each miss it hands to its po
 
 def check_cancelled(what: str) -> None:
     """Raise :class:`ExecutionCancelled` if the batch whose item this thread executes was
-    cancelled: an adapter calls it before it starts ``what`` (a container, a Sandbox)."""
+    cancelled, or drains (:meth:`Cancellation.drain`): an adapter calls it before it starts
+    ``what`` (a container, a Sandbox, a request to a worker)."""
     cancellation = CANCELLATION.get()
     if cancellation is not None and cancellation.cancelled:
         raise ExecutionCancelled(f"the batch was cancelled before {what} started")
+    if cancellation is not None and cancellation.draining:
+        raise ExecutionCancelled(f"the batch stopped at its first failure (fail-fast) before {what} started")
 
 
 @contextlib.contextmanager

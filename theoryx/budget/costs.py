@@ -216,8 +216,9 @@ def estimate(spec: ProcessorSpec, inputs: Any, *, bills_compute: bool, rates: Ra
 def _usage_cost(spec: ProcessorSpec, inputs: Any, usage: Any,
                 rates: Rates) -> tuple[Decimal, str | None, str | None]:
     """``(dollars, note, refused)``: the cost of the reported token usage; a note when there is
-    none to price; why the usage is refused when its counts are not non-negative integers or
-    price above :data:`~theoryx.budget.money.MAX_REPORTED_MICROS`."""
+    none to price; why the usage is refused when its counts are not non-negative integers, its
+    completion is longer than the inputs' ``max_tokens`` allowed (no provider bills that), or it
+    prices above :data:`~theoryx.budget.money.MAX_REPORTED_MICROS`."""
     tokens = usage if isinstance(usage, dict) else {}
     prompt, completion = tokens.get("prompt_tokens"), tokens.get("completion_tokens")
     if prompt is None or completion is None:
@@ -225,6 +226,10 @@ def _usage_cost(spec: ProcessorSpec, inputs: Any, usage: Any,
     for name, count in (("prompt_tokens", prompt), ("completion_tokens", completion)):
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             return Decimal(0), None, f"usage.{name} {str(count)[:40]!r} is not a non-negative integer"
+    bound = inputs.get("max_tokens") if isinstance(inputs, dict) else None
+    if isinstance(bound, int) and not isinstance(bound, bool) and 0 < bound < completion:
+        return Decimal(0), None, (f"usage.completion_tokens {completion} is more than the max_tokens {bound} the "
+                                  "request allowed")
     model = model_of(spec, inputs)
     price = model_price(model, rates) if model else None
     if price is None:

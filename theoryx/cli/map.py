@@ -50,13 +50,17 @@ def pumped(stream: IO[bytes], stop: threading.Event) -> Iterator[bytes | None]:
         # os.read on the descriptor, not the buffered stream: a daemon thread left blocked in a
         # read must hold none of the stream's locks when the interpreter exits.
         try:
-            fd, rest = stream.fileno(), b""
+            fd, partial = stream.fileno(), bytearray()     # a line's start, over as many reads as it takes
             while chunk := os.read(fd, 1 << 16):
-                *complete, rest = (rest + chunk).split(b"\n")
+                *complete, tail = chunk.split(b"\n")       # each byte is looked at once: linear in a long line
                 for line in complete:
+                    if partial:
+                        partial += line
+                        line, partial = bytes(partial), bytearray()
                     lines.put(line + b"\n")
-            if rest:
-                lines.put(rest)
+                partial += tail
+            if partial:
+                lines.put(bytes(partial))
             lines.put(None)
         except BaseException as exc:  # handed to the reading thread
             lines.put(exc)

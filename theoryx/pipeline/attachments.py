@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,18 +69,27 @@ def hash_files(options: dict[str, Path]) -> dict[str, Attachment]:
     for name, path in options.items():
         if not name:
             raise AttachmentError(f"an attachment needs a name (the file {path} has none)")
-        if path.is_dir():
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                raise AttachmentNotFound(f"Attachment file not found: {path}") from None
+            raise AttachmentError(f"attachment {name!r} cannot be read: {path}: {exc.strerror}") from None
+        if stat.S_ISDIR(mode):
             raise AttachmentError(f"attachment {name!r} is a directory, not a file: {path} "
                                   "(attach one file; archive a folder first)")
-        if not path.is_file():
-            if path.exists():
-                raise AttachmentError(f"attachment {name!r} is not a regular file: {path} (a device, FIFO or "
-                                      "socket has no fixed bytes to hash)")
-            raise AttachmentNotFound(f"Attachment file not found: {path}")
+        if not stat.S_ISREG(mode):
+            raise AttachmentError(f"attachment {name!r} is not a regular file: {path} (a device, FIFO or "
+                                  "socket has no fixed bytes to hash)")
         filename = os.path.basename(path)
         if filename in ("", ".", ".."):
             raise AttachmentError(f"attachment {name!r} has no usable file name: {path}")
-        blob = hash_file(path)
+        try:
+            blob = hash_file(path)
+        except FileNotFoundError:
+            raise AttachmentNotFound(f"Attachment file not found: {path}") from None
+        except OSError as exc:
+            raise AttachmentError(f"attachment {name!r} cannot be read: {path}: {exc.strerror}") from None
         out[name] = Attachment(name, filename, blob.cid, blob.size, guess_mime(filename))
     return out
 

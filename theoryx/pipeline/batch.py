@@ -168,6 +168,7 @@ class Batch:
             CANCELLATION.reset(token)
         if self.fail_fast and not res.ok:
             self._stop.set()
+            self.cancellation.drain()       # items waiting for a container or a worker start none
         return res
 
     def run(self, items: Iterable[Item | Mapping[str, Any] | None]) -> Iterator[ItemResult]:
@@ -220,6 +221,7 @@ class Batch:
                 for seq, res in ready:
                     if self.fail_fast and not res.ok:
                         self._stop.set()
+                        self.cancellation.drain()
                     if self.ordered:
                         done[seq] = res
                     else:

@@ -3,7 +3,7 @@ cache entry in the same transaction), or the record of a failure."""
 
 from __future__ import annotations
 
-from theoryx.core import syncpoints
+from theoryx.core import notices, syncpoints
 from theoryx.errors import TheoryxError
 from theoryx.pipeline.result import RunResult
 from theoryx.pipeline.running import RunState
@@ -43,5 +43,6 @@ def failure(run: RunState, exc: TheoryxError) -> None:
     rec = run.record.with_(status="error", error=exc.to_dict(), duration_ms=run.elapsed_ms())
     try:
         executions.record(run.stores.db, rec)
-    except Exception:
-        pass
+    except Exception as unrecorded:     # said once, never in place of the run's own error
+        notices.warning(f"the failed execution {rec.execution_id} could not be recorded "
+                        f"({type(unrecorded).__name__}: {unrecorded}); `theoryx show` will not find it")

@@ -65,6 +65,7 @@ from theoryx.adapters.base import (
     Captures,
     ExecRequest,
     Outcome,
+    check_cancelled,
     stoppable,
 )
 from theoryx.adapters.local import docker_client
@@ -115,6 +116,15 @@ class Served:
     timed_out: bool = False
     oom_killed: bool = False
     note: str = ""          # a line theoryx adds to the request's stderr (why the worker died)
+
+
+class _OutOfTurn(Exception):
+    """An idle worker spoke (an answer, a protocol violation) or ended between requests: it is
+    stopped before the next request is sent, and that request goes to another worker."""
+
+
+OUT_OF_TURN_RETRIES = 3
+"""How many workers in a row may be found misbehaving between requests before a request fails."""
 
 
 def _excerpt(data: bytes, limit: int = 120) -> str:
@@ -279,6 +289,9 @@ class Worker:
         """Run one request; ``(how it ended, log bytes dropped, duration ms)``. Its outputs and
         result are left in ``request.workspace`` (only on an answer). A worker that did not
         answer is stopped (:attr:`dead`)."""
+        if not self.answers.empty():       # before anything is written for this request
+            self.stop()
+            raise _OutOfTurn(self.answers.get_nowait().kind)
         ws = request.workspace
         token = secrets.token_hex(12)
         here = self.requests / token
@@ -352,10 +365,10 @@ class Worker:
                 return Served(1, note=f"worker protocol error: an answer with id {body.get('id')!r} while request "
                                       f"{seq} was in flight; the worker was stopped")
             code = body.get("exit_code")
-            if isinstance(code, bool) or not isinstance(code, int):
+            if isinstance(code, bool) or not isinstance(code, int) or not 0 <= code <= 255:
                 self.stop()
-                return Served(1, note=f"worker protocol error: exit_code must be an integer, got {code!r}; "
-                                      "the worker was stopped")
+                return Served(1, note=f"worker protocol error: exit_code must be an integer from 0 to 255 (as a "
+                                      f"process's), got {_excerpt(repr(code).encode(), 40)}; the worker was stopped")
             error = body.get("error")
             note = f"worker: {' '.join(str(error).split())[:2000]}" if error not in (None, "") and code != 0 else ""
             return Served(code, note=note)
@@ -440,7 +453,8 @@ class WorkerPool:
     def __init__(self, home: Home, jobs: int) -> None:
         self.home, self.jobs = home, max(1, jobs)
         self.in_flight = PIPELINE * self.jobs
-        self._one_shot = threading.BoundedSemaphore(self.jobs)
+        self._slots_free = self.jobs                            # one-shot containers that may start
+        self._slot_queue: collections.deque[object] = collections.deque()   # waiting for one, in order
         self.id = new_execution_id()
         self.root = home.work / self.id
         self.client: Any = None
@@ -472,22 +486,29 @@ class WorkerPool:
             self._open(adapter)
             info = self._image(adapter, request)
             key = self._key(request, info.name, opts)
-            worker = self._take(key, adapter, request, info.name, opts, cancellation)
-            try:
-                with stoppable(f"{worker.name}/{request.execution_id}", worker.interrupt):  # cancelled: now
+            for attempt in range(OUT_OF_TURN_RETRIES + 1):
+                worker = self._take(key, adapter, request, info.name, opts, cancellation)
+                try:
+                    with stoppable(f"{worker.name}/{request.execution_id}", worker.interrupt):  # cancelled: now
+                        if worker.interrupted:
+                            raise ExecutionCancelled(f"the batch was cancelled before {request.spec.ref} was sent "
+                                                     "to a worker")
+                        served, dropped, duration_ms = worker.serve(request, opts.timeout)
+                    break
+                except _OutOfTurn as exc:       # stopped, so given back as dead: take another
+                    if attempt == OUT_OF_TURN_RETRIES:
+                        raise AdapterError(f"{attempt + 1} workers of {request.spec.ref} in a row spoke or ended "
+                                           f"between requests (the last: {exc}); this request was never sent "
+                                           "to one") from None
+                except OSError as exc:
                     if worker.interrupted:
-                        raise ExecutionCancelled(f"the batch was cancelled before {request.spec.ref} was sent "
-                                                 "to a worker")
-                    served, dropped, duration_ms = worker.serve(request, opts.timeout)
-            except OSError as exc:
-                if worker.interrupted:
-                    raise ExecutionCancelled(f"the batch was cancelled while {request.spec.ref} ran") from exc
-                if self.closed:
-                    raise _stopped() from exc
-                raise AdapterError(f"worker {worker.name}: could not hand over request "
-                                   f"{request.execution_id}: {exc}") from exc
-            finally:
-                self._give_back(worker)
+                        raise ExecutionCancelled(f"the batch was cancelled while {request.spec.ref} ran") from exc
+                    if self.closed:
+                        raise _stopped() from exc
+                    raise AdapterError(f"worker {worker.name}: could not hand over request "
+                                       f"{request.execution_id}: {exc}") from exc
+                finally:
+                    self._give_back(worker)
             from theoryx.adapters.local.adapter import _seconds
 
             meta = {"timeout_s": _seconds(opts.timeout), "image": info.name, "image_id": info.id,
@@ -504,8 +525,25 @@ class WorkerPool:
         """Hold one of ``jobs`` slots while a one-shot container runs in this batch (a spec
         without ``worker``, or a streamed run): the batch keeps :attr:`in_flight` items going,
         but never more than ``jobs`` containers."""
-        with self._one_shot:
+        ticket = object()
+        with self._cond:
+            self._slot_queue.append(ticket)
+            try:
+                # first come, first served (as workers are), looking at the batch's cancellation
+                # every _CANCEL_POLL_S without losing the place in line
+                while not (self._slot_queue[0] is ticket and self._slots_free > 0):
+                    check_cancelled("its container")
+                    self._cond.wait(_CANCEL_POLL_S)
+                self._slots_free -= 1
+            finally:
+                self._slot_queue.remove(ticket)
+                self._cond.notify_all()
+        try:
             yield
+        finally:
+            with self._cond:
+                self._slots_free += 1
+                self._cond.notify_all()
 
     def close(self) -> None:
         """Stop and remove every worker, wait (bounded) for requests in flight to fail, then
@@ -592,8 +630,8 @@ class WorkerPool:
                 while True:
                     if self.closed:
                         raise _stopped()
-                    if cancellation is not None and cancellation.cancelled:
-                        raise ExecutionCancelled(f"the batch was cancelled before {request.spec.ref} got a worker")
+                    if cancellation is not None and (cancellation.cancelled or cancellation.draining):
+                        check_cancelled(f"its request to a worker of {request.spec.ref}")
                     if queue[0] is ticket:
                         idle = self._idle.get(key)
                         if idle:

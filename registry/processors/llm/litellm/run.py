@@ -11,12 +11,18 @@ Reads (BUILD.md, "The processor contract"):
 
 Writes, on success only:
 
-- ``<prefix>/text/response.txt``: the response text, UTF-8, exactly as received;
+- ``<prefix>/text/response.txt``: the response text, UTF-8, as received (a lone surrogate, which
+  UTF-8 cannot hold, becomes U+FFFD; a secret's value echoed by the server becomes ``***``);
 - ``<prefix>/metadata.json``: model, response model, provider, response id, finish reason, usage,
   cost (sorted keys, indented);
 - ``THEORYX_RESULT``: ``{"usage": {...}, "cost_usd": float | null, "meta": {...}}``.
   ``cost_usd`` comes from ``litellm.completion_cost``; it is ``null`` (never a guess, never a
-  crash) when LiteLLM has no price for the model.
+  crash) when LiteLLM has no price for the model, and when the usage the server reported cannot
+  be true (a negative count, or more completion tokens than ``max_tokens`` allowed): then
+  ``cost_note`` says why and theoryx judges the usage itself (and charges its reservation).
+
+``request_timeout`` bounds the whole call, not only each read: a server that drips its answer
+byte by byte is cut off when it passes (exit 3, "timed out").
 
 stdout carries the response text (in one piece without streaming), nothing else; diagnostics go
 to stderr.
@@ -357,10 +363,32 @@ def redact(text: str, env: Mapping[str, str]) -> str:
     return text
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def utf8_safe(text: str) -> str:
+    """``text`` with every lone surrogate (a server may send ``"\\ud800"`` in JSON) replaced
+    by U+FFFD, so that it encodes as UTF-8."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def usage_problem(usage: Mapping[str, int], max_tokens: Any) -> str | None:
+    """Why the server's ``usage`` cannot be true, or None: a negative count, or a completion
+    longer than the ``max_tokens`` the request allowed."""
+    for name, count in usage.items():
+        if count < 0:
+            return f"usage.{name} is negative ({count})"
+    completion = usage.get("completion_tokens", 0)
+    if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and 0 < max_tokens < completion:
+        return f"usage.completion_tokens {completion} is more than the max_tokens {max_tokens} asked for"
+    return None
+
+
 # -- calling LiteLLM ----------------------------------------------------------------------
 
 def emit(out: TextIO, text: str) -> None:
     """Write ``text`` to ``out`` as UTF-8 whatever the locale, and flush (live streaming)."""
+    text = utf8_safe(text)
     buffer = getattr(out, "buffer", None)
     if buffer is not None:
         out.flush()
@@ -398,27 +426,29 @@ def cost_of(litellm: Any, response: Any) -> tuple[float | None, str | None]:
     return cost, None
 
 
-def reply_from(litellm: Any, response: Any, model: str, text: str | None = None) -> Reply:
+def reply_from(litellm: Any, response: Any, model: str, text: str | None = None, max_tokens: Any = None) -> Reply:
     """Reduce a LiteLLM ``ModelResponse`` to a :class:`Reply` (``text`` overrides the message
-    content, for streams)."""
+    content, for streams). A usage that cannot be true (:func:`usage_problem`) is not priced."""
     choice = response.choices[0] if getattr(response, "choices", None) else None
     if text is None:
         message = getattr(choice, "message", None)
         text = (getattr(message, "content", None) or "") if message is not None else ""
     hidden = getattr(response, "_hidden_params", None) or {}
-    cost, note = cost_of(litellm, response)
-    return Reply(text=text, model=model, response_model=getattr(response, "model", None),
+    usage = usage_of(response)
+    problem = usage_problem(usage, max_tokens)
+    cost, note = (None, f"not priced: {problem}") if problem else cost_of(litellm, response)
+    return Reply(text=utf8_safe(str(text)), model=model, response_model=getattr(response, "model", None),
                  provider=hidden.get("custom_llm_provider"), id=getattr(response, "id", None),
-                 finish_reason=getattr(choice, "finish_reason", None), usage=usage_of(response),
+                 finish_reason=getattr(choice, "finish_reason", None), usage=usage,
                  cost_usd=cost, cost_note=note,
                  system_fingerprint=getattr(response, "system_fingerprint", None))
 
 
 def complete(litellm: Any, kwargs: dict[str, Any], out: TextIO) -> Reply:
     """Call the provider once; the response text goes to ``out`` (token by token if streaming)."""
-    model = kwargs["model"]
+    model, max_tokens = kwargs["model"], kwargs.get("max_tokens")
     if not kwargs.get("stream"):
-        reply = reply_from(litellm, litellm.completion(**kwargs), model)
+        reply = reply_from(litellm, litellm.completion(**kwargs), model, max_tokens=max_tokens)
         emit(out, reply.text)
         return reply
     chunks: list[Any] = []
@@ -438,9 +468,12 @@ def complete(litellm: Any, kwargs: dict[str, Any], out: TextIO) -> Reply:
         return Reply(text=text, model=model, response_model=getattr(chunks[-1], "model", None) if chunks else None,
                      provider=None, id=getattr(chunks[0], "id", None) if chunks else None,
                      finish_reason=None, usage=_last_usage(chunks), cost_note=note)
-    reply = reply_from(litellm, built, model, text=text)
+    reply = reply_from(litellm, built, model, text=text, max_tokens=max_tokens)
     if not reply.usage:   # the builder normally carries it; else take the last chunk's
         reply.usage = _last_usage(chunks)
+        problem = usage_problem(reply.usage, max_tokens)
+        if problem:
+            reply.cost_usd, reply.cost_note = None, f"not priced: {problem}"
     return reply
 
 
@@ -448,16 +481,18 @@ def _last_usage(chunks: list[Any]) -> dict[str, int]:
     return next((u for u in map(usage_of, reversed(chunks)) if u), {})
 
 
-def write_outputs(contract: Contract, reply: Reply) -> None:
-    """Write ``text/response.txt``, ``metadata.json`` and the result file."""
+def write_outputs(contract: Contract, reply: Reply, env: Mapping[str, str]) -> None:
+    """Write ``text/response.txt``, ``metadata.json`` and the result file; every secret value
+    of ``env`` the server echoed (in the text, the id, the model name, ...) is ``***`` there, as
+    it is in the logs: outputs are cached and may be shared with a team."""
     response = contract.write_prefix / RESPONSE_PATH
     response.parent.mkdir(parents=True, exist_ok=True)
-    response.write_bytes(reply.text.encode("utf-8"))
-    metadata = json.dumps(reply.metadata(contract.stream), indent=2, sort_keys=True) + "\n"
+    response.write_bytes(redact(reply.text, env).encode("utf-8"))
+    metadata = redact(json.dumps(reply.metadata(contract.stream), indent=2, sort_keys=True), env) + "\n"
     (contract.write_prefix / METADATA_PATH).write_text(metadata, encoding="utf-8")
     if contract.result is not None:
         contract.result.parent.mkdir(parents=True, exist_ok=True)
-        contract.result.write_text(json.dumps(reply.result(), sort_keys=True), encoding="utf-8")
+        contract.result.write_text(redact(json.dumps(reply.result(), sort_keys=True), env), encoding="utf-8")
 
 
 def main(env: Mapping[str, str] | None = None) -> int:
@@ -476,12 +511,45 @@ def main(env: Mapping[str, str] | None = None) -> int:
 
     litellm.suppress_debug_info = True   # otherwise "Give Feedback" banners land on stdout
     try:
-        reply = complete(litellm, kwargs, sys.stdout)
-    except openai.OpenAIError as exc:   # every LiteLLM provider exception derives from it
-        print(provider_error_line(exc, kwargs["model"], env), file=sys.stderr)
+        with deadline(kwargs.get("timeout")):
+            reply = complete(litellm, kwargs, sys.stdout)
+    except (openai.OpenAIError, RequestTimeout) as exc:   # every LiteLLM provider exception derives from the first
+        expired = next((link for link in exception_chain(exc) if isinstance(link, RequestTimeout)), None)
+        if expired is not None:         # LiteLLM may wrap it (as a 500): it is our deadline
+            print(f"provider error: timed out calling {kwargs['model']}: {expired}", file=sys.stderr)
+        else:
+            print(provider_error_line(exc, kwargs["model"], env), file=sys.stderr)
         return EXIT_PROVIDER
-    write_outputs(contract, reply)
+    write_outputs(contract, reply, env)
     return EXIT_OK
+
+
+class RequestTimeout(Exception):
+    """The whole call took longer than ``request_timeout`` (:func:`deadline`)."""
+
+
+@contextlib.contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`RequestTimeout` in the block once ``seconds`` have passed (SIGALRM: the
+    HTTP client's own timeout bounds each read, not a server that drips its answer). No-op
+    without ``seconds``, or off the main thread."""
+    import signal
+    import threading
+
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum: int, frame: Any) -> None:
+        raise RequestTimeout(f"no complete answer within request_timeout ({seconds:g} s)")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 # -- persistent worker mode (BUILD.md, "Persistent workers") -------------------------------
