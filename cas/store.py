@@ -563,11 +563,20 @@ class Store:
 
     # -- maintenance -----------------------------------------------------------------------
 
-    def delete(self, cid: str) -> bool:
+    def delete(self, cid: str, *, identity: tuple[int, int, int] | None = None) -> bool:
         """Remove blob ``cid``; True if it was there. Links made by :meth:`link_to` survive.
         Whatever else sits at the blob's path (a directory: damage, never a blob) is removed too
-        (True), so that the blob can be stored again."""
+        (True), so that the blob can be stored again. With ``identity`` (``(st_dev, st_ino,
+        st_ctime_ns)`` of the file found corrupt: an inode number alone is reused at once), only
+        that file goes: a copy published at the name meanwhile stays."""
         path = self.path(cid)
+        if identity is not None:
+            try:
+                st = os.lstat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                return False
+            if (st.st_dev, st.st_ino, st.st_ctime_ns) != identity:
+                return False
         try:
             os.unlink(path)
         except (FileNotFoundError, NotADirectoryError):

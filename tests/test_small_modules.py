@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +107,29 @@ def test_a_schemas_validator_is_built_once_and_never_shared_with_another_schema(
     same_id = {"type": "string"}                       # a new schema at a recycled address
     miss._VALIDATORS[id(same_id)] = ({"type": "object"}, miss._validator(a))
     assert miss._validator(same_id).is_valid("text")
+
+
+@pytest.mark.parametrize("name", ["a\x7fb", "c\u2028d", "e\u0085f", "g\u2029h", "tab\there", "back\\slash"])
+def test_output_names_with_controls_or_line_separators_are_rejected(tmp_path: Path, name: str) -> None:
+    from theoryx.pipeline.ingest import _walk
+    from theoryx.spec.model import OutputLimits
+
+    (tmp_path / name).write_text("x")
+    with pytest.raises(errors.OutputRejected, match="control characters"):
+        _walk(tmp_path, OutputLimits(), "/artifacts/outputs/")
+
+
+def test_an_output_whose_world_path_the_index_cannot_key_is_rejected(tmp_path: Path) -> None:
+    """LMDB keys hold 511 bytes: a longer world path crashed the record (ERR_INTERNAL, no record)."""
+    from theoryx.pipeline.ingest import MAX_WORLD_PATH, _walk
+    from theoryx.spec.model import OutputLimits
+
+    deep = tmp_path / ("a" * 200) / ("b" * 200)
+    deep.mkdir(parents=True)
+    (deep / ("c" * 200)).write_text("x")
+    with pytest.raises(errors.OutputRejected, match=f"more than {MAX_WORLD_PATH}"):
+        _walk(tmp_path, OutputLimits(), "/artifacts/outputs/")
+    ok = tmp_path.parent / "ok"
+    (ok / ("a" * 200)).mkdir(parents=True)
+    (ok / ("a" * 200) / ("é" * 100)).write_text("x")             # 200 + 200 UTF-8 bytes + prefix: fits
+    assert len(_walk(ok, OutputLimits(), "/artifacts/outputs/")) == 1

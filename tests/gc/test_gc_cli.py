@@ -25,6 +25,13 @@ def test_sizes(text: str, size: int) -> None:
     assert parse_size(text) == size
 
 
+def test_a_size_too_large_for_a_number_is_a_usage_error() -> None:
+    for text in ("9" * 5000, "99999999999999999999999999T", "1024P"):
+        with pytest.raises(UsageError, match="too large a size"):
+            parse_size(text)
+    assert parse_size("1023P") == 1023 << 50
+
+
 @pytest.mark.parametrize("bad", ["", "soon", "-1h", "1y", "h"])
 def test_bad_durations_and_sizes_are_usage_errors(bad: str) -> None:
     with pytest.raises(UsageError):

@@ -97,3 +97,28 @@ def test_a_pinned_execution_with_rot_cannot_be_repaired_until_unpinned(home: Pat
     code, body = verify_json(cli)
     assert code == 0 and body["pruned_executions"] == 1
 
+
+
+def test_repair_removes_only_the_file_it_judged_not_a_good_copy_written_back_since(
+        home: Path, cli: Cli, monkeypatch: Any) -> None:
+    """A run writes a blob's good bytes back while verify --repair is between its hashing and its
+    repair: the good copy stays (repair used to delete whatever sat at the name)."""
+    from theoryx.store import verify as verify_mod
+    from theoryx.store.handle import open_stores
+
+    result = run_n(home, 1)
+    cid = output(result, "response.txt")
+    path = blob_files(home)[cid]
+    good = path.read_bytes()
+    rewrite(path, lambda d: d[: len(d) // 2])
+    original = verify_mod._Verifier.fix
+
+    def written_back_first(self: Any, snap: Any, corrupt: dict[str, int]) -> None:
+        path.unlink()                                    # as a --no-cache run would re-store it
+        open_stores(home).cas.put_bytes(good)
+        original(self, snap, corrupt)
+
+    monkeypatch.setattr(verify_mod._Verifier, "fix", written_back_first)
+    assert cli("verify", "--repair").exit_code in (0, 1)
+    assert path.read_bytes() == good
+    assert open_stores(home).cas.verify(cid)

@@ -70,6 +70,7 @@ def test_reading_a_home_that_is_none_creates_nothing(pcli: Cli) -> None:
     (".", errors.AmountNotANumber),
     ("1.1234567", errors.AmountTooPrecise),
     ("99999999999999", errors.AmountTooLarge),
+    ("9" * 5000, errors.AmountTooLarge),          # past Python's 4,300-digit int() limit: was ERR_INTERNAL
 ])
 def test_bad_amounts_have_stable_codes(pcli: Cli, amount: str, error: type[errors.AmountError]) -> None:
     with pytest.raises(error) as info:
@@ -83,6 +84,7 @@ def test_bad_amounts_have_stable_codes(pcli: Cli, amount: str, error: type[error
 
 @pytest.mark.parametrize(("text", "micros"), [
     ("5", 5_000_000), ("5.25", 5_250_000), ("$0.000001", 1), ("0", 0), (".5", 500_000), ("12.", 12_000_000),
+    ("0" * 5000 + "1", 1_000_000),
 ])
 def test_dollar_amounts_parse_to_exact_micros(text: str, micros: int) -> None:
     assert parse_usd(text) == micros

@@ -41,9 +41,11 @@ def parse_usd(text: str, what: str = "amount") -> int:
     m = _AMOUNT.match(s)
     if not m or not (m.group(1) or m.group(2)):
         raise AmountNotANumber(f"{what} is not a number of dollars: {text!r} (e.g. 5 or 12.50)")
-    whole, frac = m.group(1) or "0", m.group(2) or ""
+    whole, frac = (m.group(1) or "0").lstrip("0") or "0", m.group(2) or ""
     if len(frac) > 6:
         raise AmountTooPrecise(f"{what} has more than 6 decimals (the unit is one micro-dollar): {text!r}")
+    if len(whole) > len(str(MAX_MICROS)):      # before int(): Python refuses 4,300+ digit strings
+        raise AmountTooLarge(f"{what} is too large: {text!r} (at most ${MAX_MICROS // MICROS_PER_USD:,})")
     micros = int(whole) * MICROS_PER_USD + int(frac.ljust(6, "0"))
     if micros > MAX_MICROS:
         raise AmountTooLarge(f"{what} is too large: {text!r} (at most ${MAX_MICROS // MICROS_PER_USD:,})")

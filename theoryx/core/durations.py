@@ -25,12 +25,19 @@ def parse_duration(text: str) -> float:
     return float(match[1]) * _SECONDS[match[2]]
 
 
+MAX_SIZE = float(1024 ** 6)
+"""Sizes from :func:`parse_size` stay below 1 EiB (1024 PiB): an integer, whatever was typed."""
+
+
 def parse_size(text: str) -> int:
     """Bytes in ``text`` (``500M``, ``2G``); :class:`UsageError` if it is not a size."""
     match = _SIZE.fullmatch(text.strip().lower())
     if match is None:
         raise UsageError(f"{text!r} is not a size (examples: 500M, 2G, 1T)")
-    return int(float(match[1]) * 1024 ** _POWERS[match[2]])
+    size = float(match[1]) * 1024 ** _POWERS[match[2]]
+    if not size < MAX_SIZE:
+        raise UsageError(f"{text!r} is too large a size (less than 1024P)")
+    return int(size)
 
 
 def human_bytes(n: int) -> str:

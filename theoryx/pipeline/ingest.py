@@ -10,6 +10,7 @@ ever read. Files are moved into the CAS after hashing where the filesystem allow
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,14 @@ class Manifest:
     cid: str
 
 
+MAX_WORLD_PATH = 480
+"""The most UTF-8 bytes an output's world path may have (the store indexes world paths as LMDB
+keys, which hold at most 511)."""
+_UNCLEAN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\\\\]")
+"""What an output's name may not hold: C0 and C1 control characters, DEL, the Unicode line and
+paragraph separators (each reads as a line break somewhere), and backslash."""
+
+
 def _walk(root: Path, limits: OutputLimits, prefix: str) -> list[tuple[str, Path, int]]:
     """``(relpath, host path, size)`` of every regular file, checked; raises on anything else."""
     found: list[tuple[str, Path, int]] = []
@@ -42,12 +51,16 @@ def _walk(root: Path, limits: OutputLimits, prefix: str) -> list[tuple[str, Path
         for entry in entries:
             rel = f"{rel_dir}{entry.name}"
             where = prefix + rel
-            if any(ord(c) < 32 for c in entry.name) or "\\" in entry.name:
-                raise OutputRejected(f"output {where!r} rejected: control characters or backslash in its name")
+            if _UNCLEAN.search(entry.name):
+                raise OutputRejected(f"output {where!r} rejected: control characters, line separators or "
+                                     "backslash in its name")
             try:
-                entry.name.encode("utf-8")
+                encoded = len(where.encode("utf-8"))
             except UnicodeEncodeError:
                 raise OutputRejected(f"output {where!r} rejected: its name is not valid UTF-8") from None
+            if encoded > MAX_WORLD_PATH:
+                raise OutputRejected(f"output {where[:120]!r}... rejected: its world path is {encoded} bytes, more "
+                                     f"than {MAX_WORLD_PATH}")
             st = entry.stat(follow_symlinks=False)
             mode = st.st_mode
             if stat.S_ISLNK(mode):

@@ -135,6 +135,7 @@ class _Verifier:
         self.workers = workers or min(32, os.cpu_count() or 1)
         self.progress = progress or (lambda phase, done, total: None)
         self.counting = progress is not None
+        self.judged: dict[str, tuple[int, int, int] | None] = {}     # corrupt cid -> the file judged
 
     def run(self) -> VerifyReport:
         started = time.monotonic()
@@ -166,7 +167,7 @@ class _Verifier:
         done = 0
         with ThreadPoolExecutor(self.workers, thread_name_prefix="verify") as pool:
             for checked in pool.map(lambda shard: _check_shard(self.cas, shard), shards):
-                for cid, size, intact in checked:
+                for cid, size, intact, identity in checked:
                     report.checked.add(size)
                     if cid in live:
                         absent.discard(cid)
@@ -174,6 +175,7 @@ class _Verifier:
                         report.orphaned.add(size)
                     if not intact:
                         corrupt[cid] = size
+                        self.judged[cid] = identity
                 done += len(checked)
                 self.progress("verify", done, total)
         report.corrupt = [Problem(cid, "corrupt", size) for cid, size in sorted(corrupt.items())]
@@ -252,8 +254,8 @@ class _Verifier:
 
     def fix(self, snap: Snapshot, corrupt: dict[str, int]) -> None:
         report = self.report
-        for cid in corrupt:
-            report.removed_blobs += self.cas.delete(cid)
+        for cid in corrupt:     # only the file judged: not a good copy a run wrote back since
+            report.removed_blobs += self.cas.delete(cid, identity=self.judged.get(cid))
         for item in report.quarantined:
             report.unquarantined += self.cas.drop_quarantined(Path(item["file"]))
         entries = [snap.entries[k] for k in report.broken_entries]
@@ -288,26 +290,30 @@ def _delete_unchanged(db: Database, txn: lmdb.Transaction, entries: list[EntryRe
 
 # -- hashing on a thread pool ----------------------------------------------------------------
 
-def _check_shard(cas: Store, shard: str) -> list[tuple[str, int, bool]]:
+def _check_shard(cas: Store, shard: str) -> list[tuple[str, int, bool, tuple[int, int, int] | None]]:
     """``(cid, size, intact)`` for each blob of ``shard``. Runs on a worker thread: the reads
     and blake3 release the GIL."""
     return [checked for cid, path in cas.iter_shard(shard) if (checked := _check(cas, cid, path))]
 
 
-def _check(cas: Store, cid: str, path: Path) -> tuple[str, int, bool] | None:
+def _check(cas: Store, cid: str, path: Path) -> tuple[str, int, bool, tuple[int, int, int] | None] | None:
+    """``(cid, size, intact, (st_dev, st_ino, st_ctime_ns) of the file judged)``, or None if it
+    went away. That file is what a repair may remove: a good copy published at the name since
+    stays."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None  # removed meanwhile: judged missing if anything needs it
     except OSError:
-        return cid, 0, False  # not a readable file where a blob should be
+        return cid, 0, False, None  # not a readable file where a blob should be
     try:
         data = os.read(fd, FIRST_READ)  # tiny blobs: one read, no stat, a small buffer
-        if len(data) == FIRST_READ and (size := os.fstat(fd).st_size) >= SMALL:
+        if len(data) == FIRST_READ and (st := os.fstat(fd)).st_size >= SMALL:
             os.close(fd)
             fd = -1
             try:
-                return cid, size, cas.verify(cid)  # mmap and blake3's own threads
+                intact = cas.verify(cid)             # mmap and blake3's own threads
+                return cid, st.st_size, intact, (st.st_dev, st.st_ino, st.st_ctime_ns)
             except CasError:
                 return None
         hasher = blake3.blake3(data)
@@ -315,12 +321,15 @@ def _check(cas: Store, cid: str, path: Path) -> tuple[str, int, bool] | None:
         while chunk := os.read(fd, CHUNK):
             hasher.update(chunk)
             size += len(chunk)
+        if "b3:" + hasher.hexdigest() == cid:
+            return cid, size, True, None
+        st = os.fstat(fd)
+        return cid, size, False, (st.st_dev, st.st_ino, st.st_ctime_ns)
     except OSError:
-        return cid, 0, False
+        return cid, 0, False, None
     finally:
         if fd >= 0:
             os.close(fd)
-    return cid, size, "b3:" + hasher.hexdigest() == cid
 
 
 def _count_blobs(cas: Store, shards: list[str]) -> int:
