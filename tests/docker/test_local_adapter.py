@@ -283,3 +283,22 @@ def test_leftover_container_of_a_dead_owner_is_removed_by_the_next_run(
         for cid in made:
             if docker_client.api.containers(all=True, filters={"id": cid}):
                 docker_client.api.remove_container(cid, force=True)
+
+
+@pytest.mark.parametrize(("levels", "width"), [(3000, 1), (20, 250)])
+def test_a_tree_too_deep_or_too_long_is_rejected_and_cleaned_up(
+        registry: Path, home: Path, cli: Any, levels: int, width: int) -> None:
+    """3,000 levels (os.walk and rmtree recurse past Python's limit) or 20 names of 250 characters
+    (a path past PATH_MAX): ERR_OUTPUT_REJECTED, recorded, the workspace removed, and gc, verify
+    and du still work (they crashed with ERR_INTERNAL on every call while it was left)."""
+    from theoryx.store import executions
+    from theoryx.store.handle import open_stores
+
+    with pytest.raises(OutputRejected) as ei:
+        run(registry, home, {"mode": "deep", "levels": levels, "width": width})
+    assert ("deeper than" in ei.value.message) or ("more than" in ei.value.message), ei.value.message
+    assert executions.get(open_stores(home).db, ei.value.execution_id or "") is not None
+    assert not list((home / "work-v1").iterdir())
+    for argv in (["gc", "--grace", "0s"], ["verify"], ["du"]):
+        res = cli(*argv)
+        assert res.exit_code == 0 and "internal error" not in res.output, (argv, res.output)

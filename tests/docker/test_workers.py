@@ -415,3 +415,23 @@ def test_fail_fast_starts_nothing_for_items_still_waiting_for_a_container(
     assert len(after) <= 1, codes
     cancelled = [r.error for r in results if r.error is not None and r.error.code == "ERR_CANCELLED"]
     assert cancelled and all("first failure (fail-fast)" in e.message for e in cancelled), cancelled
+
+
+def test_a_worker_that_keeps_an_output_open_cannot_change_the_stored_blob(
+        tmp_path: Path, wregistry: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker answers, then writes through a descriptor it kept on its output (a seal of the
+    tree cannot revoke it): the stored blob keeps the bytes it was stored with (it was the very
+    file, moved into the store: corrupt afterwards, the cached success lost its output)."""
+    from theoryx.adapters.local import workers
+    from theoryx.store.handle import open_stores
+
+    monkeypatch.setattr(workers, "PIPELINE", 1)
+    items = [{"inputs": {"mode": "hold", "value": 1}}, {"inputs": {"mode": "sleep", "seconds": 3, "value": 2}}]
+    home = tmp_path / "home"
+    results = run_map(home, wregistry, "test/wprobe@1", items)
+    assert all(r.ok for r in results), [r.error for r in results]
+    held = by_value(results)[1]
+    assert held.result is not None
+    cid = held.result.output("out.json").cid
+    assert open_stores(home).cas.verify(cid), "the stored output changed after it was stored"
+    assert probe(home, held)["value"] == 1

@@ -87,9 +87,11 @@ def _walk(root: Path, limits: OutputLimits, prefix: str) -> list[tuple[str, Path
     return sorted(found)
 
 
-def ingest(outdir: Path, spec: ProcessorSpec, write_prefix: str, cas: Store) -> Manifest:
+def ingest(outdir: Path, spec: ProcessorSpec, write_prefix: str, cas: Store, *, move: bool = True) -> Manifest:
     """Check and store every file under ``outdir``; declared non-optional outputs must exist.
-    Returns the manifest (its blob is stored too)."""
+    Returns the manifest (its blob is stored too). ``move`` False copies the files into the store
+    instead of moving them: for a process that keeps running (a persistent worker), which may
+    still hold a file open for writing, so that the stored blob is never that file."""
     files = _walk(outdir, spec.limits, write_prefix)
     present = {rel for rel, _, _ in files}
     missing = [o.path for o in spec.outputs if not o.optional and o.path not in present]
@@ -100,7 +102,7 @@ def ingest(outdir: Path, spec: ProcessorSpec, write_prefix: str, cas: Store) -> 
     declared = {o.path: o.mime for o in spec.outputs}
     entries = []
     for rel, path, _ in files:
-        blob = cas.put_file(path, move=True)
+        blob = cas.put_file(path, move=move)
         entries.append(OutputEntry(write_prefix + rel, blob.cid, blob.size, declared.get(rel) or guess_mime(rel)))
     entries.sort(key=lambda e: e.path)
     body = {"version": 1, "write_prefix": write_prefix, "outputs": [e.to_dict() for e in entries]}

@@ -77,7 +77,10 @@ def _run(run: RunState, prep: Prepared, adapter: Adapter, env: dict[str, str], *
         result = _result(outcome, ws)
         run.record = run.record.with_(usage=usage_of(result))
         check(run, outcome, spec)
-        manifest = ingest(ws.outputs, spec, run.record.write_prefix or "", stores.cas)
+        # A worker keeps running after it answered: its files are copied, never moved, so a
+        # descriptor it kept cannot change a stored blob.
+        manifest = ingest(ws.outputs, spec, run.record.write_prefix or "", stores.cas,
+                          move="worker" not in outcome.meta)
         lease.add([manifest.cid, *(o.cid for o in manifest.outputs)])
         syncpoints.point("after_ingest")
     except BaseException as exc:

@@ -18,13 +18,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from theoryx.core import trees
 from theoryx.store.home import Home
 from theoryx.store.leases import is_held
 
@@ -103,28 +102,21 @@ def remove_tree(path: Path) -> None:
             os.unlink(path)
         return
 
-    def onerror(func: Callable[..., Any], p: str, _exc: Any) -> None:
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(p), 0o700)
-            if os.path.isdir(p) and not os.path.islink(p):
-                os.chmod(p, 0o700)
-        with contextlib.suppress(FileNotFoundError):
-            func(p)
-
-    with contextlib.suppress(FileNotFoundError):
-        shutil.rmtree(path, onerror=onerror)
+    trees.remove(path)       # any depth, any path length: a container's tree is arbitrary
 
 
 def _measure(top: Path) -> tuple[int, float]:
     """Bytes under ``top`` (regular files) and the newest mtime or ctime of anything in it."""
-    total, newest = 0, 0.0
-    for dirpath, dirnames, filenames in os.walk(top):
-        for name in (*dirnames, *filenames, "."):
-            try:
-                st = os.lstat(os.path.join(dirpath, name))
-            except OSError:
-                continue
-            newest = max(newest, st.st_mtime, st.st_ctime)
-            if stat.S_ISREG(st.st_mode):
-                total += st.st_size
-    return total, newest
+    try:
+        st = os.lstat(top)
+    except OSError:
+        return 0, 0.0
+    seen = [0, max(st.st_mtime, st.st_ctime)]
+
+    def add(_fd: int, _name: str, st: os.stat_result) -> None:
+        seen[1] = max(seen[1], st.st_mtime, st.st_ctime)
+        if stat.S_ISREG(st.st_mode):
+            seen[0] += st.st_size
+
+    trees.visit(top, add)
+    return int(seen[0]), seen[1]

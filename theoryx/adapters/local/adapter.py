@@ -72,7 +72,7 @@ from theoryx.adapters.base import (
 from theoryx.adapters.local import docker_client, images
 from theoryx.adapters.local.docker_client import mapped, translate
 from theoryx.adapters.logs import Scrubber as Scrubber  # re-exported: tests reach it here
-from theoryx.core import notices
+from theoryx.core import notices, trees
 from theoryx.errors import AdapterError, ExecutionCancelled, TheoryxError
 from theoryx.spec.model import ProcessorSpec
 from theoryx.store.handle import Stores
@@ -205,22 +205,16 @@ def reclaim_dirs(request: ExecRequest) -> None:
         return
     uid, gid = os.geteuid(), os.getegid()
     ws = request.workspace
+
+    def reclaim(fd: int, name: str, st: os.stat_result) -> None:
+        if not (st.st_mode & 0o6000 and not stat.S_ISDIR(st.st_mode)):
+            with contextlib.suppress(FileNotFoundError):
+                os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+
     for top in (ws.outputs, ws.result_dir):
-        for path in _tree(top):
-            st = path.lstat()
-            if st.st_mode & 0o6000 and not stat.S_ISDIR(st.st_mode):
-                continue
-            os.chown(path, uid, gid, follow_symlinks=False)
-
-
-def _tree(top: Path) -> Iterator[Path]:
-    if not top.exists():
-        return
-    yield top
-    for dirpath, dirnames, filenames in os.walk(top):
-        base = Path(dirpath)
-        for name in (*dirnames, *filenames):
-            yield base / name
+        if top.exists():
+            os.chown(top, uid, gid, follow_symlinks=False)
+            trees.visit(top, reclaim)       # any depth or path length, links never followed
 
 
 # -- container configuration -------------------------------------------------------------------

@@ -125,6 +125,18 @@ def secret():
     write_out({"secret_len": len(value)})
 
 
+def deep():
+    """A tree of inputs["levels"] directories (names of inputs["width"] characters) under the prefix."""
+    fd = os.open(prefix, os.O_RDONLY | os.O_DIRECTORY)
+    name = "d" * int(inputs.get("width", 1))
+    for _ in range(int(inputs["levels"])):
+        os.mkdir(name, dir_fd=fd)
+        child = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.close(fd)
+
+
 def stream():
     for i in range(int(inputs.get("lines", 3))):
         print(f"line {i}", flush=True)
@@ -134,4 +146,4 @@ def stream():
 
 {"hello": hello, "fail": fail, "oom": oom, "sleep": sleep, "forkbomb": forkbomb,
  "write_inputs": write_inputs, "network": network, "symlink": symlink, "secret": secret,
- "stream": stream}[mode]()
+ "stream": stream, "deep": deep}[mode]()

@@ -54,6 +54,17 @@ def handle(env):
         body["window"] = [started, time.time()]
     with open(os.path.join(out, "out.json"), "w") as f:
         json.dump(body, f, sort_keys=True)
+    if mode == "hold":                   # keeps the file open and rewrites it after answering
+        import threading
+
+        held = os.open(os.path.join(out, "out.json"), os.O_RDWR)
+
+        def rewrite():
+            time.sleep(1.0)
+            os.pwrite(held, b"BAD!", 0)
+            os.fsync(held)
+
+        threading.Thread(target=rewrite, daemon=True).start()
     PREVIOUS = out
     return 0
 
