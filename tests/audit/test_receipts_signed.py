@@ -403,3 +403,26 @@ def test_keygen_force_that_cannot_write_keeps_the_old_pair_and_says_why(cli: Cli
     res = cli("keygen", "--out", str(tmp_path / "afile" / "k"))
     assert res.exit_code == 1 and "cannot write the key pair" in res.stderr and "internal" not in res.output
     assert sorted(p.name for p in key.parent.iterdir()) == ["kept.key", "kept.key.pub"]   # no temp files
+
+
+@pytest.mark.parametrize("fmt", ["theoryx", "in-toto"])
+def test_a_receipt_claiming_another_adapter_or_environment_fails(cli: Cli, tmp_path: Path, fmt: str) -> None:
+    """The pre-image fixes where a run ran (its environment class, image and fingerprint): a
+    receipt of a mock run edited to claim modal, a container or another fingerprint fails the
+    environment check (it came out "verified"), with the execution id changed too so that no
+    record of this store catches it first."""
+    run = executed(cli)
+    doc = json.loads(cli("receipt", run["execution_id"], "--format", fmt).stdout)
+    if fmt == "theoryx":
+        doc.update(adapter="modal", env_fingerprint="container linux/amd64", execution_id="01m8zzzzzzzzzzzzzzzzzzzzzz")
+    else:
+        rd, internal = doc["predicate"]["runDetails"], doc["predicate"]["buildDefinition"]["internalParameters"]
+        rd["builder"]["id"] = rd["builder"]["id"].rsplit("/", 1)[0] + "/modal"
+        rd["metadata"]["invocationId"] = "01m8zzzzzzzzzzzzzzzzzzzzzz"
+        internal.update(env={"class": "container"}, image={"kind": "dockerfile"}, envFingerprint="container x")
+    code, report = verify(cli, write(tmp_path / "r.json", json.dumps(doc)))
+    assert code == 1 and not report["ok"]
+    assert any(f.startswith("environment: differs from the action pre-image") for f in failed(report)), failed(report)
+    honest = json.loads(cli("receipt", run["execution_id"], "--format", fmt).stdout)
+    code, report = verify(cli, write(tmp_path / "h.json", json.dumps(honest)))
+    assert code == 0 and {c["name"]: c["status"] for c in report["checks"]}["environment"] == "ok"

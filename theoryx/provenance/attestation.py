@@ -207,6 +207,23 @@ class _Verifier:
                    "; ".join(problems) or f"{memo_key} recomputes from the stored action pre-image")
         return body if isinstance(body, dict) else None
 
+    def environment(self, adapter: Any, claimed: dict[str, Any], body: dict[str, Any]) -> None:
+        """What the pre-image fixes about where it ran: the adapter's environment class, the
+        image, the environment fingerprint (``claimed``: the receipt's values for ``env``,
+        ``image`` and ``fingerprint``, None where the format has none)."""
+        from theoryx.adapters import _ENV_CLASS
+
+        raw = body.get("env")
+        env: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        actual: dict[str, Any] = {"env_class": env.get("class"),
+                                  "fingerprint": _fingerprint(body), "env": body.get("env"), "image": body.get("image")}
+        said = {"env_class": _ENV_CLASS.get(str(adapter), f"unknown adapter {adapter!r}"), **claimed}
+        bad = [k for k, v in said.items() if v is not None and v != actual[k]]
+        self.v.add("environment", "failed" if bad else "ok",
+                   f"differs from the action pre-image in {', '.join(bad)} (it ran as {actual['env_class']!r}, "
+                   f"{actual['fingerprint']!r})" if bad
+                   else f"adapter {adapter} and environment {actual['fingerprint']!r} are the pre-image's")
+
     def parameters(self, claimed: dict[str, Any], actual: dict[str, Any]) -> None:
         bad = [pointer(d.path) for d in deltas(claimed, actual)]
         self.v.add("parameters", "failed" if bad else "ok",
@@ -254,7 +271,9 @@ class _Verifier:
         try:
             rec = executions.get(self.stores.db, str(execution_id))
         except NotFound:
-            self.v.add("record", "skipped", f"execution {execution_id} is not in this store")
+            self.v.add("record", "skipped", f"execution {execution_id} is not in this store: its id, cost, "
+                                            "plan, usage and timings are the receipt's word only (a signature by a "
+                                            "trusted key is what vouches for them)")
             return
         try:
             expected = compare(rec)
@@ -286,6 +305,10 @@ class _Verifier:
             self.parameters(bd.get("externalParameters") or {}, {
                 "ref": body.get("ref"), "inputs": body.get("inputs"), "seed": body.get("seed"),
                 "writePrefix": body.get("write_prefix"), "salt": body.get("salt")})
+            builder = str((rd.get("builder") or {}).get("id") or "")
+            self.environment(builder.removeprefix(intoto.BUILDER_ID), {
+                "env": internal.get("env"), "image": internal.get("image"),
+                "fingerprint": internal.get("envFingerprint")}, body)
         invocation = (rd.get("metadata") or {}).get("invocationId")
         manifest = next((r for r in rd.get("byproducts") or [] if r.get("name") == "manifest.json"), None)
         claimed = {str(s.get("name")): f"b3:{(s.get('digest') or {}).get('blake3')}" for s in doc.get("subject") or []}
@@ -313,6 +336,7 @@ class _Verifier:
             claimed["input_cids"] = sorted(doc.get("input_cids") or [])
             actual["input_cids"] = sorted({a["cid"] for _, a in intoto.artifact_uses(body.get("inputs"))})
             self.parameters(claimed, actual)
+            self.environment(doc.get("adapter"), {"fingerprint": doc.get("env_fingerprint")}, body)
 
         claimed = {str(o.get("path")): str(o.get("cid")) for o in doc.get("outputs") or []}
         if doc.get("output_cids") != claimed:
@@ -331,6 +355,13 @@ class _Verifier:
                 raise NotFound(f"the stored receipt of {rec.execution_id} cannot be read: {exc}") from None
 
         self.record(doc.get("execution_id"), compare)
+
+
+def _fingerprint(body: dict[str, Any]) -> str | None:
+    try:
+        return receipts.env_fingerprint(body)
+    except (KeyError, TypeError, AttributeError):
+        return None
 
 
 def verify(stores: Stores, data: bytes, key: Path | None = None) -> Verification:
