@@ -274,13 +274,39 @@ def _keep_existing(temp: Path, dest: str | Path) -> bool:
     return _keep_existing_size(dest, size)
 
 
+RECHECK_EXISTING = 1 << 20
+"""An existing blob of the right size up to this many bytes is re-hashed before it is kept: a
+copy damaged in place (same size, other bytes) is then replaced by the bytes being written, so
+re-running repairs it. Larger ones are trusted on their size (re-reading them would cost as much
+as the write saved); reads still hash every blob, so a damaged one is never served."""
+
+
 def _keep_existing_size(dest: str | Path, size: int) -> bool:
-    """True if ``dest`` exists with ``size`` bytes (its mtime now refreshed): nothing to write."""
+    """True if ``dest`` exists with ``size`` bytes (its mtime now refreshed) and, when small,
+    its bytes still hash to its name: nothing to write."""
     try:
         existing = os.stat(dest)
     except FileNotFoundError:
         return False  # dest withdrawn meanwhile
-    return existing.st_size == size and freshen(dest)
+    if existing.st_size != size:
+        return False
+    if size <= RECHECK_EXISTING and not intact_in_place(dest):
+        return False
+    return freshen(dest)
+
+
+def intact_in_place(dest: str | Path) -> bool:
+    """Whether the blob at ``dest`` (``.../<2 hex>/<62 hex>``), at most :data:`RECHECK_EXISTING`
+    bytes, still hashes to that name."""
+    import blake3
+
+    path = os.fspath(dest)
+    expected = os.path.basename(os.path.dirname(path)) + os.path.basename(path)
+    try:
+        with open(path, "rb") as f:
+            return blake3.blake3(f.read(RECHECK_EXISTING + 1)).hexdigest() == expected
+    except OSError:
+        return False
 
 
 def _replace(temp: Path | str, dest: Path, aux_dir: Path, *, fsync: bool, anonymous: int | None = None) -> None:

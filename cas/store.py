@@ -42,10 +42,12 @@ from cas.hashing import CHUNK_SIZE, cid_of_bytes, hash_fd
 from cas.layout import Layout
 from cas.staging import (
     BLOB_MODE,
+    RECHECK_EXISTING,
     TempFile,
     flush_existing,
     freshen,
     fsync_dir,
+    intact_in_place,
     make_dirs,
     open_anonymous,
     publish,
@@ -709,13 +711,16 @@ class Store:
 
     def _present(self, blob: Blob) -> bool:
         """True if ``blob`` is already stored with its size (its mtime now refreshed, so a
-        collector's grace period protects it). A copy of another size is damaged: False, and
-        the write that follows replaces it."""
+        collector's grace period protects it) and, up to ``RECHECK_EXISTING`` bytes, its bytes.
+        A copy of another size, or a small one damaged in place, is damaged: False, and the
+        write that follows replaces it."""
         try:
             st = os.stat(path := self.fspath(blob.cid))
         except (FileNotFoundError, NotADirectoryError):
             return False
-        return st.st_size == blob.size and freshen(path)
+        if st.st_size != blob.size or (blob.size <= RECHECK_EXISTING and not intact_in_place(path)):
+            return False
+        return freshen(path)
 
     def _commit(self, temp: TempFile, cid: str) -> None:
         durable = self._durable_now()

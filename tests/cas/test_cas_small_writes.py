@@ -263,3 +263,27 @@ def test_put_many_into_a_new_store_and_over_present_blobs(
     assert flushes.of("link") == [] and flushes.of("file") == [], "present blobs are not written again"
     assert datasynced == [str(store.path(b.cid)) for b in blobs]
     assert flushes.of("dir")[-1] == str(store.root / "blobs")
+
+
+@pytest.mark.parametrize("anonymous", [True, False])
+def test_a_copy_damaged_in_place_is_replaced_by_writing_it_again(tmp_path: Path, anonymous: bool) -> None:
+    """One byte flipped, the size unchanged: writing the same bytes again (a re-run) repairs the
+    blob (it used to be kept for its size, and the run reported a blob that stayed corrupt)."""
+    store = Store(tmp_path / "store")
+    store._anonymous = anonymous and store._anonymous
+    data = b"the whole blob" * 10
+    blob = store.put_bytes(data)
+    path = store.path(blob.cid)
+    os.chmod(path, 0o644)
+    path.write_bytes(b"X" + data[1:])
+    os.chmod(path, 0o444)
+    assert not store.verify(blob.cid)
+    assert store.put_bytes(data) == blob
+    assert store.verify(blob.cid) and store.read(blob.cid) == data
+    assert list(store.tmp_files()) == []
+    src = tmp_path / "same.txt"                     # the same through put_file, moved or copied
+    src.write_bytes(data)
+    os.chmod(path, 0o644)
+    path.write_bytes(b"Y" + data[1:])
+    os.chmod(path, 0o444)
+    assert store.put_file(src, move=True) == blob and store.verify(blob.cid)

@@ -48,7 +48,7 @@ class Scenario:
     gates: list[bool] = field(default_factory=list)   # per stream payload: stdout had caught up
 
     def run(self) -> ContractRun:
-        return self.running.wait(timeout=90)
+        return self.running.wait(timeout=240)     # seven processes import LiteLLM at once: slow on 2 busy cores
 
 
 def _start(root: Path, name: str, fake: FakeOpenAI, inputs: dict[str, Any], *,
