@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -135,3 +136,16 @@ def test_a_reading_command_at_a_misspelt_home_creates_nothing(tmp_path: Path, ar
     if "--json" not in argv and argv[0] in ("ls", "stats", "du", "show"):
         body = json.loads(cli(*argv, "--json").stdout)
         assert body["error"]["code"] == "ERR_NO_HOME"
+
+
+def test_export_under_a_file_says_so_and_a_new_directory_gets_the_usual_mode(cli: Cli, tmp_path: Path) -> None:
+    body = cli.run_json(*hello_args())
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("x")
+    res = cli("export", body["execution_id"], str(blocker / "sub"))
+    assert res.exit_code == 2 and "cannot export to" in res.stderr and "notes.txt is not a directory" in res.stderr
+    umask = os.umask(0)
+    os.umask(umask)
+    dest = tmp_path / "exported"
+    assert cli("export", body["execution_id"], str(dest)).exit_code == 0
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o777 & ~umask

@@ -288,3 +288,28 @@ def test_clipped_keeps_short_words_and_cuts_long_ones() -> None:
     assert clipped(f"bad '{long}' here") == f"bad '{'x' * 159}…[401 characters]…{'x' * 39}' here"
     assert clipped("y" * 400) == "y" * 400
     assert TheoryxError("z" * 5000).message.count("z") == 200 and str(TheoryxError("z" * 5000)).endswith("z" * 40)
+
+
+def test_a_save_target_that_cannot_be_written_is_refused_before_anything_runs(cli: Cli, tmp_path: Path) -> None:
+    """--save-first or --save-dir under a regular file: a usage error before the run (it ran,
+    was charged and recorded, then exited 2 without its execution id)."""
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("x")
+    for option in ("--save-first", "--save-dir"):
+        res = cli("run", "--json", *hello_args(), option, str(blocker / "x"))
+        body = json.loads(res.stdout)
+        assert res.exit_code == 2 and body["execution_id"] is None and "is not a directory" in body["error"]["message"]
+    assert not cli.home.exists(), "nothing ran: not even a home was made"
+
+
+def test_a_seed_too_large_to_record_is_refused_before_an_execution_exists(cli: Cli) -> None:
+    res = cli("run", "--json", *hello_args("--seed", "99999999999999999999"))
+    body = json.loads(res.stdout)
+    assert res.exit_code == 2 and body["execution_id"] is None and "out of range" in body["error"]["message"]
+    assert "could not be recorded" not in res.stderr
+
+
+@pytest.mark.parametrize("option", ["--registry", "--remote", "--inputs-file"])
+def test_empty_registry_remote_and_inputs_file_are_refused(cli: Cli, option: str) -> None:
+    res = cli("run", *hello_args(), option, "")
+    assert res.exit_code == 2 and "must not be empty" in res.stderr

@@ -185,3 +185,13 @@ def test_a_hit_through_the_console_entry_never_imports_click(tmp_path: Path) -> 
     assert proc.returncode == 0, proc.stderr
     assert "Cache: hit" in proc.stdout
     assert proc.stderr.strip().splitlines()[-1] == "False False False"
+
+
+@pytest.mark.parametrize("argv", [["--home", "", "run"], ["--home=", "run"], ["--registry", "", "run"],
+                                  ["run", "--plan", ""], ["run", "--save-first", ""]])
+def test_an_empty_value_is_left_to_click_which_refuses_it(argv: list[str]) -> None:
+    """`theoryx --home '' run ...` went to THEORYX_HOME or the default home on the fast path while
+    click refused it: an empty value now always takes the click path."""
+    i = argv.index("run")
+    full = [*argv[: i + 1], *hello_args(), *argv[i + 1:]]
+    assert fastpath.parse(full) is None

@@ -341,3 +341,12 @@ def test_pumped_lines_are_the_pipes_lines_whatever_the_reads_and_linear_in_a_lon
     took = time.process_time() - t0
     assert got == [b"a\r\n", b"b" * (4 << 20) + b"\n", b"\n", b"c" * 70_000 + b"\n", b"last"]
     print(f"4 MiB line through the pump: {took:.3f} s of CPU")
+
+
+def test_out_naming_the_items_file_is_refused(tmp_path: Path) -> None:
+    items = write_items(tmp_path / "same.jsonl", [{"inputs": msg("a")}])
+    before = items.read_text()
+    proc = tmap(tmp_path / "home", "--adapter", "mock", "--ref", "llm/litellm@1", "--items", str(items),
+                "--out", str(tmp_path / "." / "same.jsonl"))
+    assert proc.returncode == 2 and "is the --items file" in proc.stderr
+    assert items.read_text() == before

@@ -157,12 +157,18 @@ def test_a_mock_execution_on_local_is_a_different_action(cli: Cli, tmp_path: Pat
 
 
 def test_unknown_or_failed_executions_cannot_be_audited(cli: Cli) -> None:
+    """The command's own errors (no such execution, one that failed, a malformed --ref) are
+    every command's envelope and "Error:" line, with exit 2 (could not audit)."""
+    cli.run_json(*hello_args())                         # a home to look in
     res = cli("audit", "nonexistent00")
-    assert res.exit_code == 2 and "could not audit" in res.stderr
+    assert res.exit_code == 2 and res.stderr.startswith("Error: ") and "nonexistent00" in res.stderr
     bad = cli.run_json("--adapter", "mock", "--ref", "llm/litellm@1", "--inputs-json", "{}")
     assert bad["status"] == "error"
     code, body = audit_json(cli, bad["execution_id"])
-    assert code == 2 and "did not succeed" in body["error"]["message"]
+    assert code == 2 and body["status"] == "error" and "did not succeed" in body["error"]["message"]
+    assert set(body) == {"status", "execution_id", "error"}
+    res = cli("audit", "--sample", "1", "--ref", "bad", "--json")
+    assert res.exit_code == 2 and json.loads(res.stdout)["error"]["code"] == "ERR_REF"
 
 
 def test_an_attachment_gone_from_the_store_makes_the_audit_impossible(cli: Cli, home: Path, tmp_path: Path) -> None:

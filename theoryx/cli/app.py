@@ -102,7 +102,7 @@ def _usage_json(exc: click.exceptions.UsageError, as_json: bool) -> None:
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--home", envvar="THEORYX_HOME", type=click.Path(file_okay=False), callback=not_empty,
               help="Store directory (env THEORYX_HOME; default $XDG_CACHE_HOME/theoryx).")
-@click.option("--registry", envvar="THEORYX_REGISTRY",
+@click.option("--registry", envvar="THEORYX_REGISTRY", callback=not_empty,
               help="Registry directory (env THEORYX_REGISTRY; default ./registry, else the installed one).")
 @click.version_option(package_name="theoryx", prog_name="theoryx")
 @click.pass_context

@@ -79,17 +79,14 @@ def audit(state: State, execution: str | None, adapter: str | None, current: boo
         raise UsageError("--ref only applies with --sample")
     opts = auditing.Options(adapter=adapter, current=current, registry=state.registry, plan=plan, build=build)
     try:
-        _check_setup(state, plan)
+        _check_setup(state, plan, ref)
         if sample_n is not None:
             _sample(state, sample_n, ref, opts, as_json)
             return
         rec = auditing.audit(state.stores(create=False), execution or "", opts)
-    except TheoryxError as exc:
-        if as_json:
-            click.echo(json.dumps({"verdict": "unauditable", "execution_id": execution, "error": exc.to_dict()}))
-        else:
-            click.echo(f"could not audit: {exc.message}", err=True)
-        sys.exit(2)
+    except TheoryxError as exc:     # could not audit at all: the command's error, as every command's
+        exc.exit_code = 2
+        raise
     if as_json:
         click.echo(json.dumps(rec.to_dict(), sort_keys=True))
     else:
@@ -97,16 +94,19 @@ def audit(state: State, execution: str | None, adapter: str | None, current: boo
     sys.exit(AUDIT_EXIT[rec.verdict])
 
 
-def _check_setup(state: State, plan: str | None) -> None:
+def _check_setup(state: State, plan: str | None, ref: str | None) -> None:
     """What every re-execution of the audit shares, checked before any: a mistake there (a
-    malformed plan key, a registry that is no directory) is the command's
+    malformed plan key or ``--ref``, a registry that is no directory) is the command's
     error, not an ``unauditable`` verdict recorded on each execution audited."""
+    from theoryx.spec.refs import Ref
     from theoryx.spec.registry import Registry
 
     if plan is not None:     # a missing plan is created on first use, as for `run`
         from theoryx.budget.plans import check_key
 
         check_key(plan)
+    if ref is not None:
+        Ref.parse(ref)
     Registry.from_option(state.registry)
 
 

@@ -51,6 +51,8 @@ def parse(argv: list[str]) -> dict[str, Any] | None:
             if i + 1 >= len(argv):
                 return None
             inline, i = argv[i + 1], i + 1
+        if inline == "":
+            return None             # click refuses an empty value with its usage error
         group[name] = inline
         i += 1
     if i >= len(argv):
@@ -73,6 +75,8 @@ def parse(argv: list[str]) -> dict[str, Any] | None:
                 if i + 1 >= len(argv):
                     return None
                 inline, i = argv[i + 1], i + 1
+            if inline == "":
+                return None         # click's own checks say what is wrong with an empty value
             if o.kind == "multiple":
                 attach.append(inline)
             elif o.dest in given:

@@ -142,6 +142,9 @@ def export(state: State, execution: str, directory: str) -> None:
         raise UsageError(f"execution {rec.execution_id} did not succeed; nothing to export")
     dest = Path(directory)
     into_existing = False
+    from theoryx.cli.output import check_target
+
+    check_target(dest, what="export to", directory=True, verb="export to")
     try:
         if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
             raise UsageError(f"{dest} exists and is not an empty directory")
@@ -166,6 +169,9 @@ def export(state: State, execution: str, directory: str) -> None:
             tmp.rmdir()
         else:
             os.replace(tmp, dest)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(dest, 0o777 & ~umask)      # private while written, then as any new directory
     except BaseException as exc:
         for done in moved:
             if done.is_dir():

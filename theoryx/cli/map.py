@@ -227,6 +227,9 @@ def map_(state: State, /, **v: Any) -> None:
         base = Path(v["items"]).resolve().parent
     out_path = Path(v["out"]) if v["out"] else None
     try:
+        if out_path is not None and v["items"] != "-" and out_path.exists() and \
+                os.path.samefile(out_path, v["items"]):
+            raise UsageError(f"--out {out_path} is the --items file: the results would replace the items")
         out = OutputFile(out_path) if out_path is not None else None
     except BaseException:
         if v["items"] != "-":

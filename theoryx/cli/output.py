@@ -74,6 +74,27 @@ class OutputFile:
             self.tmp.unlink(missing_ok=True)
 
 
+def check_target(path: Path, *, what: str, directory: bool = False, verb: str | None = None) -> None:
+    """:class:`UsageError` now if ``path`` can never be written as ``what`` asks — a file where a
+    directory is wanted or the other way round, or a parent that is a file — so that a run is
+    not paid for before its result cannot be saved."""
+    doing = verb or f"write {what}"
+    try:
+        if path.exists():
+            if directory and not path.is_dir():
+                raise UsageError(f"{what} {path} is not a directory")
+            if not directory and path.is_dir():
+                raise UsageError(f"{what} {path} is a directory")
+            return
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise UsageError(f"cannot {doing} {path}: {parent} is not a directory")
+    except OSError as exc:      # a name too long, a loop of links...
+        raise UsageError(f"cannot {doing} {path}: {exc.strerror or exc}") from None
+
+
 def atomic_write(path: Path, data: bytes, *, what: str = "--out") -> None:
     """Write ``data`` to ``path`` whole (see the module's contract)."""
     out = OutputFile(path, what=what, binary=True)

@@ -41,9 +41,14 @@ def click_option(o: Option) -> Callable[[F], F]:
     }
     if o.type in types:
         kw["type"] = types[o.type]
-    if o.type in ("dir", "file"):
+    if o.type in ("dir", "file") or o.dest in NOT_EMPTY:
         kw["callback"] = not_empty
     return click.option(o.flag, o.dest, **kw)
+
+
+NOT_EMPTY = frozenset({"registry", "remote", "inputs_file", "items"})
+"""Options besides paths checked by ``click.Path`` that refuse the empty string (it fell back to
+the default registry or remote, or read the current directory, silently)."""
 
 
 def with_options(options: tuple[Option, ...]) -> Callable[[F], F]:

@@ -127,13 +127,24 @@ def run_command(values: Mapping[str, Any]) -> int:
 def _run(v: Mapping[str, Any]) -> int:
     try:
         try:
+            from theoryx.cli.output import check_target
+
+            if v["save_dir"]:
+                check_target(Path(v["save_dir"]), what="--save-dir", directory=True)
+            if v["save_first"]:
+                check_target(Path(v["save_first"]), what="--save-first")
             session = Session(v["home"], registry=v["registry"])
             result = session.submit(build_request(v))
             if v["stream"]:
                 (sys.stderr if v["as_json"] else sys.stdout).write("\n")
             with session.holding(result):
                 if v["save_dir"] or v["save_first"]:
-                    save(result, v["save_dir"], v["save_first"], v["registry"], session)
+                    try:
+                        save(result, v["save_dir"], v["save_first"], v["registry"], session)
+                    except TheoryxError as exc:     # the run itself succeeded and is recorded
+                        exc.execution_id = exc.execution_id or result.execution_id
+                        exc.exit_code = 1
+                        raise
                 text = render(result, v["as_json"])
         except TheoryxError:
             raise

@@ -102,7 +102,10 @@ holds only integers that a double represents exactly."""
 
 
 def check_seed(seed: int) -> None:
-    """:class:`~theoryx.errors.UsageError` unless ``-MAX_SEED <= seed <= MAX_SEED``."""
+    """:class:`~theoryx.errors.UsageError` unless ``seed`` is an integer and
+    ``-MAX_SEED <= seed <= MAX_SEED``."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise UsageError(f"seed must be an integer, got {type(seed).__name__} {str(seed)[:40]!r}")
     if not -MAX_SEED <= seed <= MAX_SEED:
         raise UsageError(f"seed {seed} is out of range: a seed is an integer from -{MAX_SEED} to {MAX_SEED}")
 

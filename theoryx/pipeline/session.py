@@ -32,7 +32,7 @@ from theoryx.core.ids import new_execution_id
 from theoryx.errors import RunInterrupted, StoreError, StoreFull, TheoryxError
 from theoryx.pipeline import hit, record, writeprefix
 from theoryx.pipeline.lookup import lookup
-from theoryx.pipeline.prepare import Prepared, Resolutions, prepare, processor
+from theoryx.pipeline.prepare import Prepared, Resolutions, check_seed, prepare, processor
 from theoryx.pipeline.request import DEFAULT_ADAPTER, RunRequest, StreamFn
 from theoryx.pipeline.result import Output, RunResult
 from theoryx.pipeline.running import RunState
@@ -114,6 +114,7 @@ class Session:
         pending runs to its pool, so a cached item never waits for a thread. A failure is
         recorded and raised, as by :meth:`submit`."""
         req = self._defaults(req)
+        check_seed(req.seed)    # before a record exists: one could not even store such a seed
         if scope is None:
             run = RunState.start(self.stores, req)
         else:
