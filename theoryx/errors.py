@@ -13,9 +13,9 @@ TheoryxError                       ERR_THEORYX
 │   │   └── AmountTooLarge         ERR_AMOUNT_TOO_LARGE
 │   ├── RatesError                 ERR_RATES            (a malformed THEORYX_RATES / rates.json)
 │   ├── AdapterOptionsError        ERR_ADAPTER_OPTIONS  (unknown, mistyped, out of range, or relaxing the sandbox)
-│   └── AttachmentError            ERR_ATTACHMENT
-│       └── AttachmentNotFound     ERR_ATTACHMENT_NOT_FOUND
-├── RefError                       ERR_REF              (malformed ref)
+│   ├── AttachmentError            ERR_ATTACHMENT
+│   │   └── AttachmentNotFound     ERR_ATTACHMENT_NOT_FOUND
+│   └── RefError                   ERR_REF              (malformed ref)
 ├── ProcessorNotFound              ERR_PROCESSOR_NOT_FOUND
 ├── SpecError                      ERR_SPEC             (a malformed registry entry)
 ├── InputsError                    ERR_INPUTS           (inputs violate the spec's schema)

@@ -15,7 +15,7 @@ def registry() -> None:
 
 
 @registry.command(name="ls")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
 def ls_cmd(state: State, as_json: bool) -> None:
     """List the processors in the registry search path."""
@@ -41,7 +41,7 @@ def ls_cmd(state: State, as_json: bool) -> None:
 
 @registry.command()
 @click.argument("ref")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
 def show(state: State, ref: str, as_json: bool) -> None:
     """Show one spec, validated, with its digest."""

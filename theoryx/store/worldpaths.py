@@ -30,8 +30,9 @@ def resolve(stores: Stores, target: str) -> str:
         files = receipts.execution_files(rec, stores.cas)
         cid_or_none = files.get(f"{receipts.EXECUTION_ROOT}{rec.execution_id}/{parts[4]}")
         if cid_or_none is None:
+            has = ", ".join(p.rsplit("/", 1)[1] for p in sorted(files))
             raise NotFound(f"execution {rec.execution_id} has no file {parts[4]!r} "
-                           f"(has: {', '.join(p.rsplit('/', 1)[1] for p in sorted(files))})")
+                           + (f"(has: {has})" if has else f"(it has none: its status is {rec.status})"))
         cid = cid_or_none
     else:
         entry = executions.world_path(stores.db, target)
