@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import docker.errors
 import modal
 import modal.container_process
 import modal.exception
@@ -447,7 +448,10 @@ class Process:
     def _deadline(self) -> None:
         """Modal's exec deadline: the process is killed, ``wait`` reports -1."""
         self.deadline_passed = True
-        pid = self.sandbox.emu.client.api.exec_inspect(self.exec_id).get("Pid")
+        try:
+            pid = self.sandbox.emu.client.api.exec_inspect(self.exec_id).get("Pid")
+        except docker.errors.NotFound:     # the exec (or its Sandbox) is gone already
+            return
         if pid:
             with_ignored = (ProcessLookupError, PermissionError)
             try:
