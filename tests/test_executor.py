@@ -271,3 +271,55 @@ def test_a_failure_that_cannot_be_recorded_says_so_and_keeps_its_own_error(
     (warning,) = texts(records, "warning")
     assert f"the failed execution {info.value.execution_id} could not be recorded" in warning
     assert "OverflowError" in warning
+
+
+def test_malformed_items_fail_alone_in_session_map(home: Path) -> None:
+    """Failures are results: an item that is not a mapping, or whose attachments are not a
+    mapping of paths, fails with ERR_INPUTS and the others run (it aborted the whole batch)."""
+    with theoryx.Session(home, registry=str(REGISTRY)) as s:
+        results = list(s.map("llm/litellm@1", ["hello", [1], {"inputs": HELLO, "attach": ["a"]},
+                                                {"inputs": HELLO, "attachments": {"d": 5}}, {"inputs": HELLO}],
+                             adapter="mock"))
+    codes = [r.error.code if r.error else "ok" for r in results]
+    assert codes == ["ERR_INPUTS", "ERR_INPUTS", "ERR_INPUTS", "ERR_INPUTS", "ok"], [r.error for r in results]
+
+
+def test_integers_past_pythons_digit_limit_are_clean_errors(home: Path) -> None:
+    with pytest.raises(InputsError, match="of about 5,000 digits"):
+        run(home, {**HELLO, "x": 10**5000})
+    with pytest.raises(TheoryxError, match="seed of about 5,000 digits"):
+        run(home, seed=10**5000)
+
+
+def test_a_run_failing_with_a_foreign_exception_is_still_recorded(home: Path) -> None:
+    """A stream callback that raises: the exception reaches the caller as it is, and the run is
+    recorded as ERR_INTERNAL (the plan's ledger named an execution no record knew)."""
+    from theoryx.store import executions
+    from theoryx.store.handle import open_stores
+
+    def broken(stream: str, chunk: bytes) -> None:
+        raise ZeroDivisionError("the caller's own bug")
+
+    with pytest.raises(ZeroDivisionError):
+        run(home, plan="team", stream=broken)
+    (rec,) = list(executions.latest(open_stores(home).db))
+    assert rec.status == "error" and rec.error is not None and rec.error["code"] == "ERR_INTERNAL"
+    assert "ZeroDivisionError" in rec.error["message"]
+
+
+@pytest.mark.parametrize(("kw", "says"), [({"seed": 1.5}, "seed must be an integer"),
+                                          ({"seed": True}, "seed must be an integer"),
+                                          ({"seed": "1"}, "seed must be an integer"),
+                                          ({"plan": 5}, "plan must be a string")])
+def test_arguments_of_the_wrong_type_are_usage_errors(home: Path, kw: dict[str, Any], says: str) -> None:
+    with pytest.raises(TheoryxError, match=says) as info:
+        run(home, **kw)
+    assert info.value.code == "ERR_USAGE"
+
+
+def test_a_registry_given_as_a_path_works_and_jobs_must_be_positive(home: Path) -> None:
+    assert run(home, registry=REGISTRY).cache == "miss"
+    with theoryx.Session(home, registry=REGISTRY) as s:
+        for jobs in (0, -1):
+            with pytest.raises(TheoryxError, match="jobs must be a positive integer"):
+                list(s.map("llm/litellm@1", [{"inputs": HELLO}], adapter="mock", jobs=jobs))

@@ -102,3 +102,27 @@ def test_a_stored_record_reads_back_as_the_same_record(tmp_path: Path) -> None:
     assert stored["outputs"][0]["cid"] == bytes.fromhex("ab" * 32) and stored["usage"]["note"] == cid
     back = executions.ExecutionRecord.from_dict(unpack(pack(stored)))
     assert back == rec
+
+
+def test_a_hit_record_is_committed_within_its_age_while_the_caller_pauses(tmp_path: Path) -> None:
+    """The caller of Session.map takes one result and pauses: that hit's record is committed by
+    the group's age (0.25 s) all the same (it waited for the next result, or the batch's end)."""
+    import time
+
+    home = tmp_path / "home"
+    items = [{"inputs": {"messages": [{"role": "user", "content": f"m{i}"}]}} for i in range(5)]
+    with theoryx.Session(home, registry=str(REGISTRY)) as s:
+        list(s.map("llm/litellm@1", items, adapter="mock"))
+        results = s.map("llm/litellm@1", items, adapter="mock")
+        first = next(results)
+        assert first.result is not None and first.result.cache == "hit"
+        deadline = time.monotonic() + 5
+        found = None
+        while found is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            try:
+                found = executions.get(open_stores(home).db, first.result.execution_id)
+            except Exception:
+                found = None
+        assert found is not None, "the hit's record waited for the caller"
+        results.close()

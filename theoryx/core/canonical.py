@@ -44,6 +44,14 @@ class CanonicalizationError(ValueError):
     """A value has no RFC 8785 form (NaN, infinity, huge integer, non-string key, lone surrogate)."""
 
 
+
+def int_text(value: int) -> str:
+    """``value`` in decimal for a message, or its size when Python would refuse to convert it
+    (over 4,300 digits: ``ValueError``)."""
+    if value.bit_length() <= 14_000:
+        return str(value)
+    return f"of about {int(value.bit_length() * 0.30103):,} digits"
+
 def _string(s: str) -> str:
     return '"' + s.translate(_ESCAPES) + '"'
 
@@ -99,7 +107,7 @@ def _encode(value: Any, out: list[str]) -> None:
         out.append("false")
     elif isinstance(value, int):
         if abs(value) > MAX_SAFE_INT:
-            raise CanonicalizationError(f"integer {value} is outside the interoperable range ±(2**53-1)")
+            raise CanonicalizationError(f"integer {int_text(value)} is outside the interoperable range ±(2**53-1)")
         out.append(str(value))
     elif isinstance(value, float):
         out.append(_number(value))

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from theoryx.adapters.base import CANCELLATION, Cancellation
-from theoryx.errors import TheoryxError
+from theoryx.errors import InputsError, TheoryxError
 from theoryx.pipeline.prepare import Resolutions
 from theoryx.pipeline.recorder import GroupRecorder
 from theoryx.pipeline.request import RunRequest
@@ -70,13 +70,25 @@ class ItemResult:
 
 
 def as_item(value: Item | Mapping[str, Any], line: int) -> Item:
-    """An :class:`Item` from a mapping ``{"inputs", "attach"/"attachments", "id"}`` (or as is)."""
+    """An :class:`Item` from a mapping ``{"inputs", "attach"/"attachments", "id"}`` (or as is).
+    Anything else — not a mapping, attachments that are not a mapping of names to paths — is an
+    item that fails with ``ERR_INPUTS`` naming its position (failures are results: the batch
+    goes on)."""
     if isinstance(value, Item):
         return value
+    if not isinstance(value, Mapping):
+        return Item(line=line, error=InputsError(f"item {line}: an item is a mapping with 'inputs' (and "
+                                                 f"'attachments', 'id'), not a {type(value).__name__}"))
     attach = value.get("attachments", value.get("attach")) or {}
     label = value.get("id")
+    try:
+        if not isinstance(attach, Mapping):
+            raise TypeError(f"not a {type(attach).__name__}")
+        files = {str(k): Path(v) for k, v in attach.items()}
+    except (TypeError, ValueError) as exc:
+        return Item(line=line, error=InputsError(f"item {line}: attachments must map names to file paths ({exc})"))
     return Item(line=line, inputs=value.get("inputs", {}), id=None if label is None else str(label),
-                attachments={str(k): Path(v) for k, v in dict(attach).items()})
+                attachments=files)
 
 
 class BatchScope:

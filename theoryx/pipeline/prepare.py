@@ -12,7 +12,7 @@ from pathlib import Path
 
 from theoryx import adapters
 from theoryx.core import notices
-from theoryx.core.canonical import CanonicalizationError
+from theoryx.core.canonical import CanonicalizationError, int_text
 from theoryx.errors import InputsError, UsageError
 from theoryx.pipeline import attachments, writeprefix
 from theoryx.pipeline.action import Action, build
@@ -107,7 +107,8 @@ def check_seed(seed: int) -> None:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise UsageError(f"seed must be an integer, got {type(seed).__name__} {str(seed)[:40]!r}")
     if not -MAX_SEED <= seed <= MAX_SEED:
-        raise UsageError(f"seed {seed} is out of range: a seed is an integer from -{MAX_SEED} to {MAX_SEED}")
+        raise UsageError(f"seed {int_text(seed)} is out of range: a seed is an integer from -{MAX_SEED} to "
+                         f"{MAX_SEED}")
 
 
 def processor(stores: Stores, req: RunRequest, resolutions: Resolutions | None = None) -> Processor:

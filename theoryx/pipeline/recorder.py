@@ -4,7 +4,8 @@ A single run records its execution at once (one LMDB transaction, one sync). In 
 go through a :class:`GroupRecorder` instead, in two ways:
 
 - hits (:meth:`GroupRecorder.add`): one transaction and one sync per group of at most ``size``
-  records or ``age_s`` seconds, whichever comes first, and whatever is left when the batch ends.
+  records or ``age_s`` seconds (a timer commits a group that old even while nothing else
+  happens), whichever comes first, and whatever is left when the batch ends.
   A crash therefore loses at most the records of the group not yet committed — hits, whose
   results stay in the cache (the next run answers them again);
 - misses and remote hits (:meth:`GroupRecorder.commit`): durable before the call returns, as for a
@@ -49,9 +50,24 @@ class GroupRecorder:
         with self._lock:
             if not self._buffer:
                 self._first = time.monotonic()
+                self._arm()
             self._buffer.append(recording)
             if len(self._buffer) >= self.size or time.monotonic() - self._first >= self.age_s:
                 self._flush_locked()
+
+    def _arm(self) -> None:
+        """Commit this group once it is ``age_s`` old even if nothing else happens by then (the
+        caller of ``Session.map`` may pause between results: the records of the results it
+        already holds must not wait for it)."""
+        timer = threading.Timer(self.age_s, self._due)
+        timer.daemon = True
+        timer.start()
+
+    def _due(self) -> None:
+        try:
+            self.flush_if_due()
+        except Exception:   # the group is kept: the next add, or the batch's end, commits it
+            pass
 
     def flush_if_due(self) -> None:
         """Commit the pending group if it is older than ``age_s`` (the batch calls this while it
@@ -66,8 +82,8 @@ class GroupRecorder:
 
     def _flush_locked(self) -> None:
         if self._buffer:
-            pending, self._buffer = self._buffer, []
-            executions.record_many(self.db, pending)
+            executions.record_many(self.db, self._buffer)    # all or nothing: kept on a failure
+            self._buffer = []
             self.groups += 1
 
     def commit(self, recording: Recording) -> None:

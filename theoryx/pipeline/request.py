@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from theoryx.core.frozen import replaced
-from theoryx.errors import InputsError
+from theoryx.errors import InputsError, UsageError
 from theoryx.pipeline import writeprefix
 
 TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
@@ -70,6 +71,12 @@ class RunRequest:
         if unknown:
             raise TypeError(f"unexpected keyword argument(s): {', '.join(unknown)}")
         given = {k: v for k, v in options.items() if v is not None or k in ("plan", "registry", "stream")}
+        if isinstance(given.get("registry"), os.PathLike):
+            given["registry"] = os.fspath(given["registry"])
+        for name in ("plan", "registry", "remote", "salt", "write_prefix", "adapter"):
+            if given.get(name) is not None and not isinstance(given[name], str):
+                raise UsageError(f"{name} must be a string, got {type(given[name]).__name__} "
+                                 f"{str(given[name])[:40]!r}")
         if "attachments" in given:
             given["attachments"] = {k: Path(v) for k, v in given["attachments"].items()}
         if "adapter_options" in given:

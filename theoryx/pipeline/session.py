@@ -29,7 +29,7 @@ from types import TracebackType
 from cas import CasError
 from theoryx.core import syncpoints
 from theoryx.core.ids import new_execution_id
-from theoryx.errors import RunInterrupted, StoreError, StoreFull, TheoryxError
+from theoryx.errors import InternalError, RunInterrupted, StoreError, StoreFull, TheoryxError, UsageError
 from theoryx.pipeline import hit, record, writeprefix
 from theoryx.pipeline.lookup import lookup
 from theoryx.pipeline.prepare import Prepared, Resolutions, check_seed, prepare, processor
@@ -158,6 +158,8 @@ class Session:
         processor(self.stores, template, resolutions)   # a mistake every item shares fails here, once
         scope = BatchScope(resolutions, lambda: Lease(self.stores.home.leases, new_execution_id()),
                            GroupRecorder(self.stores.db), work=self.stores.home.work)
+        if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+            raise UsageError(f"jobs must be a positive integer (or None: the number of CPUs), got {jobs!r}")
         jobs = jobs or os.cpu_count() or 1
         # Persistent workers (specs that declare `worker`, on local): created idle, closed with the batch.
         workers = adapters.workers(template.adapter, stores=self.stores, jobs=jobs) \
@@ -361,7 +363,9 @@ def _adopt(run: RunState, prep: Prepared) -> None:
 
 def _guarded(run: RunState, body: Callable[[], T]) -> T:
     """Run ``body``; a failure is recorded and re-raised with the execution id on it. A full
-    disk (anywhere in the run) becomes :class:`StoreFull`, a store error :class:`StoreError`."""
+    disk (anywhere in the run) becomes :class:`StoreFull`, a store error :class:`StoreError`;
+    any other exception (a bug, a ``stream`` callback that raised) is recorded as
+    ``ERR_INTERNAL`` and re-raised as it is."""
     try:
         try:
             return body()
@@ -371,7 +375,10 @@ def _guarded(run: RunState, body: Callable[[], T]) -> T:
             mapped: StoreError | None = store_full(exc)
             if mapped is None and isinstance(exc, CasError):
                 mapped = store_error(exc)
-            if mapped is None:
+            if mapped is None:      # a bug, or the caller's own callback raising: still recorded
+                unexpected = InternalError(f"{type(exc).__name__}: {exc}")
+                unexpected.execution_id = run.execution_id
+                record.failure(run, unexpected)
                 raise
             raise mapped from exc
     except TheoryxError as exc:

@@ -61,9 +61,10 @@ def installed_registry() -> Path:
     return Path(str(importlib.resources.files("theoryx._registry")))
 
 
-def search_path(explicit: str | None = None) -> tuple[Path, ...]:
-    """The registries to search, in order."""
-    text = explicit or os.environ.get("THEORYX_REGISTRY")
+def search_path(explicit: str | os.PathLike[str] | None = None) -> tuple[Path, ...]:
+    """The registries to search, in order (``explicit``: a directory, or several joined by
+    ``os.pathsep``; else ``THEORYX_REGISTRY``; else ``./registry``; else the installed one)."""
+    text = os.fspath(explicit) if explicit else os.environ.get("THEORYX_REGISTRY")
     if text:
         return tuple(Path(p).expanduser() for p in text.split(os.pathsep) if p)
     local = Path("registry")
