@@ -323,3 +323,21 @@ def test_a_registry_given_as_a_path_works_and_jobs_must_be_positive(home: Path) 
         for jobs in (0, -1):
             with pytest.raises(TheoryxError, match="jobs must be a positive integer"):
                 list(s.map("llm/litellm@1", [{"inputs": HELLO}], adapter="mock", jobs=jobs))
+
+
+def test_a_file_name_that_is_not_utf8_is_a_clear_attachment_error_and_recorded(home: Path, tmp_path: Path) -> None:
+    """os.fsdecode gives such a name lone surrogates: it used to fail as 'inputs have no canonical
+    JSON form' (the inputs were fine), and a missing one could not even be recorded."""
+    import os
+
+    from theoryx.errors import AttachmentError
+    from theoryx.store import executions
+    from theoryx.store.handle import open_stores
+
+    (tmp_path / os.fsdecode(b"g\xff.txt")).write_bytes(b"x")
+    for name, code in ((b"g\xff.txt", "ERR_ATTACHMENT"), (b"missing\xff.txt", "ERR_ATTACHMENT_NOT_FOUND")):
+        with pytest.raises(AttachmentError) as info:
+            run(home, {"file": {"$attach": "doc"}}, ref="data/textstats@1",
+                attachments={"doc": tmp_path / os.fsdecode(name)})
+        assert info.value.code == code and "\\udcff" in info.value.message
+        assert executions.get(open_stores(home).db, info.value.execution_id or "").status == "error"

@@ -77,7 +77,12 @@ _LONG_WORD = re.compile(rf"\S{{{CLIP_OVER + 1},}}")
 def clipped(message: str) -> str:
     """``message`` with every run of more than :data:`CLIP_OVER` non-space characters (a
     100,000-character ref, key or input echoed back) cut to its first 160 and last 40
-    characters around ``…[N characters]…``; everything else unchanged."""
+    characters around ``…[N characters]…``, and lone surrogates (which no record could store)
+    written as ``\\udcff``; everything else unchanged."""
+    try:
+        message.encode("utf-8")
+    except UnicodeEncodeError:      # lone surrogates (a file name that is not UTF-8): shown escaped,
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")   # so it can be stored
     if len(message) <= CLIP_OVER:
         return message
     return _LONG_WORD.sub(lambda m: f"{m[0][:160]}…[{len(m[0].strip(_WRAPPING))} characters]…{m[0][-40:]}", message)

@@ -85,6 +85,11 @@ def hash_files(options: dict[str, Path]) -> dict[str, Attachment]:
         if filename in ("", ".", ".."):
             raise AttachmentError(f"attachment {name!r} has no usable file name: {path}")
         try:
+            filename.encode("utf-8")
+        except UnicodeEncodeError:      # it would be in the inputs, which are JSON
+            raise AttachmentError(f"attachment {name!r}: the file name {filename!r} is not UTF-8; link or copy "
+                                  "the file under a UTF-8 name") from None
+        try:
             blob = hash_file(path)
         except FileNotFoundError:
             raise AttachmentNotFound(f"Attachment file not found: {path}") from None
