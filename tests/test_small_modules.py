@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from theoryx_testing import REPO
 
 from theoryx import errors
 from theoryx.core import ids
@@ -133,3 +134,31 @@ def test_an_output_whose_world_path_the_index_cannot_key_is_rejected(tmp_path: P
     (ok / ("a" * 200)).mkdir(parents=True)
     (ok / ("a" * 200) / ("é" * 100)).write_text("x")             # 200 + 200 UTF-8 bytes + prefix: fits
     assert len(_walk(ok, OutputLimits(), "/artifacts/outputs/")) == 1
+
+
+def test_a_home_opened_before_fork_is_refused_in_the_child_with_a_hint(tmp_path: Path) -> None:
+    """An LMDB environment must not cross fork(): the child's use took the parent's reader
+    slots (MDB_READERS_FULL for every process on the home) and a fresh open said only 'already
+    open'. Both are now a StoreError naming the way out."""
+    import multiprocessing
+
+    import theoryx
+
+    home = tmp_path / "home"
+    msg = {"messages": [{"role": "user", "content": "hi"}]}
+    theoryx.run("llm/litellm@1", inputs=msg, adapter="mock", home=home, registry=str(REPO / "registry"))
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(_run_in_child, (str(home),)).get(timeout=120)
+    assert got.startswith("StoreError") and "forked" in got and "'spawn'" in got, got
+
+
+def _run_in_child(home: str) -> str:
+    import theoryx
+
+    try:
+        theoryx.run("llm/litellm@1", inputs={"messages": [{"role": "user", "content": "hi"}]}, adapter="mock",
+                    home=home, registry=str(REPO / "registry"))
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "ran"

@@ -80,13 +80,25 @@ class Database:
     def __init__(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
         try:
-            self.env = lmdb.open(
+            self._env = lmdb.open(
                 str(path), map_size=INITIAL_MAP_SIZE, max_dbs=MAX_DBS, subdir=True, max_readers=512
             )
         except lmdb.Error as exc:
-            raise StoreError(f"cannot open the database at {path}: {exc}") from exc
+            forked = f" (opened before this process forked: {FORK_HINT})" if "already open" in str(exc) else ""
+            raise StoreError(f"cannot open the database at {path}: {exc}{forked}") from exc
+        self._pid = os.getpid()
         self.path = path
         self.dbs = {name: self.env.open_db(name.encode()) for name in NAMES}
+
+    @property
+    def env(self) -> lmdb.Environment:
+        """The LMDB environment; :class:`StoreError` in a child forked after it was opened (an
+        environment must not cross fork(): the child's transactions would take the parent's
+        reader slots, and LMDB refuses to open the same path twice in one process image)."""
+        if os.getpid() != self._pid:
+            raise StoreError(f"the theoryx home database {self.path} was opened before this process forked: "
+                             + FORK_HINT)
+        return self._env
 
     def get(self, name: str, key: str) -> Any | None:
         """The unpacked value under ``key`` in database ``name``, or None (also for the empty
@@ -155,8 +167,13 @@ class Database:
             return int(txn.stat(self.dbs[name])["entries"])
 
 
+FORK_HINT = ("start worker processes with multiprocessing's 'spawn' (or 'forkserver') method, or open the "
+             "home only in the children")
+
+
 def open_db(path: Path) -> Database:
-    """The process's environment for ``path`` (opened once; reopened in a forked child)."""
+    """The process's environment for ``path`` (opened once per process). A child forked after
+    the parent opened it cannot use it, nor open it again: :class:`StoreError` saying so."""
     key = str(path.resolve())
     pid = os.getpid()
     hit = _OPEN.get(key)
@@ -171,5 +188,5 @@ def close_all() -> None:
     """Close every environment this process opened (tests; before exec)."""
     for pid, db in list(_OPEN.values()):
         if pid == os.getpid():
-            db.env.close()
+            db._env.close()
     _OPEN.clear()
