@@ -530,26 +530,40 @@ class RequestTimeout(Exception):
 
 @contextlib.contextmanager
 def deadline(seconds: float | None) -> Iterator[None]:
-    """Raise :class:`RequestTimeout` in the block once ``seconds`` have passed (SIGALRM: the
-    HTTP client's own timeout bounds each read, not a server that drips its answer). No-op
-    without ``seconds``, or off the main thread."""
+    """Raise :class:`RequestTimeout` in the block once ``seconds`` have passed (the HTTP
+    client's own timeout bounds each read, not a server that drips its answer). SIGALRM raises
+    it wherever the call is, again every 0.25 s (library code that catches every exception may
+    swallow one), and leaving the block late raises it too. No-op without ``seconds``; off the
+    main thread only the check on leaving applies."""
     import signal
     import threading
+    import time
 
-    if not seconds or threading.current_thread() is not threading.main_thread():
+    if not seconds:
         yield
         return
+    message = f"no complete answer within request_timeout ({seconds:g} s)"
+    end = time.monotonic() + seconds
+    on_main = threading.current_thread() is threading.main_thread()
 
     def expired(signum: int, frame: Any) -> None:
-        raise RequestTimeout(f"no complete answer within request_timeout ({seconds:g} s)")
+        raise RequestTimeout(message)
 
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = signal.signal(signal.SIGALRM, expired) if on_main else None
+    if on_main:
+        signal.setitimer(signal.ITIMER_REAL, seconds, 0.25)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        while on_main:          # an alarm raising during this cleanup must not skip it
+            try:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+                break
+            except RequestTimeout:
+                continue
+    if time.monotonic() > end:      # the answer came, but too late: swallowed alarms included
+        raise RequestTimeout(message)
 
 
 # -- persistent worker mode (BUILD.md, "Persistent workers") -------------------------------
