@@ -33,6 +33,18 @@ def pair(nginx: Nginx, teammates: tuple[Teammate, Teammate], keypairs: dict[str,
     return alice, bob
 
 
+def ignored_and_run_locally(who: Teammate, text: str, counter: Path, says: str) -> Any:
+    """``who`` runs ``text``: the remote entry is refused with exactly one warning saying
+    ``says``, and the run executes locally (the second execution the counter sees)."""
+    with captured_notices() as records:
+        result = who.run(text)
+    warnings = texts(records, "warning")
+    print("warnings:", warnings)
+    assert result.cache == "miss" and executions(counter) == 2
+    assert len(warnings) == 1 and says in warnings[0], warnings
+    return result
+
+
 def requests(nginx: Nginx) -> list[str]:
     """The request lines nginx logged so far ("GET /ro/ac-v1/... HTTP/1.1"), once the log has
     settled: nginx writes a line when it finalises a request, which may be just after the client
@@ -104,12 +116,7 @@ def test_an_inline_blob_that_is_not_its_cid_is_rejected_although_a_trusted_key_s
     payload["inline"][out] = base64.b64encode(b"echo: FORGED").decode()  # same size as "echo: forged"
     signed = dsse.sign(canonical_bytes(payload), layout.PAYLOAD_TYPE, keys.load_private(keypairs["alice"].private))
     path.write_text(json.dumps(signed.to_json()))
-    with captured_notices() as records:
-        b = bob.run("forged")
-    warnings = texts(records, "warning")
-    print("warnings:", warnings)
-    assert b.cache == "miss" and executions(counter) == 2
-    assert len(warnings) == 1 and f"inline blob {out} does not match its cid" in warnings[0]
+    b = ignored_and_run_locally(bob, "forged", counter, f"inline blob {out} does not match its cid")
     assert b.output("out.txt").text() == "echo: forged"
 
 
@@ -333,12 +340,7 @@ def test_a_blob_whose_size_the_entry_does_not_state_is_refused_past_its_bound_un
     a = alice.run("swapped")
     on_server = nginx.root / layout.blob_path(a.record.manifest_cid)
     os.truncate(on_server, cache.UNSTATED_MAX + 1)         # sparse: no disk used on the server
-    with captured_notices() as records:
-        b = bob.run("swapped")
-    warnings = texts(records, "warning")
-    print("warnings:", warnings)
-    assert b.cache == "miss" and executions(counter) == 2
-    assert len(warnings) == 1 and f"more than the {cache.UNSTATED_MAX} it may have: not downloaded" in warnings[0]
+    ignored_and_run_locally(bob, "swapped", counter, f"more than the {cache.UNSTATED_MAX} it may have: not downloaded")
     stores = open_stores(bob.home)
     assert list(stores.cas.tmp_files()) == []
     assert sum(p.stat().st_size for p in bob.home.rglob("*") if p.is_file()) < 4 << 20
@@ -350,6 +352,7 @@ def test_the_readers_own_attachments_and_action_are_never_downloaded(
     """The reader attached the same file itself and computed the same action pre-image: a hit
     stores both from there. The server's copies are even corrupted here; the hit still holds."""
     import theoryx
+    from theoryx.store.handle import open_stores
 
     alice, bob = pair(nginx, teammates, keypairs)
     doc = tmp_path / "doc.txt"
@@ -372,14 +375,8 @@ def test_the_readers_own_attachments_and_action_are_never_downloaded(
     assert b.cache == "remote" and executions(counter) == 1
     for cid in (input_cid, a.memo_key):
         assert not any(layout.blob_path(cid) in line for line in made), made
-    stores = open_stores_of(bob)
+    stores = open_stores(bob.home)
     assert stores.cas.read(input_cid) == doc.read_bytes() and stores.cas.exists(a.memo_key)
-
-
-def open_stores_of(who: Teammate) -> Any:
-    from theoryx.store.handle import open_stores
-
-    return open_stores(who.home)
 
 
 def test_a_cancelled_prefetch_ends_within_a_fraction_of_a_second_even_if_the_sender_stalls() -> None:
