@@ -149,6 +149,8 @@ class Session:
         the number of CPUs). Failures are results, not exceptions; ``fail_fast`` stops at the
         first. ``batch``, if given, receives the :class:`Batch` so a caller can ``cancel()`` it.
         """
+        if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+            raise UsageError(f"jobs must be a positive integer (or None: the number of CPUs), got {jobs!r}")
         template = self._defaults(RunRequest.of(ref, **options))
         from theoryx import adapters
         from theoryx.pipeline.batch import Batch, BatchScope  # batches only: a single hit stays lean
@@ -158,8 +160,6 @@ class Session:
         processor(self.stores, template, resolutions)   # a mistake every item shares fails here, once
         scope = BatchScope(resolutions, lambda: Lease(self.stores.home.leases, new_execution_id()),
                            GroupRecorder(self.stores.db), work=self.stores.home.work)
-        if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
-            raise UsageError(f"jobs must be a positive integer (or None: the number of CPUs), got {jobs!r}")
         jobs = jobs or os.cpu_count() or 1
         # Persistent workers (specs that declare `worker`, on local): created idle, closed with the batch.
         workers = adapters.workers(template.adapter, stores=self.stores, jobs=jobs) \
