@@ -125,12 +125,17 @@ def test_an_unexpected_exception_in_another_command_is_err_internal_too(
         raise RuntimeError("stats exploded")
 
     monkeypatch.setattr(stats, "usage", boom)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))     # the crash file: not left in the machine's /tmp
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
     cli = Cli(tmp_path / "home", REGISTRY)
     assert cli("plan", "create", "p", "--limit-usd", "1").exit_code == 0     # a home to read
     res = cli("du", "--json")
     assert res.exit_code == 1
     assert json.loads(res.stdout)["error"]["code"] == "ERR_INTERNAL"
     assert res.stderr.startswith("Error: internal error (RuntimeError: stats exploded)")
+    assert len(list(tmp_path.glob("theoryx-crash-*.txt"))) == 1
 
 
 @pytest.fixture
