@@ -228,3 +228,15 @@ def test_gpu_spec_requests_devices_where_the_engine_has_a_gpu_runtime(registry: 
     cfg = container_config(OfflineClient({"nvidia": {}}), request_for(spec, tmp_path), "img:1", Options(5, "none"))
     (req,) = cfg["host_config"]["DeviceRequests"]
     assert req["Count"] == 1 and req["Capabilities"] == [["gpu"]]
+
+
+def test_engine_times_parse_to_posix_seconds_or_none() -> None:
+    """The engine's FinishedAt decides whether a worker ended before a request was sent."""
+    from theoryx.adapters.local.workers import _engine_time
+
+    assert _engine_time("1970-01-01T00:00:01.5Z") == 1.5
+    assert _engine_time("2026-12-02T12:34:56.123456789Z") == pytest.approx(1796214896.123456789, abs=1e-6)
+    assert _engine_time("2026-12-02T12:34:56Z") == 1796214896.0
+    assert _engine_time("2026-12-02T12:34:56.x1Z") == 1796214896.0      # a fraction not understood: whole seconds
+    for bad in (None, "", "0001-01-01T00:00:00Z", "2026-12-02 12:34:56", "2026-13-02T00:00:00Z", 17.0):
+        assert _engine_time(bad) is None

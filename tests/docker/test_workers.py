@@ -387,6 +387,37 @@ def test_a_worker_that_speaks_between_requests_is_replaced_before_the_next_is_se
     assert executions.get(open_stores(home).db, big.error.execution_id or "") is not None
 
 
+def test_a_worker_that_ended_before_the_next_request_reached_it_is_replaced_even_if_its_end_is_late(
+        tmp_path: Path, wregistry: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that exits after answering: if its end of stream reaches theoryx only after the
+    next request was sent (held back here by half a second, as a busy machine may), that
+    request still goes to a new worker (it used to fail with "the worker exited with code 0
+    before answering request 2", the worker having ended before it was even sent)."""
+    import queue as queue_module
+    import threading
+    import types
+
+    from theoryx.adapters.local import workers
+
+    class LateEof(queue_module.Queue):  # type: ignore[type-arg]
+        def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+            if getattr(item, "kind", None) == "eof":
+                threading.Timer(0.5, super().put, (item,)).start()
+                return
+            super().put(item, block, timeout)
+
+    monkeypatch.setattr(workers, "queue", types.SimpleNamespace(Queue=LateEof, Empty=queue_module.Empty))
+    monkeypatch.setattr(workers, "PIPELINE", 1)
+    items = [{"inputs": {"mode": m, "value": v}} for m, v in [("quit", 1), ("echo", 2), ("quit", 3), ("echo", 4)]]
+    home = tmp_path / "home"
+    results = run_map(home, wregistry, "test/wprobe@1", items, jobs=1)
+    assert [r.error for r in results] == [None] * 4
+    got = by_value(results)
+    hosts = {v: probe(home, got[v])["host"] for v in (1, 2, 3, 4)}
+    assert hosts[1] != hosts[2] and hosts[3] != hosts[4], hosts
+    assert [probe(home, got[v])["served"] for v in (1, 2, 3, 4)] == [1, 1, 2, 1]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("ref", ["test/woneshot@1", "test/wprobe@1"])
 def test_fail_fast_starts_nothing_for_items_still_waiting_for_a_container(

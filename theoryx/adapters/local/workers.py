@@ -120,7 +120,9 @@ class Served:
 
 class _OutOfTurn(Exception):
     """An idle worker spoke (an answer, a protocol violation) or ended between requests: it is
-    stopped before the next request is sent, and that request goes to another worker."""
+    stopped, and the next request goes to another worker (also when the worker's end reached the
+    reader only after that request was sent: the engine's exit time tells, see
+    :meth:`Worker._exited`)."""
 
 
 OUT_OF_TURN_RETRIES = 3
@@ -316,9 +318,12 @@ class Worker:
                 "seed": request.seed, "execution_id": request.execution_id, "ref": str(request.spec.ref),
             }
             assert self._attached is not None
-            with contextlib.suppress(OSError):          # gone: its end of stream says why
+            sent_at: float | None = time.time()     # wall clock, as the engine's FinishedAt
+            try:
                 self._attached.send((json.dumps(line, sort_keys=True) + "\n").encode())
-            served = self._await(seq, timeout)
+            except OSError:                         # gone: its end of stream says why
+                sent_at = None
+            served = self._await(seq, timeout, sent_at)
             duration_ms = int((time.monotonic() - t0) * 1000)
             with self._lock:
                 self._capture = None
@@ -346,7 +351,7 @@ class Worker:
                 remove_tree(self.done / token)
         return served, dropped, duration_ms
 
-    def _await(self, seq: int, timeout: float) -> Served:
+    def _await(self, seq: int, timeout: float, sent_at: float | None) -> Served:
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -355,7 +360,7 @@ class Worker:
                 self.stop()
                 return Served(137, timed_out=True)
             if answer.kind == "eof":
-                return self._exited(seq)
+                return self._exited(seq, sent_at)
             if answer.kind == "protocol":
                 self.stop()
                 return Served(1, note=f"worker protocol error: {answer.detail}; the worker was stopped")
@@ -373,8 +378,12 @@ class Worker:
             note = f"worker: {' '.join(str(error).split())[:2000]}" if error not in (None, "") and code != 0 else ""
             return Served(code, note=note)
 
-    def _exited(self, seq: int) -> Served:
-        """The worker's streams ended before it answered: how did the container end?"""
+    def _exited(self, seq: int, sent_at: float | None) -> Served:
+        """The worker's streams ended before it answered: how did the container end? A worker
+        that had already ended when the request was sent (the send failed, or the engine's
+        ``FinishedAt`` is earlier: its end of stream had not reached the reader yet when
+        :meth:`serve` looked) never saw the request: :class:`_OutOfTurn`, and another worker
+        serves it. Otherwise the request failed with it."""
         if self.interrupted:
             self.stop()
             raise ExecutionCancelled(f"the batch was cancelled: the worker serving request {seq} was stopped")
@@ -389,6 +398,9 @@ class Worker:
             state = client.api.inspect_container(self.container_id)["State"]
         self.stop()
         oom = bool(state.get("OOMKilled"))
+        finished = _engine_time(state.get("FinishedAt"))
+        if not oom and (sent_at is None or (finished is not None and finished < sent_at)):
+            raise _OutOfTurn(f"it had exited (code {state.get('ExitCode', '?')}) before request {seq} was sent")
         code = int(state.get("ExitCode", -1) or 0)
         what = "was killed for exceeding its memory limit" if oom else f"exited with code {code}"
         return Served(code if code != 0 else 1, oom_killed=oom,
@@ -677,6 +689,22 @@ class WorkerPool:
             self._all.discard(worker)
         worker.stop()
         self._retired(worker.key)
+
+
+def _engine_time(text: Any) -> float | None:
+    """A container engine's RFC 3339 time (``2026-12-02T12:34:56.123456789Z``, nanoseconds or
+    fewer digits) as POSIX seconds; None when absent, zero (``0001-01-01T00:00:00Z``: never
+    finished) or not understood."""
+    import datetime
+
+    if not isinstance(text, str) or not text.endswith("Z") or text.startswith("0001-"):
+        return None
+    whole, _, fraction = text[:-1].partition(".")
+    try:
+        moment = datetime.datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.UTC)
+        return moment.timestamp() + (float(f"0.{fraction}") if fraction.isdigit() else 0.0)
+    except ValueError:
+        return None
 
 
 def _stopped() -> AdapterError:

@@ -107,6 +107,8 @@ def serve():
             lines.append(answer)
         answers.write("".join(json.dumps(a) + "\n" for a in lines))
         answers.flush()
+        if mode == "quit":               # ends between requests, after answering this one
+            os._exit(0)
 
 
 if os.environ.get("THEORYX_WORKER") == "jsonl":
