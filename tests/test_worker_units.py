@@ -161,6 +161,44 @@ def test_seal_takes_the_worker_s_write_access_before_listing_each_directory(tmp_
     assert setid.stat().st_uid == 10001 and setid.stat().st_mode & stat.S_ISUID   # ingest must see it
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="sealing hands files back to root")
+def test_seal_reaches_past_path_max_and_never_follows_a_link_out(tmp_path: Path) -> None:
+    """A worker's tree 20 levels of 250-byte names deep (~5,000 bytes of path) is sealed to the
+    bottom (whole paths failed with ENAMETOOLONG, which failed the request as 'could not hand over
+    request'); a link to a directory outside changes nothing there."""
+    from theoryx.core import trees
+
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o777)
+    os.chmod(outside, 0o777)
+    os.chown(outside, 10001, 10001)
+    top = tmp_path / "req"
+    top.mkdir()
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(20):
+            os.mkdir("w" * 250, 0o777, dir_fd=fd)
+            os.chown("w" * 250, 10001, 10001, dir_fd=fd)
+            child = os.open("w" * 250, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        os.fchmod(fd, 0o777)
+        os.symlink(str(outside), "out", dir_fd=fd)
+        os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o666, dir_fd=fd))
+        os.chown("f", 10001, 10001, dir_fd=fd)
+    finally:
+        os.close(fd)
+    workers._seal(top)
+    seen: list[tuple[str, int, int]] = []
+    trees.visit(top, lambda fd, name, st: seen.append((name, st.st_uid, stat.S_IMODE(st.st_mode))))
+    dirs = [(uid, mode) for name, uid, mode in seen if name == "w" * 250]
+    assert len(dirs) == 20 and all(uid == 0 and not mode & 0o022 for uid, mode in dirs), dirs
+    assert [uid for name, uid, _ in seen if name == "f"] == [0]
+    st = outside.stat()
+    assert st.st_uid == 10001 and stat.S_IMODE(st.st_mode) == 0o777     # the link's target untouched
+    trees.remove(top)           # not left to pytest's clean-up, which uses whole paths
+
+
 
 def test_waiting_requests_get_workers_in_the_order_they_asked(tmp_path: Path) -> None:
     """With every worker busy, requests queue for the next one given back: first come, first

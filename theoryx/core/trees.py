@@ -51,12 +51,20 @@ def _names(fd: int) -> list[str]:
         return []
 
 
-def _traverse(top: Path, entry: Callable[[int, str, os.stat_result], bool], leave: Callable[[int, str], None]) -> None:
+def _traverse(top: Path, entry: Callable[[int, str, os.stat_result], bool], leave: Callable[[int, str], None],
+              opened: Callable[[int], None] | None = None) -> None:
     """The one walk: ``entry(fd, name, lstat)`` for every entry under ``top``, parents first,
     returning whether to descend (directories only); ``leave(fd, name)`` for each directory
     descended into (or that could not be entered) once everything under it was seen. ``fd`` is
-    the descriptor of the entry's directory, valid during the call only."""
+    the descriptor of the entry's directory, valid during the call only. ``opened(fd)``, if
+    given, is called with each directory's descriptor (``top``'s included) before it is listed."""
     fd = os.open(top, _DIR_FLAGS)
+    if opened is not None:
+        try:
+            opened(fd)
+        except BaseException:
+            os.close(fd)
+            raise
     names, entered = [_names(fd)], [""]       # per level: names left, and the level's own name
     try:
         while names:
@@ -82,22 +90,27 @@ def _traverse(top: Path, entry: Callable[[int, str, os.stat_result], bool], leav
                 continue
             os.close(fd)
             fd = child
+            if opened is not None:
+                opened(fd)
             names.append(_names(fd))
             entered.append(name)
     finally:
         os.close(fd)
 
 
-def visit(top: Path, fn: Visit) -> None:
+def visit(top: Path, fn: Visit, *, opened: Callable[[int], None] | None = None) -> None:
     """Call ``fn`` for every entry under ``top`` (not ``top`` itself), parents before their
-    children; a directory that cannot be entered is visited but not descended into."""
+    children; a directory that cannot be entered is visited but not descended into.
+    ``opened(fd)`` is called with the descriptor of each directory (``top`` included) as it is
+    entered, before its entries are listed: what it does to the directory (take write permission
+    away) holds for everything listed from it."""
 
     def entry(fd: int, name: str, st: os.stat_result) -> bool:
         fn(fd, name, st)
         return True
 
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-        _traverse(top, entry, lambda fd, name: None)
+        _traverse(top, entry, lambda fd, name: None, opened)
 
 
 def remove(top: Path) -> None:

@@ -70,6 +70,7 @@ from theoryx.adapters.base import (
 )
 from theoryx.adapters.local import docker_client
 from theoryx.adapters.local.docker_client import Attached, mapped
+from theoryx.core import trees
 from theoryx.core.ids import new_execution_id
 from theoryx.errors import AdapterError, ExecutionCancelled, TheoryxError
 from theoryx.store.home import Home
@@ -735,27 +736,22 @@ def _seal(top: Path) -> None:
     its directories from everyone else, each directory *before* it is listed, so the worker —
     still running, as uid 10001 without capabilities — can neither add, rename nor replace
     anything in it from then on. Set-id files keep their owner (a chown would clear the bits that
-    output ingestion must see and reject). Nothing is followed."""
+    output ingestion must see and reject). Nothing is followed: directories are changed through
+    descriptors opened without following links, other entries relative to their sealed
+    directory (:func:`theoryx.core.trees.visit`: any depth, any path length)."""
     if os.geteuid() != 0:
         return
-    stack = [top]
-    while stack:
-        directory = stack.pop()
-        try:
-            st = os.lstat(directory)
-        except FileNotFoundError:
-            continue
-        if not stat.S_ISDIR(st.st_mode):
-            continue
-        os.chown(directory, 0, 0, follow_symlinks=False)
-        os.chmod(directory, stat.S_IMODE(st.st_mode) & ~0o022 | 0o700)
-        with os.scandir(directory) as it:
-            entries = list(it)
-        for entry in entries:
-            est = entry.stat(follow_symlinks=False)
-            if stat.S_ISDIR(est.st_mode):
-                stack.append(Path(entry.path))
-            elif not (est.st_mode & 0o6000 and not stat.S_ISLNK(est.st_mode)):
-                os.chown(entry.path, 0, 0, follow_symlinks=False)
+
+    def seal(fd: int) -> None:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        os.fchown(fd, 0, 0)
+        os.fchmod(fd, mode & ~0o022 | 0o700)
+
+    def entry(fd: int, name: str, st: os.stat_result) -> None:
+        if not stat.S_ISDIR(st.st_mode) and not (st.st_mode & 0o6000 and not stat.S_ISLNK(st.st_mode)):
+            with contextlib.suppress(FileNotFoundError):
+                os.chown(name, 0, 0, dir_fd=fd, follow_symlinks=False)
+
+    trees.visit(top, entry, opened=seal)
 
 
