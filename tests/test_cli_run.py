@@ -36,14 +36,14 @@ def blob(cli: Cli, cid: str) -> bytes:
 def test_basic_mock_run_prints_outputs(cli: Cli) -> None:
     res = cli("run", *hello_args())
     assert (res.exit_code, res.stderr) == (0, ""), res.output
-    assert re.fullmatch(human_output(r"Cache: miss \(executed on mock in \d+ ms\)"), res.stdout), res.stdout
+    assert re.fullmatch(human_output(r"Cache: miss \(executed on mock; the run took \d+ ms in all\)"), res.stdout), res.stdout
 
 
 def test_repeat_run_is_a_cache_hit(cli: Cli) -> None:
     first = cli("run", *hello_args())
     second = cli("run", *hello_args())
     assert (first.exit_code, first.stderr, second.exit_code, second.stderr) == (0, "", 0, "")
-    miss = re.fullmatch(human_output(r"Cache: miss \(executed on mock in \d+ ms\)"), first.stdout)
+    miss = re.fullmatch(human_output(r"Cache: miss \(executed on mock; the run took \d+ ms in all\)"), first.stdout)
     assert miss is not None, first.stdout
     hit = re.fullmatch(human_output(f"Cache: hit \\(result of execution {miss[1]}; nothing executed\\)"),
                        second.stdout)

@@ -201,7 +201,7 @@ def render(result: RunResult, as_json: bool) -> str:
         lines.append(f"Cache: remote hit (result of execution {result.record.source_execution} from "
                      f"{result.record.remote_url}, verified; nothing executed)")
     else:
-        lines.append(f"Cache: miss (executed on {result.adapter} in {result.duration_ms} ms)")
+        lines.append(f"Cache: miss (executed on {result.adapter}; the run took {result.duration_ms} ms in all)")
     lines.append(f"Execution: {result.execution_id}")
     rec = result.record
     if rec.plan is not None:
