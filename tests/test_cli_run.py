@@ -36,7 +36,8 @@ def blob(cli: Cli, cid: str) -> bytes:
 def test_basic_mock_run_prints_outputs(cli: Cli) -> None:
     res = cli("run", *hello_args())
     assert (res.exit_code, res.stderr) == (0, ""), res.output
-    assert re.fullmatch(human_output(r"Cache: miss \(executed on mock; the run took \d+ ms in all\)"), res.stdout), res.stdout
+    pattern = human_output(r"Cache: miss \(executed on mock; the run took \d+ ms in all\)")
+    assert re.fullmatch(pattern, res.stdout), res.stdout
 
 
 def test_repeat_run_is_a_cache_hit(cli: Cli) -> None:

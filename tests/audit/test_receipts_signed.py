@@ -373,6 +373,47 @@ def test_an_in_toto_statement_with_swapped_subjects_fails(cli: Cli, tmp_path: Pa
     assert code == 1 and [f.split(":")[0] for f in failed(report)] == ["outputs"], report
 
 
+def test_a_receipt_naming_an_output_path_twice_cannot_smuggle_in_another_runs_blob(
+        cli: Cli, tmp_path: Path) -> None:
+    """Another run's output blob (in the store) added under a path the receipt already names: the
+    claimed outputs were compared as a dict, so only the last entry of a path was checked against
+    the manifest and the forged receipt verified (in-toto subjects and the theoryx format alike)."""
+    good = executed(cli)
+    two = [{"role": "user", "content": "EVIL"}, {"role": "user", "content": "x"}]
+    evil = cli.run_json("--adapter", "mock", "--ref", "llm/litellm@1", "--inputs-json", json.dumps({"messages": two}))
+    assert evil["_exit"] == 0
+    stmt = json.loads(cli("receipt", good["execution_id"], "--format", "in-toto").stdout)
+    other = json.loads(cli("receipt", evil["execution_id"], "--format", "in-toto").stdout)
+    stmt["predicate"]["runDetails"]["metadata"]["invocationId"] = FOREIGN_ID
+    assert verify(cli, write(tmp_path / "honest-intoto.json", json.dumps(stmt)))[0] == 0
+    smuggled, name = next((s, s["name"]) for s in other["subject"] for t in stmt["subject"]
+                          if s["name"] == t["name"] and s["digest"] != t["digest"])
+    stmt["subject"].insert(0, smuggled)
+    code, report = verify(cli, write(tmp_path / "forged-intoto.json", json.dumps(stmt)))
+    assert code == 1 and failed(report) == [f"outputs: the receipt names {name} more than once"], report
+
+    doc = json.loads(cli("receipt", good["execution_id"]).stdout)
+    theirs = json.loads(cli("receipt", evil["execution_id"]).stdout)
+    doc["execution_id"] = FOREIGN_ID
+    extra = next(o for o in theirs["outputs"] for t in doc["outputs"]
+                 if o["path"] == t["path"] and o["cid"] != t["cid"])
+    doc["outputs"].insert(0, extra)
+    code, report = verify(cli, write(tmp_path / "forged.json", json.dumps(doc)))
+    assert code == 1 and [f.split(":")[0] for f in failed(report)] == ["outputs"], report
+
+
+def test_a_receipt_naming_a_key_twice_is_refused_not_read_one_way(cli: Cli, tmp_path: Path) -> None:
+    """Python keeps a duplicate key's last value, other verifiers the first: such a receipt is
+    not I-JSON and fails its format check, signed or not."""
+    run = executed(cli)
+    text = cli("receipt", run["execution_id"]).stdout
+    doubled = text.replace('"execution_id":', f'"execution_id": "{FOREIGN_ID}", "execution_id":', 1)
+    assert doubled != text
+    code, report = verify(cli, write(tmp_path / "doubled.json", doubled))
+    assert code == 1, report
+    assert failed(report) == ["format: not I-JSON: the key 'execution_id' appears twice in one object"], report
+
+
 def test_a_signed_receipt_is_vouched_for_by_its_signature_when_the_store_no_longer_binds_it(
         cli: Cli, tmp_path: Path) -> None:
     from theoryx.store import action_cache, executions

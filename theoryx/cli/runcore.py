@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from theoryx.cli import messages, notices
+from theoryx.core import strictjson
 from theoryx.errors import InputsError, InputsJsonError, TheoryxError, UsageError
 from theoryx.pipeline.request import MAX_INPUT_DEPTH, RunRequest, StreamFn, check_depth
 from theoryx.pipeline.result import RunResult
@@ -28,24 +29,11 @@ def parse_json(text: str, what: str) -> Any:
     """``json.loads`` that says where the text is broken, refuses NaN/Infinity, refuses an object
     that names a key twice (I-JSON, which RFC 8785 keys assume: ``ERR_INPUTS``) and nesting
     deeper than :data:`~theoryx.pipeline.request.MAX_INPUT_DEPTH` (``ERR_INPUTS``)."""
-
-    def reject(const: str) -> Any:
-        raise ValueError(f"{const} is not valid JSON")
-
-    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        obj = dict(pairs)                    # built in C; a duplicate shows as a shorter dict
-        if len(obj) == len(pairs):
-            return obj
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise InputsError(f"{what} names the key {key!r} twice in one object "
-                                  "(I-JSON forbids duplicate keys: which value was meant?)")
-            seen.add(key)
-        return obj
-
     try:
-        value = json.loads(text, parse_constant=reject, object_pairs_hook=unique)
+        value = strictjson.loads(text)
+    except strictjson.DuplicateKey as exc:
+        raise InputsError(f"{what} names the key {exc.key!r} twice in one object "
+                          "(I-JSON forbids duplicate keys: which value was meant?)") from None
     except RecursionError:
         raise InputsError(f"{what} is nested deeper than {MAX_INPUT_DEPTH} levels") from None
     except json.JSONDecodeError as exc:

@@ -20,12 +20,14 @@ execution; skipped when the store has no such execution).
 
 from __future__ import annotations
 
+import collections
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cas import CasError, cid_of_bytes, is_cid
+from theoryx.core import strictjson
 from theoryx.core.canonical import canonical_bytes, canonical_digest, digest
 from theoryx.core.jsondiff import deltas, pointer
 from theoryx.errors import NotFound, ReceiptError, SignatureInvalid, SigningKeyError, UsageError
@@ -110,9 +112,9 @@ class _Verifier:
 
     def run(self, data: bytes) -> Verification:
         try:
-            doc = json.loads(data)
+            doc = strictjson.loads(data)
         except (ValueError, RecursionError) as exc:
-            self.v.add("format", "failed", f"not JSON: {exc}" if isinstance(exc, ValueError) else "nested too deeply")
+            self.v.add("format", "failed", f"not I-JSON: {exc}" if isinstance(exc, ValueError) else "nested too deeply")
             return self.v
         try:
             payload, doc = self.unwrap(doc, data)
@@ -138,7 +140,9 @@ class _Verifier:
         if envelope.payload_type not in PAYLOAD_TYPES.values():
             raise ReceiptError(f"unsupported payloadType {envelope.payload_type!r}")
         try:
-            return envelope.payload, json.loads(envelope.payload)
+            return envelope.payload, strictjson.loads(envelope.payload)
+        except strictjson.DuplicateKey as exc:
+            raise ReceiptError(f"the signed payload is not I-JSON: {exc}") from None
         except (ValueError, RecursionError):
             raise ReceiptError("the signed payload is not JSON") from None
 
@@ -230,19 +234,25 @@ class _Verifier:
                    f"differ from the action pre-image at {', '.join(bad)}" if bad
                    else "what the receipt says ran is what the action pre-image says")
 
-    def outputs(self, memo_key: Any, manifest_cid: Any, claimed: dict[str, Any], execution_id: Any) -> None:
-        """The outputs the receipt claims are its manifest's, and something binds that manifest
-        to the memo key: this store's record of the execution, else its action cache entry for
-        the memo key, else a verified signature. Without any of them the claim is unproven: a
-        receipt edited to name other blobs of the store must not pass."""
+    def outputs(self, memo_key: Any, manifest_cid: Any, claimed: list[tuple[str, str]], execution_id: Any) -> None:
+        """The outputs the receipt claims, as ``(path, cid)`` pairs, are exactly its manifest's —
+        each once: a path named twice could smuggle in another blob beside the real one —, and
+        something binds that manifest to the memo key: this store's record of the execution,
+        else its action cache entry for the memo key, else a verified signature. Without any of
+        them the claim is unproven: a receipt edited to name other blobs of the store must not
+        pass."""
+        twice = sorted({p for p, n in collections.Counter(p for p, _ in claimed).items() if n > 1})
+        if twice:
+            self.v.add("outputs", "failed", f"the receipt names {', '.join(twice)[:300]} more than once")
+            return
         try:
             manifest = json.loads(self.stores.cas.read(str(manifest_cid)))
-            listed = {str(o["path"]): str(o["cid"]) for o in manifest["outputs"]}
+            listed = sorted((str(o["path"]), str(o["cid"])) for o in manifest["outputs"])
         except (CasError, ValueError, TypeError, KeyError, RecursionError) as exc:
             self.v.add("outputs", "failed", f"the output manifest {manifest_cid} cannot be read: {exc}")
             return
-        if listed != claimed:
-            wrong = sorted(set(listed.items()) ^ set(claimed.items()))
+        if listed != sorted(claimed):
+            wrong = set(listed) ^ set(claimed)
             self.v.add("outputs", "failed", f"differ from the output manifest {manifest_cid} at "
                                             f"{', '.join(sorted({p for p, _ in wrong}))[:300]}")
             return
@@ -311,7 +321,8 @@ class _Verifier:
                 "fingerprint": internal.get("envFingerprint")}, body)
         invocation = (rd.get("metadata") or {}).get("invocationId")
         manifest = next((r for r in rd.get("byproducts") or [] if r.get("name") == "manifest.json"), None)
-        claimed = {str(s.get("name")): f"b3:{(s.get('digest') or {}).get('blake3')}" for s in doc.get("subject") or []}
+        claimed = [(str(s.get("name")), f"b3:{(s.get('digest') or {}).get('blake3')}")
+                   for s in doc.get("subject") or []]
         if manifest is None:
             self.v.add("outputs", "failed", "the statement names no manifest.json byproduct")
         else:
@@ -338,11 +349,11 @@ class _Verifier:
             self.parameters(claimed, actual)
             self.environment(doc.get("adapter"), {"fingerprint": doc.get("env_fingerprint")}, body)
 
-        claimed = {str(o.get("path")): str(o.get("cid")) for o in doc.get("outputs") or []}
-        if doc.get("output_cids") != claimed:
+        pairs = [(str(o.get("path")), str(o.get("cid"))) for o in doc.get("outputs") or []]
+        if doc.get("output_cids") != dict(pairs):
             self.v.add("outputs", "failed", "output_cids and outputs name different blobs")
         else:
-            self.outputs(doc.get("memo_key"), doc.get("manifest_cid"), claimed, doc.get("execution_id"))
+            self.outputs(doc.get("memo_key"), doc.get("manifest_cid"), pairs, doc.get("execution_id"))
 
         def compare(rec: ExecutionRecord) -> Any:
             stored = receipts.receipt_bytes(rec) if receipts.derived(rec) else None
