@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from typing import Any
 
 _SECRET = re.compile(r"^[A-Z_][A-Z0-9_]*\Z")
+# Secret names refused: a host value there would change what runs without changing the memo key
+# (THEORYX_SEED, THEORYX_WRITE_PREFIX...), or steer the loader, the shell or an interpreter.
+_RESERVED = re.compile(r"^(THEORYX_\w*|LD_\w*|PYTHON\w*|HOME|PATH|SHELL|ENV|BASH_ENV|IFS|TMPDIR|USER|"
+                       r"PERL5\w*|NODE_OPTIONS|NODE_PATH|RUBYOPT|RUBYLIB|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS)\Z")
 _PINNED = re.compile(r"^[^\s@]+@sha256:[0-9a-f]{64}\Z")
 _TOP = {
     "ref", "description", "image", "command", "runtime", "adapter", "secrets", "inputs",
@@ -246,20 +250,25 @@ class _Parser:
         description = d.get("description", "")
         if not isinstance(description, str):
             raise self.fail("description", "must be a string")
+        secrets, env = self.secrets(d.get("secrets") or []), self.env(d.get("env") or {})
+        for i, name in enumerate(secrets):
+            if name in env:     # the host's value would replace the keyed one
+                raise self.fail(f"secrets[{i}]", f"{name} is also set by the spec's env: a secret must not "
+                                                 "override a value the memo key covers")
         return ProcessorSpec(
             ref=ref,
             description=description.strip(),
             image=self.image(d["image"]),
             command=self.command(d.get("command")),
             runtime=self.runtime(d.get("runtime") or {}),
-            secrets=self.secrets(d.get("secrets") or []),
+            secrets=secrets,
             inputs_schema=self.schema(d["inputs"]),
             outputs=self.outputs(d["outputs"]),
             limits=self.limits(d.get("limits") or {}),
             modal_stub=self.modal(d.get("adapter") or {}),
             cost=self.cost(d.get("cost")),
             stochastic=self.flag(d.get("stochastic", False), "stochastic"),
-            env=self.env(d.get("env") or {}),
+            env=env,
             source=self.source,
             worker=self.worker(d.get("worker")),
         )
@@ -336,6 +345,11 @@ class _Parser:
         for i, s in enumerate(v):
             if not isinstance(s, str) or not _SECRET.match(s):
                 raise self.fail(f"secrets[{i}]", "must be an environment variable name like OPENAI_API_KEY")
+            if _RESERVED.match(s):
+                raise self.fail(f"secrets[{i}]", f"{s} is reserved: the contract's THEORYX_* variables and the "
+                                                 "variables that steer the loader, the shell or an interpreter "
+                                                 "(HOME, PATH, LD_*, PYTHON*, ...) cannot come from the host's "
+                                                 "environment, which the memo key does not cover")
         return tuple(v)
 
     def schema(self, v: Any) -> dict[str, Any]:
