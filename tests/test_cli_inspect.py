@@ -120,7 +120,8 @@ def test_ids_in_either_case_and_ls_filters_that_cannot_match_are_refused(cli: Cl
 READING = [("ls",), ("show", "01ABC"), ("cat", "/artifacts/outputs/a.txt"), ("logs", "01ABC"),
            ("export", "01ABC", "out"), ("stats",), ("du",), ("gc", "--dry-run"), ("verify",), ("pins",),
            ("unpin", "01ABC"), ("plan", "ls"), ("plan", "show", "p"), ("plan", "ledger", "p"),
-           ("receipt", "01ABC"), ("explain", "01ABC", "01ABD"), ("audit", "01ABC")]
+           ("receipt", "01ABC"), ("explain", "01ABC", "01ABD"), ("audit", "01ABC"),
+           ("verify-receipt", "RECEIPT"), ("ui", "--port", "0"), ("remote", "push", "--all", "--remote", "REMOTE")]
 
 
 @pytest.mark.parametrize("argv", READING, ids=lambda a: " ".join(a[:2]))
@@ -129,13 +130,25 @@ def test_a_reading_command_at_a_misspelt_home_creates_nothing(tmp_path: Path, ar
     and leaves no directory behind (it used to create an empty home and list nothing)."""
     typo = tmp_path / "hmoe"
     cli = Cli(typo, REGISTRY)
-    res = cli(*(str(tmp_path / "out") if a == "out" else a for a in argv))
+    (tmp_path / "receipt.json").write_text("{}")
+    given = {"out": str(tmp_path / "out"), "RECEIPT": str(tmp_path / "receipt.json"),
+             "REMOTE": (tmp_path / "remote").as_uri()}
+    res = cli(*(given.get(a, a) for a in argv))
     setup = 2 if argv[0] == "audit" else 1       # audit's setup mistakes exit 2
     assert res.exit_code == setup and f"no theoryx home at {typo}" in res.stderr, res.output
     assert not typo.exists() and not (tmp_path / "out").exists()
     if "--json" not in argv and argv[0] in ("ls", "stats", "du", "show"):
         body = json.loads(cli(*argv, "--json").stdout)
         assert body["error"]["code"] == "ERR_NO_HOME"
+
+
+def test_remote_status_at_a_misspelt_home_creates_nothing(tmp_path: Path) -> None:
+    """It reads the home's remote.json if there is one, and needs no home otherwise."""
+    typo = tmp_path / "hmoe"
+    (tmp_path / "remote").mkdir()
+    res = Cli(typo, REGISTRY)("remote", "status", "--json", "--remote", (tmp_path / "remote").as_uri())
+    assert res.exit_code == 0 and json.loads(res.stdout)["reachable"] is True, res.output
+    assert not typo.exists()
 
 
 def test_export_under_a_file_says_so_and_a_new_directory_gets_the_usual_mode(cli: Cli, tmp_path: Path) -> None:

@@ -199,7 +199,7 @@ def verify_receipt(state: State, file: str, key: str | None, as_json: bool) -> N
         data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {file}: {exc.strerror}") from None
-    result = verify(state.stores(), data, Path(key).expanduser() if key else None)
+    result = verify(state.stores(create=False), data, Path(key).expanduser() if key else None)
     if as_json:
         click.echo(json.dumps(result.to_dict(), sort_keys=True))
     else:

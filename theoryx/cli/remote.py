@@ -25,10 +25,11 @@ def remote() -> None:
 def _config(state: State, url: str | None) -> Any:
     from theoryx.remote.config import load
 
-    config = load(state.stores().home.root, url)
+    root = state.home_root()      # remote.json is read from it; nothing is created
+    config = load(root, url)
     if config is None:
         raise RemoteConfigError("no team cache configured: use --remote URL, THEORYX_REMOTE, or url in "
-                                f"{state.stores().home.root / 'remote.json'}")
+                                f"{root / 'remote.json'}")
     return config
 
 
@@ -45,7 +46,7 @@ def push(state: State, executions: tuple[str, ...], push_all: bool, url: str | N
     if bool(executions) == push_all:
         raise UsageError("name executions to push, or --all (not both)")
     config = _config(state, url)
-    stores = state.stores()
+    stores = state.stores(create=False)     # a home that does not exist has nothing to push
     todo = cache.publishable(stores, None if push_all else executions)
     pushed = []
     for entry, receipt_cid in todo:

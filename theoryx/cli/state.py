@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from theoryx.store.handle import Stores, open_stores
 
@@ -20,3 +21,9 @@ class State:
         if self._stores is None:
             self._stores = open_stores(self.home, create=create)
         return self._stores
+
+    def home_root(self) -> Path:
+        """Where the home is (or would be), without opening or creating it."""
+        from theoryx.store.home import default_home
+
+        return Path(self.home).expanduser() if self.home is not None else default_home()

@@ -36,7 +36,7 @@ def ui(state: State, port: int, host: str | None, open_browser: bool) -> None:
         if not is_loopback(host):
             notices.warning(f"theoryx ui listens on {host}, not only on this machine: anyone who can reach "
                             f"{host}:{port} can read this home's runs, inputs, outputs and logs (read-only)")
-    stores = state.stores()
+    stores = state.stores(create=False)     # it only reads: a misspelt --home is ERR_NO_HOME
     try:
         server = make_server(stores, host=address, port=port)
     except OSError as exc:
