@@ -235,3 +235,15 @@ def test_a_setup_mistake_is_the_audit_s_error_and_records_nothing(cli: Cli, tmp_
     assert res.exit_code == 2, res.output
     assert (db.count("executions"), db.count("audits")) == before
     assert "re-executed" not in res.output
+
+
+def test_the_receipt_of_a_replay_gc_removed_is_not_found_not_a_crash(cli: Cli) -> None:
+    """An audit's replay is no live result, so gc removes its receipt: `receipt` said ERR_INTERNAL
+    (BlobNotFound) and wrote a crash file."""
+    run = cli.run_json(*hello_args())
+    code, rec = audit_json(cli, run["execution_id"])
+    assert code == 0, rec
+    assert cli("gc", "--grace", "0").exit_code == 0
+    res = cli("receipt", rec["replay_execution"])
+    assert res.exit_code == 1 and res.stdout == "", res.output
+    assert "no longer in the store (removed by gc)" in res.stderr and "internal error" not in res.stderr

@@ -58,7 +58,11 @@ def export(stores: Stores, execution: str, fmt: str = "theoryx", sign_with: Path
     """The receipt of ``execution`` in ``fmt``; a DSSE envelope when ``sign_with`` names a key."""
     rec = _record(stores, execution)
     if fmt == "theoryx":
-        payload = stores.cas.read(rec.receipt_cid) if rec.receipt_cid else receipts.receipt_bytes(rec)
+        try:
+            payload = stores.cas.read(rec.receipt_cid) if rec.receipt_cid else receipts.receipt_bytes(rec)
+        except CasError:
+            raise NotFound(f"the receipt {rec.receipt_cid} of execution {rec.execution_id} is no longer in the "
+                           "store (removed by gc)") from None
         unsigned = payload
     elif fmt == "in-toto":
         stmt = intoto.statement(stores, rec)
