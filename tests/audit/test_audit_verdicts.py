@@ -247,3 +247,14 @@ def test_the_receipt_of_a_replay_gc_removed_is_not_found_not_a_crash(cli: Cli) -
     res = cli("receipt", rec["replay_execution"])
     assert res.exit_code == 1 and res.stdout == "", res.output
     assert "no longer in the store (removed by gc)" in res.stderr and "internal error" not in res.stderr
+
+
+def test_an_audit_its_plan_refuses_says_nothing_was_re_executed(cli: Cli) -> None:
+    """On an exhausted plan the replay is refused before it executes: unauditable, exit 2, and the
+    report no longer says "re-executed as"."""
+    run = cli.run_json(*hello_args())
+    assert cli("plan", "create", "tight", "--limit-usd", "0").exit_code == 0
+    res = cli("audit", run["execution_id"], "--plan", "tight")
+    assert res.exit_code == 2, res.output
+    assert "re-executed" not in res.stdout and "was refused before it executed" in res.stdout, res.stdout
+    assert "could not audit: ERR_BUDGET_EXCEEDED" in res.stdout

@@ -26,7 +26,9 @@ def _echo_audit(rec: Any) -> None:
     """The human report of one :class:`~theoryx.provenance.audit_records.AuditRecord`."""
     click.echo(f"Audit {rec.audit_id} of execution {rec.execution_id} ({rec.ref}, recorded on "
                f"{rec.recorded_adapter}) on {rec.adapter}")
-    if rec.replay_execution:
+    if rec.replay_execution and rec.verdict == "unauditable":    # the replay stopped before it executed
+        click.echo(f"  the replay {rec.replay_execution} was refused before it executed")
+    elif rec.replay_execution:
         click.echo(f"  re-executed as {rec.replay_execution}")
     if rec.audited_memo_key and rec.audited_memo_key != rec.memo_key:
         click.echo(f"  memo key differs: recorded {rec.memo_key}, audited {rec.audited_memo_key} "
