@@ -350,3 +350,30 @@ def test_out_naming_the_items_file_is_refused(tmp_path: Path) -> None:
                 "--out", str(tmp_path / "." / "same.jsonl"))
     assert proc.returncode == 2 and "is the --items file" in proc.stderr
     assert items.read_text() == before
+
+
+def test_what_failed_items_were_charged_is_in_their_lines_the_summary_and_run_json(tmp_path: Path) -> None:
+    """A processor that fails after a billable call is charged for it: the charge was in the plan
+    but not in the failed item's line, nor in map's "spent" (which counted successes only), nor in
+    run --json's error envelope."""
+    registry = tmp_path / "registry"
+    (registry / "processors" / "test").mkdir(parents=True)
+    (registry / "processors" / "test" / "costly@1.yaml").write_text(COSTLY)
+    home = tmp_path / "home"
+    subprocess.run([sys.executable, "-m", "theoryx", "--home", str(home), "plan", "create", "f", "--limit-usd", "100"],
+                   cwd=REPO, check=True, capture_output=True)
+    items = write_items(tmp_path / "items.jsonl", [{"inputs": {"i": 6}}, {"inputs": {"i": 7}}])
+    proc = tmap(home, "--adapter", "mock", "--ref", COSTLY_REF, "--items", str(items), "--plan", "f",
+                "--adapter-opts-json", '{"exit_code": 3, "cost_usd": 0.5}', registry=registry)
+    out = lines(proc.stdout)
+    assert proc.returncode == 1 and [o["status"] for o in out] == ["error", "error"], proc.stderr
+    charged = [(o["plan"], o["cost_micros"], o["overrun_micros"]) for o in out]
+    assert charged == [("f", 500_000, 250_000)] * 2         # $0.25 reserved, $0.50 reported
+    assert "2 failed; spent $1.000000" in proc.stderr, proc.stderr
+    run = subprocess.run([sys.executable, "-m", "theoryx", "run", "--adapter", "mock", "--ref", COSTLY_REF,
+                          "--inputs-json", '{"i": 8}', "--plan", "f", "--json",
+                          "--adapter-opts-json", '{"exit_code": 3, "cost_usd": 5}'], cwd=REPO, capture_output=True,
+                         text=True, env=dict(os.environ, THEORYX_HOME=str(home), THEORYX_REGISTRY=str(registry)))
+    body = json.loads(run.stdout)
+    assert run.returncode == 1 and body["error"]["code"] == "ERR_PROCESSOR_FAILED", run.stderr
+    assert (body["plan"], body["cost_micros"]) == ("f", 5_000_000) and body["overrun_micros"] > 0, body

@@ -103,6 +103,11 @@ class TheoryxError(Exception):
     execution_id: str | None = None
     option: str | None = None
     reported = False  # set by a CLI command that already printed this error's --json envelope
+    # What the failed execution was charged, set when its record is written (a processor that
+    # failed after a billable call is charged for it): its plan, cost and overrun in micro-USD.
+    plan: str | None = None
+    cost_micros = 0
+    overrun_micros = 0
 
     def __init__(self, message: str, *, option: str | None = None) -> None:
         message = clipped(message)
@@ -115,6 +120,16 @@ class TheoryxError(Exception):
         """The machine form (``code`` and the neutral ``message``); the CLI's ``--json`` prints
         :func:`theoryx.cli.messages.to_dict` instead, which names its flags."""
         return {"code": self.code, "message": self.message}
+
+    def envelope(self, error: dict[str, str] | None = None) -> dict[str, object]:
+        """The ``--json`` envelope of this error: ``status``, ``execution_id`` and ``error``
+        (default :meth:`to_dict`); for a failed execution also what it was charged, under the
+        names a success's envelope uses (``plan``, ``cost_micros``, ``overrun_micros``)."""
+        out: dict[str, object] = {"status": "error", "execution_id": self.execution_id}
+        if self.execution_id is not None:
+            out.update(plan=self.plan, cost_micros=self.cost_micros, overrun_micros=self.overrun_micros)
+        out["error"] = self.to_dict() if error is None else error
+        return out
 
 
 class UsageError(TheoryxError):

@@ -82,8 +82,7 @@ class Group(click.Group):
                 raise as_theoryx_error(unexpected) from unexpected
         except TheoryxError as exc:
             if as_json and not exc.reported:
-                click.echo(json.dumps({"status": "error", "execution_id": exc.execution_id,
-                                       "error": messages.to_dict(exc)}))
+                click.echo(json.dumps(exc.envelope(messages.to_dict(exc))))
             click.echo(f"Error: {messages.message(exc)}", err=True)
             ctx.exit(exc.exit_code)
 

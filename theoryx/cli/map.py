@@ -123,6 +123,8 @@ class Tally:
         self.done += 1
         if r.result is None:
             self.failed += 1
+            if r.error is not None:           # a failure after a billable call is charged too
+                self.spent += r.error.cost_micros
         elif r.result.cache == "miss":
             self.misses += 1
             self.spent += r.result.record.cost_micros

@@ -152,8 +152,7 @@ def _run(v: Mapping[str, Any]) -> int:
 def _failed(v: Mapping[str, Any], exc: TheoryxError) -> int:
     """Report ``exc`` (its envelope on stdout under ``--json``, one line on stderr); its exit code."""
     if v["as_json"]:
-        sys.stdout.write(json.dumps({"status": "error", "execution_id": exc.execution_id,
-                                     "error": messages.to_dict(exc)}) + "\n")
+        sys.stdout.write(json.dumps(exc.envelope(messages.to_dict(exc))) + "\n")
         sys.stdout.flush()
     sys.stderr.write(f"Error: {messages.message(exc)}\n")
     sys.stderr.flush()

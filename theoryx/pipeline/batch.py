@@ -66,7 +66,7 @@ class ItemResult:
         if self.result is not None:
             return {**head, **self.result.to_json()}
         assert self.error is not None
-        return {**head, "status": "error", "execution_id": self.error.execution_id, "error": self.error.to_dict()}
+        return {**head, **self.error.envelope()}
 
 
 def as_item(value: Item | Mapping[str, Any], line: int) -> Item:

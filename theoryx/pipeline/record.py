@@ -41,6 +41,7 @@ def success(run: RunState, rec: ExecutionRecord, cache_entry: ActionResult | Non
 def failure(run: RunState, exc: TheoryxError) -> None:
     """Record a failed execution; never raises (recording must not mask the original error)."""
     rec = run.record.with_(status="error", error=exc.to_dict(), duration_ms=run.elapsed_ms())
+    exc.plan, exc.cost_micros, exc.overrun_micros = rec.plan, rec.cost_micros, rec.overrun_micros
     try:
         executions.record(run.stores.db, rec)
     except Exception as unrecorded:     # said once, never in place of the run's own error
