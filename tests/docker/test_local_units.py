@@ -109,11 +109,119 @@ def test_context_tar_adds_the_vendored_tree(tmp_path: Path) -> None:
     vendor = tmp_path / "vendored"
     (vendor / "lib" / "sub").mkdir(parents=True)
     (vendor / "lib" / "sub" / "m.py").write_text("Y = 2\n")
-    with tarfile.open(fileobj=io.BytesIO(b"".join(images.context_tar(folder, ["run.py"], vendor)))) as tar:
+    from theoryx.spec.context import context_manifest
+
+    files = {"run.py": context_manifest(folder).files["run.py"]}
+    with tarfile.open(fileobj=io.BytesIO(b"".join(images.context_tar(folder, files, vendor)))) as tar:
         member = tar.getmember("vendor/lib/sub/m.py")
         body = tar.extractfile(member)
         assert body is not None and body.read() == b"Y = 2\n"
         assert tar.getmember("vendor/lib/sub").isdir()
+
+
+@pytest.mark.parametrize(("edit", "how"), [
+    (lambda f: (f / "run.py").write_text("print(2)\n"), "its content differs"),      # same size
+    (lambda f: (f / "run.py").write_text("print(1)\n# more\n"), "it grew"),
+    (lambda f: (f / "run.py").write_text("p\n"), "it shrank"),
+    (lambda f: (f / "run.py").unlink(), "it is gone"),
+    (lambda f: ((f / "run.py").unlink(), (f / "run.py").symlink_to("Dockerfile")), "the symbolic link differs"),
+    (lambda f: ((f / "link").unlink(), (f / "link").symlink_to("pkg/mod.py")), "the symbolic link differs"),
+    (lambda f: ((f / "link").unlink(), (f / "link").write_text("print(1)\n")), "it shrank"),
+    (lambda f: ((f / "pkg" / "mod.py").unlink(), os.mkfifo(f / "pkg" / "mod.py")), "it is no longer a regular file"),
+], ids=["same-size", "grew", "shrank", "gone", "file-now-link", "link-retargeted", "link-now-file", "now-fifo"])
+def test_context_tar_fails_naming_a_file_that_changed_after_the_manifest(
+        tmp_path: Path, edit: Any, how: str) -> None:
+    """The files are checked against the manifest as they are streamed: a file that differs from
+    it fails the build context, naming the file, and the tar never ends (no image can be built)."""
+    from theoryx.errors import ImageBuildError
+    from theoryx.spec.context import context_manifest
+
+    folder = make_folder(tmp_path)
+    manifest = context_manifest(folder)
+    edit(folder)
+    sent: list[bytes] = []
+    with pytest.raises(ImageBuildError, match=r"the processor folder .* changed while its image was being built"
+                       r" from what the run's key hashed: (run\.py|link|pkg/mod\.py) \(" + how) as err:
+        for chunk in images.context_tar(folder, manifest.files, None):
+            sent.append(chunk)
+    assert err.value.code == "ERR_IMAGE_BUILD"
+    assert b"print(2)" not in b"".join(sent)         # a changed file's bytes never went out whole
+
+
+def test_context_tar_sends_what_the_manifest_lists_not_what_appeared_since(tmp_path: Path) -> None:
+    """A file that appeared after the manifest was taken is not part of the keyed context and is
+    not sent; the executable bit sent is the manifest's."""
+    from theoryx.spec.context import context_manifest
+
+    folder = make_folder(tmp_path)
+    manifest = context_manifest(folder)
+    (folder / "new.py").write_text("X = 2\n")
+    os.chmod(folder / "run.py", 0o600)               # the mode is not content: the key has the bit
+    members = read_tar(images.context_tar(folder, manifest.files, None))
+    assert "new.py" not in members and members["run.py"].mode == 0o755
+
+
+def test_a_large_file_is_checked_before_its_last_chunk_is_sent(tmp_path: Path) -> None:
+    from theoryx.errors import ImageBuildError
+    from theoryx.spec.context import context_manifest
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    (folder / "data.bin").write_bytes(b"a" * (3 * images._CHUNK + 5))
+    manifest = context_manifest(folder)
+    chunks = images.context_tar(folder, manifest.files, None)
+    sent = next(chunks) + next(chunks)                 # the header, the first chunk
+    with open(folder / "data.bin", "r+b") as f:        # changed at its end while being sent
+        f.seek(3 * images._CHUNK)
+        f.write(b"b")
+    with pytest.raises(ImageBuildError, match=r"data\.bin \(its content differs\)"):
+        for chunk in chunks:
+            sent += chunk
+    assert len(sent) == 512 + 3 * images._CHUNK      # the last chunk (with the change) was held back
+
+
+def test_a_dockerfile_changed_after_the_manifest_is_not_read_for_its_bases(tmp_path: Path) -> None:
+    from theoryx.errors import ImageBuildError
+    from theoryx.spec.context import context_manifest
+
+    folder = make_folder(tmp_path)
+    manifest = context_manifest(folder)
+    assert images.verified_bytes(folder, "Dockerfile", manifest) == b"FROM x\n"
+    (folder / "Dockerfile").write_text("FROM y\n")
+    with pytest.raises(ImageBuildError, match=r"Dockerfile \(its content differs\)"):
+        images.verified_bytes(folder, "Dockerfile", manifest)
+    with pytest.raises(ImageBuildError, match="not part of its build context"):
+        images.verified_bytes(folder, "secret.env", manifest)
+
+
+def test_vendoring_uses_the_requirements_the_manifest_lists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a run's manifest, the requirements vendored are the listed ones: a requirements.txt
+    changed since fails, one that appeared since is not installed, and an installation whose file
+    changed while pip read it is not published."""
+    from theoryx.errors import ImageBuildError
+    from theoryx.spec.context import context_manifest
+
+    folder = tmp_path / "proc"
+    folder.mkdir()
+    (folder / "run.py").write_text("")
+    root = tmp_path / "vendor-v1"
+    without = context_manifest(folder)
+    (folder / "requirements.txt").write_text("example==1.0\n")
+    listed = context_manifest(folder)
+
+    def fake_pip(req: Path, target: Path) -> None:
+        (target / "example").mkdir(parents=True)
+        if req.read_text() == "example==1.0\n":
+            req.write_text("example==2.0\n")          # edited while pip ran
+
+    monkeypatch.setattr(images, "_pip_install", fake_pip)
+    assert images.ensure_vendor(folder, root, None, without) is None
+    with pytest.raises(ImageBuildError, match=r"requirements\.txt \(its content differs\)"):
+        images.ensure_vendor(folder, root, None, listed)
+    assert not (root / images.vendor_key(b"example==1.0\n")).exists()
+    with pytest.raises(ImageBuildError, match=r"requirements\.txt \(its content differs\)"):
+        images.ensure_vendor(folder, root, None, listed)            # now differs before pip runs
+    assert [p.name for p in root.iterdir() if not p.name.endswith(".lock")] == []
 
 
 def test_vendor_is_installed_once_and_published_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

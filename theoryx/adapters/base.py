@@ -34,6 +34,10 @@ from theoryx.adapters.logs import LogCapture
 from theoryx.errors import AdapterOptionsError, ExecutionCancelled
 from theoryx.spec.model import ProcessorSpec
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from theoryx.spec.context import ContextManifest
+
 CONTAINER_INPUTS_DIR = "/artifacts/inputs"
 CONTAINER_INPUTS_JSON = "/theoryx/inputs.json"
 CONTAINER_RESULT_DIR = "/theoryx/result"
@@ -106,6 +110,7 @@ class ExecRequest:
     stream: Callable[[str, bytes], None] | None = None   # ("stdout"|"stderr", chunk) live
     image: str | None = None            # resolved image tag/id for container adapters
     workers: Workers | None = None      # a batch's persistent workers (local only; see Workers)
+    context: ContextManifest | None = None   # the image context manifest the action's key hashed
 
     def env(self) -> dict[str, str]:
         """The contract environment (without secrets)."""

@@ -68,6 +68,7 @@ def _run(run: RunState, prep: Prepared, adapter: Adapter, env: dict[str, str], *
             spec=spec, action=action.body, inputs=prep.inputs, workspace=ws,
             execution_id=run.execution_id, write_prefix=run.record.write_prefix or "",
             seed=req.seed, secrets=env, options=dict(req.adapter_options), stream=req.stream, workers=req.workers,
+            context=prep.context,
         ))
         stdout = store_log(ws.stdout, stores.cas, env.values())
         stderr = store_log(ws.stderr, stores.cas, env.values())

@@ -421,6 +421,12 @@ def remove(client: Any, container_id: str) -> None:
                 raise
 
 
+def build_context(request: ExecRequest) -> images.BuildContext | None:
+    """What ``request``'s image is built from: its action's image identity and the context
+    manifest the run was prepared with (never the folder re-read: it may have changed since)."""
+    return images.prepared_context(request.spec, request.action.get("image"), request.context)
+
+
 class LocalAdapter(AdapterBase):
     """Runs processors in containers on the local engine; see the module docstring."""
 
@@ -432,9 +438,11 @@ class LocalAdapter(AdapterBase):
         self.vendor_root = (stores.home if stores is not None else Home(default_home())).vendor
         self.build = build
 
-    def image(self, spec: ProcessorSpec) -> images.ImageInfo:
-        """The image for ``spec``: built when missing, rebuilt once when ``build`` was asked."""
-        info = images.ensure(self.client, spec, self.vendor_root, force=self.build, notice=notices.progress)
+    def image(self, spec: ProcessorSpec, context: images.BuildContext | None = None) -> images.ImageInfo:
+        """The image for ``spec`` built from ``context`` (what the run's key hashed; None: the
+        folder as it is now): built when missing, rebuilt once when ``build`` was asked."""
+        info = images.ensure(self.client, spec, self.vendor_root, context=context, force=self.build,
+                             notice=notices.progress)
         self.build = False
         return info
 
@@ -452,7 +460,8 @@ class LocalAdapter(AdapterBase):
 
     def _one_shot(self, request: ExecRequest, opts: Options) -> Outcome:
         """One container for this run: create, run, remove."""
-        info = self.image(request.spec) if request.image is None else images.ImageInfo(request.image, "")
+        info = (self.image(request.spec, build_context(request)) if request.image is None
+                else images.ImageInfo(request.image, ""))
         prepare_dirs(request)
         config = container_config(self.client, request, info.name, opts)
         check_cancelled(f"the container of {request.spec.ref}")     # an item of a cancelled batch

@@ -7,9 +7,20 @@ rebuild; the memo key, computed without Docker, does not see it). It is built on
 tag is missing locally or a rebuild is forced (``--build``, ``theoryx image build --force``,
 which also bypasses the layer cache).
 
+A run's image comes from the :class:`BuildContext` the run was prepared with (the action's image
+identity and its context manifest, handed down in ``ExecRequest.context``), never from the folder
+read again: the tag is derived from it (an image under that tag is reused as it is), the
+Dockerfile's ``FROM`` lines and ``requirements.txt`` are read only as the bytes it lists, and the
+build context sends exactly its files, each hashed while it is sent and checked against its
+entry. A file that changed since the run was prepared (content, size, gone, a link retargeted,
+no longer a regular file) fails the build with :class:`ImageBuildError` naming it, before the
+file's last chunk and the tar's end reach the engine, so no image is built from it; a file that
+appeared since is not part of the keyed context and is not sent. ``theoryx image build`` reads
+the folder once, now, and builds from that reading the same way.
+
 The build context is streamed to the engine as a tar generated on the fly (nothing is copied):
-the files of the spec's folder that the context manifest lists (same exclusions), with mtime 0,
-owner root and modes 0644/0755, plus a ``vendor/`` directory, always present so that Dockerfiles
+the files the context manifest lists (same exclusions), with mtime 0, owner root and modes
+0644/0755 from the manifest's executable bit, plus a ``vendor/`` directory, always present so that Dockerfiles
 can ``COPY vendor/ ...`` unconditionally. When the folder has a ``requirements.txt``, ``vendor/``
 holds those requirements installed on the host with ``pip install --target`` (binary wheels for
 the container's platform and Python, not byte-compiled: a Dockerfile that wants pycs under a
@@ -40,7 +51,7 @@ import subprocess
 import sys
 import tarfile
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,9 +60,9 @@ import blake3
 
 from theoryx.adapters.local import docker_client
 from theoryx.adapters.local.docker_client import find_image, mapped, require_image, translate
-from theoryx.core.canonical import canonical_digest
+from theoryx.core.canonical import canonical_digest, digest
 from theoryx.errors import AdapterError, ImageBuildError, ImageNotFound
-from theoryx.spec.context import build_args, context_manifest, image_identity, platform_name
+from theoryx.spec.context import ContextManifest, build_args, context_manifest, image_identity, platform_name
 from theoryx.spec.model import ProcessorSpec
 
 Log = Callable[[str], None]
@@ -93,55 +104,123 @@ def vendor_params() -> dict[str, Any]:
     }
 
 
-def image_tag(spec: ProcessorSpec, bases: dict[str, str] | None = None) -> str:
-    """``theoryx/<ns>-<name>:<16 hex>`` of the image identity, the vendoring parameters and the
-    ids of the base images (``{name: id}``), so that a rebuilt base image means a rebuild."""
-    identity, _ = image_identity(spec, "container")
+@dataclass(frozen=True)
+class BuildContext:
+    """What a Dockerfile image is built from: ``identity``, the ``image`` part of a run's action
+    (what its memo key hashed: Dockerfile name, context cid, build args), and ``manifest``, the
+    context manifest that cid names. A run passes the ones it was prepared with, so the image
+    it runs is tagged by and built from exactly what its key hashed; every file is checked
+    against the manifest while the context is sent (:func:`context_tar`)."""
+
+    identity: Mapping[str, Any]
+    manifest: ContextManifest
+
+    @classmethod
+    def now(cls, spec: ProcessorSpec) -> BuildContext:
+        """``spec``'s folder as it is now (``theoryx image build``, prune)."""
+        identity, manifest = image_identity(spec, "container")
+        return cls(identity, manifest)
+
+    @property
+    def build_args(self) -> dict[str, str]:
+        return {str(k): str(v) for k, v in dict(self.identity.get("build_args") or {}).items()}
+
+
+def prepared_context(spec: ProcessorSpec, identity: Any, manifest: ContextManifest | None) -> BuildContext | None:
+    """The :class:`BuildContext` of a prepared run from its action's ``image`` part and its
+    context manifest; None for a pinned image (nothing to build). A run handed over without its
+    manifest has the folder read now, which must still be what the key hashed (checked by
+    :func:`ensure`)."""
+    if spec.image.ref is not None or not isinstance(identity, Mapping) or identity.get("kind") != "dockerfile":
+        return None
+    return BuildContext(identity, context_manifest(spec.folder) if manifest is None else manifest)
+
+
+def _repo(ns: str, name: str) -> str:
+    """The repository of a processor's images: ``theoryx/<ns>-<name>``."""
+    return "theoryx/" + re.sub(r"[^a-z0-9]+", "-", f"{ns}-{name}").strip("-")
+
+
+def image_tag(spec: ProcessorSpec, bases: dict[str, str] | None = None, context: BuildContext | None = None) -> str:
+    """``theoryx/<ns>-<name>:<16 hex>`` of the image identity (``context``'s, else the folder's
+    now), the vendoring parameters and the ids of the base images (``{name: id}``), so that a
+    rebuilt base image means a rebuild."""
+    identity = (BuildContext.now(spec) if context is None else context).identity
     key = canonical_digest({"image": identity, "vendor": vendor_params(), "bases": bases or {}})
-    repo = re.sub(r"[^a-z0-9]+", "-", f"{spec.ref.ns}-{spec.ref.name}").strip("-")
-    return f"theoryx/{repo}:{key[3:19]}"
+    return f"{_repo(spec.ref.ns, spec.ref.name)}:{key[3:19]}"
 
 
 # -- resolving ---------------------------------------------------------------------------------
 
 
-def ensure(client: Any, spec: ProcessorSpec, vendor_root: Path, *, force: bool = False,
-           notice: Log | None = None, progress: Log | None = None) -> ImageInfo:
-    """The image to run ``spec`` with, building it when missing (or always, when ``force``)."""
+def ensure(client: Any, spec: ProcessorSpec, vendor_root: Path, *, context: BuildContext | None = None,
+           force: bool = False, notice: Log | None = None, progress: Log | None = None) -> ImageInfo:
+    """The image to run ``spec`` with, building it when missing (or always, when ``force``).
+    ``context`` is what a run's key hashed (None: the folder as it is now): the tag is derived
+    from it, an image under that tag is reused, and a build sends exactly its files or fails
+    with :class:`ImageBuildError` naming the file that changed since."""
     if spec.image.ref is not None:
         image = require_image(client, spec.image.ref,
                               f"load or pull it yourself first (e.g. docker pull {spec.image.ref})")
         return ImageInfo(spec.image.ref, image.id)
-    bases = resolve_bases(client, spec)
-    tag = image_tag(spec, bases)
+    context = BuildContext.now(spec) if context is None else context
+    _check_context(spec, context)
+    bases = resolve_bases(client, spec, context)
+    tag = image_tag(spec, bases, context)
     if not force:
         image = find_image(client, tag)
         if image is not None:
             return ImageInfo(tag, image.id)
     if notice is not None:
         notice(f"theoryx: building image {tag} for {spec.ref} (cached by its build context)")
-    image_id = build(client, spec, tag, vendor_root, bases=bases, nocache=force, notice=notice,
+    image_id = build(client, spec, tag, vendor_root, bases=bases, context=context, nocache=force, notice=notice,
                      progress=progress)
     return ImageInfo(tag, image_id, built=True)
 
 
+def _check_context(spec: ProcessorSpec, context: BuildContext) -> None:
+    """:class:`ImageBuildError` unless ``context``'s identity names its manifest (a run's
+    folder re-read after it was prepared gives another one when the folder changed)."""
+    identity = context.identity
+    if identity.get("kind") != "dockerfile":
+        raise AdapterError(f"processor {spec.ref} has no Dockerfile to build")
+    if identity.get("context") != context.manifest.cid:
+        raise ImageBuildError(
+            f"the processor folder {spec.folder} changed after the run of {spec.ref} was prepared: its build "
+            f"context is now {context.manifest.cid}, the run's key hashed {identity.get('context')}; run it "
+            "again to use the folder as it is now")
+
+
 def build(client: Any, spec: ProcessorSpec, tag: str, vendor_root: Path, *, bases: dict[str, str] | None = None,
-          nocache: bool = False, notice: Log | None = None, progress: Log | None = None) -> str:
+          context: BuildContext | None = None, nocache: bool = False, notice: Log | None = None,
+          progress: Log | None = None) -> str:
     """Build ``spec``'s Dockerfile offline as ``tag``; return the image id. ``bases`` are the
-    resolved ``FROM`` images (resolved here when not given)."""
+    resolved ``FROM`` images (resolved here when not given); ``context`` is what to build from
+    (None: the folder as it is now), its files checked against its manifest as they are sent."""
     dockerfile = spec.dockerfile_path
     if dockerfile is None:
         raise AdapterError(f"processor {spec.ref} has no Dockerfile to build")
-    args = build_args(spec)
-    bases = resolve_bases(client, spec) if bases is None else bases
-    vendor = ensure_vendor(spec.folder, vendor_root, notice)
-    manifest = context_manifest(spec.folder)
-    identity, _ = image_identity(spec, "container")
-    labels = {LABEL_REF: str(spec.ref), LABEL_CONTEXT: manifest.cid, LABEL_IDENTITY: canonical_digest(identity),
+    context = BuildContext.now(spec) if context is None else context
+    _check_context(spec, context)
+    args = context.build_args
+    bases = resolve_bases(client, spec, context) if bases is None else bases
+    manifest = context.manifest
+    vendor = ensure_vendor(spec.folder, vendor_root, notice, manifest)
+    labels = {LABEL_REF: str(spec.ref), LABEL_CONTEXT: manifest.cid,
+              LABEL_IDENTITY: canonical_digest(dict(context.identity)),
               LABEL_BASES: " ".join(f"{name}@{bid}" for name, bid in sorted(bases.items()))}
+    changed: list[ImageBuildError] = []       # the context's own verdict, whatever the HTTP layer makes of it
+
+    def body() -> Iterator[bytes]:
+        try:
+            yield from context_tar(spec.folder, manifest.files, vendor)
+        except ImageBuildError as exc:
+            changed.append(exc)
+            raise
+
     try:
         stream = client.api.build(
-            fileobj=context_tar(spec.folder, manifest.files, vendor), custom_context=True, tag=tag,
+            fileobj=body(), custom_context=True, tag=tag,
             dockerfile=dockerfile.name, buildargs=args, network_mode="none", pull=False, rm=True,
             forcerm=True, nocache=nocache, decode=True, labels=labels, timeout=BUILD_TIMEOUT_S,
         )
@@ -149,6 +228,8 @@ def build(client: Any, spec: ProcessorSpec, tag: str, vendor_root: Path, *, base
     except (ImageBuildError, ImageNotFound):
         raise
     except Exception as exc:
+        if changed:
+            raise changed[0] from exc
         err = translate(exc, f"building the image of {spec.ref}")
         raise (ImageBuildError(err.message) if type(err) is AdapterError else err) from exc
     return image_id
@@ -219,14 +300,20 @@ def base_images(dockerfile_text: str, args: dict[str, str]) -> list[str]:
     return bases
 
 
-def resolve_bases(client: Any, spec: ProcessorSpec) -> dict[str, str]:
+def resolve_bases(client: Any, spec: ProcessorSpec, context: BuildContext | None = None) -> dict[str, str]:
     """``{name: image id}`` of the Dockerfile's ``FROM`` images; :class:`ImageNotFound` for the
-    first one not present locally (the legacy builder would otherwise pull it)."""
+    first one not present locally (the legacy builder would otherwise pull it). With ``context``,
+    the Dockerfile read must be the one its manifest lists, and its build args are used."""
     dockerfile = spec.dockerfile_path
     if dockerfile is None:
         return {}
+    if context is None:
+        text, args = dockerfile.read_text(), build_args(spec)
+    else:
+        rel = dockerfile.relative_to(spec.folder).as_posix()
+        text, args = verified_bytes(spec.folder, rel, context.manifest).decode(), context.build_args
     bases = {}
-    for base in base_images(dockerfile.read_text(), build_args(spec)):
+    for base in base_images(text, args):
         image = find_image(client, base)
         if image is not None:
             bases[base] = str(image.id)
@@ -279,6 +366,95 @@ def _path_entry(path: Path, arcname: str) -> Iterator[bytes]:
         yield b"\0" * (tarfile.BLOCKSIZE - info.size % tarfile.BLOCKSIZE)
 
 
+def _changed(folder: Path, rel: str, how: str) -> ImageBuildError:
+    return ImageBuildError(
+        f"the processor folder {folder} changed while its image was being built from what the run's key "
+        f"hashed: {rel} ({how}); run again to use the folder as it is now")
+
+
+def _symlink_cid(target: str) -> str:
+    """The cid a context manifest gives a symbolic link (:func:`theoryx.spec.context.context_manifest`)."""
+    return digest(("symlink:" + target).encode())
+
+
+def _open_file(folder: Path, rel: str) -> Any:
+    """``rel`` opened for reading, not following a link, never blocking on a FIFO; a file that
+    is gone or is no longer a regular file is :func:`_changed`."""
+    try:
+        fd = os.open(folder / rel, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise _changed(folder, rel, "it is gone") from None
+    except OSError as exc:
+        raise _changed(folder, rel, f"it cannot be read: {exc.strerror}") from None
+    f = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        f.close()
+        raise _changed(folder, rel, "it is no longer a regular file")
+    return f
+
+
+def _file_chunks(folder: Path, rel: str, entry: Mapping[str, Any]) -> Iterator[bytes]:
+    """The bytes of the regular file ``rel``, hashed as they are read and checked against its
+    manifest ``entry`` (size and cid); the last chunk is held back until the check passed, so a
+    changed file never reaches the engine whole (and the tar never ends)."""
+    size, cid = int(entry["size"]), str(entry["cid"])
+    with _open_file(folder, rel) as f:
+        hasher = blake3.blake3()
+        held = b""
+        remaining = size
+        while remaining > 0:
+            chunk = f.read(min(_CHUNK, remaining))
+            if not chunk:
+                raise _changed(folder, rel, "it shrank")
+            hasher.update(chunk)
+            remaining -= len(chunk)
+            if held:
+                yield held
+            held = chunk
+        if f.read(1):
+            raise _changed(folder, rel, "it grew")
+        if "b3:" + hasher.hexdigest() != cid:
+            raise _changed(folder, rel, "its content differs")
+    if held:
+        yield held
+
+
+def verified_bytes(folder: Path, rel: str, manifest: ContextManifest) -> bytes:
+    """The bytes of ``rel`` in ``folder``, which must be the ones ``manifest`` lists (a small
+    file read whole: the Dockerfile)."""
+    entry = manifest.files.get(rel)
+    if entry is None:
+        raise ImageBuildError(f"{rel} of {folder} is not part of its build context (excluded by .dockerignore?)")
+    if (folder / rel).is_symlink():
+        raise ImageBuildError(f"{rel} of {folder} is a symbolic link; theoryx reads it only as a regular file")
+    return b"".join(_file_chunks(folder, rel, entry))
+
+
+def _manifest_entry(folder: Path, rel: str, entry: Mapping[str, Any]) -> Iterator[bytes]:
+    """The tar bytes of the context file ``rel`` as its manifest ``entry`` describes it (its
+    executable bit decides the mode), checked against it as it is streamed."""
+    info = tarfile.TarInfo(rel)
+    try:
+        st = os.lstat(folder / rel)
+        target = os.readlink(folder / rel) if stat.S_ISLNK(st.st_mode) else None
+    except FileNotFoundError:
+        raise _changed(folder, rel, "it is gone") from None
+    except OSError as exc:
+        raise _changed(folder, rel, f"it cannot be read: {exc.strerror}") from None
+    if target is not None:
+        if _symlink_cid(target) != entry["cid"]:
+            raise _changed(folder, rel, "the symbolic link differs")
+        info.type, info.linkname, info.mode = tarfile.SYMTYPE, target, 0o777
+        yield _header(info)
+        return
+    info.size = int(entry["size"])
+    info.mode = 0o755 if entry["exec"] else 0o644
+    yield _header(info)
+    yield from _file_chunks(folder, rel, entry)
+    if info.size % tarfile.BLOCKSIZE:
+        yield b"\0" * (tarfile.BLOCKSIZE - info.size % tarfile.BLOCKSIZE)
+
+
 def _parents(rel: str, emitted: set[str]) -> Iterator[bytes]:
     parts = rel.split("/")[:-1]
     for i in range(1, len(parts) + 1):
@@ -306,13 +482,16 @@ def _vendor_entries(vendor: Path | None) -> Iterator[tuple[Path, str]]:
             yield base / fn, f"{prefix}/{fn}"
 
 
-def context_tar(folder: Path, files: Iterable[str], vendor: Path | None) -> Iterator[bytes]:
-    """The build context as an uncompressed tar, generated lazily: ``files`` (relative paths
-    of ``folder``) then ``vendor/`` (from ``vendor``, or empty)."""
+def context_tar(folder: Path, files: Mapping[str, Mapping[str, Any]], vendor: Path | None) -> Iterator[bytes]:
+    """The build context as an uncompressed tar, generated lazily: the files of ``folder`` that
+    the context manifest's ``files`` lists (``{relpath: {"cid", "size", "exec"}}``), each checked
+    against its entry while it is sent (:class:`ImageBuildError` naming the first that changed:
+    the tar then never ends, and no image is built), then ``vendor/`` (from ``vendor``, or
+    empty). A file the manifest does not list is not sent, whatever the folder holds now."""
     emitted: set[str] = set()
     for rel in sorted(files):
         yield from _parents(rel, emitted)
-        yield from _path_entry(folder / rel, rel)
+        yield from _manifest_entry(folder, rel, files[rel])
     yield _dir_entry(VENDOR_DIR)
     for path, arcname in _vendor_entries(vendor):
         if arcname.endswith("/"):
@@ -331,12 +510,21 @@ def vendor_key(requirements: bytes) -> str:
                              "params": vendor_params()})[3:]
 
 
-def ensure_vendor(folder: Path, vendor_root: Path, notice: Log | None = None) -> Path | None:
-    """The installed ``requirements.txt`` of ``folder`` (None without one), installing it once."""
+def ensure_vendor(folder: Path, vendor_root: Path, notice: Log | None = None,
+                  manifest: ContextManifest | None = None) -> Path | None:
+    """The installed ``requirements.txt`` of ``folder`` (None without one), installing it once.
+    With ``manifest`` (what a run's key hashed), the requirements are the ones it lists: none
+    when it lists none, and an installation is kept only if the file still has the listed
+    bytes after pip read it."""
     req = folder / REQUIREMENTS
-    if not req.is_file():
-        return None
-    key = vendor_key(req.read_bytes())
+    if manifest is None:
+        if not req.is_file():
+            return None
+        key = vendor_key(req.read_bytes())
+    else:
+        if REQUIREMENTS not in manifest.files:
+            return None
+        key = vendor_key(verified_bytes(folder, REQUIREMENTS, manifest))
     dest = vendor_root / key
     if dest.is_dir():
         return dest
@@ -352,6 +540,8 @@ def ensure_vendor(folder: Path, vendor_root: Path, notice: Log | None = None) ->
         tmp = vendor_root / f".tmp-{key}-{os.getpid()}-{secrets.token_hex(4)}"
         try:
             _pip_install(req, tmp)
+            if manifest is not None:      # pip read the file by its path: still the listed bytes?
+                verified_bytes(folder, REQUIREMENTS, manifest)
             os.chmod(tmp, 0o755)
             os.rename(tmp, dest)
         finally:

@@ -610,12 +610,15 @@ class WorkerPool:
 
         if request.image is not None:
             return ImageInfo(request.image, "")
+        from theoryx.adapters.local.adapter import build_context
+
         spec = request.spec
-        which = f"{spec.ref}\0{spec.source}"
+        context = build_context(request)
+        which = f"{spec.ref}\0{spec.source}\0{'' if context is None else context.manifest.cid}"
         with self._image_lock:            # one build even when every thread asks at once
             info = self._images.get(which)
             if info is None:
-                info = self._images[which] = adapter.image(spec)
+                info = self._images[which] = adapter.image(spec, context)
         return info
 
     @staticmethod

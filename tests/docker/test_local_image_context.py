@@ -1,0 +1,158 @@
+"""A run's image is built from exactly the folder its memo key hashed (or the run fails).
+
+Each test has a processor of its own (a unique image repository), whose images it removes at
+the end; the sync points (``theoryx.core.syncpoints``) hold a run between its key and its image
+build while the test edits the processor's folder."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from docker_testing import cli_env, spawn_cli, wait_for
+
+import theoryx
+
+pytestmark = pytest.mark.docker
+
+DOCKERFILE = """\
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
+COPY data.txt /app/data.txt
+COPY run.py /app/run.py
+"""
+RUN_PY = """\
+import json, os
+inputs = json.load(open(os.environ["THEORYX_INPUTS"]))
+data = open("/app/data.txt").read().strip()
+with open(os.path.join(os.environ["THEORYX_WRITE_PREFIX"], "out.txt"), "w") as f:
+    f.write(f"{data} i={inputs['i']}")
+"""
+SPEC = """\
+ref: {ref}
+image: {{dockerfile: s/Dockerfile{extra}}}
+command: [python3, /app/run.py]
+runtime: {{memory: 256, timeout: 60}}
+inputs: {{type: object}}
+outputs:
+  - {{path: out.txt, mime: text/plain}}
+"""
+
+
+class Proc:
+    """A processor ``fx<hex>/s@1`` in a registry of its own; its images are removed afterwards."""
+
+    def __init__(self, root: Path) -> None:
+        self.ns = "fx" + secrets.token_hex(5)
+        self.ref = f"{self.ns}/s@1"
+        self.repo = f"theoryx/{self.ns}-s"
+        self.registry = root / "registry"
+        pdir = self.registry / "processors" / self.ns
+        self.folder = pdir / "s"
+        self.folder.mkdir(parents=True)
+        (self.folder / "Dockerfile").write_text(DOCKERFILE)
+        (self.folder / "run.py").write_text(RUN_PY)
+        self.data("v1")
+        self.spec("s@1", self.ref)
+
+    def spec(self, file: str, ref: str, extra: str = "") -> None:
+        (self.registry / "processors" / self.ns / f"{file}.yaml").write_text(SPEC.format(ref=ref, extra=extra))
+
+    def data(self, text: str) -> None:
+        (self.folder / "data.txt").write_text(text + "\n")
+
+    def tags(self, client: Any) -> set[str]:
+        return {t for img in client.images.list(name=self.repo) for t in img.tags}
+
+    def run(self, home: Path, i: int) -> Any:
+        return theoryx.run(self.ref, inputs={"i": i}, adapter="local", home=home, registry=str(self.registry))
+
+
+@pytest.fixture
+def proc(tmp_path: Path, docker_client: Any) -> Iterator[Proc]:
+    made = Proc(tmp_path)
+    try:
+        yield made
+    finally:
+        for img in docker_client.images.list(name=made.repo):     # only this test's repository
+            docker_client.images.remove(img.id, force=True)
+
+
+def paused(args: list[str], home: Path, proc: Proc, sync: Path) -> subprocess.Popen[bytes]:
+    """``theoryx ARGS`` held at before_execute (after its key, before its image is built)."""
+    sync.mkdir()
+    env = cli_env(home, proc.registry, THEORYX_SYNC_DIR=str(sync), THEORYX_SYNC_POINTS="before_execute")
+    child = spawn_cli(args, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: any(sync.glob("before_execute.*.reached")) or child.poll() is not None, 120,
+             "the run to reach before_execute")
+    assert child.poll() is None, child.communicate()
+    return child
+
+
+def test_a_folder_edited_between_the_key_and_the_build_fails_the_run_and_caches_nothing(
+        tmp_path: Path, proc: Proc, docker_client: Any) -> None:
+    """The hostile review's repro: key K hashed data.txt = v1, the folder says v2 when the image
+    is built. Before the fix the run succeeded with "v2 i=9" under K, and a later run with v1
+    was a hit serving "v2 i=9". Now the run fails naming the file, and v1 runs fresh."""
+    home = tmp_path / "home"
+    child = paused(["run", "--ref", proc.ref, "--adapter", "local", "--inputs-json", '{"i": 9}', "--json"],
+                   home, proc, tmp_path / "sync")
+    proc.data("v2")
+    (tmp_path / "sync" / "before_execute.go").touch()
+    out, err = child.communicate(timeout=300)
+    assert child.returncode == 1, (out, err)
+    body = json.loads(out)
+    assert body["status"] == "error" and body["error"]["code"] == "ERR_IMAGE_BUILD", body
+    assert "changed while its image was being built" in body["error"]["message"]
+    assert "data.txt (its content differs)" in body["error"]["message"]
+    assert proc.tags(docker_client) == set(), "no image was built from the edited folder"
+
+    proc.data("v1")
+    again = proc.run(home, 9)
+    assert again.cache == "miss" and again.output("out.txt").text() == "v1 i=9"
+    proc.data("v2")
+    fresh = proc.run(home, 9)
+    assert fresh.memo_key != again.memo_key and fresh.output("out.txt").text() == "v2 i=9"
+
+
+def test_a_folder_edited_mid_batch_leaves_the_batch_on_its_snapshot(
+        tmp_path: Path, proc: Proc, docker_client: Any) -> None:
+    """The image of the batch's key exists already (an earlier run built it): the batch reuses
+    it though the folder was edited after the batch was prepared, so every item runs what its
+    key hashed (before the fix: each item re-tagged from the folder, built v2 and cached it
+    under the v1 key). Without that image, the items fail rather than build the edited folder."""
+    home = tmp_path / "home"
+    assert proc.run(home, 0).output("out.txt").text() == "v1 i=0"
+    built = proc.tags(docker_client)
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(json.dumps({"inputs": {"i": i}}) + "\n" for i in (1, 2, 3)))
+    child = paused(["map", "--ref", proc.ref, "--items", str(items), "--adapter", "local", "--jobs", "2",
+                    "--quiet"], home, proc, tmp_path / "sync")
+    proc.data("v2")
+    (tmp_path / "sync" / "before_execute.go").touch()
+    out, err = child.communicate(timeout=300)
+    assert child.returncode == 0, (out, err)
+    assert [json.loads(line)["cache"] for line in out.decode().splitlines()] == ["miss"] * 3
+    assert proc.tags(docker_client) == built, "nothing was built from the edited folder"
+    proc.data("v1")
+    for i in (1, 2, 3):
+        hit = proc.run(home, i)
+        assert hit.cache == "hit" and hit.output("out.txt").text() == f"v1 i={i}"
+
+    for img in docker_client.images.list(name=proc.repo):     # now without the key's image
+        docker_client.images.remove(img.id, force=True)
+    items.write_text("".join(json.dumps({"inputs": {"i": i}}) + "\n" for i in (4, 5)))
+    child = paused(["map", "--ref", proc.ref, "--items", str(items), "--adapter", "local", "--jobs", "2",
+                    "--quiet"], home, proc, tmp_path / "sync2")
+    proc.data("v2")
+    (tmp_path / "sync2" / "before_execute.go").touch()
+    out, err = child.communicate(timeout=300)
+    assert child.returncode == 1, (out, err)
+    codes = [json.loads(line)["error"]["code"] for line in out.decode().splitlines()]
+    assert codes == ["ERR_IMAGE_BUILD"] * 2 and proc.tags(docker_client) == set()
+    assert proc.run(home, 4).output("out.txt").text() == "v2 i=4"
