@@ -1,4 +1,5 @@
-"""A run's image is built from exactly the folder its memo key hashed (or the run fails).
+"""A run's image is built from exactly the folder its memo key hashed (or the run fails), and
+`theoryx image prune` keeps an image that any spec of the registry still runs.
 
 Each test has a processor of its own (a unique image repository), whose images it removes at
 the end; the sync points (``theoryx.core.syncpoints``) hold a run between its key and its image
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from docker_testing import cli_env, spawn_cli, wait_for
+from theoryx_testing import Cli
 
 import theoryx
 
@@ -156,3 +158,33 @@ def test_a_folder_edited_mid_batch_leaves_the_batch_on_its_snapshot(
     codes = [json.loads(line)["error"]["code"] for line in out.decode().splitlines()]
     assert codes == ["ERR_IMAGE_BUILD"] * 2 and proc.tags(docker_client) == set()
     assert proc.run(home, 4).output("out.txt").text() == "v2 i=4"
+
+
+def test_prune_keeps_an_image_that_another_spec_still_runs(tmp_path: Path, proc: Proc, docker_client: Any) -> None:
+    """``@1`` and ``@2`` share one folder, so one image (labelled with ``@1``, which built it).
+    ``@1`` changes its build args: the image is no longer ``@1``'s but still ``@2``'s, so prune
+    keeps it (before the fix: removed as stale, and ``@2``'s next run rebuilt it)."""
+    home = tmp_path / "home"
+    ref2 = f"{proc.ns}/s@2"
+    proc.spec("s@2", ref2)
+    cli = Cli(home, proc.registry)
+    first = json.loads(cli("image", "build", proc.ref, "--json").stdout)
+    second = json.loads(cli("image", "build", ref2, "--json").stdout)
+    assert second["image"] == first["image"] and second["built"] is False
+    proc.spec("s@1", proc.ref, extra=", build_args: {MODE: b}")
+
+    dry = json.loads(cli("image", "prune", "--dry-run", "--json").stdout)
+    mine = [r for r in dry["removed"] + dry["kept"] if r["ref"].startswith(proc.ns + "/")]
+    assert [(r["tags"], r["why"]) for r in mine] == [([first["image"]], "current")], dry
+    done = cli("image", "prune")
+    assert done.exit_code == 0 and first["image"] in proc.tags(docker_client), done.output
+    again = json.loads(cli("image", "build", ref2, "--json").stdout)
+    assert again == {**second, "built": False}
+
+    rebuilt = json.loads(cli("image", "build", proc.ref, "--json").stdout)      # @1's own image now
+    assert rebuilt["image"] != first["image"] and rebuilt["built"] is True
+    proc.spec("s@2", ref2, extra=", build_args: {MODE: c}")     # nobody runs the shared image any more
+    done = json.loads(cli("image", "prune", "--json").stdout)
+    assert [(r["tags"], r["why"]) for r in done["removed"] if r["ref"].startswith(proc.ns + "/")] == [
+        ([first["image"]], "stale: not the image its spec builds now")]
+    assert proc.tags(docker_client) == {rebuilt["image"]}

@@ -258,6 +258,31 @@ def test_image_tag_follows_the_context_and_the_base_image(
     assert images.image_tag(spec) != tag_a
 
 
+def test_prune_keeps_what_any_spec_runs_or_might_run(registry: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An image is current when any spec resolves to one of its tags, whichever ref its label
+    names; an image of the repository of a spec whose current image cannot be told is kept."""
+    probe, pinned = load(registry, "test/probe@1"), load(registry, "test/pinned@1")
+    monkeypatch.setattr(images, "resolve_bases", lambda client, spec, context=None: {})
+    tag = images.image_tag(probe)
+    rows = [{"tags": [tag], "id": "sha256:a", "ref": "test/probe@0"},            # built by another version
+            {"tags": ["theoryx/test-probe:00"], "id": "sha256:b", "ref": "test/probe@1"},
+            {"tags": ["theoryx/test-pinned:00"], "id": "sha256:c", "ref": "test/pinned@1"},
+            {"tags": ["theoryx/test-x:00"], "id": "sha256:d", "ref": "test/x@1"}]
+    monkeypatch.setattr(images, "list_images", lambda client: rows)
+
+    def verdicts(specs: dict[str, ProcessorSpec | None]) -> dict[str, str]:
+        done = images.prune(object(), specs, dry_run=True)
+        return {r["id"][7:]: ("remove: " if r in done.removed else "keep: ") + r["why"]
+                for r in (*done.removed, *done.kept)}
+
+    specs: dict[str, ProcessorSpec | None] = {"test/probe@1": probe, "test/probe@0": None, "test/pinned@1": pinned}
+    assert verdicts({**specs, "test/probe@0": probe}) == {
+        "a": "keep: current", "b": "remove: stale: not the image its spec builds now",
+        "c": "keep: its current image cannot be told (spec or base image missing)",
+        "d": "keep: not a processor of this registry"}
+    assert verdicts(specs)["b"].startswith("keep: its current image cannot be told")   # it may be @0's
+
+
 # -- options and ownership ----------------------------------------------------------------------
 
 

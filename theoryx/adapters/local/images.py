@@ -605,35 +605,44 @@ class Pruned:
 def prune(client: Any, specs: dict[str, ProcessorSpec | None], *, everything: bool = False,
           dry_run: bool = False) -> Pruned:
     """Remove the images theoryx built for the processors in ``specs`` (ref -> spec; None for a
-    spec that cannot be read) that they would no longer run: built from another build context,
-    base image or vendoring than the spec's current one. With ``everything``, their current
-    images go too (the next run rebuilds them). Images of refs not in ``specs`` (another
-    registry's), and every image of a ref whose spec cannot be read or whose base image is
-    missing (its current image cannot be told), are kept. Cached results never depend on an
-    image being present: a run whose image was removed rebuilds it from the same context."""
-    current: dict[str, str | None] = {}
+    spec that cannot be read) that none of them would run any more: an image is current when
+    ANY spec of ``specs`` now resolves to one of its tags (specs of one processor name share
+    an image when their build contexts and args are the same, and its label names only the ref
+    that built it first), stale otherwise. With ``everything``, current images go too (the next
+    run rebuilds them). Images whose ref is not in ``specs`` (another registry's) are kept, and
+    so is every image that a spec whose current image cannot be told (it cannot be read, its
+    base image is missing, or it is the image's own ref and pins an image) might be: one of that
+    spec's repository ``theoryx/<ns>-<name>``. Cached results never depend on an image being
+    present: a run whose image was removed rebuilds it from the same context."""
+    current: set[str] = set()         # the tags the specs resolve to now
+    unknown_refs: set[str] = set()    # refs whose current tag cannot be told
+    unknown_repos: set[str] = set()   # ... and the repositories their images would be in
     for ref, spec in specs.items():
-        if spec is None or spec.image.ref is not None:
-            current[ref] = None
-            continue
-        try:
-            current[ref] = image_tag(spec, resolve_bases(client, spec))
-        except ImageNotFound:
-            current[ref] = None
+        if spec is not None and spec.image.ref is None:
+            try:
+                current.add(image_tag(spec, resolve_bases(client, spec)))
+                continue
+            except ImageNotFound:
+                pass
+        unknown_refs.add(ref)
+        ns_name = ref.split("@", 1)[0].split("/", 1)
+        if (spec is None or spec.image.ref is None) and len(ns_name) == 2:   # a pinned spec runs none of them
+            unknown_repos.add(_repo(*ns_name))
     removed, kept, failed = [], [], []
     for row in list_images(client):
         ref = row["ref"]
-        if ref not in current:
+        is_current = any(tag in current for tag in row["tags"])
+        if not is_current and ref not in specs:
             kept.append({**row, "why": "not a processor of this registry"})
             continue
-        tag = current[ref]
-        if tag is None:
+        if not is_current and (ref in unknown_refs
+                               or any(tag.rsplit(":", 1)[0] in unknown_repos for tag in row["tags"])):
             kept.append({**row, "why": "its current image cannot be told (spec or base image missing)"})
             continue
-        if tag in row["tags"] and not everything:
+        if is_current and not everything:
             kept.append({**row, "why": "current"})
             continue
-        why = "current (--all)" if tag in row["tags"] else "stale: not the image its spec builds now"
+        why = "current (--all)" if is_current else "stale: not the image its spec builds now"
         if dry_run:
             removed.append({**row, "why": why})
             continue
