@@ -67,8 +67,8 @@ def ls_cmd(as_json: bool) -> None:
 def prune(state: State, everything: bool, dry_run: bool, as_json: bool) -> None:
     """Remove the images theoryx built that the registry's processors no longer run.
 
-    An image is stale when its processor's spec now builds another one (its build context, a
-    base image or the vendoring changed). Images of processors that are not in the registry
+    An image is stale when no processor of the registry builds it now (an image shared by
+    several versions of a processor stays while any of them uses it). Images of processors that are not in the registry
     (--registry / THEORYX_REGISTRY) are kept, as are the images of a processor whose spec
     cannot be read or whose base image is missing; an image a container uses is reported and
     kept. Cached results stay valid: a run whose image was removed rebuilds it.
