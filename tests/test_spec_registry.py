@@ -138,6 +138,10 @@ def test_registry_cli_ls_show_validate(tmp_path: Path) -> None:
     base = ["--home", str(tmp_path / "h"), "--registry", str(tmp_path)]
     out = r.invoke(cli, [*base, "registry", "ls"])
     assert out.exit_code == 0 and "llm/litellm@1" in out.stdout and "data/textstats@1" in out.stdout
+    for line in out.stdout.splitlines():     # a long description is cut at a word, and says so
+        described = line[25:]
+        assert len(described) <= 80 and (described.endswith("…") or " " not in described[-2:]), line
+    assert "(standard library…" in out.stdout, out.stdout
     out = r.invoke(cli, [*base, "registry", "show", "llm/litellm@1"])
     assert out.exit_code == 0 and "spec digest b3:" in out.stdout
     out = r.invoke(cli, [*base, "registry", "validate"])

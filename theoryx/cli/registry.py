@@ -35,7 +35,9 @@ def ls_cmd(state: State, as_json: bool) -> None:
     if not rows:
         click.echo("No processors found in: " + ", ".join(str(r) for r in reg.roots))
     for r in rows:
-        first = r["description"].split(". ")[0][:80]
+        first = r["description"].split(". ")[0]
+        if len(first) > 80:     # at a word, marked
+            first = first[:79].rsplit(" ", 1)[0].rstrip(",;:") + "…"
         click.echo(f"{r['ref']:<24} {first}")
 
 

@@ -320,8 +320,8 @@ def resolve_bases(client: Any, spec: ProcessorSpec, context: BuildContext | None
             continue
         raise ImageNotFound(
             f"base image {base} of {spec.ref} is not present locally and theoryx never pulls "
-            "images; build the offline base image and use it: bash scripts/base-image.sh && "
-            "export THEORYX_BASE_IMAGE=theoryx/python-base:bookworm"
+            "images; build the offline base image and use it: bash scripts/base-image.sh (in theoryx's "
+            "source repository) && export THEORYX_BASE_IMAGE=theoryx/python-base:bookworm"
             f" (or provide {base} yourself, e.g. docker pull {base})"
         )
     return bases
