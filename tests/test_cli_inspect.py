@@ -121,7 +121,7 @@ READING = [("ls",), ("show", "01ABC"), ("cat", "/artifacts/outputs/a.txt"), ("lo
            ("export", "01ABC", "out"), ("stats",), ("du",), ("gc", "--dry-run"), ("verify",), ("pins",),
            ("unpin", "01ABC"), ("plan", "ls"), ("plan", "show", "p"), ("plan", "ledger", "p"),
            ("receipt", "01ABC"), ("explain", "01ABC", "01ABD"), ("audit", "01ABC"),
-           ("verify-receipt", "RECEIPT"), ("ui", "--port", "0"), ("remote", "push", "--all", "--remote", "REMOTE")]
+           ("ui", "--port", "0"), ("remote", "push", "--all", "--remote", "REMOTE")]
 
 
 @pytest.mark.parametrize("argv", READING, ids=lambda a: " ".join(a[:2]))
@@ -140,6 +140,21 @@ def test_a_reading_command_at_a_misspelt_home_creates_nothing(tmp_path: Path, ar
     if "--json" not in argv and argv[0] in ("ls", "stats", "du", "show"):
         body = json.loads(cli(*argv, "--json").stdout)
         assert body["error"]["code"] == "ERR_NO_HOME"
+
+
+def test_verify_receipt_without_a_home_checks_against_an_empty_store_and_creates_nothing(tmp_path: Path) -> None:
+    """An auditor who never ran theoryx (or a misspelt --home): the receipt is still checked, as
+    far as it can be without the store, and says so; nothing is left at the path (a home was)."""
+    typo = tmp_path / "hmoe"
+    (tmp_path / "receipt.json").write_text("{}")
+    res = Cli(typo, REGISTRY)("verify-receipt", "--json", str(tmp_path / "receipt.json"))
+    body = json.loads(res.stdout)
+    assert res.exit_code == 1 and not body["ok"], res.output
+    store = [c for c in body["checks"] if c["name"] == "store"]
+    assert len(store) == 1 and store[0]["status"] == "skipped", body
+    assert store[0]["detail"].startswith(f"no theoryx home at {typo}")
+    assert store[0]["detail"].endswith(": checked against an empty store")
+    assert not typo.exists()
 
 
 def test_remote_status_at_a_misspelt_home_creates_nothing(tmp_path: Path) -> None:

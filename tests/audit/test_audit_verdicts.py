@@ -258,3 +258,21 @@ def test_an_audit_its_plan_refuses_says_nothing_was_re_executed(cli: Cli) -> Non
     assert res.exit_code == 2, res.output
     assert "re-executed" not in res.stdout and "was refused before it executed" in res.stdout, res.stdout
     assert "could not audit: ERR_BUDGET_EXCEEDED" in res.stdout
+
+
+def test_declaring_a_processor_stochastic_afterwards_does_not_excuse_a_divergence(cli: Cli, registry: Path) -> None:
+    """`stochastic` was judged from the spec as it is now and was not in the key: adding it after
+    a deterministic execution turned that execution's diverging audit into a pass (exit 0). It is
+    in the key now (when true), and the verdict follows the recorded action."""
+    run = noise(cli)
+    assert audit_json(cli, run["execution_id"])[1]["verdict"] == "diverged"
+    spec = registry / "processors" / "test" / "noise@1.yaml"
+    spec.write_text(spec.read_text() + "stochastic: true\n")
+    code, rec = audit_json(cli, run["execution_id"])
+    assert code == 2 and rec["verdict"] == "unauditable" and "stochastic" in rec["reason"], rec
+    code, rec = audit_json(cli, run["execution_id"], "--current")
+    assert code == 1 and rec["verdict"] == "diverged" and rec["stochastic"] is False, rec
+    again = noise(cli)
+    assert again["memo_key"] != run["memo_key"] and again["cache"] == "miss"   # a new action
+    code, rec = audit_json(cli, again["execution_id"])
+    assert code == 0 and rec["verdict"] == "stochastic", rec

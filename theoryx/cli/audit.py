@@ -17,7 +17,7 @@ import click
 from theoryx.cli.options import not_empty
 from theoryx.cli.output import atomic_write
 from theoryx.cli.state import State
-from theoryx.errors import TheoryxError, UsageError
+from theoryx.errors import NoHome, TheoryxError, UsageError
 
 AUDIT_EXIT = {"reproducible": 0, "stochastic": 0, "diverged": 1, "unauditable": 2}
 
@@ -201,7 +201,20 @@ def verify_receipt(state: State, file: str, key: str | None, as_json: bool) -> N
         data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {file}: {exc.strerror}") from None
-    result = verify(state.stores(create=False), data, Path(key).expanduser() if key else None)
+    public = Path(key).expanduser() if key else None
+    try:
+        result = verify(state.stores(create=False), data, public)
+    except NoHome as missing:
+        # No home here (never used, or a misspelt --home): nothing is created there; the receipt
+        # is checked against an empty store (signature, format, action and memo key as far as
+        # the receipt itself allows; blob and record checks fail or are skipped), and said so.
+        import tempfile
+
+        from theoryx.store.handle import open_stores
+
+        with tempfile.TemporaryDirectory(prefix="theoryx-verify-") as tmp:
+            result = verify(open_stores(Path(tmp) / "home"), data, public)
+        result.add("store", "skipped", f"{missing.message}: checked against an empty store")
     if as_json:
         click.echo(json.dumps(result.to_dict(), sort_keys=True))
     else:

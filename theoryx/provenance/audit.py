@@ -185,7 +185,8 @@ class _Audit:
         recorded = load_action(stores.cas, target.action_cid, target.memo_key)
         self.info["ref"] = recorded.body["ref"]
         spec = Registry.from_option(opts.registry).load(Ref.parse(recorded.body["ref"]), stores.db)
-        self.info["stochastic"] = spec.stochastic
+        # judged as the execution was recorded (its action names the flag), not as the spec says now
+        self.info["stochastic"] = bool(recorded.body.get("spec", {}).get("stochastic"))
         env_class = adapters.env_class(self.info["adapter"])
         now, manifest = rebuild(recorded, spec, env_class)
         if now.memo_key != recorded.memo_key:
@@ -198,7 +199,7 @@ class _Audit:
         prep = Prepared(spec, now, attachments_of(body["inputs"], stores.cas), body["inputs"], manifest)
         replay = self.replay(prep)
         diffs = compare(stores.cas, target.outputs, replay.outputs)
-        verdict = "stochastic" if spec.stochastic else "diverged" if diffs else "reproducible"
+        verdict = "stochastic" if self.info["stochastic"] else "diverged" if diffs else "reproducible"
         return self.record(verdict, replay_execution=replay.execution_id, differences=tuple(diffs),
                            outputs_compared=len({o.path for o in (*target.outputs, *replay.outputs)}))
 

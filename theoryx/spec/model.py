@@ -170,6 +170,9 @@ class ProcessorSpec:
             "limits": self.limits.to_dict(),
             "cost": self.cost,
             "env": dict(sorted(self.env.items())),
+            # How its results are judged (audits), so an execution recorded as deterministic can
+            # never be audited as stochastic later; named only when true: other keys unchanged.
+            **({"stochastic": True} if self.stochastic else {}),
         }
 
     def to_cache(self) -> dict[str, Any]:
