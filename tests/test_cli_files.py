@@ -100,6 +100,40 @@ def test_output_file_modes_and_abandon(tmp_path: Path) -> None:
         os.umask(old)
 
 
+@pytest.mark.parametrize("unnamed", [True, False], ids=["O_TMPFILE", "named temp file"])
+def test_output_file_writes_whole_files_either_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   unnamed: bool) -> None:
+    """With or without unnamed files (a filesystem without O_TMPFILE uses a named temp file)."""
+    from theoryx.cli import output
+
+    if not unnamed:
+        monkeypatch.setattr(output, "_unnamed", lambda directory, perm: None)
+    target = tmp_path / "o.txt"
+    out = OutputFile(target)
+    assert out.unnamed is unnamed
+    out.stream.write("one\n")      # type: ignore[arg-type]
+    assert not target.exists()
+    out.commit()
+    assert target.read_text() == "one\n" and [p.name for p in tmp_path.iterdir()] == ["o.txt"]
+    out = OutputFile(target)
+    out.stream.write("two\n")      # type: ignore[arg-type]
+    out.abandon()
+    assert target.read_text() == "one\n" and [p.name for p in tmp_path.iterdir()] == ["o.txt"]
+
+
+def test_a_writer_killed_with_sigkill_leaves_no_temp_file(tmp_path: Path) -> None:
+    """`map --out F` killed with kill -9 left `.F.<pid>.<random>.tmp` beside F for good; an
+    unnamed file (O_TMPFILE) vanishes with the process."""
+    target = tmp_path / "out.jsonl"
+    target.write_text("before\n")
+    code = ("import os, signal, sys; from pathlib import Path; from theoryx.cli.output import OutputFile\n"
+            "out = OutputFile(Path(sys.argv[1])); out.stream.write('x' * 100000); out.stream.flush()\n"
+            "os.kill(os.getpid(), signal.SIGKILL)")
+    proc = subprocess.run([sys.executable, "-c", code, str(target)], cwd=REPO, capture_output=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"] and target.read_text() == "before\n"
+
+
 def test_save_first_to_a_symlinked_device_writes_through(tmp_path: Path) -> None:
     link = tmp_path / "null"
     link.symlink_to(os.devnull)

@@ -2,8 +2,10 @@
 
 A file the CLI writes for the user (``--out``, ``--save-first``, ``--save-dir``) is either
 replaced whole or left as it was: a regular file, or one that does not exist yet, is written
-to a temp file beside it and renamed into place when complete (with the mode a new file gets
-under the umask, or the replaced file's own mode). Anything else that exists — ``/dev/null``, a
+to an unnamed file in its directory (``O_TMPFILE``; a process killed while writing leaves
+nothing behind) and, when complete, given a temp name and renamed into place (with the mode a
+new file gets under the umask, or the replaced file's own mode). Where the filesystem has no
+unnamed files, a named temp file beside the target is written instead. Anything else that exists — ``/dev/null``, a
 FIFO, a terminal, a socket — is written through, as a shell redirection would; it is never
 replaced by a regular file. A directory, or a path that cannot be created, is a
 :class:`~theoryx.errors.UsageError` before anything is written.
@@ -11,6 +13,7 @@ replaced by a regular file. A directory, or a path that cannot be created, is a
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -30,6 +33,7 @@ class OutputFile:
     def __init__(self, path: Path, *, what: str = "--out", binary: bool = False) -> None:
         self.path = path
         self.tmp: Path | None = None
+        self.unnamed = False          # written to an O_TMPFILE file, named only at commit
         mode = "wb" if binary else "w"
         encoding = None if binary else "utf-8"
         try:
@@ -45,18 +49,29 @@ class OutputFile:
                 self.stream: IO[str] | IO[bytes] = open(path, mode, encoding=encoding)
                 return
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
             perm = stat.S_IMODE(st.st_mode) if st is not None else 0o666   # the umask applies to 0o666
-            fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, perm)
+            fd = _unnamed(path.parent, perm)
+            self.unnamed = fd is not None
+            if fd is None:
+                self.tmp = self._temp_name()
+                fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, perm)
             if st is not None:
                 os.fchmod(fd, perm)
             self.stream = open(fd, mode, encoding=encoding)
         except OSError as exc:
             raise UsageError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
 
+    def _temp_name(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+
     def commit(self) -> None:
-        """Flush and close; a temp file is renamed over the target (the target is complete)."""
+        """Flush and close; the written file is renamed over the target (the target is complete)."""
         try:
+            if self.unnamed:
+                self.stream.flush()
+                tmp = self._temp_name()
+                _link_unnamed(self.stream.fileno(), tmp)
+                self.tmp = tmp
             self.stream.close()
             if self.tmp is not None:
                 os.replace(self.tmp, self.path)
@@ -93,6 +108,31 @@ def check_target(path: Path, *, what: str, directory: bool = False, verb: str | 
             raise UsageError(f"cannot {doing} {path}: {parent} is not a directory")
     except OSError as exc:      # a name too long, a loop of links...
         raise UsageError(f"cannot {doing} {path}: {exc.strerror or exc}") from None
+
+
+def _unnamed(directory: Path, perm: int) -> int | None:
+    """A descriptor of a new unnamed file in ``directory`` (``O_TMPFILE``), or None where the
+    platform, the kernel or the filesystem has none (then a named temp file is used)."""
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is None or not os.path.isdir("/proc/self/fd"):
+        return None
+    try:
+        return os.open(directory, flag | os.O_WRONLY | os.O_CLOEXEC, perm)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            return None
+        raise
+
+
+def _link_unnamed(fd: int, name: Path) -> None:
+    """Give the unnamed file ``fd`` the name ``name``: ``linkat`` of ``/proc/self/fd/<fd>``
+    with ``AT_SYMLINK_FOLLOW`` (``os.link`` passes that flag only when a directory descriptor
+    is given: plain ``link`` would try to link the ``/proc`` entry itself)."""
+    proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.link(str(fd), name, src_dir_fd=proc, follow_symlinks=True)
+    finally:
+        os.close(proc)
 
 
 def atomic_write(path: Path, data: bytes, *, what: str = "--out") -> None:
