@@ -1,4 +1,10 @@
-"""Processor refs: ``ns/name@version``."""
+"""Processor refs: ``ns/name@version``.
+
+Each part is at most :data:`MAX_PART` (100) characters: a ref names files (``<ns>/<name>@<version>.yaml``,
+whose name must fit the 255 bytes a file name may have) and image tags (``theoryx/<ns>-<name>``,
+at most 255 characters for Docker), so a longer one is refused as ``ERR_REF`` before any of them
+is looked up (a 300-character name failed the file lookup with ENAMETOOLONG as ``ERR_INTERNAL``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,9 @@ from dataclasses import dataclass
 
 from theoryx.errors import RefError
 
-_REF = re.compile(r"^([a-z0-9][a-z0-9._-]*)/([a-z0-9][a-z0-9._-]*)@([A-Za-z0-9][A-Za-z0-9._-]*)\Z")
+MAX_PART = 100
+"""The most characters a ref's namespace, name or version may have."""
+_REF = re.compile(r"^([a-z0-9][a-z0-9._-]{0,99})/([a-z0-9][a-z0-9._-]{0,99})@([A-Za-z0-9][A-Za-z0-9._-]{0,99})\Z")
 
 
 @dataclass(frozen=True, order=True)
@@ -23,9 +31,11 @@ class Ref:
         """Parse ``ns/name@version``; raise :class:`RefError` naming the expected form."""
         m = _REF.match(text)
         if m is None:
+            shown = text if len(text) <= 120 else f"{text[:100]}... ({len(text):,} characters)"
             raise RefError(
-                f"invalid processor ref {text!r}: expected ns/name@version "
-                "(lowercase letters, digits, '.', '_' or '-'), e.g. llm/litellm@1"
+                f"invalid processor ref {shown!r}: expected ns/name@version "
+                f"(lowercase letters, digits, '.', '_' or '-', at most {MAX_PART} characters each), "
+                "e.g. llm/litellm@1"
             )
         return cls(m.group(1), m.group(2), m.group(3))
 

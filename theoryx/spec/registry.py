@@ -73,8 +73,16 @@ def search_path(explicit: str | os.PathLike[str] | None = None) -> tuple[Path, .
     return (installed_registry(),)
 
 
+def _is_dir(path: Path) -> bool:
+    """``path.is_dir()``, False where the path cannot even be looked up (too long, no access)."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
 def _processors_dir(root: Path) -> Path:
-    return root / "processors" if (root / "processors").is_dir() else root
+    return root / "processors" if _is_dir(root / "processors") else root
 
 
 @dataclass(frozen=True)
@@ -90,7 +98,7 @@ class Registry:
         installed one. :class:`~theoryx.errors.UsageError` when the setting names no existing
         directory at all: a typo must not read as an empty registry."""
         roots = search_path(explicit)
-        if not any(root.is_dir() for root in roots):
+        if not any(_is_dir(root) for root in roots):
             from theoryx.errors import UsageError
 
             named = ", ".join(str(r) for r in roots) or "an empty list"
@@ -104,8 +112,11 @@ class Registry:
             base = _processors_dir(root) / ref.relpath
             for suffix in (".yaml", ".yml"):
                 path = base.with_name(base.name + suffix)
-                if path.is_file():
-                    return path
+                try:
+                    if path.is_file():
+                        return path
+                except OSError:     # a root whose path is too long, unreadable...: not found there
+                    continue
         searched = ", ".join(str(_processors_dir(r)) for r in self.roots)
         raise ProcessorNotFound(f"processor {ref} not found in registries: {searched}")
 
@@ -118,7 +129,7 @@ class Registry:
         seen: set[Ref] = set()
         for root in self.roots:
             pdir = _processors_dir(root)
-            if not pdir.is_dir():
+            if not _is_dir(pdir):
                 continue
             for path in sorted(pdir.glob("*/*.y*ml")):
                 try:
