@@ -4,6 +4,14 @@
 file and the dotted field of the first problem. ``execution_fields()`` is the part of the spec
 that enters the memo key: everything that affects execution or admission, never ``description``.
 ``to_cache``/``from_cache`` round-trip a validated spec so that a cache hit never parses YAML.
+
+Every value of a spec must have a canonical JSON form (RFC 8785, :mod:`theoryx.core.canonical`),
+because its execution fields enter the memo key and the whole of it is stored in the spec cache:
+mapping keys are strings, integers lie within ±(2**53-1), numbers are finite, strings are valid
+Unicode (no lone surrogate), and nothing else (a YAML date, ``!!binary`` bytes, a set) is
+allowed. A value that breaks this is :class:`SpecError` naming the file and the field when the
+spec is parsed (it used to pass ``registry validate`` and fail every run, as ``ERR_INTERNAL`` or
+as ``ERR_INPUTS`` blaming the inputs).
 ``worker`` (persistent worker mode, :class:`WorkerMode`) is an execution *strategy*, not part of
 the action: it is left out of ``execution_fields()``, so a result computed by a worker keys
 exactly like a one-shot run of the same processor and inputs.
@@ -11,10 +19,12 @@ exactly like a one-shot run of the same processor and inputs.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from theoryx.core.canonical import MAX_SAFE_INT, CanonicalizationError, canonical_bytes, int_text
 from theoryx.errors import SpecError
 from theoryx.spec.refs import Ref
 
@@ -206,7 +216,12 @@ class ProcessorSpec:
     @classmethod
     def from_mapping(cls, raw: Any, source: Path) -> ProcessorSpec:
         """Validate parsed YAML; :class:`SpecError` names ``source`` and the field."""
-        return _Parser(source).spec(raw)
+        spec = _Parser(source).spec(raw)
+        try:   # the checks above leave nothing without a canonical form; this proves it
+            canonical_bytes(spec.to_cache())
+        except (CanonicalizationError, UnicodeError) as exc:
+            raise SpecError(f"{source}: the spec has no canonical JSON form: {exc}") from None
+        return spec
 
 
 class _Parser:
@@ -228,9 +243,52 @@ class _Parser:
 
     def number(self, v: Any, fld: str, *, integer: bool) -> float:
         ok = isinstance(v, int) if integer else isinstance(v, (int, float))
-        if not ok or isinstance(v, bool) or v <= 0:
+        if not ok or isinstance(v, bool) or not v > 0:     # `not v > 0`: NaN too
             raise self.fail(fld, f"must be a positive {'integer' if integer else 'number'}")
+        self.bounded(v, fld)
         return float(v) if not integer else v
+
+    def bounded(self, v: int | float, fld: str) -> None:
+        """Refuse an integer beyond ±(2**53-1) or a float that is not finite."""
+        if isinstance(v, int) and abs(v) > MAX_SAFE_INT:
+            raise self.fail(fld, f"{int_text(v)} is too large: numbers in a spec are at most "
+                                 f"{MAX_SAFE_INT} (2**53-1), the largest canonical JSON holds exactly")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise self.fail(fld, f"must be a finite number, not {v}")
+
+    def json_value(self, v: Any, fld: str) -> None:
+        """Refuse anything without a canonical JSON form, naming the field where it is: a key
+        that is not a string, a number out of range, a string with a lone surrogate, a value
+        YAML gives as a date, bytes or a set."""
+        stack = [(v, fld)]
+        while stack:
+            value, where = stack.pop()
+            t = type(value)
+            if t is str:
+                if not value.isascii():
+                    try:
+                        value.encode("utf-8")
+                    except UnicodeEncodeError:
+                        raise self.fail(where, "holds a lone surrogate (an escape such as \\ud800), "
+                                               "which no UTF-8 text can") from None
+            elif value is None or t is bool:
+                continue
+            elif t is int or t is float:
+                self.bounded(value, where)
+            elif t is dict:     # pushed in reverse: the first problem in the file is reported
+                for key, item in reversed(value.items()):
+                    if type(key) is not str:
+                        shown = int_text(key) if type(key) is int else repr(key)[:60]
+                        raise self.fail(f"{where}.{shown}", f"the key {shown} must be a string (quote it)")
+                    stack.append((item, f"{where}.{key}"))
+                    stack.append((key, f"{where}.{key}"))
+            elif t is list:
+                stack.extend((value[i], f"{where}[{i}]") for i in range(len(value) - 1, -1, -1))
+            else:
+                kind = {"date": "a date", "datetime": "a date and time", "bytes": "binary data (!!binary)",
+                        "set": "a set (!!set)", "tuple": "an ordered map (!!omap or !!pairs)"}.get(
+                            t.__name__, f"a {t.__name__}")
+                raise self.fail(where, f"{kind} is not a JSON value (write it as a string or number)")
 
     def strict(self, d: dict[str, Any], allowed: set[str], fld: str) -> None:
         extra = sorted(set(d) - allowed)
@@ -241,6 +299,8 @@ class _Parser:
     def spec(self, raw: Any) -> ProcessorSpec:
         d = self.mapping(raw, "<top>")
         self.strict(d, _TOP, "")
+        for key, value in d.items():
+            self.json_value(value, key)
         for req in ("ref", "image", "inputs", "outputs"):
             if req not in d:
                 raise self.fail(req, "is required")
@@ -397,8 +457,10 @@ class _Parser:
         d = self.mapping(v, "cost")
         self.strict(d, {"usd", "per_second_usd", "llm"}, "cost")
         for k in ("usd", "per_second_usd"):
-            if k in d and (not isinstance(d[k], (int, float)) or isinstance(d[k], bool) or d[k] < 0):
+            if k in d and (not isinstance(d[k], (int, float)) or isinstance(d[k], bool) or not d[k] >= 0):
                 raise self.fail(f"cost.{k}", "must be a non-negative number of dollars")
+            if k in d:
+                self.bounded(d[k], f"cost.{k}")
         if "llm" in d:
             self.flag(d["llm"], "cost.llm")
         return d

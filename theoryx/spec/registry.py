@@ -46,7 +46,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 # "2": entries cached before anchors and aliases were refused must not be served again.
-SPEC_CACHE_VERSION = "2"
+# "3": nor those cached before every value had to have a canonical JSON form (an integer key
+# cached by "2" failed every later run reading it back, as ERR_INTERNAL).
+SPEC_CACHE_VERSION = "3"
 SPEC_MAX_BYTES = 1 << 20
 SPEC_MAX_DEPTH = 64
 SPEC_MAX_NODES = 20_000
@@ -210,6 +212,19 @@ def _loader_class() -> Any:
         def refuse(self, what: str, event: Any) -> SpecError:
             line = event.start_mark.line + 1 if event.start_mark is not None else "?"
             return SpecError(f"{self.spec_path}: field '{self.field()}': {what} (line {line})")
+
+        def construct_object(self, node: Any, deep: bool = False) -> Any:
+            # A scalar Python cannot build (an integer of over 4,300 digits, the date 2024-13-45)
+            # raises ValueError from the constructor: name the line instead of failing internally.
+            try:
+                return super().construct_object(node, deep)
+            except ValueError as exc:
+                line = node.start_mark.line + 1 if node.start_mark is not None else "?"
+                value = str(node.value) if isinstance(node, yaml.ScalarNode) else ""
+                shown = value if len(value) <= 40 else f"{value[:30]}... ({len(value):,} characters)"
+                why = ("numbers in a spec are at most 2**53-1" if "digits" in str(exc) else str(exc))
+                raise SpecError(f"{self.spec_path}: the value {shown!r} (line {line}) cannot be read: "
+                                f"{why}") from None
 
         def compose_node(self, parent: Any, index: Any) -> Any:
             # index: the key node for a mapping's value, the position for a sequence item, None
