@@ -68,8 +68,9 @@ def show(state: State, ref: str, as_json: bool) -> None:
 @registry.command()
 @click.pass_obj
 def validate(state: State) -> None:
-    """Validate every spec; exit 1 if any is invalid."""
+    """Validate every spec and its processor folder; exit 1 if any is invalid."""
     from theoryx.errors import TheoryxError
+    from theoryx.spec.context import check
     from theoryx.spec.registry import Registry, load_file
 
     reg = Registry.from_option(state.registry)
@@ -78,7 +79,7 @@ def validate(state: State) -> None:
     for ref, path in reg.refs():
         count += 1
         try:
-            load_file(path, None, expect=ref)
+            check(load_file(path, None, expect=ref))
             click.echo(f"ok       {ref}")
         except TheoryxError as exc:
             bad += 1

@@ -1,15 +1,35 @@
 """Image identity: what of a processor's image enters the memo key.
 
 For a Dockerfile image it is the digest of the build context manifest (every file's relative
-path, cid, size and executable bit; ``__pycache__``, ``*.pyc``, ``vendor/`` and ``.dockerignore``
-patterns excluded) plus the build args, including the configured base image. For a prebuilt image
-it is its pinned digest. The mock environment hashes the processor folder (its ``mock.py``)
-instead of any image. Computing this reads only the small context files, never Docker.
+path, cid, size and executable bit; ``__pycache__``, ``*.pyc``, ``.git``, the top-level
+``vendor/`` and ``.dockerignore`` patterns excluded) plus the build args, including the
+configured base image. For a prebuilt image it is its pinned digest. The mock environment hashes
+the processor folder (its ``mock.py`` and whatever it reads) instead of any image. Computing this
+reads only the context files, never Docker.
+
+What a processor folder may hold (:func:`context_manifest`, :func:`processor_folder`; each refusal
+is :class:`~theoryx.errors.SpecError` naming the path):
+
+- the folder, every directory from the spec file's directory down to it, and the Dockerfile are
+  real, not symbolic links: a linked folder would pull files from outside the registry into the
+  key and the image;
+- inside it, regular files, directories and symbolic links only. A FIFO, socket or device is
+  refused where the manifest would list it (reading a FIFO blocks forever; a socket cannot be
+  opened); entries never looked at (``.git``, ``__pycache__``, and for an image what
+  ``.dockerignore`` excludes) are not checked;
+- names are valid UTF-8, the manifest being canonical JSON;
+- a link is hashed as its target text, never followed, so it cannot pull in files from outside;
+  for the mock environment, ``mock.py`` itself must be a regular file, since the mock adapter
+  executes what it names.
+
+Files are read by descriptor (opened without following links and without blocking, then checked
+to be regular) and hashed in chunks of 1 MiB, so memory stays bounded whatever their size.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -17,14 +37,22 @@ from pathlib import Path
 import blake3
 
 from theoryx.core.canonical import canonical_bytes, digest
+from theoryx.errors import SpecError
 from theoryx.spec.model import ProcessorSpec
 
 TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
 if TYPE_CHECKING:
     from typing import Any
 
-_ALWAYS_EXCLUDED_DIRS = {"__pycache__", "vendor", ".git"}
+_ALWAYS_EXCLUDED_DIRS = frozenset({"__pycache__", ".git"})
+"""Directories (or links) of these names are never hashed, at any depth: Python's bytecode, which
+it writes beside the sources it imports (the sources are hashed), and version control data."""
+IMAGE_VENDOR_DIR = "vendor"
+"""The top-level directory an image context leaves out: the build adds its own ``vendor/``, the
+packages installed from ``requirements.txt`` (which is hashed). The mock environment hashes it."""
 BASE_IMAGE_ENV = "THEORYX_BASE_IMAGE"
+_CHUNK = 1 << 20
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -66,32 +94,159 @@ def _ignored(rel: str, patterns: list[str]) -> bool:
     )
 
 
+def _shown(path: str) -> str:
+    """``path`` for a message: bytes that are not UTF-8 as escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _refuse(path: str, why: str) -> SpecError:
+    return SpecError(f"{_shown(path)}: {why}")
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def _hash_file(path: str) -> dict[str, Any]:
+    """The manifest entry of the regular file at ``path``: opened without following a link and
+    without blocking (a FIFO put there since the folder was listed), checked regular on the
+    descriptor, hashed up to the size it had then, 1 MiB at a time."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        raise _refuse(path, f"cannot read this file of the processor folder: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _refuse(path, f"is {_kind(st.st_mode)}: a processor folder may hold only regular "
+                                "files, directories and symbolic links")
+        hasher = blake3.blake3()
+        remaining = st.st_size
+        while remaining:
+            chunk = os.read(fd, min(remaining, _CHUNK))
+            if not chunk:
+                break       # truncated meanwhile: what was read is what is hashed
+            hasher.update(chunk)
+            remaining -= len(chunk)
+    except OSError as exc:
+        raise _refuse(path, f"cannot read this file of the processor folder: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    return {"cid": "b3:" + hasher.hexdigest(), "size": st.st_size - remaining,
+            "exec": bool(st.st_mode & 0o111)}
+
+
+def _link_entry(path: str) -> dict[str, Any]:
+    try:
+        data = b"symlink:" + os.fsencode(os.readlink(path))
+    except OSError as exc:
+        raise _refuse(path, f"cannot read this link of the processor folder: {exc.strerror or exc}") from None
+    return {"cid": digest(data), "size": len(data), "exec": False}
+
+
 def context_manifest(folder: Path, *, dockerignore: bool = True) -> ContextManifest:
-    """Hash every file of ``folder`` (sorted, deterministic); symlinks are hashed as their target
-    text so a link can't pull in files from outside. ``dockerignore=False`` also hashes what
-    ``.dockerignore`` excludes (the mock environment runs ``mock.py``, which images ignore)."""
+    """Hash every file of ``folder`` (deterministic; no link followed: a link is hashed as its
+    target text, so it can't pull in files from outside). With ``dockerignore`` (an image's
+    build context) ``.dockerignore`` patterns and the top-level ``vendor/`` are left out;
+    ``dockerignore=False`` is the mock environment's view: all of the folder, ``mock.py``
+    (which images ignore) included, and it must not be a link. Always left out: ``*.pyc``,
+    ``__pycache__`` and ``.git``. A folder that does not exist (or is no directory) has no files.
+    :class:`SpecError` for a folder that is a link, a FIFO, socket or device among the files
+    hashed, a name that is not UTF-8, or a file that cannot be read (see the module docstring)."""
     files: dict[str, dict[str, Any]] = {}
-    if not folder.is_dir():
+    top = os.fspath(folder)
+    try:
+        st = os.lstat(top)
+    except (FileNotFoundError, NotADirectoryError):
+        return ContextManifest(files)
+    except OSError as exc:
+        raise _refuse(top, f"cannot read the processor folder: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise _refuse(top, "the processor folder is a symbolic link: it must be a directory inside "
+                           "the registry (a link would pull files from outside into the key and the image)")
+    if not stat.S_ISDIR(st.st_mode):
         return ContextManifest(files)
     patterns = _ignore_patterns(folder) if dockerignore else []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if d not in _ALWAYS_EXCLUDED_DIRS)
-        for fn in sorted(filenames):
-            full = Path(dirpath) / fn
-            rel = full.relative_to(folder).as_posix()
+    pending = [""]
+    while pending:
+        rel_dir = pending.pop()
+        where = os.path.join(top, rel_dir) if rel_dir else top
+        try:
+            with os.scandir(where) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            raise _refuse(where, f"cannot list this directory of the processor folder: {exc.strerror or exc}") from None
+        for entry in entries:
+            name = entry.name
+            if not name.isascii():
+                try:
+                    name.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise _refuse(entry.path, "the name is not valid UTF-8: rename the file (names in "
+                                              "a processor folder enter the key as JSON text)") from None
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            try:
+                is_link = entry.is_symlink()
+                is_dir = not is_link and entry.is_dir(follow_symlinks=False)
+                is_file = not is_link and not is_dir and entry.is_file(follow_symlinks=False)
+            except OSError as exc:
+                raise _refuse(entry.path, f"cannot read this entry: {exc.strerror or exc}") from None
+            if (is_dir or is_link) and (name in _ALWAYS_EXCLUDED_DIRS or
+                                        (dockerignore and not rel_dir and name == IMAGE_VENDOR_DIR)):
+                continue
+            if is_dir:
+                pending.append(rel)
+                continue
             if _ignored(rel, patterns):
                 continue
-            if full.is_symlink():
-                data = ("symlink:" + os.readlink(full)).encode()
-                files[rel] = {"cid": digest(data), "size": len(data), "exec": False}
-                continue
-            data = full.read_bytes()
-            files[rel] = {
-                "cid": "b3:" + blake3.blake3(data).hexdigest(),
-                "size": len(data),
-                "exec": os.access(full, os.X_OK),
-            }
+            if is_link:
+                if not dockerignore and rel == "mock.py":
+                    raise _refuse(entry.path, "mock.py is a symbolic link: the mock adapter runs the "
+                                              "file it names, which the key would not cover; make it a file")
+                files[rel] = _link_entry(entry.path)
+            elif is_file:
+                files[rel] = _hash_file(entry.path)
+            else:
+                try:
+                    mode = entry.stat(follow_symlinks=False).st_mode
+                except OSError:
+                    mode = 0
+                raise _refuse(entry.path, f"is {_kind(mode)}: a processor folder may hold only regular "
+                                          "files, directories and symbolic links")
     return ContextManifest(files)
+
+
+def processor_folder(spec: ProcessorSpec) -> Path:
+    """``spec.folder``, checked to be inside the registry: the spec file's directory, every
+    directory from it down to the folder and the Dockerfile must not be symbolic links (the
+    Dockerfile path has no ``..``, which the spec parser refuses). A part that does not exist
+    ends the check (the folder then has no files). :class:`SpecError` naming the field and the link."""
+    base = spec.source.parent
+    if spec.image.dockerfile:
+        fld, parts = "image.dockerfile", Path(spec.image.dockerfile).parts
+    else:
+        fld, parts = "ref", (spec.ref.name,)
+    current = base
+    for part in ("", *parts):
+        current = current / part if part else current
+        try:
+            st = os.lstat(current)
+        except (FileNotFoundError, NotADirectoryError):
+            break
+        except OSError as exc:
+            raise SpecError(f"{spec.source}: field '{fld}': cannot read {current}: {exc.strerror or exc}") from None
+        if stat.S_ISLNK(st.st_mode):
+            raise SpecError(f"{spec.source}: field '{fld}': {current} is a symbolic link: a processor's "
+                            "folder, the directories above it in the registry and its Dockerfile must "
+                            "not be links (a link would pull files from outside the registry into the "
+                            "key and the image)")
+    return spec.folder
 
 
 def platform_name() -> str:
@@ -111,10 +266,11 @@ def build_args(spec: ProcessorSpec) -> dict[str, str]:
 
 def image_identity(spec: ProcessorSpec, env_class: str) -> tuple[dict[str, Any], ContextManifest]:
     """The ``image`` part of the action for ``env_class`` and the context manifest it names."""
+    folder = processor_folder(spec)
     if env_class == "mock":
-        manifest = context_manifest(spec.folder, dockerignore=False)
+        manifest = context_manifest(folder, dockerignore=False)
         return {"kind": "mock", "context": manifest.cid}, manifest
-    manifest = context_manifest(spec.folder)
+    manifest = context_manifest(folder)
     if spec.image.ref is not None:
         return {"kind": "ref", "ref": spec.image.ref}, manifest
     return {
@@ -123,6 +279,13 @@ def image_identity(spec: ProcessorSpec, env_class: str) -> tuple[dict[str, Any],
         "context": manifest.cid,
         "build_args": build_args(spec),
     }, manifest
+
+
+def check(spec: ProcessorSpec) -> None:
+    """What ``registry validate`` checks of a spec beyond its file: its folder and files, as the
+    mock environment and an image would hash them (:class:`SpecError` as in a run)."""
+    image_identity(spec, "mock")
+    image_identity(spec, "container")
 
 
 def env_identity(env_class: str) -> dict[str, str]:
