@@ -1,4 +1,4 @@
-"""Image identity: what of a processor's image enters the memo key.
+r"""Image identity: what of a processor's image enters the memo key.
 
 For a Dockerfile image it is the digest of the build context manifest (every file's relative
 path, cid, size and executable bit; ``__pycache__``, ``*.pyc``, ``.git``, the top-level
@@ -24,11 +24,27 @@ is :class:`~theoryx.errors.SpecError` naming the path):
 
 Files are read by descriptor (opened without following links and without blocking, then checked
 to be regular) and hashed in chunks of 1 MiB, so memory stays bounded whatever their size.
+
+``.dockerignore`` is read as Docker reads it (moby's ``ignorefile`` and ``patternmatcher``): one
+pattern a line, ``#`` lines are comments, patterns are trimmed and cleaned like paths (a leading
+``/`` dropped) and match the path from the context root with Go's ``filepath.Match`` rules (``*``
+and ``?`` within one directory, ``[...]`` classes, ``\`` escapes) plus ``**`` (any number of
+directories); a pattern that matches a directory excludes everything below it; the last line
+that matches a path (or a directory above it) decides, and a ``!`` line re-includes. So
+``config.json`` is the top-level file only (``**/config.json`` is any), and ``*`` then
+``!Dockerfile`` and ``!run.py`` keeps those two. ``Dockerfile`` and ``.dockerignore`` are kept
+whatever it says, as Docker always sends them; a Dockerfile of another name that it excludes is
+:class:`SpecError` (the build could not read it). A malformed pattern (``[``, a trailing ``\``,
+``!`` alone), a ``.dockerignore`` that is a link or not a regular file is :class:`SpecError`.
+``*.pyc`` files are left out whatever it says.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import posixpath
+import re
 import stat
 from dataclasses import dataclass
 from functools import cached_property
@@ -42,6 +58,7 @@ from theoryx.spec.model import ProcessorSpec
 
 TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 _ALWAYS_EXCLUDED_DIRS = frozenset({"__pycache__", ".git"})
@@ -72,26 +89,199 @@ class ContextManifest:
         return digest(self.data)
 
 
-def _ignore_patterns(folder: Path) -> list[str]:
-    f = folder / ".dockerignore"
-    if not f.is_file():
+DOCKERIGNORE = ".dockerignore"
+DOCKERIGNORE_MAX_BYTES = 1 << 20
+_ALWAYS_SENT = frozenset({DOCKERIGNORE, "Dockerfile"})
+"""Kept whatever ``.dockerignore`` says, as Docker always sends them: the build needs them."""
+_REGEX_SPECIAL = frozenset(".+()|{}$")
+_Rule = tuple[bool, "Callable[[str], bool]"]     # (is an exclusion "!pattern", matches a path)
+_RULES: dict[bytes, list[_Rule]] = {}            # .dockerignore text -> its compiled rules
+
+
+def _clean(pattern: str) -> str:
+    """Go's ``filepath.Clean`` on a slash path."""
+    cleaned = posixpath.normpath(pattern)
+    return "/" + cleaned.lstrip("/") if cleaned.startswith("//") else cleaned
+
+
+def _char_class(p: str, pos: int) -> tuple[str, int]:
+    """The Python regex of the ``filepath.Match`` character class starting after the ``[`` at
+    ``pos - 1``, and the position after its ``]``; ValueError where Go reports ErrBadPattern."""
+    out = ["["]
+    if pos < len(p) and p[pos] == "^":
+        out.append("^")
+        pos += 1
+    count = 0
+    while True:
+        if pos < len(p) and p[pos] == "]" and count:
+            return "".join(out) + "]", pos + 1
+        lo, pos = _class_char(p, pos)
+        out.append(re.escape(lo))
+        if pos < len(p) and p[pos] == "-":
+            hi, pos = _class_char(p, pos + 1)
+            out.append("-" + re.escape(hi))
+        count += 1
+
+
+def _class_char(p: str, pos: int) -> tuple[str, int]:
+    if pos >= len(p) or p[pos] in "-]":
+        raise ValueError("bad character class")
+    if p[pos] == "\\":
+        pos += 1
+        if pos >= len(p):
+            raise ValueError("a trailing \\ in a character class")
+    return p[pos], pos + 1
+
+
+def _compile(p: str) -> Callable[[str], bool]:
+    """A matcher of slash paths for one cleaned pattern, as moby's ``patternmatcher`` compiles
+    it: ``*`` and ``?`` never match ``/``; ``**`` matches any number of directories (``**/`` at
+    the start also none: ``**/x`` matches ``x``), and at the end everything below; ``[...]`` and
+    ``\\`` escapes as in Go's ``filepath.Match``. A pattern without wildcards matches the path
+    exactly. ValueError for a pattern Docker refuses."""
+    regex: list[str] = []
+    kind = "exact"
+    pos = count = 0
+    while pos < len(p):
+        ch = p[pos]
+        pos += 1
+        if ch == "*":
+            if pos < len(p) and p[pos] == "*":
+                pos += 1
+                if pos < len(p) and p[pos] == "/":
+                    pos += 1
+                if pos >= len(p):
+                    if kind == "exact":
+                        kind = "prefix"
+                    else:
+                        regex.append(".*")
+                        kind = "regexp"
+                else:
+                    regex.append("(?:.*/)?")
+                    kind = "regexp"
+                if count == 0:
+                    kind = "suffix"
+            else:
+                regex.append("[^/]*")
+                kind = "regexp"
+        elif ch == "?":
+            regex.append("[^/]")
+            kind = "regexp"
+        elif ch == "\\":
+            if pos >= len(p):
+                raise ValueError("a trailing \\")
+            regex.append(re.escape(p[pos]))
+            pos += 1
+            kind = "regexp"
+        elif ch == "[":
+            text, pos = _char_class(p, pos)
+            regex.append(text)
+            kind = "regexp"
+        else:
+            regex.append("\\" + ch if ch in _REGEX_SPECIAL else re.escape(ch))
+        count += 1
+    if kind == "exact":
+        return p.__eq__
+    if kind == "prefix":            # "abc**": every path starting with "abc"
+        start = p[:-2]
+        return lambda path: path.startswith(start)
+    if kind == "suffix":            # "**" first: suffix match, and "**/x" matches "x"
+        end = p[2:]
+        return lambda path: path.endswith(end) or (end[:1] == "/" and path == end[1:])
+    compiled = re.compile("".join(regex))
+    return lambda path: compiled.fullmatch(path) is not None
+
+
+def _read_dockerignore(folder: Path) -> bytes | None:
+    """The bytes of ``folder/.dockerignore`` (None without one); a link, a special file or more
+    than :data:`DOCKERIGNORE_MAX_BYTES` is :class:`SpecError`."""
+    path = os.path.join(folder, DOCKERIGNORE)
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        why = "is a symbolic link" if exc.errno == errno.ELOOP else f"cannot be read: {exc.strerror or exc}"
+        raise _refuse(path, why + " (it must be a regular file)") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _refuse(path, f"is {_kind(st.st_mode)} (it must be a regular file)")
+        data = os.read(fd, DOCKERIGNORE_MAX_BYTES + 1)
+    except OSError as exc:
+        raise _refuse(path, f"cannot be read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(data) > DOCKERIGNORE_MAX_BYTES:
+        raise _refuse(path, f"is larger than {DOCKERIGNORE_MAX_BYTES:,} bytes")
+    return data
+
+
+def _ignore_rules(folder: Path) -> list[_Rule]:
+    """``.dockerignore``'s rules in order, read as Docker reads them (moby's ``ignorefile`` and
+    ``patternmatcher``): one pattern a line; a line starting with ``#`` is a comment; surrounding
+    whitespace is trimmed; ``!`` makes an exception (re-includes what earlier lines excluded);
+    patterns are cleaned like paths and a leading ``/`` dropped, so they match the path from the
+    context root (``config.json`` is the top-level file only: ``**/config.json`` is any)."""
+    data = _read_dockerignore(folder)
+    if not data:
         return []
-    lines = (ln.strip() for ln in f.read_text().splitlines())
-    return [ln.rstrip("/") for ln in lines if ln and not ln.startswith("#")]
+    rules = _RULES.get(data)
+    if rules is None:
+        rules = parse_dockerignore(data, os.path.join(folder, DOCKERIGNORE))
+        if len(_RULES) >= 64:
+            _RULES.clear()
+        _RULES[data] = rules
+    return rules
 
 
-def _ignored(rel: str, patterns: list[str]) -> bool:
-    name = rel.rsplit("/", 1)[-1]
-    if name.endswith(".pyc"):
-        return True
-    if not patterns:
-        return False
-    import fnmatch
+def parse_dockerignore(data: bytes, path: str) -> list[_Rule]:
+    """The rules of ``.dockerignore`` bytes (see :func:`_ignore_rules`); :class:`SpecError`
+    naming ``path`` and the line for a pattern Docker refuses."""
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        raise _refuse(path, "is not UTF-8 text") from None
+    rules: list[_Rule] = []
+    for number, line in enumerate(text.split("\n"), 1):
+        if line.startswith("#"):
+            continue
+        pattern = line.strip()
+        if not pattern:
+            continue
+        exclusion = pattern[0] == "!"
+        if exclusion:
+            pattern = pattern[1:].strip()
+            if not pattern:
+                raise _refuse(path, f"line {number}: '!' alone names no pattern (Docker refuses it)")
+        pattern = _clean(pattern)
+        if len(pattern) > 1 and pattern[0] == "/":
+            pattern = pattern[1:]
+        try:
+            rules.append((exclusion, _compile(pattern)))
+        except (ValueError, re.error) as exc:
+            raise _refuse(path, f"line {number}: the pattern {line.strip()!r} is malformed ({exc}); "
+                                "Docker refuses it") from None
+    return rules
 
-    return any(
-        fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p.lstrip("/"))
-        for p in patterns
-    )
+
+def _excluded(rel: str, rules: list[_Rule]) -> bool:
+    """Docker's ``MatchesOrParentMatches``: the last rule that matches ``rel`` or one of its parent
+    directories decides (an exclusion rule re-includes)."""
+    matched = False
+    parents: list[str] | None = None
+    for exclusion, match in rules:
+        if exclusion != matched:        # only an exception can change an excluded path, and back
+            continue
+        hit = match(rel)
+        if not hit and "/" in rel:
+            if parents is None:
+                parts = rel.split("/")[:-1]
+                parents = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+            hit = any(match(parent) for parent in parents)
+        if hit:
+            matched = not exclusion
+    return matched
 
 
 def _shown(path: str) -> str:
@@ -172,7 +362,8 @@ def context_manifest(folder: Path, *, dockerignore: bool = True) -> ContextManif
                            "the registry (a link would pull files from outside into the key and the image)")
     if not stat.S_ISDIR(st.st_mode):
         return ContextManifest(files)
-    patterns = _ignore_patterns(folder) if dockerignore else []
+    rules = _ignore_rules(folder) if dockerignore else []
+    prune = not any(exclusion for exclusion, _ in rules)    # no "!": an excluded directory stays so
     pending = [""]
     while pending:
         rel_dir = pending.pop()
@@ -201,9 +392,10 @@ def context_manifest(folder: Path, *, dockerignore: bool = True) -> ContextManif
                                         (dockerignore and not rel_dir and name == IMAGE_VENDOR_DIR)):
                 continue
             if is_dir:
-                pending.append(rel)
+                if not (rules and prune and _excluded(rel, rules)):
+                    pending.append(rel)
                 continue
-            if _ignored(rel, patterns):
+            if name.endswith(".pyc") or (rules and _excluded(rel, rules) and rel not in _ALWAYS_SENT):
                 continue
             if is_link:
                 if not dockerignore and rel == "mock.py":
@@ -273,9 +465,14 @@ def image_identity(spec: ProcessorSpec, env_class: str) -> tuple[dict[str, Any],
     manifest = context_manifest(folder)
     if spec.image.ref is not None:
         return {"kind": "ref", "ref": spec.image.ref}, manifest
+    name = Path(spec.image.dockerfile or "Dockerfile").name
+    if name not in manifest.files:      # "Dockerfile" always is (_ALWAYS_SENT)
+        raise SpecError(f"{spec.source}: field 'image.dockerfile': {name} is excluded by "
+                        f"{spec.folder / DOCKERIGNORE}, so the build could not read it: add the line "
+                        f"'!{name}' at its end")
     return {
         "kind": "dockerfile",
-        "dockerfile": Path(spec.image.dockerfile or "Dockerfile").name,
+        "dockerfile": name,
         "context": manifest.cid,
         "build_args": build_args(spec),
     }, manifest
