@@ -35,6 +35,9 @@ def test_another_host_is_served_only_on_request_and_with_a_warning(tmp_path: Pat
 
 
 def run_ui(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    from theoryx.store.handle import open_stores
+
+    open_stores(tmp_path / "home")          # a home to read
     return subprocess.run([sys.executable, "-m", "theoryx", "--home", str(tmp_path / "home"), "ui", *args],
                           capture_output=True, text=True, timeout=30, cwd=REPO)
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from theoryx.store.handle import open_stores
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 ARTIFACTS = HERE / "artifacts"
@@ -149,6 +151,7 @@ def start_cli_server(home: Path, registry: Path, *extra: str) -> Server:
     """``theoryx --home HOME ui --port 0`` in a subprocess; its first stdout line is the URL."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("THEORYX_")}
     env.update(THEORYX_REGISTRY=str(registry))
+    open_stores(home)           # ui only reads: it refuses a directory that is no home
     proc = subprocess.Popen([sys.executable, "-m", "theoryx", "--home", str(home), "ui", "--port", "0", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
     assert proc.stdout is not None
