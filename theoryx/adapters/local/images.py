@@ -374,7 +374,7 @@ def _changed(folder: Path, rel: str, how: str) -> ImageBuildError:
 
 def _symlink_cid(target: str) -> str:
     """The cid a context manifest gives a symbolic link (:func:`theoryx.spec.context.context_manifest`)."""
-    return digest(("symlink:" + target).encode())
+    return digest(b"symlink:" + os.fsencode(target))
 
 
 def _open_file(folder: Path, rel: str) -> Any:
