@@ -6,11 +6,15 @@
     <root>/quarantine/<64 hex>.<ns>  blobs found corrupt when read, moved out of sight
 
 Paths of blobs are built only from validated cids; scanning ignores every name that a valid cid
-could not have produced.
+could not have produced. Scanning never follows a symbolic link: one in place of ``blobs/``,
+``tmp/``, ``trash/`` or ``quarantine/`` raises ``OSError`` (``ELOOP``) naming it, since what is
+listed from them may be removed (a collector's temp sweep, a repair emptying the quarantine) and a
+link would point that at files outside the store; one in place of a shard is passed over.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -146,15 +150,57 @@ class Layout:
                 yield Path(entry.path)
 
 
-def _sorted_entries(directory: Path) -> list[os.DirEntry[str]]:
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class _Entry:
+    """What a scan needs of one directory entry: its name, its path, its type (read while the
+    directory was open: from the listing, no system call where the filesystem reports types)
+    and its ``lstat``."""
+
+    __slots__ = ("_dir", "_directory", "_file", "name")
+
+    def __init__(self, directory: str, entry: os.DirEntry[str]) -> None:
+        self._directory, self.name = directory, entry.name
+        self._file, self._dir = entry.is_file(follow_symlinks=False), entry.is_dir(follow_symlinks=False)
+
+    @property
+    def path(self) -> str:
+        return f"{self._directory}/{self.name}"
+
+    def is_file(self, *, follow_symlinks: bool = False) -> bool:
+        return self._file
+
+    def is_dir(self, *, follow_symlinks: bool = False) -> bool:
+        return self._dir
+
+    def stat(self, *, follow_symlinks: bool = False) -> os.stat_result:
+        return os.lstat(self.path)   # by path: the directory's descriptor is closed by now
+
+
+def _sorted_entries(directory: Path) -> list[_Entry]:
+    """The entries of ``directory``, by name; none if it is absent or no directory. A symbolic
+    link in its place is never followed: ``OSError`` (``ELOOP``) naming it."""
     try:
-        with os.scandir(directory) as entries:
-            return sorted(entries, key=lambda entry: entry.name)
-    except (FileNotFoundError, NotADirectoryError):
+        fd = os.open(directory, _DIR_FLAGS)
+    except FileNotFoundError:
         return []
+    except OSError as exc:     # a link: ENOTDIR (O_DIRECTORY is checked first), or ELOOP
+        if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+            raise
+        if os.path.islink(directory):
+            raise OSError(errno.ELOOP, "a symbolic link where a directory of the store belongs (never followed)",
+                          os.fspath(directory)) from None
+        return []
+    where = os.fspath(directory)
+    try:
+        with os.scandir(fd) as entries:
+            return sorted((_Entry(where, e) for e in entries), key=lambda entry: entry.name)
+    finally:
+        os.close(fd)
 
 
-def _blob_of(cid: str, entry: os.DirEntry[str]) -> Blob | None:
+def _blob_of(cid: str, entry: _Entry) -> Blob | None:
     try:
         st = entry.stat(follow_symlinks=False)
     except FileNotFoundError:

@@ -10,6 +10,7 @@ inside it take the home's group bits and set-group-id bit, never any for others
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,13 @@ CACHEDIR_TAG = (
     "# This file is a cache directory tag created by theoryx.\n"
     "# For information about cache directory tags see https://bford.info/cachedir/\n"
 )
+
+
+FIXED_DIRS = ("cas-v1", "cas-v1/blobs", "cas-v1/tmp", "cas-v1/trash", "cas-v1/quarantine", "db-v1",
+              "leases", "work-v1", "flight-v2", "flight-v1", "vendor-v1")
+"""The folders of a home, relative to its root: each is a real directory (or absent). theoryx
+never follows a symbolic link in their place: gc and ``verify --repair`` delete files in some of
+them, and a link there would make them delete files outside the home."""
 
 
 def default_home() -> Path:
@@ -66,19 +74,44 @@ class Home:
         """Whether the root is a home already (theoryx tagged it when it created it)."""
         return (self.root / "CACHEDIR.TAG").is_file()
 
+    def check(self) -> None:
+        """Raise :class:`~theoryx.errors.StoreError` (``ERR_STORE``) naming the first of
+        :data:`FIXED_DIRS` that is a symbolic link or not a directory; absent ones are fine (they
+        are created when needed). One ``lstat`` each: cheap enough for every command."""
+        from theoryx.errors import StoreError
+
+        for name in FIXED_DIRS:
+            path = self.root / name
+            try:
+                st = os.lstat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as exc:
+                raise StoreError(f"cannot use {path} in the theoryx home: {exc.strerror or exc}") from None
+            if stat.S_ISLNK(st.st_mode):
+                raise StoreError(f"{path} is a symbolic link; theoryx does not follow links inside a home "
+                                 f"(replace it with a directory, or point THEORYX_HOME at a home on the "
+                                 "other filesystem)")
+            if not stat.S_ISDIR(st.st_mode):
+                raise StoreError(f"{path} is not a directory: the theoryx home is damaged "
+                                 "(move it away; theoryx recreates the folder)")
+
     def ensure(self) -> Home:
         """Create the root (mode ``0700`` if theoryx creates it; an existing directory keeps its
         mode), its tag and the directories every run needs (modes inherited from the root).
         Raises :class:`~theoryx.errors.StoreError` (``ERR_STORE``) naming the home when it cannot
-        be one (a file on its path, no permission, a read-only or virtual filesystem)."""
+        be one (a file on its path, no permission, a read-only or virtual filesystem), or naming
+        a folder of it that is a symbolic link or no directory (:meth:`check`)."""
+        self.check()   # before anything is created: a link is never written through
         try:
-            return self._ensure()
+            self._ensure()
         except OSError as exc:
             from theoryx.errors import StoreError
 
             where = f" ({exc.filename})" if exc.filename and os.fspath(exc.filename) != os.fspath(self.root) else ""
             raise StoreError(f"cannot use {self.root} as the theoryx home: {exc.strerror or exc}{where}; "
                              "choose another with --home or THEORYX_HOME") from None
+        return self
 
     def _ensure(self) -> Home:
         if not (self.root / "CACHEDIR.TAG").exists():

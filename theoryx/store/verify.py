@@ -124,6 +124,7 @@ def verify(stores: Stores, *, repair: bool = False, workers: int | None = None,
            progress: ProgressFn | None = None) -> VerifyReport:
     """Check ``stores`` (see the module docstring); :class:`StoreBusy` while a gc runs."""
     with GcLock(stores.home.root, "theoryx verify --repair" if repair else "theoryx verify"):
+        stores.home.check()   # a link in place of cas-v1/quarantine would point the repair outside
         return _Verifier(stores, VerifyReport(repair), workers, progress).run()
 
 

@@ -139,6 +139,7 @@ def collect(stores: Stores, *, dry_run: bool = False, grace_s: float = DEFAULT_G
     ``clock`` is the wall clock ages are measured against (tests move it forward).
     """
     with GcLock(stores.home.root, "theoryx gc"):
+        stores.home.check()   # a link in place of work-v1 or cas-v1/tmp would point the sweeps outside
         gc = _Collector(stores, GcReport(dry_run, grace_s, max_age_s, max_size), clock, progress)
         report = gc.run()
         if not dry_run:   # for people (theoryx ui's Store page); written while the lock is held
