@@ -75,7 +75,7 @@ class Layout:
         """Yield ``(cid, path)`` of every quarantined file, in name order."""
         for entry in _sorted_entries(self.quarantine_dir):
             found = _fullmatch(_QUARANTINED, entry.name)
-            if found and entry.is_file(follow_symlinks=False):
+            if found and not entry.is_dir(follow_symlinks=False):   # a FIFO or link quarantined too
                 yield PREFIX + found.group(1), Path(entry.path)
 
     def trash_path(self, cid: str) -> Path:

@@ -295,6 +295,11 @@ def _keep_existing_size(dest: str | Path, size: int) -> bool:
     return freshen(dest)
 
 
+READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+"""How the store opens a blob to read it: never following a link in its place, never blocking on a
+FIFO (its type is then checked with ``fstat``: only a regular file is a blob)."""
+
+
 def intact_in_place(dest: str | Path) -> bool:
     """Whether the blob at ``dest`` (``.../<2 hex>/<62 hex>``), at most :data:`RECHECK_EXISTING`
     bytes, still hashes to that name."""
@@ -303,10 +308,18 @@ def intact_in_place(dest: str | Path) -> bool:
     path = os.fspath(dest)
     expected = os.path.basename(os.path.dirname(path)) + os.path.basename(path)
     try:
-        with open(path, "rb") as f:
+        fd = os.open(path, READ_FLAGS)
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False        # a FIFO, a device, a directory: no blob (and never read: it could block)
+        with open(fd, "rb", closefd=False) as f:
             return blake3.blake3(f.read(RECHECK_EXISTING + 1)).hexdigest() == expected
     except OSError:
         return False
+    finally:
+        os.close(fd)
 
 
 def _replace(temp: Path | str, dest: Path, aux_dir: Path, *, fsync: bool, anonymous: int | None = None) -> None:

@@ -42,6 +42,7 @@ from cas.hashing import CHUNK_SIZE, cid_of_bytes, hash_fd
 from cas.layout import Layout
 from cas.staging import (
     BLOB_MODE,
+    READ_FLAGS,
     RECHECK_EXISTING,
     TempFile,
     flush_existing,
@@ -67,6 +68,9 @@ if TYPE_CHECKING:
 DEDUP_FIRST_SIZE = 1 << 20
 """A file moved in that is at most this large is hashed in place first: if its bytes are already
 stored it is just removed (hashing it twice otherwise costs little at this size)."""
+
+NOT_A_FILE = "nothing: it is not a regular file"
+""":attr:`CorruptBlob.actual` for a FIFO, device, link or directory found where a blob belongs."""
 
 _INIT_LOCK = _thread.allocate_lock()  # the builtin lock: `threading` stays unimported on a hit
 
@@ -422,17 +426,47 @@ class Store:
     def stat(self, cid: str) -> Blob | None:
         """Return blob ``cid``'s identity with its size on disk, or None if it is absent."""
         try:
-            st = os.stat(self.path(cid))
+            st = os.lstat(self.fspath(cid))    # a link in a blob's place is none: never followed
         except (FileNotFoundError, NotADirectoryError):
             return None
         return Blob(cid, st.st_size) if stat.S_ISREG(st.st_mode) else None
 
     def open(self, cid: str) -> BinaryIO:
-        """Open blob ``cid`` for reading (content not checked). Raises :class:`BlobNotFound`."""
+        """Open blob ``cid`` for reading (content not checked). Raises :class:`BlobNotFound`, or
+        :class:`CorruptBlob` after quarantining what is there if it is no regular file (see
+        :meth:`_open_fd`)."""
+        return open(self._open_fd(cid)[0], "rb")
+
+    def _open_fd(self, cid: str) -> tuple[int, os.stat_result]:
+        """A descriptor of blob ``cid`` and its ``fstat``. Whatever else sits at its path — a
+        FIFO (reading it would block forever), a device, a symbolic link (never followed), a
+        directory — is damage, never a blob: it is quarantined and :class:`CorruptBlob` raised.
+        Raises :class:`BlobNotFound`."""
+        path = self.fspath(cid)
         try:
-            return open(self.path(cid), "rb")
+            fd = os.open(path, READ_FLAGS)
         except (FileNotFoundError, NotADirectoryError) as exc:
             raise BlobNotFound(cid) from exc
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            self._quarantine_odd(cid)
+            raise CorruptBlob(cid, NOT_A_FILE) from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            self._quarantine_odd(cid, st)
+            raise CorruptBlob(cid, NOT_A_FILE)
+        return fd, st
+
+    def _quarantine_odd(self, cid: str, st: os.stat_result | None = None) -> None:
+        """Quarantine what sits at blob ``cid``'s path (``st``: the inode found there; None: a
+        link), if it can be. A directory stays where it is, for :meth:`delete` (``verify
+        --repair``); the caller reports the blob corrupt either way."""
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            return
+        with contextlib.suppress(OSError):
+            self.quarantine(cid, inode=None if st is None else (st.st_dev, st.st_ino))
 
     def open_verified(self, cid: str) -> BinaryIO:
         """Open blob ``cid`` for streaming; reading it to the end raises :class:`CorruptBlob` if
@@ -468,12 +502,8 @@ class Store:
         caller about to pass a blob's bytes on (print, copy, export) calls this first so that it
         never passes on a corrupt byte.
         """
+        fd, st = self._open_fd(cid)
         try:
-            fd = os.open(self.path(cid), os.O_RDONLY | os.O_CLOEXEC)
-        except (FileNotFoundError, NotADirectoryError) as exc:
-            raise BlobNotFound(cid) from exc
-        try:
-            st = os.fstat(fd)
             hexdigest, size = hash_fd(fd)
         finally:
             os.close(fd)
@@ -487,13 +517,20 @@ class Store:
         """Rehash blob ``cid``: True if its bytes match the cid, False if it is corrupt.
 
         A corrupt blob is left in place for the caller to deal with (see :meth:`check` for the
-        variant that quarantines it). Raises :class:`BlobNotFound`.
+        variant that quarantines it); so is anything that is no regular file (False: a FIFO is
+        never read, a link never followed). Raises :class:`BlobNotFound`.
         """
         try:
-            fd = os.open(self.path(cid), os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(self.fspath(cid), READ_FLAGS)
         except (FileNotFoundError, NotADirectoryError) as exc:
             raise BlobNotFound(cid) from exc
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return False
+            raise
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return False
             hexdigest, _ = hash_fd(fd)
         finally:
             os.close(fd)
@@ -682,12 +719,13 @@ class Store:
         self._link(cid, Path(dest))
         if not verify:
             return
-        fd = os.open(dest, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(dest, READ_FLAGS)
         try:
-            hexdigest, _ = hash_fd(fd)
+            regular = stat.S_ISREG(os.fstat(fd).st_mode)
+            hexdigest, _ = hash_fd(fd) if regular else ("", 0)
         finally:
             os.close(fd)
-        actual = cid_from_hex(hexdigest)
+        actual = cid_from_hex(hexdigest) if regular else NOT_A_FILE
         if actual != cid:
             os.unlink(dest)
             with contextlib.suppress(BlobNotFound, CorruptBlob):

@@ -8,8 +8,10 @@ process that is gone (the kernel drops flocks when a process dies, even on ``kil
 from __future__ import annotations
 
 import _thread
+import errno
 import fcntl
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -69,11 +71,29 @@ class Lease:
         self.release()
 
 
-def is_held(path: Path) -> bool:
-    """True if a live process holds the lease at ``path``."""
+def open_lease(path: Path) -> int | None:
+    """A read-only descriptor of the lease file at ``path``, or None if there is none: gone, or
+    something else in a lease's place (a FIFO, which a blocking open would wait on forever; a
+    directory; a link, never followed). Such a stray is no lease: nobody holds it, and gc
+    removes it once it is older than :data:`~theoryx.store.gc.watch.STALE_AFTER_S`."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.ENOTDIR, errno.EACCES):
+            return None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+def is_held(path: Path) -> bool:
+    """True if a live process holds the lease at ``path`` (a stray that is no regular file: never)."""
+    fd = open_lease(path)
+    if fd is None:
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -87,8 +107,9 @@ def is_held(path: Path) -> bool:
 def leased_cids(directory: Path) -> Iterator[tuple[Path, bool, set[str]]]:
     """Every lease file, whether it is held, and the cids it lists."""
     for path in sorted(directory.glob("*.lease")):
-        try:
-            cids = set(path.read_text().split())
-        except FileNotFoundError:
+        fd = open_lease(path)
+        if fd is None:
             continue
+        with open(fd, "rb") as f:
+            cids = set(f.read().decode("utf-8", "replace").split())
         yield path, is_held(path), cids

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,7 @@ import blake3
 import lmdb
 
 from cas import CasError, Store, cid_of_bytes, is_cid
+from cas.staging import READ_FLAGS
 from theoryx.store import action_cache, executions, leftovers
 from theoryx.store.db import Database
 from theoryx.store.gc.collect import ProgressFn, Tally
@@ -302,14 +304,17 @@ def _check(cas: Store, cid: str, path: Path) -> tuple[str, int, bool, tuple[int,
     went away. That file is what a repair may remove: a good copy published at the name since
     stays."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, READ_FLAGS)
     except FileNotFoundError:
         return None  # removed meanwhile: judged missing if anything needs it
     except OSError:
-        return cid, 0, False, None  # not a readable file where a blob should be
+        return cid, 0, False, _identity(path)  # a link (never followed), or unreadable where a blob should be
     try:
-        data = os.read(fd, FIRST_READ)  # tiny blobs: one read, no stat, a small buffer
-        if len(data) == FIRST_READ and (st := os.fstat(fd)).st_size >= SMALL:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):      # a FIFO (never read: it would block), a device, a directory
+            return cid, 0, False, (st.st_dev, st.st_ino, st.st_ctime_ns)
+        data = os.read(fd, FIRST_READ)  # tiny blobs: one read, a small buffer
+        if len(data) == FIRST_READ and st.st_size >= SMALL:
             os.close(fd)
             fd = -1
             try:
@@ -331,6 +336,15 @@ def _check(cas: Store, cid: str, path: Path) -> tuple[str, int, bool, tuple[int,
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    """``(st_dev, st_ino, st_ctime_ns)`` of what is at ``path`` (not followed), or None."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_ctime_ns
 
 
 def _count_blobs(cas: Store, shards: list[str]) -> int:

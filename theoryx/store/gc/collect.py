@@ -200,7 +200,7 @@ class _Collector:
         self.report.stale_leases = len(stale)
         if not self.report.dry_run:
             for path in stale:
-                path.unlink(missing_ok=True)
+                leftovers.remove_tree(path)   # a stray directory named like a lease too; links not followed
         return [path.name for path in stale]
 
     # -- 2-3. mark and plan the evictions --------------------------------------------------

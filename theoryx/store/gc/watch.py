@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from theoryx.core.ids import is_execution_id, timestamp_ms
-from theoryx.store.leases import is_held
+from theoryx.store.leases import is_held, open_lease
 
 STALE_AFTER_S = 10.0
 CLOCK_SLACK_S = 2.0
@@ -71,9 +71,8 @@ class LeaseWatcher:
                 del self._tails[name]
         for name in present:
             if name not in self._tails:
-                try:
-                    fd = os.open(self.directory / name, os.O_RDONLY | os.O_CLOEXEC)
-                except FileNotFoundError:
+                fd = open_lease(self.directory / name)
+                if fd is None:       # gone, or a stray that is no lease file (a FIFO, a directory)
                     continue
                 st = os.fstat(fd)
                 stem = name[: -len(SUFFIX)]
@@ -110,12 +109,14 @@ class LeaseWatcher:
 
 
 def stale_leases(directory: Path, now: float | None = None) -> list[Path]:
-    """Lease files that no process holds and that are older than :data:`STALE_AFTER_S`."""
+    """Lease files that no process holds and that are older than :data:`STALE_AFTER_S`; and
+    strays named like one that are no regular file (a FIFO, a directory, a link: nobody can hold
+    them), as old. gc removes them (a directory with what is under it; a link, not its target)."""
     now = time.time() if now is None else now
     found = []
     for path in sorted(directory.glob(f"*{SUFFIX}")):
         try:
-            st = os.stat(path)
+            st = os.lstat(path)
         except FileNotFoundError:
             continue
         if now - st.st_mtime > STALE_AFTER_S and not is_held(path):
