@@ -3,11 +3,13 @@
 ``<home>/gc.lock`` is ``flock``'d exclusively for the whole operation. The kernel drops the lock
 when its holder dies, even on ``kill -9``, so a crashed gc never blocks the next one; the file
 itself stays (removing it would let two processes lock two different inodes). The holder writes
-its pid and what it is doing into the file, for the message the next caller sees.
+its pid and what it is doing into the file, for the message the next caller sees (best effort:
+on a full disk gc still runs, and frees space).
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from pathlib import Path
@@ -33,8 +35,7 @@ class GcLock:
                 f"the store at {home} is busy: {holder or 'another gc or verify --repair'} holds {self.path}; "
                 "try again when it has finished"
             ) from None
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"{what} (pid {os.getpid()})\n".encode(), 0)
+        _note(self._fd, f"{what} (pid {os.getpid()})\n".encode())
 
     def release(self) -> None:
         """Drop the lock (idempotent)."""
@@ -48,6 +49,19 @@ class GcLock:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.release()
+
+
+def _note(fd: int, text: bytes) -> None:
+    """Write the holder's ``text`` over the last one, then cut what is left of it: the page the
+    last holder wrote is rewritten in place, so that on a full disk (where gc is what frees space)
+    taking the lock needs no new block. Where even that finds no room (the file was empty) the
+    text is skipped: it is only for the next caller's message."""
+    try:
+        os.pwrite(fd, text, 0)
+        os.ftruncate(fd, len(text))
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
 
 
 def _holder(fd: int) -> str:
