@@ -3,6 +3,10 @@
 Contract:
 - at most one open environment per path per process, reopened after ``fork()``;
 - ``map_size`` is explicit and doubles on ``MapFullError`` (the write is retried);
+- a map another process grew past this one's (``MapResizedError`` when a transaction begins: a
+  long-lived process beside writers) is adopted with ``set_mapsize(0)`` and the transaction begun
+  again, for every transaction; the adoption waits until no other thread of the process is inside
+  one of this database's transactions (it replaces the memory map under them);
 - values are msgpack; keys are UTF-8 strings;
 - ``write(fn)`` runs ``fn(txn)`` in ONE write transaction (LMDB serialises writers across
   processes), so read-check-write sequences in ``fn`` are atomic.
@@ -31,7 +35,9 @@ table             owner                                        holds
 
 from __future__ import annotations
 
+import _thread
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -62,6 +68,9 @@ OWNERS: dict[str, str] = {
 """table -> the one module that may name it (see the module docstring)."""
 INITIAL_MAP_SIZE = 1 << 30
 MAX_DBS = 16
+RESIZE_WAIT_S = 10.0
+"""How long adopting a grown map waits for the process's other transactions to end; then it
+adopts it anyway (those transactions then fail: LMDB invalidates them)."""
 
 _OPEN: dict[str, tuple[int, Database]] = {}
 
@@ -88,6 +97,8 @@ class Database:
             raise StoreError(f"cannot open the database at {path}: {exc}{forked}") from exc
         self._pid = os.getpid()
         self.path = path
+        self._mutex = _thread.allocate_lock()   # guards _active; held while the map is replaced
+        self._active = 0                        # transactions of this process open on the environment
         self.dbs = {name: self.env.open_db(name.encode()) for name in NAMES}
 
     @property
@@ -100,12 +111,43 @@ class Database:
                              + FORK_HINT)
         return self._env
 
+    def begin(self, *, write: bool = False, db: Any = None) -> _Txn:
+        """A transaction, as a context manager (committed when the block ends normally, aborted
+        otherwise). A map another process grew past this one's is adopted first (see the module
+        docstring)."""
+        env = self.env
+        while True:
+            with self._mutex:
+                try:
+                    txn = env.begin(write=write, db=db)
+                except lmdb.MapResizedError:
+                    pass
+                else:
+                    self._active += 1
+                    return _Txn(self, txn)
+            self._adopt_map(env)
+
+    def _adopt_map(self, env: lmdb.Environment) -> None:
+        """``set_mapsize(0)`` once no other transaction of this process is open (it replaces the
+        memory map they read through), or after :data:`RESIZE_WAIT_S` anyway."""
+        deadline = time.monotonic() + RESIZE_WAIT_S
+        while True:
+            with self._mutex:
+                if self._active == 0 or time.monotonic() > deadline:
+                    env.set_mapsize(0)
+                    return
+            time.sleep(0.001)
+
+    def _ended(self) -> None:
+        with self._mutex:
+            self._active -= 1
+
     def get(self, name: str, key: str) -> Any | None:
         """The unpacked value under ``key`` in database ``name``, or None (also for the empty
         key, which LMDB cannot hold: a user's empty id or path is simply not found)."""
         if not key:
             return None
-        with self.env.begin(db=self.dbs[name]) as txn:
+        with self.begin(db=self.dbs[name]) as txn:
             raw = txn.get(key.encode())
         return None if raw is None else unpack(raw)
 
@@ -124,19 +166,19 @@ class Database:
         """Run ``fn`` in one write transaction; grow the map and retry when it is full."""
         while True:
             try:
-                with self.env.begin(write=True) as txn:
+                with self.begin(write=True) as txn:
                     return fn(txn)
             except lmdb.MapFullError:
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
 
     def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
-        with self.env.begin() as txn:
+        with self.begin() as txn:
             return fn(txn)
 
     def items(self, name: str, *, reverse: bool = False, prefix: str = "") -> Iterator[tuple[str, Any]]:
         """Key order iteration (keys are bytes-ordered); materialised per call, safe to write after."""
         out: list[tuple[str, Any]] = []
-        with self.env.begin(db=self.dbs[name]) as txn:
+        with self.begin(db=self.dbs[name]) as txn:
             cur = txn.cursor()
             pre = prefix.encode()
             if reverse:
@@ -163,8 +205,29 @@ class Database:
         return iter(out)
 
     def count(self, name: str) -> int:
-        with self.env.begin(db=self.dbs[name]) as txn:
+        with self.begin(db=self.dbs[name]) as txn:
             return int(txn.stat(self.dbs[name])["entries"])
+
+
+class _Txn:
+    """An open transaction of a :class:`Database`, counted while it is open."""
+
+    __slots__ = ("_db", "txn")
+
+    def __init__(self, db: Database, txn: lmdb.Transaction[bytes]) -> None:
+        self._db, self.txn = db, txn
+
+    def __enter__(self) -> lmdb.Transaction[bytes]:
+        return self.txn
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        try:
+            if exc_type is None:
+                self.txn.commit()
+            else:
+                self.txn.abort()
+        finally:
+            self._db._ended()
 
 
 FORK_HINT = ("start worker processes with multiprocessing's 'spawn' (or 'forkserver') method, or open the "
