@@ -221,9 +221,10 @@ class Session:
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
-def store_full(exc: BaseException) -> StoreFull | None:
+def store_full(exc: BaseException, home: Path | None = None) -> StoreFull | None:
     """:class:`StoreFull` if ``exc`` (or an exception it was raised from) is a full disk or an
-    exhausted quota, naming the path and the space left there; else None."""
+    exhausted quota, naming the path and the space left there (an error that names no file: the
+    space left in ``home``, the theoryx home, when given); else None."""
     seen: set[int] = set()
     cause: BaseException | None = exc
     while cause is not None and id(cause) not in seen:
@@ -232,22 +233,26 @@ def store_full(exc: BaseException) -> StoreFull | None:
             return cause
         full = isinstance(cause, OSError) and cause.errno in _FULL
         if full or "No space left on device" in str(cause) or "Disk quota exceeded" in str(cause):
-            where = getattr(cause, "filename", None) or ""
+            where = getattr(cause, "filename", None) or (str(home) if home is not None else "")
             return StoreFull(f"no space left on the device{' holding ' + str(where) if where else ''}"
-                             f"{_free(where)}: free space or point THEORYX_HOME elsewhere, then run again "
+                             f"{_free(str(where))}: free space or point THEORYX_HOME elsewhere, then run again "
                              "(what was being written was removed)")
         cause = cause.__cause__ or cause.__context__
     return None
 
 
 def _free(where: str) -> str:
+    """`` (N bytes free)`` on ``where``'s filesystem (its nearest existing parent's); nothing
+    when there is no path to measure: the working directory's figure would be about another disk."""
     import shutil
 
-    path = Path(where) if where else None
-    while path is not None and not path.exists() and path != path.parent:
+    if not where:
+        return ""
+    path = Path(where)
+    while not path.exists() and path != path.parent:
         path = path.parent
     try:
-        return f" ({shutil.disk_usage(path or '.').free} bytes free)"
+        return f" ({shutil.disk_usage(path).free} bytes free)"
     except OSError:
         return ""
 
@@ -372,7 +377,7 @@ def _guarded(run: RunState, body: Callable[[], T]) -> T:
         except TheoryxError:
             raise
         except Exception as exc:
-            mapped: StoreError | None = store_full(exc)
+            mapped: StoreError | None = store_full(exc, run.stores.home.root)
             if mapped is None and isinstance(exc, CasError):
                 mapped = store_error(exc)
             if mapped is None:      # a bug, or the caller's own callback raising: still recorded

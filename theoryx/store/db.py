@@ -44,7 +44,7 @@ from pathlib import Path
 import lmdb
 import msgpack
 
-from theoryx.errors import StoreError
+from theoryx.errors import StoreError, StoreFull
 
 TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
 if TYPE_CHECKING:
@@ -68,6 +68,9 @@ OWNERS: dict[str, str] = {
 """table -> the one module that may name it (see the module docstring)."""
 INITIAL_MAP_SIZE = 1 << 30
 MAX_DBS = 16
+LOW_SPACE = 1 << 20
+"""A commit that fails with an I/O error where at most this much space is left failed for want of
+space: LMDB reports a short ``pwrite`` on a full disk as ``EIO``."""
 RESIZE_WAIT_S = 10.0
 """How long adopting a grown map waits for the process's other transactions to end; then it
 adopts it anyway (those transactions then fail: LMDB invalidates them)."""
@@ -137,6 +140,21 @@ class Database:
                     env.set_mapsize(0)
                     return
             time.sleep(0.001)
+
+    def commit_failed(self, exc: lmdb.Error) -> StoreError:
+        """The error for a commit LMDB refused: :class:`StoreFull` when the database's filesystem
+        has (almost) no space left (a full disk shows as ``ENOSPC``, or as ``EIO`` from a short
+        write), else :class:`StoreError` naming the database. Nothing of the transaction was
+        committed."""
+        free = free_bytes(self.path)
+        text = str(exc)
+        if "No space left" in text or "quota" in text or (free is not None and free <= LOW_SPACE):
+            left = f" ({free} bytes free)" if free is not None else ""
+            return StoreFull(f"no space left on the device holding the theoryx database {self.path}{left}: "
+                             f"free space or point THEORYX_HOME elsewhere, then run again ({text}; nothing "
+                             "of the transaction was written)")
+        return StoreError(f"the theoryx database {self.path} could not be written: {text} (nothing of the "
+                          "transaction was written; `theoryx verify` checks the home)")
 
     def _ended(self) -> None:
         with self._mutex:
@@ -209,6 +227,15 @@ class Database:
             return int(txn.stat(self.dbs[name])["entries"])
 
 
+def free_bytes(path: Path) -> int | None:
+    """Bytes an unprivileged writer may still use on ``path``'s filesystem; None if unknown."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
 class _Txn:
     """An open transaction of a :class:`Database`, counted while it is open."""
 
@@ -223,7 +250,12 @@ class _Txn:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         try:
             if exc_type is None:
-                self.txn.commit()
+                try:
+                    self.txn.commit()
+                except lmdb.MapFullError:
+                    raise
+                except lmdb.Error as failed:
+                    raise self._db.commit_failed(failed) from failed
             else:
                 self.txn.abort()
         finally:
