@@ -459,6 +459,13 @@ class Store:
             raise CorruptBlob(cid, NOT_A_FILE)
         return fd, st
 
+    def _quarantine_found(self, cid: str, inode: tuple[int, int]) -> None:
+        """Quarantine the corrupt file ``inode`` found at blob ``cid``'s path, if the store lets
+        it (a read-only or immutable ``blobs/`` does not): the caller reports the blob corrupt
+        either way, and ``verify --repair`` removes it where it is."""
+        with contextlib.suppress(OSError):
+            self.quarantine(cid, inode=inode)
+
     def _quarantine_odd(self, cid: str, st: os.stat_result | None = None) -> None:
         """Quarantine what sits at blob ``cid``'s path (``st``: the inode found there; None: a
         link), if it can be. A directory stays where it is, for :meth:`delete` (``verify
@@ -477,7 +484,7 @@ class Store:
 
         raw = self.open(cid)
         st = os.fstat(raw.fileno())
-        reader = VerifiedReader(raw, cid, on_corrupt=lambda: self.quarantine(cid, inode=(st.st_dev, st.st_ino)))
+        reader = VerifiedReader(raw, cid, on_corrupt=lambda: self._quarantine_found(cid, (st.st_dev, st.st_ino)))
         return io.BufferedReader(reader, CHUNK_SIZE)
 
     def read(self, cid: str) -> bytes:
@@ -491,7 +498,7 @@ class Store:
             data = reader.read()
         actual = cid_of_bytes(data)
         if actual != cid:
-            self.quarantine(cid, inode=(st.st_dev, st.st_ino))
+            self._quarantine_found(cid, (st.st_dev, st.st_ino))
             raise CorruptBlob(cid, actual)
         return data
 
@@ -509,7 +516,7 @@ class Store:
             os.close(fd)
         actual = cid_from_hex(hexdigest)
         if actual != cid:
-            self.quarantine(cid, inode=(st.st_dev, st.st_ino))
+            self._quarantine_found(cid, (st.st_dev, st.st_ino))
             raise CorruptBlob(cid, actual)
         return Blob(cid, size)
 

@@ -38,6 +38,7 @@ from theoryx.pipeline.result import Output, RunResult
 from theoryx.pipeline.running import RunState
 from theoryx.store import receipts
 from theoryx.store.handle import Stores, open_stores, store_error
+from theoryx.store.home import home_error
 from theoryx.store.leases import Lease
 
 TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
@@ -378,6 +379,8 @@ def _guarded(run: RunState, body: Callable[[], T]) -> T:
             raise
         except Exception as exc:
             mapped: StoreError | None = store_full(exc, run.stores.home.root)
+            if mapped is None:       # a permission, a read-only mount, a file where a folder belongs
+                mapped = home_error(exc, run.stores.home.root)
             if mapped is None and isinstance(exc, CasError):
                 mapped = store_error(exc)
             if mapped is None:      # a bug, or the caller's own callback raising: still recorded

@@ -9,12 +9,17 @@ inside it take the home's group bits and set-group-id bit, never any for others
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from cas.staging import inherit_mode
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from theoryx.errors import StoreError
 
 HOME_MODE = 0o700
 
@@ -140,3 +145,40 @@ def make_dir(path: Path) -> None:
     except FileExistsError:
         return
     inherit_mode(path)
+
+
+_REFUSED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ELOOP,
+                      errno.ENXIO, errno.ESPIPE, errno.EINVAL})
+
+
+def home_error(exc: BaseException, root: Path, *, anywhere: bool = False) -> StoreError | None:
+    """The :class:`~theoryx.errors.StoreError` (``ERR_STORE``) for a filesystem refusal inside the
+    home at ``root`` — no permission, a read-only filesystem, an immutable file, a file or FIFO
+    where a folder belongs or a folder where a file does — naming the path; None for anything
+    else. Only an error whose file is inside the home counts, unless ``anywhere`` (gc and verify
+    touch nothing else: an error naming no file is theirs too)."""
+    from theoryx.errors import StoreError, StoreFull
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT) and anywhere:
+        where = os.fsdecode(exc.filename) if exc.filename is not None else str(root)
+        try:
+            free = f" ({os.statvfs(root).f_bavail * os.statvfs(root).f_frsize} bytes free)"
+        except OSError:
+            free = ""
+        return StoreFull(f"no space left on the device holding {where}{free}: free space, then run again")
+    if not isinstance(exc, OSError) or exc.errno not in _REFUSED:
+        return None
+    name = os.fsdecode(exc.filename) if exc.filename is not None else None
+    if name is None:
+        if not anywhere:
+            return None
+    else:
+        try:
+            inside = os.path.commonpath([os.path.abspath(name), os.path.abspath(root)]) == os.path.abspath(root)
+        except ValueError:
+            inside = False
+        if not inside and not anywhere:
+            return None
+    where = name or str(root)
+    return StoreError(f"cannot use {where} in the theoryx home {root}: {exc.strerror or exc} (check its "
+                      "permissions and type: a folder must be a writable directory, a lock a regular file)")

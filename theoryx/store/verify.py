@@ -45,6 +45,7 @@ from theoryx.store.gc.collect import ProgressFn, Tally
 from theoryx.store.gc.lock import GcLock
 from theoryx.store.gc.watch import stale_leases
 from theoryx.store.handle import Stores
+from theoryx.store.home import home_error
 from theoryx.store.liveness import EntryRef, RecordRef, RefReader, Snapshot, closure, read_small, snapshot
 
 SMALL = 1 << 20
@@ -125,9 +126,15 @@ class VerifyReport:
 def verify(stores: Stores, *, repair: bool = False, workers: int | None = None,
            progress: ProgressFn | None = None) -> VerifyReport:
     """Check ``stores`` (see the module docstring); :class:`StoreBusy` while a gc runs."""
-    with GcLock(stores.home.root, "theoryx verify --repair" if repair else "theoryx verify"):
-        stores.home.check()   # a link in place of cas-v1/quarantine would point the repair outside
-        return _Verifier(stores, VerifyReport(repair), workers, progress).run()
+    try:
+        with GcLock(stores.home.root, "theoryx verify --repair" if repair else "theoryx verify"):
+            stores.home.check()   # a link in place of cas-v1/quarantine would point the repair outside
+            return _Verifier(stores, VerifyReport(repair), workers, progress).run()
+    except OSError as exc:    # a permission, a read-only mount, a file where a folder belongs...
+        mapped = home_error(exc, stores.home.root, anywhere=True)
+        if mapped is None:
+            raise
+        raise mapped from exc
 
 
 class _Verifier:

@@ -55,6 +55,7 @@ from theoryx.store.gc import last
 from theoryx.store.gc.lock import GcLock
 from theoryx.store.gc.watch import STALE_AFTER_S, LeaseWatcher, stale_leases
 from theoryx.store.handle import Stores
+from theoryx.store.home import home_error
 from theoryx.store.liveness import Closure, EntryRef, EntryRoots, RecordRef, RefReader, Snapshot, closure, snapshot
 
 DEFAULT_GRACE_S = 3600.0
@@ -138,13 +139,19 @@ def collect(stores: Stores, *, dry_run: bool = False, grace_s: float = DEFAULT_G
 
     ``clock`` is the wall clock ages are measured against (tests move it forward).
     """
-    with GcLock(stores.home.root, "theoryx gc"):
-        stores.home.check()   # a link in place of work-v1 or cas-v1/tmp would point the sweeps outside
-        gc = _Collector(stores, GcReport(dry_run, grace_s, max_age_s, max_size), clock, progress)
-        report = gc.run()
-        if not dry_run:   # for people (theoryx ui's Store page); written while the lock is held
-            last.record(stores.home.root, report.to_dict())
-        return report
+    try:
+        with GcLock(stores.home.root, "theoryx gc"):
+            stores.home.check()   # a link in place of work-v1 or cas-v1/tmp would point the sweeps outside
+            gc = _Collector(stores, GcReport(dry_run, grace_s, max_age_s, max_size), clock, progress)
+            report = gc.run()
+            if not dry_run:   # for people (theoryx ui's Store page); written while the lock is held
+                last.record(stores.home.root, report.to_dict())
+            return report
+    except OSError as exc:    # a permission, a read-only mount, a file where a folder belongs...
+        mapped = home_error(exc, stores.home.root, anywhere=True)
+        if mapped is None:
+            raise
+        raise mapped from exc
 
 
 @dataclass

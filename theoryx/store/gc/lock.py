@@ -12,10 +12,11 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 from pathlib import Path
 from types import TracebackType
 
-from theoryx.errors import StoreBusy
+from theoryx.errors import StoreBusy, StoreError
 
 LOCK_NAME = "gc.lock"
 
@@ -25,7 +26,13 @@ class GcLock:
 
     def __init__(self, home: Path, what: str) -> None:
         self.path = home / LOCK_NAME
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)  # the home guards it
+        # Never through a link, never blocking on a FIFO: only a regular file is the lock.
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        self._fd = os.open(self.path, flags, 0o666)  # the home guards it
+        if not stat.S_ISREG(os.fstat(self._fd).st_mode):
+            os.close(self._fd)
+            raise StoreError(f"{self.path} is not a regular file: the theoryx home is damaged (remove it; "
+                             "the next gc or verify makes it again)")
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
