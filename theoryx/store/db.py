@@ -93,7 +93,7 @@ class Database:
         path.mkdir(parents=True, exist_ok=True)
         try:
             self._env = lmdb.open(
-                str(path), map_size=INITIAL_MAP_SIZE, max_dbs=MAX_DBS, subdir=True, max_readers=512
+                os.fsencode(path), map_size=INITIAL_MAP_SIZE, max_dbs=MAX_DBS, subdir=True, max_readers=512
             )
         except lmdb.Error as exc:
             forked = f" (opened before this process forked: {FORK_HINT})" if "already open" in str(exc) else ""

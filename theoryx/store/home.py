@@ -30,6 +30,10 @@ CACHEDIR_TAG = (
 )
 
 
+PATH_MAX_BYTES = 4096 - 256
+"""The longest home path accepted, in bytes: what theoryx keeps inside takes up to ~110 more
+(``cas-v1/quarantine/<64 hex>.<ns>``), workspaces more, and Linux refuses paths past 4,096."""
+
 FIXED_DIRS = ("cas-v1", "cas-v1/blobs", "cas-v1/tmp", "cas-v1/trash", "cas-v1/quarantine", "db-v1",
               "leases", "work-v1", "flight-v2", "flight-v1", "vendor-v1")
 """The folders of a home, relative to its root: each is a real directory (or absent). theoryx
@@ -107,6 +111,13 @@ class Home:
         Raises :class:`~theoryx.errors.StoreError` (``ERR_STORE``) naming the home when it cannot
         be one (a file on its path, no permission, a read-only or virtual filesystem), or naming
         a folder of it that is a symbolic link or no directory (:meth:`check`)."""
+        length = len(os.fsencode(self.root.absolute()))
+        if length > PATH_MAX_BYTES:
+            from theoryx.errors import StoreError
+
+            raise StoreError(f"the theoryx home path is {length} bytes long; at most {PATH_MAX_BYTES} are "
+                             "accepted (the files inside need room under the system's 4,096); nothing was "
+                             "created: choose a shorter --home or THEORYX_HOME")
         self.check()   # before anything is created: a link is never written through
         try:
             self._ensure()
