@@ -47,8 +47,9 @@ def store_error(exc: CasError, what: str | None = None) -> StoreError:
         name = what or f"blob {exc.cid}"
         corrupt = CorruptBlobError(
             f"{name} is corrupt in the store (its bytes hash to {exc.actual}, not {exc.cid}); nothing of it "
-            f"was used. It was moved to the quarantine, so the next run that needs it re-executes; "
-            f"`theoryx verify --repair` checks the rest of the store and clears the quarantine")
+            f"was used. It was moved to the quarantine (unless the store refused the move: a read-only "
+            f"or immutable folder), so the next run that needs it re-executes; `theoryx verify --repair` "
+            f"checks the rest of the store, removes what is corrupt and clears the quarantine")
         corrupt.cid = exc.cid
         return corrupt
     if isinstance(exc, BlobNotFound):
