@@ -224,10 +224,18 @@ def test_stream_prints_the_response(cli: Cli) -> None:
     assert res.stdout.startswith("Mock response to 1 messages")
 
 
-def test_no_cache_executes_again(cli: Cli) -> None:
+def test_no_cache_executes_again_and_does_not_count_against_the_hit_rate(cli: Cli) -> None:
+    """A --no-cache run never looked the cache up: it is "bypass", not a miss (one run and one
+    --no-cache rerun said "0 hits, 2 misses, hit rate 0.0%")."""
     cli("run", *hello_args())
     body = cli.run_json(*hello_args("--no-cache"))
-    assert body["cache"] == "miss"
+    assert body["cache"] == "bypass"
+    assert "Cache: bypassed (not looked up; executed on mock;" in cli("run", *hello_args("--no-cache")).stdout
+    assert cli.run_json(*hello_args())["cache"] == "hit"
+    stats = json.loads(cli("stats", "--json").stdout)
+    assert stats["executions"] == {"total": 4, "hits": 1, "misses": 1, "bypassed": 2, "failures": 0}
+    assert stats["hit_rate"] == 0.5
+    assert "4: 1 hits, 1 misses, 2 bypassed the cache, 0 failed" in cli("stats").stdout
 
 
 def test_adapter_options_do_not_change_the_key(cli: Cli) -> None:
@@ -314,3 +322,15 @@ def test_a_seed_too_large_to_record_is_refused_before_an_execution_exists(cli: C
 def test_empty_registry_remote_and_inputs_file_are_refused(cli: Cli, option: str) -> None:
     res = cli("run", *hello_args(), option, "")
     assert res.exit_code == 2 and "must not be empty" in res.stderr
+
+
+def test_a_save_that_fails_after_a_charged_run_reports_the_runs_charge(cli: Cli, tmp_path: Path) -> None:
+    """The run succeeded and was charged, then --save-dir failed: the error envelope said plan
+    null and cost 0 (defaults no record had set)."""
+    out = tmp_path / "sd"
+    (out / "metadata.json").mkdir(parents=True)         # a directory where a file will be saved
+    body = cli.run_json(*hello_args("--plan", "pa", "--save-dir", str(out)))
+    assert body["_exit"] == 1 and body["status"] == "error", body
+    shown = json.loads(cli("show", "--json", body["execution_id"]).stdout)
+    assert shown["status"] == "success" and shown["cost_micros"] > 0
+    assert (body["plan"], body["cost_micros"], body["overrun_micros"]) == ("pa", shown["cost_micros"], 0), body

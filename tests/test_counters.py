@@ -20,10 +20,11 @@ from theoryx.store.handle import open_stores
 
 def scanned(db: Database) -> dict[str, int]:
     """The counts the slow way: every record read."""
-    out = dict.fromkeys(("total", "hits", "misses", "failures", "spent_micros", "saved_micros"), 0)
+    out = dict.fromkeys(("total", "hits", "misses", "bypassed", "failures", "spent_micros", "saved_micros"), 0)
     for rec in executions.records(db):
         out["total"] += 1
-        key = "failures" if rec.status != "success" else "hits" if rec.cache == "hit" else "misses"
+        key = ("failures" if rec.status != "success" else "hits" if rec.cache == "hit"
+               else "bypassed" if rec.cache == "bypass" else "misses")
         out[key] += 1
         out["spent_micros"] += rec.cost_micros
         out["saved_micros"] += rec.saved_micros
@@ -32,7 +33,7 @@ def scanned(db: Database) -> dict[str, int]:
 
 def maintained(db: Database) -> dict[str, int]:
     c = executions.counts(db)
-    return {"total": c.total, "hits": c.hits, "misses": c.misses, "failures": c.failures,
+    return {"total": c.total, "hits": c.hits, "misses": c.misses, "bypassed": c.bypassed, "failures": c.failures,
             "spent_micros": c.spent_micros, "saved_micros": c.saved_micros}
 
 
@@ -131,4 +132,4 @@ def test_theoryx_stats_cli_shows_the_maintained_counts(tmp_path: Path) -> None:
     import json
 
     out = json.loads(Cli(home, REGISTRY)("stats", "--json").stdout)
-    assert out["executions"] == {"total": 2, "hits": 1, "misses": 1, "failures": 0}
+    assert out["executions"] == {"total": 2, "hits": 1, "misses": 1, "bypassed": 0, "failures": 0}

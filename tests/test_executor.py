@@ -225,7 +225,7 @@ def test_an_attachment_withdrawn_by_gc_mid_run_is_reinstated(home: Path, tmp_pat
 
     cas = open_stores(home).cas
     assert withdrawn and cas.exists(withdrawn[0]) and list(cas.withdrawn()) == []
-    assert result.cache == "miss"
+    assert result.cache == "bypass"
 
 
 @pytest.mark.parametrize("usage", ["2**64", "-(2**63) - 1", "10**400", "nested(600)", "[1, 2]", "{'k': 'x' * 70000}"])

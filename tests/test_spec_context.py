@@ -322,3 +322,26 @@ def test_a_spec_whose_folder_does_not_exist_has_an_empty_context(tmp_path: Path)
     (root / "echo@1.yaml").write_text(REF_SPEC)
     spec = load_file(root / "echo@1.yaml")
     assert image_identity(spec, "mock")[1].files == {}
+
+
+@pytest.mark.parametrize("how", ["a link", "excluded by .dockerignore"])
+def test_a_requirements_file_the_key_would_not_hold_is_refused(tmp_path: Path, how: str) -> None:
+    """The image installs requirements.txt (vendor/): a link was keyed as its target's name but
+    the build then refused it (validate said ok, every run failed), and one .dockerignore
+    excluded was left out of the key and the image alike (an image without its packages)."""
+    spec_file = make(tmp_path)
+    folder = spec_file.parent / "echo"
+    if how == "a link":
+        (tmp_path / "shared.txt").write_text("requests\n")
+        (folder / "requirements.txt").symlink_to(tmp_path / "shared.txt")
+        said = "is a symbolic link"
+    else:
+        (folder / "requirements.txt").write_text("requests\n")
+        (folder / ".dockerignore").write_text("requirements.txt\n")
+        said = "is excluded by"
+    spec = load_file(spec_file, None)
+    image_identity(spec, "mock")                    # the mock installs nothing: fine
+    with pytest.raises(SpecError, match=said):
+        image_identity(spec, "container")
+    with pytest.raises(SpecError, match=said):
+        context.check(spec)                         # registry validate

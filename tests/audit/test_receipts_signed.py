@@ -402,6 +402,19 @@ def test_a_receipt_naming_an_output_path_twice_cannot_smuggle_in_another_runs_bl
     assert code == 1 and [f.split(":")[0] for f in failed(report)] == ["outputs"], report
 
 
+@pytest.mark.parametrize("field, value", [("mime", "application/x-msdownload"), ("size_bytes", 1)])
+def test_a_receipt_claiming_another_type_or_size_for_an_output_fails(
+        cli: Cli, tmp_path: Path, field: str, value: object) -> None:
+    """Only paths and cids were compared with the manifest: a receipt that said an output was
+    an executable verified."""
+    run = executed(cli)
+    doc = json.loads(cli("receipt", run["execution_id"]).stdout)
+    doc["execution_id"] = FOREIGN_ID
+    doc["outputs"][1][field] = value
+    code, report = verify(cli, write(tmp_path / "forged.json", json.dumps(doc)))
+    assert code == 1 and "outputs" in [f.split(":")[0] for f in failed(report)], report
+
+
 def test_a_receipt_naming_a_key_twice_is_refused_not_read_one_way(cli: Cli, tmp_path: Path) -> None:
     """Python keeps a duplicate key's last value, other verifiers the first: such a receipt is
     not I-JSON and fails its format check, signed or not."""

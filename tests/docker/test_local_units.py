@@ -16,7 +16,7 @@ from theoryx.adapters.base import ExecRequest, Workspace
 from theoryx.adapters.local import images
 from theoryx.adapters.local.adapter import Options, Scrubber, container_config, owner_gone, owner_label
 from theoryx.adapters.local.docker_client import socket_path
-from theoryx.errors import UsageError
+from theoryx.errors import SpecError, UsageError
 from theoryx.spec.model import ProcessorSpec
 from theoryx.spec.refs import Ref
 from theoryx.spec.registry import Registry
@@ -281,6 +281,13 @@ def test_prune_keeps_what_any_spec_runs_or_might_run(registry: Path, monkeypatch
         "c": "keep: its current image cannot be told (spec or base image missing)",
         "d": "keep: not a processor of this registry"}
     assert verdicts(specs)["b"].startswith("keep: its current image cannot be told")   # it may be @0's
+
+    def refused(client: object, spec: ProcessorSpec, context: object = None) -> dict[str, str]:
+        raise SpecError("a FIFO in the folder")         # one folder refused: the others are still judged
+
+    monkeypatch.setattr(images, "resolve_bases", refused)
+    assert verdicts({**specs, "test/probe@0": probe})["b"].startswith("keep: its current image cannot be told")
+    assert verdicts({**specs, "test/probe@0": probe})["d"] == "keep: not a processor of this registry"
 
 
 # -- options and ownership ----------------------------------------------------------------------

@@ -58,7 +58,7 @@ def test_stats_show_hit_rate_and_money_saved_by_hits(home: Path, cli: Cli) -> No
     run(home)
     run(home, "other")
     body = json.loads(cli("stats", "--json").stdout)
-    assert body["executions"] == {"total": 4, "hits": 2, "misses": 2, "failures": 0}
+    assert body["executions"] == {"total": 4, "hits": 2, "misses": 2, "bypassed": 0, "failures": 0}
     assert body["hit_rate"] == 0.5
     assert body["saved_micros"] == 500_000
     assert body["cache_entries"] == 2

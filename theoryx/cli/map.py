@@ -125,7 +125,7 @@ class Tally:
             self.failed += 1
             if r.error is not None:           # a failure after a billable call is charged too
                 self.spent += r.error.cost_micros
-        elif r.result.cache == "miss":
+        elif r.result.cache in ("miss", "bypass"):
             self.misses += 1
             self.spent += r.result.record.cost_micros
         else:

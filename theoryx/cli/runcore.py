@@ -131,6 +131,8 @@ def _run(v: Mapping[str, Any]) -> int:
                         save(result, v["save_dir"], v["save_first"], v["registry"], session)
                     except TheoryxError as exc:     # the run itself succeeded and is recorded
                         exc.execution_id = exc.execution_id or result.execution_id
+                        rec = result.record         # what the envelope says it was charged
+                        exc.plan, exc.cost_micros, exc.overrun_micros = rec.plan, rec.cost_micros, rec.overrun_micros
                         exc.exit_code = 1
                         raise
                 text = render(result, v["as_json"])
@@ -188,7 +190,8 @@ def render(result: RunResult, as_json: bool) -> str:
         lines.append(f"Cache: remote hit (result of execution {result.record.source_execution} from "
                      f"{result.record.remote_url}, verified; nothing executed)")
     else:
-        lines.append(f"Cache: miss (executed on {result.adapter}; the run took {result.duration_ms} ms in all)")
+        how = "bypassed (not looked up; executed" if result.cache == "bypass" else "miss (executed"
+        lines.append(f"Cache: {how} on {result.adapter}; the run took {result.duration_ms} ms in all)")
     lines.append(f"Execution: {result.execution_id}")
     rec = result.record
     if rec.plan is not None:

@@ -274,7 +274,8 @@ def stats(state: State, as_json: bool) -> None:
     rate = "-" if s.hit_rate is None else f"{s.hit_rate:.1%}"
     click.echo(f"store          {_blobs(s.usage.blobs)}, {human_bytes(s.usage.total_bytes)} in all")
     click.echo(f"cache entries  {_n(s.cache_entries)}")
-    click.echo(f"executions     {_n(s.executions)}: {_n(s.hits)} hits, {_n(s.misses)} misses, "
+    bypassed = f"{_n(s.bypassed)} bypassed the cache, " if s.bypassed else ""
+    click.echo(f"executions     {_n(s.executions)}: {_n(s.hits)} hits, {_n(s.misses)} misses, {bypassed}"
                f"{_n(s.failures)} failed")
     click.echo(f"hit rate       {rate}")
     click.echo(f"spent          {dollars(s.spent_micros)}")

@@ -56,7 +56,10 @@ def _run(run: RunState, prep: Prepared, adapter: Adapter, env: dict[str, str], *
     attachments.store_files(prep.sources, stores.cas)
     action_blob = stores.cas.put_bytes(action.data)
     stores.cas.put_bytes(prep.context.data)
-    run.record = run.record.with_(cache="miss", action_cid=action_blob.cid)
+    # "bypass": executed without looking the cache up (--no-cache, an audit's replay); it does not
+    # count against the hit rate
+    bypass = run.request.no_cache or not cache_write
+    run.record = run.record.with_(cache="bypass" if bypass else "miss", action_cid=action_blob.cid)
     run.charging.admit(spec, prep.inputs, adapter, lease.path.absolute())
     ws = Workspace(run.workspace)
     outcome: Outcome | None = None

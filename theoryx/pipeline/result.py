@@ -112,7 +112,8 @@ class _MappedReader(io.BufferedIOBase):
 @dataclass(frozen=True)
 class RunResult:
     """A successful run. ``cache`` is "hit", "remote" (a hit just fetched from the team cache:
-    the record says "hit" and names ``remote_url``) or "miss"; ``record`` is the execution record."""
+    the record says "hit" and names ``remote_url``), "miss", or "bypass" (executed without looking
+    the cache up: ``no_cache``); ``record`` is the execution record."""
 
     execution_id: str
     ref: str

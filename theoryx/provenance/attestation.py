@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -238,27 +239,30 @@ class _Verifier:
                    f"differ from the action pre-image at {', '.join(bad)}" if bad
                    else "what the receipt says ran is what the action pre-image says")
 
-    def outputs(self, memo_key: Any, manifest_cid: Any, claimed: list[tuple[str, str]], execution_id: Any) -> None:
-        """The outputs the receipt claims, as ``(path, cid)`` pairs, are exactly its manifest's —
+    def outputs(self, memo_key: Any, manifest_cid: Any, claimed: Sequence[tuple[str, ...]], execution_id: Any) -> None:
+        """The outputs the receipt claims, as ``(path, cid)`` pairs — or ``(path, cid, size_bytes,
+        mime)`` where the receipt states those (the theoryx format) —, are exactly its manifest's —
         each once: a path named twice could smuggle in another blob beside the real one —, and
         something binds that manifest to the memo key: this store's record of the execution,
         else its action cache entry for the memo key, else a verified signature. Without any of
         them the claim is unproven: a receipt edited to name other blobs of the store must not
         pass."""
-        twice = sorted({p for p, n in collections.Counter(p for p, _ in claimed).items() if n > 1})
+        twice = sorted({p for p, n in collections.Counter(c[0] for c in claimed).items() if n > 1})
         if twice:
             self.v.add("outputs", "failed", f"the receipt names {', '.join(twice)[:300]} more than once")
             return
         try:
             manifest = json.loads(self.stores.cas.read(str(manifest_cid)))
-            listed = sorted((str(o["path"]), str(o["cid"])) for o in manifest["outputs"])
+            width = len(claimed[0]) if claimed else 2
+            listed = sorted((str(o["path"]), str(o["cid"]), str(o["size_bytes"]), str(o["mime"]))[:width]
+                            for o in manifest["outputs"])
         except (CasError, ValueError, TypeError, KeyError, RecursionError) as exc:
             self.v.add("outputs", "failed", f"the output manifest {manifest_cid} cannot be read: {exc}")
             return
         if listed != sorted(claimed):
             wrong = set(listed) ^ set(claimed)
             self.v.add("outputs", "failed", f"differ from the output manifest {manifest_cid} at "
-                                            f"{', '.join(sorted({p for p, _ in wrong}))[:300]}")
+                                            f"{', '.join(sorted({w[0] for w in wrong}))[:300]}")
             return
         try:
             rec: ExecutionRecord | None = executions.get(self.stores.db, str(execution_id))
@@ -353,11 +357,14 @@ class _Verifier:
             self.parameters(claimed, actual)
             self.environment(doc.get("adapter"), {"fingerprint": doc.get("env_fingerprint")}, body)
 
-        pairs = [(str(o.get("path")), str(o.get("cid"))) for o in doc.get("outputs") or []]
+        outputs = doc.get("outputs") or []
+        pairs = [(str(o.get("path")), str(o.get("cid"))) for o in outputs]
+        stated = [(str(o.get("path")), str(o.get("cid")), str(o.get("size_bytes")), str(o.get("mime")))
+                  for o in outputs]
         if doc.get("output_cids") != dict(pairs):
             self.v.add("outputs", "failed", "output_cids and outputs name different blobs")
         else:
-            self.outputs(doc.get("memo_key"), doc.get("manifest_cid"), pairs, doc.get("execution_id"))
+            self.outputs(doc.get("memo_key"), doc.get("manifest_cid"), stated, doc.get("execution_id"))
 
         def compare(rec: ExecutionRecord) -> Any:
             stored = receipts.receipt_bytes(rec) if receipts.derived(rec) else None

@@ -411,7 +411,7 @@ def publishable(stores: Stores, execution_ids: Iterable[str] | None) -> list[tup
             raise NotFound(f"execution {rec.execution_id} did not succeed: it produced no cache entry")
         found = action_cache.get(stores.db, rec.memo_key)
         if found is None or found.execution_id != rec.execution_id:
-            source = rec.source_execution if rec.cache != "miss" else None
+            source = rec.source_execution if rec.cache not in ("miss", "bypass") else None
             hint = f" (it answered from execution {source}; push that one)" if source else ""
             raise NotFound(f"execution {rec.execution_id} is not the producer of a cache entry{hint}")
         out.append((found, rec.receipt_cid))

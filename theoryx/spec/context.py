@@ -441,6 +441,30 @@ def processor_folder(spec: ProcessorSpec) -> Path:
     return spec.folder
 
 
+REQUIREMENTS = "requirements.txt"
+
+
+def _check_requirements(spec: ProcessorSpec, folder: Path, manifest: ContextManifest) -> None:
+    """A folder's ``requirements.txt`` is installed into its image (``vendor/``), so the key must
+    hold its bytes: it must be a regular file in the build context. :class:`SpecError` for one
+    that is a link (its text, not the requirements, would be keyed) or that ``.dockerignore``
+    excludes (the image would be built without it, silently)."""
+    path = folder / REQUIREMENTS
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        raise _refuse(os.fspath(path), f"cannot read it: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise SpecError(f"{spec.source}: {path} is a symbolic link: theoryx installs a processor's "
+                        "requirements.txt into its image and keys its bytes, so it must be a regular file")
+    if REQUIREMENTS not in manifest.files:
+        raise SpecError(f"{spec.source}: {path} is excluded by {folder / DOCKERIGNORE}: theoryx installs "
+                        "it into the image, so it must be in the build context (remove the pattern, or "
+                        f"add the line '!{REQUIREMENTS}' at its end)")
+
+
 def platform_name() -> str:
     machine = os.uname().machine.lower()  # not `platform`: costly to import on every hit
     arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
@@ -470,6 +494,7 @@ def image_identity(spec: ProcessorSpec, env_class: str) -> tuple[dict[str, Any],
         raise SpecError(f"{spec.source}: field 'image.dockerfile': {name} is excluded by "
                         f"{spec.folder / DOCKERIGNORE}, so the build could not read it: add the line "
                         f"'!{name}' at its end")
+    _check_requirements(spec, folder, manifest)
     return {
         "kind": "dockerfile",
         "dockerfile": name,

@@ -36,6 +36,7 @@ _SECRET = re.compile(r"^[A-Z_][A-Z0-9_]*\Z")
 # Secret names refused: a host value there would change what runs without changing the memo key
 # (THEORYX_SEED, THEORYX_WRITE_PREFIX...), or steer the loader, the shell or an interpreter.
 _RESERVED = re.compile(r"^(THEORYX_\w*|LD_\w*|PYTHON\w*|HOME|PATH|SHELL|ENV|BASH_ENV|IFS|TMPDIR|USER|"
+                       r"GLIBC_TUNABLES|MALLOC_\w*|GCONV_PATH|LOCPATH|LC_\w*|LANG|LANGUAGE|TZ|"
                        r"PERL5\w*|NODE_OPTIONS|NODE_PATH|RUBYOPT|RUBYLIB|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS)\Z")
 _PINNED = re.compile(r"^[^\s@]+@sha256:[0-9a-f]{64}\Z")
 _TOP = {
@@ -410,8 +411,9 @@ class _Parser:
                 raise self.fail(f"secrets[{i}]", "must be an environment variable name like OPENAI_API_KEY")
             if _RESERVED.match(s):
                 raise self.fail(f"secrets[{i}]", f"{s} is reserved: the contract's THEORYX_* variables and the "
-                                                 "variables that steer the loader, the shell or an interpreter "
-                                                 "(HOME, PATH, LD_*, PYTHON*, ...) cannot come from the host's "
+                                                 "variables that steer the loader, the C library, the shell or "
+                                                 "an interpreter (HOME, PATH, LD_*, PYTHON*, LC_*, TZ, ...) "
+                                                 "cannot come from the host's "
                                                  "environment, which the memo key does not cover")
         return tuple(v)
 

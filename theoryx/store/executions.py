@@ -39,7 +39,8 @@ class ExecutionRecord:
     ref: str
     adapter: str
     status: str                           # "success" | "error"
-    cache: str | None = None              # "hit" | "miss" | None (failed before the lookup)
+    cache: str | None = None              # "hit" | "miss" | "bypass" (executed without a lookup:
+                                          # --no-cache, an audit's replay) | None (failed before it)
     plan: str | None = None
     memo_key: str | None = None
     action_cid: str | None = None
@@ -224,7 +225,7 @@ def record_many(db: Database, recordings: list[Recording]) -> None:
 
 
 _COUNTERS_KEY = b"executions"
-_COUNTER_NAMES = ("total", "hits", "misses", "failures", "spent_micros", "saved_micros")
+_COUNTER_NAMES = ("total", "hits", "misses", "bypassed", "failures", "spent_micros", "saved_micros")
 
 
 def _counters_in(txn: Any, db: Database) -> dict[str, int] | None:
@@ -244,6 +245,8 @@ def _count(counters: dict[str, int], stored: dict[str, Any], sign: int) -> None:
         counters["failures"] += sign
     elif stored.get("cache") == "hit":
         counters["hits"] += sign
+    elif stored.get("cache") == "bypass":
+        counters["bypassed"] += sign
     else:
         counters["misses"] += sign
     counters["spent_micros"] += sign * int(stored.get("cost_micros") or 0)

@@ -49,3 +49,4 @@ class Counts:
     failures: int
     spent_micros: int
     saved_micros: int
+    bypassed: int = 0           # successes that executed without looking the cache up

@@ -57,6 +57,7 @@ class Stats:
     executions: int = 0
     hits: int = 0
     misses: int = 0
+    bypassed: int = 0       # executed without looking the cache up (--no-cache, audit replays)
     failures: int = 0
     spent_micros: int = 0
     saved_micros: int = 0
@@ -64,7 +65,8 @@ class Stats:
 
     @property
     def hit_rate(self) -> float | None:
-        """Hits over the runs that looked the cache up and succeeded; None before any."""
+        """Hits over the runs that looked the cache up and succeeded (hits and misses: not the
+        runs that bypassed it); None before any."""
         looked_up = self.hits + self.misses
         return self.hits / looked_up if looked_up else None
 
@@ -72,7 +74,7 @@ class Stats:
         return {
             "usage": self.usage.to_dict(), "cache_entries": self.cache_entries,
             "executions": {"total": self.executions, "hits": self.hits, "misses": self.misses,
-                           "failures": self.failures},
+                           "bypassed": self.bypassed, "failures": self.failures},
             "hit_rate": self.hit_rate, "spent_micros": self.spent_micros,
             "saved_micros": self.saved_micros, "pins": self.pins,
         }
@@ -104,7 +106,7 @@ def stats(stores: Stores) -> Stats:
     db = stores.db
     c = executions.counts(db)     # maintained: no record is read
     return Stats(usage(stores), cache_entries=action_cache.count(db), pins=pins.count(db), executions=c.total,
-                 hits=c.hits, misses=c.misses, failures=c.failures, spent_micros=c.spent_micros,
+                 hits=c.hits, misses=c.misses, bypassed=c.bypassed, failures=c.failures, spent_micros=c.spent_micros,
                  saved_micros=c.saved_micros)
 
 

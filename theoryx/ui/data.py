@@ -68,7 +68,7 @@ TEXT_SUFFIXES = frozenset({".txt", ".md", ".csv", ".tsv", ".log", ".yaml", ".yml
 JSON_SUFFIXES = frozenset({".json"})
 ADAPTERS = ("mock", "local", "modal")
 STATUSES = ("success", "error")
-CACHES = ("hit", "miss", "none")
+CACHES = ("hit", "miss", "bypass", "none")
 
 
 class Memo:
@@ -579,6 +579,8 @@ def hit_rate(stores: Stores, memo: Memo, window: int = HIT_RATE_WINDOW) -> HitRa
         start = t0 - t0 % size
         counts: dict[int, list[int]] = {}
         for t, status, cache in rows:
+            if status == "success" and cache == "bypass":     # never looked the cache up: no part of the rate
+                continue
             c = counts.setdefault((t - start) // size, [0, 0, 0])
             if status != "success":
                 c[2] += 1

@@ -220,8 +220,8 @@ def facts(detail: data.RunDetail) -> Markup:
                   else escape("reused a cached result"))
         cache = html("{b} {r}{remote}", b=badge("hit"), r=reused,
                      remote=html(" (fetched from the team cache {u})", u=r.remote_url) if r.remote_url else "")
-    elif r.cache == "miss":
-        cache = html("{b} executed on {a}", b=badge("miss"), a=r.adapter)
+    elif r.cache in ("miss", "bypass"):
+        cache = html("{b} executed on {a}", b=badge(r.cache), a=r.adapter)
     else:
         cache = badge("none")
     pairs: list[tuple[str, object]] = [

@@ -61,7 +61,7 @@ import blake3
 from theoryx.adapters.local import docker_client
 from theoryx.adapters.local.docker_client import find_image, mapped, require_image, translate
 from theoryx.core.canonical import canonical_digest, digest
-from theoryx.errors import AdapterError, ImageBuildError, ImageNotFound
+from theoryx.errors import AdapterError, ImageBuildError, ImageNotFound, SpecError
 from theoryx.spec.context import ContextManifest, build_args, context_manifest, image_identity, platform_name
 from theoryx.spec.model import ProcessorSpec
 
@@ -622,7 +622,7 @@ def prune(client: Any, specs: dict[str, ProcessorSpec | None], *, everything: bo
             try:
                 current.add(image_tag(spec, resolve_bases(client, spec)))
                 continue
-            except ImageNotFound:
+            except (ImageNotFound, SpecError):     # a base missing, a folder refused: cannot be told
                 pass
         unknown_refs.add(ref)
         ns_name = ref.split("@", 1)[0].split("/", 1)
