@@ -193,13 +193,33 @@ def test_vendored_requirements_are_staged(tmp_path: Path, monkeypatch: pytest.Mo
     vendored = tmp_path / "vendor-v1" / "key"
     (vendored / "six").mkdir(parents=True)
     (vendored / "six" / "__init__.py").write_text("")
-    monkeypatch.setattr(images, "ensure_vendor", lambda folder, root, notice=None: vendored)
+    monkeypatch.setattr(images, "ensure_vendor", lambda folder, root, notice=None, manifest=None: vendored)
     monkeypatch.setattr(modal, "platform_name", lambda: "linux/amd64")
     modal.stage_context(spec, tmp_path / "stage", tmp_path / "vendor-v1")
     assert (tmp_path / "stage" / "vendor" / "six" / "__init__.py").is_file()
     monkeypatch.setattr(modal, "platform_name", lambda: "linux/arm64")
     with pytest.raises(ModalError, match="Modal runs linux/amd64"):
         modal.stage_context(spec, tmp_path / "stage2", tmp_path / "vendor-v1")
+
+
+def test_the_staged_context_is_the_one_the_key_hashed_or_nothing_is_staged(tmp_path: Path) -> None:
+    """Modal builds from the staged copy: it was copied from the folder as it was at run time,
+    so a file edited after the run's key was made reached the image under the old key."""
+    from theoryx.errors import ImageBuildError
+    from theoryx.spec.context import context_manifest
+
+    spec = make_spec(tmp_path, "FROM a\nCOPY data.txt /app/\n")
+    (spec.folder / "data.txt").write_text("v1\n")
+    (spec.folder / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(spec.folder / "run.sh", 0o755)
+    keyed = context_manifest(spec.folder)
+    modal.stage_context(spec, tmp_path / "stage", tmp_path / "vendor-v1", keyed)
+    assert (tmp_path / "stage" / "data.txt").read_text() == "v1\n"
+    assert os.stat(tmp_path / "stage" / "run.sh").st_mode & 0o111
+    assert not os.stat(tmp_path / "stage" / "data.txt").st_mode & 0o111
+    (spec.folder / "data.txt").write_text("v2\n")
+    with pytest.raises(ImageBuildError, match=r"data\.txt \(its content differs\)"):
+        modal.stage_context(spec, tmp_path / "stage2", tmp_path / "vendor-v1", keyed)
 
 
 # -- GPUs, names, options ------------------------------------------------------------------------

@@ -393,7 +393,7 @@ def _open_file(folder: Path, rel: str) -> Any:
     return f
 
 
-def _file_chunks(folder: Path, rel: str, entry: Mapping[str, Any]) -> Iterator[bytes]:
+def file_chunks(folder: Path, rel: str, entry: Mapping[str, Any]) -> Iterator[bytes]:
     """The bytes of the regular file ``rel``, hashed as they are read and checked against its
     manifest ``entry`` (size and cid); the last chunk is held back until the check passed, so a
     changed file never reaches the engine whole (and the tar never ends)."""
@@ -427,7 +427,7 @@ def verified_bytes(folder: Path, rel: str, manifest: ContextManifest) -> bytes:
         raise ImageBuildError(f"{rel} of {folder} is not part of its build context (excluded by .dockerignore?)")
     if (folder / rel).is_symlink():
         raise ImageBuildError(f"{rel} of {folder} is a symbolic link; theoryx reads it only as a regular file")
-    return b"".join(_file_chunks(folder, rel, entry))
+    return b"".join(file_chunks(folder, rel, entry))
 
 
 def _manifest_entry(folder: Path, rel: str, entry: Mapping[str, Any]) -> Iterator[bytes]:
@@ -450,7 +450,7 @@ def _manifest_entry(folder: Path, rel: str, entry: Mapping[str, Any]) -> Iterato
     info.size = int(entry["size"])
     info.mode = 0o755 if entry["exec"] else 0o644
     yield _header(info)
-    yield from _file_chunks(folder, rel, entry)
+    yield from file_chunks(folder, rel, entry)
     if info.size % tarfile.BLOCKSIZE:
         yield b"\0" * (tarfile.BLOCKSIZE - info.size % tarfile.BLOCKSIZE)
 

@@ -84,7 +84,7 @@ from theoryx.adapters.modal import blobs, boundary, sandbox
 from theoryx.adapters.modal.boundary import ImageRecipe, SandboxRequest
 from theoryx.core import notices
 from theoryx.errors import ImageNotFound, ModalError, ModalGpuUnsupported, UsageError
-from theoryx.spec.context import build_args, context_manifest, platform_name
+from theoryx.spec.context import ContextManifest, build_args, context_manifest, platform_name
 from theoryx.spec.model import ProcessorSpec
 from theoryx.store.handle import Stores
 
@@ -237,32 +237,36 @@ def _instructions(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def stage_context(spec: ProcessorSpec, dest: Path, vendor_root: Path) -> None:
-    """Put ``spec``'s build context in ``dest``: the files its image identity hashes and
-    ``vendor/`` (hard links into theoryx's vendor cache, whose entries are never modified; a
-    placeholder file when there are no requirements). :class:`ModalError` for a symbolic link in
-    the context: Modal's builder would follow it."""
+def stage_context(spec: ProcessorSpec, dest: Path, vendor_root: Path,
+                  manifest: ContextManifest | None = None) -> None:
+    """Put ``spec``'s build context in ``dest``: the files ``manifest`` lists (the context the
+    run's key hashed; default: the folder's now), each copied as it is checked against its entry
+    (:class:`~theoryx.errors.ImageBuildError` naming a file changed since the key was made: Modal
+    then builds nothing from it), and ``vendor/`` (hard links into theoryx's vendor cache, whose
+    entries are never modified; a placeholder file when there are no requirements).
+    :class:`ModalError` for a symbolic link in the context: Modal's builder would follow it."""
     from theoryx.adapters.local import images
 
     folder = spec.folder
+    manifest = manifest if manifest is not None else context_manifest(folder)
     dest.mkdir(parents=True)
-    links = [rel for rel in context_manifest(folder).files if (folder / rel).is_symlink()]
+    links = [rel for rel in manifest.files if (folder / rel).is_symlink()]
     if links:
         raise ModalError(f"the build context of {spec.ref} holds symbolic links ({', '.join(links[:5])}); Modal's "
                          "image builder follows links, so the image would not be the one theoryx hashed: replace "
                          "them with the files", option="adapter")
-    for rel in context_manifest(folder).files:
-        src, out = folder / rel, dest / rel
+    for rel, entry in sorted(manifest.files.items()):
+        out = dest / rel
         out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, out)           # copied: the registry's sources are the user's files
-    dockerfile = spec.dockerfile_path
-    if dockerfile is not None and not (dest / dockerfile.name).exists():
-        shutil.copy2(dockerfile, dest / dockerfile.name)
+        with open(out, "wb") as f:       # copied: the registry's sources are the user's files
+            for chunk in images.file_chunks(folder, rel, entry):
+                f.write(chunk)
+        os.chmod(out, 0o755 if entry.get("exec") else 0o644)
     if (folder / images.REQUIREMENTS).is_file() and platform_name() != "linux/amd64":
         raise ModalError(f"processor {spec.ref} vendors {images.REQUIREMENTS}, whose wheels are chosen for "
                          f"this host's platform ({platform_name()}); Modal runs linux/amd64: run it from an "
                          "amd64 host, or use adapter='local'", option="adapter")
-    vendor = images.ensure_vendor(folder, vendor_root, notices.progress)
+    vendor = images.ensure_vendor(folder, vendor_root, notices.progress, manifest)
     if vendor is None:
         (dest / images.VENDOR_DIR).mkdir()
         (dest / images.VENDOR_DIR / VENDOR_PLACEHOLDER).write_text("")
@@ -349,8 +353,10 @@ def _check_add(spec: ProcessorSpec) -> None:
                              "COPY sources: use COPY", option="adapter")
 
 
-def image_recipe(spec: ProcessorSpec, staging: Path, vendor_root: Path, force: bool) -> ImageRecipe:
-    """How Modal gets ``spec``'s image; :class:`ImageNotFound` for a local-only base image,
+def image_recipe(spec: ProcessorSpec, staging: Path, vendor_root: Path, force: bool,
+                 manifest: ContextManifest | None = None) -> ImageRecipe:
+    """How Modal gets ``spec``'s image, built from ``manifest`` (the context the run's key
+    hashed; :func:`stage_context`); :class:`ImageNotFound` for a local-only base image,
     :class:`ModalError` for a context Modal would build differently (see the module docstring)."""
     if spec.image.ref is not None:
         return ImageRecipe(registry_ref=spec.image.ref, force_build=force, extra_commands=extra_commands(spec))
@@ -361,7 +367,7 @@ def image_recipe(spec: ProcessorSpec, staging: Path, vendor_root: Path, force: b
             f"BASE_IMAGE {base} (THEORYX_BASE_IMAGE) is a local image that Modal's builder cannot pull; "
             "unset THEORYX_BASE_IMAGE or set it to an image in a registry Modal can reach")
     _check_add(spec)
-    stage_context(spec, staging, vendor_root)
+    stage_context(spec, staging, vendor_root, manifest)
     dockerfile = Path(spec.image.dockerfile or "Dockerfile").name
     return ImageRecipe(dockerfile=str(staging / dockerfile), context_dir=str(staging), build_args=args,
                        force_build=force, extra_commands=extra_commands(spec))
@@ -482,7 +488,7 @@ class ModalAdapter(AdapterBase):
         opts = Options.parse(spec, request.options)
         gpu = modal_gpu(spec)
         command, cwd = command_and_cwd(spec)
-        recipe = image_recipe(spec, ws.root / STAGING_DIR, self.vendor_root, self.build)
+        recipe = image_recipe(spec, ws.root / STAGING_DIR, self.vendor_root, self.build, request.context)
         self.build = False
         files, inputs_blob, placed = input_blobs(ws)
         volume = blobs.volume_name()
