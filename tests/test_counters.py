@@ -133,3 +133,18 @@ def test_theoryx_stats_cli_shows_the_maintained_counts(tmp_path: Path) -> None:
 
     out = json.loads(Cli(home, REGISTRY)("stats", "--json").stdout)
     assert out["executions"] == {"total": 2, "hits": 1, "misses": 1, "bypassed": 0, "failures": 0}
+
+
+def test_counters_an_older_theoryx_rewrote_without_bypassed_are_recounted(tmp_path: Path) -> None:
+    """A theoryx without the bypassed counter writes the counters back without it (and counts a
+    bypass as a miss): total still matched the records, so the parts never added up again."""
+    from theoryx.store.db import pack
+
+    home = tmp_path / "home"
+    theoryx.run("llm/litellm@1", inputs=HELLO, adapter="mock", home=home, registry=str(REGISTRY))
+    theoryx.run("llm/litellm@1", inputs=HELLO, adapter="mock", home=home, registry=str(REGISTRY), no_cache=True)
+    db = open_stores(home).db
+    assert maintained(db)["bypassed"] == 1
+    older = {"total": 2, "hits": 0, "misses": 1, "failures": 0, "spent_micros": 0, "saved_micros": 0}
+    db.write(lambda txn: txn.put(executions._COUNTERS_KEY, pack(older), db=db.dbs["counters"]))
+    assert maintained(db) == scanned(db) and maintained(db)["bypassed"] == 1

@@ -107,3 +107,65 @@ def test_a_session_keeps_working_after_another_process_grew_the_database(tmp_pat
         assert again.cache == "miss"
         grow(home / "db-v1")
         assert session.run("llm/litellm@1", adapter="mock", inputs=inputs).cache == "hit"
+
+
+@pytest.mark.usefixtures("small_map")
+def test_threads_growing_a_full_map_while_others_read_through_cursors(tmp_path: Path) -> None:
+    """MapFullError's growth bypassed the coordination: readers failed ("closed/deleted/dropped
+    object", "Invalid argument"), a writer could not set the size while another wrote, and racing
+    growths overshot the map."""
+    db = dbmod.Database(tmp_path / "db")
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def writer(n: int) -> None:
+        for i in range(40):
+            try:
+                db.write(lambda txn, i=i: txn.put(b"w%d-%d" % (n, i), b"x" * (64 << 10), db=db.dbs["pins"]))
+            except Exception as exc:  # every failure is the finding
+                errors.append(f"write {type(exc).__name__}: {exc}")
+
+    def reader() -> None:
+        while not stop.wait(0.002):
+            try:
+                db.read(lambda txn: sum(1 for _ in txn.cursor(db=db.dbs["pins"])))
+            except Exception as exc:
+                errors.append(f"read {type(exc).__name__}: {exc}")
+
+    writers = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    readers = [threading.Thread(target=reader) for _ in range(3)]
+    for t in (*writers, *readers):
+        t.start()
+    for t in writers:
+        t.join(timeout=120)
+    stop.set()
+    for t in readers:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in (*writers, *readers)), "stuck"
+    assert errors == []
+    assert db.count("pins") == 160
+    assert db.env.info()["map_size"] <= 32 << 20        # 160 x 64 KiB = 10 MiB: grown by doubling, once per size
+
+
+def test_a_read_does_not_wait_for_another_threads_write_begin(tmp_path: Path) -> None:
+    """Begin held the process's mutex while a write begin waited for another process's writer:
+    every read in the process waited too (2.8 s here)."""
+    import time
+
+    db = dbmod.Database(tmp_path / "db")
+    db.write(lambda txn: txn.put(b"k", b"v"))
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import lmdb, os, sys, time\n"
+        "env = lmdb.open(os.fsencode(sys.argv[1]), map_size=1 << 30, max_dbs=16, subdir=True)\n"
+        "with env.begin(write=True):\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(3)\n"), str(tmp_path / "db")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    waiting = threading.Thread(target=lambda: db.write(lambda txn: None))
+    waiting.start()
+    time.sleep(0.2)
+    assert db.count("pins") == 0
+    blocked = waiting.is_alive()        # the read returned while the write still waits for the holder
+    waiting.join()
+    holder.wait(timeout=30)
+    assert blocked

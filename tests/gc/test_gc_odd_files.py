@@ -152,3 +152,38 @@ def test_an_empty_blob_replaced_by_a_fifo_is_stored_again(tmp_path: Path) -> Non
     os.mkfifo(path)            # the size matches (0): the write checks the bytes, which must not block
     assert within(10, lambda: store.put_bytes(b"").cid, path) == cid
     assert within(10, lambda: store.check(cid).size, path) == 0
+
+
+@pytest.mark.parametrize("command", [("gc", "--dry-run"), ("verify",), ("gc", "--grace", "0")])
+def test_a_fifo_where_a_live_pre_image_belongs_blocks_neither_gc_nor_verify(home: Path, command: tuple[str, ...]) -> None:
+    """The closure of the live set reads the action pre-images with a blocking open: a FIFO at
+    one's path still hung gc and verify (the blob readers had been fixed, not this one)."""
+    result = run(home)
+    assert result.record.action_cid is not None
+    path = stores(home).cas.path(result.record.action_cid)
+    path.unlink()
+    os.mkfifo(path)
+    res = theoryx_cli(home, *command)             # killed after 60 s: before the fix it never returned
+    assert "Traceback" not in res.stderr and "internal error" not in res.stderr, res.stderr
+
+
+def test_a_lease_gc_cannot_read_is_never_taken_for_a_stray(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group-shared home where another member's lease is 0600: open_lease said "no lease" on
+    EACCES, so gc removed the live lease and reclaimed the blobs it protected."""
+    from theoryx.store import leases
+
+    real = os.open
+
+    def refused(path: Any, flags: int, *args: Any, **kw: Any) -> int:
+        if str(path).endswith(".lease"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, flags, *args, **kw)
+
+    lease_file = home / "leases" / "01m8zzzzzzzzzzzzzzzzzzzzzz.lease"
+    lease_file.parent.mkdir(parents=True, exist_ok=True)
+    lease_file.write_text("b3:" + "0" * 64 + "\n")
+    monkeypatch.setattr(leases.os, "open", refused)
+    with pytest.raises(PermissionError):
+        leases.is_held(lease_file)
+    with pytest.raises(PermissionError):
+        list(leases.leased_cids(lease_file.parent))

@@ -123,7 +123,7 @@ def ls(state: State, ref: str | None, plan: str | None, limit: int, as_json: boo
         return
     for r in rows:
         status = r.status if r.status != "error" else f"error {r.error['code'] if r.error else ''}"
-        click.echo(f"{r.execution_id}  {r.ref:<22} {r.adapter:<6} {(r.cache or '-'):<5} "
+        click.echo(f"{r.execution_id}  {r.ref:<22} {r.adapter:<6} {(r.cache or '-'):<6} "
                    f"{status:<28} {r.duration_ms:>7} ms  {dollars(r.cost_micros)}")
 
 

@@ -100,8 +100,9 @@ class Database:
             raise StoreError(f"cannot open the database at {path}: {exc}{forked}") from exc
         self._pid = os.getpid()
         self.path = path
-        self._mutex = _thread.allocate_lock()   # guards _active; held while the map is replaced
+        self._mutex = _thread.allocate_lock()   # guards _active and _resizing (never held while waiting)
         self._active = 0                        # transactions of this process open on the environment
+        self._resizing = False                  # a map change is waiting for them to end: none begins
         self.dbs = {name: self.env.open_db(name.encode()) for name in NAMES}
 
     @property
@@ -120,26 +121,50 @@ class Database:
         docstring)."""
         env = self.env
         while True:
-            with self._mutex:
-                try:
-                    txn = env.begin(write=write, db=db)
-                except lmdb.MapResizedError:
-                    pass
-                else:
-                    self._active += 1
-                    return _Txn(self, txn)
-            self._adopt_map(env)
+            self._enter()
+            try:       # outside the mutex: a write begin may wait for another process's writer
+                txn = env.begin(write=write, db=db)
+            except lmdb.MapResizedError:
+                self._ended()
+                self._resize(env, 0)
+                continue
+            except BaseException:
+                self._ended()
+                raise
+            return _Txn(self, txn)
 
-    def _adopt_map(self, env: lmdb.Environment) -> None:
-        """``set_mapsize(0)`` once no other transaction of this process is open (it replaces the
-        memory map they read through), or after :data:`RESIZE_WAIT_S` anyway."""
-        deadline = time.monotonic() + RESIZE_WAIT_S
+    def _enter(self) -> None:
+        """Count a transaction about to begin; wait while a map change is pending."""
         while True:
             with self._mutex:
-                if self._active == 0 or time.monotonic() > deadline:
-                    env.set_mapsize(0)
+                if not self._resizing:
+                    self._active += 1
                     return
             time.sleep(0.001)
+
+    def _resize(self, env: lmdb.Environment, size: int, *, full: int | None = None) -> None:
+        """``set_mapsize(size)`` (0: adopt the size another process grew the map to) once no other
+        transaction of this process is open — it replaces the memory map they read through —, or
+        after :data:`RESIZE_WAIT_S` anyway; no transaction begins meanwhile. With ``full`` (the
+        size found full), only if the map is still that size: another thread may have grown it."""
+        while True:
+            with self._mutex:
+                if not self._resizing:
+                    self._resizing = True
+                    break
+            time.sleep(0.001)
+        try:
+            deadline = time.monotonic() + RESIZE_WAIT_S
+            while True:
+                with self._mutex:
+                    if self._active == 0 or time.monotonic() > deadline:
+                        break
+                time.sleep(0.001)
+            if full is None or env.info()["map_size"] <= full:
+                env.set_mapsize(size)
+        finally:
+            with self._mutex:
+                self._resizing = False
 
     def commit_failed(self, exc: lmdb.Error) -> StoreError:
         """The error for a commit LMDB refused: :class:`StoreFull` when the database's filesystem
@@ -187,7 +212,8 @@ class Database:
                 with self.begin(write=True) as txn:
                     return fn(txn)
             except lmdb.MapFullError:
-                self.env.set_mapsize(self.env.info()["map_size"] * 2)
+                size = int(self.env.info()["map_size"])
+                self._resize(self.env, size * 2, full=size)
 
     def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         with self.begin() as txn:

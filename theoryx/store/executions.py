@@ -256,14 +256,18 @@ def _count(counters: dict[str, int], stored: dict[str, Any], sign: int) -> None:
 def counts(db: Database) -> Counts:
     """How many records there are by outcome, and the money they spent and saved: read from the
     maintained counters. They are computed by one scan, in a write transaction (so no record
-    lands meanwhile), when they are absent, or when their total disagrees with the number of
-    records (a home that a theoryx without counters wrote to since)."""
+    lands meanwhile), when they are absent, when their total disagrees with the number of
+    records (a home that a theoryx without counters wrote to since), or when the outcomes do not
+    add up to the total (one without the ``bypassed`` counter wrote to it since)."""
     from theoryx.store.listing import Counts
 
     def read(txn: Any) -> dict[str, int] | None:
         counters = _counters_in(txn, db)
         entries = int(txn.stat(db.dbs["executions"])["entries"])
-        return counters if counters is not None and counters["total"] == entries else None
+        if counters is None or counters["total"] != entries:
+            return None
+        parts = counters["hits"] + counters["misses"] + counters["bypassed"] + counters["failures"]
+        return counters if parts == counters["total"] else None
 
     def recount(txn: Any) -> dict[str, int]:
         counters = dict.fromkeys(_COUNTER_NAMES, 0)

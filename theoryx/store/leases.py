@@ -81,9 +81,9 @@ def open_lease(path: Path) -> int | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.ENOTDIR, errno.EACCES):
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.ENOTDIR):
             return None
-        raise
+        raise       # EACCES included: a lease gc cannot read may be live; never taken for a stray
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         return None

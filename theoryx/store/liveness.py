@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -178,11 +179,15 @@ def _refs_in(cas: Store, cid: str) -> set[str]:
 def read_small(cas: Store, cid: str, limit: int) -> bytes | None:
     """Up to ``limit`` bytes of blob ``cid`` (not checked against the cid); None if absent.
     Plain descriptor reads: many small blobs are read per gc, and file objects cost more."""
-    try:
-        fd = os.open(cas.path(cid), os.O_RDONLY | os.O_CLOEXEC)
+    from cas.staging import READ_FLAGS
+
+    try:       # never blocks on a FIFO nor follows a link in a blob's place
+        fd = os.open(cas.path(cid), READ_FLAGS)
     except (OSError, CasError):
         return None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
         parts = []
         while limit > 0 and (chunk := os.read(fd, min(limit, 64 << 10))):
             parts.append(chunk)
