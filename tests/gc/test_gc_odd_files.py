@@ -155,7 +155,8 @@ def test_an_empty_blob_replaced_by_a_fifo_is_stored_again(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("command", [("gc", "--dry-run"), ("verify",), ("gc", "--grace", "0")])
-def test_a_fifo_where_a_live_pre_image_belongs_blocks_neither_gc_nor_verify(home: Path, command: tuple[str, ...]) -> None:
+def test_a_fifo_where_a_live_pre_image_belongs_blocks_neither_gc_nor_verify(
+        home: Path, command: tuple[str, ...]) -> None:
     """The closure of the live set reads the action pre-images with a blocking open: a FIFO at
     one's path still hung gc and verify (the blob readers had been fixed, not this one)."""
     result = run(home)
