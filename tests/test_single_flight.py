@@ -127,7 +127,7 @@ def test_no_cache_never_waits_for_a_flight(tmp_path: Path, registry: Path) -> No
     home, first = spawn_in_flight(tmp_path, registry, seconds=30)
     t0 = time.monotonic()
     body = finish(spawn(home, registry, "--no-cache", seconds=0.1))
-    assert body["cache"] == "miss"
+    assert body["cache"] == "bypass"   # executed without a lookup
     assert first.poll() is None, "the --no-cache run must not have waited for the first to finish"
     first.kill()
     first.wait(timeout=30)
