@@ -96,18 +96,25 @@ def paused(args: list[str], home: Path, proc: Proc, sync: Path) -> subprocess.Po
     return child
 
 
+def edited_while_paused(args: list[str], home: Path, proc: Proc, sync: Path) -> tuple[int, bytes, bytes]:
+    """``theoryx ARGS`` held at before_execute while data.txt becomes v2, then let go: its exit
+    code, stdout and stderr."""
+    child = paused(args, home, proc, sync)
+    proc.data("v2")
+    (sync / "before_execute.go").touch()
+    out, err = child.communicate(timeout=300)
+    return child.returncode, out, err
+
+
 def test_a_folder_edited_between_the_key_and_the_build_fails_the_run_and_caches_nothing(
         tmp_path: Path, proc: Proc, docker_client: Any) -> None:
     """The hostile review's repro: key K hashed data.txt = v1, the folder says v2 when the image
     is built. Before the fix the run succeeded with "v2 i=9" under K, and a later run with v1
     was a hit serving "v2 i=9". Now the run fails naming the file, and v1 runs fresh."""
     home = tmp_path / "home"
-    child = paused(["run", "--ref", proc.ref, "--adapter", "local", "--inputs-json", '{"i": 9}', "--json"],
-                   home, proc, tmp_path / "sync")
-    proc.data("v2")
-    (tmp_path / "sync" / "before_execute.go").touch()
-    out, err = child.communicate(timeout=300)
-    assert child.returncode == 1, (out, err)
+    code, out, err = edited_while_paused(["run", "--ref", proc.ref, "--adapter", "local", "--inputs-json",
+                                          '{"i": 9}', "--json"], home, proc, tmp_path / "sync")
+    assert code == 1, (out, err)
     body = json.loads(out)
     assert body["status"] == "error" and body["error"]["code"] == "ERR_IMAGE_BUILD", body
     assert "changed while its image was being built" in body["error"]["message"]
@@ -133,12 +140,9 @@ def test_a_folder_edited_mid_batch_leaves_the_batch_on_its_snapshot(
     built = proc.tags(docker_client)
     items = tmp_path / "items.jsonl"
     items.write_text("".join(json.dumps({"inputs": {"i": i}}) + "\n" for i in (1, 2, 3)))
-    child = paused(["map", "--ref", proc.ref, "--items", str(items), "--adapter", "local", "--jobs", "2",
-                    "--quiet"], home, proc, tmp_path / "sync")
-    proc.data("v2")
-    (tmp_path / "sync" / "before_execute.go").touch()
-    out, err = child.communicate(timeout=300)
-    assert child.returncode == 0, (out, err)
+    batch = ["map", "--ref", proc.ref, "--items", str(items), "--adapter", "local", "--jobs", "2", "--quiet"]
+    code, out, err = edited_while_paused(batch, home, proc, tmp_path / "sync")
+    assert code == 0, (out, err)
     assert [json.loads(line)["cache"] for line in out.decode().splitlines()] == ["miss"] * 3
     assert proc.tags(docker_client) == built, "nothing was built from the edited folder"
     proc.data("v1")
@@ -149,12 +153,8 @@ def test_a_folder_edited_mid_batch_leaves_the_batch_on_its_snapshot(
     for img in docker_client.images.list(name=proc.repo):     # now without the key's image
         docker_client.images.remove(img.id, force=True)
     items.write_text("".join(json.dumps({"inputs": {"i": i}}) + "\n" for i in (4, 5)))
-    child = paused(["map", "--ref", proc.ref, "--items", str(items), "--adapter", "local", "--jobs", "2",
-                    "--quiet"], home, proc, tmp_path / "sync2")
-    proc.data("v2")
-    (tmp_path / "sync2" / "before_execute.go").touch()
-    out, err = child.communicate(timeout=300)
-    assert child.returncode == 1, (out, err)
+    code, out, err = edited_while_paused(batch, home, proc, tmp_path / "sync2")
+    assert code == 1, (out, err)
     codes = [json.loads(line)["error"]["code"] for line in out.decode().splitlines()]
     assert codes == ["ERR_IMAGE_BUILD"] * 2 and proc.tags(docker_client) == set()
     assert proc.run(home, 4).output("out.txt").text() == "v2 i=4"

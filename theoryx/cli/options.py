@@ -64,7 +64,8 @@ RUN_OPTIONS: tuple[Option, ...] = (
     Option("--json", "as_json", "Print exactly one JSON object on stdout.", kind="flag"),
     Option("--stream", "stream",
            "Stream the processor's output while it runs (to stderr with --json; a hit replays it).", kind="flag"),
-    Option("--no-cache", "no_cache", "Execute even when cached, and replace the cache entry.", kind="flag"),
+    Option("--no-cache", "no_cache", "Execute without looking the cache up (recorded as cache "
+           "\"bypass\"), and replace the cache entry.", kind="flag"),
     Option("--seed", "seed", "Seed (part of the memo key).", type="int", default=0, show_default=True),
     Option("--salt", "salt", "Salt mixed into the memo key, to disown earlier results (env THEORYX_SALT).",
            default="", envvar="THEORYX_SALT"),

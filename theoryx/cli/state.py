@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from theoryx.store.handle import Stores, open_stores
+from theoryx.store.handle import Stores, home_path, open_stores
 
 
 @dataclass
@@ -24,6 +24,4 @@ class State:
 
     def home_root(self) -> Path:
         """Where the home is (or would be), without opening or creating it."""
-        from theoryx.store.home import default_home
-
-        return Path(self.home).expanduser() if self.home is not None else default_home()
+        return home_path(self.home)

@@ -56,8 +56,7 @@ def _guard(as_json: bool, fn: Callable[[], T]) -> T:
         return fn()
     except TheoryxError as exc:
         if as_json:
-            click.echo(json.dumps({"status": "error", "execution_id": exc.execution_id,
-                                   "error": messages.to_dict(exc)}))
+            click.echo(json.dumps(exc.envelope(messages.to_dict(exc))))
             exc.reported = True
         raise
 

@@ -332,9 +332,14 @@ def _hash_file(path: str) -> dict[str, Any]:
             "exec": bool(st.st_mode & 0o111)}
 
 
+def link_bytes(target: str) -> bytes:
+    """What a context manifest hashes for a symbolic link to ``target`` (its text, never followed)."""
+    return b"symlink:" + os.fsencode(target)
+
+
 def _link_entry(path: str) -> dict[str, Any]:
     try:
-        data = b"symlink:" + os.fsencode(os.readlink(path))
+        data = link_bytes(os.readlink(path))
     except OSError as exc:
         raise _refuse(path, f"cannot read this link of the processor folder: {exc.strerror or exc}") from None
     return {"cid": digest(data), "size": len(data), "exec": False}

@@ -21,12 +21,17 @@ class Stores:
     db: Database
 
 
+def home_path(root: Path | str | None = None) -> Path:
+    """Where the home named ``root`` is (default: :func:`default_home`); nothing is opened."""
+    return Path(root).expanduser() if root is not None else default_home()
+
+
 def open_stores(root: Path | str | None = None, *, create: bool = True) -> Stores:
     """Open the home at ``root`` (default: :func:`default_home`), creating it when needed; with
     ``create=False`` a directory that is no home yet (no ``CACHEDIR.TAG``) raises
     :class:`NoHome` (``ERR_NO_HOME``) and nothing is created, so a command that only reads never
     leaves a home behind at a misspelt path."""
-    home = Home(Path(root).expanduser() if root is not None else default_home())
+    home = Home(home_path(root))
     if not create and not home.exists():
         raise NoHome(f"no theoryx home at {home.root}: nothing has run there (a typo in --home or "
                      "THEORYX_HOME?); nothing was created")

@@ -62,7 +62,14 @@ from theoryx.adapters.local import docker_client
 from theoryx.adapters.local.docker_client import find_image, mapped, require_image, translate
 from theoryx.core.canonical import canonical_digest, digest
 from theoryx.errors import AdapterError, ImageBuildError, ImageNotFound, SpecError
-from theoryx.spec.context import ContextManifest, build_args, context_manifest, image_identity, platform_name
+from theoryx.spec.context import (
+    ContextManifest,
+    build_args,
+    context_manifest,
+    image_identity,
+    link_bytes,
+    platform_name,
+)
 from theoryx.spec.model import ProcessorSpec
 
 Log = Callable[[str], None]
@@ -372,11 +379,6 @@ def _changed(folder: Path, rel: str, how: str) -> ImageBuildError:
         f"hashed: {rel} ({how}); run again to use the folder as it is now")
 
 
-def _symlink_cid(target: str) -> str:
-    """The cid a context manifest gives a symbolic link (:func:`theoryx.spec.context.context_manifest`)."""
-    return digest(b"symlink:" + os.fsencode(target))
-
-
 def _open_file(folder: Path, rel: str) -> Any:
     """``rel`` opened for reading, not following a link, never blocking on a FIFO; a file that
     is gone or is no longer a regular file is :func:`_changed`."""
@@ -442,7 +444,7 @@ def _manifest_entry(folder: Path, rel: str, entry: Mapping[str, Any]) -> Iterato
     except OSError as exc:
         raise _changed(folder, rel, f"it cannot be read: {exc.strerror}") from None
     if target is not None:
-        if _symlink_cid(target) != entry["cid"]:
+        if digest(link_bytes(target)) != entry["cid"]:
             raise _changed(folder, rel, "the symbolic link differs")
         info.type, info.linkname, info.mode = tarfile.SYMTYPE, target, 0o777
         yield _header(info)
