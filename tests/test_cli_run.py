@@ -311,6 +311,24 @@ def test_a_save_target_that_cannot_be_written_is_refused_before_anything_runs(cl
     assert not cli.home.exists(), "nothing ran: not even a home was made"
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_save_target_where_nothing_can_be_created_is_refused_before_anything_runs(cli: Cli, tmp_path: Path) -> None:
+    """--save-dir /proc/x (a directory that exists but takes no new entry, even for root): the
+    run executed, was charged and recorded, and only then failed to save. Now a usage error
+    before the run, naming the directory; the probe leaves nothing behind."""
+    for option, target in (("--save-dir", "/proc/x"), ("--save-first", "/proc/x/y.txt"), ("--save-dir", "/proc")):
+        res = cli("run", "--json", *hello_args(), option, target)
+        body = json.loads(res.stdout)
+        assert res.exit_code == 2 and body["execution_id"] is None, (option, target, body)
+        assert body["error"]["message"].startswith(f"cannot write {option} {target}: ") and "/proc" in \
+            body["error"]["message"], body
+    assert not cli.home.exists(), "nothing ran: not even a home was made"
+    out = tmp_path / "saved"
+    res = cli("run", *hello_args(), "--save-dir", str(out))
+    assert res.exit_code == 0 and sorted(p.name for p in out.iterdir()) == ["metadata.json", "text"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".theoryx-probe-")] == []
+
+
 def test_a_seed_too_large_to_record_is_refused_before_an_execution_exists(cli: Cli) -> None:
     res = cli("run", "--json", *hello_args("--seed", "99999999999999999999"))
     body = json.loads(res.stdout)

@@ -91,8 +91,11 @@ class OutputFile:
 
 def check_target(path: Path, *, what: str, directory: bool = False, verb: str | None = None) -> None:
     """:class:`UsageError` now if ``path`` can never be written as ``what`` asks — a file where a
-    directory is wanted or the other way round, or a parent that is a file — so that a run is
-    not paid for before its result cannot be saved."""
+    directory is wanted or the other way round, a parent that is a file, or a directory where
+    nothing can be created (no permission, a read-only mount, ``/proc``) — so that a run is not
+    paid for before its result cannot be saved. Writability is probed by creating and removing
+    an empty directory in the directory the save would write in (or its nearest existing
+    ancestor); nothing is left behind."""
     doing = verb or f"write {what}"
     try:
         if path.exists():
@@ -100,14 +103,28 @@ def check_target(path: Path, *, what: str, directory: bool = False, verb: str | 
                 raise UsageError(f"{what} {path} is not a directory")
             if not directory and path.is_dir():
                 raise UsageError(f"{what} {path} is a directory")
+            _probe(path if directory else path.parent)
             return
         parent = path.parent
         while not parent.exists() and parent != parent.parent:
             parent = parent.parent
         if not parent.is_dir():
             raise UsageError(f"cannot {doing} {path}: {parent} is not a directory")
-    except OSError as exc:      # a name too long, a loop of links...
-        raise UsageError(f"cannot {doing} {path}: {exc.strerror or exc}") from None
+        _probe(parent)
+    except OSError as exc:      # a name too long, a loop of links, no permission, a read-only mount...
+        where = f" in {exc.filename}" if exc.filename and str(exc.filename) != str(path) else ""
+        raise UsageError(f"cannot {doing} {path}: {exc.strerror or exc}{where}") from None
+
+
+def _probe(directory: Path) -> None:
+    """Raise the :class:`OSError` that creating an entry in ``directory`` meets (the probe, an
+    empty directory with a private name, is removed at once)."""
+    import tempfile
+
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".theoryx-probe-", dir=directory))
+    except OSError as exc:      # named after the directory, not the probe's random name
+        raise OSError(exc.errno, exc.strerror, str(directory)) from None
 
 
 def _unnamed(directory: Path, perm: int) -> int | None:
