@@ -263,3 +263,34 @@ def test_a_file_remote_is_never_created_by_reading_or_a_status_check(tmp_path: P
         RemoteStore(config.RemoteConfig(url=missing.as_uri(), source="test"))
     missing.mkdir(parents=True)
     assert RemoteStore(config.RemoteConfig(url=missing.as_uri(), source="test")).size("ac-v1/none") is None
+
+
+def test_a_remote_json_that_is_a_fifo_or_too_large_is_refused_without_blocking(tmp_path: Path) -> None:
+    """Every local miss reads <home>/remote.json: a FIFO there hung every run (and `remote
+    status`) forever; a huge file was read whole at every miss. Both are refused at once: the
+    run goes on locally with one warning, `remote status` is ERR_REMOTE_CONFIG."""
+    home = tmp_path / "home"
+    env = {**os.environ, "THEORYX_HOME": str(home), "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    env.pop("THEORYX_REMOTE", None)
+    run = [sys.executable, "-m", "theoryx", "--registry", str(REPO / "registry"), "run", "--adapter", "mock",
+           "--ref", "llm/litellm@1", "--json"]
+    first = subprocess.run([*run, "--inputs-json", json.dumps({"messages": [{"role": "user", "content": "0"}]})],
+                           cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert first.returncode == 0, first.stderr
+    path = home / "remote.json"
+    os.mkfifo(path)
+    for n, says in [(1, "is not a regular file"), (2, "more than the")]:
+        if n == 2:
+            path.unlink()
+            with open(path, "wb") as f:
+                f.truncate(config.MAX_CONFIG_BYTES + 1)
+        inputs = json.dumps({"messages": [{"role": "user", "content": str(n)}]})
+        proc = subprocess.run([*run, "--inputs-json", inputs], cwd=REPO, capture_output=True, text=True,
+                              timeout=60, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["cache"] == "miss"
+        assert proc.stderr.count("Warning: team cache disabled") == 1 and says in proc.stderr, proc.stderr
+        status = subprocess.run([sys.executable, "-m", "theoryx", "remote", "status", "--json"], cwd=REPO,
+                                capture_output=True, text=True, timeout=60, env=env)
+        assert status.returncode == 1 and "Traceback" not in status.stderr
+        assert json.loads(status.stdout)["error"]["code"] == "ERR_REMOTE_CONFIG", status.stdout

@@ -212,18 +212,34 @@ def _parse(home_root: Path, path: Path, text: bytes | None, remote: str | None, 
     )
 
 
+MAX_CONFIG_BYTES = 1 << 20
+"""A ``remote.json`` larger than this is refused unread (every local miss reads the file)."""
+
+
 def _read_bytes(path: str) -> bytes | None:
-    """The bytes of the file at ``path``, or None if there is none."""
+    """The bytes of the file at ``path``, or None if there is none. It must be a regular file
+    (a link to one is fine) of at most :data:`MAX_CONFIG_BYTES`: a FIFO or a device there is
+    refused without blocking, since every local miss reads this file."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise RemoteConfigError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 16):
+        import stat
+
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise RemoteConfigError(f"{path} is not a regular file")
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise RemoteConfigError(f"{path} is {st.st_size} bytes, more than the {MAX_CONFIG_BYTES} it may have")
+        chunks, total = [], 0
+        while total <= MAX_CONFIG_BYTES and (chunk := os.read(fd, 1 << 16)):
             chunks.append(chunk)
+            total += len(chunk)
+        if total > MAX_CONFIG_BYTES:    # it grew since fstat
+            raise RemoteConfigError(f"{path} is more than the {MAX_CONFIG_BYTES} bytes it may have")
     except OSError as exc:
         raise RemoteConfigError(f"cannot read {path}: {exc.strerror}") from None
     finally:
