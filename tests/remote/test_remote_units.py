@@ -294,3 +294,30 @@ def test_a_remote_json_that_is_a_fifo_or_too_large_is_refused_without_blocking(t
                                 capture_output=True, text=True, timeout=60, env=env)
         assert status.returncode == 1 and "Traceback" not in status.stderr
         assert json.loads(status.stdout)["error"]["code"] == "ERR_REMOTE_CONFIG", status.stdout
+
+
+@pytest.mark.remote
+@pytest.mark.parametrize("only", ["THEORYX_REMOTE_USER", "THEORYX_REMOTE_PASSWORD"])
+def test_status_reports_half_of_a_basic_auth_pair_as_sending_no_credentials(
+        nginx: Nginx, teammates: tuple[Teammate, Teammate], keypairs: dict[str, KeyPair],
+        monkeypatch: pytest.MonkeyPatch, only: str) -> None:
+    """With one of the basic-auth pair set the client sends no Authorization at all: `remote
+    status` said "credentials: THEORYX_REMOTE_USER", exit 0, and every upload then failed 401."""
+    from click.testing import CliRunner
+
+    from theoryx.cli.app import cli
+
+    alice, _ = teammates
+    alice.configure(url=nginx.url, upload=True, signing_key=keypairs["alice"].private)
+    for name in ("THEORYX_REMOTE_USER", "THEORYX_REMOTE_PASSWORD", "THEORYX_REMOTE_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(only, PASSWORD if only.endswith("PASSWORD") else USER)
+    res = CliRunner().invoke(cli, ["--home", str(alice.home), "remote", "status", "--json"])
+    body = json.loads(res.stdout)
+    assert res.exit_code == 1 and body["status"] == "error" and body["reachable"], res.output
+    assert body["error"]["code"] == "ERR_REMOTE_CONFIG" and "no credentials are sent" in body["problem"]
+    assert PASSWORD not in res.output
+    other = "THEORYX_REMOTE_PASSWORD" if only.endswith("USER") else "THEORYX_REMOTE_USER"
+    monkeypatch.setenv(other, PASSWORD if other.endswith("PASSWORD") else USER)
+    res = CliRunner().invoke(cli, ["--home", str(alice.home), "remote", "status", "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["problem"] is None, res.output

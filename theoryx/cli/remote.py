@@ -69,9 +69,11 @@ def push(state: State, executions: tuple[str, ...], push_all: bool, url: str | N
 @click.pass_obj
 def status(state: State, url: str | None, as_json: bool) -> None:
     """Reachability, credentials (present or not), trusted keys and whether this client uploads.
-    Exit 1 if the remote cannot be reached or its configuration is unusable."""
+    Exit 1 if the remote cannot be reached or its configuration is unusable (a basic-auth user
+    without its password, or the reverse, counts: the client then sends no credentials)."""
     from theoryx.provenance import keys
     from theoryx.remote import cache, layout, trust
+    from theoryx.remote.config import credential_problem
 
     config = _config(state, url)
     info: dict[str, Any] = {"remote": config.url, "source": config.source, "scheme": config.scheme,
@@ -81,13 +83,16 @@ def status(state: State, url: str | None, as_json: bool) -> None:
                for p, k in zip(config.trusted_keys, trust.configured_keys(config), strict=True)]
     info["trusted_keys"] = trusted
     error: RemoteError | None = None
+    half = credential_problem(config.scheme)
+    if half is not None:
+        error = RemoteConfigError(half)
     try:
         key = cache.signing_key(config) if config.signing_key or config.upload else None
         info["signing_key"] = keys.keyid(key.public_key()) if key else None
     except RemoteError as exc:
         info["signing_key"] = None
         if config.upload:
-            error = exc
+            error = error or exc
     info["upload"] = bool(config.upload and info["signing_key"])
     t0 = time.monotonic()
     try:

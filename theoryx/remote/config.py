@@ -119,6 +119,20 @@ def credential_names(scheme: str, env: Mapping[str, str] | None = None) -> list[
     return [name for name in CREDENTIAL_ENV.get(scheme, ()) if env.get(name)]
 
 
+def credential_problem(scheme: str, env: Mapping[str, str] | None = None) -> str | None:
+    """Why the credential variables set for ``scheme`` send nothing, or None: for HTTP, basic
+    auth needs both ``THEORYX_REMOTE_USER`` and ``THEORYX_REMOTE_PASSWORD`` (one alone, without
+    ``THEORYX_REMOTE_TOKEN``, is ignored by the client). Names only, never values."""
+    env = os.environ if env is None else env
+    if scheme not in ("http", "https") or env.get(ENV_TOKEN):
+        return None
+    user, password = bool(env.get(ENV_USER)), bool(env.get(ENV_PASSWORD))
+    if user != password:
+        have, lack = (ENV_USER, ENV_PASSWORD) if user else (ENV_PASSWORD, ENV_USER)
+        return f"{have} is set without {lack}: no credentials are sent (set both, or {ENV_TOKEN})"
+    return None
+
+
 def check_url(url: str, where: str) -> str:
     """``url`` normalised (no trailing slash) if theoryx can use it; else :class:`RemoteConfigError`.
     Credentials in the URL are refused, and the message then does not repeat the URL."""
