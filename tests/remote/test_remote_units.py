@@ -321,3 +321,27 @@ def test_status_reports_half_of_a_basic_auth_pair_as_sending_no_credentials(
     monkeypatch.setenv(other, PASSWORD if other.endswith("PASSWORD") else USER)
     res = CliRunner().invoke(cli, ["--home", str(alice.home), "remote", "status", "--json"])
     assert res.exit_code == 0 and json.loads(res.stdout)["problem"] is None, res.output
+
+
+def test_show_says_which_team_cache_a_remote_hit_came_from(
+        tmp_path: Path, teammates: tuple[Teammate, Teammate], keypairs: dict[str, KeyPair]) -> None:
+    """The record names the remote (`show --json`'s remote_url); the text of `show` said only
+    "cache: hit" and "result of: <an execution this home does not have>"."""
+    from click.testing import CliRunner
+
+    from theoryx.cli.app import cli
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    alice, bob = teammates
+    alice.configure(url=shared.as_uri(), upload=True, signing_key=keypairs["alice"].private)
+    a = alice.run("shown")
+    bob.configure(url=shared.as_uri(), trusted_keys=[str(keypairs["alice"].public)])
+    b = bob.run("shown")
+    assert b.cache == "remote"
+    res = CliRunner().invoke(cli, ["--home", str(bob.home), "show", b.execution_id])
+    assert res.exit_code == 0, res.output
+    assert f"result of: {a.execution_id}" in res.output
+    assert f"fetched from: {shared.as_uri()}" in res.output, res.output
+    local = CliRunner().invoke(cli, ["--home", str(alice.home), "show", a.execution_id])
+    assert "fetched from" not in local.output

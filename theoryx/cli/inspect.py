@@ -78,6 +78,8 @@ def show(state: State, execution: str, as_json: bool) -> None:
     ]
     if rec.source_execution:
         rows.append(("result of", rec.source_execution))
+    if rec.remote_url:
+        rows.append(("fetched from", f"{rec.remote_url} (team cache, signature verified)"))
     if rec.error:
         rows.append(("error", f"{rec.error['code']}: {rec.error['message']}"))
     for k, v in rows:
