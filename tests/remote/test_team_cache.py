@@ -272,3 +272,24 @@ def test_a_batch_publishes_every_result_before_it_returns_and_a_teammate_batch_h
     caches = [r.result.cache for r in got if r.result is not None]
     print(f"bob's batch: {caches}")
     assert caches == ["remote"] * 6 and executions(counter) == 6
+
+
+def test_an_upload_the_server_refuses_does_not_stop_this_client_reading_the_team_cache(
+        nginx: Nginx, teammates: tuple[Teammate, Teammate], keypairs: dict[str, KeyPair],
+        counter: Path, writer_env: None) -> None:
+    """Bob may upload but points at the read-only location: his miss's upload is refused (403).
+    That skipped the remote for 60 s for lookups too, so his next runs (a batch's next items)
+    executed and paid although Alice's trusted results were there."""
+    alice, bob = teammates
+    alice.configure(url=nginx.url, upload=True, signing_key=keypairs["alice"].private)
+    alice.run("shared")
+    bob.configure(url=nginx.ro_url, upload=True, signing_key=keypairs["bob"].private,
+                  trusted_keys=[str(keypairs["alice"].public)])
+    with captured_notices() as records:
+        new = bob.run("only bob's")
+        shared = bob.run("shared")
+        other = bob.run("only bob's too")
+    warnings = texts(records, "warning")
+    assert new.cache == "miss" and other.cache == "miss"
+    assert shared.cache == "remote" and executions(counter) == 3, "the shared result was executed again"
+    assert len(warnings) == 1 and "not shared" in warnings[0], warnings  # the next upload is skipped

@@ -14,8 +14,10 @@ names a blob that is not there.
 Faults never fail a run: both return normally whatever the remote does (``strict=True`` raises
 instead, for ``theoryx remote push``). A remote that failed is reported once, with one warning
 notice, and then left alone for :data:`SKIP_AFTER_FAILURE_S` in this process, so a batch pays
-the timeout once rather than once per run. Entries that fail verification are ignored (a miss),
-counted and reported with one warning per run.
+the timeout once rather than once per run: a failed lookup stops lookups and uploads, a failed
+upload only uploads (a writer refused by the server, 401/403, still reads what others share).
+Entries that fail verification are ignored (a miss), counted and reported with one warning per
+run.
 """
 
 from __future__ import annotations
@@ -47,12 +49,13 @@ if TYPE_CHECKING:
     T = TypeVar("T")
 
 SKIP_AFTER_FAILURE_S = 60.0
-"""After a remote fails (unreachable, timed out, refusing), this process skips it this long."""
+"""After a remote fails (unreachable, timed out, refusing), this process skips it this long: for
+lookups and uploads after a failed lookup, for uploads only after a failed upload."""
 
 __all__ = ["Local", "Published", "RemoteConfig", "configured", "fetch", "publish"]
 
 _lock = _thread.allocate_lock()  # `threading` is imported by the transfers that start threads
-_down_until: dict[str, float] = {}
+_down_until: dict[tuple[str, str], float] = {}   # (url, "read" | "write") -> monotonic time
 _stores: dict[RemoteConfig, RemoteStore] = {}
 
 
@@ -77,14 +80,18 @@ def store_for(config: RemoteConfig) -> RemoteStore:
         return store
 
 
-def _is_down(config: RemoteConfig) -> bool:
+def _is_down(config: RemoteConfig, use: str = "read") -> bool:
+    """Whether ``use`` ("read" or "write") of this remote is being skipped after a failure."""
     with _lock:
-        return _down_until.get(config.url, 0.0) > time.monotonic()
+        return _down_until.get((config.url, use), 0.0) > time.monotonic()
 
 
-def _mark_down(config: RemoteConfig) -> None:
+def _mark_down(config: RemoteConfig, *uses: str) -> None:
+    """Skip ``uses`` of this remote for :data:`SKIP_AFTER_FAILURE_S`."""
+    until = time.monotonic() + SKIP_AFTER_FAILURE_S
     with _lock:
-        _down_until[config.url] = time.monotonic() + SKIP_AFTER_FAILURE_S
+        for use in uses:
+            _down_until[(config.url, use)] = until
 
 
 def reset() -> None:
@@ -137,7 +144,7 @@ def fetch(stores: Stores, memo_key: str, config: RemoteConfig, *, lease: Lease |
         notices.warning(f"ignored 1 remote cache entry for {memo_key} from {config.url}: {exc.message}; "
                         "executing locally instead")
     except RemoteError as exc:
-        _mark_down(config)
+        _mark_down(config, "read", "write")
         notices.warning(f"team cache unavailable, continuing locally: {exc.message}")
     except Exception as exc:  # whatever else went wrong, the run goes on locally
         notices.warning(f"team cache lookup failed, continuing locally: {_unexpected(exc)}")
@@ -318,7 +325,7 @@ def publish(stores: Stores, entry: ActionResult, config: RemoteConfig, *, receip
 
             raise RemoteConfigError(f"uploads are not enabled for {config.url} (\"upload\": true in remote.json)")
         return None
-    if _is_down(config) and not strict:
+    if (_is_down(config, "write") or _is_down(config, "read")) and not strict:
         return None
     try:
         return _publish(stores, entry, config, receipt_cid)
@@ -326,7 +333,7 @@ def publish(stores: Stores, entry: ActionResult, config: RemoteConfig, *, receip
         if strict:
             raise
         if isinstance(exc, RemoteError) and not isinstance(exc, RemoteRejected):
-            _mark_down(config)
+            _mark_down(config, "write")   # lookups go on: the server may refuse this writer only
         notices.warning(f"result not shared with the team cache: {exc.message}")
         return None
     except Exception as exc:  # a successful run stays successful
