@@ -345,3 +345,21 @@ def test_show_says_which_team_cache_a_remote_hit_came_from(
     assert f"fetched from: {shared.as_uri()}" in res.output, res.output
     local = CliRunner().invoke(cli, ["--home", str(alice.home), "show", a.execution_id])
     assert "fetched from" not in local.output
+
+
+@pytest.mark.parametrize("command", [["status"], ["push", "--all"]])
+def test_remote_commands_refuse_an_empty_remote_url(tmp_path: Path, command: list[str]) -> None:
+    """`--remote ''` (an unset variable in a script) fell back to remote.json's URL in silence:
+    `remote push` published to a remote other than the one named. `run` refuses it already."""
+    from click.testing import CliRunner
+
+    from theoryx.cli.app import cli
+
+    shared = tmp_path / "configured"
+    shared.mkdir()
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "remote.json").write_text(json.dumps({"url": shared.as_uri()}))
+    res = CliRunner().invoke(cli, ["--home", str(home), "remote", *command, "--remote", ""])
+    assert res.exit_code == 2 and "must not be empty" in res.output, res.output
+    assert not any(shared.iterdir())

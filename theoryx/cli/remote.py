@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from theoryx.cli import messages
+from theoryx.cli.options import not_empty
 from theoryx.cli.state import State
 from theoryx.errors import RemoteConfigError, RemoteError, UsageError
 
@@ -36,7 +37,8 @@ def _config(state: State, url: str | None) -> Any:
 @remote.command()
 @click.argument("executions", nargs=-1, metavar="[EXEC]...")
 @click.option("--all", "push_all", is_flag=True, help="Every cache entry produced in this home.")
-@click.option("--remote", "url", metavar="URL", help="Team cache URL (default THEORYX_REMOTE, else remote.json).")
+@click.option("--remote", "url", metavar="URL", callback=not_empty,
+              help="Team cache URL (default THEORYX_REMOTE, else remote.json).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
 def push(state: State, executions: tuple[str, ...], push_all: bool, url: str | None, as_json: bool) -> None:
@@ -64,7 +66,8 @@ def push(state: State, executions: tuple[str, ...], push_all: bool, url: str | N
 
 
 @remote.command()
-@click.option("--remote", "url", metavar="URL", help="Team cache URL (default THEORYX_REMOTE, else remote.json).")
+@click.option("--remote", "url", metavar="URL", callback=not_empty,
+              help="Team cache URL (default THEORYX_REMOTE, else remote.json).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
 def status(state: State, url: str | None, as_json: bool) -> None:
