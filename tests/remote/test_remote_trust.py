@@ -203,3 +203,37 @@ def test_a_trusted_key_file_changed_in_place_is_read_again(tmp_path: Path, keypa
     keys.generate(other)
     path.write_bytes(keys.public_path(other).read_bytes())   # same size, same name, new key
     assert keys.load_public(path).public_bytes_raw() == keys.load_public(other).public_bytes_raw() != first
+
+
+def test_a_key_file_that_is_a_fifo_or_too_large_is_refused_without_blocking(tmp_path: Path, keypair: Path) -> None:
+    """A FIFO in a trusted key's place (or the signing key's) hung a remote hit or an upload
+    forever on a blocking read; a huge file was read whole. Now both are SigningKeyError at once
+    and a link to a key file still works."""
+    import threading
+
+    fifo = tmp_path / "key.pub"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.pem"
+    big.write_bytes(b"x" * (keys.MAX_KEY_BYTES + 1))
+    outcome: list[str] = []
+
+    def attempt() -> None:
+        for load, path in ((keys.load_public, fifo), (keys.load_private, fifo), (keys.load_public, big)):
+            try:
+                load(path)
+                outcome.append("loaded")
+            except SigningKeyError as exc:
+                outcome.append(str(exc))
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():
+        with open(fifo, "wb"):     # release the blocked reader so the test process can end
+            pass
+        pytest.fail("reading a key file that is a FIFO blocked")
+    assert [("not a regular file" in o, "more than the" in o) for o in outcome] == \
+        [(True, False), (True, False), (False, True)], outcome
+    link = tmp_path / "link.pub"
+    link.symlink_to(keys.public_path(keypair))
+    assert keys.keyid(keys.load_public(link)) == keys.keyid(keys.load_private(keypair).public_key())

@@ -114,9 +114,20 @@ def generate(path: Path, *, force: bool = False) -> str:
     return keyid(key.public_key())
 
 
+MAX_KEY_BYTES = 64 << 10
+"""A key file larger than this is refused unread (a PEM ed25519 key is a few hundred bytes)."""
+
+
 def _read(path: Path) -> bytes:
+    """A key file's bytes: a regular file (a link to one is fine) of at most
+    :data:`MAX_KEY_BYTES`; a FIFO or a device in its place is refused without blocking (a
+    remote hit reads the trusted keys, an upload the signing key)."""
+    from theoryx.core.smallfiles import NotSmallRegularFile, read_regular
+
     try:
-        return path.read_bytes()
+        return read_regular(path, MAX_KEY_BYTES)
+    except NotSmallRegularFile as exc:
+        raise SigningKeyError(f"cannot read key file: {exc}") from None
     except OSError as exc:
         raise SigningKeyError(f"cannot read key file {path}: {exc.strerror}") from None
 

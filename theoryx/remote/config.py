@@ -234,31 +234,16 @@ def _read_bytes(path: str) -> bytes | None:
     """The bytes of the file at ``path``, or None if there is none. It must be a regular file
     (a link to one is fine) of at most :data:`MAX_CONFIG_BYTES`: a FIFO or a device there is
     refused without blocking, since every local miss reads this file."""
+    from theoryx.core.smallfiles import NotSmallRegularFile, read_regular
+
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        return read_regular(path, MAX_CONFIG_BYTES)
     except FileNotFoundError:
         return None
+    except NotSmallRegularFile as exc:
+        raise RemoteConfigError(str(exc)) from None
     except OSError as exc:
         raise RemoteConfigError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        import stat
-
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise RemoteConfigError(f"{path} is not a regular file")
-        if st.st_size > MAX_CONFIG_BYTES:
-            raise RemoteConfigError(f"{path} is {st.st_size} bytes, more than the {MAX_CONFIG_BYTES} it may have")
-        chunks, total = [], 0
-        while total <= MAX_CONFIG_BYTES and (chunk := os.read(fd, 1 << 16)):
-            chunks.append(chunk)
-            total += len(chunk)
-        if total > MAX_CONFIG_BYTES:    # it grew since fstat
-            raise RemoteConfigError(f"{path} is more than the {MAX_CONFIG_BYTES} bytes it may have")
-    except OSError as exc:
-        raise RemoteConfigError(f"cannot read {path}: {exc.strerror}") from None
-    finally:
-        os.close(fd)
-    return b"".join(chunks)
 
 
 def _decode(path: Path, text: bytes | None) -> dict[str, Any]:
