@@ -162,3 +162,20 @@ def _run_in_child(home: str) -> str:
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
     return "ran"
+
+
+def test_coalesced_warnings_report_the_first_of_each_topic_then_how_many_more() -> None:
+    from notices_testing import captured_notices, texts
+
+    from theoryx.core import notices
+
+    coalesced = notices.Coalesced()
+    with captured_notices() as records:
+        for n in range(3):
+            coalesced.warning("things ignored", f"thing {n} ignored")
+        coalesced.warning("others failed", "other failed")
+        assert coalesced.count("things ignored") == 3 and coalesced.count("none") == 0
+        coalesced.close()
+        coalesced.warning("things ignored", "thing again")     # counting starts again after close
+    assert texts(records, "warning") == ["thing 0 ignored", "other failed",
+                                         "2 more things ignored (the first is reported above)", "thing again"]

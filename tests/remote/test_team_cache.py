@@ -87,6 +87,31 @@ def test_a_teammate_who_trusts_other_keys_ignores_the_entries_and_says_so_once(
     assert keypairs["alice"].keyid[:16] in warnings[0]
 
 
+def test_a_batch_reports_ignored_entries_once_and_counts_the_rest(
+        nginx: Nginx, teammates: tuple[Teammate, Teammate], keypairs: dict[str, KeyPair],
+        counter: Path, writer_env: None) -> None:
+    """Bob's batch over eight items whose entries Alice signed with a key he does not trust:
+    one warning per item (a 100,000-item batch printed 100,000 lines). Now the first is reported,
+    the others counted, and one line at the batch's end says how many more there were."""
+    import theoryx
+
+    alice, bob = setup_pair(nginx, teammates, keypairs, bob_trusts="bob")
+    items = [{"inputs": {"text": f"item {i}", "big": 0}} for i in range(8)]
+    with theoryx.Session(alice.home, registry=str(alice.registry)) as s:
+        assert all(r.ok for r in s.map("test/echo@1", items, jobs=2, adapter="mock"))
+    with captured_notices() as records, theoryx.Session(bob.home, registry=str(bob.registry)) as s:
+        got = list(s.map("test/echo@1", items, jobs=3, adapter="mock"))
+    warnings = texts(records, "warning")
+    print("warnings:", warnings)
+    assert [r.result.cache for r in got if r.result is not None] == ["miss"] * 8 and executions(counter) == 16
+    assert len(warnings) == 2 and "not signed by a trusted key" in warnings[0], warnings
+    assert warnings[1] == "7 more team cache entries ignored (the first is reported above)"
+    alice.run("solo")
+    with captured_notices() as records:        # a single run still reports its own
+        assert bob.run("solo").cache == "miss"
+    assert len(texts(records, "warning")) == 1
+
+
 def test_a_tampered_entry_is_rejected_and_the_run_executes_instead(
         nginx: Nginx, teammates: tuple[Teammate, Teammate], keypairs: dict[str, KeyPair],
         counter: Path, writer_env: None) -> None:

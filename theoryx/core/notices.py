@@ -65,3 +65,47 @@ def note(text: str) -> None:
 def progress(text: str) -> None:
     """What a slow step is doing; the CLI prints ``<text>`` as it is."""
     notice("progress", text)
+
+
+class Coalesced:
+    """Warnings that would repeat once per item of a batch, reported once per topic: the first
+    as it comes, the others only counted; :meth:`close` then says how many more there were.
+    Thread-safe (a batch's items finish on several threads)."""
+
+    def __init__(self) -> None:
+        import _thread
+
+        self._lock = _thread.allocate_lock()
+        self._counts: dict[str, int] = {}
+
+    def warning(self, topic: str, text: str) -> None:
+        """Report ``text`` if it is the first warning on ``topic`` (a plural noun phrase such as
+        ``"team cache entries ignored"``, used in :meth:`close`'s line), else count it."""
+        with self._lock:
+            seen = self._counts.get(topic, 0)
+            self._counts[topic] = seen + 1
+        if not seen:
+            warning(text)
+
+    def count(self, topic: str) -> int:
+        """How many warnings on ``topic`` came so far (reported or not)."""
+        with self._lock:
+            return self._counts.get(topic, 0)
+
+    def close(self) -> None:
+        """One warning per topic that came more than once: ``N more <topic> (the first is
+        reported above)``; the counts start again from zero."""
+        with self._lock:
+            counts, self._counts = self._counts, {}
+        for topic, n in counts.items():
+            if n > 1:
+                warning(f"{n - 1} more {topic} (the first is reported above)")
+
+
+Warn = Callable[[str, str], None]
+"""``(topic, text)``: a warning that may be coalesced (:meth:`Coalesced.warning`)."""
+
+
+def each(topic: str, text: str) -> None:
+    """A :data:`Warn` that reports every warning (a single run's)."""
+    warning(text)

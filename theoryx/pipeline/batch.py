@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from theoryx.adapters.base import CANCELLATION, Cancellation
+from theoryx.core.notices import Coalesced
 from theoryx.errors import InputsError, TheoryxError
 from theoryx.pipeline.prepare import Resolutions
 from theoryx.pipeline.recorder import GroupRecorder
@@ -93,12 +94,14 @@ def as_item(value: Item | Mapping[str, Any], line: int) -> Item:
 
 class BatchScope:
     """What the runs of one batch share: resolved processors, one lease (taken by the first run
-    and held until the batch is over, so gc keeps everything the batch touches), and the group
-    recorder of its hits."""
+    and held until the batch is over, so gc keeps everything the batch touches), the group
+    recorder of its hits, and its coalesced warnings (the team cache's: each kind reported once,
+    then counted; how many more came is reported when the batch closes)."""
 
     def __init__(self, resolutions: Resolutions, new_lease: Callable[[], Lease], recorder: GroupRecorder,
                  work: Path | None = None) -> None:
         self.resolutions, self.recorder, self.work = resolutions, recorder, work
+        self.warnings = Coalesced()
         self._new_lease = new_lease
         self._lease: Lease | None = None
         self._lock = threading.Lock()
@@ -111,8 +114,10 @@ class BatchScope:
             return self._lease
 
     def close(self) -> None:
-        """Commit the last group of hit records, remove the batch's workspace directory
-        (``<work>/<lease owner>``, which its misses' workspaces were in), then release the lease."""
+        """Report how many coalesced warnings were not shown, commit the last group of hit
+        records, remove the batch's workspace directory (``<work>/<lease owner>``, which its
+        misses' workspaces were in), then release the lease."""
+        self.warnings.close()
         try:
             self.recorder.flush()
         finally:

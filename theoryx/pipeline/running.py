@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cas import BlobNotFound
 from theoryx.budget.charging import Charging
+from theoryx.core import notices
 from theoryx.core.ids import new_execution_id
 from theoryx.errors import StoreError
 from theoryx.pipeline.request import RunRequest
@@ -31,14 +32,15 @@ class RunState:
     """Mutable by design (it is the run in progress, not a value, so a plain class rather than a
     frozen dataclass): each step replaces ``record`` with a new frozen :class:`ExecutionRecord`
     naming what it learnt. ``record_paths`` is False for replays, which must not move what a world
-    path resolves to."""
+    path resolves to. ``warn`` reports the warnings a batch coalesces (the team cache's: a
+    batch's :class:`~theoryx.core.notices.Coalesced`; a single run's go out as they come)."""
 
     __slots__ = ("charging", "execution_id", "lease", "record", "record_paths", "recorder", "request",
-                 "shared_lease", "stores", "t0")
+                 "shared_lease", "stores", "t0", "warn")
 
     def __init__(self, stores: Stores, request: RunRequest, lease: Lease, execution_id: str, record: ExecutionRecord,
                  charging: Charging, record_paths: bool = True, *, shared_lease: bool = False,
-                 recorder: GroupRecorder | None = None) -> None:
+                 recorder: GroupRecorder | None = None, warn: notices.Warn = notices.each) -> None:
         self.stores = stores
         self.request = request
         self.lease = lease
@@ -49,10 +51,11 @@ class RunState:
         self.t0 = time.monotonic()
         self.shared_lease = shared_lease
         self.recorder = recorder
+        self.warn = warn
 
     @classmethod
     def start(cls, stores: Stores, req: RunRequest, *, record_paths: bool = True, lease: Lease | None = None,
-              recorder: GroupRecorder | None = None) -> RunState:
+              recorder: GroupRecorder | None = None, warn: notices.Warn = notices.each) -> RunState:
         """A new execution id, its lease (held until :meth:`close`; or ``lease``, shared by a
         batch and held by it) and an empty error record. ``recorder`` groups hit records."""
         execution_id = new_execution_id()
@@ -62,7 +65,7 @@ class RunState:
                                        started_ms=now_ms())
         charging = Charging(stores, req.plan, execution_id, req.adapter_options)
         return cls(stores, req, held, execution_id, record, charging, record_paths, shared_lease=not own,
-                   recorder=recorder)
+                   recorder=recorder, warn=warn)
 
     @property
     def workspace(self) -> Path:

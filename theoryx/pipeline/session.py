@@ -119,7 +119,8 @@ class Session:
         if scope is None:
             run = RunState.start(self.stores, req)
         else:
-            run = RunState.start(self.stores, req, lease=scope.lease, recorder=scope.recorder)
+            run = RunState.start(self.stores, req, lease=scope.lease, recorder=scope.recorder,
+                                 warn=scope.warnings.warning)
         resolutions = scope.resolutions if scope is not None else None
         try:
             begun = _guarded(run, lambda: _begin(run, resolutions))
@@ -315,7 +316,8 @@ def _finish(run: RunState, prep: Prepared) -> RunResult:
         # Verified, its blobs durable and leased: the hit's record commits the entry with it.
         # What this run holds already (its action pre-image, its attachments) is never downloaded.
         local = remote_cache.Local(prep.action.data, prep.sources, prep.spec.limits.log_bytes)
-        fetched = remote_cache.fetch(run.stores, prep.memo_key, team, lease=run.lease, commit=False, local=local)
+        fetched = remote_cache.fetch(run.stores, prep.memo_key, team, lease=run.lease, commit=False, local=local,
+                                     warn=run.warn)
         if fetched is not None:
             return hit.answer(run, fetched, remote_url=team.url)
     # A miss: one flight per memo key. Identical runs wait here for the one executing, then
@@ -335,7 +337,7 @@ def _team_cache(run: RunState) -> Any:
     """The team cache configured for this run (a ``theoryx.remote.config.RemoteConfig``), or None."""
     from theoryx.remote import cache as remote_cache
 
-    return remote_cache.configured(run.stores.home.root, run.request.remote)
+    return remote_cache.configured(run.stores.home.root, run.request.remote, warn=run.warn)
 
 
 def _shared(run: RunState, result: RunResult, team: Any) -> RunResult:
@@ -346,7 +348,7 @@ def _shared(run: RunState, result: RunResult, team: Any) -> RunResult:
 
         entry = action_cache.get(run.stores.db, result.memo_key)
         if entry is not None and entry.execution_id == result.execution_id:
-            remote_cache.publish(run.stores, entry, team, receipt_cid=result.record.receipt_cid)
+            remote_cache.publish(run.stores, entry, team, receipt_cid=result.record.receipt_cid, warn=run.warn)
     return result
 
 

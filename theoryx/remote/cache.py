@@ -59,13 +59,14 @@ _down_until: dict[tuple[str, str], float] = {}   # (url, "read" | "write") -> mo
 _stores: dict[RemoteConfig, RemoteStore] = {}
 
 
-def configured(home_root: Path, remote: str | None = None) -> RemoteConfig | None:
+def configured(home_root: Path, remote: str | None = None, *, warn: notices.Warn = notices.each) -> RemoteConfig | None:
     """The team cache for this home and run (see :func:`theoryx.remote.config.load`), or None.
-    A malformed setting is reported as one warning and means no remote: a run never fails on it."""
+    A malformed setting is reported as one warning (through ``warn``: a batch reports it once)
+    and means no remote: a run never fails on it."""
     try:
         return load(home_root, remote)
     except TheoryxError as exc:
-        notices.warning(f"team cache disabled: {exc.message}")
+        warn("runs without the team cache (its configuration is unusable)", f"team cache disabled: {exc.message}")
         return None
 
 
@@ -124,7 +125,7 @@ class Local:
 
 
 def fetch(stores: Stores, memo_key: str, config: RemoteConfig, *, lease: Lease | None = None,
-          commit: bool = True, local: Local | None = None) -> ActionResult | None:
+          commit: bool = True, local: Local | None = None, warn: notices.Warn = notices.each) -> ActionResult | None:
     """The verified remote action result for ``memo_key``, with all its blobs durable in the
     local CAS and (with ``commit``) the entry in the local action cache; or None (absent,
     untrusted, tampered, or the remote failed: one warning notice then). ``commit=False`` is for a
@@ -135,19 +136,19 @@ def fetch(stores: Stores, memo_key: str, config: RemoteConfig, *, lease: Lease |
     the entry does not state is refused past a bound (``local.log_bytes`` for logs, when given,
     :data:`UNSTATED_MAX` for the rest) before its body is read. A Ctrl-C
     during the downloads cancels them all and leaves nothing behind. Never raises for remote
-    trouble."""
+    trouble; its warning goes through ``warn`` (a batch counts them and reports each kind once)."""
     if _is_down(config):
         return None
     try:
         return _fetch(stores, memo_key, config, lease, commit, local)
     except RemoteRejected as exc:
-        notices.warning(f"ignored 1 remote cache entry for {memo_key} from {config.url}: {exc.message}; "
-                        "executing locally instead")
+        warn("team cache entries ignored", f"ignored 1 remote cache entry for {memo_key} from {config.url}: "
+             f"{exc.message}; executing locally instead")
     except RemoteError as exc:
         _mark_down(config, "read", "write")
-        notices.warning(f"team cache unavailable, continuing locally: {exc.message}")
+        warn("team cache lookups failed", f"team cache unavailable, continuing locally: {exc.message}")
     except Exception as exc:  # whatever else went wrong, the run goes on locally
-        notices.warning(f"team cache lookup failed, continuing locally: {_unexpected(exc)}")
+        warn("team cache lookups failed", f"team cache lookup failed, continuing locally: {_unexpected(exc)}")
     return None
 
 
@@ -314,7 +315,7 @@ class Published:
 
 
 def publish(stores: Stores, entry: ActionResult, config: RemoteConfig, *, receipt_cid: str | None,
-            strict: bool = False) -> Published | None:
+            strict: bool = False, warn: notices.Warn = notices.each) -> Published | None:
     """Share ``entry`` (a successful execution's action cache entry, with the cid of that
     execution's receipt) on the remote, if this client may upload (``upload`` and a signing
     key): every blob missing there first, then the signed entry. None when not allowed or when
@@ -334,12 +335,12 @@ def publish(stores: Stores, entry: ActionResult, config: RemoteConfig, *, receip
             raise
         if isinstance(exc, RemoteError) and not isinstance(exc, RemoteRejected):
             _mark_down(config, "write")   # lookups go on: the server may refuse this writer only
-        notices.warning(f"result not shared with the team cache: {exc.message}")
+        warn("results not shared with the team cache", f"result not shared with the team cache: {exc.message}")
         return None
     except Exception as exc:  # a successful run stays successful
         if strict:
             raise
-        notices.warning(f"result not shared with the team cache: {_unexpected(exc)}")
+        warn("results not shared with the team cache", f"result not shared with the team cache: {_unexpected(exc)}")
         return None
 
 
