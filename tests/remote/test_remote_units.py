@@ -345,6 +345,11 @@ def test_show_says_which_team_cache_a_remote_hit_came_from(
     assert f"fetched from: {shared.as_uri()}" in res.output, res.output
     local = CliRunner().invoke(cli, ["--home", str(alice.home), "show", a.execution_id])
     assert "fetched from" not in local.output
+    # ls says "remote" as run --json does (it said "hit"); a local hit stays "hit"
+    again = bob.run("shown")
+    listed = CliRunner().invoke(cli, ["--home", str(bob.home), "ls"]).output.splitlines()
+    caches = {line.split()[0]: line.split()[3] for line in listed}
+    assert (caches[b.execution_id], caches[again.execution_id]) == ("remote", "hit"), listed
 
 
 @pytest.mark.parametrize("command", [["status"], ["push", "--all"]])

@@ -125,7 +125,8 @@ def ls(state: State, ref: str | None, plan: str | None, limit: int, as_json: boo
         return
     for r in rows:
         status = r.status if r.status != "error" else f"error {r.error['code'] if r.error else ''}"
-        click.echo(f"{r.execution_id}  {r.ref:<22} {r.adapter:<6} {(r.cache or '-'):<6} "
+        cache = "remote" if r.cache == "hit" and r.remote_url else (r.cache or "-")   # as run --json says
+        click.echo(f"{r.execution_id}  {r.ref:<22} {r.adapter:<6} {cache:<6} "
                    f"{status:<28} {r.duration_ms:>7} ms  {dollars(r.cost_micros)}")
 
 
