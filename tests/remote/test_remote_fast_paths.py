@@ -314,8 +314,10 @@ def test_a_remote_hit_writes_only_the_blobs_it_lacks_and_makes_those_found_durab
     print(f"bob's remote hit: {events}")
     assert b.cache == "remote" and executions(counter) == 2
     envelope = json.loads((nginx.root / layout.entry_path(a.memo_key)).read_text())
-    needed = layout.decode(base64.b64decode(envelope["payload"]), a.memo_key).blobs()
+    payload = layout.decode(base64.b64decode(envelope["payload"]), a.memo_key)
+    needed = list(dict.fromkeys(payload.entry.blobs()))   # not the producer's receipt: nothing here names it
     written = list(dict.fromkeys(cid for what, cid in events if what == "put"))  # put_many may call put_bytes
+    assert payload.receipt_cid not in needed and payload.receipt_cid not in written
     assert mine in needed and mine not in written
     assert open_stores(bob.home).cas.path(mine).stat().st_ino == inode, "bob's copy was replaced"
     assert sorted(written) == sorted(c for c in needed if c != mine)

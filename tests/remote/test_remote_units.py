@@ -352,6 +352,34 @@ def test_show_says_which_team_cache_a_remote_hit_came_from(
     assert (caches[b.execution_id], caches[again.execution_id]) == ("remote", "hit"), listed
 
 
+def test_a_remote_hit_stores_no_blob_that_nothing_names(
+        tmp_path: Path, teammates: tuple[Teammate, Teammate], keypairs: dict[str, KeyPair]) -> None:
+    """A remote hit downloaded and stored the producer's receipt blob, which no record or entry
+    of the reader's names: `verify` then reported it as an orphan and gc removed it. The receipt
+    is in the signed payload; its blob is for other readers of the remote."""
+    import json
+
+    from click.testing import CliRunner
+
+    from theoryx.cli.app import cli
+    from theoryx.store.handle import open_stores
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    alice, bob = teammates
+    alice.configure(url=shared.as_uri(), upload=True, signing_key=keypairs["alice"].private)
+    a = alice.run("orphan?")
+    bob.configure(url=shared.as_uri(), trusted_keys=[str(keypairs["alice"].public)])
+    b = bob.run("orphan?")
+    assert b.cache == "remote" and b.output("out.txt").text() == "echo: orphan?"
+    res = CliRunner().invoke(cli, ["--home", str(bob.home), "verify", "--json"])
+    report = json.loads(res.output)
+    assert res.exit_code == 0 and report["orphaned"]["blobs"]["count"] == 0, report
+    assert not open_stores(bob.home).cas.exists(a.record.receipt_cid)
+    shown = CliRunner().invoke(cli, ["--home", str(bob.home), "receipt", b.execution_id])
+    assert shown.exit_code == 0 and json.loads(shown.output)["source_execution"] == a.execution_id
+
+
 @pytest.mark.parametrize("command", [["status"], ["push", "--all"]])
 def test_remote_commands_refuse_an_empty_remote_url(tmp_path: Path, command: list[str]) -> None:
     """`--remote ''` (an unset variable in a script) fell back to remote.json's URL in silence:

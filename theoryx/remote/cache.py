@@ -170,7 +170,10 @@ def _fetch(stores: Stores, memo_key: str, config: RemoteConfig, lease: Lease | N
     if payload.entry.action_cid != memo_key:
         raise RemoteRejected(f"the entry names the action pre-image {payload.entry.action_cid}, not the "
                              "memo key's own")
-    needed = payload.blobs()
+    # What the hit needs: the entry's blobs. The producer's receipt is in the signed payload;
+    # its blob is the remote's copy for other readers, named by nothing here (stored, it would be
+    # an orphan that `verify` reports and gc removes), so it is neither fetched nor stored.
+    needed = list(dict.fromkeys(payload.entry.blobs()))
     if lease is not None:
         lease.add(needed if local is None else [*needed, *(cid for cid, _ in local.sources)])
     cas = stores.cas
@@ -208,10 +211,10 @@ def _fetch(stores: Stores, memo_key: str, config: RemoteConfig, lease: Lease | N
         for cid, data in zip(missing, _parallel(config.concurrency, missing, get, cancel), strict=True):
             if data is not None:
                 small[cid] = data
-        if payload.receipt_cid and payload.receipt is not None:
-            rc = payload.receipt_cid
-            receipt = _json(small[rc] if rc in small else cas.read(rc))
-            if receipt != payload.receipt:
+        rc = payload.receipt_cid
+        if rc and payload.receipt is not None and rc in payload.inline and rc not in needed:
+            # carried inline anyway (checked against its cid): it must be the signed receipt
+            if _json(payload.inline[rc]) != payload.receipt:
                 raise RemoteRejected("the receipt blob differs from the signed receipt")
         cas.put_many(small.values())  # checked against their cids (layout.decode, get_blob)
     entry = payload.entry.used_at(int(time.time() * 1000))
