@@ -16,6 +16,7 @@ from notices_testing import captured_notices, texts
 from theoryx_testing import REPO
 
 from theoryx.errors import RemoteConfigError, RemoteError, RemoteRejected
+from theoryx.pipeline.result import RunResult
 from theoryx.remote import config, layout
 from theoryx.remote.client import RemoteStore, scrub
 
@@ -323,6 +324,21 @@ def test_status_reports_half_of_a_basic_auth_pair_as_sending_no_credentials(
     assert res.exit_code == 0 and json.loads(res.stdout)["problem"] is None, res.output
 
 
+def _file_remote_pair(tmp_path: Path, teammates: tuple[Teammate, Teammate], keypairs: dict[str, KeyPair],
+                      text: str) -> tuple[str, Teammate, RunResult, RunResult]:
+    """Alice uploads a run of ``text`` to a ``file://`` team cache that Bob trusts her on, then
+    Bob's identical run is a remote hit: ``(the remote's url, bob, alice's result, bob's)``."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    alice, bob = teammates
+    alice.configure(url=shared.as_uri(), upload=True, signing_key=keypairs["alice"].private)
+    a = alice.run(text)
+    bob.configure(url=shared.as_uri(), trusted_keys=[str(keypairs["alice"].public)])
+    b = bob.run(text)
+    assert b.cache == "remote"
+    return shared.as_uri(), bob, a, b
+
+
 def test_show_says_which_team_cache_a_remote_hit_came_from(
         tmp_path: Path, teammates: tuple[Teammate, Teammate], keypairs: dict[str, KeyPair]) -> None:
     """The record names the remote (`show --json`'s remote_url); the text of `show` said only
@@ -331,18 +347,12 @@ def test_show_says_which_team_cache_a_remote_hit_came_from(
 
     from theoryx.cli.app import cli
 
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    alice, bob = teammates
-    alice.configure(url=shared.as_uri(), upload=True, signing_key=keypairs["alice"].private)
-    a = alice.run("shown")
-    bob.configure(url=shared.as_uri(), trusted_keys=[str(keypairs["alice"].public)])
-    b = bob.run("shown")
-    assert b.cache == "remote"
+    url, bob, a, b = _file_remote_pair(tmp_path, teammates, keypairs, "shown")
+    alice = teammates[0]
     res = CliRunner().invoke(cli, ["--home", str(bob.home), "show", b.execution_id])
     assert res.exit_code == 0, res.output
     assert f"result of: {a.execution_id}" in res.output
-    assert f"fetched from: {shared.as_uri()}" in res.output, res.output
+    assert f"fetched from: {url}" in res.output, res.output
     local = CliRunner().invoke(cli, ["--home", str(alice.home), "show", a.execution_id])
     assert "fetched from" not in local.output
     # ls says "remote" as run --json does (it said "hit"); a local hit stays "hit"
@@ -364,14 +374,8 @@ def test_a_remote_hit_stores_no_blob_that_nothing_names(
     from theoryx.cli.app import cli
     from theoryx.store.handle import open_stores
 
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    alice, bob = teammates
-    alice.configure(url=shared.as_uri(), upload=True, signing_key=keypairs["alice"].private)
-    a = alice.run("orphan?")
-    bob.configure(url=shared.as_uri(), trusted_keys=[str(keypairs["alice"].public)])
-    b = bob.run("orphan?")
-    assert b.cache == "remote" and b.output("out.txt").text() == "echo: orphan?"
+    _, bob, a, b = _file_remote_pair(tmp_path, teammates, keypairs, "orphan?")
+    assert b.output("out.txt").text() == "echo: orphan?"
     res = CliRunner().invoke(cli, ["--home", str(bob.home), "verify", "--json"])
     report = json.loads(res.output)
     assert res.exit_code == 0 and report["orphaned"]["blobs"]["count"] == 0, report
