@@ -321,7 +321,16 @@ def test_status_reports_half_of_a_basic_auth_pair_as_sending_no_credentials(
     other = "THEORYX_REMOTE_PASSWORD" if only.endswith("USER") else "THEORYX_REMOTE_USER"
     monkeypatch.setenv(other, PASSWORD if other.endswith("PASSWORD") else USER)
     res = CliRunner().invoke(cli, ["--home", str(alice.home), "remote", "status", "--json"])
-    assert res.exit_code == 0 and json.loads(res.stdout)["problem"] is None, res.output
+    body = json.loads(res.stdout)
+    assert res.exit_code == 0 and body["problem"] is None, res.output
+    assert body["credentials_sent"] == ["THEORYX_REMOTE_USER", "THEORYX_REMOTE_PASSWORD"]
+    # with a token too, the token alone is sent: status says which are ignored (it said nothing)
+    monkeypatch.setenv("THEORYX_REMOTE_TOKEN", "t0ken-value")
+    body = json.loads(CliRunner().invoke(cli, ["--home", str(alice.home), "remote", "status", "--json"]).stdout)
+    assert body["credentials_sent"] == ["THEORYX_REMOTE_TOKEN"] and len(body["credentials"]) == 3
+    text = CliRunner().invoke(cli, ["--home", str(alice.home), "remote", "status"]).output
+    assert "(sent: THEORYX_REMOTE_TOKEN; ignored: THEORYX_REMOTE_USER, THEORYX_REMOTE_PASSWORD)" in text, text
+    assert "t0ken-value" not in text
 
 
 def _file_remote_pair(tmp_path: Path, teammates: tuple[Teammate, Teammate], keypairs: dict[str, KeyPair],

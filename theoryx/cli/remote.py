@@ -76,11 +76,12 @@ def status(state: State, url: str | None, as_json: bool) -> None:
     without its password, or the reverse, counts: the client then sends no credentials)."""
     from theoryx.provenance import keys
     from theoryx.remote import cache, layout, trust
-    from theoryx.remote.config import credential_problem
+    from theoryx.remote.config import credential_problem, credentials_sent
 
     config = _config(state, url)
     info: dict[str, Any] = {"remote": config.url, "source": config.source, "scheme": config.scheme,
                             "credentials": config.credential_names(),
+                            "credentials_sent": credentials_sent(config.scheme),
                             "timeouts": vars(config.timeouts), "concurrency": config.concurrency}
     trusted = [{"path": str(p), "keyid": keys.keyid(k)}
                for p, k in zip(config.trusted_keys, trust.configured_keys(config), strict=True)]
@@ -114,6 +115,9 @@ def status(state: State, url: str | None, as_json: bool) -> None:
         click.echo(json.dumps(info, sort_keys=True))
     else:
         creds = ", ".join(info["credentials"]) or "none set"
+        ignored = [n for n in info["credentials"] if n not in info["credentials_sent"]]
+        if ignored and info["credentials_sent"]:
+            creds += f" (sent: {', '.join(info['credentials_sent'])}; ignored: {', '.join(ignored)})"
         click.echo(f"remote: {config.url} (from {config.source})")
         click.echo(f"reachable: {'yes' if info['reachable'] else 'no'} ({info['probe_ms']} ms)")
         click.echo(f"credentials: {creds}")

@@ -119,6 +119,19 @@ def credential_names(scheme: str, env: Mapping[str, str] | None = None) -> list[
     return [name for name in CREDENTIAL_ENV.get(scheme, ()) if env.get(name)]
 
 
+def credentials_sent(scheme: str, env: Mapping[str, str] | None = None) -> list[str]:
+    """Which of the credential variables set for ``scheme`` the client actually sends (names
+    only): for HTTP, ``THEORYX_REMOTE_TOKEN`` when it is set (basic auth is then ignored), else
+    the basic-auth pair when both halves are set, else none; other schemes' SDKs use all of them."""
+    env = os.environ if env is None else env
+    names = credential_names(scheme, env)
+    if scheme not in ("http", "https"):
+        return names
+    if env.get(ENV_TOKEN):
+        return [ENV_TOKEN]
+    return [n for n in names if n in (ENV_USER, ENV_PASSWORD)] if credential_problem(scheme, env) is None else []
+
+
 def credential_problem(scheme: str, env: Mapping[str, str] | None = None) -> str | None:
     """Why the credential variables set for ``scheme`` send nothing, or None: for HTTP, basic
     auth needs both ``THEORYX_REMOTE_USER`` and ``THEORYX_REMOTE_PASSWORD`` (one alone, without
