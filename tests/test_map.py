@@ -316,6 +316,21 @@ def test_an_attachment_path_the_os_refuses_fails_its_item_alone(tmp_path: Path) 
     assert out[0]["error"]["code"] == "ERR_ATTACHMENT" and "File name too long" in out[0]["error"]["message"]
 
 
+def test_an_attachment_path_with_a_nul_byte_fails_its_item_alone(tmp_path: Path) -> None:
+    """An ``attach`` path holding a NUL byte (``"\\u0000"`` in the JSON): that item fails with
+    ERR_ATTACHMENT (it used to end the whole batch with ERR_INTERNAL, ValueError "embedded null byte")."""
+    doc = tmp_path / "doc.txt"
+    doc.write_text("the cat sat on the mat\n")
+    items = write_items(tmp_path / "items.jsonl", [
+        {"inputs": {"file": {"$attach": "f"}}, "attach": {"f": "doc\u0000.txt"}},
+        {"inputs": {"file": {"$attach": "f"}}, "attach": {"f": str(doc)}}])
+    proc = tmap(tmp_path / "home", "--adapter", "mock", "--ref", "data/textstats@1", "--items", str(items))
+    out = lines(proc.stdout)
+    assert proc.returncode == 1 and "internal error" not in proc.stderr, proc.stderr
+    assert [o["status"] for o in out] == ["error", "success"]
+    assert out[0]["error"]["code"] == "ERR_ATTACHMENT" and "NUL" in out[0]["error"]["message"]
+
+
 def test_pumped_lines_are_the_pipes_lines_whatever_the_reads_and_linear_in_a_long_line() -> None:
     """Lines across read boundaries, a 4 MiB line, CRLF, an empty line and no final newline come
     out as they went in; the long line costs one pass over its bytes (it used to be copied once

@@ -64,11 +64,14 @@ def guess_mime(filename: str) -> str:
 
 def hash_files(options: dict[str, Path]) -> dict[str, Attachment]:
     """Hash each attachment file (nothing is stored); :class:`AttachmentNotFound` for a missing
-    file, :class:`AttachmentError` for one without a usable name."""
+    file, :class:`AttachmentError` for one without a usable name or path (a NUL byte in it)."""
     out: dict[str, Attachment] = {}
     for name, path in options.items():
         if not name:
             raise AttachmentError(f"an attachment needs a name (the file {path} has none)")
+        if "\0" in str(path):      # no OS call takes it (ValueError: embedded null byte)
+            raise AttachmentError(f"attachment {name!r}: the path {str(path)!r} holds a NUL byte; no file has "
+                                  "such a name")
         try:
             mode = os.stat(path).st_mode
         except OSError as exc:
