@@ -148,6 +148,14 @@ def test_missing_attachment_file(cli: Cli, tmp_path: Path) -> None:
     assert res.stderr.strip() == f"Error: Attachment file not found: {missing}"
 
 
+def test_an_attachment_under_an_unknown_users_home_is_not_found(cli: Cli) -> None:
+    """``~nosuchuser/x`` is left as written, as a shell leaves it (before: RuntimeError "Could not
+    determine home directory.", ERR_INTERNAL and a crash file)."""
+    res = cli("run", *hello_args("--attach", "doc=~theoryx-no-such-user/x.txt"))
+    assert res.exit_code == 2, res.output
+    assert res.stderr.strip() == "Error: Attachment file not found: ~theoryx-no-such-user/x.txt"
+
+
 def test_unknown_attach_reference_names_it(cli: Cli) -> None:
     inputs = {"messages": [{"role": "user", "content": {"$attach": "ghost"}}]}
     res = cli("run", "--adapter", "mock", "--ref", "llm/litellm@1", "--inputs-json", json.dumps(inputs))

@@ -331,6 +331,19 @@ def test_an_attachment_path_with_a_nul_byte_fails_its_item_alone(tmp_path: Path)
     assert out[0]["error"]["code"] == "ERR_ATTACHMENT" and "NUL" in out[0]["error"]["message"]
 
 
+def test_an_attachment_under_an_unknown_users_home_fails_its_item_alone(tmp_path: Path) -> None:
+    """``"attach": {"f": "~nosuchuser/x"}``: that item's file is not found, the others run (before:
+    RuntimeError "Could not determine home directory." ended the whole batch with ERR_INTERNAL)."""
+    items = write_items(tmp_path / "items.jsonl", [
+        {"inputs": msg("a"), "attach": {"f": "~theoryx-no-such-user/x.txt"}}, {"inputs": msg("b")}])
+    proc = tmap(tmp_path / "home", "--adapter", "mock", "--ref", "llm/litellm@1", "--items", str(items))
+    out = lines(proc.stdout)
+    assert proc.returncode == 1 and "internal error" not in proc.stderr, proc.stderr
+    assert [o["status"] for o in out] == ["error", "success"]
+    assert out[0]["error"]["code"] == "ERR_ATTACHMENT_NOT_FOUND"
+    assert out[0]["error"]["message"].endswith("~theoryx-no-such-user/x.txt")
+
+
 def test_pumped_lines_are_the_pipes_lines_whatever_the_reads_and_linear_in_a_long_line() -> None:
     """Lines across read boundaries, a 4 MiB line, CRLF, an empty line and no final newline come
     out as they went in; the long line costs one pass over its bytes (it used to be copied once

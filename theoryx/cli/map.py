@@ -34,6 +34,7 @@ from theoryx.cli.run import with_options
 from theoryx.cli.runcore import parse_json, utf8_text
 from theoryx.cli.state import State
 from theoryx.errors import InputsError, TheoryxError, UsageError
+from theoryx.pipeline.attachments import host_path
 from theoryx.pipeline.batch import Batch, Item, ItemResult
 
 ITEM_KEYS = frozenset({"inputs", "attach", "id"})
@@ -107,7 +108,7 @@ def read_items(stream: Iterable[bytes | None], base: Path) -> Iterator[Item | No
             if isinstance(label, (bool, dict, list)):
                 raise InputsError('"id" is a label: a string or a number')
             yield Item(line=n, inputs=value.get("inputs", {}), id=None if label is None else str(label),
-                       attachments={k: (base / Path(v).expanduser()) for k, v in attach.items()})
+                       attachments={k: (base / host_path(v)) for k, v in attach.items()})
         except TheoryxError as exc:
             yield Item(line=n, error=InputsError(f"line {n}: {exc.message}"))
 

@@ -51,8 +51,17 @@ def parse_options(values: Iterable[str]) -> dict[str, Path]:
             raise AttachmentError(f"--attach expects name=path, got {value!r}")
         if name in out:
             raise AttachmentError(f"--attach name {name!r} given twice")
-        out[name] = Path(path).expanduser()
+        out[name] = host_path(path)
     return out
+
+
+def host_path(text: str) -> Path:
+    """An attachment's path as given, ``~`` and ``~user`` expanded; left as written when there is
+    no such user (or no home to expand to), as a shell leaves it: the file is then not found."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:        # "Could not determine home directory."
+        return Path(text)
 
 
 def guess_mime(filename: str) -> str:
