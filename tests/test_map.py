@@ -344,6 +344,16 @@ def test_an_attachment_under_an_unknown_users_home_fails_its_item_alone(tmp_path
     assert out[0]["error"]["message"].endswith("~theoryx-no-such-user/x.txt")
 
 
+def test_items_from_a_closed_stdin_is_a_usage_error(tmp_path: Path) -> None:
+    """``--items -`` with the standard input closed (``<&-``): ERR_USAGE, exit 2 (before:
+    AttributeError, ERR_INTERNAL and a crash file)."""
+    proc = tmap(tmp_path / "home", "--adapter", "mock", "--ref", "llm/litellm@1", "--items", "-",
+                preexec_fn=lambda: os.close(0))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == "Error: cannot read --items -: the standard input is closed\n"
+    assert proc.stdout == ""
+
+
 def test_pumped_lines_are_the_pipes_lines_whatever_the_reads_and_linear_in_a_long_line() -> None:
     """Lines across read boundaries, a 4 MiB line, CRLF, an empty line and no final newline come
     out as they went in; the long line costs one pass over its bytes (it used to be copied once

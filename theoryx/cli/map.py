@@ -218,6 +218,8 @@ def map_(state: State, /, **v: Any) -> None:
 
     writeprefix.check(v["write_prefix"])
     if v["items"] == "-":
+        if sys.stdin is None:       # started with its standard input closed (`<&-`)
+            raise UsageError("cannot read --items -: the standard input is closed")
         stream: IO[bytes] = sys.stdin.buffer
         base = Path.cwd()
     else:
