@@ -354,6 +354,26 @@ def test_items_from_a_closed_stdin_is_a_usage_error(tmp_path: Path) -> None:
     assert proc.stdout == ""
 
 
+def test_the_plain_progress_line_comes_while_no_item_finishes(monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Without a terminal, the progress line is printed every few seconds even while the items
+    in flight run for long and none finishes (before: only when a result came, so a batch of
+    slow items said nothing for minutes)."""
+    from theoryx.cli import map as cli_map
+
+    monkeypatch.setattr(cli_map, "PLAIN_EVERY_S", 0.05)
+    progress = cli_map.Progress(cli_map.Tally(), quiet=False, total=3)
+    time.sleep(0.3)                 # no result, no update()
+    progress.close()
+    err = capsys.readouterr().err
+    assert err.count("theoryx map: 0 items: 0 hits, 0 misses, 0 failed") >= 2, err
+    assert err.splitlines()[0].endswith(" of 3")
+    quiet = cli_map.Progress(cli_map.Tally(), quiet=True, total=3)
+    time.sleep(0.2)
+    quiet.close()
+    assert capsys.readouterr().err == ""
+
+
 def test_pumped_lines_are_the_pipes_lines_whatever_the_reads_and_linear_in_a_long_line() -> None:
     """Lines across read boundaries, a 4 MiB line, CRLF, an empty line and no final newline come
     out as they went in; the long line costs one pass over its bytes (it used to be copied once

@@ -144,13 +144,18 @@ class Tally:
 
 
 class Progress:
-    """A rich bar on a terminal, else a plain line on stderr every few seconds; or nothing."""
+    """A rich bar on a terminal, else a plain line on stderr every few seconds (from a thread of
+    its own, so that it is printed while items run for long and none finishes); or nothing."""
 
     def __init__(self, tally: Tally, quiet: bool, total: int | None = None) -> None:
         self.tally, self.quiet, self.total = tally, quiet, total
         self.bar: Any = None
         self.task: Any = None
-        self.last = time.monotonic()
+        self.closed = threading.Event()
+        self.plain: threading.Thread | None = None
+        if not quiet and not sys.stderr.isatty():
+            self.plain = threading.Thread(target=self._every, name="theoryx-map-progress", daemon=True)
+            self.plain.start()
         if not quiet and sys.stderr.isatty():
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
             from rich.progress import Progress as RichProgress
@@ -161,8 +166,7 @@ class Progress:
             self.task = self.bar.add_task("map", total=total, status="")
 
     def update(self) -> None:
-        if self.quiet:
-            return
+        """Bring the bar up to date (a result came); the plain line has its own clock."""
         t = self.tally
         if self.bar is not None:
             elapsed = max(time.monotonic() - t.t0, 1e-9)
@@ -171,11 +175,16 @@ class Progress:
             self.bar.update(self.task, completed=t.done,
                             status=f"hits {t.hits} misses {t.misses} failed {t.failed} spent {dollars(t.spent)} "
                                    f"{t.done / elapsed:.1f}/s")
-        elif time.monotonic() - self.last >= PLAIN_EVERY_S:
-            self.last = time.monotonic()
+
+    def _every(self) -> None:
+        """The plain line, every :data:`PLAIN_EVERY_S` seconds until :meth:`close`."""
+        while not self.closed.wait(PLAIN_EVERY_S):
             of = f" of {self.total}" if self.total is not None else ""
-            sys.stderr.write(f"theoryx map: {t.line()}{of}{self._eta()}\n")
-            sys.stderr.flush()
+            try:
+                sys.stderr.write(f"theoryx map: {self.tally.line()}{of}{self._eta()}\n")
+                sys.stderr.flush()
+            except (OSError, ValueError):       # stderr gone or closed: no progress, the batch goes on
+                return
 
     def _eta(self) -> str:
         t = self.tally
@@ -185,6 +194,9 @@ class Progress:
         return f", ETA {max(self.total - t.done, 0) / (t.done / elapsed):.0f} s"
 
     def close(self) -> None:
+        self.closed.set()
+        if self.plain is not None:
+            self.plain.join(PLAIN_EVERY_S)      # its last line is out before the summary
         if self.bar is not None:
             self.bar.stop()
 
