@@ -231,6 +231,20 @@ def test_session_map_in_python_in_order_and_as_completed(tmp_path: Path) -> None
     assert len(list(executions.latest(open_stores(tmp_path / "home").db))) == 16
 
 
+@pytest.mark.parametrize("option", ["inputs", "attachments"])
+def test_session_map_refuses_inputs_or_attachments_as_options_for_all_items(tmp_path: Path, option: str) -> None:
+    """They are each item's own: as options they were silently replaced by every item's (an
+    ``attachments={"doc": ...}`` meant for all items was never attached: the items failed
+    ERR_ATTACHMENT "no --attach doc=PATH")."""
+    doc = tmp_path / "doc.txt"
+    doc.write_text("shared\n")
+    value: Any = {"doc": str(doc)} if option == "attachments" else msg("for all")
+    with theoryx.Session(tmp_path / "home", registry=str(REGISTRY)) as s:
+        with pytest.raises(theoryx.errors.UsageError, match=f"map\\(\\) takes {option} from each item"):
+            list(s.map("llm/litellm@1", [{"inputs": msg("a")}], adapter="mock", **{option: value}))
+    assert not (tmp_path / "home").exists() or not list(executions.latest(open_stores(tmp_path / "home").db))
+
+
 SLOW_MOCK = """\
 import time
 

@@ -147,12 +147,17 @@ class Session:
         (``ordered=False``: as they finish). ``items`` are :class:`Item` values or mappings
         ``{"inputs": ..., "attachments": {name: path}, "id": label}``, read lazily (a source that
         has nothing yet may yield None: finished items are reported meanwhile). ``options``
-        are :meth:`run`'s keywords, applied to every item; ``jobs`` items run at once (default:
+        are :meth:`run`'s keywords, applied to every item (``inputs`` and ``attachments`` are
+        each item's own, not options: :class:`UsageError`); ``jobs`` items run at once (default:
         the number of CPUs). Failures are results, not exceptions; ``fail_fast`` stops at the
         first. ``batch``, if given, receives the :class:`Batch` so a caller can ``cancel()`` it.
         """
         if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
             raise UsageError(f"jobs must be a positive integer (or None: the number of CPUs), got {jobs!r}")
+        per_item = sorted({"inputs", "attachments"} & set(options))
+        if per_item:    # each item's own: as options they would be replaced by every item's, unseen
+            raise UsageError(f"map() takes {' and '.join(per_item)} from each item "
+                             "({'inputs': ..., 'attachments': ...}), not as options for all items")
         template = self._defaults(RunRequest.of(ref, **options))
         from theoryx import adapters
         from theoryx.pipeline.batch import Batch, BatchScope  # batches only: a single hit stays lean
