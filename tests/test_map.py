@@ -388,6 +388,21 @@ def test_the_plain_progress_line_comes_while_no_item_finishes(monkeypatch: pytes
     assert capsys.readouterr().err == ""
 
 
+def test_a_malformed_item_with_an_id_keeps_its_id_in_its_line(tmp_path: Path) -> None:
+    """A line that is an object with a usable ``id`` but otherwise no valid item (an unknown key,
+    ``attach`` not a map of paths) fails with ERR_INPUTS and still carries its id, so that the
+    failure can be matched to its row (before: ``"id": null``)."""
+    items = write_items(tmp_path / "items.jsonl", [
+        {"inputs": msg("a"), "id": "row-1", "extra": 1}, {"inputs": msg("b"), "id": 2, "attach": ["x"]},
+        {"inputs": msg("c"), "id": ["no"]}])
+    proc = tmap(tmp_path / "home", "--adapter", "mock", "--ref", "llm/litellm@1", "--items", str(items))
+    out = lines(proc.stdout)
+    assert proc.returncode == 1, proc.stderr
+    assert [(o["line"], o["id"], o["error"]["code"]) for o in out] == \
+        [(1, "row-1", "ERR_INPUTS"), (2, "2", "ERR_INPUTS"), (3, None, "ERR_INPUTS")]
+    assert "unknown key" in out[0]["error"]["message"] and '"id" is a label' in out[2]["error"]["message"]
+
+
 def test_pumped_lines_are_the_pipes_lines_whatever_the_reads_and_linear_in_a_long_line() -> None:
     """Lines across read boundaries, a 4 MiB line, CRLF, an empty line and no final newline come
     out as they went in; the long line costs one pass over its bytes (it used to be copied once

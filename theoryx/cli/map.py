@@ -83,14 +83,16 @@ def pumped(stream: IO[bytes], stop: threading.Event) -> Iterator[bytes | None]:
 def read_items(stream: Iterable[bytes | None], base: Path) -> Iterator[Item | None]:
     """Items of JSON Lines (byte lines: UTF-8, a leading byte-order mark allowed), lazily;
     ``attach`` paths relative to ``base``. A line that is not a valid item — not UTF-8, not
-    JSON, not an item object — becomes an item that fails with ``ERR_INPUTS`` naming its line;
-    blank lines are skipped (they still count for line numbers). None (no line yet) passes through."""
+    JSON, not an item object — becomes an item that fails with ``ERR_INPUTS`` naming its line
+    (and carrying its ``id`` when the line has a usable one); blank lines are skipped (they
+    still count for line numbers). None (no line yet) passes through."""
     n = 0
     for raw in stream:
         if raw is None:         # no line yet (see :func:`pumped`)
             yield None
             continue
         n += 1
+        label: str | None = None    # a line that fails after its id was read still carries it
         try:
             line = utf8_text(raw)      # a byte-order mark (the first line's) is dropped
             if not line.strip():
@@ -98,19 +100,20 @@ def read_items(stream: Iterable[bytes | None], base: Path) -> Iterator[Item | No
             value = parse_json(line, "the item")
             if not isinstance(value, dict):
                 raise InputsError("an item is a JSON object {\"inputs\": ..., \"attach\": ..., \"id\": ...}")
+            if isinstance(value.get("id"), (str, int, float)) and not isinstance(value.get("id"), bool):
+                label = str(value["id"])
             unknown = sorted(set(value) - ITEM_KEYS)
             if unknown:
                 raise InputsError(f"unknown key(s) {', '.join(map(repr, unknown))} (an item has inputs, attach, id)")
             attach = value.get("attach") or {}
             if not isinstance(attach, dict) or not all(isinstance(v, str) for v in attach.values()):
                 raise InputsError('"attach" maps attachment names to file paths (strings)')
-            label = value.get("id")
-            if isinstance(label, (bool, dict, list)):
+            if value.get("id") is not None and label is None:
                 raise InputsError('"id" is a label: a string or a number')
-            yield Item(line=n, inputs=value.get("inputs", {}), id=None if label is None else str(label),
+            yield Item(line=n, inputs=value.get("inputs", {}), id=label,
                        attachments={k: (base / host_path(v)) for k, v in attach.items()})
         except TheoryxError as exc:
-            yield Item(line=n, error=InputsError(f"line {n}: {exc.message}"))
+            yield Item(line=n, id=label, error=InputsError(f"line {n}: {exc.message}"))
 
 
 class Tally:
