@@ -114,3 +114,40 @@ def test_python_dash_m_and_console_script_agree(home: Path) -> None:
         assert (by_script.returncode, own_id(by_script.stdout), by_script.stderr) == (
             by_module.returncode, own_id(by_module.stdout), by_module.stderr), args
     assert sh([script, "cat", response], home).stdout == "Mock response to 1 messages"
+
+
+def test_closed_standard_streams_are_clear_errors_never_tracebacks(home: Path, tmp_path: Path) -> None:
+    """Started with stdout closed (`>&-`), a run crashed with a raw traceback after it executed
+    and was paid for; with stdin closed, `--inputs-file -`, `verify-receipt -` and `map --items -`
+    wrote crash files; with stderr closed, map crashed at its first notice. Now: a closed stdout
+    is a usage error before anything runs, a closed stdin is "the standard input is closed", a
+    closed stderr discards notices; the descriptors are held on /dev/null so no file theoryx
+    opens takes their numbers."""
+    import os
+    import shlex
+
+    items = tmp_path / "items.jsonl"
+    items.write_text(json.dumps({"inputs": HELLO}) + "\n")
+    crash_dir = tmp_path / "crash"
+    crash_dir.mkdir()
+    env = {**subprocess_env(home), "TMPDIR": str(crash_dir)}
+    base = shlex.join([sys.executable, "-m", "theoryx"])
+
+    def shell(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, cwd=REPO,
+                              timeout=120, check=False)
+
+    closed_out = shell(f"{shlex.join(RUN)} >&-")
+    assert closed_out.returncode == 2 and "standard output is closed" in closed_out.stderr, closed_out.stderr
+    assert "Traceback" not in closed_out.stderr and not home.exists(), "it ran before failing"
+    for command, what in ((f"{shlex.join(RUN[:-2])} --inputs-file - <&-", "--inputs-file -"),
+                          (f"{base} map --adapter mock --ref llm/litellm@1 --items - <&-", "--items -"),
+                          (f"{base} verify-receipt - <&-", "-")):
+        res = shell(command)
+        expected = f"Error: cannot read {what}: the standard input is closed"
+        assert res.returncode == 2 and res.stderr.strip() == expected, (command, res.stderr)
+    mapped = shell(f"{base} map --adapter mock --ref llm/litellm@1 --items {shlex.quote(str(items))} 2>&-")
+    assert mapped.returncode == 0 and json.loads(mapped.stdout)["status"] == "success", mapped.stdout
+    ran = shell(f"{shlex.join(RUN)} 2>&- --json")
+    assert ran.returncode == 0 and json.loads(ran.stdout)["cache"] == "hit"
+    assert os.listdir(crash_dir) == [], "crash files were written"

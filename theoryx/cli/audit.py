@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from theoryx.cli.main import stdin_bytes
 from theoryx.cli.options import not_empty
 from theoryx.cli.output import atomic_write
 from theoryx.cli.state import State
@@ -198,7 +199,7 @@ def verify_receipt(state: State, file: str, key: str | None, as_json: bool) -> N
     from theoryx.provenance.attestation import verify
 
     try:
-        data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+        data = stdin_bytes(file) if file == "-" else Path(file).read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {file}: {exc.strerror}") from None
     public = Path(key).expanduser() if key else None

@@ -233,7 +233,7 @@ def map_(state: State, /, **v: Any) -> None:
 
     writeprefix.check(v["write_prefix"])
     if v["items"] == "-":
-        if sys.stdin is None:       # started with its standard input closed (`<&-`)
+        if sys.stdin is None:       # started with its standard input closed (`<&-`): cli.main.standard_streams
             raise UsageError("cannot read --items -: the standard input is closed")
         stream: IO[bytes] = sys.stdin.buffer
         base = Path.cwd()

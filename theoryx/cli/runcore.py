@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from theoryx.cli import messages, notices
+from theoryx.cli.main import stdin_bytes
 from theoryx.core import strictjson
 from theoryx.errors import InputsError, InputsJsonError, TheoryxError, UsageError
 from theoryx.pipeline.request import MAX_INPUT_DEPTH, RunRequest, StreamFn, check_depth
@@ -63,7 +64,7 @@ def read_inputs(inputs_json: str | None, inputs_file: str | None) -> Any:
     if inputs_file is not None:
         what = f"--inputs-file {inputs_file}"
         try:
-            raw = sys.stdin.buffer.read() if inputs_file == "-" else Path(inputs_file).read_bytes()
+            raw = stdin_bytes(what) if inputs_file == "-" else Path(inputs_file).read_bytes()
         except OSError as exc:
             raise UsageError(f"cannot read {what}: {exc.strerror}") from None
         try:
