@@ -193,6 +193,25 @@ def test_attach_paths_are_relative_to_the_items_file(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_an_unreferenced_attachment_is_reported_once_per_batch_and_counted(tmp_path: Path) -> None:
+    """Six items each attaching a file their inputs never reference: one warning per item (50
+    items, 50 identical lines). Now the first, then one line counting the rest; a missing
+    reference names both ways of giving an attachment (it said `--attach` in map too)."""
+    (tmp_path / "a.txt").write_text("hello")
+    rows: list[Any] = [{"inputs": msg(f"m{i}"), "attach": {"unused": "a.txt"}} for i in range(6)]
+    rows.append({"inputs": {"messages": [{"role": "user", "content": [{"$attach": "doc"}]}]}})
+    items = write_items(tmp_path / "items.jsonl", rows)
+    proc = tmap(tmp_path / "h", "--adapter", "mock", "--ref", "llm/litellm@1", "--items", str(items), "--quiet")
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("Warning:")]
+    assert warnings == ["Warning: attachment 'unused' is not referenced by the inputs (use {\"$attach\": \"unused\"}); "
+                        "it is not passed to the processor",
+                        "Warning: 5 more attachments not referenced by their inputs (the first is reported above)"], \
+        proc.stderr
+    last = lines(proc.stdout)[-1]
+    assert proc.returncode == 1 and last["error"]["code"] == "ERR_ATTACHMENT"
+    assert '"attach": {"doc": "PATH"}' in last["error"]["message"], last
+
+
 def test_budget_admits_misses_one_by_one_and_hits_still_answer(tmp_path: Path) -> None:
     registry = tmp_path / "registry"
     (registry / "processors" / "test").mkdir(parents=True)

@@ -147,8 +147,8 @@ def rewrite(value: Any, attachments: dict[str, Attachment], used: set[str] | Non
             if not isinstance(name, str) or name not in attachments:
                 given = ", ".join(sorted(attachments)) or "none"
                 raise AttachmentError(
-                    f"inputs reference attachment {name!r} but no --attach {name}=PATH was given "
-                    f"(given: {given})"
+                    f"inputs reference attachment {name!r} but none of that name was given (given: {given}; "
+                    f'`run --attach {name}=PATH`, or `"attach": {{"{name}": "PATH"}}` in a `map` item)'
                 )
             if used is not None:
                 used.add(name)

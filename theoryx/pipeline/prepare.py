@@ -130,9 +130,11 @@ def processor(stores: Stores, req: RunRequest, resolutions: Resolutions | None =
     return proc
 
 
-def prepare(stores: Stores, req: RunRequest, execution_id: str, resolutions: Resolutions | None = None) -> Prepared:
+def prepare(stores: Stores, req: RunRequest, execution_id: str, resolutions: Resolutions | None = None,
+            warn: notices.Warn = notices.each) -> Prepared:
     """Resolve ``req`` into a :class:`Prepared` action. Raises usage, ref, spec, attachment and
-    inputs errors; never writes a blob."""
+    inputs errors; never writes a blob. An attachment the inputs do not reference is a warning
+    through ``warn`` (a batch reports it once and counts the rest)."""
     check_depth(req.inputs)
     proc = processor(stores, req, resolutions)
     prefix = writeprefix.expand(req.write_prefix, execution_id)
@@ -141,8 +143,9 @@ def prepare(stores: Stores, req: RunRequest, execution_id: str, resolutions: Res
     used: set[str] = set()
     inputs = attachments.rewrite(req.inputs, hashed, used)
     for name in sorted(set(hashed) - used):
-        notices.warning(f"attachment {name!r} is not referenced by the inputs "
-                        f'(use {{"$attach": "{name}"}}); it is not passed to the processor')
+        warn("attachments not referenced by their inputs",
+             f"attachment {name!r} is not referenced by the inputs "
+             f'(use {{"$attach": "{name}"}}); it is not passed to the processor')
     try:
         action = build(spec, image=proc.image, env=proc.env, inputs=inputs,
                        write_prefix=prefix, seed=req.seed, salt=req.salt)

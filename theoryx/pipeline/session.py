@@ -299,7 +299,7 @@ class Pending:
 def _begin(run: RunState, resolutions: Resolutions | None) -> RunResult | Prepared:
     """Prepare and look up: the hit's answer, or the prepared request a miss continues from."""
     req = run.request
-    prep = prepare(run.stores, req, run.execution_id, resolutions)
+    prep = prepare(run.stores, req, run.execution_id, resolutions, warn=run.warn)
     _adopt(run, prep)
     syncpoints.point("after_prepare")
     if req.no_cache:
