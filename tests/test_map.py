@@ -292,6 +292,23 @@ def slow_registry(tmp_path: Path) -> Path:
     return root
 
 
+def test_ctrl_c_before_any_result_leaves_out_as_it_was(tmp_path: Path) -> None:
+    """`map --items - --out results.jsonl` reading a pipe that has sent nothing yet, then Ctrl-C:
+    results.jsonl (a previous batch's results) was replaced by an empty file."""
+    out = tmp_path / "results.jsonl"
+    out.write_text('{"line": 1, "earlier": true}\n')
+    env = dict(os.environ, THEORYX_HOME=str(tmp_path / "home"), THEORYX_REGISTRY=str(REGISTRY))
+    proc = subprocess.Popen([sys.executable, "-m", "theoryx", "map", "--adapter", "mock", "--ref", "llm/litellm@1",
+                             "--items", "-", "--out", str(out)], env=env, cwd=REPO, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)           # started and waiting for its first line
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted: 0 items" in err, err
+    assert out.read_text() == '{"line": 1, "earlier": true}\n'
+    assert [p.name for p in tmp_path.iterdir() if p.name != "home"] == ["results.jsonl"], "a temp file was left"
+
+
 @pytest.mark.slow
 def test_ctrl_c_records_what_finished_prints_the_summary_and_a_rerun_resumes(tmp_path: Path) -> None:
     registry, home = slow_registry(tmp_path), tmp_path / "home"

@@ -393,6 +393,24 @@ def test_a_remote_hit_stores_no_blob_that_nothing_names(
     assert shown.exit_code == 0 and json.loads(shown.output)["source_execution"] == a.execution_id
 
 
+def test_a_map_summary_counts_remote_hits(
+        tmp_path: Path, teammates: tuple[Teammate, Teammate], keypairs: dict[str, KeyPair]) -> None:
+    """map's summary counted a remote hit among the hits without saying so."""
+    from click.testing import CliRunner
+
+    from theoryx.cli.app import cli
+
+    _, bob, _, _ = _file_remote_pair(tmp_path, teammates, keypairs, "first")
+    teammates[0].run("second")                  # on the remote, not yet in Bob's home
+    items = tmp_path / "items.jsonl"
+    texts_ = ("first", "second", "third")
+    items.write_text("".join(json.dumps({"inputs": {"text": t, "big": 0}}) + "\n" for t in texts_))
+    res = CliRunner().invoke(cli, ["--home", str(bob.home), "--registry", str(bob.registry), "map", "--adapter", "mock",
+                                   "--ref", "test/echo@1", "--items", str(items), "--jobs", "1"])
+    assert res.exit_code == 0, res.output
+    assert "3 items: 2 hits (1 from the team cache), 1 misses, 0 failed" in res.output, res.output
+
+
 @pytest.mark.parametrize("command", [["status"], ["push", "--all"]])
 def test_remote_commands_refuse_an_empty_remote_url(tmp_path: Path, command: list[str]) -> None:
     """`--remote ''` (an unset variable in a script) fell back to remote.json's URL in silence:

@@ -120,7 +120,7 @@ class Tally:
     """Counts for the progress line and the summary (money in micro-USD)."""
 
     def __init__(self) -> None:
-        self.done = self.hits = self.misses = self.failed = self.spent = self.saved = 0
+        self.done = self.hits = self.remote = self.misses = self.failed = self.spent = self.saved = 0
         self.t0 = time.monotonic()
 
     def add(self, r: ItemResult) -> None:
@@ -134,6 +134,7 @@ class Tally:
             self.spent += r.result.record.cost_micros
         else:
             self.hits += 1
+            self.remote += r.result.cache == "remote"
             self.saved += r.result.record.saved_micros
 
     def line(self) -> str:
@@ -141,7 +142,8 @@ class Tally:
 
         elapsed = time.monotonic() - self.t0
         rate = self.done / elapsed if elapsed > 0 else 0.0
-        return (f"{self.done} items: {self.hits} hits, {self.misses} misses, {self.failed} failed; "
+        remote = f" ({self.remote} from the team cache)" if self.remote else ""
+        return (f"{self.done} items: {self.hits} hits{remote}, {self.misses} misses, {self.failed} failed; "
                 f"spent {dollars(self.spent)}, saved {dollars(self.saved)}; {rate:.1f} items/s, "
                 f"{elapsed:.1f} s")
 
@@ -215,7 +217,8 @@ def map_(state: State, /, **v: Any) -> None:
     is admitted, running containers (local) and Sandboxes (modal) are stopped and their items end
     with ERR_CANCELLED, what finished is kept, and the summary is printed (exit 130; SIGTERM the
     same, exit 143); a second Ctrl-C stops at once. --out is replaced only when the batch ends
-    (or is interrupted); an error that stops the batch leaves it as it was.
+    (or is interrupted once an item has finished); an error that stops the batch, or an
+    interruption before any result, leaves it as it was.
     """
     from theoryx.cli import notices
     from theoryx.pipeline.session import Session
@@ -300,7 +303,7 @@ def map_(state: State, /, **v: Any) -> None:
             stream.close()
         if out is None:
             sys.stdout.flush()
-        elif keep:
+        elif keep and not (stopped_by and not tally.done):     # interrupted before any result: as it was
             out.commit()
         else:
             out.abandon()
