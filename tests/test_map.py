@@ -292,6 +292,34 @@ def slow_registry(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
+def test_a_second_ctrl_c_still_reports_the_items_that_finished_in_flight(tmp_path: Path) -> None:
+    """Two Ctrl-C while two in-process (mock) items run: they cannot be stopped, so they finish
+    and are recorded (and charged), but their lines and charges were missing: "0 items", $0
+    spent. Now each recorded success has its line and is in the summary."""
+    registry, home = slow_registry(tmp_path), tmp_path / "home"
+    mock = registry / "processors" / "test" / "slowish" / "mock.py"
+    mock.write_text(mock.read_text().replace("time.sleep(0.3)", "time.sleep(2.5)"))
+    items = write_items(tmp_path / "items.jsonl", [{"inputs": {"i": i}} for i in range(6)])
+    env = dict(os.environ, THEORYX_HOME=str(home), THEORYX_REGISTRY=str(registry))
+    proc = subprocess.Popen([sys.executable, "-m", "theoryx", "map", "--adapter", "mock", "--ref", "test/slowish@1",
+                             "--items", str(items), "--jobs", "2"], env=env, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)               # two items in flight, none finished
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    recorded = json.loads(subprocess.run([sys.executable, "-m", "theoryx", "ls", "--json"], env=env, cwd=REPO,
+                                         capture_output=True, text=True, check=True).stdout)
+    succeeded = sorted(r["execution_id"] for r in recorded if r["status"] == "success")
+    reported = sorted(o["execution_id"] for o in lines(out) if o["status"] == "success")
+    print(f"recorded {len(succeeded)} successes, reported {len(reported)}; {err.strip().splitlines()[-1]}")
+    assert succeeded and reported == succeeded, (succeeded, out)
+    assert f"interrupted: {len(lines(out))} items" in err, err
+
+
 def test_ctrl_c_before_any_result_leaves_out_as_it_was(tmp_path: Path) -> None:
     """`map --items - --out results.jsonl` reading a pipe that has sent nothing yet, then Ctrl-C:
     results.jsonl (a previous batch's results) was replaced by an empty file."""

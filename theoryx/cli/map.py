@@ -285,12 +285,21 @@ def map_(state: State, /, **v: Any) -> None:
                 fail_fast=v["fail_fast"], batch=holder, adapter=v["adapter"], plan=v["plan"],
                 write_prefix=v["write_prefix"], seed=v["seed"], salt=v["salt"], no_cache=v["no_cache"],
                 adapter_options=opts, build=v["build"])
-            for r in results:
+            def report(r: ItemResult) -> None:
                 tally.add(r)
                 sink.write(json.dumps(_cli_json(r)) + "\n")
                 if out is None:
                     sink.flush()
                 progress.update()
+
+            try:
+                for r in results:
+                    report(r)
+            except KeyboardInterrupt:       # stopped at once: the items in flight end and are recorded,
+                results.close()             # and their lines and charges are reported all the same
+                for r in holder[0].unreported if holder else ():
+                    report(r)
+                raise
         keep = True
     except KeyboardInterrupt:
         keep = True

@@ -16,7 +16,7 @@ plan's limit is never overshot; once it is exhausted the remaining misses fail w
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,6 +147,9 @@ class Batch:
         self.window = window or max(4 * jobs, 16)
         self.cancelled = threading.Event()
         self.cancellation = Cancellation()
+        # Items that finished (recorded, charged) but were never yielded, because the consumer
+        # stopped taking results (closed the iterator: a second Ctrl-C): set when the batch ends.
+        self.unreported: list[ItemResult] = []
         self._stop = threading.Event()   # fail_fast and an item failed: pool threads take no new item
 
     def cancel(self) -> None:
@@ -188,7 +191,7 @@ class Batch:
             self.cancellation.drain()       # items waiting for a container or a worker start none
         return res
 
-    def run(self, items: Iterable[Item | Mapping[str, Any] | None]) -> Iterator[ItemResult]:
+    def run(self, items: Iterable[Item | Mapping[str, Any] | None]) -> Generator[ItemResult, None, None]:
         """Yield every item's result (in input order unless ``ordered`` is False). Stops early on
         ``fail_fast`` after the first failure, or when cancelled; results of items that finished
         are always yielded.
@@ -253,14 +256,20 @@ class Batch:
                             pending.pop(fut)[1].close()
             if self.ordered:  # after a stop: whatever finished, in order, gaps skipped
                 for seq in sorted(done):
-                    yield done[seq]
+                    yield done.pop(seq)
         finally:
             self.cancelled.set()      # not cancel(): a batch that ends lets nothing be stopped
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
-            for fut, (_, run) in pending.items():
+            late = dict(done)         # a consumer that stopped early never took these
+            for fut, (seq, run) in pending.items():
                 if fut.cancelled():           # dropped by the shutdown: never started
                     run.close()
+                elif fut.exception() is None:
+                    outcome = fut.result()
+                    if outcome is not None:
+                        late[seq] = outcome
+            self.unreported = [late[seq] for seq in sorted(late)]
             if self.on_close is not None:
                 self.on_close()
 

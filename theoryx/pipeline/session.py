@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -142,7 +142,7 @@ class Session:
         fail_fast: bool = False,
         batch: list[Batch] | None = None,
         **options: Any,
-    ) -> Iterator[ItemResult]:
+    ) -> Generator[ItemResult, None, None]:
         """Run ``ref`` once per item and yield an :class:`ItemResult` per item, in input order
         (``ordered=False``: as they finish). ``items`` are :class:`Item` values or mappings
         ``{"inputs": ..., "attachments": {name: path}, "id": label}``, read lazily (a source that
