@@ -179,3 +179,15 @@ def test_coalesced_warnings_report_the_first_of_each_topic_then_how_many_more() 
         coalesced.warning("things ignored", "thing again")     # counting starts again after close
     assert texts(records, "warning") == ["thing 0 ignored", "other failed",
                                          "2 more things ignored (the first is reported above)", "thing again"]
+
+
+def test_strict_json_refuses_numbers_beyond_a_double() -> None:
+    """`1e999` read as infinity: an items line's id became "inf" and a run's inputs failed later
+    with a less clear error. I-JSON (RFC 7493) refuses numbers a double cannot hold."""
+    from theoryx.core import strictjson
+
+    for text in ('{"id": 1e999}', "[-2E400]", "1e309"):
+        with pytest.raises(ValueError, match="beyond the range of a double"):
+            strictjson.loads(text)
+    assert strictjson.loads('{"a": 1.5e308, "b": -1e-400, "c": 10000000000000000000000}') == \
+        {"a": 1.5e308, "b": -0.0, "c": 10**22}
