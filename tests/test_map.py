@@ -151,13 +151,15 @@ def test_items_with_a_nameless_or_unhashable_attachment_or_an_object_id_fail_alo
         {"inputs": {"messages": [{"role": "user", "content": content}]}, "attach": {"x": "fifo"}},
         {"inputs": msg("a"), "id": {"nested": 1}},
         {"inputs": msg("a"), "id": 7},
+        {"inputs": msg("b"), "attach": []},     # not a mapping (it was taken for none)
+        {"inputs": msg("c"), "attach": None},   # null: none
     ])
     proc = tmap(tmp_path / "h", "--adapter", "mock", "--ref", "llm/litellm@1", "--items", str(items), "--quiet")
     out = lines(proc.stdout)
     assert proc.returncode == 1
     assert [(o["line"], o["status"], (o.get("error") or {}).get("code")) for o in out] == [
         (1, "error", "ERR_ATTACHMENT"), (2, "error", "ERR_ATTACHMENT"), (3, "error", "ERR_INPUTS"),
-        (4, "success", None)]
+        (4, "success", None), (5, "error", "ERR_INPUTS"), (6, "success", None)]
     assert "needs a name" in out[0]["error"]["message"]
     assert "is not a regular file" in out[1]["error"]["message"]
     assert out[2]["error"]["message"] == 'line 3: "id" is a label: a string or a number' and out[3]["id"] == "7"

@@ -105,7 +105,8 @@ def read_items(stream: Iterable[bytes | None], base: Path) -> Iterator[Item | No
             unknown = sorted(set(value) - ITEM_KEYS)
             if unknown:
                 raise InputsError(f"unknown key(s) {', '.join(map(repr, unknown))} (an item has inputs, attach, id)")
-            attach = value.get("attach") or {}
+            attach = value.get("attach")
+            attach = {} if attach is None else attach      # null is none; [] or "" is not a mapping
             if not isinstance(attach, dict) or not all(isinstance(v, str) for v in attach.values()):
                 raise InputsError('"attach" maps attachment names to file paths (strings)')
             if value.get("id") is not None and label is None:

@@ -80,7 +80,8 @@ def as_item(value: Item | Mapping[str, Any], line: int) -> Item:
     if not isinstance(value, Mapping):
         return Item(line=line, error=InputsError(f"item {line}: an item is a mapping with 'inputs' (and "
                                                  f"'attachments', 'id'), not a {type(value).__name__}"))
-    attach = value.get("attachments", value.get("attach")) or {}
+    attach = value.get("attachments", value.get("attach"))
+    attach = {} if attach is None else attach       # null is none; [], "" or 0 are not a mapping
     label = value.get("id")
     try:
         if not isinstance(attach, Mapping):
