@@ -498,3 +498,39 @@ def test_listening_on_every_interface_still_refuses_other_names(site: Site, bind
     for host in ("192.168.1.5:8765", "[fe80::1]:8765", "0.0.0.0:8765", "LOCALHOST:8765",
                  f"{socket.gethostname()}:8765"):
         assert app.handle("/api/head", host).status == 200, host
+
+
+def mock_processor(tmp_path: Path, name: str, outputs: str, mock: str) -> tuple[App, str]:
+    """A home with one mock run of processor ``ui/<name>@1`` (``outputs``: its spec's output
+    list, ``mock``: its mock.py); the app over that home and the run's id."""
+    import theoryx
+
+    reg = tmp_path / "reg"
+    (reg / "processors" / "ui" / name).mkdir(parents=True)
+    (reg / "processors" / "ui" / f"{name}@1.yaml").write_text(
+        f'ref: ui/{name}@1\nimage: {{ref: "example.invalid/{name}@sha256:{"0" * 64}"}}\nruntime: {{timeout: 60}}\n'
+        f"inputs: {{type: object}}\noutputs:\n{outputs}")
+    (reg / "processors" / "ui" / name / "mock.py").write_text(mock)
+    home = tmp_path / "home"
+    with theoryx.Session(home, registry=str(reg)) as s:
+        eid = s.run(f"ui/{name}@1", inputs={}, adapter="mock").record.execution_id
+    return App(open_stores(home)), eid
+
+
+DEEP_MOCK = """\
+def run(inputs, outdir, ctx):
+    (outdir / "deep.json").write_text("[" * 100000 + "]" * 100000)
+    return {}
+"""
+
+
+def test_a_json_output_nested_too_deeply_to_parse_is_shown_as_text(tmp_path: Path) -> None:
+    """An output of 100,000 nested JSON arrays (valid JSON, 200 KB): its run page and its output
+    page answer 200 and show it as text with a note (json.loads raised RecursionError, which the
+    preview did not catch: both pages were 500s)."""
+    app, eid = mock_processor(tmp_path, "deep", "  - {path: deep.json, mime: application/json}\n", DEEP_MOCK)
+    for target in (f"/runs/{eid}", f"/runs/{eid}/outputs/deep.json"):
+        status, body = get(app, target)
+        assert status == 200, (target, body[:2000])
+        assert "nested too deeply" in body and "[[[[" in body
+    assert app.handle(f"/runs/{eid}/raw/deep.json").status == 200

@@ -391,6 +391,8 @@ def preview(stores: Stores, cid: str, path: str, mime: str, *, tail: bool = Fals
             return Preview("json", json.dumps(json.loads(data), indent=2, ensure_ascii=False))
         except ValueError:
             note = "not valid JSON; shown as text"
+        except RecursionError:   # valid JSON nested deeper than the parser's recursion limit
+            note = "nested too deeply to pretty-print; shown as text"
     try:   # a cut may split a character: only a whole text must be valid UTF-8
         text = data.decode("utf-8", "replace" if blob.size > PREVIEW_BYTES else "strict")
     except UnicodeDecodeError:
