@@ -534,3 +534,25 @@ def test_a_json_output_nested_too_deeply_to_parse_is_shown_as_text(tmp_path: Pat
         assert status == 200, (target, body[:2000])
         assert "nested too deeply" in body and "[[[[" in body
     assert app.handle(f"/runs/{eid}/raw/deep.json").status == 200
+
+
+BINARY_LOG_MOCK = """\
+def run(inputs, outdir, ctx):
+    (outdir / "out.txt").write_text("fine")
+    ctx.stream(b"\\xff\\xfe\\x00 not UTF-8")
+    return {}
+"""
+
+
+def test_every_link_of_a_run_with_a_log_that_is_not_text_answers(tmp_path: Path) -> None:
+    """A stdout that is not UTF-8 has no preview, only a download link: that link names the log's
+    bytes and answers 200 with them (it was ``?download=1`` relative to the run page: a 400)."""
+    app, eid = mock_processor(tmp_path, "binlog", "  - {path: out.txt, mime: text/plain}\n", BINARY_LOG_MOCK)
+    status, body = get(app, f"/runs/{eid}")
+    assert status == 200 and "not UTF-8 text" in body
+    links = {html_unescape(h) for h in re.findall(r'(?:href|src)="([^"#]+)"', body)}
+    assert not [h for h in links if not h.startswith("/")], links
+    for link in links:
+        assert app.handle(link).status == 200, link
+    log = app.handle(f"/runs/{eid}/files/stdout.log?download=1")
+    assert log.cid is not None and app.stores.cas.read(log.cid) == b"\xff\xfe\x00 not UTF-8"

@@ -280,10 +280,10 @@ def logs_section(detail: data.RunDetail) -> Markup:
     eid = detail.record.execution_id
     parts = []
     for name, cid, p in detail.logs:
-        link = (html(' · <a href="{u}">download</a>', u=url(f"/runs/{eid}/files/{name}.log", {"download": 1}))
-                if cid else "")
+        raw_path = f"/runs/{eid}/files/{name}.log"
+        link = html(' · <a href="{u}">download</a>', u=url(raw_path, {"download": 1})) if cid else ""
         empty = p.kind == "text" and not p.text
-        body = html('<p class="note">(empty)</p>') if empty else preview_block(p, "", name)
+        body = html('<p class="note">(empty)</p>') if empty else preview_block(p, raw_path, name)
         parts.append(html('<article class="output"><header><span class="path">{n}</span>'
                           '<span class="meta">{c}{l}</span></header>{b}</article>',
                           n=name, c=cid_text(cid), l=link, b=body))
