@@ -56,3 +56,31 @@ def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
 def test_a_host_that_is_not_an_address_is_a_usage_error(tmp_path: Path) -> None:
     proc = run_ui(tmp_path, "--host", "example.com")
     assert proc.returncode == 2 and "--host must be an IP address" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def reset(server: Server, data: bytes) -> None:
+    """Send ``data``, then abort the connection (RST: SO_LINGER 0), as a browser cancelling a
+    request does."""
+    import struct
+    import time
+
+    with socket.create_connection((server.host, server.port), timeout=10) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.sendall(data)
+        time.sleep(0.05)
+
+
+def test_a_client_that_resets_its_connection_prints_no_traceback(tmp_path: Path) -> None:
+    """Connections reset mid-request (and right after one) are dropped quietly: the server keeps
+    answering and prints no traceback (socketserver's default printed one per reset to stderr)."""
+    server = start_cli_server(tmp_path / "home", tmp_path)
+    try:
+        host = f"Host: 127.0.0.1:{server.port}\r\n".encode()
+        for _ in range(3):
+            reset(server, b"GET /runs HT")
+            reset(server, b"GET /runs HTTP/1.1\r\n" + host + b"\r\n")
+            reset(server, b"GET /store HTTP/1.1\r\n" + host + b"\r\n")
+        assert request(server, "/runs").status == 200
+    finally:
+        err = stop(server)
+    assert "Traceback" not in err and "Exception occurred" not in err, err

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import shutil
 import socket
+import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -124,6 +125,15 @@ class UiServer(ThreadingHTTPServer):
         self.address_family = family
         super().__init__(address, Handler)
         self.app = app
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A request that failed outside :class:`App` (socketserver's default prints a traceback
+        on stderr): a client that reset or dropped its connection is forgotten quietly, anything
+        else is a warning notice without a traceback."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return
+        notices.warning(f"theoryx ui: a request from {client_address[0]} failed: {exc!r}")
 
     @property
     def url(self) -> str:
