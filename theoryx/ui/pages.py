@@ -8,6 +8,7 @@ from anywhere else, and ``tests/ui`` checks that of every page.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -42,7 +43,10 @@ def money(micros: int | None) -> str:
 def when(ms: int | None) -> str:
     if not ms:
         return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
+    except (OverflowError, OSError, ValueError):   # a time the C library cannot convert
+        return "-"
 
 
 def duration(ms: int | None) -> str:
@@ -525,6 +529,18 @@ def _part(report: dict[str, Any], name: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _figure(part: dict[str, Any], name: str) -> float:
+    """A figure of the gc report, or 0 if it is not a finite number (the file may be odd)."""
+    value = part.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return 0.0
+    return float(value)
+
+
+def _count(part: dict[str, Any], name: str) -> int:
+    return int(_figure(part, name))
+
+
 def store_page(v: data.StoreView) -> str:
     u = v.usage
     hr = v.hit_rate
@@ -562,15 +578,15 @@ def store_page(v: data.StoreView) -> str:
         r = v.last_gc.report
 
         def tally(name: str) -> str:
-            t = r.get(name) or {}
-            return f"{int(t.get('count', 0)):,} blob(s), {human_bytes(int(t.get('bytes', 0)))}"
+            t = _part(r, name)
+            return f"{_count(t, 'count'):,} blob(s), {human_bytes(_count(t, 'bytes'))}"
 
         ce, ex = _part(r, "cache_entries"), _part(r, "executions")
         gc = html('<table class="facts" id="last-gc">{r}</table>', r=rows([
-            ("Finished", when(v.last_gc.finished_ms)), ("Took", f"{float(r.get('seconds', 0)):.2f} s"),
+            ("Finished", when(v.last_gc.finished_ms)), ("Took", f"{_figure(r, 'seconds'):.2f} s"),
             ("Examined", tally("examined")), ("Reclaimed", tally("reclaimed")), ("Kept", tally("kept")),
-            ("Cache entries evicted", f"{int(ce.get('evicted_by_age', 0)) + int(ce.get('evicted_by_size', 0)):,}"),
-            ("Execution records dropped", f"{int(ex.get('dropped', 0)):,}")]))
+            ("Cache entries evicted", f"{_count(ce, 'evicted_by_age') + _count(ce, 'evicted_by_size'):,}"),
+            ("Execution records dropped", f"{_count(ex, 'dropped'):,}")]))
     flying = (html('<p class="inflight">In flight now: {i}</p>', i=join(
         (html('<span class="mono" title="started {w}">{i}…</span>', i=f.execution_id[:10], w=when(f.started_ms))
          for f in v.in_flight), " ")) if v.in_flight else "")
