@@ -579,3 +579,29 @@ def test_an_odd_gc_report_still_shows_the_store_page(tmp_path: Path, report: dic
     assert 'id="last-gc"' in body
     last.record(home, report, now_ms=10**20)   # a time past what the C library can convert
     assert get(app, "/store")[0] == 200
+
+
+def raw_status(port: int, data: bytes) -> int:
+    """The status code the server on 127.0.0.1:``port`` answers ``data`` (a whole request, sent
+    as is) with."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(data)
+        line = s.makefile("rb").readline()
+    return int(line.split()[1])
+
+
+def test_a_request_must_name_its_host_exactly_once(site: Site) -> None:
+    """RFC 9112 3.2: two Host headers, or an HTTP/1.1 request without one, are a 400 (the first
+    Host header alone was checked: "Host: 127.0.0.1:port" then "Host: evil.example" was answered,
+    and so was a request with none); HTTP/1.0 may omit it."""
+    with in_process_server(site.home) as srv:
+        good, evil = f"Host: 127.0.0.1:{srv.port}\r\n".encode(), b"Host: evil.example\r\n"
+        close = b"Connection: close\r\n\r\n"
+        assert raw_status(srv.port, b"GET /runs HTTP/1.1\r\n" + good + close) == 200
+        assert raw_status(srv.port, b"GET /runs HTTP/1.1\r\n" + good + evil + close) == 400
+        assert raw_status(srv.port, b"GET /runs HTTP/1.1\r\n" + good + good + close) == 400
+        assert raw_status(srv.port, b"HEAD /runs HTTP/1.1\r\n" + evil + good + close) == 400
+        assert raw_status(srv.port, b"GET /runs HTTP/1.1\r\n" + close) == 400
+        assert raw_status(srv.port, b"GET /runs HTTP/1.0\r\n\r\n") == 200

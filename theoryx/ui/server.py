@@ -10,7 +10,8 @@ Contract:
 - GET and HEAD are answered by :class:`theoryx.ui.routes.App`; every other method gets 405 with
   ``Allow: GET, HEAD``, and nothing on any page can change the store;
 - requests whose ``Host`` header names another server get 421 (a page of another origin that
-  resolves its name to 127.0.0.1 cannot read this one: DNS rebinding);
+  resolves its name to 127.0.0.1 cannot read this one: DNS rebinding); two ``Host`` headers, or
+  none in a request newer than HTTP/1.0, are a 400 (RFC 9112 3.2);
 - a blob is streamed through :meth:`cas.Store.open_verified` with its ``Content-Length``; if its
   bytes turn out not to match their cid at the end, the connection is closed before the body is
   complete, so the client sees a failed download, never a silently corrupt one;
@@ -69,7 +70,12 @@ class Handler(BaseHTTPRequestHandler):
         self._send(response, head=False, extra=(("Allow", ALLOWED_METHODS),))
 
     def _answer(self, *, head: bool) -> None:
-        response = self.server.app.handle(self.path, self.headers.get("Host"))
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) > 1 or (not hosts and self.request_version != "HTTP/1.0"):
+            response = self.server.app.error(400, "Bad request", "a request names its host in exactly one Host "
+                                                                  "header (HTTP/1.0 may omit it)")
+        else:
+            response = self.server.app.handle(self.path, hosts[0] if hosts else None)
         self._send(response, head=head)
 
     def _send(self, response: Response, *, head: bool, extra: tuple[tuple[str, str], ...] = ()) -> None:
