@@ -605,3 +605,22 @@ def test_a_request_must_name_its_host_exactly_once(site: Site) -> None:
         assert raw_status(srv.port, b"HEAD /runs HTTP/1.1\r\n" + evil + good + close) == 400
         assert raw_status(srv.port, b"GET /runs HTTP/1.1\r\n" + close) == 400
         assert raw_status(srv.port, b"GET /runs HTTP/1.0\r\n\r\n") == 200
+
+
+def test_http_0_9_and_unparsable_requests_get_a_status_line_and_headers(site: Site) -> None:
+    """A bare `GET /path` (HTTP/0.9) was answered with the body alone: no status line, no
+    Content-Type, CSP or nosniff, so a blob could go out unlabelled; requests http.server could
+    not parse (`GARBAGE`, `HTTP/2.0`) got our error page without a status line either."""
+    import socket
+
+    with in_process_server(site.home) as srv:
+        host = f"Host: 127.0.0.1:{srv.port}\r\n".encode()
+        for request in (b"GET /runs\r\n" + host + b"\r\n", b"GET /runs\r\n\r\n", b"GARBAGE\r\n\r\n",
+                        b"GET /runs HTTP/2.0\r\n\r\n"):
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+                s.sendall(request)
+                answer = s.makefile("rb").read()
+            head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1").lower()
+            assert head.startswith("http/1.1 4") or head.startswith("http/1.1 5"), (request, answer[:200])
+            assert "content-security-policy:" in head and "x-content-type-options: nosniff" in head, head
+        assert raw_status(srv.port, b"GET /runs HTTP/1.0\r\n\r\n") == 200

@@ -106,9 +106,24 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
+    def parse_request(self) -> bool:
+        """As http.server's, but an HTTP/0.9 request (a bare ``GET /path``) is refused with a
+        400: its answer would carry no headers at all (no Content-Type, CSP or ``nosniff``), so a
+        blob would go out unlabelled."""
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":
+            self.send_error(400, "HTTP/0.9 requests are not answered: send HTTP/1.0 or HTTP/1.1")
+            return False
+        return True
+
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """http.server's own errors (a malformed request line, a header too long...) as our page."""
+        """http.server's own errors (a malformed request line, a header too long...) as our page,
+        always with a status line and headers (http.server takes a request it could not parse for
+        HTTP/0.9, whose answers have neither)."""
         self.close_connection = True
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"
         try:
             response = self.server.app.error(code, "Bad request" if code < 500 else "Error",
                                              message or "the request could not be understood")
