@@ -61,6 +61,25 @@ def test_reading_a_home_that_is_none_creates_nothing(pcli: Cli) -> None:
     assert not pcli.home.exists()
 
 
+@pytest.mark.parametrize("args", [
+    ["--limit-usd", "-1"], ["--limit-usd", "abc"], ["--limit-usd", "1.1234567"], ["--json", "--limit-usd", "NaN"],
+])
+@pytest.mark.parametrize("key", ["p", "a/b", "../x"])
+def test_a_refused_plan_create_creates_no_home(pcli: Cli, key: str, args: list[str]) -> None:
+    # the key and the amount were checked only after the home was opened for writing: a typo
+    # left a new, empty home behind (CACHEDIR.TAG, db-v1/, leases/, work-v1/)
+    res = pcli("plan", "create", key, *args)
+    assert res.exit_code == 2
+    if "--json" in args:
+        assert json.loads(res.stdout)["error"]["code"].startswith("ERR_")
+    assert not pcli.home.exists()
+
+
+def test_a_bad_plan_key_creates_no_home(pcli: Cli) -> None:
+    assert pcli("plan", "create", "a b", "--limit-usd", "5").exit_code == 2
+    assert not pcli.home.exists()
+
+
 @pytest.mark.parametrize(("amount", "error"), [
     ("-5", errors.AmountNegative),
     ("-0.01", errors.AmountNegative),

@@ -60,7 +60,9 @@ def create(state: State, key: str, limit_usd: str | None, as_json: bool) -> None
     """Create plan KEY, with a limit or (without --limit-usd) for tracking only."""
     from theoryx.budget import plans
 
-    p = plans.create(state.stores().db, key, _limit(limit_usd, "--limit-usd"))
+    plans.check_key(key)         # a bad key or amount is refused before the home is created
+    limit = _limit(limit_usd, "--limit-usd")
+    p = plans.create(state.stores().db, key, limit)
     if as_json:
         _echo_json(p.to_json())
         return
