@@ -177,3 +177,20 @@ def test_export_under_a_file_says_so_and_a_new_directory_gets_the_usual_mode(cli
     dest = tmp_path / "exported"
     assert cli("export", body["execution_id"], str(dest)).exit_code == 0
     assert stat.S_IMODE(dest.stat().st_mode) == 0o777 & ~umask
+
+
+@pytest.mark.parametrize("args", [
+    ["show", "ab\udcffcdefgh"], ["show", "--json", "ab\udcffcdefgh"], ["logs", "ab\udcffcdefgh"],
+    ["receipt", "ab\udcffcdefgh"], ["pin", "ab\udcffcdefgh"], ["unpin", "ab\udcffcdefgh"],
+    ["cat", "/artifacts/ab\udcff"], ["cat", "/artifacts/execution/ab\udcffcdefgh/stdout.log"],
+])
+def test_an_id_or_world_path_of_undecodable_bytes_is_not_found(cli: Cli, args: list[str]) -> None:
+    # a non-UTF-8 argument (its bytes become lone surrogates) reached LMDB's key encoding:
+    # ERR_INTERNAL (UnicodeEncodeError) and a crash report instead of "not found"
+    cli.run_json(*hello_args())
+    res = cli(*args)
+    assert res.exit_code == 1, res.output
+    assert "internal error" not in res.stderr
+    assert "no execution" in res.stderr or "not pinned" in res.stderr
+    if "--json" in args:
+        assert json.loads(res.stdout)["error"]["code"] == "ERR_NOT_FOUND"

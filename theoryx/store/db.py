@@ -187,11 +187,14 @@ class Database:
 
     def get(self, name: str, key: str) -> Any | None:
         """The unpacked value under ``key`` in database ``name``, or None (also for the empty
-        key, which LMDB cannot hold: a user's empty id or path is simply not found)."""
-        if not key:
+        key, which LMDB cannot hold, and for a key that is not UTF-8 text, e.g. an argument's
+        undecodable bytes, which no key written can be: a user's such id or path is simply not
+        found)."""
+        raw_key = _key(key)
+        if raw_key is None:
             return None
         with self.begin(db=self.dbs[name]) as txn:
-            raw = txn.get(key.encode())
+            raw = txn.get(raw_key)
         return None if raw is None else unpack(raw)
 
     def put(self, name: str, key: str, value: Any) -> None:
@@ -201,9 +204,10 @@ class Database:
         self.write(fn)
 
     def delete(self, name: str, key: str) -> bool:
-        if not key:
+        raw_key = _key(key)
+        if raw_key is None:
             return False
-        return self.write(lambda txn: bool(txn.delete(key.encode(), db=self.dbs[name])))
+        return self.write(lambda txn: bool(txn.delete(raw_key, db=self.dbs[name])))
 
     def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         """Run ``fn`` in one write transaction; grow the map and retry when it is full."""
@@ -222,6 +226,8 @@ class Database:
     def items(self, name: str, *, reverse: bool = False, prefix: str = "") -> Iterator[tuple[str, Any]]:
         """Key order iteration (keys are bytes-ordered); materialised per call, safe to write after."""
         out: list[tuple[str, Any]] = []
+        if prefix and _key(prefix) is None:     # not UTF-8 text: no key written starts with it
+            return iter(out)
         with self.begin(db=self.dbs[name]) as txn:
             cur = txn.cursor()
             pre = prefix.encode()
@@ -251,6 +257,17 @@ class Database:
     def count(self, name: str) -> int:
         with self.begin(db=self.dbs[name]) as txn:
             return int(txn.stat(self.dbs[name])["entries"])
+
+
+def _key(key: str) -> bytes | None:
+    """``key`` as LMDB key bytes; None when no stored key can be it (empty, or not UTF-8 text:
+    the lone surrogates an argument's undecodable bytes become)."""
+    if not key:
+        return None
+    try:
+        return key.encode()
+    except UnicodeEncodeError:
+        return None
 
 
 def free_bytes(path: Path) -> int | None:
