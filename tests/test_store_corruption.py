@@ -133,6 +133,20 @@ def test_export_logs_save_dir_and_output_reads_refuse_corrupt_blobs(home: Path, 
     assert not any(served.values())
 
 
+def test_a_failed_export_removes_the_parent_directories_it_created(home: Path, cli: Cli, tmp_path: Path) -> None:
+    # the private directory was removed on failure, but the missing parents made for it stayed
+    body = cli.run_json(*hello_args())
+    eid = body["execution_id"]
+    flip(cas(home).path(output_cid(body)), 0)
+    res = cli("export", eid, str(tmp_path / "new" / "deeper" / "out"))
+    assert res.exit_code == 1 and "is corrupt" in res.stderr
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    too_long = tmp_path / "kept" / "made" / ("a" * 300)       # mkdtemp fails: the name is too long
+    assert cli("export", eid, str(too_long)).exit_code == 2
+    assert list((tmp_path / "kept").iterdir()) == []
+
+
 def test_a_truncated_output_makes_the_next_run_a_miss(home: Path, cli: Cli) -> None:
     body = cli.run_json(*hello_args())
     cid = output_cid(body)

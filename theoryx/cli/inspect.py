@@ -136,7 +136,8 @@ def ls(state: State, ref: str | None, plan: str | None, limit: int, as_json: boo
 @click.pass_obj
 def export(state: State, execution: str, directory: str) -> None:
     """Write an execution's outputs (by path below the write prefix), receipt, index, action and
-    logs into DIRECTORY, which must not exist or be empty. Written privately, then renamed."""
+    logs into DIRECTORY, which must not exist or be empty. Written privately, then renamed; a
+    failed export leaves nothing behind, not even the parent directories it created."""
     from theoryx.store import executions, receipts
 
     stores = state.stores(create=False)
@@ -145,6 +146,7 @@ def export(state: State, execution: str, directory: str) -> None:
         raise UsageError(f"execution {rec.execution_id} did not succeed; nothing to export")
     dest = Path(directory)
     into_existing = False
+    made: list[Path] = []
     from theoryx.cli.output import check_target
 
     check_target(dest, what="export to", directory=True, verb="export to")
@@ -153,9 +155,11 @@ def export(state: State, execution: str, directory: str) -> None:
             raise UsageError(f"{dest} exists and is not an empty directory")
         into_existing = dest.is_dir()
         parent = Path(os.path.abspath(dest)).parent
+        made = _missing_dirs(parent)       # removed again if the export fails
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{Path(os.path.abspath(dest)).name}.", dir=parent))
     except OSError as exc:
+        _remove_dirs(made)
         raise UsageError(f"cannot export to {dest}: {exc.strerror or exc}") from None
     moved: list[Path] = []
     try:
@@ -182,10 +186,29 @@ def export(state: State, execution: str, directory: str) -> None:
             else:
                 done.unlink(missing_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_dirs(made)
         if isinstance(exc, OSError):
             raise UsageError(f"cannot export to {dest}: {exc.strerror or exc}") from None
         raise
     click.echo(f"Exported {len(rec.outputs)} output(s) of {rec.execution_id} to {dest}")
+
+
+def _missing_dirs(path: Path) -> list[Path]:
+    """The directories ``path.mkdir(parents=True)`` would create, deepest first."""
+    missing: list[Path] = []
+    while not os.path.lexists(path) and path.parent != path:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _remove_dirs(dirs: list[Path]) -> None:
+    """Remove the directories a failed ``export`` created (deepest first), if still empty."""
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:
+            return
 
 
 def _copy_blob(stores: object, cid: str, dest: Path) -> None:
