@@ -40,6 +40,19 @@ def test_bad_durations_and_sizes_are_usage_errors(bad: str) -> None:
         parse_size(bad.replace("h", "x"))
 
 
+def test_a_duration_too_long_for_a_number_is_a_usage_error(cli: Cli) -> None:
+    # float("9" * 400) is infinity: gc took it and printed "grace_s": Infinity (no JSON) and
+    # "younger than infd"
+    for text in ("9" * 400, "9" * 307 + "d", "9" * 5000 + "s"):
+        with pytest.raises(UsageError, match="too long a duration"):
+            parse_duration(text)
+    assert parse_duration("9" * 300) == float("9" * 300)
+    cli("plan", "create", "p")                 # a home to look at
+    for option in ("--grace", "--max-age"):
+        res = cli("gc", "--dry-run", "--json", option, "9" * 400)
+        assert res.exit_code == 2 and json.loads(res.stdout)["error"]["code"] == "ERR_USAGE"
+
+
 def test_humans() -> None:
     assert (human_bytes(512), human_bytes(1536), human_bytes(5 << 30)) == ("512 B", "1.5 KiB", "5.0 GiB")
     assert (human_duration(3600), human_duration(5400), human_duration(30)) == ("1h", "1.5h", "30s")

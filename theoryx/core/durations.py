@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from theoryx.errors import UsageError
@@ -18,11 +19,15 @@ _POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in ``text`` (``30m``, ``2h``, ``7d``); :class:`UsageError` if it is not a duration."""
+    """Seconds in ``text`` (``30m``, ``2h``, ``7d``); :class:`UsageError` if it is not a duration
+    or too long for a finite number of seconds (a float's infinity is no JSON number)."""
     match = _DURATION.fullmatch(text.strip().lower())
     if match is None:
         raise UsageError(f"{text!r} is not a duration (examples: 90s, 30m, 2h, 7d)")
-    return float(match[1]) * _SECONDS[match[2]]
+    seconds = float(match[1]) * _SECONDS[match[2]]
+    if not math.isfinite(seconds):
+        raise UsageError(f"{text!r} is too long a duration")
+    return seconds
 
 
 MAX_SIZE = float(1024 ** 6)
