@@ -15,6 +15,7 @@ import pytest
 from theoryx_testing import REGISTRY
 
 from theoryx.budget import costs, pricing
+from theoryx.budget.money import MAX_MICROS
 from theoryx.errors import RatesError
 from theoryx.spec.model import ProcessorSpec, Runtime
 from theoryx.spec.refs import Ref
@@ -162,6 +163,23 @@ def test_rates_are_overridable_by_file_then_environment(tmp_path: Path, monkeypa
     monkeypatch.setenv("THEORYX_RATES", "{nope")
     with pytest.raises(RatesError, match="not valid JSON"):
         pricing.load_rates(None)
+
+
+@pytest.mark.parametrize("price", ["1e999999999", "1e999990", "9" * 5000])
+def test_an_absurd_price_override_estimates_the_most_without_overflow(
+        llm: ProcessorSpec, monkeypatch: pytest.MonkeyPatch, price: str) -> None:
+    # "1e999999999" raised decimal.Overflow (ERR_INTERNAL at admission); "1e999990" took 30 s to
+    # become an integer of micro-dollars. Both are now the largest estimate, as "1e400" was.
+    monkeypatch.setenv("THEORYX_RATES", json.dumps({
+        "cpu_core_second_usd": price,
+        "models": {"gpt-x": {"input_cost_per_token": price, "output_cost_per_token": 0, "max_output_tokens": 10}}}))
+    rates = pricing.load_rates()
+    inputs = {"model": "gpt-x", "messages": [{"role": "user", "content": "hi"}]}
+    est = costs.estimate(llm, inputs, bills_compute=True, rates=rates)
+    assert est.parts["llm"] == est.parts["compute"] == MAX_MICROS
+    actual = costs.actual(llm, inputs, {"usage": {"prompt_tokens": 3, "completion_tokens": 1}}, 10,
+                          bills_compute=False, rates=rates)
+    assert actual.micros == MAX_MICROS or actual.refused
 
 
 def test_the_adapters_timeout_option_and_billing_margin_bound_compute(llm: ProcessorSpec) -> None:

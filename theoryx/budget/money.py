@@ -58,9 +58,16 @@ def ceil_micros(usd: Decimal) -> int:
     return max(0, min(micros, MAX_MICROS))
 
 
+MAX_USD = Decimal(MAX_MICROS)
+"""The largest price or amount of dollars :func:`decimal_usd` returns: a larger one is taken as it.
+Any estimate made with it already reaches :data:`MAX_MICROS` (so the result is the same), and the
+arithmetic stays within Decimal's exponent range (``"1e999999999"`` raised ``decimal.Overflow``)
+and its integers small (``"1e999990"`` took 30 s to turn into micro-dollars)."""
+
+
 def decimal_usd(value: object) -> Decimal | None:
-    """A finite non-negative number (int, float or numeric string) as an exact Decimal, else None.
-    Floats go through ``repr`` (``0.1`` is 0.1, not its binary expansion)."""
+    """A finite non-negative number (int, float or numeric string) as an exact Decimal, else None;
+    at most :data:`MAX_USD`. Floats go through ``repr`` (``0.1`` is 0.1, not its binary expansion)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
         return None
     if isinstance(value, float) and not math.isfinite(value):
@@ -69,7 +76,9 @@ def decimal_usd(value: object) -> Decimal | None:
         d = Decimal(repr(value) if isinstance(value, float) else str(value))
     except InvalidOperation:
         return None
-    return d if d.is_finite() and d >= 0 else None
+    if not d.is_finite() or d < 0:
+        return None
+    return min(d, MAX_USD)
 
 
 @dataclass(frozen=True)
