@@ -110,3 +110,26 @@ def test_verify_through_the_cli_exits_1_with_the_error_code(filled: Database, ho
     assert res.exit_code == 1 and "event 4" in res.stderr and "edited" in res.stderr
     body = json.loads(cli("plan", "ledger", "p", "--verify", "--json").stdout)
     assert body["verified"] is False and body["error"]["code"] == "ERR_LEDGER_CORRUPT"
+
+
+@pytest.mark.parametrize(("seq", "change", "says"), [
+    (7, lambda e: (e.pop("saved_micros"), rehash(e)), "a hit event without saved_micros"),
+    (7, lambda e: (e.pop("kind"), rehash(e)), "unknown event kind None"),
+    (0, lambda e: (e.update(limit_micros="lots"), rehash(e)), "limit_micros is neither null"),
+    (4, lambda e: e.pop("amount_micros"), "edited"),
+])
+def test_an_event_missing_a_field_is_corrupt_not_an_internal_error(
+        filled: Database, home: Path, registry: Path, seq: int, change: Callable[[dict[str, Any]], None],
+        says: str) -> None:
+    # replaying an event without its kind's fields raised KeyError (ERR_INTERNAL) when its hash
+    # had been recomputed; listing the ledger did so for any such event, verified or not
+    cli = Cli(home, registry)
+    edit(filled, seq, change)
+    with pytest.raises(LedgerCorrupt) as info:
+        plans.verify(filled, "p")
+    assert says in info.value.message
+    listed = cli("plan", "ledger", "p")
+    assert listed.exit_code == 0 and len(listed.stdout.splitlines()) == 8
+    assert "damaged event" in listed.stdout.splitlines()[seq]
+    res = cli("plan", "ledger", "p", "--verify", "--json")
+    assert res.exit_code == 1 and json.loads(res.stdout)["error"]["code"] == "ERR_LEDGER_CORRUPT"

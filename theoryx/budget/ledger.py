@@ -45,6 +45,12 @@ from theoryx.store.db import Database, pack, unpack
 
 VERSION = 1
 KINDS = ("create", "set-limit", "reserve", "settle", "release", "hit", "overrun")
+# The fields each kind of event must carry (:func:`replay` refuses an event without them).
+FIELDS = {"create": ("limit_micros",), "set-limit": ("limit_micros",),
+          "reserve": ("execution_id", "amount_micros"),
+          "settle": ("execution_id", "amount_micros", "released_micros"),
+          "release": ("execution_id", "amount_micros"), "hit": ("execution_id", "saved_micros"),
+          "overrun": ("execution_id", "amount_micros", "cost_micros", "reserved_micros")}
 
 
 def genesis(plan: str) -> str:
@@ -151,8 +157,8 @@ def events_between(db: Database, plan: str, start: int, stop: int) -> list[dict[
 
 
 def replay(plan: str, items: Iterator[tuple[str, dict[str, Any]]]) -> Totals:
-    """Check the chain of ``items`` (keys, seqs, prev links, hashes, matched reservations) and
-    return what it adds up to; :class:`LedgerCorrupt` names the first problem."""
+    """Check the chain of ``items`` (keys, seqs, prev links, hashes, each kind's fields, matched
+    reservations) and return what it adds up to; :class:`LedgerCorrupt` names the first problem."""
     totals = Totals()
     open_reservations: dict[str, int] = {}
     closed: set[str] = set()
@@ -171,6 +177,7 @@ def replay(plan: str, items: Iterator[tuple[str, dict[str, Any]]]) -> Totals:
             raise LedgerCorrupt(f"{where}: its hash does not match its content; the event was edited")
         if (event.get("kind") == "create") != (totals.events == 0):
             raise LedgerCorrupt(f"{where}: a ledger starts with its one create event")
+        _check_fields(where, event)
         _check_money(where, event, open_reservations, closed)
         if event.get("kind") == "overrun":
             _check_overrun(where, event, previous)
@@ -179,6 +186,21 @@ def replay(plan: str, items: Iterator[tuple[str, dict[str, Any]]]) -> Totals:
             raise LedgerCorrupt(f"{where}: releases more than was reserved")
         previous = event
     return totals
+
+
+def _check_fields(where: str, event: dict[str, Any]) -> None:
+    """The event is of a known kind and carries that kind's fields (a limit is an integer or
+    null), so that adding it up cannot fail on a missing or mistyped field."""
+    kind = event.get("kind")
+    if kind not in FIELDS:
+        raise LedgerCorrupt(f"{where}: unknown event kind {kind!r}")
+    for k in FIELDS[kind]:
+        if k not in event:
+            raise LedgerCorrupt(f"{where}: a {kind} event without {k}")
+    limit = event.get("limit_micros")
+    if kind in ("create", "set-limit") and limit is not None and (
+            not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+        raise LedgerCorrupt(f"{where}: limit_micros is neither null nor a non-negative integer")
 
 
 def _check_overrun(where: str, event: dict[str, Any], settle: dict[str, Any]) -> None:

@@ -125,7 +125,17 @@ def set_limit(state: State, key: str, limit: str, as_json: bool) -> None:
                    "new runs are refused", err=True)
 
 
-def _event_line(e: dict[str, Any]) -> str:
+def _event_line(e: Any) -> str:
+    """One event as a line; a damaged one (a field missing or of the wrong type) as what it is,
+    so that the listing still shows every event (`--verify` says what is wrong)."""
+    try:
+        return _event_text(e)
+    except (KeyError, TypeError, ValueError, OverflowError, OSError):
+        seq = e.get("seq") if isinstance(e, dict) else None
+        return f"{seq!s:>6} damaged event (see --verify): {json.dumps(e, sort_keys=True, default=repr)}"
+
+
+def _event_text(e: dict[str, Any]) -> str:
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(e["at_ms"] / 1000))
     kind = e["kind"]
     if kind in ("create", "set-limit"):
