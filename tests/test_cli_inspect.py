@@ -79,6 +79,9 @@ def test_logs_prints_captured_output(cli: Cli) -> None:
     body = cli.run_json(*hello_args())
     assert cli("logs", body["execution_id"]).stdout == "Mock response to 1 messages"
     assert cli("logs", "--stderr", body["execution_id"]).stdout == ""
+    # both flags: both streams (the last flag used to win, so --stdout --stderr printed no stdout)
+    for flags in (["--stdout", "--stderr"], ["--stderr", "--stdout"]):
+        assert cli("logs", *flags, body["execution_id"]).stdout == "Mock response to 1 messages"
 
 
 def test_export_to_paths_that_cannot_be_directories_is_a_usage_error_and_leaves_nothing(

@@ -230,19 +230,21 @@ def _copy_blob(stores: object, cid: str, dest: Path) -> None:
 
 @click.command()
 @click.argument("execution")
-@click.option("--stderr", "which", flag_value="stderr", help="Only stderr.")
-@click.option("--stdout", "which", flag_value="stdout", help="Only stdout.")
+@click.option("--stderr", "only_stderr", is_flag=True, help="Only stderr.")
+@click.option("--stdout", "only_stdout", is_flag=True, help="Only stdout.")
 @click.pass_obj
-def logs(state: State, execution: str, which: str | None) -> None:
-    """Print an execution's captured stdout and stderr (secrets scrubbed)."""
+def logs(state: State, execution: str, only_stderr: bool, only_stdout: bool) -> None:
+    """Print an execution's captured stdout and stderr (secrets scrubbed); both flags, or
+    neither, print both."""
     from cas import CasError
     from theoryx.store import executions
     from theoryx.store.handle import store_error
 
     stores = state.stores(create=False)
     rec = executions.get(stores.db, execution)
+    wanted = {n for n, flag in (("stdout", only_stdout), ("stderr", only_stderr)) if flag} or {"stdout", "stderr"}
     for name, cid in (("stdout", rec.stdout_cid), ("stderr", rec.stderr_cid)):
-        if which and which != name:
+        if name not in wanted:
             continue
         if cid is None:
             continue
