@@ -337,6 +337,17 @@ def test_a_save_target_where_nothing_can_be_created_is_refused_before_anything_r
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".theoryx-probe-")] == []
 
 
+@pytest.mark.parametrize("extra", [["--plan", "a/b"], ["--adapter-opts-json", "{"], ["--adapter-opts-json", "[1]"],
+                                   ["--write-prefix", "x"]])
+def test_a_usage_error_of_run_creates_no_home(cli: Cli, extra: list[str]) -> None:
+    """A malformed plan key or adapter options on a fresh home: exit 2, and a new, empty home
+    was left behind (the request was built after the session opened the home)."""
+    res = cli("run", "--json", *hello_args(*extra))
+    body = json.loads(res.stdout)
+    assert res.exit_code == 2 and body["status"] == "error", body
+    assert body["execution_id"] is None and not cli.home.exists(), "a usage error created the home"
+
+
 def test_a_seed_too_large_to_record_is_refused_before_an_execution_exists(cli: Cli) -> None:
     res = cli("run", "--json", *hello_args("--seed", "99999999999999999999"))
     body = json.loads(res.stdout)

@@ -84,6 +84,10 @@ def test_theoryx_format_is_the_stored_receipt(cli: Cli) -> None:
     run = executed(cli)
     printed = cli("receipt", run["execution_id"]).stdout_bytes
     assert printed == cli("cat", run["receipt_path"]).stdout_bytes
+    # --out - is stdout, as every '-' of the CLI (it wrote a file named '-' in the working directory)
+    dashed = cli("receipt", run["execution_id"], "--out", "-")
+    assert dashed.exit_code == 0 and dashed.stdout_bytes == printed
+    assert not (Path.cwd() / "-").exists()
 
 
 # -- DSSE and keys --------------------------------------------------------------------------------

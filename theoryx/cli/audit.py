@@ -157,14 +157,15 @@ def explain(state: State, a: str, b: str, as_json: bool) -> None:
               help="theoryx: determinism.json; in-toto: an in-toto Statement v1 with SLSA provenance v1.")
 @click.option("--sign", "sign_key", callback=not_empty, type=click.Path(dir_okay=False), metavar="KEYFILE",
               help="Wrap the receipt in a DSSE envelope signed with this ed25519 key (see `theoryx keygen`).")
-@click.option("--out", callback=not_empty, type=click.Path(dir_okay=False), help="Write to FILE instead of stdout.")
+@click.option("--out", callback=not_empty, type=click.Path(dir_okay=False, allow_dash=True),
+              help="Write to FILE instead of stdout ('-': stdout).")
 @click.pass_obj
 def receipt(state: State, execution: str, fmt: str, sign_key: str | None, out: str | None) -> None:
     """Print an execution's receipt, portable and optionally signed."""
     from theoryx.provenance.attestation import export
 
     data = export(state.stores(create=False), execution, fmt, Path(sign_key).expanduser() if sign_key else None)
-    if out:
+    if out and out != "-":
         atomic_write(Path(out), data)
         click.echo(f"Wrote {out}", err=True)
         return

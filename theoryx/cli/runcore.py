@@ -98,6 +98,10 @@ def build_request(v: Mapping[str, Any]) -> RunRequest:
     opts = parse_json(v["adapter_opts_json"], "--adapter-opts-json") if v["adapter_opts_json"] else {}
     if not isinstance(opts, dict):
         raise UsageError("--adapter-opts-json must be a JSON object")
+    if v["plan"] is not None:        # a malformed key is a usage error before the home is opened
+        from theoryx.budget.plans import check_key
+
+        check_key(v["plan"])
     return RunRequest(
         ref=v["ref"], inputs=inputs, attachments=attachments.parse_options(v["attach"]), adapter=v["adapter"],
         plan=v["plan"], write_prefix=v["write_prefix"], seed=v["seed"], salt=v["salt"], no_cache=v["no_cache"],
@@ -122,8 +126,9 @@ def _run(v: Mapping[str, Any]) -> int:
                 check_target(Path(v["save_dir"]), what="--save-dir", directory=True)
             if v["save_first"]:
                 check_target(Path(v["save_first"]), what="--save-first")
+            req = build_request(v)     # usage errors before the home is opened (or created)
             session = Session(v["home"], registry=v["registry"])
-            result = session.submit(build_request(v))
+            result = session.submit(req)
             if v["stream"]:
                 (sys.stderr if v["as_json"] else sys.stdout).write("\n")
             with session.holding(result):
