@@ -191,3 +191,16 @@ def test_strict_json_refuses_numbers_beyond_a_double() -> None:
             strictjson.loads(text)
     assert strictjson.loads('{"a": 1.5e308, "b": -1e-400, "c": 10000000000000000000000}') == \
         {"a": 1.5e308, "b": -0.0, "c": 10**22}
+
+
+def test_durations_and_sizes_take_ascii_digits_only() -> None:
+    """`٣h` (an Arabic-Indic three) was read as 3 hours by `gc --max-age`, and `٥G` as a size;
+    money amounts already refused such digits."""
+    from theoryx.core.durations import parse_duration, parse_size
+
+    for bad in ("\u0663h", "1\u0660m", "\uff13s"):
+        with pytest.raises(errors.UsageError, match="not a duration"):
+            parse_duration(bad)
+    with pytest.raises(errors.UsageError, match="not a size"):
+        parse_size("\u0665G")
+    assert (parse_duration(" 2h "), parse_size("500M")) == (7200.0, 500 * 1024 ** 2)
