@@ -42,6 +42,18 @@ def test_create_show_ls_and_set_limit(pcli: Cli) -> None:
     assert show(pcli, "team-a")["limit_micros"] is None
 
 
+def test_plan_ls_columns_stay_aligned_for_a_long_key(pcli: Cli) -> None:
+    """A key longer than 24 characters (a key may have 128) pushed its row's figures out of the
+    columns."""
+    long = "team-" + "x" * 60
+    assert pcli("plan", "create", long, "--limit-usd", "1").exit_code == 0
+    assert pcli("plan", "create", "short", "--limit-usd", "2").exit_code == 0
+    header, *rows = pcli("plan", "ls").stdout.splitlines()
+    limit_ends = {row.index(figure) + len(figure) for row, figure in zip(rows, ("$2.000000", "$1.000000"), strict=True)}
+    assert limit_ends == {header.index("LIMIT") + len("LIMIT")}, [header, *rows]
+    assert len({len(row) for row in (header, *rows)}) == 1, [header, *rows]
+
+
 def test_creating_an_existing_plan_is_an_error(pcli: Cli) -> None:
     assert pcli("plan", "create", "p").exit_code == 0
     again = pcli("plan", "create", "p", "--limit-usd", "1")

@@ -99,10 +99,11 @@ def ls_cmd(state: State, as_json: bool) -> None:
     if not all_plans:
         click.echo("No plans yet; create one with `theoryx plan create KEY --limit-usd X`")
         return
-    click.echo(f"{'PLAN':<24} {'LIMIT':>16} {'SPENT':>16} {'RESERVED':>16} {'REMAINING':>16}")
+    width = max(24, *(len(p.key) for p in all_plans))     # a key may have 128 characters
+    click.echo(f"{'PLAN':<{width}} {'LIMIT':>16} {'SPENT':>16} {'RESERVED':>16} {'REMAINING':>16}")
     for p in all_plans:
         t = p.totals
-        click.echo(f"{p.key:<24} {_money(t.limit_micros):>16} {dollars(t.spent_micros):>16} "
+        click.echo(f"{p.key:<{width}} {_money(t.limit_micros):>16} {dollars(t.spent_micros):>16} "
                    f"{dollars(t.reserved_micros):>16} {_money(p.remaining_micros):>16}")
 
 
