@@ -101,3 +101,23 @@ def test_a_corrupt_blob_that_cannot_be_quarantined_is_still_err_corrupt_blob(
     assert res.exit_code == 1 and res.stdout == "", res.stdout
     assert "corrupt in the store" in res.stderr and "internal error" not in res.stderr, res.stderr
     assert blob.exists()
+
+
+def test_a_folder_another_tool_tagged_is_not_taken_for_a_home(tmp_path: Path) -> None:
+    """A directory holding only a CACHEDIR.TAG (other tools tag their caches too): `stats`, `du`,
+    `ls` and `verify` took it for a home and created db-v1/, leases/ and work-v1/ in it. Now it is
+    "no theoryx home" and nothing is created; a run there makes it one, and then it is."""
+    import json
+
+    from theoryx_testing import REGISTRY, Cli, hello_args
+
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    (folder / "CACHEDIR.TAG").write_text("Signature: 8a477f597d28d172789f06886806bc55\n# another tool's\n")
+    cli = Cli(folder, REGISTRY)
+    for command in (["stats"], ["du"], ["ls"], ["verify"]):
+        res = cli(*command, "--json")
+        assert res.exit_code != 0 and json.loads(res.stdout)["error"]["code"] == "ERR_NO_HOME", (command, res.stdout)
+    assert sorted(p.name for p in folder.iterdir()) == ["CACHEDIR.TAG"]
+    assert cli("run", *hello_args()).exit_code == 0
+    assert cli("stats", "--json").exit_code == 0

@@ -28,9 +28,9 @@ def home_path(root: Path | str | None = None) -> Path:
 
 def open_stores(root: Path | str | None = None, *, create: bool = True) -> Stores:
     """Open the home at ``root`` (default: :func:`default_home`), creating it when needed; with
-    ``create=False`` a directory that is no home yet (no ``CACHEDIR.TAG``) raises
-    :class:`NoHome` (``ERR_NO_HOME``) and nothing is created, so a command that only reads never
-    leaves a home behind at a misspelt path."""
+    ``create=False`` a directory that is no home yet (:meth:`Home.exists`: a tag and a database
+    folder) raises :class:`NoHome` (``ERR_NO_HOME``) and nothing is created, so a command that
+    only reads never leaves a home behind at a misspelt path."""
     home = Home(home_path(root))
     if not create and not home.exists():
         raise NoHome(f"no theoryx home at {home.root}: nothing has run there (a typo in --home or "

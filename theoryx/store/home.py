@@ -80,8 +80,10 @@ class Home:
         return self.root / "vendor-v1"
 
     def exists(self) -> bool:
-        """Whether the root is a home already (theoryx tagged it when it created it)."""
-        return (self.root / "CACHEDIR.TAG").is_file()
+        """Whether the root is a home already: theoryx tagged it (``CACHEDIR.TAG``) and made its
+        database folder when it created it. A tag alone is not enough: other tools tag their
+        cache folders too, and a command that only reads must not fill such a folder in."""
+        return (self.root / "CACHEDIR.TAG").is_file() and (self.root / "db-v1").is_dir()
 
     def check(self) -> None:
         """Raise :class:`~theoryx.errors.StoreError` (``ERR_STORE``) naming the first of
