@@ -148,3 +148,31 @@ def test_counters_an_older_theoryx_rewrote_without_bypassed_are_recounted(tmp_pa
     older = {"total": 2, "hits": 0, "misses": 1, "failures": 0, "spent_micros": 0, "saved_micros": 0}
     db.write(lambda txn: txn.put(executions._COUNTERS_KEY, pack(older), db=db.dbs["counters"]))
     assert maintained(db) == scanned(db) and maintained(db)["bypassed"] == 1
+
+
+def test_an_ambiguous_id_prefix_reads_two_records_not_every_match(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """`show 01m8vs` (a 6-character prefix spans ~4 minutes of ids: a batch's thousands) read and
+    decoded every matching record only to say "ambiguous"; two are enough."""
+    from theoryx.errors import NotFound
+    from theoryx.store import db as dbmod
+    from theoryx.store import executions
+    from theoryx.store.handle import open_stores
+
+    stores = open_stores(tmp_path / "home")
+    base = executions.ExecutionRecord.begun("01m8vs" + "0" * 20, "x/y@1", "mock", plan=None, seed=0, started_ms=1)
+    executions.record_many(stores.db, [executions.Recording(base.with_(execution_id=f"01m8vs{i:020d}"))
+                                       for i in range(500)])
+    decoded = 0
+    real = dbmod.unpack
+
+    def counting(raw: bytes) -> object:
+        nonlocal decoded
+        decoded += 1
+        return real(raw)
+
+    monkeypatch.setattr(dbmod, "unpack", counting)
+    with pytest.raises(NotFound, match="ambiguous prefix"):
+        executions.get(stores.db, "01m8vs")
+    assert decoded <= 3, decoded
+    assert executions.get(stores.db, "01m8vs00000000000000000499").execution_id.endswith("499")

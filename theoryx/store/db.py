@@ -223,8 +223,10 @@ class Database:
         with self.begin() as txn:
             return fn(txn)
 
-    def items(self, name: str, *, reverse: bool = False, prefix: str = "") -> Iterator[tuple[str, Any]]:
-        """Key order iteration (keys are bytes-ordered); materialised per call, safe to write after."""
+    def items(self, name: str, *, reverse: bool = False, prefix: str = "",
+              limit: int | None = None) -> Iterator[tuple[str, Any]]:
+        """Key order iteration (keys are bytes-ordered); materialised per call, safe to write after.
+        With ``limit``, at most that many entries are read."""
         out: list[tuple[str, Any]] = []
         if prefix and _key(prefix) is None:     # not UTF-8 text: no key written starts with it
             return iter(out)
@@ -238,7 +240,7 @@ class Database:
                     ok = cur.prev() if found else cur.last()
                 else:
                     ok = cur.last()
-                while ok:
+                while ok and (limit is None or len(out) < limit):
                     k = bytes(cur.key())
                     if not k.startswith(pre):
                         break
@@ -246,7 +248,7 @@ class Database:
                     ok = cur.prev()
             else:
                 ok = cur.set_range(pre) if pre else cur.first()
-                while ok:
+                while ok and (limit is None or len(out) < limit):
                     k = bytes(cur.key())
                     if not k.startswith(pre):
                         break

@@ -289,7 +289,9 @@ def get(db: Database, execution_id: str) -> ExecutionRecord:
     if raw is None and execution_id != execution_id.lower():
         return get(db, execution_id.lower())
     if raw is None:
-        matches = [v for _, v in db.items("executions", prefix=execution_id)] if len(execution_id) >= 6 else []
+        # two are enough to call a prefix ambiguous (a 6-character one spans ~4 minutes of ids)
+        matches = [v for _, v in db.items("executions", prefix=execution_id, limit=2)] \
+            if len(execution_id) >= 6 else []
         if len(matches) != 1:
             hint = " (ambiguous prefix)" if len(matches) > 1 else ""
             raise NotFound(f"no execution {execution_id!r}{hint}; see `theoryx ls`")
