@@ -133,3 +133,12 @@ def test_an_event_missing_a_field_is_corrupt_not_an_internal_error(
     assert "damaged event" in listed.stdout.splitlines()[seq]
     res = cli("plan", "ledger", "p", "--verify", "--json")
     assert res.exit_code == 1 and json.loads(res.stdout)["error"]["code"] == "ERR_LEDGER_CORRUPT"
+
+
+@pytest.mark.parametrize("field", ["amount_micros", "released_micros"])
+def test_a_boolean_amount_is_corrupt(filled: Database, field: str) -> None:
+    """`true` passed the ledger's integer checks (a bool is an int in Python) and counted as 1
+    micro-USD when its hash was recomputed."""
+    edit(filled, 2, lambda e: (e.update({field: True}), rehash(e)))
+    with pytest.raises(LedgerCorrupt, match=f"{field} is not a non-negative integer"):
+        plans.verify(filled, "p")

@@ -203,6 +203,12 @@ def _check_fields(where: str, event: dict[str, Any]) -> None:
         raise LedgerCorrupt(f"{where}: limit_micros is neither null nor a non-negative integer")
 
 
+def _amount(value: Any) -> bool:
+    """Whether ``value`` is an integer amount (micro-USD); ``True`` is no amount, though Python
+    counts a bool as an int."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _check_overrun(where: str, event: dict[str, Any], settle: dict[str, Any]) -> None:
     """An overrun follows the settle of the same execution, charges something, and adds up with
     it: ``cost_micros`` = settled + overrun, ``reserved_micros`` = what the settle released."""
@@ -211,7 +217,7 @@ def _check_overrun(where: str, event: dict[str, Any], settle: dict[str, Any]) ->
                             f"{event.get('execution_id')}")
     amount, settled, released = (event.get("amount_micros"), settle.get("amount_micros"),
                                  settle.get("released_micros"))
-    if not isinstance(amount, int) or amount <= 0 or not isinstance(settled, int) or settled != released:
+    if not _amount(amount) or amount <= 0 or not _amount(settled) or settled != released:
         raise LedgerCorrupt(f"{where}: an overrun must charge more than a settle that charged its "
                             "whole reservation")
     if event.get("cost_micros") != settled + amount or event.get("reserved_micros") != released:
@@ -224,7 +230,7 @@ def _check_money(where: str, event: dict[str, Any], open_: dict[str, int], close
     charged twice and nothing is released that was not reserved."""
     kind, eid = event["kind"], str(event.get("execution_id"))
     for k in ("amount_micros", "released_micros", "saved_micros", "cost_micros", "reserved_micros"):
-        if k in event and (not isinstance(event[k], int) or event[k] < 0):
+        if k in event and (not _amount(event[k]) or event[k] < 0):
             raise LedgerCorrupt(f"{where}: {k} is not a non-negative integer")
     if kind == "reserve":
         if eid in open_ or eid in closed:
