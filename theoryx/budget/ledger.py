@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, TypeGuard
 
 from theoryx.core.canonical import canonical_digest
 from theoryx.errors import LedgerCorrupt
@@ -203,7 +203,7 @@ def _check_fields(where: str, event: dict[str, Any]) -> None:
         raise LedgerCorrupt(f"{where}: limit_micros is neither null nor a non-negative integer")
 
 
-def _amount(value: Any) -> bool:
+def _amount(value: Any) -> TypeGuard[int]:
     """Whether ``value`` is an integer amount (micro-USD); ``True`` is no amount, though Python
     counts a bool as an int."""
     return isinstance(value, int) and not isinstance(value, bool)
