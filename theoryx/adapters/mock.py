@@ -8,6 +8,8 @@ outputs are written for every declared output. Adapter options (:data:`OPTIONS`)
 :data:`MAX_COST_USD`), ``exit_code`` (simulate a failing processor: an integer 0-255) and
 ``timeout`` (seconds, as for the container adapters: budget estimates use it; in-process code
 cannot be interrupted, so a ``mock.py`` that overran it is reported as timed out afterwards).
+A ``mock.py`` that calls ``sys.exit(n)`` exits the processor, not theoryx: exit code ``n`` (0 is
+success; anything but an integer 0-255 is 1), as a container's would.
 
 What ``ctx.stream`` writes and the traceback of a failing ``mock.py`` go through the run's log
 captures (:class:`~theoryx.adapters.base.Captures`): scrubbed, bounded by ``limits.log_bytes``.
@@ -153,6 +155,13 @@ class MockAdapter(AdapterBase):
                     result = _load(mock_py).run(dict(request.inputs), ws.outputs, ctx) or {}
                 else:
                     result = _placeholders(request)
+            except SystemExit as exc:   # sys.exit() in mock.py: the processor's exit, not theoryx's
+                code = exc.code
+                if code is not None and (type(code) is not int or not 0 <= code <= 255):
+                    code = 1
+                exit_code = exit_code or code or 0
+                if exit_code:
+                    captures.write("stderr", traceback.format_exc().encode())
             except Exception:
                 exit_code = exit_code or 1
                 captures.write("stderr", traceback.format_exc().encode())

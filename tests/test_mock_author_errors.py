@@ -1,0 +1,66 @@
+"""Mistakes a processor author makes in ``mock.py`` are the processor's failure
+(``ERR_PROCESSOR_FAILED``, the reason in its stderr), never an exit of theoryx itself nor
+``ERR_INTERNAL``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import theoryx
+from theoryx.errors import ProcessorFailed
+
+SPEC = f"""\
+ref: test/author@1
+image:
+  ref: example.invalid/author@sha256:{"0" * 64}
+inputs:
+  type: object
+  properties:
+    mode: {{type: string}}
+outputs:
+  - {{path: out.txt, mime: text/plain}}
+"""
+MOCK = '''\
+import sys
+
+
+def run(inputs, outdir, ctx):
+    (outdir / "out.txt").write_text("hi")
+    mode = inputs["mode"]
+    if mode == "exit3":
+        sys.exit(3)
+    if mode == "exit0":
+        sys.exit(0)
+    if mode == "list":
+        return [1, 2]
+    if mode == "path":
+        return {"meta": {"where": outdir}}
+    return {}
+'''
+
+
+@pytest.fixture
+def reg(tmp_path: Path) -> Path:
+    root = tmp_path / "authors"
+    (root / "processors" / "test" / "author").mkdir(parents=True)
+    (root / "processors" / "test" / "author@1.yaml").write_text(SPEC)
+    (root / "processors" / "test" / "author" / "mock.py").write_text(MOCK)
+    return root
+
+
+def run(home: Path, reg: Path, mode: str, **options: float) -> theoryx.RunResult:
+    return theoryx.run("test/author@1", inputs={"mode": mode}, adapter="mock", home=home,
+                       registry=str(reg), adapter_options=options or None)
+
+
+def stderr_of(exc: ProcessorFailed) -> str:
+    return exc.message.split("--- stderr (last lines) ---", 1)[-1]
+
+
+def test_sys_exit_in_mock_py_is_the_processors_exit_code(home: Path, reg: Path) -> None:
+    with pytest.raises(ProcessorFailed, match="exit code 3") as info:
+        run(home, reg, "exit3")
+    assert "SystemExit" in stderr_of(info.value)
+    assert run(home, reg, "exit0").output("out.txt").text() == "hi", "exit 0 is success, as in a container"
