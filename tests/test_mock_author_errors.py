@@ -64,3 +64,10 @@ def test_sys_exit_in_mock_py_is_the_processors_exit_code(home: Path, reg: Path) 
         run(home, reg, "exit3")
     assert "SystemExit" in stderr_of(info.value)
     assert run(home, reg, "exit0").output("out.txt").text() == "hi", "exit 0 is success, as in a container"
+@pytest.mark.parametrize(("mode", "why"), [("list", "returned a list"), ("path", "not JSON")])
+def test_a_result_that_is_not_a_json_object_fails_the_processor(home: Path, reg: Path, mode: str, why: str) -> None:
+    with pytest.raises(ProcessorFailed, match="exit code 1") as info:
+        run(home, reg, mode)
+    assert why in stderr_of(info.value) and "mock.py" in stderr_of(info.value)
+    with pytest.raises(ProcessorFailed):
+        run(home, reg, mode, cost_usd=0.5)    # a simulated cost is no internal error either

@@ -2,7 +2,8 @@
 
 If the processor's folder holds a stdlib-only ``mock.py`` with
 ``run(inputs, outdir, ctx) -> dict | None``, it is called in-process (the returned dict is the
-processor's result: ``usage``, ``cost_usd``, ``meta``); otherwise deterministic placeholder
+processor's result: ``usage``, ``cost_usd``, ``meta``; anything else, or a dict with no JSON form,
+fails the processor); otherwise deterministic placeholder
 outputs are written for every declared output. Adapter options (:data:`OPTIONS`): ``cost_usd``
 (simulate a cost, so budgets can be exercised offline: a finite number of dollars from 0 to
 :data:`MAX_COST_USD`), ``exit_code`` (simulate a failing processor: an integer 0-255) and
@@ -152,7 +153,7 @@ class MockAdapter(AdapterBase):
             try:
                 if mock_py.is_file():
                     ctx = MockContext(request.seed, request.execution_id, str(request.spec.ref), request, captures)
-                    result = _load(mock_py).run(dict(request.inputs), ws.outputs, ctx) or {}
+                    result = _returned(_load(mock_py).run(dict(request.inputs), ws.outputs, ctx), mock_py)
                 else:
                     result = _placeholders(request)
             except SystemExit as exc:   # sys.exit() in mock.py: the processor's exit, not theoryx's
@@ -176,6 +177,21 @@ class MockAdapter(AdapterBase):
         return Outcome(exit_code, timed_out, duration_ms=int(elapsed * 1000), log_dropped=dropped,
                            meta={"timeout_s": opts["timeout"]} if "timeout" in opts else {},
                            result=json.dumps(result, sort_keys=True).encode() if result else None)
+
+
+def _returned(value: Any, mock_py: Path) -> dict[str, Any]:
+    """What ``run`` returned, checked: None or a dict with a JSON form, else :class:`TypeError`
+    (raised inside the caller's ``try``: the processor's failure, the reason in its stderr)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError(f"{mock_py}: run() returned a {type(value).__name__}; it must return a dict "
+                        "({'usage', 'cost_usd', 'meta'}) or None")
+    try:
+        json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{mock_py}: run() returned a dict that is not JSON: {exc}") from None
+    return value
 
 
 def create(**_: Any) -> MockAdapter:
