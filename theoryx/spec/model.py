@@ -426,7 +426,39 @@ class _Parser:
         except jsonschema.SchemaError as exc:
             where = "/".join(str(p) for p in exc.absolute_path)
             raise self.fail(f"inputs{'.' + where if where else ''}", f"not a valid JSON Schema: {exc.message}") from exc
+        self.refs_resolve(d)
         return d
+
+    def refs_resolve(self, schema: dict[str, Any]) -> None:
+        """Every ``$ref`` of the inputs schema must point into the schema itself (``#/$defs/x``,
+        or a subschema's ``$id``): nothing is fetched, so any other is refused here rather than
+        failing every run when the inputs are validated."""
+        from referencing import Registry
+        from referencing.exceptions import Unresolvable
+        from referencing.jsonschema import DRAFT202012
+
+        root = Registry().with_resource("", DRAFT202012.create_resource(schema)).crawl().resolver()
+        stack: list[tuple[Any, Any, str]] = [(schema, root, "inputs")]
+        while stack:
+            node, resolver, where = stack.pop()
+            if isinstance(node, list):
+                stack.extend((item, resolver, f"{where}[{i}]") for i, item in enumerate(node))
+                continue
+            if not isinstance(node, dict):
+                continue
+            if node is not schema and isinstance(node.get("$id"), str):
+                resolver = resolver.in_subresource(DRAFT202012.create_resource(node))
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                try:
+                    resolver.lookup(ref)
+                except Unresolvable:
+                    raise self.fail(f"{where}.$ref", f"{ref!r} points nowhere in the inputs schema (a $ref "
+                                                     "must name a part of it, such as '#/$defs/name'; "
+                                                     "nothing is fetched)") from None
+            for key, value in node.items():
+                if key not in ("const", "enum", "default", "examples"):    # values, not schemas
+                    stack.append((value, resolver, f"{where}.{key}"))
 
     def outputs(self, v: Any) -> tuple[OutputDecl, ...]:
         if not isinstance(v, list):

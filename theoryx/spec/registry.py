@@ -48,7 +48,9 @@ if TYPE_CHECKING:
 # "2": entries cached before anchors and aliases were refused must not be served again.
 # "3": nor those cached before every value had to have a canonical JSON form (an integer key
 # cached by "2" failed every later run reading it back, as ERR_INTERNAL).
-SPEC_CACHE_VERSION = "3"
+# "4": nor those cached before every $ref of the inputs schema had to resolve (one pointing
+# nowhere failed every run as ERR_INTERNAL).
+SPEC_CACHE_VERSION = "4"
 SPEC_MAX_BYTES = 1 << 20
 SPEC_MAX_DEPTH = 64
 SPEC_MAX_NODES = 20_000
