@@ -10,7 +10,6 @@ ever read. Files are moved into the CAS after hashing where the filesystem allow
 from __future__ import annotations
 
 import os
-import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from cas import Store
 from theoryx.core.canonical import canonical_bytes
 from theoryx.errors import OutputMissing, OutputRejected
 from theoryx.pipeline.attachments import guess_mime
-from theoryx.spec.model import OutputLimits, ProcessorSpec
+from theoryx.spec.model import UNCLEAN_NAME, OutputLimits, ProcessorSpec
 from theoryx.store.action_cache import OutputEntry
 
 
@@ -34,9 +33,8 @@ class Manifest:
 MAX_WORLD_PATH = 480
 """The most UTF-8 bytes an output's world path may have (the store indexes world paths as LMDB
 keys, which hold at most 511)."""
-_UNCLEAN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\\\\]")
-"""What an output's name may not hold: C0 and C1 control characters, DEL, the Unicode line and
-paragraph separators (each reads as a line break somewhere), and backslash."""
+_UNCLEAN = UNCLEAN_NAME
+"""What an output's name may not hold (:data:`theoryx.spec.model.UNCLEAN_NAME`)."""
 
 
 def _walk(root: Path, limits: OutputLimits, prefix: str) -> list[tuple[str, Path, int]]:

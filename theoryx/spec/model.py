@@ -39,6 +39,10 @@ _RESERVED = re.compile(r"^(THEORYX_\w*|LD_\w*|PYTHON\w*|HOME|PATH|SHELL|ENV|BASH
                        r"GLIBC_TUNABLES|MALLOC_\w*|GCONV_PATH|LOCPATH|LC_\w*|LANG|LANGUAGE|TZ|"
                        r"PERL5\w*|NODE_OPTIONS|NODE_PATH|RUBYOPT|RUBYLIB|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS)\Z")
 _PINNED = re.compile(r"^[^\s@]+@sha256:[0-9a-f]{64}\Z")
+UNCLEAN_NAME = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\\\\]")
+"""What an output's name may not hold (ingest refuses it, so a spec may not declare it): C0 and
+C1 control characters, DEL, the Unicode line and paragraph separators (each reads as a line
+break somewhere), and backslash."""
 _TOP = {
     "ref", "description", "image", "command", "runtime", "adapter", "secrets", "inputs",
     "outputs", "limits", "cost", "stochastic", "env", "worker",
@@ -463,7 +467,7 @@ class _Parser:
     def outputs(self, v: Any) -> tuple[OutputDecl, ...]:
         if not isinstance(v, list):
             raise self.fail("outputs", "must be a list of {path, mime}")
-        out = []
+        out: list[OutputDecl] = []
         for i, item in enumerate(v):
             d = self.mapping(item, f"outputs[{i}]")
             self.strict(d, {"path", "mime", "optional"}, f"outputs[{i}]")
@@ -472,6 +476,15 @@ class _Parser:
             parts = path.split("/")
             if path.startswith("/") or any(p in ("", ".", "..") for p in parts):
                 raise self.fail(f"outputs[{i}].path", "must be a relative path below the write prefix")
+            if UNCLEAN_NAME.search(path):   # ingest refuses such a name: no run could produce it
+                raise self.fail(f"outputs[{i}].path", "holds a control character, a line separator or a "
+                                                      "backslash, which no output's name may hold")
+            for j, other in enumerate(out):
+                if other.path == path:
+                    raise self.fail(f"outputs[{i}].path", f"{path} is already declared by outputs[{j}]")
+                if path.startswith(other.path + "/") or other.path.startswith(path + "/"):
+                    raise self.fail(f"outputs[{i}].path", f"{path} and outputs[{j}] ({other.path}) cannot both "
+                                                          "be files: one would be a directory of the other")
             out.append(OutputDecl(path, self.string(d.get("mime"), f"outputs[{i}].mime"),
                                   self.flag(d.get("optional", False), f"outputs[{i}].optional")))
         return tuple(out)

@@ -49,7 +49,8 @@ if TYPE_CHECKING:
 # "3": nor those cached before every value had to have a canonical JSON form (an integer key
 # cached by "2" failed every later run reading it back, as ERR_INTERNAL).
 # "4": nor those cached before every $ref of the inputs schema had to resolve (one pointing
-# nowhere failed every run as ERR_INTERNAL).
+# nowhere failed every run as ERR_INTERNAL), nor before every declared output had to be one a run
+# could produce (a clean name, declared once, no file below another).
 SPEC_CACHE_VERSION = "4"
 SPEC_MAX_BYTES = 1 << 20
 SPEC_MAX_DEPTH = 64
