@@ -181,3 +181,22 @@ def test_a_registry_setting_naming_no_directory_is_a_usage_error(tmp_path: Path,
         assert out.exit_code == 2 and "Error: no registry: " in out.stderr, (args, out.output)
     # a search path skips entries that do not exist, as PATH does
     assert Registry.from_option(f"{tmp_path}/missing{os.pathsep}{REGISTRY}").roots[1] == REGISTRY
+
+
+@pytest.mark.parametrize("rel", ["t/echo.yaml", "t/Echo@1.yaml", "t/echo@1@2.yml", "T/echo@1.yaml", "echo@1.yaml"],
+                         ids=["no-version", "uppercase", "two-ats", "bad-namespace", "no-namespace"])
+def test_validate_names_a_spec_file_no_ref_can_find(tmp_path: Path, rel: str) -> None:
+    """A misnamed spec file was skipped in silence: ``validate`` said all was well, and every
+    ``run`` of the ref its author meant said ``ERR_PROCESSOR_NOT_FOUND``."""
+    from click.testing import CliRunner
+
+    from theoryx.cli.app import cli
+
+    write_spec(tmp_path, GOOD)
+    write_spec(tmp_path, GOOD, rel=rel)
+    (tmp_path / "processors" / "t" / "echo" / "config.yaml").write_text("a processor's own file\n")
+    base = ["--home", str(tmp_path / "h"), "--registry", str(tmp_path)]
+    out = CliRunner().invoke(cli, [*base, "registry", "validate"])
+    assert out.exit_code == 1, out.output
+    assert f"INVALID  {tmp_path / 'processors' / rel}: not a spec any ref finds" in out.stdout, out.stdout
+    assert "ok       t/echo@1" in out.stdout and "1 valid, 1 invalid" in out.stdout, out.stdout

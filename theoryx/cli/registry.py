@@ -68,7 +68,7 @@ def show(state: State, ref: str, as_json: bool) -> None:
 @registry.command()
 @click.pass_obj
 def validate(state: State) -> None:
-    """Validate every spec and its processor folder; exit 1 if any is invalid."""
+    """Validate every spec and its processor folder; exit 1 if any is invalid (or misnamed)."""
     from theoryx.errors import TheoryxError
     from theoryx.spec.context import check
     from theoryx.spec.registry import Registry, load_file
@@ -84,6 +84,11 @@ def validate(state: State) -> None:
         except TheoryxError as exc:
             bad += 1
             click.echo(f"INVALID  {ref}: {exc.message}")
+    for path in reg.strays():     # else silently skipped: `run` would never find them
+        count += 1
+        bad += 1
+        click.echo(f"INVALID  {path}: not a spec any ref finds: a spec file is "
+                   "processors/<ns>/<name>@<version>.yaml (lowercase letters, digits, '.', '_' or '-')")
     click.echo(f"{count - bad} valid, {bad} invalid")
     if bad:
         raise SystemExit(1)

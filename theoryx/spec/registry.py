@@ -146,6 +146,27 @@ class Registry:
                     yield ref, path
 
 
+    def strays(self) -> Iterator[Path]:
+        """Spec-like files no ref can find: a ``.yaml``/``.yml`` directly in ``processors/``, or
+        one in a namespace directory whose name is not ``<name>@<version>`` (``p.yaml``,
+        ``P@1.yaml``), or in a directory that is no valid namespace. Files deeper down belong to
+        processor folders and are not looked at."""
+        for root in self.roots:
+            pdir = _processors_dir(root)
+            if not _is_dir(pdir):
+                continue
+            for path in sorted([*pdir.glob("*.y*ml"), *pdir.glob("*/*.y*ml")]):
+                if path.suffix not in (".yaml", ".yml") or not path.is_file():
+                    continue
+                if path.parent == pdir:
+                    yield path
+                    continue
+                try:
+                    Ref.parse(f"{path.parent.name}/{path.stem}")
+                except Exception:
+                    yield path
+
+
 def load_file(path: Path, db: Database | None = None, *, expect: Ref | None = None) -> ProcessorSpec:
     """Parse ``path`` (or take it from the spec cache by content hash) into a spec. Reads at
     most :data:`SPEC_MAX_BYTES` + 1 bytes: a larger file is refused without reading it whole."""
