@@ -62,3 +62,10 @@ def test_refs_that_resolve_are_accepted_and_checked(home: Path, tmp_path: Path) 
     body = cli.run_json("--adapter", "mock", "--ref", "t/refs@1", "--inputs-json", '{"a": 1}')
     assert body["error"]["code"] == "ERR_INPUTS", body
     assert cli.run_json("--adapter", "mock", "--ref", "t/refs@1", "--inputs-json", '{"a": "x"}')["status"] == "success"
+
+
+def test_an_invalid_schema_is_named_by_its_dotted_field(tmp_path: Path) -> None:
+    """The field was 'inputs.properties/a/allOf/0/minLength': dots, then slashes."""
+    path = write(tmp_path / "reg", "    a: {allOf: [{minLength: -1}]}\n")
+    with pytest.raises(SpecError, match=r"field 'inputs\.properties\.a\.allOf\[0\]\.minLength': not a valid"):
+        load_file(path)

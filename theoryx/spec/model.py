@@ -428,8 +428,8 @@ class _Parser:
         try:
             jsonschema.Draft202012Validator.check_schema(d)
         except jsonschema.SchemaError as exc:
-            where = "/".join(str(p) for p in exc.absolute_path)
-            raise self.fail(f"inputs{'.' + where if where else ''}", f"not a valid JSON Schema: {exc.message}") from exc
+            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.absolute_path)
+            raise self.fail(f"inputs{where}", f"not a valid JSON Schema: {exc.message}") from exc
         self.refs_resolve(d)
         return d
 
