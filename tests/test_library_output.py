@@ -78,9 +78,23 @@ def test_library_and_cas_modules_are_all_checked() -> None:
     assert CAS
 
 
+ROUTERS = {"theoryx/adapters/mock.py": "_printed_into"}
+"""Modules allowed to touch ``sys.stdout``/``sys.stderr`` in one function only, never to write to
+them: the mock adapter puts a router in their place while in-process processor code runs, so
+that what a ``mock.py`` prints goes to that run's log capture instead of theoryx's output."""
+
+
 @pytest.mark.parametrize("path", LIBRARY + CAS, ids=lambda p: str(p.relative_to(REPO)))
 def test_library_module_never_prints(path: Path) -> None:
-    assert output_uses(path.read_text(encoding="utf-8")) == []
+    source = path.read_text(encoding="utf-8")
+    uses = output_uses(source)
+    router = ROUTERS.get(str(path.relative_to(REPO)))
+    if router is not None:
+        fn = next(n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.FunctionDef) and n.name == router)
+        assert fn.end_lineno is not None
+        uses = [(line, what) for line, what in uses
+                if not (what in ("sys.stdout", "sys.stderr") and fn.lineno <= line <= fn.end_lineno)]
+    assert uses == []
 
 
 def test_every_library_module_imports() -> None:

@@ -37,6 +37,10 @@ def run(inputs, outdir, ctx):
         return [1, 2]
     if mode == "path":
         return {"meta": {"where": outdir}}
+    if mode.startswith("print"):
+        print("hello from", mode)
+        print("a note", file=sys.stderr)
+        sys.stdout.flush()
     return {}
 '''
 
@@ -71,3 +75,35 @@ def test_a_result_that_is_not_a_json_object_fails_the_processor(home: Path, reg:
     assert why in stderr_of(info.value) and "mock.py" in stderr_of(info.value)
     with pytest.raises(ProcessorFailed):
         run(home, reg, mode, cost_usd=0.5)    # a simulated cost is no internal error either
+
+
+def test_what_mock_py_prints_is_its_log_never_theoryx_output(reg: Path, tmp_path: Path) -> None:
+    """`print()` in a mock.py went to theoryx's own stdout: `run --json` printed a line before its
+    JSON document. Now what it prints is the processor's stdout/stderr (`logs`), also for a
+    batch's items running on several threads at once."""
+    import json
+    import subprocess
+    import sys
+
+    from theoryx_testing import REPO, subprocess_env
+
+    home = tmp_path / "home"
+    env = subprocess_env(home, THEORYX_REGISTRY=str(reg))
+    res = subprocess.run([sys.executable, "-m", "theoryx", "run", "--adapter", "mock", "--ref", "test/author@1",
+                          "--inputs-json", '{"mode": "print"}', "--json"], env=env, cwd=REPO, capture_output=True,
+                         text=True, timeout=120, check=False)
+    body = json.loads(res.stdout)                  # one JSON document, nothing else
+    assert res.returncode == 0 and body["status"] == "success", res.stdout
+    assert "hello from" not in res.stderr and "a note" not in res.stderr, res.stderr
+    logs = subprocess.run([sys.executable, "-m", "theoryx", "logs", body["execution_id"], "--stdout"], env=env,
+                          cwd=REPO, capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "hello from print" in logs, logs
+    with theoryx.Session(home, registry=str(reg)) as session:
+        results = list(session.map("test/author@1", [{"inputs": {"mode": f"print {i}"}} for i in range(6)],
+                                   adapter="mock", jobs=3))
+    for i, r in enumerate(results):
+        assert r.result is not None
+        out = subprocess.run([sys.executable, "-m", "theoryx", "logs", r.result.execution_id, "--stdout"],
+                             env=env, cwd=REPO, capture_output=True, text=True, timeout=120, check=True).stdout
+        assert out.strip() == f"hello from print {i}", (i, out)
+    assert not isinstance(sys.stdout, type(None)) and type(sys.stdout).__name__ != "_ThreadRouted"

@@ -12,8 +12,10 @@ cannot be interrupted, so a ``mock.py`` that overran it is reported as timed out
 A ``mock.py`` that calls ``sys.exit(n)`` exits the processor, not theoryx: exit code ``n`` (0 is
 success; anything but an integer 0-255 is 1), as a container's would.
 
-What ``ctx.stream`` writes and the traceback of a failing ``mock.py`` go through the run's log
-captures (:class:`~theoryx.adapters.base.Captures`): scrubbed, bounded by ``limits.log_bytes``.
+What ``ctx.stream`` writes, what ``mock.py`` prints (``print()``, ``sys.stdout``/``sys.stderr``
+writes made on the thread running it) and the traceback of a failing ``mock.py`` go through the
+run's log captures (:class:`~theoryx.adapters.base.Captures`): scrubbed, bounded by
+``limits.log_bytes`` — never onto theoryx's own output (``run --json`` prints one JSON document).
 
 Running in-process, the mock needs less of the workspace than a container (:attr:`MockAdapter.in_process`):
 the executor creates only its root, ``outputs/`` and the attachments under ``inputs/``; the
@@ -34,7 +36,8 @@ import threading
 import time
 import traceback
 import types
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,6 +116,61 @@ _compiled: dict[Path, tuple[tuple[int, int, int], types.CodeType]] = {}
 _compiled_lock = threading.Lock()
 
 
+_ROUTE = threading.local()       # .captures: the run whose mock.py this thread is running
+_ROUTING_LOCK = threading.Lock()
+_routing = 0                      # runs in progress that route their thread's prints
+
+
+class _ThreadRouted:
+    """Stands in for ``sys.stdout`` or ``sys.stderr`` while ``mock.py`` code runs: a write from a
+    thread running a ``mock.py`` goes to that run's capture (as a container's output would);
+    every other thread's goes to the stream it stands in for."""
+
+    def __init__(self, real: Any, stream: str) -> None:
+        self.real, self.stream = real, stream
+
+    def write(self, text: str) -> int:
+        captures = getattr(_ROUTE, "captures", None)
+        if captures is None:
+            return int(self.real.write(text))
+        captures.write(self.stream, text.encode("utf-8", "replace"))
+        return len(text)
+
+    def flush(self) -> None:
+        if getattr(_ROUTE, "captures", None) is None:
+            self.real.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+@contextmanager
+def _printed_into(captures: Captures) -> Iterator[None]:
+    """Inside the block, what this thread prints goes to ``captures`` (:class:`_ThreadRouted` is
+    put in place of ``sys.stdout``/``sys.stderr`` by the first run that needs it and taken away
+    by the last, unless something else replaced them meanwhile)."""
+    import sys
+
+    global _routing
+    with _ROUTING_LOCK:
+        if _routing == 0:
+            sys.stdout = _ThreadRouted(sys.stdout, "stdout")
+            sys.stderr = _ThreadRouted(sys.stderr, "stderr")
+        _routing += 1
+    _ROUTE.captures = captures
+    try:
+        yield
+    finally:
+        _ROUTE.captures = None
+        with _ROUTING_LOCK:
+            _routing -= 1
+            if _routing == 0:
+                if isinstance(sys.stdout, _ThreadRouted):
+                    sys.stdout = sys.stdout.real
+                if isinstance(sys.stderr, _ThreadRouted):
+                    sys.stderr = sys.stderr.real
+
+
 def _load(path: Path) -> Any:
     """Execute ``mock.py`` at ``path`` as a new module (fresh globals every run). Its compiled
     code is reused while the file keeps its inode, size and mtime. Errors (a missing file, a
@@ -153,7 +211,9 @@ class MockAdapter(AdapterBase):
             try:
                 if mock_py.is_file():
                     ctx = MockContext(request.seed, request.execution_id, str(request.spec.ref), request, captures)
-                    result = _returned(_load(mock_py).run(dict(request.inputs), ws.outputs, ctx), mock_py)
+                    with _printed_into(captures):
+                        returned = _load(mock_py).run(dict(request.inputs), ws.outputs, ctx)
+                    result = _returned(returned, mock_py)
                 else:
                     result = _placeholders(request)
             except SystemExit as exc:   # sys.exit() in mock.py: the processor's exit, not theoryx's
