@@ -317,6 +317,40 @@ def test_arguments_of_the_wrong_type_are_usage_errors(home: Path, kw: dict[str, 
     assert info.value.code == "ERR_USAGE"
 
 
+@pytest.mark.parametrize(("kw", "code", "says"), [
+    ({"ref": 5}, "ERR_REF", "ref must be a string"),
+    ({"ref": None}, "ERR_REF", "ref must be a string"),
+    ({"ref": b"llm/litellm@1"}, "ERR_REF", "ref must be a string"),
+    ({"attachments": ["doc"]}, "ERR_ATTACHMENT", "attachments must map names to file paths"),
+    ({"attachments": "doc=notes.txt"}, "ERR_ATTACHMENT", "attachments must map names to file paths"),
+    ({"attachments": {"doc": 5}}, "ERR_ATTACHMENT", "attachment 'doc' must be a file path"),
+    ({"attachments": {"doc": b"/etc/hostname"}}, "ERR_ATTACHMENT", "attachment 'doc' must be a file path"),
+    ({"attachments": {5: "/etc/hostname"}}, "ERR_ATTACHMENT", "attachment names must be non-empty strings"),
+    ({"adapter_options": [("exit_code", 1)]}, "ERR_ADAPTER_OPTIONS", "adapter_options must be a mapping"),
+    ({"adapter_options": "exit_code=1"}, "ERR_ADAPTER_OPTIONS", "adapter_options must be a mapping"),
+    ({"stream": 5}, "ERR_USAGE", "stream must be a callable"),
+    ({"no_cache": "no"}, "ERR_USAGE", "no_cache must be True or False"),
+    ({"no_cache": 1}, "ERR_USAGE", "no_cache must be True or False"),
+    ({"build": "false"}, "ERR_USAGE", "build must be True or False"),
+])
+def test_keywords_of_the_wrong_type_are_theoryx_errors_before_anything_is_recorded(
+        home: Path, kw: dict[str, Any], code: str, says: str) -> None:
+    """They raised AttributeError, TypeError or ValueError from deep inside (or, for no_cache and
+    build, were taken as true: no_cache="no" bypassed the cache); map() shares the check."""
+    from theoryx.store import executions
+    from theoryx.store.handle import open_stores
+
+    ref = kw.pop("ref", "llm/litellm@1")
+    with theoryx.Session(home, registry=str(REGISTRY)) as s:
+        with pytest.raises(TheoryxError, match=says) as info:
+            s.run(ref, inputs=HELLO, adapter="mock", **kw)
+        assert info.value.code == code
+        if "attachments" not in kw:
+            with pytest.raises(TheoryxError, match=says):
+                list(s.map(ref, [{"inputs": HELLO}], adapter="mock", **kw))
+    assert list(executions.latest(open_stores(home).db)) == []
+
+
 def test_a_registry_given_as_a_path_works_and_jobs_must_be_positive(home: Path) -> None:
     assert run(home, registry=REGISTRY).cache == "miss"
     with theoryx.Session(home, registry=REGISTRY) as s:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from theoryx.core.frozen import replaced
-from theoryx.errors import InputsError, UsageError
+from theoryx.errors import AdapterOptionsError, AttachmentError, InputsError, RefError, UsageError
 from theoryx.pipeline import writeprefix
 
 TYPE_CHECKING = False  # typing stays unimported at run time (lean hit path)
@@ -65,21 +65,33 @@ class RunRequest:
     @classmethod
     def of(cls, ref: str, **options: Any) -> RunRequest:
         """A request from Python keyword arguments: ``None`` means the default, paths may be
-        strings. Unknown keywords raise ``TypeError`` as a call would."""
+        strings. Unknown keywords raise ``TypeError`` as a call would; a value of the wrong type
+        (a ref that is no string, attachments that do not map names to paths, adapter options
+        that are no mapping, a ``stream`` that is not callable, ``no_cache``/``build`` that are
+        not booleans) raises a :class:`UsageError` subclass, before anything is recorded."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
             raise TypeError(f"unexpected keyword argument(s): {', '.join(unknown)}")
+        if not isinstance(ref, str):
+            raise RefError(f"ref must be a string (ns/name@version), got {_shown(ref)}")
         given = {k: v for k, v in options.items() if v is not None or k in ("plan", "registry", "stream")}
         if isinstance(given.get("registry"), os.PathLike):
             given["registry"] = os.fspath(given["registry"])
         for name in ("plan", "registry", "remote", "salt", "write_prefix", "adapter"):
             if given.get(name) is not None and not isinstance(given[name], str):
-                raise UsageError(f"{name} must be a string, got {type(given[name]).__name__} "
-                                 f"{str(given[name])[:40]!r}")
+                raise UsageError(f"{name} must be a string, got {_shown(given[name])}")
+        for name in ("no_cache", "build"):
+            if name in given and not isinstance(given[name], bool):
+                raise UsageError(f"{name} must be True or False, got {_shown(given[name])}")
+        if given.get("stream") is not None and not callable(given["stream"]):
+            raise UsageError(f"stream must be a callable (stream, chunk) -> None, got {_shown(given['stream'])}")
         if "attachments" in given:
-            given["attachments"] = {k: Path(v) for k, v in given["attachments"].items()}
+            given["attachments"] = _attachments(given["attachments"])
         if "adapter_options" in given:
+            if not isinstance(given["adapter_options"], Mapping):
+                raise AdapterOptionsError(f"adapter_options must be a mapping of option names to values, "
+                                          f"got {_shown(given['adapter_options'])}")
             given["adapter_options"] = dict(given["adapter_options"])
         return cls(ref=ref, **given)
 
@@ -87,3 +99,26 @@ class RunRequest:
         """This request with other ``inputs`` and ``attachments`` (as :func:`dataclasses.replace`,
         without re-running ``__init__``: a batch makes one per item, thousands per second)."""
         return replaced(self, {"inputs": inputs, "attachments": attachments})
+
+
+def _shown(value: Any) -> str:
+    """A wrong value for a message: its type and the start of its text."""
+    return f"{type(value).__name__} {str(value)[:40]!r}"
+
+
+def _attachments(given: Any) -> dict[str, Path]:
+    """``attachments`` as names to paths (a path may be a string): :class:`AttachmentError` for
+    anything else."""
+    if not isinstance(given, Mapping):
+        raise AttachmentError(f"attachments must map names to file paths, got {_shown(given)}")
+    out: dict[str, Path] = {}
+    for name, path in given.items():
+        if not isinstance(name, str) or not name:
+            raise AttachmentError(f"attachment names must be non-empty strings, got {_shown(name)}")
+        if not isinstance(path, str | os.PathLike):
+            raise AttachmentError(f"attachment {name!r} must be a file path (a string or a Path), got {_shown(path)}")
+        try:
+            out[name] = Path(path)
+        except TypeError as exc:    # a PathLike whose path is bytes
+            raise AttachmentError(f"attachment {name!r} must be a file path (a string or a Path): {exc}") from None
+    return out
