@@ -351,6 +351,34 @@ def test_keywords_of_the_wrong_type_are_theoryx_errors_before_anything_is_record
     assert list(executions.latest(open_stores(home).db)) == []
 
 
+@pytest.mark.parametrize(("kw", "says"), [
+    ({"home": ""}, "home must be a path"), ({"home": 5}, "home must be a path"),
+    ({"home": b"/tmp/h"}, "home must be a path"), ({"home": "/tmp/a\0b"}, "home must be a path"),
+    ({"registry": 5}, "registry must be a path"), ({"registry": b"registry"}, "registry must be a path"),
+    ({"registry": ""}, "registry must be a path"),
+])
+def test_a_session_home_or_registry_that_is_no_path_is_a_usage_error_and_opens_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kw: dict[str, Any], says: str) -> None:
+    """They raised TypeError or ValueError from pathlib (registry=5 only at the first run), and
+    home="" made the working directory a theoryx home."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("THEORYX_HOME", str(tmp_path / "default-home"))
+    with pytest.raises(TheoryxError, match=says) as info:
+        theoryx.Session(**kw)
+    assert info.value.code == "ERR_USAGE"
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(TheoryxError, match=says) as info:
+        theoryx.run("llm/litellm@1", inputs=HELLO, adapter="mock", **kw)
+    assert info.value.code == "ERR_USAGE"
+
+
+def test_a_session_home_and_registry_may_be_strings_or_paths(home: Path) -> None:
+    with theoryx.Session(str(home), registry=REGISTRY) as s:
+        assert s.run("llm/litellm@1", inputs=HELLO, adapter="mock").cache == "miss"
+    assert theoryx.run("llm/litellm@1", inputs=HELLO, adapter="mock", home=home,
+                       registry=str(REGISTRY)).cache == "hit"
+
+
 def test_a_registry_given_as_a_path_works_and_jobs_must_be_positive(home: Path) -> None:
     assert run(home, registry=REGISTRY).cache == "miss"
     with theoryx.Session(home, registry=REGISTRY) as s:

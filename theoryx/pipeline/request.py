@@ -76,9 +76,9 @@ class RunRequest:
         if not isinstance(ref, str):
             raise RefError(f"ref must be a string (ns/name@version), got {_shown(ref)}")
         given = {k: v for k, v in options.items() if v is not None or k in ("plan", "registry", "stream")}
-        if isinstance(given.get("registry"), os.PathLike):
-            given["registry"] = os.fspath(given["registry"])
-        for name in ("plan", "registry", "remote", "salt", "write_prefix", "adapter"):
+        if "registry" in given:
+            given["registry"] = path_arg("registry", given["registry"])
+        for name in ("plan", "remote", "salt", "write_prefix", "adapter"):
             if given.get(name) is not None and not isinstance(given[name], str):
                 raise UsageError(f"{name} must be a string, got {_shown(given[name])}")
         for name in ("no_cache", "build"):
@@ -122,3 +122,18 @@ def _attachments(given: Any) -> dict[str, Path]:
         except TypeError as exc:    # a PathLike whose path is bytes
             raise AttachmentError(f"attachment {name!r} must be a file path (a string or a Path): {exc}") from None
     return out
+
+
+def path_arg(name: str, value: str | Path | None) -> str | None:
+    """``value`` (a path) as a string, or None: :class:`UsageError` for an empty string, one
+    holding a NUL, or anything that is no path (an int, bytes): ``home=""`` would have made the
+    working directory a home."""
+    if value is None:
+        return None
+    text = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if not isinstance(text, str):
+        raise UsageError(f"{name} must be a path (a string or a Path), got {type(value).__name__} "
+                         f"{str(value)[:40]!r}")
+    if not text or "\0" in text:
+        raise UsageError(f"{name} must be a path (a string or a Path), got {text[:40]!r}")
+    return text

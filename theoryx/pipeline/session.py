@@ -33,7 +33,7 @@ from theoryx.errors import InternalError, RunInterrupted, StoreError, StoreFull,
 from theoryx.pipeline import hit, record, writeprefix
 from theoryx.pipeline.lookup import lookup
 from theoryx.pipeline.prepare import Prepared, Resolutions, check_seed, prepare, processor
-from theoryx.pipeline.request import DEFAULT_ADAPTER, RunRequest, StreamFn
+from theoryx.pipeline.request import DEFAULT_ADAPTER, RunRequest, StreamFn, path_arg
 from theoryx.pipeline.result import Output, RunResult
 from theoryx.pipeline.running import RunState
 from theoryx.store import receipts
@@ -52,11 +52,15 @@ if TYPE_CHECKING:
 
 
 class Session:
-    """A theoryx home, opened once. ``registry`` is the default for runs that name none."""
+    """A theoryx home, opened once (``home``: a path, as a string or a Path; default
+    ``THEORYX_HOME``, else ``$XDG_CACHE_HOME/theoryx``, else ``~/.cache/theoryx``).
+    ``registry`` (a path, as a string or a Path) is the default for runs that name none. Any
+    other value for either is a :class:`UsageError` and opens nothing."""
 
-    def __init__(self, home: str | Path | None = None, *, registry: str | None = None,
+    def __init__(self, home: str | Path | None = None, *, registry: str | Path | None = None,
                  stores: Stores | None = None) -> None:
-        self.stores = stores if stores is not None else open_stores(home)
+        registry = path_arg("registry", registry)
+        self.stores = stores if stores is not None else open_stores(path_arg("home", home))
         self.registry = registry
 
     def __enter__(self) -> Session:
