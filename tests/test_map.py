@@ -266,6 +266,17 @@ def test_session_map_refuses_inputs_or_attachments_as_options_for_all_items(tmp_
     assert not (tmp_path / "home").exists() or not list(executions.latest(open_stores(tmp_path / "home").db))
 
 
+@pytest.mark.parametrize("items", [None, 5, "abc", b"abc", {"inputs": {"messages": []}}])
+def test_session_map_refuses_items_that_are_no_iterable_of_items_when_called(tmp_path: Path, items: Any) -> None:
+    """None or an int raised TypeError only at the first next(); one mapping or a string made every
+    key or character an item failing on its own."""
+    with theoryx.Session(tmp_path / "home", registry=str(REGISTRY)) as s:
+        with pytest.raises(theoryx.errors.UsageError, match="items must be an iterable of items") as info:
+            s.map("llm/litellm@1", items, adapter="mock")
+        assert info.value.code == "ERR_USAGE"
+        assert list(s.map("llm/litellm@1", iter([]), adapter="mock")) == []
+
+
 SLOW_MOCK = """\
 import time
 

@@ -156,6 +156,11 @@ class Session:
         the number of CPUs). Failures are results, not exceptions; ``fail_fast`` stops at the
         first. ``batch``, if given, receives the :class:`Batch` so a caller can ``cancel()`` it.
         """
+        if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
+            # not iterable: a TypeError at the first next(); one mapping or a string: every key
+            # or character an item failing on its own
+            raise UsageError(f"items must be an iterable of items (mappings {{'inputs': ...}}), got "
+                             f"{type(items).__name__} {str(items)[:40]!r}")
         if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
             raise UsageError(f"jobs must be a positive integer (or None: the number of CPUs), got {jobs!r}")
         per_item = sorted({"inputs", "attachments"} & set(options))
