@@ -403,3 +403,17 @@ def test_a_file_name_that_is_not_utf8_is_a_clear_attachment_error_and_recorded(h
                 attachments={"doc": tmp_path / os.fsdecode(name)})
         assert info.value.code == code and "\\udcff" in info.value.message
         assert executions.get(open_stores(home).db, info.value.execution_id or "").status == "error"
+
+
+@pytest.mark.parametrize("call", ["output", "holding"])
+@pytest.mark.parametrize("value", [None, 5, b"/artifacts/outputs/text/response.txt"])
+def test_session_output_and_holding_refuse_a_value_of_the_wrong_type(home: Path, call: str, value: Any) -> None:
+    """They raised AttributeError ('int' object has no attribute 'startswith' / 'outputs')."""
+    with theoryx.Session(home, registry=str(REGISTRY)) as s:
+        with pytest.raises(TheoryxError, match=f"{call}\\(\\) takes") as info:
+            if call == "output":
+                s.output(value)
+            else:
+                with s.holding(value):
+                    pass
+        assert info.value.code == "ERR_USAGE"

@@ -210,6 +210,8 @@ class Session:
     def holding(self, result: RunResult) -> Iterator[RunResult]:
         """Lease ``result``'s outputs while the block reads them: a concurrent gc keeps them (and
         one it withdrew a moment before the lease is put back), as during the run itself."""
+        if not isinstance(result, RunResult):
+            raise UsageError(f"holding() takes a RunResult, got {type(result).__name__} {str(result)[:40]!r}")
         with Lease(self.stores.home.leases, new_execution_id()) as lease:
             cids = [o.cid for o in result.outputs]
             lease.add(cids)
@@ -224,6 +226,9 @@ class Session:
         from theoryx.store import worldpaths
         from theoryx.store.action_cache import OutputEntry
 
+        if not isinstance(where, str):
+            raise UsageError(f"output() takes a world path or a cid (a string), got {type(where).__name__} "
+                             f"{str(where)[:40]!r}")
         cid = worldpaths.resolve(self.stores, where)
         blob = self.stores.cas.stat(cid)
         name = where.rsplit("/", 1)[-1]
