@@ -98,8 +98,9 @@ class _MappedReader(io.BufferedIOBase):
         return self.read(size)
 
     def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
+        view = memoryview(buffer).cast("B")     # any writable buffer, counted in bytes
+        data = self.read(len(view))
+        view[: len(data)] = data
         return len(data)
 
     def close(self) -> None:
