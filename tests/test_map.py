@@ -277,6 +277,19 @@ def test_session_map_refuses_items_that_are_no_iterable_of_items_when_called(tmp
         assert list(s.map("llm/litellm@1", iter([]), adapter="mock")) == []
 
 
+@pytest.mark.parametrize(("kw", "says"), [({"ordered": "no"}, "ordered must be True or False"),
+                                          ({"fail_fast": 1}, "fail_fast must be True or False"),
+                                          ({"batch": ()}, "batch must be a list")])
+def test_session_map_refuses_flags_that_are_not_bools_and_a_batch_that_is_no_list(
+        tmp_path: Path, kw: dict[str, Any], says: str) -> None:
+    """ordered="no" was taken as true (results in order), fail_fast=1 too; batch=() raised
+    AttributeError at the first next()."""
+    with theoryx.Session(tmp_path / "home", registry=str(REGISTRY)) as s:
+        with pytest.raises(theoryx.errors.UsageError, match=says) as info:
+            s.map("llm/litellm@1", [{"inputs": msg("a")}], adapter="mock", **kw)
+        assert info.value.code == "ERR_USAGE"
+
+
 SLOW_MOCK = """\
 import time
 

@@ -163,6 +163,11 @@ class Session:
                              f"{type(items).__name__} {str(items)[:40]!r}")
         if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
             raise UsageError(f"jobs must be a positive integer (or None: the number of CPUs), got {jobs!r}")
+        for name, flag in (("ordered", ordered), ("fail_fast", fail_fast)):
+            if not isinstance(flag, bool):
+                raise UsageError(f"{name} must be True or False, got {type(flag).__name__} {str(flag)[:40]!r}")
+        if batch is not None and not isinstance(batch, list):
+            raise UsageError(f"batch must be a list (it receives the Batch), got {type(batch).__name__}")
         per_item = sorted({"inputs", "attachments"} & set(options))
         if per_item:    # each item's own: as options they would be replaced by every item's, unseen
             raise UsageError(f"map() takes {' and '.join(per_item)} from each item "
