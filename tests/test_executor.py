@@ -417,3 +417,18 @@ def test_session_output_and_holding_refuse_a_value_of_the_wrong_type(home: Path,
                 with s.holding(value):
                     pass
         assert info.value.code == "ERR_USAGE"
+
+
+@pytest.mark.parametrize("name", ["salt", "write_prefix"])
+def test_a_string_keyword_with_a_lone_surrogate_is_a_usage_error_naming_it(home: Path, name: str) -> None:
+    """salt="\\udcff" failed as ERR_INPUTS "inputs have no canonical JSON form" (the inputs were
+    fine) and the failed execution could not be recorded."""
+    from theoryx.store import executions
+    from theoryx.store.handle import open_stores
+
+    value = "/artifacts/\udcff/" if name == "write_prefix" else "a\udcff"
+    with theoryx.Session(home, registry=str(REGISTRY)) as s:
+        with pytest.raises(TheoryxError, match=f"{name} must be valid Unicode text") as info:
+            s.run("llm/litellm@1", inputs=HELLO, adapter="mock", **{name: value})
+        assert info.value.code == "ERR_USAGE"
+    assert list(executions.latest(open_stores(home).db)) == []

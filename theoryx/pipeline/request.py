@@ -81,6 +81,12 @@ class RunRequest:
         for name in ("plan", "remote", "salt", "write_prefix", "adapter"):
             if given.get(name) is not None and not isinstance(given[name], str):
                 raise UsageError(f"{name} must be a string, got {_shown(given[name])}")
+        for name in ("salt", "write_prefix"):   # a plan key, an adapter name, a remote: refused or warned as such
+            if isinstance(given.get(name), str) and not _is_unicode(given[name]):
+                # a lone surrogate: no record could store it (the run failed as "inputs have no
+                # canonical JSON form", and its failure went unrecorded)
+                raise UsageError(f"{name} must be valid Unicode text (it holds a lone surrogate): "
+                                 f"{given[name][:40]!r}")
         for name in ("no_cache", "build"):
             if name in given and not isinstance(given[name], bool):
                 raise UsageError(f"{name} must be True or False, got {_shown(given[name])}")
@@ -99,6 +105,14 @@ class RunRequest:
         """This request with other ``inputs`` and ``attachments`` (as :func:`dataclasses.replace`,
         without re-running ``__init__``: a batch makes one per item, thousands per second)."""
         return replaced(self, {"inputs": inputs, "attachments": attachments})
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _shown(value: Any) -> str:
