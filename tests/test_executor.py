@@ -432,3 +432,22 @@ def test_a_string_keyword_with_a_lone_surrogate_is_a_usage_error_naming_it(home:
             s.run("llm/litellm@1", inputs=HELLO, adapter="mock", **{name: value})
         assert info.value.code == "ERR_USAGE"
     assert list(executions.latest(open_stores(home).db)) == []
+
+
+def test_a_home_whose_tilde_cannot_be_expanded_is_a_usage_error(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """pathlib's RuntimeError "Could not determine home directory." escaped (the CLI reported it
+    as an internal error with a crash file)."""
+    from theoryx.cli.messages import message
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TheoryxError, match="cannot be expanded") as info:
+        theoryx.Session("~no-such-user-theoryx-test/home")
+    assert info.value.code == "ERR_USAGE"
+    assert message(info.value).startswith("--home '~no-such-user-theoryx-test/home' cannot be expanded")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: (_ for _ in ()).throw(RuntimeError("no home"))))
+    with pytest.raises(TheoryxError, match="set THEORYX_HOME") as info:
+        theoryx.Session()
+    assert info.value.code == "ERR_USAGE"
+    assert list(tmp_path.iterdir()) == []

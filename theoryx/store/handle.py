@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cas import BlobNotFound, CasError, CorruptBlob, Store
-from theoryx.errors import CorruptBlobError, NoHome, NotFound, StoreError
+from theoryx.errors import CorruptBlobError, NoHome, NotFound, StoreError, UsageError
 from theoryx.store.db import Database, open_db
 from theoryx.store.home import Home, default_home
 
@@ -22,8 +22,17 @@ class Stores:
 
 
 def home_path(root: Path | str | None = None) -> Path:
-    """Where the home named ``root`` is (default: :func:`default_home`); nothing is opened."""
-    return Path(root).expanduser() if root is not None else default_home()
+    """Where the home named ``root`` is (default: :func:`default_home`); nothing is opened. A
+    ``~`` that cannot be expanded (no such user; no ``HOME`` and no password entry) is a
+    :class:`UsageError`, not pathlib's ``RuntimeError``."""
+    try:
+        return Path(root).expanduser() if root is not None else default_home()
+    except RuntimeError:        # "Could not determine home directory."
+        if root is not None:
+            raise UsageError(f"home {str(root)[:200]!r} cannot be expanded (no such user, or no home "
+                             "directory to expand ~ to): give the path in full", option="home") from None
+        raise UsageError("no home directory to put the theoryx home under (~/.cache/theoryx): set "
+                         "THEORYX_HOME") from None
 
 
 def open_stores(root: Path | str | None = None, *, create: bool = True) -> Stores:
