@@ -451,3 +451,11 @@ def test_a_home_whose_tilde_cannot_be_expanded_is_a_usage_error(tmp_path: Path,
         theoryx.Session()
     assert info.value.code == "ERR_USAGE"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_registry_whose_tilde_cannot_be_expanded_is_a_usage_error(home: Path) -> None:
+    """pathlib's RuntimeError escaped (the CLI reported an internal error with a crash file)."""
+    with pytest.raises(TheoryxError, match="registry '~no-such-user-theoryx-test/r' cannot be expanded") as info:
+        theoryx.run("llm/litellm@1", inputs=HELLO, adapter="mock", home=home,
+                    registry="~no-such-user-theoryx-test/r")
+    assert info.value.code == "ERR_USAGE"

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import blake3
 
-from theoryx.errors import ProcessorNotFound, SpecError
+from theoryx.errors import ProcessorNotFound, SpecError, UsageError
 from theoryx.spec.model import ProcessorSpec
 from theoryx.spec.refs import Ref
 from theoryx.store.db import Database
@@ -71,11 +71,21 @@ def search_path(explicit: str | os.PathLike[str] | None = None) -> tuple[Path, .
     ``os.pathsep``; else ``THEORYX_REGISTRY``; else ``./registry``; else the installed one)."""
     text = os.fspath(explicit) if explicit else os.environ.get("THEORYX_REGISTRY")
     if text:
-        return tuple(Path(p).expanduser() for p in text.split(os.pathsep) if p)
+        return tuple(_expanded(p) for p in text.split(os.pathsep) if p)
     local = Path("registry")
     if (local / "processors").is_dir():
         return (local.resolve(),)
     return (installed_registry(),)
+
+
+def _expanded(entry: str) -> Path:
+    """``entry`` with ``~`` expanded; :class:`UsageError` (not pathlib's ``RuntimeError``) when
+    it cannot be: no such user, or no home directory."""
+    try:
+        return Path(entry).expanduser()
+    except RuntimeError:        # "Could not determine home directory."
+        raise UsageError(f"registry {entry[:200]!r} cannot be expanded (no such user, or no home directory "
+                         "to expand ~ to): give the path in full", option="registry") from None
 
 
 def _is_dir(path: Path) -> bool:

@@ -31,8 +31,8 @@ def home_path(root: Path | str | None = None) -> Path:
         if root is not None:
             raise UsageError(f"home {str(root)[:200]!r} cannot be expanded (no such user, or no home "
                              "directory to expand ~ to): give the path in full", option="home") from None
-        raise UsageError("no home directory to put the theoryx home under (~/.cache/theoryx): set "
-                         "THEORYX_HOME") from None
+        raise UsageError("the default theoryx home ($XDG_CACHE_HOME/theoryx, else ~/.cache/theoryx) cannot be "
+                         "expanded (no such user, or no home directory): set THEORYX_HOME") from None
 
 
 def open_stores(root: Path | str | None = None, *, create: bool = True) -> Stores:
