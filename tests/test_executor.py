@@ -459,3 +459,13 @@ def test_a_registry_whose_tilde_cannot_be_expanded_is_a_usage_error(home: Path) 
         theoryx.run("llm/litellm@1", inputs=HELLO, adapter="mock", home=home,
                     registry="~no-such-user-theoryx-test/r")
     assert info.value.code == "ERR_USAGE"
+
+
+@pytest.mark.parametrize("options", [{"seed": "x"}, {"seed": 2 ** 60}, {"plan": "a/b"}, {"no_cache": "no"}])
+def test_theoryx_run_refuses_a_usage_error_before_it_creates_a_home(tmp_path: Path, options: dict[str, Any]) -> None:
+    """`theoryx.run(home=NEW, seed="x")` opened (and so created) the home, then refused the seed:
+    an empty home was left behind, as the CLI's usage errors did."""
+    home = tmp_path / "new-home"
+    with pytest.raises(TheoryxError) as info:
+        theoryx.run("llm/litellm@1", inputs=HELLO, adapter="mock", home=home, registry=str(REGISTRY), **options)
+    assert info.value.code.startswith("ERR_") and not home.exists(), info.value

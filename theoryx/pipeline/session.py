@@ -284,9 +284,17 @@ def _free(where: str) -> str:
 
 
 def run(ref: str, *, home: str | Path | None = None, **options: Any) -> RunResult:
-    """One run in a one-shot :class:`Session` over ``home``; ``options`` as :meth:`Session.run`."""
+    """One run in a one-shot :class:`Session` over ``home``; ``options`` as :meth:`Session.run`.
+    A usage error in them (a value of the wrong type, a seed out of range, a malformed plan key)
+    is raised before the home is opened, so it never creates one."""
+    req = RunRequest.of(ref, **options)
+    check_seed(req.seed)
+    if req.plan is not None:
+        from theoryx.budget.plans import check_key
+
+        check_key(req.plan)
     with Session(home) as session:
-        return session.run(ref, **options)
+        return session.submit(req)
 
 
 class Pending:
