@@ -405,47 +405,41 @@ def test_kill_9_mid_batch_then_the_rerun_resumes_from_the_cache(tmp_path: Path) 
     assert hits >= before > 0
 
 
-def test_an_attachment_path_the_os_refuses_fails_its_item_alone(tmp_path: Path) -> None:
-    """A path too long for the OS (ENAMETOOLONG), or one theoryx may not read: that item fails
-    with ERR_ATTACHMENT (it used to end the whole batch with ERR_INTERNAL, no line printed)."""
+def first_of_two_fails_alone(tmp_path: Path, bad_path: str) -> dict[str, Any]:
+    """A batch of two textstats items, the first attaching ``bad_path``, the second a real file:
+    the second succeeds, the batch exits 1 without an internal error; the first's error line."""
     doc = tmp_path / "doc.txt"
     doc.write_text("the cat sat on the mat\n")
     items = write_items(tmp_path / "items.jsonl", [
-        {"inputs": {"file": {"$attach": "f"}}, "attach": {"f": "x" * 5000}},
+        {"inputs": {"file": {"$attach": "f"}}, "attach": {"f": bad_path}},
         {"inputs": {"file": {"$attach": "f"}}, "attach": {"f": str(doc)}}])
     proc = tmap(tmp_path / "home", "--adapter", "mock", "--ref", "data/textstats@1", "--items", str(items))
     out = lines(proc.stdout)
     assert proc.returncode == 1 and "internal error" not in proc.stderr, proc.stderr
     assert [o["status"] for o in out] == ["error", "success"]
-    assert out[0]["error"]["code"] == "ERR_ATTACHMENT" and "File name too long" in out[0]["error"]["message"]
+    error: dict[str, Any] = out[0]["error"]
+    return error
+
+
+def test_an_attachment_path_the_os_refuses_fails_its_item_alone(tmp_path: Path) -> None:
+    """A path too long for the OS (ENAMETOOLONG), or one theoryx may not read: that item fails
+    with ERR_ATTACHMENT (it used to end the whole batch with ERR_INTERNAL, no line printed)."""
+    error = first_of_two_fails_alone(tmp_path, "x" * 5000)
+    assert error["code"] == "ERR_ATTACHMENT" and "File name too long" in error["message"]
 
 
 def test_an_attachment_path_with_a_nul_byte_fails_its_item_alone(tmp_path: Path) -> None:
     """An ``attach`` path holding a NUL byte (``"\\u0000"`` in the JSON): that item fails with
     ERR_ATTACHMENT (it used to end the whole batch with ERR_INTERNAL, ValueError "embedded null byte")."""
-    doc = tmp_path / "doc.txt"
-    doc.write_text("the cat sat on the mat\n")
-    items = write_items(tmp_path / "items.jsonl", [
-        {"inputs": {"file": {"$attach": "f"}}, "attach": {"f": "doc\u0000.txt"}},
-        {"inputs": {"file": {"$attach": "f"}}, "attach": {"f": str(doc)}}])
-    proc = tmap(tmp_path / "home", "--adapter", "mock", "--ref", "data/textstats@1", "--items", str(items))
-    out = lines(proc.stdout)
-    assert proc.returncode == 1 and "internal error" not in proc.stderr, proc.stderr
-    assert [o["status"] for o in out] == ["error", "success"]
-    assert out[0]["error"]["code"] == "ERR_ATTACHMENT" and "NUL" in out[0]["error"]["message"]
+    error = first_of_two_fails_alone(tmp_path, "doc\u0000.txt")
+    assert error["code"] == "ERR_ATTACHMENT" and "NUL" in error["message"]
 
 
 def test_an_attachment_under_an_unknown_users_home_fails_its_item_alone(tmp_path: Path) -> None:
     """``"attach": {"f": "~nosuchuser/x"}``: that item's file is not found, the others run (before:
     RuntimeError "Could not determine home directory." ended the whole batch with ERR_INTERNAL)."""
-    items = write_items(tmp_path / "items.jsonl", [
-        {"inputs": msg("a"), "attach": {"f": "~theoryx-no-such-user/x.txt"}}, {"inputs": msg("b")}])
-    proc = tmap(tmp_path / "home", "--adapter", "mock", "--ref", "llm/litellm@1", "--items", str(items))
-    out = lines(proc.stdout)
-    assert proc.returncode == 1 and "internal error" not in proc.stderr, proc.stderr
-    assert [o["status"] for o in out] == ["error", "success"]
-    assert out[0]["error"]["code"] == "ERR_ATTACHMENT_NOT_FOUND"
-    assert out[0]["error"]["message"].endswith("~theoryx-no-such-user/x.txt")
+    error = first_of_two_fails_alone(tmp_path, "~theoryx-no-such-user/x.txt")
+    assert error["code"] == "ERR_ATTACHMENT_NOT_FOUND" and error["message"].endswith("~theoryx-no-such-user/x.txt")
 
 
 def test_items_from_a_closed_stdin_is_a_usage_error(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from theoryx_testing import Cli
+from theoryx_testing import Cli, write_spec
 
 from theoryx.errors import SpecError
 from theoryx.spec.registry import load_file
@@ -25,10 +25,7 @@ outputs:
 
 
 def write(root: Path, outputs: str) -> Path:
-    path = root / "processors" / "t" / "outs@1.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(SPEC + outputs)
-    return path
+    return write_spec(root, "t/outs@1", SPEC + outputs)
 
 
 @pytest.mark.parametrize("outputs, field, words", [

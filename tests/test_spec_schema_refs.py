@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from theoryx_testing import Cli
+from theoryx_testing import Cli, write_spec
 
 from theoryx.errors import SpecError
 from theoryx.spec.registry import load_file
@@ -28,10 +28,7 @@ inputs:
 
 
 def write(root: Path, properties: str) -> Path:
-    path = root / "processors" / "t" / "refs@1.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(SPEC + properties)
-    return path
+    return write_spec(root, "t/refs@1", SPEC + properties)
 
 
 @pytest.mark.parametrize("properties, field", [

@@ -86,3 +86,12 @@ def output(home: Path, result: Any, rel: str) -> bytes:
 
     by_path = {o.path: o for o in result.outputs}
     return Store(home / "cas-v1").read(by_path[(result.record.write_prefix or "") + rel].cid)
+
+
+def write_spec(root: Path, ref_path: str, text: str) -> Path:
+    """Write ``text`` as the spec ``<root>/processors/<ref_path>.yaml`` (``ref_path`` like
+    ``t/outs@1``), making its folders; returns the file's path."""
+    path = root / "processors" / f"{ref_path}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
