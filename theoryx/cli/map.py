@@ -149,6 +149,45 @@ class Tally:
                 f"{elapsed:.1f} s")
 
 
+class CrashFiles:
+    """The crash files of a batch's unexpected errors (``ERR_INTERNAL``, a bug): one file per
+    kind — the exception's type and the line that raised it — however many items it failed, so
+    a bug every item meets writes one file, not one per item."""
+
+    def __init__(self) -> None:
+        self.files: dict[tuple[str, str, int], str] = {}    # kind -> the message naming its file
+        self.items = 0                                      # items that failed with ERR_INTERNAL
+
+    def reported(self, error: TheoryxError) -> TheoryxError:
+        """``error`` as the CLI reports it: an internal error names its crash file (written for
+        the first item of its kind); any other error as it is."""
+        import traceback
+
+        from theoryx.cli.crash import internal_error
+        from theoryx.errors import InternalError
+
+        cause = error.__cause__
+        if not isinstance(error, InternalError) or not isinstance(cause, Exception):
+            return error
+        self.items += 1
+        frames = traceback.extract_tb(cause.__traceback__)
+        kind = (type(cause).__name__, frames[-1].filename if frames else "", (frames[-1].lineno or 0) if frames else 0)
+        if kind not in self.files:
+            self.files[kind] = internal_error(cause).message
+        named = InternalError(self.files[kind])
+        named.execution_id = error.execution_id
+        return named
+
+    def line(self) -> str | None:
+        """The summary's line about internal errors, if there were any."""
+        if not self.items:
+            return None
+        kinds = len(self.files)
+        first = next(iter(self.files.values()))
+        return (f"{self.items} item(s) failed with an internal error (a bug in theoryx, {kinds} kind(s)): "
+                f"{first.removeprefix('internal error ')}")
+
+
 class Progress:
     """A rich bar on a terminal, else a plain line on stderr every few seconds (from a thread of
     its own, so that it is printed while items run for long and none finishes); or nothing."""
@@ -261,6 +300,7 @@ def map_(state: State, /, **v: Any) -> None:
         raise
     sink: IO[str] = sys.stdout if out is None else out.stream   # type: ignore[assignment]
     tally = Tally()
+    crashes = CrashFiles()
     progress = Progress(tally, v["quiet"], None if v["items"] == "-" else _count_items(Path(v["items"])))
     holder: list[Batch] = []
     stopped_by = 0      # the first SIGINT or SIGTERM: stop admitting; a second one: stop at once
@@ -288,7 +328,7 @@ def map_(state: State, /, **v: Any) -> None:
                 adapter_options=opts, build=v["build"])
             def report(r: ItemResult) -> None:
                 tally.add(r)
-                sink.write(json.dumps(_cli_json(r)) + "\n")
+                sink.write(json.dumps(_cli_json(r, crashes)) + "\n")
                 if out is None:
                     sink.flush()
                 progress.update()
@@ -319,6 +359,8 @@ def map_(state: State, /, **v: Any) -> None:
             out.abandon()
     if not v["quiet"]:
         sys.stderr.write(f"theoryx map: {'interrupted: ' if stopped_by else ''}{tally.line()}\n")
+    if crashes.line() is not None:      # even under --quiet: a bug must not go unnoticed
+        sys.stderr.write(f"theoryx map: {crashes.line()}\n")
     code = 128 + stopped_by if stopped_by else (1 if tally.failed else 0)
     if code:
         click.get_current_context().exit(code)
@@ -343,13 +385,14 @@ def _count_items(path: Path) -> int | None:
     return count
 
 
-def _cli_json(r: ItemResult) -> dict[str, Any]:
-    """The item's line with the CLI's wording of its error (as ``run --json`` prints it)."""
+def _cli_json(r: ItemResult, crashes: CrashFiles) -> dict[str, Any]:
+    """The item's line with the CLI's wording of its error (as ``run --json`` prints it; an
+    internal error names its crash file)."""
     from theoryx.cli import messages
 
     body = r.to_json()
     if r.error is not None:
-        body["error"] = messages.to_dict(r.error)
+        body["error"] = messages.to_dict(crashes.reported(r.error))
     return body
 
 

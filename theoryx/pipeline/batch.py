@@ -7,6 +7,10 @@ million-line items file streams in constant memory), results in input order thro
 reorder buffer (or as they finish), ``fail_fast``, and cancellation (Ctrl-C: nothing more is
 admitted, queued items are dropped, items in flight finish and are recorded).
 
+An unexpected exception in one item (a bug in theoryx, not a typed error) fails that item alone
+with ``ERR_INTERNAL``: its :class:`~theoryx.errors.InternalError` carries the original exception
+as ``__cause__`` (the CLI writes its traceback to a crash file), and the batch goes on.
+
 Identical items execute once: the second waits on the first's flight and answers as its hit.
 Budgets hold with any ``jobs``: each miss is admitted on its own in one LMDB transaction, so the
 plan's limit is never overshot; once it is exhausted the remaining misses fail with
@@ -24,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from theoryx.adapters.base import CANCELLATION, Cancellation
 from theoryx.core.notices import Coalesced
-from theoryx.errors import InputsError, TheoryxError
+from theoryx.errors import InputsError, InternalError, TheoryxError
 from theoryx.pipeline.prepare import Resolutions
 from theoryx.pipeline.recorder import GroupRecorder
 from theoryx.pipeline.request import RunRequest
@@ -170,6 +174,8 @@ class Batch:
             begun = self.begin(req)
         except TheoryxError as exc:
             return ItemResult(item, error=exc)
+        except Exception as exc:        # a bug: this item fails, the batch goes on
+            return ItemResult(item, error=unexpected(exc))
         return ItemResult(item, result=begun) if isinstance(begun, RunResult) else begun
 
     def _finish(self, item: Item, pending: Pending) -> ItemResult | None:
@@ -185,6 +191,8 @@ class Batch:
             res = ItemResult(item, result=pending.finish())
         except TheoryxError as exc:
             res = ItemResult(item, error=exc)
+        except Exception as exc:        # a bug: this item fails (recorded as ERR_INTERNAL), the batch goes on
+            res = ItemResult(item, error=unexpected(exc, pending.execution_id))
         finally:
             CANCELLATION.reset(token)
         if self.fail_fast and not res.ok:
@@ -273,6 +281,17 @@ class Batch:
             self.unreported = [late[seq] for seq in sorted(late)]
             if self.on_close is not None:
                 self.on_close()
+
+
+def unexpected(exc: Exception, execution_id: str | None = None) -> InternalError:
+    """The item's error for an exception theoryx did not raise on purpose: ``ERR_INTERNAL``
+    naming it in one line, with ``exc`` as its ``__cause__`` (its traceback) and the execution's
+    id when the run had one."""
+    summary = f"{type(exc).__name__}: {exc}".splitlines()[0][:300] if str(exc) else type(exc).__name__
+    error = InternalError(f"internal error ({summary})")
+    error.__cause__ = exc
+    error.execution_id = execution_id or getattr(exc, "theoryx_execution_id", None)
+    return error
 
 
 def _numbered(items: Iterable[Item | Mapping[str, Any] | None]) -> Iterator[Item | None]:

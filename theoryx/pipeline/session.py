@@ -421,6 +421,10 @@ def _guarded(run: RunState, body: Callable[[], T]) -> T:
                 unexpected = InternalError(f"{type(exc).__name__}: {exc}")
                 unexpected.execution_id = run.execution_id
                 record.failure(run, unexpected)
+                try:        # for a batch, which reports it as that item's ERR_INTERNAL
+                    exc.theoryx_execution_id = run.execution_id     # type: ignore[attr-defined]
+                except AttributeError:      # an exception type with __slots__: no id to report
+                    pass
                 raise
             raise mapped from exc
     except TheoryxError as exc:
