@@ -102,6 +102,14 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
 
+    def __getstate__(self) -> dict[str, object]:
+        """A store pickles as its root and settings (a result sent to another process): the
+        unpickled store is a fresh one on the same directory, with no deferred writes."""
+        return {"root": str(self.root), "fsync": self._fsync}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__(Path(str(state["root"])), fsync=bool(state["fsync"]))  # type: ignore[misc]
+
     @property
     def root(self) -> Path:
         """The store's root directory (absolute)."""

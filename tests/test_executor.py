@@ -469,3 +469,65 @@ def test_theoryx_run_refuses_a_usage_error_before_it_creates_a_home(tmp_path: Pa
     with pytest.raises(TheoryxError) as info:
         theoryx.run("llm/litellm@1", inputs=HELLO, adapter="mock", home=home, registry=str(REGISTRY), **options)
     assert info.value.code.startswith("ERR_") and not home.exists(), info.value
+
+
+def test_a_result_and_its_outputs_survive_pickling_into_another_process(home: Path, tmp_path: Path) -> None:
+    """A RunResult sent through multiprocessing: it pickles (its store as the store's root) and,
+    unpickled in a fresh interpreter, still reads its outputs checked against their cids."""
+    import pickle
+    import subprocess
+    import sys
+
+    res = run(home)
+    name = res.names()[0]
+    dump = tmp_path / "result.pickle"
+    dump.write_bytes(pickle.dumps((res, res.output(name))))
+    code = ("import pickle, sys; r, o = pickle.load(open(sys.argv[1], 'rb')); "
+            "sys.stdout.buffer.write(r.output(sys.argv[2]).bytes() + b'|' + o.bytes())")
+    proc = subprocess.run([sys.executable, "-c", code, str(dump), name], capture_output=True, check=True)
+    body = res.output(name).bytes()
+    assert proc.stdout == body + b"|" + body
+    back = pickle.loads(dump.read_bytes())[0]
+    assert back == res and back.record == res.record
+
+
+def test_a_seed_given_as_an_integer_like_value_is_its_integer(home: Path) -> None:
+    """numpy's integers (anything with __index__, not bool) are seeds: the same key as the int."""
+    class Int64:
+        def __init__(self, v: int) -> None:
+            self.v = v
+
+        def __index__(self) -> int:
+            return self.v
+
+    assert run(home, seed=Int64(7)).memo_key == run(home, seed=7).memo_key
+    with pytest.raises(TheoryxError, match="seed must be an integer"):
+        run(home, seed=7.0)
+    with pytest.raises(TheoryxError, match="seed must be an integer"):
+        run(home, seed=True)
+
+
+def test_the_package_exposes_errors_items_and_item_results_lazily() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, theoryx; assert 'theoryx.errors' not in sys.modules; "
+            "print(theoryx.errors.BudgetExceeded.code, theoryx.Item.__name__, theoryx.ItemResult.__name__); "
+            "import theoryx.pipeline.batch as b; assert theoryx.Item is b.Item")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["ERR_BUDGET_EXCEEDED", "Item", "ItemResult"]
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        theoryx.nothing  # noqa: B018
+
+
+def test_map_refuses_attachment_names_that_are_not_strings_per_item(home: Path, tmp_path: Path) -> None:
+    """As run() does: {1: path} is not quietly the name "1" (two items naming 1 and "1" met as one)."""
+    doc = tmp_path / "doc.txt"
+    doc.write_text("x")
+    with theoryx.Session(home, registry=str(REGISTRY)) as s:
+        results = list(s.map("llm/litellm@1", [{"inputs": HELLO, "attachments": {1: doc}},
+                                                {"inputs": HELLO, "attachments": {"": doc}}], adapter="mock"))
+    assert [r.error.code if r.error else "ok" for r in results] == ["ERR_INPUTS", "ERR_INPUTS"]
+    assert results[0].error is not None and "attachment names must be non-empty strings, got int '1'" in str(
+        results[0].error)

@@ -78,8 +78,8 @@ def test_error_codes_are_unique_stable_and_documented() -> None:
 def test_public_surface() -> None:
     import theoryx
 
-    assert sorted(theoryx.__all__) == ["Output", "RunRequest", "RunResult", "Session", "TheoryxError",
-                                       "__version__", "run"]
+    assert sorted(theoryx.__all__) == ["Item", "ItemResult", "Output", "RunRequest", "RunResult", "Session",
+                                       "TheoryxError", "__version__", "errors", "run"]
     for name in theoryx.__all__:
         assert getattr(theoryx, name) is not None
     assert callable(theoryx.run)

@@ -90,7 +90,10 @@ def as_item(value: Item | Mapping[str, Any], line: int) -> Item:
     try:
         if not isinstance(attach, Mapping):
             raise TypeError(f"not a {type(attach).__name__}")
-        files = {str(k): Path(v) for k, v in attach.items()}
+        bad = next((k for k in attach if not isinstance(k, str) or not k), None)
+        if bad is not None:     # as for run(): 1 and "1" are not the same name, quietly made one
+            raise TypeError(f"attachment names must be non-empty strings, got {type(bad).__name__} {str(bad)[:40]!r}")
+        files = {k: Path(v) for k, v in attach.items()}
     except (TypeError, ValueError) as exc:
         return Item(line=line, error=InputsError(f"item {line}: attachments must map names to file paths ({exc})"))
     return Item(line=line, inputs=value.get("inputs", {}), id=None if label is None else str(label),

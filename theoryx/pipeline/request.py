@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -92,6 +93,9 @@ class RunRequest:
                 raise UsageError(f"{name} must be True or False, got {_shown(given[name])}")
         if given.get("stream") is not None and not callable(given["stream"]):
             raise UsageError(f"stream must be a callable (stream, chunk) -> None, got {_shown(given['stream'])}")
+        seed = given.get("seed")
+        if not isinstance(seed, int | None) and hasattr(type(seed), "__index__"):
+            given["seed"] = operator.index(seed)    # numpy's integers and the like: their value
         if "attachments" in given:
             given["attachments"] = _attachments(given["attachments"])
         if "adapter_options" in given:
