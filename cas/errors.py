@@ -25,9 +25,11 @@ class BlobNotFound(CasError):
 
     code = "ERR_BLOB_NOT_FOUND"
 
-    def __init__(self, cid: str) -> None:
-        super().__init__(f"blob not found: {cid}")
+    def __init__(self, cid: str, *, quarantined: bool = False) -> None:
+        held = " (a corrupt copy of it is in the quarantine)" if quarantined else ""
+        super().__init__(f"blob not found: {cid}{held}")
         self.cid = cid
+        self.quarantined = quarantined      # it went because a read found it corrupt, not removed by a collector
 
 
 class CorruptBlob(CasError):

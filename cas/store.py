@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cas.blob import Blob
-from cas.cid import cid_from_hex
+from cas.cid import cid_from_hex, hex_of
 from cas.copying import copy_and_hash, copy_fd, stream_and_hash, write_all
 from cas.errors import BlobNotFound, CorruptBlob
 from cas.hashing import CHUNK_SIZE, cid_of_bytes, hash_fd
@@ -454,7 +454,7 @@ class Store:
         try:
             fd = os.open(path, READ_FLAGS)
         except (FileNotFoundError, NotADirectoryError) as exc:
-            raise BlobNotFound(cid) from exc
+            raise self._not_found(cid) from exc
         except OSError as exc:
             if exc.errno != errno.ELOOP:
                 raise
@@ -538,7 +538,7 @@ class Store:
         try:
             fd = os.open(self.fspath(cid), READ_FLAGS)
         except (FileNotFoundError, NotADirectoryError) as exc:
-            raise BlobNotFound(cid) from exc
+            raise self._not_found(cid) from exc
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 return False
@@ -599,6 +599,17 @@ class Store:
             else:
                 return True
         return False
+
+    def _not_found(self, cid: str) -> BlobNotFound:
+        """:class:`BlobNotFound` for ``cid``, saying whether a corrupt copy of it is in the
+        quarantine (so a reader can tell a blob found corrupt from one a collector removed)."""
+        prefix = hex_of(cid) + "."
+        try:
+            with os.scandir(self._layout.quarantine_dir) as entries:
+                quarantined = any(e.name.startswith(prefix) for e in entries)
+        except OSError:
+            quarantined = False
+        return BlobNotFound(cid, quarantined=quarantined)
 
     def quarantined(self) -> Iterator[tuple[str, Path]]:
         """Yield ``(cid, file)`` for every quarantined copy, oldest name first."""
@@ -719,7 +730,7 @@ class Store:
         try:
             os.utime(self.path(cid))
         except (FileNotFoundError, NotADirectoryError) as exc:
-            raise BlobNotFound(cid) from exc
+            raise self._not_found(cid) from exc
 
     def link_to(self, cid: str, dest: Path, *, verify: bool = False) -> None:
         """Materialise blob ``cid`` as a new read-only file at ``dest``.
@@ -753,7 +764,7 @@ class Store:
             os.link(source, dest)
         except FileNotFoundError as exc:
             if not self.exists(cid):
-                raise BlobNotFound(cid) from exc
+                raise self._not_found(cid) from exc
             raise
         except OSError as exc:
             if exc.errno not in _LINK_FALLBACK:
@@ -889,7 +900,7 @@ class Store:
         try:
             src = os.open(self.path(cid), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError as exc:
-            raise BlobNotFound(cid) from exc
+            raise self._not_found(cid) from exc
         try:
             dst = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, BLOB_MODE)
             try:

@@ -10,22 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from theoryx_testing import Cli, write_spec
+from theoryx_testing import Cli, mock_spec, write_spec
 
 from theoryx.errors import SpecError
 from theoryx.spec.registry import load_file
 
-SPEC = f"""\
-ref: t/outs@1
-image:
-  ref: example.invalid/outs@sha256:{"0" * 64}
-inputs: {{type: object}}
-outputs:
-"""
-
 
 def write(root: Path, outputs: str) -> Path:
-    return write_spec(root, "t/outs@1", SPEC + outputs)
+    return write_spec(root, "t/outs@1", mock_spec("t/outs@1", outputs))
 
 
 @pytest.mark.parametrize("outputs, field, words", [

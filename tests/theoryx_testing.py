@@ -88,6 +88,13 @@ def output(home: Path, result: Any, rel: str) -> bytes:
     return Store(home / "cas-v1").read(by_path[(result.record.write_prefix or "") + rel].cid)
 
 
+def mock_spec(ref: str, outputs: str = "") -> str:
+    """A spec for ``ref`` that only the mock adapter runs (its image cannot be pulled), with
+    ``inputs: {type: object}`` and ``outputs:`` followed by ``outputs`` (YAML list lines)."""
+    return (f"ref: {ref}\nimage:\n  ref: example.invalid/{ref.split('/')[1].split('@')[0]}@sha256:{'0' * 64}\n"
+            f"inputs: {{type: object}}\noutputs:\n{outputs}")
+
+
 def write_spec(root: Path, ref_path: str, text: str) -> Path:
     """Write ``text`` as the spec ``<root>/processors/<ref_path>.yaml`` (``ref_path`` like
     ``t/outs@1``), making its folders; returns the file's path."""

@@ -45,6 +45,7 @@ TheoryxError                       ERR_THEORYX
 │   ├── OutputRejected             ERR_OUTPUT_REJECTED
 │   ├── OutputMissing              ERR_OUTPUT_MISSING
 │   └── ExecutionCancelled         ERR_CANCELLED        (a batch was interrupted: its container was stopped)
+├── OutputFormatError              ERR_OUTPUT_FORMAT    (Output.text()/.json() of other bytes; a ValueError)
 ├── BudgetError                    ERR_BUDGET
 │   ├── BudgetExceeded             ERR_BUDGET_EXCEEDED
 │   ├── PlanNotFound               ERR_PLAN_NOT_FOUND
@@ -437,3 +438,12 @@ class ExecutionCancelled(ExecutionError):
     produced is kept or cached."""
 
     code = "ERR_CANCELLED"
+
+
+class OutputFormatError(TheoryxError, ValueError):
+    """An output read as text that is not text in the encoding asked for, or as JSON that is not
+    JSON (:meth:`theoryx.Output.text` / :meth:`~theoryx.Output.json`). Also a ``ValueError``, as
+    the decoding errors it replaces were; the bytes themselves are intact (checked against the
+    cid)."""
+
+    code = "ERR_OUTPUT_FORMAT"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cas import CasError, Store
-from theoryx.errors import NotFound, StoreError
+from theoryx.errors import NotFound, OutputFormatError, StoreError
 from theoryx.store import receipts
 from theoryx.store.action_cache import OutputEntry
 from theoryx.store.executions import ExecutionRecord
@@ -55,10 +55,26 @@ class Output:
         return _checked(self, lambda: self.cas.read(self.cid))
 
     def text(self, encoding: str = "utf-8") -> str:
-        return self.bytes().decode(encoding)
+        """All of it decoded; :class:`~theoryx.errors.OutputFormatError` (a ``ValueError``) when
+        it is not text in ``encoding``, or ``encoding`` is no codec."""
+        data = self.bytes()
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError as exc:
+            raise OutputFormatError(f"output {self.path} is not {encoding} text: byte {data[exc.start]:#04x} at "
+                                    f"offset {exc.start} ({exc.reason}); read it with .bytes()") from None
+        except LookupError:
+            raise OutputFormatError(f"no text encoding is called {encoding!r}") from None
 
     def json(self) -> Any:
-        return json.loads(self.bytes())
+        """All of it parsed as JSON; :class:`~theoryx.errors.OutputFormatError` (a ``ValueError``)
+        when it is not JSON."""
+        try:
+            return json.loads(self.bytes())
+        except ValueError as exc:       # not UTF-8 text, or not JSON (JSONDecodeError)
+            raise OutputFormatError(f"output {self.path} is not JSON: {exc}") from None
+        except RecursionError:
+            raise OutputFormatError(f"output {self.path} is JSON nested too deep to parse") from None
 
     def open(self) -> BinaryIO:
         """A binary stream; reading it to the end raises :class:`~theoryx.errors.CorruptBlobError`

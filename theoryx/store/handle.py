@@ -67,6 +67,10 @@ def store_error(exc: CasError, what: str | None = None) -> StoreError:
         corrupt.cid = exc.cid
         return corrupt
     if isinstance(exc, BlobNotFound):
+        if exc.quarantined:
+            return NotFound(f"{what or 'blob ' + exc.cid} is not in the store: a read found it corrupt and moved it "
+                            f"to the quarantine; run again to re-create it (`theoryx verify --repair` clears the "
+                            f"quarantine)")
         return NotFound(f"{what or 'blob ' + exc.cid} is not in the store (removed by gc?); "
                         f"run again to re-create it")
     return StoreError(f"store error: {exc}")
