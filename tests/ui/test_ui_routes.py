@@ -299,7 +299,7 @@ def bad_urls(site: Site) -> list[tuple[str, int]]:
         ("/favicon.ico", 404),
         ("/api/head?x=1", 400),
         ("/" + "a" * 5000, 414),
-        ("http://evil.example/runs", 400),
+        ("ftp://evil.example/runs", 400),      # absolute form: http(s) only (their host: the absolute-form test)
         ("/runs/%", 400),
         ("/etc/passwd", 404),
     ]
@@ -605,6 +605,21 @@ def test_a_request_must_name_its_host_exactly_once(site: Site) -> None:
         assert raw_status(srv.port, b"HEAD /runs HTTP/1.1\r\n" + evil + good + close) == 400
         assert raw_status(srv.port, b"GET /runs HTTP/1.1\r\n" + close) == 400
         assert raw_status(srv.port, b"GET /runs HTTP/1.0\r\n\r\n") == 200
+
+
+def test_a_request_target_in_absolute_form_is_answered_for_its_own_host(site: Site) -> None:
+    """RFC 9112 3.2.2: a server must accept `GET http://host:port/path` (as a proxy sends it)
+    and take the host from it, not from the Host header (it was a 400: "the request target must
+    be a path"); that host is checked like a Host header's."""
+    with in_process_server(site.home) as srv:
+        good, close = f"Host: 127.0.0.1:{srv.port}\r\n".encode(), b"Connection: close\r\n\r\n"
+        here = f"http://127.0.0.1:{srv.port}".encode()
+        assert raw_status(srv.port, b"GET " + here + b"/runs?limit=5 HTTP/1.1\r\n" + good + close) == 200
+        assert raw_status(srv.port, b"GET " + b"HTTP://127.0.0.1:" + str(srv.port).encode() + b" HTTP/1.1\r\n" + good
+                          + close) == 200     # no path: the root
+        assert raw_status(srv.port, b"GET http://evil.example/runs HTTP/1.1\r\n" + good + close) == 421
+        assert raw_status(srv.port, b"GET http://[::1/runs HTTP/1.1\r\n" + good + close) == 400
+        assert raw_status(srv.port, b"GET " + here + b"/nothing-here HTTP/1.1\r\n" + good + close) == 404
 
 
 def test_http_0_9_and_unparsable_requests_get_a_status_line_and_headers(site: Site) -> None:

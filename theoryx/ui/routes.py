@@ -2,7 +2,8 @@
 
 Contract of :meth:`App.handle` (it never raises):
 
-- the request target must be a path (``/...``) of at most :data:`MAX_TARGET` characters; it is
+- the request target must be a path (``/...``), or an ``http(s)://`` URL in absolute form whose
+  host then stands for the ``Host`` header's, of at most :data:`MAX_TARGET` characters; it is
   split on ``/`` *before* percent-decoding, and every decoded segment must be non-empty UTF-8
   without ``/``, ``\\``, control characters, and must not be ``.`` or ``..``: a traversal
   attempt, plain or encoded, is a 400 and never reaches a handler. No handler opens a file by a
@@ -217,6 +218,22 @@ def host_allowed(host: str, allowed: frozenset[str]) -> bool:
     return True
 
 
+def origin_form(target: str, host: str | None) -> tuple[str, str | None]:
+    """A request target in absolute form (``http://host:port/path?query``, which an HTTP/1.1
+    server must accept: RFC 9112, 3.2.2) as its path and query, with the host it names in place
+    of the ``Host`` header's; any other target as it is."""
+    if not target[:8].lower().startswith(("http://", "https://")):
+        return target, host
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(target)
+    except ValueError:      # a malformed authority ([::1 unclosed)
+        raise bad("the request target is not a URL") from None
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return path, parts.netloc.rpartition("@")[2] or host
+
+
 class App:
     """The read-only web app over one home: :meth:`handle` answers one request target."""
 
@@ -231,6 +248,7 @@ class App:
     def handle(self, target: str, host: str | None = None) -> Response:
         """The response to a GET of ``target``; never raises."""
         try:
+            target, host = origin_form(target, host)
             if host is not None and self.allowed_hosts and not host_allowed(host, self.allowed_hosts):
                 raise HttpError(421, "Misdirected request",
                                 "this server answers only requests addressed to the host it listens on")
