@@ -80,6 +80,19 @@ TAMPERING: dict[str, tuple[Callable[[Database], None], str]] = {
 }
 
 
+def raw_put(db: Database, seq: int, raw: bytes) -> None:
+    db.write(lambda txn: txn.put(key(seq), raw, db=db.dbs["ledger"]))
+
+
+TAMPERING.update({      # stored bytes no reader could decode, show as JSON or check
+    "not msgpack": (lambda db: raw_put(db, 2, b"\xc1\xc1"), "cannot be decoded"),
+    "integer map key": (lambda db: raw_put(db, 2, pack({1: 2})), "cannot be decoded"),
+    "binary value": (lambda db: edit(db, 2, lambda e: e.update(status=b"\xff")), "not a JSON object"),
+    "NaN amount": (lambda db: edit(db, 2, lambda e: e.update(amount_micros=float("nan"))), "not a JSON object"),
+    "not a map": (lambda db: raw_put(db, 2, pack([1, 2])), "not a JSON object"),
+})
+
+
 @pytest.mark.parametrize("how", list(TAMPERING))
 def test_tampered_ledger_is_detected(filled: Database, how: str) -> None:
     tamper, says = TAMPERING[how]
@@ -142,3 +155,17 @@ def test_a_boolean_amount_is_corrupt(filled: Database, field: str) -> None:
     edit(filled, 2, lambda e: (e.update({field: True}), rehash(e)))
     with pytest.raises(LedgerCorrupt, match=f"{field} is not a non-negative integer"):
         plans.verify(filled, "p")
+
+
+@pytest.mark.parametrize("how", ["not msgpack", "integer map key", "binary value", "NaN amount"])
+@pytest.mark.parametrize("args", [(), ("--json",), ("--verify",), ("--json", "--verify")])
+def test_an_undecodable_event_is_ledger_corrupt_in_every_form_of_plan_ledger(
+        filled: Database, home: Path, registry: Path, how: str, args: tuple[str, ...]) -> None:
+    """Before: ERR_INTERNAL and a crash file (msgpack's ValueError, or json.dumps of bytes), or
+    `NaN` printed as if it were JSON."""
+    TAMPERING[how][0](filled)
+    res = Cli(home, registry)("plan", "ledger", "p", *args)
+    assert res.exit_code == 1 and "ERR_INTERNAL" not in res.output and "internal error" not in res.stderr
+    assert "ledger event p/000000000002" in res.stderr
+    if "--json" in args:
+        assert json.loads(res.stdout)["error"]["code"] == "ERR_LEDGER_CORRUPT"

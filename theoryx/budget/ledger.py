@@ -35,6 +35,7 @@ every hash and the head.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any, TypeGuard
@@ -126,16 +127,47 @@ def append(db: Database, txn: Any, plan: str, totals: Totals, kind: str, at_ms: 
 
 
 def events(db: Database, plan: str, txn: Any = None) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``(key, event)`` of ``plan`` in ledger order (inside ``txn`` when given)."""
+    """``(key, event)`` of ``plan`` in ledger order (inside ``txn`` when given); an event that
+    does not decode to a JSON object is :class:`LedgerCorrupt` naming it."""
     if txn is None:
-        yield from db.items("ledger", prefix=f"{plan}/")
+        yield from db.read(lambda t: list(events(db, plan, t)))
         return
     prefix = f"{plan}/".encode()
     cur = txn.cursor(db=db.dbs["ledger"])
     ok = cur.set_range(prefix)
     while ok and bytes(cur.key()).startswith(prefix):
-        yield bytes(cur.key()).decode(), unpack(cur.value())
+        key = bytes(cur.key()).decode("utf-8", "replace")
+        yield key, _decoded(key, cur.value())
         ok = cur.next()
+
+
+def _decoded(key: str, raw: bytes) -> dict[str, Any]:
+    """The event stored as ``raw``: a map of text keys to JSON values (what :func:`append`
+    writes); :class:`LedgerCorrupt` for anything else (bytes that are no msgpack, binary or
+    integer keys, NaN), which no reader could show or check."""
+    try:
+        event = unpack(raw)
+    except Exception as exc:        # msgpack's errors: ValueError, ExtraData, FormatError, StackError...
+        raise LedgerCorrupt(f"ledger event {key}: cannot be decoded ({type(exc).__name__}); the ledger "
+                            "was damaged") from None
+    if not isinstance(event, dict) or not _json_value(event):
+        raise LedgerCorrupt(f"ledger event {key}: not a JSON object of text keys and JSON values; "
+                            "the ledger was damaged")
+    return event
+
+
+def _json_value(value: Any, depth: int = 0) -> bool:
+    if value is None or isinstance(value, str | bool | int):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if depth > 20:
+        return False
+    if isinstance(value, list):
+        return all(_json_value(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_value(v, depth + 1) for k, v in value.items())
+    return False
 
 
 def events_between(db: Database, plan: str, start: int, stop: int) -> list[dict[str, Any]]:
@@ -149,7 +181,7 @@ def events_between(db: Database, plan: str, start: int, stop: int) -> list[dict[
         out: list[dict[str, Any]] = []
         ok = cur.set_range(first)
         while ok and bytes(cur.key()) < end:
-            out.append(unpack(cur.value()))
+            out.append(_decoded(bytes(cur.key()).decode("utf-8", "replace"), cur.value()))
             ok = cur.next()
         return out
 
