@@ -338,7 +338,7 @@ def test_a_save_target_where_nothing_can_be_created_is_refused_before_anything_r
 
 
 @pytest.mark.parametrize("extra", [["--plan", "a/b"], ["--adapter-opts-json", "{"], ["--adapter-opts-json", "[1]"],
-                                   ["--write-prefix", "x"]])
+                                   ["--write-prefix", "x"], ["--salt", "a\udcff"]])
 def test_a_usage_error_of_run_creates_no_home(cli: Cli, extra: list[str]) -> None:
     """A malformed plan key or adapter options on a fresh home: exit 2, and a new, empty home
     was left behind (the request was built after the session opened the home)."""
@@ -346,6 +346,18 @@ def test_a_usage_error_of_run_creates_no_home(cli: Cli, extra: list[str]) -> Non
     body = json.loads(res.stdout)
     assert res.exit_code == 2 and body["status"] == "error", body
     assert body["execution_id"] is None and not cli.home.exists(), "a usage error created the home"
+
+
+def test_a_salt_of_bytes_that_are_not_utf8_is_a_usage_error_naming_it(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--salt $'\\xff'` (or THEORYX_SALT) reaches Python as a lone surrogate: it was ERR_INPUTS
+    "inputs have no canonical JSON form" (the inputs were fine) with a failed record."""
+    res = cli("run", "--json", *hello_args("--salt", "\udcff"))
+    assert res.exit_code == 2 and json.loads(res.stdout)["error"] == {
+        "code": "ERR_USAGE", "message": "--salt must be valid Unicode text (it holds a lone surrogate): '\\udcff'"}
+    monkeypatch.setenv("THEORYX_SALT", "x\udcff")
+    res = cli("run", "--json", *hello_args())
+    assert res.exit_code == 2 and "--salt must be valid Unicode text" in res.stderr
+    assert not cli.home.exists()
 
 
 def test_a_seed_too_large_to_record_is_refused_before_an_execution_exists(cli: Cli) -> None:

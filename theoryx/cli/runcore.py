@@ -15,7 +15,7 @@ from theoryx.cli import messages, notices
 from theoryx.cli.main import stdin_bytes
 from theoryx.core import strictjson
 from theoryx.errors import InputsError, InputsJsonError, TheoryxError, UsageError
-from theoryx.pipeline.request import MAX_INPUT_DEPTH, RunRequest, StreamFn, check_depth
+from theoryx.pipeline.request import MAX_INPUT_DEPTH, RunRequest, StreamFn, check_depth, check_unicode
 from theoryx.pipeline.result import RunResult
 from theoryx.pipeline.session import Session
 
@@ -92,6 +92,7 @@ def build_request(v: Mapping[str, Any]) -> RunRequest:
     from theoryx.pipeline import attachments, writeprefix
 
     writeprefix.check(v["write_prefix"])
+    check_unicode("salt", v["salt"])    # --salt or THEORYX_SALT of bytes that are not UTF-8
     if v["build"] and v["adapter"] == "mock":
         raise UsageError("--build rebuilds a container image: it applies to --adapter local or modal, not mock")
     inputs = read_inputs(v["inputs_json"], v["inputs_file"])

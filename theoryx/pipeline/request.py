@@ -83,11 +83,8 @@ class RunRequest:
             if given.get(name) is not None and not isinstance(given[name], str):
                 raise UsageError(f"{name} must be a string, got {_shown(given[name])}")
         for name in ("salt", "write_prefix"):   # a plan key, an adapter name, a remote: refused or warned as such
-            if isinstance(given.get(name), str) and not _is_unicode(given[name]):
-                # a lone surrogate: no record could store it (the run failed as "inputs have no
-                # canonical JSON form", and its failure went unrecorded)
-                raise UsageError(f"{name} must be valid Unicode text (it holds a lone surrogate): "
-                                 f"{given[name][:40]!r}")
+            if isinstance(given.get(name), str):
+                check_unicode(name, given[name])
         for name in ("no_cache", "build"):
             if name in given and not isinstance(given[name], bool):
                 raise UsageError(f"{name} must be True or False, got {_shown(given[name])}")
@@ -109,6 +106,15 @@ class RunRequest:
         """This request with other ``inputs`` and ``attachments`` (as :func:`dataclasses.replace`,
         without re-running ``__init__``: a batch makes one per item, thousands per second)."""
         return replaced(self, {"inputs": inputs, "attachments": attachments})
+
+
+def check_unicode(name: str, text: str) -> None:
+    """:class:`UsageError` if ``text`` (the setting ``name``) holds a lone surrogate, as a
+    command line's bytes that are not UTF-8 become: no record could store it (the run failed as
+    "inputs have no canonical JSON form", though the inputs were fine)."""
+    if not _is_unicode(text):
+        raise UsageError(f"{name} must be valid Unicode text (it holds a lone surrogate): {text[:40]!r}",
+                         option=name)
 
 
 def _is_unicode(text: str) -> bool:
