@@ -348,7 +348,8 @@ def test_a_usage_error_of_run_creates_no_home(cli: Cli, extra: list[str]) -> Non
     assert body["execution_id"] is None and not cli.home.exists(), "a usage error created the home"
 
 
-def test_a_salt_of_bytes_that_are_not_utf8_is_a_usage_error_naming_it(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_salt_of_bytes_that_are_not_utf8_is_a_usage_error_naming_it(cli: Cli,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """`--salt $'\\xff'` (or THEORYX_SALT) reaches Python as a lone surrogate: it was ERR_INPUTS
     "inputs have no canonical JSON form" (the inputs were fine) with a failed record."""
     res = cli("run", "--json", *hello_args("--salt", "\udcff"))
