@@ -154,3 +154,26 @@ def test_context_manifest_diff_names_added_removed_and_changed_files() -> None:
     assert "executable" in found[0].describe()
     unknown = diff_actions(body("old"), body("gone"), manifests.get)
     assert [(c.kind, c.where) for c in unknown] == [("context", "(build context)")]
+
+
+def test_a_cid_naming_another_blob_is_no_action_not_a_crash(cli: Cli, home: Path, registry: Path) -> None:
+    a = run(home, registry)
+    text, meta = (o.cid for o in sorted(a.outputs, key=lambda o: o.mime != "text/plain"))
+    for other in (text, meta, a.record.manifest_cid):    # plain text, JSON of an object, the output manifest
+        res = cli("explain", a.execution_id, other)
+        assert res.exit_code == 1, res.output
+        assert "internal error" not in res.stderr and f"{other} names no action" in res.stderr
+        assert res.stdout == ""
+
+
+def test_a_corrupt_pre_image_is_err_corrupt_blob_not_a_crash(cli: Cli, home: Path, registry: Path) -> None:
+    from theoryx.store.handle import open_stores
+
+    a, b = run(home, registry), run(home, registry, seed=3)
+    blob = open_stores(home).cas.path(a.memo_key)
+    blob.chmod(0o644)
+    blob.write_bytes(blob.read_bytes() + b" ")
+    res = cli("explain", "--json", b.execution_id, a.execution_id)
+    assert res.exit_code == 1, res.output
+    assert "internal error" not in res.stderr and "is corrupt in the store" in res.stderr
+    assert f"the action pre-image {a.memo_key} of {a.execution_id}" in res.stderr

@@ -20,14 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cas import BlobNotFound, CorruptBlob, is_cid
+from cas import BlobNotFound, CasError, CorruptBlob, is_cid
 from theoryx.core.jsondiff import ABSENT, Delta, deltas, dotted, pointer, show
 from theoryx.errors import NotFound
 from theoryx.store import action_cache, executions
-from theoryx.store.handle import Stores
+from theoryx.store.handle import Stores, store_error
 
 ManifestLookup = Callable[[str], dict[str, Any] | None]
 _ORDER = ("v", "salt", "ref", "spec", "spec_digest", "image", "env", "inputs", "write_prefix", "seed")
+_ACTION_FIELDS = ("v", "ref", "spec", "image", "env", "inputs")
+"""Fields every action pre-image has (a blob without them is some other blob of the store)."""
 _LABEL = {"v": "version", "salt": "salt", "ref": "ref", "seed": "seed", "write_prefix": "write_prefix"}
 
 
@@ -173,7 +175,9 @@ class Side:
 def resolve(stores: Stores, target: str) -> Side:
     """An execution id (or unique prefix) or a memo key -> its stored action pre-image.
     A memo key is resolved through its action cache entry, else the pre-image blob itself (an
-    action's cid is its memo key). :class:`NotFound` when neither is there."""
+    action's cid is its memo key). :class:`NotFound` when neither is there, or when the blob a
+    cid names is no action pre-image (an output, a manifest); :class:`CorruptBlobError` when the
+    pre-image is corrupt."""
     execution_id = None
     if is_cid(target):
         entry = action_cache.get(stores.db, target)
@@ -188,6 +192,13 @@ def resolve(stores: Stores, target: str) -> Side:
         body = json.loads(stores.cas.read(action_cid))
     except BlobNotFound:
         raise NotFound(f"the action pre-image {action_cid} of {target} is not in the store") from None
+    except CasError as exc:      # corrupt (now quarantined), unreadable
+        raise store_error(exc, f"the action pre-image {action_cid} of {target}") from None
+    except (ValueError, RecursionError):
+        body = None
+    if not (isinstance(body, dict) and all(k in body for k in _ACTION_FIELDS)):
+        raise NotFound(f"{target} names no action: the blob {action_cid} in the store is not an action "
+                       f"pre-image (give an execution id or a memo key)")
     return Side(target, execution_id, memo_key, body)
 
 
