@@ -484,3 +484,37 @@ def test_a_receipt_claiming_another_adapter_or_environment_fails(cli: Cli, tmp_p
     honest = json.loads(cli("receipt", run["execution_id"], "--format", fmt).stdout)
     code, report = verify(cli, write(tmp_path / "h.json", json.dumps(honest)))
     assert code == 0 and {c["name"]: c["status"] for c in report["checks"]}["environment"] == "ok"
+
+
+def _corrupt(home: Path, cid: str) -> None:
+    from theoryx.store.handle import open_stores
+
+    blob = open_stores(home).cas.path(cid)
+    os.chmod(blob, 0o644)
+    blob.write_bytes(blob.read_bytes() + b"!")
+
+
+@pytest.mark.parametrize("which", ["output", "action"])
+def test_an_in_toto_statement_never_states_the_sha256_of_corrupt_bytes(
+        cli: Cli, home: Path, tmp_path: Path, which: str) -> None:
+    run = executed(cli)
+    _corrupt(home, run["outputs"][0]["cid"] if which == "output" else run["memo_key"])
+    key = keypair(cli, tmp_path, "k")[0]
+    res = cli("receipt", run["execution_id"], "--format", "in-toto", "--sign", str(key))
+    assert res.exit_code == 1 and res.stdout == "", res.output
+    assert "internal error" not in res.stderr and "is corrupt in the store" in res.stderr
+    res = cli("receipt", run["execution_id"], "--format", "in-toto")    # now quarantined: gone
+    assert res.exit_code == 1 and res.stdout == "" and "no longer in the store" in res.stderr
+
+
+def test_a_corrupt_stored_receipt_is_said_to_be_corrupt_not_removed_by_gc(cli: Cli, home: Path) -> None:
+    from theoryx.store import executions
+    from theoryx.store.handle import open_stores
+
+    run = executed(cli)
+    rec = executions.get(open_stores(home).db, run["execution_id"])
+    assert rec.receipt_cid
+    _corrupt(home, rec.receipt_cid)
+    res = cli("receipt", run["execution_id"])
+    assert res.exit_code == 1 and res.stdout == ""
+    assert "is corrupt in the store" in res.stderr and "gc" not in res.stderr.split("corrupt")[0]

@@ -27,16 +27,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cas import CasError, cid_of_bytes, is_cid
+from cas import BlobNotFound, CasError, cid_of_bytes, is_cid
 from theoryx.core import strictjson
 from theoryx.core.canonical import canonical_bytes, canonical_digest, digest
 from theoryx.core.jsondiff import deltas, pointer
-from theoryx.errors import NotFound, ReceiptError, SignatureInvalid, SigningKeyError, UsageError
+from theoryx.errors import NotFound, ReceiptError, SignatureInvalid, SigningKeyError, StoreError, UsageError
 from theoryx.pipeline.action import Action
 from theoryx.provenance import dsse, intoto, keys
 from theoryx.store import executions, receipts
 from theoryx.store.executions import ExecutionRecord
-from theoryx.store.handle import Stores
+from theoryx.store.handle import Stores, store_error
 
 FORMATS = ("theoryx", "in-toto")
 THEORYX_PAYLOAD_TYPE = "application/vnd.theoryx.receipt+json"
@@ -61,9 +61,11 @@ def export(stores: Stores, execution: str, fmt: str = "theoryx", sign_with: Path
     if fmt == "theoryx":
         try:
             payload = stores.cas.read(rec.receipt_cid) if rec.receipt_cid else receipts.receipt_bytes(rec)
-        except CasError:
+        except BlobNotFound:
             raise NotFound(f"the receipt {rec.receipt_cid} of execution {rec.execution_id} is no longer in the "
                            "store (removed by gc)") from None
+        except CasError as exc:
+            raise store_error(exc, f"the receipt {rec.receipt_cid} of execution {rec.execution_id}") from None
         unsigned = payload
     elif fmt == "in-toto":
         stmt = intoto.statement(stores, rec)
@@ -295,7 +297,7 @@ class _Verifier:
             return
         try:
             expected = compare(rec)
-        except NotFound as exc:
+        except StoreError as exc:      # a blob gone or corrupt (ERR_NOT_FOUND, ERR_CORRUPT_BLOB)
             self.v.add("record", "failed", exc.message)
             return
         if expected is True:

@@ -22,13 +22,13 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from cas import BlobNotFound
+from cas import BlobNotFound, CasError
 from theoryx import __version__
 from theoryx.core.jsondiff import pointer
 from theoryx.errors import NotFound
 from theoryx.store import receipts
 from theoryx.store.executions import ExecutionRecord
-from theoryx.store.handle import Stores
+from theoryx.store.handle import Stores, store_error
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -38,14 +38,18 @@ BUILDER_ID = "https://theoryx.dev/builders/"
 
 
 def digest_set(stores: Stores, cid: str) -> dict[str, str]:
-    """``{"blake3", "sha256"}`` of a stored blob (streamed); :class:`NotFound` when absent."""
+    """``{"blake3", "sha256"}`` of a stored blob (streamed and checked against its cid, so the
+    sha256 is never that of corrupt bytes); :class:`NotFound` when absent,
+    :class:`~theoryx.errors.CorruptBlobError` when corrupt (the blob is then quarantined)."""
     h = hashlib.sha256()
     try:
-        with stores.cas.open(cid) as f:
+        with stores.cas.open_verified(cid) as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
     except BlobNotFound:
         raise NotFound(f"blob {cid} is no longer in the store") from None
+    except CasError as exc:
+        raise store_error(exc) from None
     return {"blake3": cid.removeprefix("b3:"), "sha256": h.hexdigest()}
 
 
@@ -107,6 +111,8 @@ def statement(stores: Stores, rec: ExecutionRecord) -> dict[str, Any]:
         action = json.loads(stores.cas.read(rec.action_cid))
     except BlobNotFound:
         raise NotFound(f"the action pre-image {rec.action_cid} is no longer in the store") from None
+    except CasError as exc:
+        raise store_error(exc, f"the action pre-image {rec.action_cid}") from None
     finished = rec.started_ms + rec.duration_ms
     return {
         "_type": STATEMENT_TYPE,
