@@ -518,3 +518,23 @@ def test_a_corrupt_stored_receipt_is_said_to_be_corrupt_not_removed_by_gc(cli: C
     res = cli("receipt", run["execution_id"])
     assert res.exit_code == 1 and res.stdout == ""
     assert "is corrupt in the store" in res.stderr and "gc" not in res.stderr.split("corrupt")[0]
+
+
+def test_a_tilde_that_cannot_be_expanded_is_a_usage_error_not_a_crash(
+        cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = executed(cli)
+    key, pub = keypair(cli, tmp_path, "k")
+    signed = write(tmp_path / "s.json", cli("receipt", run["execution_id"], "--sign", str(key)).stdout_bytes)
+    for args, flag in ((["receipt", run["execution_id"], "--sign", "~nosuchuser-theoryx/k"], "--sign"),
+                       (["keygen", "--out", "~nosuchuser-theoryx/k"], "--out"),
+                       (["verify-receipt", str(signed), "--key", "~nosuchuser-theoryx/k.pub"], "--key")):
+        res = cli(*args)
+        assert res.exit_code == 2, res.output
+        assert "internal error" not in res.stderr and f"{flag} '~nosuchuser-theoryx/k" in res.stderr
+    monkeypatch.setenv("XDG_CONFIG_HOME", "~nosuchuser-theoryx/config")   # the default key's place
+    res = cli("keygen")
+    assert res.exit_code == 2 and "internal error" not in res.stderr and "XDG_CONFIG_HOME" in res.stderr
+    code, report = verify(cli, signed)    # no default key: the signature check says to give --key
+    assert code == 1 and failed(report) == [
+        "signature: the receipt is signed but there is no key to check it with: give --key PUB"]
+    assert verify(cli, signed, "--key", str(pub))[0] == 0

@@ -151,6 +151,16 @@ def explain(state: State, a: str, b: str, as_json: bool) -> None:
         click.echo(line)
 
 
+def _expand(text: str, flag: str) -> Path:
+    """The key file ``flag`` names, with ``~`` expanded; :class:`UsageError` naming it when that
+    cannot be (no such user; no home directory), not pathlib's ``RuntimeError``."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:        # "Could not determine home directory."
+        raise UsageError(f"{flag} {text[:200]!r} cannot be expanded (no such user, or no home directory "
+                         "to expand ~ to): give the path in full") from None
+
+
 @click.command()
 @click.argument("execution")
 @click.option("--format", "fmt", type=click.Choice(["theoryx", "in-toto"]), default="theoryx", show_default=True,
@@ -164,7 +174,7 @@ def receipt(state: State, execution: str, fmt: str, sign_key: str | None, out: s
     """Print an execution's receipt, portable and optionally signed."""
     from theoryx.provenance.attestation import export
 
-    data = export(state.stores(create=False), execution, fmt, Path(sign_key).expanduser() if sign_key else None)
+    data = export(state.stores(create=False), execution, fmt, _expand(sign_key, "--sign") if sign_key else None)
     if out and out != "-":
         atomic_write(Path(out), data)
         click.echo(f"Wrote {out}", err=True)
@@ -181,7 +191,7 @@ def keygen(out: str | None, force: bool) -> None:
     """Create an ed25519 key pair for signing receipts."""
     from theoryx.provenance import keys
 
-    path = Path(out).expanduser() if out else keys.default_path()
+    path = _expand(out, "--out") if out else keys.default_path()
     kid = keys.generate(path, force=force)
     click.echo(f"Private key: {path} (mode 0600; keep it secret)")
     click.echo(f"Public key:  {keys.public_path(path)}")
@@ -203,7 +213,7 @@ def verify_receipt(state: State, file: str, key: str | None, as_json: bool) -> N
         data = stdin_bytes(file) if file == "-" else Path(file).read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {file}: {exc.strerror}") from None
-    public = Path(key).expanduser() if key else None
+    public = _expand(key, "--key") if key else None
     try:
         result = verify(state.stores(create=False), data, public)
     except NoHome as missing:

@@ -155,8 +155,13 @@ class _Verifier:
 
     def signature(self, envelope: dsse.Envelope) -> None:
         path = self.key
-        if path is None and keys.public_path(keys.default_path()).is_file():
-            path = keys.public_path(keys.default_path())
+        if path is None:
+            try:
+                default: Path | None = keys.public_path(keys.default_path())
+            except UsageError:      # no home directory for the default key: there is none
+                default = None
+            if default is not None and default.is_file():
+                path = default
         if path is None:
             self.v.add("signature", "failed", "the receipt is signed but there is no key to check it with: "
                                               "give --key PUB")

@@ -33,9 +33,15 @@ _REMEMBERED = 64
 
 
 def default_path() -> Path:
-    """``$XDG_CONFIG_HOME/theoryx/signing.key`` (default ``~/.config/...``)."""
+    """``$XDG_CONFIG_HOME/theoryx/signing.key`` (default ``~/.config/...``); :class:`UsageError`
+    when the ``~`` it needs cannot be expanded (no such user; no ``HOME`` and no password entry)."""
     xdg = os.environ.get("XDG_CONFIG_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".config"
+    try:
+        base = Path(xdg).expanduser() if xdg else Path.home() / ".config"
+    except RuntimeError:        # "Could not determine home directory."
+        raise UsageError(f"no home directory to put the default signing key under "
+                         f"({(xdg or '~/.config')[:200]}/theoryx/signing.key): set XDG_CONFIG_HOME or name "
+                         "the key file") from None
     return base / "theoryx" / "signing.key"
 
 
