@@ -538,3 +538,11 @@ def test_a_tilde_that_cannot_be_expanded_is_a_usage_error_not_a_crash(
     assert code == 1 and failed(report) == [
         "signature: the receipt is signed but there is no key to check it with: give --key PUB"]
     assert verify(cli, signed, "--key", str(pub))[0] == 0
+
+
+def test_keygen_under_a_file_says_not_a_directory_not_file_exists(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    for out in (tmp_path / "afile" / "k", tmp_path / "afile" / "sub" / "k"):
+        res = cli("keygen", "--out", str(out))
+        assert res.exit_code == 1 and res.stderr == f"Error: cannot write the key pair {out}: Not a directory\n"
+    assert [p.name for p in (tmp_path / "afile").parent.iterdir() if p.name.startswith((".", "k"))] == []

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import os
 from pathlib import Path
 
@@ -105,7 +106,10 @@ def generate(path: Path, *, force: bool = False) -> str:
                                                serialization.PublicFormat.SubjectPublicKeyInfo)
     written: list[tuple[Path, Path]] = []
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except FileExistsError:     # mkdir's word for a file where the folder belongs
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)) from None
         for target, data, mode in ((path, private_pem, 0o600), (pub_path, public_pem, 0o644)):
             tmp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
             _write_new(tmp, data, mode)
