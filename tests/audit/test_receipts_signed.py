@@ -546,3 +546,38 @@ def test_keygen_under_a_file_says_not_a_directory_not_file_exists(cli: Cli, tmp_
         res = cli("keygen", "--out", str(out))
         assert res.exit_code == 1 and res.stderr == f"Error: cannot write the key pair {out}: Not a directory\n"
     assert [p.name for p in (tmp_path / "afile").parent.iterdir() if p.name.startswith((".", "k"))] == []
+
+
+def test_keygens_at_once_take_turns_one_refused_and_never_a_mismatched_pair(tmp_path: Path) -> None:
+    import threading
+
+    from theoryx.errors import UsageError
+    from theoryx.provenance import keys
+
+    def matched(path: Path) -> bool:
+        return keys.keyid(keys.load_private(path).public_key()) == keys.keyid(keys.load_public(keys.public_path(path)))
+
+    for force in (False, True):
+        for trial in range(15):
+            path = tmp_path / f"{force}-{trial}" / "k"
+            gate, made = threading.Barrier(2), []
+
+            def one(path: Path = path, gate: threading.Barrier = gate, made: list[str] = made,
+                    force: bool = force) -> None:
+                gate.wait()
+                try:
+                    made.append(keys.generate(path, force=force))
+                except UsageError:
+                    pass
+
+            threads = [threading.Thread(target=one) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            # without force: one key made, the other refused (both "succeeded" before, one
+            # overwriting the other's key); with force: the pair on disk is one key's
+            assert len(made) == (2 if force else 1), (force, trial, made)
+            assert matched(path), (force, trial)
+            assert keys.keyid(keys.load_public(keys.public_path(path))) in made
+            assert sorted(p.name for p in path.parent.iterdir()) == [path.name, path.name + ".pub"]

@@ -19,7 +19,9 @@ import base64
 import binascii
 import contextlib
 import errno
+import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -84,16 +86,40 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
     os.chmod(path, mode)  # the umask may have narrowed it
 
 
+@contextlib.contextmanager
+def _dir_locked(folder: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``folder`` itself while the block runs (nothing is created), so
+    that two key generations in one folder take turns; best effort where a filesystem has no
+    such lock."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:         # a folder we may write in but not read: no lock, as before
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)        # drops the lock
+
+
+def _refuse_existing(path: Path, pub_path: Path, force: bool) -> None:
+    existing = [p for p in (path, pub_path) if os.path.lexists(p)]
+    if existing and not force:
+        raise UsageError(f"{existing[0]} exists; refusing to overwrite a key (use force=True)", option="force")
+
+
 def generate(path: Path, *, force: bool = False) -> str:
     """Write a new private key to ``path`` (0600) and its public key to ``path.pub``; return the
     key id. :class:`UsageError` if either exists and ``force`` is not given, or is a directory.
     Both files are written beside their targets first and renamed into place only once both
     are complete, so a failure (no space, a bad path) leaves any old key pair as it was;
-    :class:`SigningKeyError` names what could not be written."""
+    :class:`SigningKeyError` names what could not be written. Generations of the same key
+    take turns (a lock on its folder): of two at once without ``force`` one is refused, and
+    two with ``force`` never leave one's private key beside the other's public key."""
     pub_path = public_path(path)
-    existing = [p for p in (path, pub_path) if os.path.lexists(p)]
-    if existing and not force:
-        raise UsageError(f"{existing[0]} exists; refusing to overwrite a key (use force=True)", option="force")
+    _refuse_existing(path, pub_path, force)
     for p in (path, pub_path):
         if p.is_dir():
             raise UsageError(f"{p} is a directory; a key file goes there")
@@ -110,12 +136,14 @@ def generate(path: Path, *, force: bool = False) -> str:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         except FileExistsError:     # mkdir's word for a file where the folder belongs
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)) from None
-        for target, data, mode in ((path, private_pem, 0o600), (pub_path, public_pem, 0o644)):
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-            _write_new(tmp, data, mode)
-            written.append((tmp, target))
-        for tmp, target in written:
-            os.replace(tmp, target)
+        with _dir_locked(path.parent):
+            _refuse_existing(path, pub_path, force)     # again: another may have made it meanwhile
+            for target, data, mode in ((path, private_pem, 0o600), (pub_path, public_pem, 0o644)):
+                tmp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+                _write_new(tmp, data, mode)
+                written.append((tmp, target))
+            for tmp, target in written:
+                os.replace(tmp, target)
     except OSError as exc:
         for tmp, _ in written:
             with contextlib.suppress(OSError):
