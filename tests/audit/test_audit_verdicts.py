@@ -276,3 +276,21 @@ def test_declaring_a_processor_stochastic_afterwards_does_not_excuse_a_divergenc
     assert again["memo_key"] != run["memo_key"] and again["cache"] == "miss"   # a new action
     code, rec = audit_json(cli, again["execution_id"])
     assert code == 0 and rec["verdict"] == "stochastic", rec
+
+
+def test_ctrl_c_during_audit_json_still_prints_one_envelope(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any command under --json, stopped by Ctrl-C: one ERR_INTERRUPTED envelope on stdout and
+    exit 130, as `run --json` does (before: nothing on stdout, "Aborted!")."""
+    from theoryx.pipeline.session import Session
+
+    run = cli.run_json(*hello_args())
+
+    def interrupted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Session, "replay", interrupted)
+    res = cli("audit", "--json", run["execution_id"])
+    assert res.exit_code == 130
+    body = json.loads(res.stdout)
+    assert body["status"] == "error" and body["error"]["code"] == "ERR_INTERRUPTED"
+    assert "Aborted!" in res.stderr

@@ -70,7 +70,11 @@ class Group(click.Group):
                 raise
             except (TheoryxError, click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
                 raise
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as stop:
+                if as_json:         # the one JSON document still says what happened (as run's does)
+                    from theoryx.errors import interruption
+
+                    click.echo(json.dumps(interruption(stop).envelope()))
                 ctx.exit(entry.aborted())
             except BrokenPipeError:
                 if not entry.stdout_gone():
