@@ -238,3 +238,38 @@ def test_waiting_requests_get_workers_in_the_order_they_asked(tmp_path: Path) ->
     for t in threads:
         t.join(5)
     assert pool._queues[key] == collections.deque()
+
+
+SECRET = "sk-live-0123456789abcdefghijklmnop"
+
+
+@pytest.mark.parametrize("frames", [
+    [("stdout", b"debug " + b"x" * 100 + SECRET.encode() + b"\n")],            # the cut falls inside it
+    [("stdout", b"[" + b"1," * 55 + b'"' + SECRET.encode() + b'"]\n')],
+    [("stdout", b"x" * 110 + SECRET.encode())],                                 # unterminated
+])
+def test_a_protocol_error_never_shows_part_of_a_secret(tmp_path: Path, frames: list[tuple[str, bytes]]) -> None:
+    w = worker(tmp_path, frames)
+    w.secrets = (SECRET,)
+    w._read()
+    detail = w.answers.get().detail
+    assert SECRET[:4] not in detail and "[REDAC" in detail, detail
+
+
+@pytest.mark.parametrize("body", [
+    {"id": "i" * 30 + SECRET, "exit_code": 0},
+    {"id": 1, "exit_code": "code " + "y" * 28 + SECRET},
+    {"id": 1, "exit_code": 2, "error": "e" * 1990 + SECRET},
+    {"id": 1, "exit_code": "bad key " + SECRET.replace("-", "\\")},             # repr doubles a backslash
+])
+def test_an_answer_s_values_in_the_request_s_stderr_never_show_part_of_a_secret(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: dict[str, Any]) -> None:
+    """The note names what the worker answered, cut: scrubbed before the cut and before quoting
+    (a cut value, or one whose backslashes repr doubled, no longer matches the log's scrubber)."""
+    w = worker(tmp_path)
+    secret = SECRET.replace("-", "\\") if "bad key" in str(body["exit_code"]) else SECRET
+    w.secrets = (secret,)
+    monkeypatch.setattr(w, "stop", lambda: None)
+    w.answers.put(workers.Answer("response", body))
+    served = w._await(1, 5.0, None)
+    assert served.note and secret[:4] not in served.note and "[REDAC" in served.note, served.note

@@ -70,6 +70,7 @@ from theoryx.adapters.base import (
 )
 from theoryx.adapters.local import docker_client
 from theoryx.adapters.local.docker_client import Attached, mapped
+from theoryx.adapters.logs import scrub
 from theoryx.core import trees
 from theoryx.core.ids import new_execution_id
 from theoryx.errors import AdapterError, ExecutionCancelled, TheoryxError
@@ -130,8 +131,10 @@ OUT_OF_TURN_RETRIES = 3
 """How many workers in a row may be found misbehaving between requests before a request fails."""
 
 
-def _excerpt(data: bytes, limit: int = 120) -> str:
-    text = data.decode("utf-8", "replace")
+def _excerpt(data: bytes, secrets: tuple[str, ...], limit: int = 120) -> str:
+    """The start of what a worker sent, for a message: its secret values scrubbed *before* it is
+    cut (a cut through a value would leave its first characters unscrubbable) and quoted."""
+    text = scrub(data, secrets).decode("utf-8", "replace")
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
@@ -153,6 +156,15 @@ class Worker:
         self._capture: Captures | None = None
         self._pending = bytearray()
         self._serving = False
+        self.secrets: tuple[str, ...] = ()     # the values of the secrets in its environment
+
+    def _scrubbed(self, text: str) -> str:
+        return scrub(text.encode("utf-8", "surrogatepass"), self.secrets).decode("utf-8", "replace")
+
+    def _shown(self, value: Any) -> str:
+        """A JSON value of an answer, for a message: scrubbed before it is quoted and cut."""
+        text = repr(self._scrubbed(value)) if isinstance(value, str) else self._scrubbed(repr(value))
+        return text if len(text) <= 40 else text[:40] + "..."
 
     # -- paths -------------------------------------------------------------------------------
 
@@ -178,6 +190,7 @@ class Worker:
             d.mkdir(mode=0o755)
             os.chmod(d, 0o755)
         spec = request.spec
+        self.secrets = tuple(request.secrets.values())
 
         def bind(source: Path, target: str, read_only: bool) -> dict[str, Any]:
             return {"Type": "bind", "Source": str(source.resolve()), "Target": target, "ReadOnly": read_only}
@@ -259,7 +272,8 @@ class Worker:
                     broken = True
                     line.clear()
             if line.strip() and not broken:
-                self.answers.put(Answer("protocol", detail=f"an unterminated stdout line {_excerpt(bytes(line))}"))
+                self.answers.put(Answer("protocol", detail="an unterminated stdout line "
+                                                           + _excerpt(bytes(line), self.secrets)))
         finally:
             self.answers.put(Answer("eof"))
 
@@ -269,10 +283,12 @@ class Worker:
         try:
             body = json.loads(raw)
         except ValueError:
-            self.answers.put(Answer("protocol", detail=f"a stdout line that is not JSON: {_excerpt(raw)}"))
+            self.answers.put(Answer("protocol", detail="a stdout line that is not JSON: "
+                                                       + _excerpt(raw, self.secrets)))
             return
         if not isinstance(body, dict):
-            self.answers.put(Answer("protocol", detail=f"a stdout line that is not a JSON object: {_excerpt(raw)}"))
+            self.answers.put(Answer("protocol", detail="a stdout line that is not a JSON object: "
+                                                       + _excerpt(raw, self.secrets)))
             return
         self.answers.put(Answer("response", body))
 
@@ -368,15 +384,17 @@ class Worker:
             body = answer.body
             if body.get("id") != seq:
                 self.stop()
-                return Served(1, note=f"worker protocol error: an answer with id {body.get('id')!r} while request "
+                return Served(1, note=f"worker protocol error: an answer with id "
+                                      f"{self._shown(body.get('id'))} while request "
                                       f"{seq} was in flight; the worker was stopped")
             code = body.get("exit_code")
             if isinstance(code, bool) or not isinstance(code, int) or not 0 <= code <= 255:
                 self.stop()
                 return Served(1, note=f"worker protocol error: exit_code must be an integer from 0 to 255 (as a "
-                                      f"process's), got {_excerpt(repr(code).encode(), 40)}; the worker was stopped")
+                                      f"process's), got {self._shown(code)}; the worker was stopped")
             error = body.get("error")
-            note = f"worker: {' '.join(str(error).split())[:2000]}" if error not in (None, "") and code != 0 else ""
+            said = " ".join(self._scrubbed(str(error)).split())[:2000]     # scrubbed before the cut
+            note = f"worker: {said}" if error not in (None, "") and code != 0 else ""
             return Served(code, note=note)
 
     def _exited(self, seq: int, sent_at: float | None) -> Served:
