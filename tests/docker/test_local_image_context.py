@@ -7,6 +7,7 @@ build while the test edits the processor's folder."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import subprocess
@@ -83,6 +84,9 @@ def proc(tmp_path: Path, docker_client: Any) -> Iterator[Proc]:
     finally:
         for img in docker_client.images.list(name=made.repo):     # only this test's repository
             docker_client.images.remove(img.id, force=True)
+        for img in docker_client.images.list(filters={"label": f"theoryx.ref={made.ref}"}):   # untagged ones
+            with contextlib.suppress(Exception):
+                docker_client.images.remove(img.id, force=True)
 
 
 def paused(args: list[str], home: Path, proc: Proc, sync: Path) -> subprocess.Popen[bytes]:
@@ -158,6 +162,33 @@ def test_a_folder_edited_mid_batch_leaves_the_batch_on_its_snapshot(
     codes = [json.loads(line)["error"]["code"] for line in out.decode().splitlines()]
     assert codes == ["ERR_IMAGE_BUILD"] * 2 and proc.tags(docker_client) == set()
     assert proc.run(home, 4).output("out.txt").text() == "v2 i=4"
+
+
+def test_a_batch_with_build_rebuilds_its_image_once_not_once_per_miss(
+        tmp_path: Path, proc: Proc, docker_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``map --build`` over one-shot items: the first miss rebuilds the image (without the layer
+    cache), the others run it. Before the fix every miss rebuilt it, several at once under
+    ``--jobs``: 4 items, 4 builds (each leaving the image it replaced dangling)."""
+    from theoryx.adapters.local import images
+    from theoryx.pipeline.session import Session
+
+    home = tmp_path / "home"
+    assert proc.run(home, 0).output("out.txt").text() == "v1 i=0"
+    builds: list[str] = []
+    real = images.build
+
+    def counted(client: Any, spec: Any, tag: str, *args: Any, **kwargs: Any) -> str:
+        builds.append(tag)
+        return real(client, spec, tag, *args, **kwargs)
+
+    monkeypatch.setattr(images, "build", counted)
+    with Session(home, registry=str(proc.registry)) as session:
+        results = list(session.map(proc.ref, [{"inputs": {"i": i}} for i in (1, 2, 3, 4)], jobs=2,
+                                   adapter="local", build=True))
+    assert [r.result.output("out.txt").text() for r in results if r.result is not None] == [
+        f"v1 i={i}" for i in (1, 2, 3, 4)], results
+    assert len(builds) == 1, builds
+    assert len(proc.tags(docker_client)) == 1
 
 
 def test_prune_keeps_an_image_that_another_spec_still_runs(tmp_path: Path, proc: Proc, docker_client: Any) -> None:

@@ -455,13 +455,14 @@ class LocalAdapter(AdapterBase):
             if request.spec.worker is not None and request.stream is None:
                 return pool.execute(self, request, opts)      # a persistent worker serves it
             with pool.one_shot():              # at most `jobs` containers, whatever is in flight
-                return self._one_shot(request, opts)
+                return self._one_shot(request, opts, pool.image(self, request))
         return self._one_shot(request, opts)
 
-    def _one_shot(self, request: ExecRequest, opts: Options) -> Outcome:
-        """One container for this run: create, run, remove."""
-        info = (self.image(request.spec, build_context(request)) if request.image is None
-                else images.ImageInfo(request.image, ""))
+    def _one_shot(self, request: ExecRequest, opts: Options, info: images.ImageInfo | None = None) -> Outcome:
+        """One container for this run: create, run, remove. ``info``: the image a batch resolved."""
+        if info is None:
+            info = (self.image(request.spec, build_context(request)) if request.image is None
+                    else images.ImageInfo(request.image, ""))
         prepare_dirs(request)
         config = container_config(self.client, request, info.name, opts)
         check_cancelled(f"the container of {request.spec.ref}")     # an item of a cancelled batch

@@ -517,7 +517,7 @@ class WorkerPool:
             self._busy += 1
         try:
             self._open(adapter)
-            info = self._image(adapter, request)
+            info = self.image(adapter, request)
             key = self._key(request, info.name, opts)
             for attempt in range(OUT_OF_TURN_RETRIES + 1):
                 worker = self._take(key, adapter, request, info.name, opts, cancellation)
@@ -625,7 +625,11 @@ class WorkerPool:
             self._lease = Lease(self.home.leases, self.id)
             self.root.mkdir(parents=True, mode=0o700)
 
-    def _image(self, adapter: LocalAdapter, request: ExecRequest) -> ImageInfo:
+    def image(self, adapter: LocalAdapter, request: ExecRequest) -> ImageInfo:
+        """The image of ``request`` for this batch, workers and one-shot containers alike: resolved
+        (built when missing; rebuilt when the batch asked for ``--build``) by the first item that
+        needs it, and reused by the others, which wait while it builds: a batch builds an image
+        once, not once per miss."""
         from theoryx.adapters.local.images import ImageInfo
 
         if request.image is not None:
