@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import secrets
 import signal
 import socket
 import subprocess
@@ -69,6 +71,47 @@ def test_interrupting_a_running_cli_run_removes_its_container(
         proc.communicate()
     assert proc.returncode != 0
     assert owned_containers(docker_client, {proc.pid}) == []
+
+
+@pytest.mark.docker
+def test_sigterm_while_a_cli_run_builds_its_image_releases_everything_like_ctrl_c(
+        tmp_path: Path, home: Path, docker_client: Any) -> None:
+    """SIGTERM is handled like Ctrl-C for the whole run, not only while its container runs.
+    Before the fix, SIGTERM during the image build killed theoryx outright (no message, killed
+    by the signal): its workspace and lease stayed until a gc, and its plan reservation ($0.50)
+    stayed counted until ``plan reconcile``."""
+    token = secrets.token_hex(6)
+    ref = f"t{token}/slow@1"
+    folder = tmp_path / "registry" / "processors" / f"t{token}" / "slow"
+    folder.mkdir(parents=True)
+    (folder / "Dockerfile").write_text(f"ARG BASE_IMAGE=python:3.11-slim\nFROM ${{BASE_IMAGE}}\n"
+                                       f"RUN sleep 90 && echo {token}\n")
+    (folder.parent / "slow@1.yaml").write_text(
+        f"ref: {ref}\nimage: {{dockerfile: slow/Dockerfile}}\ncommand: [python3, -c, pass]\n"
+        "runtime: {memory: 128, timeout: 60}\ncost: {usd: 0.5}\ninputs: {type: object}\noutputs: []\n")
+
+    def building() -> bool:
+        return any(token in (c.get("Command") or "") for c in docker_client.api.containers())
+
+    proc = spawn_cli(["run", "--ref", ref, "--plan", "p", "--inputs-json", "{}"],
+                     cli_env(home, tmp_path / "registry"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: building() or proc.poll() is not None, 120)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+        _, err = proc.communicate()
+    assert proc.returncode == 143, err
+    assert b"interrupted" in err, err
+    assert list((home / "work-v1").iterdir()) == [] and list((home / "leases").iterdir()) == []
+    shown = Cli(home, tmp_path / "registry")("plan", "show", "p", "--json")
+    assert json.loads(shown.stdout)["reserved_micros"] == 0, shown.output
+    wait_for(lambda: not building(), 60)           # the engine cancels the build it was sending
+    for img in docker_client.images.list(filters={"label": f"theoryx.ref={ref}"}):
+        with contextlib.suppress(Exception):
+            docker_client.images.remove(img.id, force=True)
 
 
 @pytest.mark.docker

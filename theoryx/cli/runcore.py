@@ -6,13 +6,15 @@ construction. Option values are keyed by the ``dest`` names of :data:`theoryx.cl
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from theoryx.cli import messages, notices
-from theoryx.cli.main import stdin_bytes
+from theoryx.cli.main import INTERRUPTED, stdin_bytes
 from theoryx.core import strictjson
 from theoryx.errors import InputsError, InputsJsonError, TheoryxError, UsageError
 from theoryx.pipeline.request import MAX_INPUT_DEPTH, RunRequest, StreamFn, check_depth, check_unicode
@@ -113,9 +115,41 @@ def build_request(v: Mapping[str, Any]) -> RunRequest:
 
 def run_command(values: Mapping[str, Any]) -> int:
     """Carry out ``theoryx run`` with resolved option values (``home`` and ``registry`` already
-    merged with the group's options); print the result or ``Error: ...``; return the exit code."""
-    with notices.shown():
-        return _run(values)
+    merged with the group's options); print the result or ``Error: ...``; return the exit code.
+    SIGTERM is handled like Ctrl-C for the whole run (exit 143 instead of 130)."""
+    with notices.shown(), _terminate_interrupts() as terminated:
+        code = _run(values)
+    return TERMINATED if terminated and code == INTERRUPTED else code
+
+
+TERMINATED = 143
+"""The exit code after SIGTERM (128 + 15, as a shell reports it)."""
+
+
+@contextlib.contextmanager
+def _terminate_interrupts() -> Iterator[list[int]]:
+    """While the run is in flight, SIGTERM raises KeyboardInterrupt as Ctrl-C does, wherever the
+    run is — building its image, vendoring, waiting for its container, recording — so that its
+    workspace, lease, plan reservation and container are released as after Ctrl-C (the default
+    disposition killed the process outside the container phase, leaving them to ``gc`` and
+    ``plan reconcile``). Yields a list that receives the signal once it came. Only where SIGTERM
+    has its default disposition (an embedding program's handler is left alone)."""
+    got: list[int] = []
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        got.append(signum)
+        raise KeyboardInterrupt
+
+    installed = False
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        with contextlib.suppress(ValueError):       # not the main thread: nothing to install
+            signal.signal(signal.SIGTERM, interrupt)
+            installed = True
+    try:
+        yield got
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _run(v: Mapping[str, Any]) -> int:
