@@ -273,3 +273,13 @@ def test_an_answer_s_values_in_the_request_s_stderr_never_show_part_of_a_secret(
     w.answers.put(workers.Answer("response", body))
     served = w._await(1, 5.0, None)
     assert served.note and secret[:4] not in served.note and "[REDAC" in served.note, served.note
+
+
+@pytest.mark.parametrize("answer_id", [True, "1", None, 2])
+def test_only_the_request_s_own_id_answers_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answer_id: Any) -> None:
+    """``{"id": true}`` is no answer to request 1 (it was taken as one: true == 1 in Python)."""
+    w = worker(tmp_path)
+    monkeypatch.setattr(w, "stop", lambda: None)
+    w.answers.put(workers.Answer("response", {"id": answer_id, "exit_code": 0}))
+    served = w._await(1, 5.0, None)
+    assert served.exit_code == 1 and "protocol error: an answer with id" in served.note, served

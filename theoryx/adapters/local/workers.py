@@ -382,7 +382,7 @@ class Worker:
                 self.stop()
                 return Served(1, note=f"worker protocol error: {answer.detail}; the worker was stopped")
             body = answer.body
-            if body.get("id") != seq:
+            if isinstance(body.get("id"), bool) or body.get("id") != seq:     # true == 1 in Python
                 self.stop()
                 return Served(1, note=f"worker protocol error: an answer with id "
                                       f"{self._shown(body.get('id'))} while request "
