@@ -33,6 +33,11 @@ BAD = [
     ("runtime: {memory: 9007199254740993}", "runtime.memory", "at most 9007199254740991"),
     ("runtime: {cpu: .nan}", "runtime.cpu", "finite"),
     ("runtime: {cpu: .inf}", "runtime.cpu", "finite"),
+    # below the engine's minimums: every local run failed as ERR_ADAPTER, or (1e-10 is 0 nano-CPUs) ran
+    # with no CPU limit at all
+    ("runtime: {memory: 4}", "runtime.memory", "at least 6 MiB"),
+    ("runtime: {cpu: 0.001}", "runtime.cpu", "at least 0.01"),
+    ("runtime: {cpu: 1.0e-10}", "runtime.cpu", "at least 0.01"),
     ("cost: {usd: .inf}", "cost.usd", "finite"),
     ("cost: {usd: .nan}", "cost.usd", "finite"),
     ("cost: {per_second_usd: 100000000000000000000000}", "cost.per_second_usd", "at most"),

@@ -54,6 +54,11 @@ MAX_WORKER_REQUESTS = 1_000_000_000
 
 MAX_TIMEOUT_S = 7 * 24 * 3600
 """The longest ``runtime.timeout`` a spec may ask for (adapter options cap theirs the same way)."""
+MIN_MEMORY_MIB = 6
+"""The smallest ``runtime.memory``: the container engine refuses a memory limit below 6 MB."""
+MIN_CPU = 0.01
+"""The smallest ``runtime.cpu``: the engine refuses less; a value that rounds to 0 nano-CPUs
+would mean *no* CPU limit at all."""
 
 
 @dataclass(frozen=True)
@@ -384,9 +389,16 @@ class _Parser:
         gpu = d.get("gpu")
         if gpu is not None and (not isinstance(gpu, (str, int)) or isinstance(gpu, bool)):
             raise self.fail("runtime.gpu", "must be a GPU type or count (e.g. 'A10G' or 1), or null")
+        cpu = self.number(d.get("cpu", r.cpu), "runtime.cpu", integer=False)
+        if cpu < MIN_CPU:
+            raise self.fail("runtime.cpu", f"must be at least {MIN_CPU} (a container cannot be given less)")
+        memory = int(self.number(d.get("memory", r.memory), "runtime.memory", integer=True))
+        if memory < MIN_MEMORY_MIB:
+            raise self.fail("runtime.memory", f"must be at least {MIN_MEMORY_MIB} MiB (a container cannot be "
+                                              "given less)")
         return Runtime(
-            cpu=self.number(d.get("cpu", r.cpu), "runtime.cpu", integer=False),
-            memory=int(self.number(d.get("memory", r.memory), "runtime.memory", integer=True)),
+            cpu=cpu,
+            memory=memory,
             timeout=timeout,
             gpu=None if gpu is None else str(gpu),
             network=self.flag(d.get("network", r.network), "runtime.network"),

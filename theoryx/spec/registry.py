@@ -51,7 +51,9 @@ if TYPE_CHECKING:
 # "4": nor those cached before every $ref of the inputs schema had to resolve (one pointing
 # nowhere failed every run as ERR_INTERNAL), nor before every declared output had to be one a run
 # could produce (a clean name, declared once, no file below another).
-SPEC_CACHE_VERSION = "4"
+# "5": nor those cached before runtime.memory had to be at least 6 MiB and runtime.cpu at least
+# 0.01 (less passed validation and failed every local run as ERR_ADAPTER, or lifted the CPU limit).
+SPEC_CACHE_VERSION = "5"
 SPEC_MAX_BYTES = 1 << 20
 SPEC_MAX_DEPTH = 64
 SPEC_MAX_NODES = 20_000
