@@ -38,6 +38,9 @@ BAD = [
     ("runtime: {memory: 4}", "runtime.memory", "at least 6 MiB"),
     ("runtime: {cpu: 0.001}", "runtime.cpu", "at least 0.01"),
     ("runtime: {cpu: 1.0e-10}", "runtime.cpu", "at least 0.01"),
+    # no process can be given a NUL: every local run failed (ERR_ADAPTER, or exec's "invalid argument")
+    ('command: [python3, "a\\0b"]', "command[1]", "NUL"),
+    ('env: {FOO: "a\\0b"}', "env.FOO", "NUL"),
     ("cost: {usd: .inf}", "cost.usd", "finite"),
     ("cost: {usd: .nan}", "cost.usd", "finite"),
     ("cost: {per_second_usd: 100000000000000000000000}", "cost.per_second_usd", "at most"),

@@ -377,6 +377,9 @@ class _Parser:
             raise self.fail("command", "must be a list of strings (exec form), not a shell string")
         if not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v):
             raise self.fail("command", "must be a non-empty list of strings")
+        for i, arg in enumerate(v):
+            if "\0" in arg:
+                raise self.fail(f"command[{i}]", "must not contain a NUL character (no process argument can)")
         return tuple(v)
 
     def runtime(self, v: Any) -> Runtime:
@@ -544,4 +547,6 @@ class _Parser:
         for k, val in d.items():
             if not _SECRET.match(k) or not isinstance(val, (str, int, float)) or isinstance(val, bool):
                 raise self.fail(f"env.{k}", "must map a variable NAME to a string")
+            if "\0" in str(val):
+                raise self.fail(f"env.{k}", "must not contain a NUL character (no environment variable can)")
         return {k: str(val) for k, val in d.items()}

@@ -53,7 +53,9 @@ if TYPE_CHECKING:
 # could produce (a clean name, declared once, no file below another).
 # "5": nor those cached before runtime.memory had to be at least 6 MiB and runtime.cpu at least
 # 0.01 (less passed validation and failed every local run as ERR_ADAPTER, or lifted the CPU limit).
-SPEC_CACHE_VERSION = "5"
+# "6": nor those cached before a NUL character in a command argument or an env value was refused
+# (no process can be given one: every local run failed as ERR_ADAPTER or "exec: invalid argument").
+SPEC_CACHE_VERSION = "6"
 SPEC_MAX_BYTES = 1 << 20
 SPEC_MAX_DEPTH = 64
 SPEC_MAX_NODES = 20_000
