@@ -165,12 +165,25 @@ def test_every_write_prefix_message_renders_as_the_cli_always_printed_it() -> No
         "/artifacts/a\\b/": "--write-prefix must not contain backslashes, NUL or newlines",
         "/artifacts/inputs/x/": "--write-prefix must not be inside /artifacts/inputs/ or /artifacts/execution/",
         "/artifacts/{run}/": "--write-prefix may only use the placeholder {execution_id}",
+        # a segment no directory can have: every local run failed as an engine error (ERR_ADAPTER)
+        "/artifacts/" + "x" * 256 + "/": "--write-prefix must not have a segment longer than 255 bytes "
+                                         "(no directory of a container can be named so)",
+        "/artifacts/" + "é" * 128 + "/": "--write-prefix must not have a segment longer than 255 bytes "
+                                         "(no directory of a container can be named so)",
+        "/artifacts/" + "x" * 240 + "{execution_id}/": "--write-prefix must not have a segment longer than 255 "
+                                                       "bytes (no directory of a container can be named so)",
+        "/artifacts/" + ("x" * 200 + "/") * 6: "--write-prefix must be at most 1024 bytes long",
     }
     for prefix, cli_text in cases.items():
         with pytest.raises(WritePrefixError) as info:
             writeprefix.check(prefix)
         assert "--" not in info.value.message, prefix
         assert cli_errors.message(info.value) == cli_text, prefix
+
+
+def test_a_write_prefix_segment_of_255_bytes_is_accepted() -> None:
+    writeprefix.check("/artifacts/" + "x" * 255 + "/")
+    writeprefix.check("/artifacts/" + "x" * 229 + "{execution_id}/")       # 255 once expanded
 
 
 def test_keygen_without_force_python_says_force_true_and_the_cli_says_force(

@@ -7,6 +7,12 @@ from theoryx.errors import WritePrefixError
 DEFAULT = "/artifacts/outputs/"
 PLACEHOLDER = "{execution_id}"
 _RESERVED = ("/artifacts/inputs/", "/artifacts/execution/")
+EXECUTION_ID_LENGTH = 26
+NAME_MAX = 255
+"""The longest segment: the container's directory at the prefix is mounted there (Linux's NAME_MAX;
+a longer one failed every local run as an engine error)."""
+PATH_MAX = 1024
+"""The longest prefix, expanded: room is left below it for the outputs' own paths."""
 
 
 def check(prefix: str) -> None:
@@ -27,6 +33,12 @@ def check(prefix: str) -> None:
         raise WritePrefixError("write_prefix must not contain backslashes, NUL or newlines")
     if prefix.startswith(_RESERVED):
         raise WritePrefixError("write_prefix must not be inside /artifacts/inputs/ or /artifacts/execution/")
+    expanded = prefix.replace(PLACEHOLDER, "x" * EXECUTION_ID_LENGTH)
+    if any(len(seg.encode("utf-8", "surrogatepass")) > NAME_MAX for seg in expanded.split("/")):
+        raise WritePrefixError(f"write_prefix must not have a segment longer than {NAME_MAX} bytes "
+                               "(no directory of a container can be named so)")
+    if len(expanded.encode("utf-8", "surrogatepass")) > PATH_MAX:
+        raise WritePrefixError(f"write_prefix must be at most {PATH_MAX} bytes long")
     rest = prefix.replace(PLACEHOLDER, "")
     if "{" in rest or "}" in rest:
         raise WritePrefixError("write_prefix may only use the placeholder {execution_id}")
